@@ -1,0 +1,5 @@
+"""A library the services share."""
+
+
+def greet(name):
+    return f"hello, {name}"

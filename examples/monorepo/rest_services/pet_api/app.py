@@ -1,0 +1,4 @@
+"""The pet API service."""
+from awesome_lib import greet
+
+print(greet("pets"))

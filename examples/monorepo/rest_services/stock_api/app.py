@@ -1,0 +1,1 @@
+"""Not part of CI: no package in loktar.json points here."""

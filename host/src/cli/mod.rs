@@ -1,0 +1,260 @@
+//! The `loktar` command line: argument parsing, dispatch and exit codes.
+//!
+//! Exit codes are a contract: 0 success, 1 a pipeline failed, 2 a usage or
+//! configuration error. Data goes to stdout; messages and logs to stderr.
+
+mod context;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Providers, schema};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::render::{self, Format, View};
+use context::{Context, Planned};
+
+/// Continuous integration for polyglot monorepos.
+///
+/// Loktar reads the packages of a repository from `loktar.json`, finds the
+/// ones a change touches, adds everything that depends on them, and runs
+/// them in dependency order.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loktar",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Any folder inside the repository [default: the current folder]
+    #[arg(long, global = true, value_name = "DIR", env = "LOKTAR_REPO")]
+    repo: Option<PathBuf>,
+
+    /// When to colour messages on stderr (`NO_COLOR` is honoured)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show which packages a change affects, in dependency order, and why
+    Plan(PlanArgs),
+    /// Show the chain from a changed file to a package
+    Why(WhyArgs),
+    /// Show the whole dependency graph
+    Graph(GraphArgs),
+    /// Print the JSON Schema of loktar.json, for editors
+    Schema,
+}
+
+/// Which changes to look at.
+#[derive(Debug, Args)]
+pub(crate) struct RangeArgs {
+    /// Older end of the range [default: merge-base of head with the default branch,
+    /// or head's parent when head is on the default branch]
+    #[arg(long, value_name = "REV", env = "LOKTAR_BASE")]
+    base: Option<String>,
+
+    /// Newer end of the range
+    #[arg(long, value_name = "REV", env = "LOKTAR_HEAD", default_value = "HEAD")]
+    head: String,
+
+    /// The default branch [default: origin/HEAD, then main, then master]
+    #[arg(long, value_name = "BRANCH", env = "LOKTAR_DEFAULT_BRANCH")]
+    default_branch: Option<String>,
+
+    /// Look at uncommitted changes (staged, unstaged and untracked) instead of a range
+    /// (takes precedence over `--base`/`--head`)
+    #[arg(long)]
+    worktree: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    range: RangeArgs,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct WhyArgs {
+    /// The package to explain
+    package: String,
+
+    #[command(flatten)]
+    range: RangeArgs,
+}
+
+#[derive(Debug, Args)]
+struct GraphArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
+    init_logging(color);
+    match run(cli) {
+        Ok(output) => write_stdout(&output),
+        Err(Diagnostics(problems)) => {
+            let mut stderr = std::io::stderr().lock();
+            for problem in &problems {
+                let _ = writeln!(stderr, "{}\n", problem.render(color));
+            }
+            if problems.len() > 1 {
+                let _ = writeln!(stderr, "{} errors", problems.len());
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(color: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .try_init();
+}
+
+fn write_stdout(output: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`loktar plan | head`) is not an error.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write to stdout: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<String, Diagnostics> {
+    let providers = Providers::builtin();
+    match cli.command {
+        Command::Schema => Ok(render::plan::to_json(&schema(&providers))),
+        Command::Graph(args) => {
+            let context = Context::load(cli.repo.as_deref(), providers)?;
+            let view = View::whole(&context.workspace, &context.graph);
+            Ok(match args.format {
+                Format::Text => render::graph::text(&view),
+                Format::Json => render::graph::json(&view),
+                Format::Dot => render::dot::render(&view),
+                Format::Svg => render::svg::render(&view),
+            })
+        }
+        Command::Plan(args) => {
+            let context = Context::load(cli.repo.as_deref(), providers)?;
+            let planned = context.plan(&args.range)?;
+            let report = planned.report(&context);
+            Ok(match args.format {
+                Format::Text => report.text(),
+                Format::Json => report.json(),
+                Format::Dot => render::dot::render(&View::of_plan(
+                    &context.workspace,
+                    &context.graph,
+                    &planned.plan,
+                )),
+                Format::Svg => render::svg::render(&View::of_plan(
+                    &context.workspace,
+                    &context.graph,
+                    &planned.plan,
+                )),
+            })
+        }
+        Command::Why(args) => {
+            let context = Context::load(cli.repo.as_deref(), providers)?;
+            let Some(package) = context.workspace.index_of(&args.package) else {
+                return Err(unknown_package(&context, &args.package).into());
+            };
+            let planned = context.plan(&args.range)?;
+            Ok(why(&context, &planned, package))
+        }
+    }
+}
+
+fn unknown_package(context: &Context, name: &str) -> Diagnostic {
+    let hint = match context.workspace.closest_name(name) {
+        Some(guess) => format!("did you mean `{guess}`?"),
+        None => "`loktar graph` lists the packages".to_string(),
+    };
+    Diagnostic::new(format!("no package named `{name}` in loktar.json")).hint(hint)
+}
+
+/// Explains why a package is (or is not) in the plan.
+fn why(context: &Context, planned: &Planned, package: usize) -> String {
+    let packages = &context.workspace.packages;
+    let name = &packages[package].name;
+    let report = planned.report(context);
+    let mut out = format!("{}\n", report.range_line());
+    if let Some(commit) = &planned.detection.nobuild {
+        out.push_str(&format!(
+            "`{name}` is not affected: commit `{}` says NOBUILD\n",
+            &commit.sha[..commit.sha.len().min(10)]
+        ));
+        return out;
+    }
+    if !planned.plan.contains(package) {
+        out.push_str(&format!(
+            "`{name}` is not affected: nothing it contains or depends on changed\n"
+        ));
+        return out;
+    }
+    out.push_str(&format!("`{name}` is affected:\n"));
+    let chain = planned.plan.chain(package);
+    let origin = chain[0];
+    let seed = planned.plan.step(origin).and_then(|s| s.seed.as_ref());
+    if let Some(seed) = seed {
+        if let Some(first) = seed.files.first() {
+            let more = match seed.files.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {})", render::plan::plural(n, "more file")),
+            };
+            out.push_str(&format!("  `{first}` changed{more}\n"));
+            out.push_str(&format!("  → `{}` owns it\n", packages[origin].name));
+        } else if seed.manifest.is_some() {
+            out.push_str(&format!(
+                "  the entry of `{}` in loktar.json changed\n",
+                packages[origin].name
+            ));
+        }
+    }
+    for pair in chain.windows(2) {
+        out.push_str(&format!(
+            "  → `{}` depends on `{}`\n",
+            packages[pair[1]].name, packages[pair[0]].name
+        ));
+    }
+    out
+}

@@ -1,0 +1,548 @@
+//! A small JSON parser that remembers where every value starts.
+//!
+//! `serde_json` reports positions only for syntax errors; validating
+//! `loktar.json` needs the line and column of every key and value so that an
+//! unknown key or a wrong type deep inside a package can be pointed at.
+//! Objects keep their members in source order, duplicates included, so that a
+//! key written twice is reported instead of silently overwritten.
+
+use std::fmt;
+
+/// Nesting deeper than this is rejected rather than risking the stack.
+const MAX_DEPTH: usize = 128;
+
+/// A parsed value with the byte offset where it starts in the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Byte offset of the value's first character.
+    pub offset: usize,
+    /// The value itself.
+    pub value: Value,
+}
+
+/// A JSON value whose children carry their own positions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`
+    Null,
+    /// `true` or `false`
+    Bool(bool),
+    /// A number, kept as written.
+    Number(String),
+    /// A string, unescaped.
+    String(String),
+    /// An array.
+    Array(Vec<Node>),
+    /// An object, members in source order.
+    Object(Vec<Member>),
+}
+
+/// One `"key": value` pair of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// Byte offset of the key's opening quote.
+    pub key_offset: usize,
+    /// The key, unescaped.
+    pub key: String,
+    /// The value.
+    pub value: Node,
+}
+
+impl Value {
+    /// The JSON type name used in error messages (`a string`, `an array`…).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
+}
+
+impl Node {
+    /// Writes the value as compact JSON with object keys sorted, so that two
+    /// values that mean the same compare equal regardless of formatting.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        write_canonical(&self.value, &mut out);
+        out
+    }
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(n),
+        Value::String(s) => out.push_str(&serde_json::Value::from(s.as_str()).to_string()),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(&item.value, out);
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            let mut sorted: Vec<&Member> = members.iter().collect();
+            sorted.sort_by(|a, b| a.key.cmp(&b.key));
+            out.push('{');
+            for (i, member) in sorted.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::from(member.key.as_str()).to_string());
+                out.push(':');
+                write_canonical(&member.value.value, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A syntax error and the byte offset where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Byte offset of the offending character (or the end of input).
+    pub offset: usize,
+    /// What was wrong, lowercase.
+    pub message: String,
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Parses a complete JSON document.
+pub fn parse(source: &str) -> Result<Node, SyntaxError> {
+    let mut parser = Parser {
+        src: source.as_bytes(),
+        text: source,
+        pos: 0,
+    };
+    parser.skip_whitespace();
+    if parser.pos == 0 && source.starts_with('\u{feff}') {
+        parser.pos = 3;
+        parser.skip_whitespace();
+    }
+    let node = parser.value(0)?;
+    parser.skip_whitespace();
+    if parser.pos < parser.src.len() {
+        return Err(parser.error("unexpected content after the end of the document"));
+    }
+    Ok(node)
+}
+
+/// Converts byte offsets into 1-based line and column numbers.
+#[derive(Debug)]
+pub struct LineIndex {
+    line_starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes the line starts of `source`.
+    pub fn new(source: &str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { line_starts }
+    }
+
+    /// The 1-based line and column (in characters) of a byte offset.
+    pub fn position(&self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let start = self.line_starts[line];
+        let column = source
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (line + 1, column)
+    }
+}
+
+struct Parser<'a> {
+    src: &'a [u8],
+    text: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn error(&self, message: impl Into<String>) -> SyntaxError {
+        SyntaxError {
+            offset: self.pos,
+            message: message.into(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn describe_next(&self) -> String {
+        match self
+            .text
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
+        {
+            None => "the end of the file".to_string(),
+            Some(c) => format!("`{c}`"),
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(format!(
+                "values are nested more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        let offset = self.pos;
+        let value = match self.peek() {
+            Some(b'{') => self.object(depth)?,
+            Some(b'[') => self.array(depth)?,
+            Some(b'"') => Value::String(self.string()?),
+            Some(b't') => self.literal("true", Value::Bool(true))?,
+            Some(b'f') => self.literal("false", Value::Bool(false))?,
+            Some(b'n') => self.literal("null", Value::Null)?,
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            _ => {
+                return Err(self.error(format!("expected a value, found {}", self.describe_next())));
+            }
+        };
+        Ok(Node { offset, value })
+    }
+
+    fn literal(&mut self, word: &str, value: Value) -> Result<Value, SyntaxError> {
+        if self.src[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.error(format!("expected a value, found {}", self.describe_next())))
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, SyntaxError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error("expected a digit in the number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.error("expected a digit after the decimal point"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.error("expected a digit in the exponent"));
+            }
+            self.digits();
+        }
+        Ok(Value::Number(self.text[start..self.pos].to_string()))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn string(&mut self) -> Result<String, SyntaxError> {
+        let open = self.pos;
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let run_start = self.pos;
+            while let Some(b) = self.peek() {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.push_str(&self.text[run_start..self.pos]);
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape(&mut out)?;
+                }
+                Some(_) => {
+                    return Err(self.error("control characters must be escaped inside strings"));
+                }
+                None => {
+                    return Err(SyntaxError {
+                        offset: open,
+                        message: "this string is never closed".to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn escape(&mut self, out: &mut String) -> Result<(), SyntaxError> {
+        let Some(c) = self.peek() else {
+            return Err(self.error("unfinished escape sequence"));
+        };
+        self.pos += 1;
+        match c {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let first = self.hex4()?;
+                let ch = if (0xD800..0xDC00).contains(&first) {
+                    if !self.src[self.pos..].starts_with(b"\\u") {
+                        return Err(
+                            self.error("a high surrogate must be followed by a low surrogate")
+                        );
+                    }
+                    self.pos += 2;
+                    let second = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&second) {
+                        return Err(self.error("invalid low surrogate"));
+                    }
+                    char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
+                } else {
+                    char::from_u32(first)
+                };
+                match ch {
+                    Some(ch) => out.push(ch),
+                    None => return Err(self.error("invalid unicode escape")),
+                }
+            }
+            _ => {
+                self.pos -= 1;
+                return Err(self.error(format!("invalid escape sequence `\\{}`", c as char)));
+            }
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let digits = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("expected four hex digits"))?;
+        let value =
+            u32::from_str_radix(digits, 16).map_err(|_| self.error("expected four hex digits"))?;
+        self.pos += 4;
+        Ok(value)
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.skip_whitespace();
+            items.push(self.value(depth + 1)?);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                    if self.peek() == Some(b']') {
+                        return Err(self.error("trailing comma before `]`"));
+                    }
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => {
+                    return Err(self.error(format!(
+                        "expected `,` or `]`, found {}",
+                        self.describe_next()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        self.pos += 1;
+        let mut members = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(members));
+        }
+        loop {
+            self.skip_whitespace();
+            if self.peek() != Some(b'"') {
+                return Err(self.error(format!(
+                    "expected a key in double quotes, found {}",
+                    self.describe_next()
+                )));
+            }
+            let key_offset = self.pos;
+            let key = self.string()?;
+            self.skip_whitespace();
+            if self.peek() != Some(b':') {
+                return Err(self.error(format!(
+                    "expected `:` after the key, found {}",
+                    self.describe_next()
+                )));
+            }
+            self.pos += 1;
+            self.skip_whitespace();
+            let value = self.value(depth + 1)?;
+            members.push(Member {
+                key_offset,
+                key,
+                value,
+            });
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                    if self.peek() == Some(b'}') {
+                        return Err(self.error("trailing comma before `}`"));
+                    }
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(members));
+                }
+                _ => {
+                    return Err(self.error(format!(
+                        "expected `,` or `}}`, found {}",
+                        self.describe_next()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(src: &str) -> (usize, usize, String) {
+        let e = parse(src).expect_err("should fail");
+        let (line, col) = LineIndex::new(src).position(src, e.offset);
+        (line, col, e.message)
+    }
+
+    #[test]
+    fn parses_nested_values_with_offsets() {
+        let src =
+            "{\"a\": [1, -2.5e3, \"x\\u00e9\\ud83d\\ude00\"], \"b\": {\"c\": null, \"d\": true}}";
+        let node = parse(src).expect("valid");
+        let Value::Object(members) = &node.value else {
+            panic!("object")
+        };
+        assert_eq!(members[0].key, "a");
+        let Value::Array(items) = &members[0].value.value else {
+            panic!("array")
+        };
+        assert_eq!(items[1].value, Value::Number("-2.5e3".into()));
+        assert_eq!(items[2].value, Value::String("xé😀".into()));
+        assert_eq!(&src[items[2].offset..items[2].offset + 1], "\"");
+        assert_eq!(
+            node.canonical(),
+            r#"{"a":[1,-2.5e3,"xé😀"],"b":{"c":null,"d":true}}"#
+        );
+    }
+
+    #[test]
+    fn keeps_duplicate_keys_in_order() {
+        let node = parse(r#"{"k": 1, "k": 2}"#).expect("valid");
+        let Value::Object(members) = node.value else {
+            panic!("object")
+        };
+        assert_eq!(members.len(), 2);
+    }
+
+    #[test]
+    fn reports_positions_of_syntax_errors() {
+        assert_eq!(
+            err("{\n  \"a\": 1,\n}"),
+            (3, 1, "trailing comma before `}`".into())
+        );
+        assert_eq!(
+            err("{\"a\" 1}"),
+            (1, 6, "expected `:` after the key, found `1`".into())
+        );
+        assert_eq!(
+            err("[1 2]"),
+            (1, 4, "expected `,` or `]`, found `2`".into())
+        );
+        assert_eq!(
+            err("{\"é\": x}"),
+            (1, 7, "expected a value, found `x`".into())
+        );
+        assert_eq!(err("\"abc"), (1, 1, "this string is never closed".into()));
+        assert_eq!(
+            err("{} {}"),
+            (
+                1,
+                4,
+                "unexpected content after the end of the document".into()
+            )
+        );
+        assert_eq!(
+            err(""),
+            (1, 1, "expected a value, found the end of the file".into())
+        );
+        assert_eq!(err("[01]"), (1, 3, "expected `,` or `]`, found `1`".into()));
+        assert_eq!(
+            err("\"\\x\""),
+            (1, 2, "invalid escape sequence `\\x`".into())
+        );
+        assert_eq!(err("\"\\u12\""), (1, 4, "expected four hex digits".into()));
+    }
+
+    #[test]
+    fn rejects_deep_nesting_without_overflowing() {
+        let src = "[".repeat(100_000);
+        assert!(err(&src).2.contains("nested more than"));
+    }
+
+    #[test]
+    fn never_panics_on_truncated_input() {
+        let src = r#"{"packages": [{"pkg_name": "a\u00e9", "x": [1.5e-3, true, null]}]}"#;
+        for end in 0..src.len() {
+            if let Some(prefix) = src.get(..end) {
+                assert!(parse(prefix).is_err(), "prefix {prefix:?} should not parse");
+            }
+        }
+        assert!(parse(src).is_ok());
+    }
+}

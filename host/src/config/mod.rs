@@ -1,0 +1,197 @@
+//! `loktar.json`: the packages of a monorepo, parsed and validated.
+//!
+//! Loading never panics and never guesses: every problem in the file becomes
+//! a [`Diagnostic`] with the file, line and column, the package and the fix,
+//! and all of them are reported together.
+
+mod fields;
+pub mod json;
+mod providers;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use fields::schema;
+pub use providers::{NO_TEST, Providers};
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+
+/// The file Loktar reads at the repository root.
+pub const MANIFEST: &str = "loktar.json";
+
+/// Whether a package is deployed on its own or used by other packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageKind {
+    /// A deployable service.
+    Service,
+    /// A library other packages use.
+    Library,
+}
+
+/// Build, publish and store settings of a package.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildInfo {
+    /// `local` or `url`; `None` means local.
+    pub build_type: Option<String>,
+    /// Registry provider that publishes the artifact.
+    pub registry_type: Option<String>,
+    /// Storage provider that stores the artifact.
+    pub storage_type: Option<String>,
+    /// Every other key: settings for the plugins.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One package of the monorepo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Package {
+    /// Unique name.
+    pub name: String,
+    /// Folder relative to the repository root, `/`-separated, `""` for the root.
+    pub dir: String,
+    /// Builder provider (`pkg_type`).
+    pub pkg_type: Option<String>,
+    /// Tester provider; `None` when absent or `no-test`.
+    pub test_type: Option<String>,
+    /// `type`: service or library.
+    pub kind: Option<PackageKind>,
+    /// `build_info`.
+    pub build_info: BuildInfo,
+    /// Packages this one depends on, as written.
+    pub depends_on: Vec<String>,
+    /// Discovery providers that find more dependencies.
+    pub dependencies_type: Vec<String>,
+    /// Commit-message prefixes that do not propagate to dependents.
+    pub exclude_keywords: Vec<String>,
+    /// Where the entry, its name, its folder and each `depends_on` item are written.
+    pub positions: Positions,
+}
+
+/// Source positions of the parts of a package entry, for error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Positions {
+    /// The entry's opening brace.
+    pub entry: Location,
+    /// The `pkg_dir`/`artifact_dir` value, or the entry when the folder is implied.
+    pub dir: Location,
+    /// Whether the folder was written (`pkg_dir` or `artifact_dir`) or implied by the name.
+    pub dir_written: bool,
+    /// Each `depends_on` item.
+    pub depends_on: Vec<Location>,
+}
+
+/// A repository's validated `loktar.json`.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// The repository root (the folder holding `loktar.json`).
+    pub root: PathBuf,
+    /// The text of `loktar.json`, kept to compare entries with another revision.
+    pub source: String,
+    /// The packages in file order.
+    pub packages: Vec<Package>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Workspace {
+    /// Reads and validates `loktar.json` in `root`, including that every
+    /// package folder exists. `shown_as` is how the file is named in errors.
+    pub fn load(
+        root: &Path,
+        shown_as: &str,
+        providers: &Providers,
+    ) -> Result<Workspace, Diagnostics> {
+        let path = root.join(MANIFEST);
+        let source = match std::fs::read_to_string(&path) {
+            Ok(source) => source,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Diagnostic::new(format!("no `{MANIFEST}` in the repository root `{}`", root.display()))
+                    .hint(format!(
+                        "create `{MANIFEST}` listing the packages (`loktar schema` prints its format), or pass `--repo`"
+                    ))
+                    .into());
+            }
+            Err(error) => {
+                return Err(
+                    Diagnostic::new(format!("cannot read `{}`: {error}", path.display())).into(),
+                );
+            }
+        };
+        let packages = validate::parse(&source, shown_as, providers)?;
+        validate::check_folders(root, &packages)?;
+        Ok(Workspace::new(root.to_path_buf(), source, packages))
+    }
+
+    /// Builds a workspace from packages already validated.
+    pub fn new(root: PathBuf, source: String, packages: Vec<Package>) -> Workspace {
+        let by_name = packages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        Workspace {
+            root,
+            source,
+            packages,
+            by_name,
+        }
+    }
+
+    /// The index of a package by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// A package by name.
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.index_of(name).map(|i| &self.packages[i])
+    }
+
+    /// The package name closest to `name`, for "did you mean" hints.
+    pub fn closest_name(&self, name: &str) -> Option<&str> {
+        crate::suggest::closest(name, self.packages.iter().map(|p| p.name.as_str()))
+    }
+}
+
+/// Parses `loktar.json` text without touching the filesystem.
+pub fn parse(
+    source: &str,
+    shown_as: &str,
+    providers: &Providers,
+) -> Result<Vec<Package>, Diagnostics> {
+    validate::parse(source, shown_as, providers)
+}
+
+/// Each package entry of a `loktar.json` text in canonical form, by name.
+///
+/// Used to find which entries changed between two revisions; returns `None`
+/// when the text is not a readable package list.
+pub fn canonical_entries(source: &str) -> Option<HashMap<String, String>> {
+    let root = json::parse(source).ok()?;
+    let json::Value::Object(members) = root.value else {
+        return None;
+    };
+    let packages = members.into_iter().find(|m| m.key == "packages")?;
+    let json::Value::Array(items) = packages.value.value else {
+        return None;
+    };
+    let mut entries = HashMap::new();
+    for item in items {
+        let json::Value::Object(fields) = &item.value else {
+            return None;
+        };
+        let name = fields
+            .iter()
+            .find_map(|m| match (&m.key[..], &m.value.value) {
+                ("pkg_name" | "artifact_name", json::Value::String(name)) => Some(name.clone()),
+                _ => None,
+            })?;
+        entries.insert(name, item.canonical());
+    }
+    Some(entries)
+}
+
+/// Shows a repository-relative folder in messages (`.` for the root).
+pub fn show_dir(dir: &str) -> &str {
+    if dir.is_empty() { "." } else { dir }
+}

@@ -1,0 +1,14 @@
+//! Loktar: continuous integration for polyglot monorepos.
+//!
+//! The crate is the `loktar` binary's library. Data flows from `loktar.json`
+//! ([`config`]) and git ([`scm`]) through the dependency graph ([`graph`]) to
+//! a plan, which [`render`] prints. See `DESIGN.md` for the whole map.
+
+pub mod affected;
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod graph;
+pub mod render;
+pub mod scm;
+pub mod suggest;

@@ -1,0 +1,5 @@
+//! The `loktar` binary: everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    loktar::cli::main()
+}

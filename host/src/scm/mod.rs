@@ -1,0 +1,472 @@
+//! What changed: the files and commit messages of a git range or of the
+//! uncommitted work tree.
+//!
+//! The range defaults to the merge-base of `HEAD` with the default branch (or
+//! the previous commit when `HEAD` is on the default branch). A range that
+//! cannot be resolved is an error with the fix — never a silent "everything".
+
+mod git;
+pub mod owners;
+
+use std::path::{Path, PathBuf};
+
+pub use git::Git;
+use git::{GitFailure, fields};
+
+use crate::diagnostic::Diagnostic;
+
+/// Which changes to look at.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The older end of the range; default: merge-base with the default branch.
+    pub base: Option<String>,
+    /// The newer end; default: `HEAD`.
+    pub head: Option<String>,
+    /// The default branch; default: `origin/HEAD`, then `main`, then `master`.
+    pub default_branch: Option<String>,
+    /// Look at uncommitted changes (staged, unstaged, untracked) instead of a range.
+    pub worktree: bool,
+}
+
+/// How a file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// New file.
+    Added,
+    /// Content or mode changed.
+    Modified,
+    /// Removed.
+    Deleted,
+    /// Moved here from `old_path`.
+    Renamed,
+    /// Copied here from `old_path`.
+    Copied,
+    /// Type changed (file, symlink, submodule).
+    TypeChanged,
+}
+
+/// One changed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    /// The path, relative to the repository root.
+    pub path: String,
+    /// The path before a rename or copy.
+    pub old_path: Option<String>,
+    /// How it changed.
+    pub status: Status,
+}
+
+impl ChangedFile {
+    /// Every path the change touches: both ends of a rename count.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        let old = match self.status {
+            Status::Renamed => self.old_path.as_deref(),
+            _ => None,
+        };
+        std::iter::once(self.path.as_str()).chain(old)
+    }
+}
+
+/// A commit in the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Full hash.
+    pub sha: String,
+    /// Full message.
+    pub message: String,
+}
+
+impl Commit {
+    /// The first line of the message.
+    pub fn subject(&self) -> &str {
+        self.message.lines().next().unwrap_or("")
+    }
+}
+
+/// How the base of the range was chosen, for the plan's header.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BaseOrigin {
+    /// Given by `--base` or `LOKTAR_BASE`.
+    Given,
+    /// The merge-base of head with the default branch.
+    MergeBase {
+        /// The default branch used.
+        branch: String,
+    },
+    /// Head is on the default branch: its first parent.
+    Parent {
+        /// The default branch used.
+        branch: String,
+    },
+    /// Head is the first commit: everything in it is new.
+    RootCommit,
+    /// Uncommitted changes against `HEAD`.
+    Worktree,
+}
+
+/// Everything that changed in the selected range.
+#[derive(Debug, Clone)]
+pub struct ChangeSet {
+    /// The base commit, `None` when head is the root commit or in an empty repository.
+    pub base: Option<String>,
+    /// The head commit, `None` for uncommitted changes.
+    pub head: Option<String>,
+    /// How the base was chosen.
+    pub origin: BaseOrigin,
+    /// Changed files, in git's order.
+    pub files: Vec<ChangedFile>,
+    /// Commits in `base..head`, newest first, merges left out.
+    pub commits: Vec<Commit>,
+}
+
+/// Finds the repository root: the nearest folder at or above `start` that holds `.git`.
+pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
+    let start = std::path::absolute(start).map_err(|error| {
+        Diagnostic::new(format!("cannot resolve `{}`: {error}", start.display()))
+    })?;
+    if !start.is_dir() {
+        return Err(Diagnostic::new(format!(
+            "`{}` is not a folder",
+            start.display()
+        )));
+    }
+    start
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            Diagnostic::new(format!(
+                "`{}` is not inside a git repository",
+                start.display()
+            ))
+            .hint("run loktar inside a clone of the monorepo, or pass `--repo <folder>`")
+        })
+}
+
+/// Reads the changes selected by `selection`.
+pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic> {
+    if selection.worktree {
+        return worktree_changes(git);
+    }
+    let head_name = selection.head.as_deref().unwrap_or("HEAD");
+    let head = resolve(git, head_name, "head")?;
+    let (base, origin) = match &selection.base {
+        Some(base) => (Some(resolve(git, base, "base")?), BaseOrigin::Given),
+        None => default_base(git, &head, head_name, selection.default_branch.as_deref())?,
+    };
+    let diff_args: Vec<&str> = match &base {
+        Some(base) => vec![
+            "diff",
+            "--no-ext-diff",
+            "--no-relative",
+            "--name-status",
+            "-z",
+            "-M",
+            base,
+            &head,
+        ],
+        None => vec![
+            "diff-tree",
+            "-r",
+            "--root",
+            "--no-commit-id",
+            "--name-status",
+            "-z",
+            "-M",
+            &head,
+        ],
+    };
+    let range = base.as_ref().map(|base| format!("{base}..{head}"));
+    let log_args = vec![
+        "log",
+        "--no-merges",
+        "-z",
+        "--format=%H%x00%B",
+        range.as_deref().unwrap_or(&head),
+    ];
+    // The diff and the log are independent: let git work on both at once.
+    let diff = git.start(&diff_args)?;
+    let log = git.start(&log_args)?;
+    let diff = diff.finish().map_err(GitFailure::into_diagnostic)?;
+    let log = log.finish().map_err(GitFailure::into_diagnostic)?;
+    Ok(ChangeSet {
+        base,
+        head: Some(head),
+        origin,
+        files: parse_name_status(&diff),
+        commits: parse_log(&log),
+    })
+}
+
+/// The files each commit touched, for the commits of a change set.
+pub fn files_by_commit(
+    git: &Git,
+    changes: &ChangeSet,
+) -> Result<Vec<(String, Vec<String>)>, Diagnostic> {
+    let Some(head) = &changes.head else {
+        return Ok(Vec::new());
+    };
+    let range = match &changes.base {
+        Some(base) => format!("{base}..{head}"),
+        None => head.clone(),
+    };
+    let output = git
+        .run(&[
+            "log",
+            "--no-merges",
+            "-z",
+            "--format=%x01%H",
+            "--name-only",
+            "--no-renames",
+            &range,
+        ])
+        .map_err(GitFailure::into_diagnostic)?;
+    let mut commits: Vec<(String, Vec<String>)> = Vec::new();
+    for field in fields(&output) {
+        // Each commit starts with "\x01<sha>"; git puts a newline between it and the first path.
+        let field = field.trim_start_matches('\n');
+        if let Some(sha) = field.strip_prefix('\u{1}') {
+            let (sha, first) = sha.split_once('\n').unwrap_or((sha, ""));
+            commits.push((sha.to_string(), Vec::new()));
+            if let (Some(last), false) = (commits.last_mut(), first.is_empty()) {
+                last.1.push(first.to_string());
+            }
+        } else if let Some(last) = commits.last_mut()
+            && !field.is_empty()
+        {
+            last.1.push(field.to_string());
+        }
+    }
+    Ok(commits)
+}
+
+/// The text of a file at a commit, `None` when it does not exist there.
+pub fn file_at(git: &Git, commit: &str, path: &str) -> Option<String> {
+    let output = git.run(&["show", &format!("{commit}:{path}")]).ok()?;
+    String::from_utf8(output).ok()
+}
+
+fn resolve(git: &Git, name: &str, role: &str) -> Result<String, Diagnostic> {
+    if name.starts_with('-') {
+        return Err(Diagnostic::new(format!("{role} `{name}` is not a commit"))
+            .hint("name a branch, tag or commit"));
+    }
+    if let Some(sha) = git.query(&["rev-parse", "--verify", "-q", &format!("{name}^{{commit}}")]) {
+        return Ok(sha);
+    }
+    if git.is_shallow() {
+        return Err(shallow_error(&format!(
+            "{role} `{name}` is not in this shallow clone's history"
+        )));
+    }
+    Err(Diagnostic::new(format!(
+        "{role} `{name}` is not a commit in this repository"
+    ))
+    .hint("name a branch, tag or commit that exists here (`git log --oneline` lists commits)"))
+}
+
+fn shallow_error(message: &str) -> Diagnostic {
+    Diagnostic::new(message.to_string()).hint(
+        "this is a shallow clone: fetch more history with `git fetch --deepen=100` or `git fetch --unshallow` (or clone with `fetch-depth: 0`)",
+    )
+}
+
+fn default_base(
+    git: &Git,
+    head: &str,
+    head_name: &str,
+    branch: Option<&str>,
+) -> Result<(Option<String>, BaseOrigin), Diagnostic> {
+    let branch = match branch {
+        Some(branch) => branch.to_string(),
+        None => default_branch(git).ok_or_else(|| {
+            Diagnostic::new("cannot tell which branch is the default branch")
+                .hint("pass `--base <commit>` (or set `LOKTAR_BASE`), or name it with `--default-branch <branch>`")
+        })?,
+    };
+    let tip = resolve(git, &branch, "default branch")?;
+    let Some(merge_base) = git.query(&["merge-base", &tip, head]) else {
+        if git.is_shallow() {
+            return Err(shallow_error(&format!(
+                "cannot find where `{head_name}` left `{branch}`: the history is cut short"
+            )));
+        }
+        return Err(
+            Diagnostic::new(format!("`{head_name}` and `{branch}` share no history"))
+                .hint("pass `--base <commit>` to compare with"),
+        );
+    };
+    if merge_base != head {
+        return Ok((Some(merge_base), BaseOrigin::MergeBase { branch }));
+    }
+    // Head is on the default branch (or behind it): compare with its first parent.
+    if let Some(parent) = git.query(&[
+        "rev-parse",
+        "--verify",
+        "-q",
+        &format!("{head}^1^{{commit}}"),
+    ]) {
+        return Ok((Some(parent), BaseOrigin::Parent { branch }));
+    }
+    if git.is_shallow() {
+        return Err(shallow_error(&format!(
+            "the parent of `{head_name}` is not in this shallow clone's history"
+        )));
+    }
+    Ok((None, BaseOrigin::RootCommit))
+}
+
+fn default_branch(git: &Git) -> Option<String> {
+    let output = git.run(&[
+        "for-each-ref",
+        "--format=%(refname)%09%(symref)",
+        "refs/remotes/origin/HEAD",
+        "refs/heads/main",
+        "refs/heads/master",
+        "refs/remotes/origin/main",
+        "refs/remotes/origin/master",
+    ]);
+    let output = String::from_utf8_lossy(&output.ok()?).into_owned();
+    let refs: Vec<(&str, &str)> = output
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    if let Some((_, target)) = refs
+        .iter()
+        .find(|(name, target)| *name == "refs/remotes/origin/HEAD" && !target.is_empty())
+    {
+        return Some(target.trim_start_matches("refs/remotes/").to_string());
+    }
+    [
+        "refs/heads/main",
+        "refs/heads/master",
+        "refs/remotes/origin/main",
+        "refs/remotes/origin/master",
+    ]
+    .iter()
+    .find(|wanted| refs.iter().any(|(name, _)| name == *wanted))
+    .map(|name| {
+        name.trim_start_matches("refs/heads/")
+            .trim_start_matches("refs/remotes/")
+            .to_string()
+    })
+}
+
+fn worktree_changes(git: &Git) -> Result<ChangeSet, Diagnostic> {
+    let head = git.query(&["rev-parse", "--verify", "-q", "HEAD^{commit}"]);
+    let untracked = git.start(&["ls-files", "--others", "--exclude-standard", "-z"])?;
+    let mut files = match &head {
+        Some(head) => {
+            let diff = git.start(&[
+                "diff",
+                "--no-ext-diff",
+                "--no-relative",
+                "--name-status",
+                "-z",
+                "-M",
+                head,
+            ])?;
+            parse_name_status(&diff.finish().map_err(GitFailure::into_diagnostic)?)
+        }
+        // No commit yet: everything staged is new.
+        None => {
+            let staged = git
+                .run(&["ls-files", "--cached", "-z"])
+                .map_err(GitFailure::into_diagnostic)?;
+            fields(&staged)
+                .map(|path| ChangedFile {
+                    path,
+                    old_path: None,
+                    status: Status::Added,
+                })
+                .collect()
+        }
+    };
+    let untracked = untracked.finish().map_err(GitFailure::into_diagnostic)?;
+    files.extend(fields(&untracked).map(|path| ChangedFile {
+        path,
+        old_path: None,
+        status: Status::Added,
+    }));
+    Ok(ChangeSet {
+        base: head,
+        head: None,
+        origin: BaseOrigin::Worktree,
+        files,
+        commits: Vec::new(),
+    })
+}
+
+/// Parses `git diff --name-status -z` output.
+fn parse_name_status(output: &[u8]) -> Vec<ChangedFile> {
+    let mut parts = fields(output);
+    let mut files = Vec::new();
+    while let Some(code) = parts.next() {
+        let status = match code.as_bytes().first() {
+            Some(b'A') => Status::Added,
+            Some(b'D') => Status::Deleted,
+            Some(b'R') => Status::Renamed,
+            Some(b'C') => Status::Copied,
+            Some(b'T') => Status::TypeChanged,
+            _ => Status::Modified,
+        };
+        let Some(first) = parts.next() else { break };
+        let file = if matches!(status, Status::Renamed | Status::Copied) {
+            let Some(second) = parts.next() else { break };
+            ChangedFile {
+                path: second,
+                old_path: Some(first),
+                status,
+            }
+        } else {
+            ChangedFile {
+                path: first,
+                old_path: None,
+                status,
+            }
+        };
+        files.push(file);
+    }
+    files
+}
+
+/// Parses `git log -z --format=%H%x00%B` output.
+fn parse_log(output: &[u8]) -> Vec<Commit> {
+    let mut parts = fields(output);
+    let mut commits = Vec::new();
+    while let (Some(sha), Some(message)) = (parts.next(), parts.next()) {
+        commits.push(Commit {
+            sha: sha.trim_start_matches('\n').to_string(),
+            message: message.trim_end().to_string(),
+        });
+    }
+    commits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_renames_and_copies() {
+        let files = parse_name_status(b"M\0a\0R087\0old name\0new name\0C100\0x\0y\0D\0gone\0");
+        assert_eq!(files.len(), 4);
+        assert_eq!(files[1].path, "new name");
+        assert_eq!(
+            files[1].paths().collect::<Vec<_>>(),
+            ["new name", "old name"]
+        );
+        assert_eq!(files[2].paths().collect::<Vec<_>>(), ["y"]);
+        assert_eq!(files[3].status, Status::Deleted);
+    }
+
+    #[test]
+    fn parses_log_records() {
+        let commits = parse_log(b"abc\0DOC: one\n\nbody\n\0def\0NOBUILD two\n\0");
+        assert_eq!(commits.len(), 2);
+        assert_eq!(commits[0].subject(), "DOC: one");
+        assert_eq!(commits[1].sha, "def");
+    }
+}

@@ -1,0 +1,63 @@
+//! Which package owns a path: the one whose folder is the path's longest
+//! prefix, compared by whole path components (`api` does not own `api-gw/x`).
+
+use std::collections::HashMap;
+
+use crate::config::Package;
+
+/// A lookup from folders to the packages that own them.
+#[derive(Debug)]
+pub struct Owners<'a> {
+    by_dir: HashMap<&'a str, usize>,
+}
+
+impl<'a> Owners<'a> {
+    /// Indexes the folders of `packages`; the value returned by [`Owners::owner`]
+    /// is an index into that slice.
+    pub fn new(packages: &'a [Package]) -> Self {
+        Owners {
+            by_dir: packages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.dir.as_str(), i))
+                .collect(),
+        }
+    }
+
+    /// The package owning `path`, if any. Costs one hash lookup per path component.
+    pub fn owner(&self, path: &str) -> Option<usize> {
+        // A path can itself be a package folder (a submodule, or a folder that became a file).
+        let mut candidate = path;
+        loop {
+            if let Some(&index) = self.by_dir.get(candidate) {
+                return Some(index);
+            }
+            match candidate.rfind('/') {
+                Some(slash) => candidate = &candidate[..slash],
+                None => return self.by_dir.get("").copied(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Providers, parse};
+
+    #[test]
+    fn longest_prefix_by_component_wins() {
+        let source = r#"{"packages": [
+            {"pkg_name": "api"}, {"pkg_name": "api-gw"},
+            {"pkg_name": "nested", "pkg_dir": "api/plugins/nested"}]}"#;
+        let packages = parse(source, "loktar.json", &Providers::builtin()).expect("valid");
+        let owners = Owners::new(&packages);
+        let name = |path: &str| owners.owner(path).map(|i| packages[i].name.as_str());
+        assert_eq!(name("api/main.py"), Some("api"));
+        assert_eq!(name("api-gw/x"), Some("api-gw"));
+        assert_eq!(name("api/plugins/nested/x/y.txt"), Some("nested"));
+        assert_eq!(name("api/plugins/other.txt"), Some("api"));
+        assert_eq!(name("apix"), None);
+        assert_eq!(name("README.md"), None);
+    }
+}
