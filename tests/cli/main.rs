@@ -1,1 +1,9 @@
-//! placeholder
+//! Integration tests: the real `loktar` binary on real git repositories
+//! created in temporary folders.
+
+mod support;
+
+mod config_errors;
+mod graph;
+mod plan;
+mod range;

@@ -341,7 +341,8 @@ impl Parser<'_> {
                 }
             }
             _ => {
-                self.pos -= 1;
+                // Point at the backslash that starts the bad sequence.
+                self.pos -= 2;
                 return Err(self.error(format!("invalid escape sequence `\\{}`", c as char)));
             }
         }

@@ -117,8 +117,13 @@ impl Workspace {
                 );
             }
         };
-        let packages = validate::parse(&source, shown_as, providers)?;
-        validate::check_folders(root, &packages)?;
+        let (packages, mut problems) = validate::parse(&source, shown_as, providers);
+        problems.extend(validate::check_folders(root, &packages));
+        if !problems.is_empty() {
+            // In file order, so the report reads top to bottom.
+            problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
+            return Err(Diagnostics(problems));
+        }
         Ok(Workspace::new(root.to_path_buf(), source, packages))
     }
 
@@ -159,7 +164,10 @@ pub fn parse(
     shown_as: &str,
     providers: &Providers,
 ) -> Result<Vec<Package>, Diagnostics> {
-    validate::parse(source, shown_as, providers)
+    match validate::parse(source, shown_as, providers) {
+        (packages, problems) if problems.is_empty() => Ok(packages),
+        (_, problems) => Err(Diagnostics(problems)),
+    }
 }
 
 /// Each package entry of a `loktar.json` text in canonical form, by name.

@@ -7,14 +7,15 @@ use std::path::Path;
 use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
 use super::json::{self, LineIndex, Member, Node, Value};
 use super::{BuildInfo, NO_TEST, Package, PackageKind, Positions, Providers, show_dir};
-use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::diagnostic::{Diagnostic, Location};
 use crate::suggest::closest;
 
+/// Parses and validates the text; returns the valid packages and every problem found.
 pub(super) fn parse(
     source: &str,
     file: &str,
     providers: &Providers,
-) -> Result<Vec<Package>, Diagnostics> {
+) -> (Vec<Package>, Vec<Diagnostic>) {
     let mut validator = Validator {
         source,
         lines: LineIndex::new(source),
@@ -28,20 +29,16 @@ pub(super) fn parse(
             let diagnostic =
                 Diagnostic::new(format!("`{file}` is not valid JSON: {}", error.message))
                     .at(validator.location(error.offset));
-            return Err(diagnostic.into());
+            return (Vec::new(), vec![diagnostic]);
         }
     };
     let packages = validator.manifest(&root);
     validator.cross_check(&packages);
-    if validator.problems.is_empty() {
-        Ok(packages)
-    } else {
-        Err(Diagnostics(validator.problems))
-    }
+    (packages, validator.problems)
 }
 
 /// Checks that every package folder exists in the working tree.
-pub(super) fn check_folders(root: &Path, packages: &[Package]) -> Result<(), Diagnostics> {
+pub(super) fn check_folders(root: &Path, packages: &[Package]) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for package in packages {
         let path = root.join(&package.dir);
@@ -59,35 +56,11 @@ pub(super) fn check_folders(root: &Path, packages: &[Package]) -> Result<(), Dia
             Err(_) => problems.push(missing_folder(root, package)),
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Diagnostics(problems))
-    }
+    problems
 }
 
 fn missing_folder(root: &Path, package: &Package) -> Diagnostic {
-    let (parent, leaf) = match package.dir.rsplit_once('/') {
-        Some((parent, leaf)) => (parent, leaf),
-        None => ("", package.dir.as_str()),
-    };
-    let siblings: Vec<String> = std::fs::read_dir(root.join(parent))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|name| name != ".git")
-                .collect()
-        })
-        .unwrap_or_default();
-    let guess = closest(leaf, siblings.iter().map(String::as_str)).map(|name| {
-        if parent.is_empty() {
-            name.to_string()
-        } else {
-            format!("{parent}/{name}")
-        }
-    });
+    let guess = closest_existing_folder(root, &package.dir);
     let message = format!(
         "package `{}`: folder `{}` does not exist",
         package.name, package.dir
@@ -104,6 +77,28 @@ fn missing_folder(root: &Path, package: &Package) -> Diagnostic {
     Diagnostic::new(message)
         .at(package.positions.dir.clone())
         .hint(hint)
+}
+
+/// Walks `dir` component by component, replacing each missing one with the
+/// closest existing folder, to suggest what the user probably meant.
+fn closest_existing_folder(root: &Path, dir: &str) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
+    for part in dir.split('/') {
+        let here = root.join(found.join("/"));
+        if here.join(part).is_dir() {
+            found.push(part.to_string());
+            continue;
+        }
+        let folders: Vec<String> = std::fs::read_dir(&here)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name != ".git")
+            .collect();
+        found.push(closest(part, folders.iter().map(String::as_str))?.to_string());
+    }
+    Some(found.join("/"))
 }
 
 struct Validator<'a> {
@@ -707,7 +702,8 @@ mod tests {
              "build_info": {"storage_type": "s3", "bucket": "b", "n": 3}},
             {"pkg_name": "svc", "test_type": "no-test", "depends_on": ["lib"], "dependencies_type": "dockerfile"}
         ]}"#;
-        let packages = parse(source, "loktar.json", &Providers::builtin()).expect("valid");
+        let (packages, problems) = parse(source, "loktar.json", &Providers::builtin());
+        assert_eq!(problems, []);
         assert_eq!(packages[0].dir, "libs/lib");
         assert_eq!(packages[0].pkg_type.as_deref(), Some("whl"));
         assert_eq!(packages[0].build_info.storage_type.as_deref(), Some("s3"));

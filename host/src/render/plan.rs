@@ -50,20 +50,21 @@ impl Report<'_> {
             BaseOrigin::MergeBase { branch } => format!("merge-base with `{branch}`"),
             BaseOrigin::Parent { branch } => format!("parent commit, on `{branch}`"),
             BaseOrigin::RootCommit => "first commit".to_string(),
-            BaseOrigin::Worktree => "uncommitted changes against HEAD".to_string(),
-        };
-        let range = match (base, &self.changes.origin) {
-            (Some(base), BaseOrigin::Worktree) => format!("{head} against {base}"),
-            (Some(base), _) => format!("{base}..{head}"),
-            (None, _) => head,
+            BaseOrigin::Worktree => String::new(),
         };
         let files = plural(self.changes.files.len(), "changed file");
-        match self.changes.origin {
-            BaseOrigin::Worktree => format!("range: {range} ({origin}), {files}"),
-            _ => format!(
-                "range: {range} ({origin}), {files} in {}",
-                plural(self.changes.commits.len(), "commit")
-            ),
+        match (base, &self.changes.origin) {
+            (Some(base), BaseOrigin::Worktree) => {
+                format!("range: uncommitted changes against {base} (HEAD), {files}")
+            }
+            (None, BaseOrigin::Worktree) => {
+                format!("range: uncommitted changes, no commit yet, {files}")
+            }
+            (base, _) => {
+                let range = base.map_or(head.clone(), |base| format!("{base}..{head}"));
+                let commits = plural(self.changes.commits.len(), "commit");
+                format!("range: {range} ({origin}), {files} in {commits}")
+            }
         }
     }
 

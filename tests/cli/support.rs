@@ -1,0 +1,212 @@
+//! The test harness: scratch git repositories and a runner for `loktar`
+//! whose output is filtered of what varies between runs (paths, hashes).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A git repository in a temporary folder, removed on drop.
+pub struct TestRepo {
+    dir: tempfile::TempDir,
+}
+
+/// What a `loktar` run printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing both streams when it differs.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The stdout of a successful run.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        self.expect_code(0).stdout
+    }
+
+    /// The stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(self) -> serde_json::Value {
+        let stdout = self.ok();
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
+    }
+}
+
+impl TestRepo {
+    /// An empty repository whose default branch is `main`.
+    pub fn new() -> TestRepo {
+        let dir = tempfile::Builder::new()
+            .prefix("loktar-test")
+            .tempdir()
+            .expect("temp dir");
+        let repo = TestRepo { dir };
+        repo.git(&["init", "--quiet", "--initial-branch=main"]);
+        repo
+    }
+
+    /// The repository in the layout of Loktar's own example, committed on `main`:
+    /// `webfront` → `pet_api` → `awesome_lib`, and `rest_services/stock_api` not in CI.
+    pub fn seed() -> TestRepo {
+        let repo = TestRepo::new();
+        repo.write(
+            "loktar.json",
+            r#"{ "packages": [
+  { "pkg_type": "docker", "pkg_name": "pet_api", "test_type": "make", "type": "service",
+    "pkg_dir": "rest_services/pet_api", "depends_on": ["awesome_lib"],
+    "build_info": { "build_type": "url", "registry_type": "quay", "storage_type": "s3" } },
+  { "pkg_type": "whl", "pkg_name": "awesome_lib", "test_type": "make", "type": "library" },
+  { "pkg_type": "docker", "pkg_name": "webfront", "test_type": "make", "type": "service",
+    "depends_on": ["pet_api"] }
+] }
+"#,
+        );
+        repo.write("webfront/index.html", "<p>pets</p>\n");
+        repo.write("awesome_lib/setup.py", "# setup\n");
+        repo.write("awesome_lib/awesome_lib/__init__.py", "# lib\n");
+        repo.write("rest_services/pet_api/app.py", "# api\n");
+        repo.write("rest_services/stock_api/app.py", "# not in CI\n");
+        repo.commit("ENH: initial");
+        repo
+    }
+
+    /// The repository's root folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file, creating its folders.
+    pub fn write(&self, path: &str, content: &str) {
+        let full = self.path().join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).expect("create folders");
+        }
+        std::fs::write(full, content).expect("write file");
+    }
+
+    /// Removes a file or folder.
+    pub fn remove(&self, path: &str) {
+        let full = self.path().join(path);
+        if full.is_dir() {
+            std::fs::remove_dir_all(full).expect("remove folder");
+        } else {
+            std::fs::remove_file(full).expect("remove file");
+        }
+    }
+
+    /// Runs git in the repository and returns its trimmed stdout.
+    #[track_caller]
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .current_dir(self.path())
+            .args([
+                "-c",
+                "user.name=Loktar Test",
+                "-c",
+                "user.email=test@example.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(
+            output.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Stages everything and commits; returns the new commit's hash.
+    #[track_caller]
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Runs `loktar args…` with the repository as the current folder.
+    pub fn loktar(&self, args: &[&str]) -> Run {
+        self.loktar_in(self.path(), args)
+    }
+
+    /// Runs `loktar args…` in `dir`.
+    pub fn loktar_in(&self, dir: &Path, args: &[&str]) -> Run {
+        let output = loktar_command()
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("run loktar");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Replaces what varies between runs, for snapshots: the repository path and commit hashes.
+    pub fn filter(&self, text: &str) -> String {
+        let mut text = text.replace(&self.path().display().to_string(), "[REPO]");
+        if let Ok(real) = self.path().canonicalize() {
+            text = text.replace(&real.display().to_string(), "[REPO]");
+        }
+        replace_hashes(&text)
+    }
+}
+
+/// A `loktar` command with an environment that does not leak the caller's settings.
+pub fn loktar_command() -> Command {
+    let mut command = Command::new(loktar_bin());
+    for var in [
+        "LOKTAR_BASE",
+        "LOKTAR_HEAD",
+        "LOKTAR_REPO",
+        "LOKTAR_DEFAULT_BRANCH",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command.env("NO_COLOR", "1");
+    command
+}
+
+/// The binary cargo built for these tests.
+pub fn loktar_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loktar"))
+}
+
+/// Replaces runs of 10 or 40 hex digits (short and full commit hashes) with `[SHA]`.
+fn replace_hashes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if (run.len() == 10 || run.len() == 40) && run.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str("[SHA]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() && c.is_ascii_lowercase() || c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
