@@ -1,1 +1,238 @@
-fn main() {}
+//! Benchmark: `loktar plan` against plain `git diff --name-only` on the same
+//! range of a synthetic monorepo, reported as a ratio of medians.
+//!
+//! `cargo bench --bench plan` runs the two sizes the project tracks (1,000 and
+//! 10,000 packages, 20 files each, 1,000 changed files); `cargo bench --bench
+//! plan -- PACKAGES FILES_PER_PACKAGE CHANGED` runs one custom size.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Timed runs of each command, after one warm-up run.
+const RUNS: usize = 21;
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = match args[..] {
+        [packages, files, changed] => vec![(packages, files, changed)],
+        _ => vec![(1_000, 20, 1_000), (10_000, 20, 1_000)],
+    };
+    println!("loktar plan vs git diff --name-only (median of {RUNS} runs each)");
+    println!(
+        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>7}",
+        "packages", "files", "changed", "git diff", "loktar plan", "ratio"
+    );
+    for (packages, files_per_package, changed) in sizes {
+        let temp = tempfile::Builder::new()
+            .prefix("loktar-bench")
+            .tempdir()
+            .expect("temp dir");
+        let repo = temp.path().to_path_buf();
+        // LOKTAR_BENCH_KEEP=1 keeps the generated repository for profiling.
+        let _cleanup = if std::env::var_os("LOKTAR_BENCH_KEEP").is_some() {
+            println!("keeping {}", temp.keep().display());
+            None
+        } else {
+            Some(temp)
+        };
+        let synthetic = generate(&repo, packages, files_per_package, changed);
+        let git = measure(|| {
+            Command::new("git")
+                .current_dir(&repo)
+                .args(["diff", "--name-only", &synthetic.base, &synthetic.head])
+                .stdout(Stdio::null())
+                .status()
+        });
+        let loktar = measure(|| {
+            Command::new(env!("CARGO_BIN_EXE_loktar"))
+                .current_dir(&repo)
+                .args([
+                    "plan",
+                    "--format",
+                    "json",
+                    "--base",
+                    &synthetic.base,
+                    "--head",
+                    &synthetic.head,
+                ])
+                .stdout(Stdio::null())
+                .status()
+        });
+        println!(
+            "{packages:>9} {:>9} {changed:>8} {:>10.1}ms {:>10.1}ms {:>7.2}",
+            packages * files_per_package,
+            ms(git),
+            ms(loktar),
+            loktar.as_secs_f64() / git.as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        check_plan(&repo, &synthetic);
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// The median wall time of `RUNS` runs of a command that must succeed.
+fn measure(mut run: impl FnMut() -> std::io::Result<std::process::ExitStatus>) -> Duration {
+    let mut check = || {
+        let status = run().expect("start command");
+        assert!(status.success(), "benchmarked command failed: {status}");
+    };
+    check();
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            check();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[RUNS / 2]
+}
+
+/// The benchmark must time a real plan: the affected set is not empty.
+fn check_plan(repo: &Path, synthetic: &Synthetic) {
+    let output = Command::new(env!("CARGO_BIN_EXE_loktar"))
+        .current_dir(repo)
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--base",
+            &synthetic.base,
+            "--head",
+            &synthetic.head,
+        ])
+        .output()
+        .expect("run loktar");
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("plan is JSON");
+    let affected = plan["packages"].as_array().map_or(0, Vec::len);
+    assert!(affected > 0, "the synthetic change affects no package");
+    println!(
+        "          (plan: {affected} affected packages, {} changed files)",
+        plan["changed_files"]
+    );
+}
+
+/// A generated repository: two commits, `head` changing some files of `base`.
+struct Synthetic {
+    base: String,
+    head: String,
+}
+
+/// A small, seeded xorshift generator: the same repository every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Writes a monorepo of `packages` packages in 50 group folders, each package
+/// depending on up to three earlier ones, then a second commit changing
+/// `changed` distinct files. Uses `git fast-import`, then checks out the head.
+fn generate(dir: &Path, packages: usize, files_per_package: usize, changed: usize) -> Synthetic {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "--quiet", "--initial-branch=main"]);
+    let dir_of = |p: usize| format!("group{:02}/p{p:05}", p % 50);
+    let mut manifest = String::from("{\"packages\": [\n");
+    for p in 0..packages {
+        let mut deps: Vec<String> = Vec::new();
+        if p > 0 {
+            for _ in 0..rng.below(4) {
+                let dep = format!("\"p{:05}\"", rng.below(p));
+                if !deps.contains(&dep) {
+                    deps.push(dep);
+                }
+            }
+        }
+        let comma = if p + 1 < packages { "," } else { "" };
+        manifest.push_str(&format!(
+            "  {{\"pkg_name\": \"p{p:05}\", \"pkg_dir\": \"{}\", \"pkg_type\": \"whl\", \"test_type\": \"make\", \"depends_on\": [{}]}}{comma}\n",
+            dir_of(p),
+            deps.join(", ")
+        ));
+    }
+    manifest.push_str("]}\n");
+
+    let mut stream = Vec::new();
+    let blob = |stream: &mut Vec<u8>, path: &str, content: &str| {
+        stream.extend_from_slice(
+            format!(
+                "M 100644 inline {path}\ndata {}\n{content}\n",
+                content.len()
+            )
+            .as_bytes(),
+        );
+    };
+    stream.extend_from_slice(b"commit refs/heads/main\ncommitter Bench <bench@example.invalid> 1700000000 +0000\ndata 5\nbase\n");
+    blob(&mut stream, "loktar.json", &manifest);
+    for p in 0..packages {
+        for f in 0..files_per_package {
+            blob(
+                &mut stream,
+                &format!("{}/src/f{f:03}.txt", dir_of(p)),
+                &format!("package {p} file {f}\n"),
+            );
+        }
+    }
+    stream.extend_from_slice(b"\ncommit refs/heads/main\ncommitter Bench <bench@example.invalid> 1700000100 +0000\ndata 5\nhead\n");
+    let mut touched = std::collections::HashSet::new();
+    while touched.len() < changed.min(packages * files_per_package) {
+        touched.insert((rng.below(packages), rng.below(files_per_package)));
+    }
+    for (p, f) in touched {
+        blob(
+            &mut stream,
+            &format!("{}/src/f{f:03}.txt", dir_of(p)),
+            &format!("package {p} file {f} changed\n"),
+        );
+    }
+    stream.extend_from_slice(b"\n");
+
+    let mut import = Command::new("git")
+        .current_dir(dir)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    import
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&stream)
+        .expect("feed fast-import");
+    assert!(import.wait().expect("fast-import").success());
+    git(&["checkout", "--quiet", "--force", "main"]);
+    let rev = |name: &str| {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .args(["rev-parse", name])
+            .output()
+            .expect("rev-parse");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    Synthetic {
+        base: rev("main~1"),
+        head: rev("main"),
+    }
+}

@@ -2,7 +2,9 @@
 //! files, entries of `loktar.json` that differ from the base, and the
 //! commit-message rules (`NOBUILD`, exclusion keywords).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::{self, MANIFEST, Package, Providers, Workspace};
 use crate::diagnostic::Diagnostic;
@@ -101,9 +103,9 @@ pub fn subject_keywords(subject: &str) -> Vec<&str> {
 }
 
 fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mut [Option<Seed>]) {
-    let head_entries = config::canonical_entries(&workspace.source).unwrap_or_default();
+    let head_entries = config::canonical_entries(&workspace.manifest.text).unwrap_or_default();
     let base_entries = match base_source {
-        None => Some(HashMap::new()),
+        None => Some(HashMap::default()),
         Some(source) => config::canonical_entries(source),
     };
     for (index, package) in workspace.packages.iter().enumerate() {
@@ -130,7 +132,8 @@ fn attribute_removed(
     base_source: &str,
     detection: &mut Detection,
 ) {
-    let Ok(base_packages) = config::parse(base_source, MANIFEST, providers) else {
+    let base = config::SourceFile::new(MANIFEST, base_source.to_string());
+    let Ok(base_packages) = config::parse(&base, providers) else {
         return;
     };
     let removed: Vec<Package> = base_packages

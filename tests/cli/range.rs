@@ -50,6 +50,30 @@ fn an_unknown_revision_is_a_clear_error() {
 }
 
 #[test]
+fn a_full_hash_that_is_not_in_the_repository_is_a_clear_error() {
+    let repo = TestRepo::seed();
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let run = repo
+        .loktar(&["plan", "--base", missing, "--head", &head])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "base `{missing}` is not a commit in this repository"
+        )),
+        "{}",
+        run.stderr
+    );
+    // A tree is not a commit either.
+    let tree = repo.git(&["rev-parse", "HEAD^{tree}"]);
+    let run = repo
+        .loktar(&["plan", "--base", &head, "--head", &tree])
+        .expect_code(2);
+    assert!(run.stderr.contains("head `"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
 fn without_a_default_branch_the_user_is_told_to_pass_base() {
     let repo = TestRepo::seed();
     repo.git(&["branch", "-m", "main", "trunk"]);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::RangeArgs;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::graph::DependencyGraph;
 use crate::graph::plan::Plan;
 use crate::render::plan::Report;
@@ -32,8 +32,52 @@ pub(crate) struct Planned {
 impl Context {
     /// Finds the repository from `repo` (or the current folder) and loads it.
     pub(crate) fn load(repo: Option<&Path>, providers: Providers) -> Result<Context, Diagnostics> {
-        let start = repo.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let root = scm::find_root(&start)?;
+        Context::load_at(find_root(repo)?, providers)
+    }
+
+    /// Loads the repository and plans the selected changes.
+    ///
+    /// Git reads the range on a second thread while this one parses
+    /// `loktar.json`: the two are independent, and together they are most of
+    /// the time a plan takes.
+    pub(crate) fn load_and_plan(
+        repo: Option<&Path>,
+        providers: Providers,
+        range: &RangeArgs,
+    ) -> Result<(Context, Planned), Diagnostics> {
+        let root = find_root(repo)?;
+        let git = Git::new(&root);
+        let selection = Selection {
+            base: range.base.clone(),
+            head: Some(range.head.clone()),
+            default_branch: range.default_branch.clone(),
+            worktree: range.worktree,
+        };
+        let started = std::time::Instant::now();
+        let (context, changes) = std::thread::scope(|scope| {
+            let reading = scope.spawn(|| {
+                let changes = scm::changes(&git, &selection);
+                tracing::debug!(elapsed = ?started.elapsed(), "git range read");
+                changes
+            });
+            let context = Context::load_at(root.clone(), providers);
+            tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
+            let changes = reading.join().unwrap_or_else(|_| {
+                Err(Diagnostic::new(
+                    "internal error: reading the git range failed",
+                ))
+            });
+            (context, changes)
+        });
+        // A broken configuration is reported before any git problem.
+        let context = context?;
+        let changes = changes?;
+        let planned = context.plan(changes)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
+        Ok((context, planned))
+    }
+
+    fn load_at(root: PathBuf, providers: Providers) -> Result<Context, Diagnostics> {
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::load(&root, &shown_as, &providers)?;
         let graph = DependencyGraph::from_workspace(&workspace)?;
@@ -46,15 +90,8 @@ impl Context {
         })
     }
 
-    /// Computes the plan for the selected changes.
-    pub(crate) fn plan(&self, range: &RangeArgs) -> Result<Planned, Diagnostics> {
-        let selection = Selection {
-            base: range.base.clone(),
-            head: Some(range.head.clone()),
-            default_branch: range.default_branch.clone(),
-            worktree: range.worktree,
-        };
-        let changes = scm::changes(&self.git, &selection)?;
+    /// Computes the plan for a change set.
+    fn plan(&self, changes: ChangeSet) -> Result<Planned, Diagnostics> {
         tracing::debug!(
             files = changes.files.len(),
             commits = changes.commits.len(),
@@ -86,6 +123,11 @@ impl Planned {
             plan: &self.plan,
         }
     }
+}
+
+fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {
+    let start = repo.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    scm::find_root(&start)
 }
 
 /// A path as the user should see it: relative to the current folder when inside it.

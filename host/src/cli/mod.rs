@@ -119,8 +119,12 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(color);
+    let started = std::time::Instant::now();
     match run(cli) {
-        Ok(output) => write_stdout(&output),
+        Ok(output) => {
+            tracing::debug!(elapsed = ?started.elapsed(), bytes = output.len(), "output ready");
+            write_stdout(&output)
+        }
         Err(Diagnostics(problems)) => {
             let mut stderr = std::io::stderr().lock();
             for problem in &problems {
@@ -163,45 +167,58 @@ fn write_stdout(output: &str) -> ExitCode {
 fn run(cli: Cli) -> Result<String, Diagnostics> {
     let providers = Providers::builtin();
     match cli.command {
-        Command::Schema => Ok(render::plan::to_json(&schema(&providers))),
+        Command::Schema => Ok(format!("{:#}\n", schema(&providers))),
         Command::Graph(args) => {
             let context = Context::load(cli.repo.as_deref(), providers)?;
             let view = View::whole(&context.workspace, &context.graph);
-            Ok(match args.format {
+            let output = match args.format {
                 Format::Text => render::graph::text(&view),
                 Format::Json => render::graph::json(&view),
-                Format::Dot => render::dot::render(&view),
-                Format::Svg => render::svg::render(&view),
-            })
+                Format::Dot | Format::Svg => picture(&view, args.format),
+            };
+            drop(view);
+            exiting_soon(context);
+            Ok(output)
         }
         Command::Plan(args) => {
-            let context = Context::load(cli.repo.as_deref(), providers)?;
-            let planned = context.plan(&args.range)?;
+            let (context, planned) =
+                Context::load_and_plan(cli.repo.as_deref(), providers, &args.range)?;
             let report = planned.report(&context);
-            Ok(match args.format {
+            let output = match args.format {
                 Format::Text => report.text(),
                 Format::Json => report.json(),
-                Format::Dot => render::dot::render(&View::of_plan(
-                    &context.workspace,
-                    &context.graph,
-                    &planned.plan,
-                )),
-                Format::Svg => render::svg::render(&View::of_plan(
-                    &context.workspace,
-                    &context.graph,
-                    &planned.plan,
-                )),
-            })
+                Format::Dot | Format::Svg => picture(
+                    &View::of_plan(&context.workspace, &context.graph, &planned.plan),
+                    args.format,
+                ),
+            };
+            exiting_soon((context, planned));
+            Ok(output)
         }
         Command::Why(args) => {
-            let context = Context::load(cli.repo.as_deref(), providers)?;
+            let (context, planned) =
+                Context::load_and_plan(cli.repo.as_deref(), providers, &args.range)?;
             let Some(package) = context.workspace.index_of(&args.package) else {
                 return Err(unknown_package(&context, &args.package).into());
             };
-            let planned = context.plan(&args.range)?;
             Ok(why(&context, &planned, package))
         }
     }
+}
+
+/// DOT or SVG of a view.
+fn picture(view: &View<'_>, format: Format) -> String {
+    if format == Format::Svg {
+        render::svg::render(view)
+    } else {
+        render::dot::render(view)
+    }
+}
+
+/// The process exits right after printing: freeing a large workspace piece
+/// by piece would cost more than printing it, so it is left to the OS.
+fn exiting_soon<T>(value: T) {
+    std::mem::forget(value);
 }
 
 fn unknown_package(context: &Context, name: &str) -> Diagnostic {

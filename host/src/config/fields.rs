@@ -44,6 +44,19 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether `name` is accepted for this role.
+    pub fn accepts(self, providers: &Providers, name: &str) -> bool {
+        let listed = |names: &[String]| names.iter().any(|n| n == name);
+        match self {
+            Role::Tester => name == NO_TEST || listed(&providers.testers),
+            Role::Builder => listed(&providers.builders),
+            Role::Registry => listed(&providers.registries),
+            Role::Storage => listed(&providers.storages),
+            Role::Discovery => listed(&providers.discoveries),
+            Role::BuildType => BUILD_TYPES.contains(&name),
+        }
+    }
+
     /// The names accepted for this role.
     pub fn names(self, providers: &Providers) -> Vec<String> {
         match self {

@@ -6,6 +6,7 @@
 //! Objects keep their members in source order, duplicates included, so that a
 //! key written twice is reported instead of silently overwritten.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Nesting deeper than this is rejected rather than risking the stack.
@@ -13,42 +14,42 @@ const MAX_DEPTH: usize = 128;
 
 /// A parsed value with the byte offset where it starts in the source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'a> {
     /// Byte offset of the value's first character.
     pub offset: usize,
     /// The value itself.
-    pub value: Value,
+    pub value: Value<'a>,
 }
 
 /// A JSON value whose children carry their own positions.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// `null`
     Null,
     /// `true` or `false`
     Bool(bool),
     /// A number, kept as written.
-    Number(String),
-    /// A string, unescaped.
-    String(String),
+    Number(&'a str),
+    /// A string, unescaped; borrowed from the source unless it has escapes.
+    String(Cow<'a, str>),
     /// An array.
-    Array(Vec<Node>),
+    Array(Vec<Node<'a>>),
     /// An object, members in source order.
-    Object(Vec<Member>),
+    Object(Vec<Member<'a>>),
 }
 
 /// One `"key": value` pair of an object.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Member {
+pub struct Member<'a> {
     /// Byte offset of the key's opening quote.
     pub key_offset: usize,
     /// The key, unescaped.
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// The value.
-    pub value: Node,
+    pub value: Node<'a>,
 }
 
-impl Value {
+impl Value<'_> {
     /// The JSON type name used in error messages (`a string`, `an array`…).
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -62,7 +63,7 @@ impl Value {
     }
 }
 
-impl Node {
+impl Node<'_> {
     /// Writes the value as compact JSON with object keys sorted, so that two
     /// values that mean the same compare equal regardless of formatting.
     pub fn canonical(&self) -> String {
@@ -72,12 +73,12 @@ impl Node {
     }
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value<'_>, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(n),
-        Value::String(s) => out.push_str(&serde_json::Value::from(s.as_str()).to_string()),
+        Value::String(s) => out.push_str(&serde_json::Value::from(s.as_ref()).to_string()),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -89,14 +90,14 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Object(members) => {
-            let mut sorted: Vec<&Member> = members.iter().collect();
+            let mut sorted: Vec<&Member<'_>> = members.iter().collect();
             sorted.sort_by(|a, b| a.key.cmp(&b.key));
             out.push('{');
             for (i, member) in sorted.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&serde_json::Value::from(member.key.as_str()).to_string());
+                out.push_str(&serde_json::Value::from(member.key.as_ref()).to_string());
                 out.push(':');
                 write_canonical(&member.value.value, out);
             }
@@ -121,27 +122,24 @@ impl fmt::Display for SyntaxError {
 }
 
 /// Parses a complete JSON document.
-pub fn parse(source: &str) -> Result<Node, SyntaxError> {
-    let mut parser = Parser {
-        src: source.as_bytes(),
-        text: source,
-        pos: 0,
-    };
-    parser.skip_whitespace();
-    if parser.pos == 0 && source.starts_with('\u{feff}') {
-        parser.pos = 3;
-        parser.skip_whitespace();
-    }
-    let node = parser.value(0)?;
-    parser.skip_whitespace();
-    if parser.pos < parser.src.len() {
-        return Err(parser.error("unexpected content after the end of the document"));
-    }
-    Ok(node)
+pub fn parse(source: &str) -> Result<Node<'_>, SyntaxError> {
+    Parser::new(source, None).document()
+}
+
+/// Parses a document and hands each item of the top-level array `key` to
+/// `on_item` as soon as it is read, instead of keeping it in the tree: the
+/// returned tree has that array empty. A large `loktar.json` is then
+/// validated package by package in a small, reused amount of memory.
+pub fn parse_streaming<'a>(
+    source: &'a str,
+    key: &str,
+    on_item: &mut dyn FnMut(Node<'a>),
+) -> Result<Node<'a>, SyntaxError> {
+    Parser::new(source, Some((key, on_item))).document()
 }
 
 /// Converts byte offsets into 1-based line and column numbers.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LineIndex {
     line_starts: Vec<usize>,
 }
@@ -167,13 +165,40 @@ impl LineIndex {
     }
 }
 
-struct Parser<'a> {
+/// Receives the items of one top-level array; see [`parse_streaming`].
+type Stream<'s, 'a> = (&'s str, &'s mut dyn FnMut(Node<'a>));
+
+struct Parser<'s, 'a> {
     src: &'a [u8],
     text: &'a str,
     pos: usize,
+    stream: Option<Stream<'s, 'a>>,
 }
 
-impl Parser<'_> {
+impl<'s, 'a> Parser<'s, 'a> {
+    fn new(text: &'a str, stream: Option<Stream<'s, 'a>>) -> Self {
+        Parser {
+            src: text.as_bytes(),
+            text,
+            pos: 0,
+            stream,
+        }
+    }
+
+    fn document(mut self) -> Result<Node<'a>, SyntaxError> {
+        self.skip_whitespace();
+        if self.pos == 0 && self.text.starts_with('\u{feff}') {
+            self.pos = 3;
+            self.skip_whitespace();
+        }
+        let node = self.value(0)?;
+        self.skip_whitespace();
+        if self.pos < self.src.len() {
+            return Err(self.error("unexpected content after the end of the document"));
+        }
+        Ok(node)
+    }
+
     fn error(&self, message: impl Into<String>) -> SyntaxError {
         SyntaxError {
             offset: self.pos,
@@ -202,7 +227,7 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
+    fn value(&mut self, depth: usize) -> Result<Node<'a>, SyntaxError> {
         if depth > MAX_DEPTH {
             return Err(self.error(format!(
                 "values are nested more than {MAX_DEPTH} levels deep"
@@ -224,7 +249,7 @@ impl Parser<'_> {
         Ok(Node { offset, value })
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Result<Value, SyntaxError> {
+    fn literal(&mut self, word: &str, value: Value<'a>) -> Result<Value<'a>, SyntaxError> {
         if self.src[self.pos..].starts_with(word.as_bytes()) {
             self.pos += word.len();
             Ok(value)
@@ -233,7 +258,7 @@ impl Parser<'_> {
         }
     }
 
-    fn number(&mut self) -> Result<Value, SyntaxError> {
+    fn number(&mut self) -> Result<Value<'a>, SyntaxError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -260,7 +285,7 @@ impl Parser<'_> {
             }
             self.digits();
         }
-        Ok(Value::Number(self.text[start..self.pos].to_string()))
+        Ok(Value::Number(&self.text[start..self.pos]))
     }
 
     fn digits(&mut self) {
@@ -269,27 +294,36 @@ impl Parser<'_> {
         }
     }
 
-    fn string(&mut self) -> Result<String, SyntaxError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, SyntaxError> {
         let open = self.pos;
         self.pos += 1;
-        let mut out = String::new();
+        let mut out: Option<String> = None;
         loop {
             let run_start = self.pos;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
-            out.push_str(&self.text[run_start..self.pos]);
+            let rest = &self.src[run_start..];
+            // Keys and values are short: a plain scan beats setting up memchr.
+            let end = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(rest.len());
+            self.pos += end;
+            let run = &self.text[run_start..self.pos];
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok(match out {
+                        None => Cow::Borrowed(run),
+                        Some(mut owned) => {
+                            owned.push_str(run);
+                            Cow::Owned(owned)
+                        }
+                    });
                 }
                 Some(b'\\') => {
+                    let owned = out.get_or_insert_with(String::new);
+                    owned.push_str(run);
                     self.pos += 1;
-                    self.escape(&mut out)?;
+                    self.escape(owned)?;
                 }
                 Some(_) => {
                     return Err(self.error("control characters must be escaped inside strings"));
@@ -360,7 +394,7 @@ impl Parser<'_> {
         Ok(value)
     }
 
-    fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    fn array(&mut self, depth: usize) -> Result<Value<'a>, SyntaxError> {
         self.pos += 1;
         let mut items = Vec::new();
         self.skip_whitespace();
@@ -394,9 +428,54 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    /// The top-level array whose items go to the stream; returns it empty.
+    fn streamed_array(&mut self) -> Result<Node<'a>, SyntaxError> {
+        let offset = self.pos;
         self.pos += 1;
-        let mut members = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Node {
+                offset,
+                value: Value::Array(Vec::new()),
+            });
+        }
+        loop {
+            self.skip_whitespace();
+            let item = self.value(2)?;
+            if let Some((_, on_item)) = self.stream.as_mut() {
+                on_item(item);
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                    if self.peek() == Some(b']') {
+                        return Err(self.error("trailing comma before `]`"));
+                    }
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Node {
+                        offset,
+                        value: Value::Array(Vec::new()),
+                    });
+                }
+                _ => {
+                    return Err(self.error(format!(
+                        "expected `,` or `]`, found {}",
+                        self.describe_next()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value<'a>, SyntaxError> {
+        self.pos += 1;
+        // Package entries have around eight keys: avoid growing the vector key by key.
+        let mut members = Vec::with_capacity(8);
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -421,7 +500,14 @@ impl Parser<'_> {
             }
             self.pos += 1;
             self.skip_whitespace();
-            let value = self.value(depth + 1)?;
+            let streamed = depth == 0
+                && self.peek() == Some(b'[')
+                && self.stream.as_ref().is_some_and(|(k, _)| key == *k);
+            let value = if streamed {
+                self.streamed_array()?
+            } else {
+                self.value(depth + 1)?
+            };
             members.push(Member {
                 key_offset,
                 key,
@@ -473,7 +559,7 @@ mod tests {
         let Value::Array(items) = &members[0].value.value else {
             panic!("array")
         };
-        assert_eq!(items[1].value, Value::Number("-2.5e3".into()));
+        assert_eq!(items[1].value, Value::Number("-2.5e3"));
         assert_eq!(items[2].value, Value::String("xé😀".into()));
         assert_eq!(&src[items[2].offset..items[2].offset + 1], "\"");
         assert_eq!(

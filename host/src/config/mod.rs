@@ -9,8 +9,9 @@ pub mod json;
 mod providers;
 mod validate;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use fields::schema;
 pub use providers::{NO_TEST, Providers};
@@ -68,17 +69,50 @@ pub struct Package {
     pub positions: Positions,
 }
 
-/// Source positions of the parts of a package entry, for error messages.
+/// Byte offsets of the parts of a package entry in `loktar.json`, turned into
+/// lines and columns by [`SourceFile::location`] when an error needs them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Positions {
     /// The entry's opening brace.
-    pub entry: Location,
+    pub entry: usize,
     /// The `pkg_dir`/`artifact_dir` value, or the entry when the folder is implied.
-    pub dir: Location,
+    pub dir: usize,
     /// Whether the folder was written (`pkg_dir` or `artifact_dir`) or implied by the name.
     pub dir_written: bool,
     /// Each `depends_on` item.
-    pub depends_on: Vec<Location>,
+    pub depends_on: Vec<usize>,
+}
+
+/// The text of a `loktar.json` and the name to show for it in messages.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The file as the user should see it (relative to the current folder when inside it).
+    pub shown_as: String,
+    /// The whole text.
+    pub text: String,
+    lines: OnceLock<json::LineIndex>,
+}
+
+impl SourceFile {
+    /// Wraps a text.
+    pub fn new(shown_as: &str, text: String) -> Self {
+        SourceFile {
+            shown_as: shown_as.to_string(),
+            text,
+            lines: OnceLock::new(),
+        }
+    }
+
+    /// The line and column of a byte offset; the line index is built on first use.
+    pub fn location(&self, offset: usize) -> Location {
+        let lines = self.lines.get_or_init(|| json::LineIndex::new(&self.text));
+        let (line, column) = lines.position(&self.text, offset);
+        Location {
+            file: self.shown_as.clone(),
+            line,
+            column,
+        }
+    }
 }
 
 /// A repository's validated `loktar.json`.
@@ -86,11 +120,12 @@ pub struct Positions {
 pub struct Workspace {
     /// The repository root (the folder holding `loktar.json`).
     pub root: PathBuf,
-    /// The text of `loktar.json`, kept to compare entries with another revision.
-    pub source: String,
+    /// `loktar.json`, kept for error positions and to compare entries with another revision.
+    pub manifest: SourceFile,
     /// The packages in file order.
     pub packages: Vec<Package>,
-    by_name: HashMap<String, usize>,
+    /// Package indices sorted by name, for lookups without copying every name.
+    by_name: Vec<usize>,
 }
 
 impl Workspace {
@@ -117,26 +152,24 @@ impl Workspace {
                 );
             }
         };
-        let (packages, mut problems) = validate::parse(&source, shown_as, providers);
-        problems.extend(validate::check_folders(root, &packages));
+        let manifest = SourceFile::new(shown_as, source);
+        let (packages, mut problems) = validate::parse(&manifest, providers);
+        problems.extend(validate::check_folders(root, &manifest, &packages));
         if !problems.is_empty() {
             // In file order, so the report reads top to bottom.
             problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
             return Err(Diagnostics(problems));
         }
-        Ok(Workspace::new(root.to_path_buf(), source, packages))
+        Ok(Workspace::new(root.to_path_buf(), manifest, packages))
     }
 
     /// Builds a workspace from packages already validated.
-    pub fn new(root: PathBuf, source: String, packages: Vec<Package>) -> Workspace {
-        let by_name = packages
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
-            .collect();
+    pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
+        let mut by_name: Vec<usize> = (0..packages.len()).collect();
+        by_name.sort_unstable_by(|&a, &b| packages[a].name.cmp(&packages[b].name));
         Workspace {
             root,
-            source,
+            manifest,
             packages,
             by_name,
         }
@@ -144,7 +177,10 @@ impl Workspace {
 
     /// The index of a package by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
+        let found = self
+            .by_name
+            .binary_search_by(|&i| self.packages[i].name.as_str().cmp(name));
+        found.ok().map(|at| self.by_name[at])
     }
 
     /// A package by name.
@@ -159,12 +195,8 @@ impl Workspace {
 }
 
 /// Parses `loktar.json` text without touching the filesystem.
-pub fn parse(
-    source: &str,
-    shown_as: &str,
-    providers: &Providers,
-) -> Result<Vec<Package>, Diagnostics> {
-    match validate::parse(source, shown_as, providers) {
+pub fn parse(source: &SourceFile, providers: &Providers) -> Result<Vec<Package>, Diagnostics> {
+    match validate::parse(source, providers) {
         (packages, problems) if problems.is_empty() => Ok(packages),
         (_, problems) => Err(Diagnostics(problems)),
     }
@@ -183,7 +215,7 @@ pub fn canonical_entries(source: &str) -> Option<HashMap<String, String>> {
     let json::Value::Array(items) = packages.value.value else {
         return None;
     };
-    let mut entries = HashMap::new();
+    let mut entries = HashMap::default();
     for item in items {
         let json::Value::Object(fields) = &item.value else {
             return None;
@@ -191,7 +223,7 @@ pub fn canonical_entries(source: &str) -> Option<HashMap<String, String>> {
         let name = fields
             .iter()
             .find_map(|m| match (&m.key[..], &m.value.value) {
-                ("pkg_name" | "artifact_name", json::Value::String(name)) => Some(name.clone()),
+                ("pkg_name" | "artifact_name", json::Value::String(name)) => Some(name.to_string()),
                 _ => None,
             })?;
         entries.insert(name, item.canonical());

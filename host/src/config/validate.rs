@@ -1,65 +1,98 @@
 //! Turns the parsed JSON of `loktar.json` into packages, collecting every
 //! problem as a diagnostic instead of stopping at the first.
+//!
+//! This runs on every `loktar` call, for repositories with thousands of
+//! packages, so the happy path allocates little: strings are borrowed from
+//! the source, and positions stay byte offsets until an error needs a line.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
-use super::json::{self, LineIndex, Member, Node, Value};
-use super::{BuildInfo, NO_TEST, Package, PackageKind, Positions, Providers, show_dir};
-use crate::diagnostic::{Diagnostic, Location};
+use super::json::{self, Member, Node, Value};
+use super::{BuildInfo, NO_TEST, Package, PackageKind, Positions, Providers, SourceFile, show_dir};
+use crate::diagnostic::Diagnostic;
 use crate::suggest::closest;
 
 /// Parses and validates the text; returns the valid packages and every problem found.
-pub(super) fn parse(
-    source: &str,
-    file: &str,
-    providers: &Providers,
-) -> (Vec<Package>, Vec<Diagnostic>) {
+pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Vec<Diagnostic>) {
     let mut validator = Validator {
         source,
-        lines: LineIndex::new(source),
-        file,
         providers,
         problems: Vec::new(),
     };
-    let root = match json::parse(source) {
+    let mut packages = Vec::new();
+    let mut number = 0;
+    let mut on_package = |item: Node<'_>| {
+        number += 1;
+        packages.extend(validator.package(number, &item));
+    };
+    let parsed = json::parse_streaming(&source.text, "packages", &mut on_package);
+    let root = match parsed {
         Ok(root) => root,
         Err(error) => {
-            let diagnostic =
-                Diagnostic::new(format!("`{file}` is not valid JSON: {}", error.message))
-                    .at(validator.location(error.offset));
-            return (Vec::new(), vec![diagnostic]);
+            let message = format!("`{}` is not valid JSON: {}", source.shown_as, error.message);
+            return (
+                Vec::new(),
+                vec![Diagnostic::new(message).at(source.location(error.offset))],
+            );
         }
     };
-    let packages = validator.manifest(&root);
+    validator.top_level(&root);
     validator.cross_check(&packages);
     (packages, validator.problems)
 }
 
 /// Checks that every package folder exists in the working tree.
-pub(super) fn check_folders(root: &Path, packages: &[Package]) -> Vec<Diagnostic> {
+///
+/// Each parent folder is listed once instead of asking about every package
+/// folder: with thousands of packages this is the difference between a few
+/// dozen system calls and thousands.
+pub(super) fn check_folders(
+    root: &Path,
+    source: &SourceFile,
+    packages: &[Package],
+) -> Vec<Diagnostic> {
+    let mut listings: HashMap<&str, Option<HashMap<String, bool>>> = HashMap::default();
     let mut problems = Vec::new();
     for package in packages {
-        let path = root.join(&package.dir);
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => problems.push(
+        if package.dir.is_empty() {
+            continue;
+        }
+        let (parent, leaf) = package.dir.rsplit_once('/').unwrap_or(("", &package.dir));
+        let listing = listings
+            .entry(parent)
+            .or_insert_with(|| folder_listing(&root.join(parent)));
+        match listing.as_ref().and_then(|entries| entries.get(leaf)) {
+            Some(true) => {}
+            Some(false) => problems.push(
                 Diagnostic::new(format!(
                     "package `{}`: `{}` is a file, not a folder",
                     package.name,
                     show_dir(&package.dir)
                 ))
-                .at(package.positions.dir.clone())
+                .at(source.location(package.positions.dir))
                 .hint("set `pkg_dir` to the folder that holds the package"),
             ),
-            Err(_) => problems.push(missing_folder(root, package)),
+            None => problems.push(missing_folder(root, source, package)),
         }
     }
     problems
 }
 
-fn missing_folder(root: &Path, package: &Package) -> Diagnostic {
+/// The entries of a folder and whether each is a folder (symlinks followed).
+fn folder_listing(dir: &Path) -> Option<HashMap<String, bool>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let listing = entries.filter_map(Result::ok).filter_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        let file_type = entry.file_type().ok()?;
+        let is_dir = file_type.is_dir() || (file_type.is_symlink() && entry.path().is_dir());
+        Some((name, is_dir))
+    });
+    Some(listing.collect())
+}
+
+fn missing_folder(root: &Path, source: &SourceFile, package: &Package) -> Diagnostic {
     let guess = closest_existing_folder(root, &package.dir);
     let message = format!(
         "package `{}`: folder `{}` does not exist",
@@ -69,13 +102,14 @@ fn missing_folder(root: &Path, package: &Package) -> Diagnostic {
         (false, Some(guess)) => format!(
             "without `pkg_dir` the folder is the package name; set `\"pkg_dir\": \"{guess}\"` if that is its folder"
         ),
-        (false, None) => "without `pkg_dir` the folder is the package name; set `pkg_dir` to the package's folder"
-            .to_string(),
+        (false, None) => {
+            "without `pkg_dir` the folder is the package name; set `pkg_dir` to the package's folder".to_string()
+        }
         (true, Some(guess)) => format!("did you mean `{guess}`? `pkg_dir` is relative to the repository root"),
         (true, None) => "`pkg_dir` is relative to the repository root; create the folder or fix the path".to_string(),
     };
     Diagnostic::new(message)
-        .at(package.positions.dir.clone())
+        .at(source.location(package.positions.dir))
         .hint(hint)
 }
 
@@ -89,211 +123,220 @@ fn closest_existing_folder(root: &Path, dir: &str) -> Option<String> {
             found.push(part.to_string());
             continue;
         }
-        let folders: Vec<String> = std::fs::read_dir(&here)
-            .ok()?
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| name != ".git")
+        let folders: Vec<String> = folder_listing(&here)?
+            .into_iter()
+            .filter(|(name, is_dir)| *is_dir && name != ".git")
+            .map(|(name, _)| name)
             .collect();
         found.push(closest(part, folders.iter().map(String::as_str))?.to_string());
     }
     Some(found.join("/"))
 }
 
+/// How a package is named in messages: by name, or by position when it has none.
+/// Formatted only when a message needs it.
+#[derive(Clone, Copy)]
+struct Label<'a> {
+    name: Option<&'a str>,
+    number: usize,
+}
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name {
+            Some(name) => write!(f, "package `{name}`"),
+            None => write!(f, "package #{}", self.number),
+        }
+    }
+}
+
 struct Validator<'a> {
-    source: &'a str,
-    lines: LineIndex,
-    file: &'a str,
+    source: &'a SourceFile,
     providers: &'a Providers,
     problems: Vec<Diagnostic>,
 }
 
-/// The values of one package entry as they are read, before defaults apply.
-#[derive(Default)]
+/// The members of one package entry, indexed like [`PACKAGE_FIELDS`].
 struct Entry<'n> {
-    fields: HashMap<&'static str, &'n Member>,
+    fields: [Option<&'n Member<'n>>; PACKAGE_FIELDS.len()],
+}
+
+/// Indices into [`PACKAGE_FIELDS`], computed at compile time.
+mod key {
+    use super::field_index;
+    pub(super) const PKG_NAME: usize = field_index("pkg_name");
+    pub(super) const PKG_TYPE: usize = field_index("pkg_type");
+    pub(super) const TEST_TYPE: usize = field_index("test_type");
+    pub(super) const TYPE: usize = field_index("type");
+    pub(super) const PKG_DIR: usize = field_index("pkg_dir");
+    pub(super) const BUILD_INFO: usize = field_index("build_info");
+    pub(super) const DEPENDS_ON: usize = field_index("depends_on");
+    pub(super) const DEPENDENCIES_TYPE: usize = field_index("dependencies_type");
+    pub(super) const EXCLUDE_KEYWORDS: usize = field_index("exclude_dependencies_only_on_keywords");
+    pub(super) const ARTIFACT_NAME: usize = field_index("artifact_name");
+    pub(super) const ARTIFACT_TYPE: usize = field_index("artifact_type");
+    pub(super) const ARTIFACT_DIR: usize = field_index("artifact_dir");
+}
+
+/// The position of a key in [`PACKAGE_FIELDS`]; a typo fails the build.
+const fn field_index(name: &str) -> usize {
+    let mut index = 0;
+    while index < PACKAGE_FIELDS.len() {
+        let field = PACKAGE_FIELDS[index].name.as_bytes();
+        let wanted = name.as_bytes();
+        if field.len() == wanted.len() {
+            let mut i = 0;
+            while i < field.len() && field[i] == wanted[i] {
+                i += 1;
+            }
+            if i == field.len() {
+                return index;
+            }
+        }
+        index += 1;
+    }
+    panic!("not a package field")
 }
 
 impl<'n> Entry<'n> {
-    fn text(&self, key: &str) -> Option<(&'n str, usize)> {
-        match self.fields.get(key).map(|m| &m.value) {
+    fn get(&self, key: usize) -> Option<&'n Member<'n>> {
+        self.fields[key]
+    }
+
+    fn has(&self, key: usize) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn text(&self, key: usize) -> Option<(&'n str, usize)> {
+        match self.get(key).map(|m| &m.value) {
             Some(Node {
                 value: Value::String(s),
                 offset,
-            }) => Some((s.as_str(), *offset)),
+            }) => Some((s.as_ref(), *offset)),
             _ => None,
         }
     }
 
     /// A list of strings (a single string counts as a list of one), with each item's offset.
-    fn list(&self, key: &str) -> Vec<(&'n str, usize)> {
-        match self.fields.get(key).map(|m| &m.value) {
+    fn list(&self, key: usize) -> Vec<(&'n str, usize)> {
+        match self.get(key).map(|m| &m.value) {
             Some(Node {
                 value: Value::String(s),
                 offset,
-            }) => vec![(s.as_str(), *offset)],
+            }) => vec![(s.as_ref(), *offset)],
             Some(Node {
                 value: Value::Array(items),
                 ..
             }) => items
                 .iter()
                 .filter_map(|item| match &item.value {
-                    Value::String(s) => Some((s.as_str(), item.offset)),
+                    Value::String(s) => Some((s.as_ref(), item.offset)),
                     _ => None,
                 })
                 .collect(),
             _ => Vec::new(),
         }
     }
+
+    fn strings(&self, key: usize) -> Vec<String> {
+        self.list(key)
+            .into_iter()
+            .map(|(s, _)| s.to_string())
+            .collect()
+    }
 }
 
 impl Validator<'_> {
-    fn location(&self, offset: usize) -> Location {
-        let (line, column) = self.lines.position(self.source, offset);
-        Location {
-            file: self.file.to_string(),
-            line,
-            column,
-        }
-    }
-
     fn report(&mut self, offset: usize, message: String, hint: Option<String>) {
         let diagnostic = Diagnostic::new(message)
-            .at(self.location(offset))
+            .at(self.source.location(offset))
             .maybe_hint(hint);
         self.problems.push(diagnostic);
     }
 
-    fn manifest(&mut self, root: &Node) -> Vec<Package> {
+    /// Checks the top level; the package entries were validated while streaming.
+    fn top_level(&mut self, root: &Node<'_>) {
+        let file = &self.source.shown_as;
         let Value::Object(members) = &root.value else {
+            let message = format!(
+                "the top level of `{file}` must be an object, found {}",
+                root.value.type_name()
+            );
             self.report(
                 root.offset,
-                format!(
-                    "the top level of `{}` must be an object, found {}",
-                    self.file,
-                    root.value.type_name()
-                ),
+                message,
                 Some("write `{ \"packages\": [ … ] }`".to_string()),
             );
-            return Vec::new();
+            return;
         };
+        let no_packages = format!("`{file}` has no `packages` list");
         let mut packages_node = None;
-        let mut seen = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         for member in members {
-            if seen.contains(&member.key.as_str()) {
+            let key = member.key.as_ref();
+            if seen.contains(&key) {
                 self.report(
                     member.key_offset,
-                    format!("key `{}` is written twice", member.key),
+                    format!("key `{key}` is written twice"),
                     None,
                 );
                 continue;
             }
-            seen.push(member.key.as_str());
-            match member.key.as_str() {
+            seen.push(key);
+            match key {
                 "packages" => packages_node = Some(&member.value),
                 "$schema" => {}
                 other => {
-                    let hint = closest(other, TOP_LEVEL_KEYS.iter().copied())
-                        .map(|k| format!("did you mean `{k}`?"))
-                        .or_else(|| {
-                            Some("the top level holds only `packages` (and `$schema`)".to_string())
-                        });
+                    let hint = closest(other, TOP_LEVEL_KEYS.iter().copied()).map_or(
+                        "the top level holds only `packages` (and `$schema`)".to_string(),
+                        |k| format!("did you mean `{k}`?"),
+                    );
                     self.report(
                         member.key_offset,
                         format!("unknown key `{other}` at the top level"),
-                        hint,
+                        Some(hint),
                     );
                 }
             }
         }
         let Some(list) = packages_node else {
-            self.report(
-                root.offset,
-                format!("`{}` has no `packages` list", self.file),
-                Some("add `\"packages\": [ { \"pkg_name\": \"…\" } ]`".to_string()),
-            );
-            return Vec::new();
+            let hint = "add `\"packages\": [ { \"pkg_name\": \"…\" } ]`".to_string();
+            self.report(root.offset, no_packages, Some(hint));
+            return;
         };
-        let Value::Array(items) = &list.value else {
-            self.report(
-                list.offset,
-                format!(
-                    "`packages` must be an array, found {}",
-                    list.value.type_name()
-                ),
-                None,
+        if !matches!(list.value, Value::Array(_)) {
+            let message = format!(
+                "`packages` must be an array, found {}",
+                list.value.type_name()
             );
-            return Vec::new();
-        };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(index, item)| self.package(index + 1, item))
-            .collect()
+            self.report(list.offset, message, None);
+        }
     }
 
-    fn package(&mut self, number: usize, node: &Node) -> Option<Package> {
+    fn package(&mut self, number: usize, node: &Node<'_>) -> Option<Package> {
         let Value::Object(members) = &node.value else {
+            let found = node.value.type_name();
             self.report(
                 node.offset,
-                format!(
-                    "entry #{number} of `packages` must be an object, found {}",
-                    node.value.type_name()
-                ),
+                format!("entry #{number} of `packages` must be an object, found {found}"),
                 None,
             );
             return None;
         };
         let name = members
             .iter()
-            .find_map(|m| match (&m.key[..], &m.value.value) {
+            .find_map(|m| match (m.key.as_ref(), &m.value.value) {
                 ("pkg_name" | "artifact_name", Value::String(name)) if !name.is_empty() => {
-                    Some(name.as_str())
+                    Some(name.as_ref())
                 }
                 _ => None,
             });
-        let label = match name {
-            Some(name) => format!("package `{name}`"),
-            None => format!("package #{number}"),
-        };
+        let label = Label { name, number };
         let problems_before = self.problems.len();
-        let mut entry = Entry::default();
-        for member in members {
-            let Some(field) = PACKAGE_FIELDS.iter().find(|f| f.name == member.key) else {
-                let known = PACKAGE_FIELDS.iter().map(|f| f.name);
-                let hint = match closest(&member.key, known) {
-                    Some(k) => format!("did you mean `{k}`?"),
-                    None => format!(
-                        "known keys: {}",
-                        PACKAGE_FIELDS
-                            .iter()
-                            .filter(|f| f.alias_of.is_none())
-                            .map(|f| f.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                self.report(
-                    member.key_offset,
-                    format!("{label}: unknown key `{}`", member.key),
-                    Some(hint),
-                );
-                continue;
-            };
-            if entry.fields.insert(field.name, member).is_some() {
-                self.report(
-                    member.key_offset,
-                    format!("{label}: key `{}` is written twice", field.name),
-                    None,
-                );
-                continue;
-            }
-            self.check_shape(&label, field, &member.value);
-        }
-        for field in PACKAGE_FIELDS {
-            if let (Some(of), Some(member)) = (field.alias_of, entry.fields.get(field.name))
-                && entry.fields.contains_key(of)
+        let entry = self.read_entry(label, members);
+        for (index, field) in PACKAGE_FIELDS.iter().enumerate() {
+            if let (Some(of), Some(member)) = (field.alias_of, entry.get(index))
+                && entry.has(field_index(of))
             {
                 let message = format!(
                     "{label}: both `{of}` and its older name `{}` are set",
@@ -306,22 +349,21 @@ impl Validator<'_> {
                 );
             }
         }
+        let name_offset = entry
+            .text(key::PKG_NAME)
+            .or(entry.text(key::ARTIFACT_NAME))
+            .map_or(node.offset, |(_, o)| o);
         let Some(name) = name else {
-            if !entry.fields.contains_key("pkg_name") && !entry.fields.contains_key("artifact_name")
-            {
+            if !entry.has(key::PKG_NAME) && !entry.has(key::ARTIFACT_NAME) {
+                let hint = "add `\"pkg_name\": \"<name>\"`".to_string();
                 self.report(
                     node.offset,
                     format!("{label} has no `pkg_name`"),
-                    Some("add `\"pkg_name\": \"<name>\"`".to_string()),
+                    Some(hint),
                 );
             } else if self.problems.len() == problems_before {
-                let offset = entry
-                    .fields
-                    .get("pkg_name")
-                    .or(entry.fields.get("artifact_name"))
-                    .map_or(node.offset, |m| m.value.offset);
                 self.report(
-                    offset,
+                    name_offset,
                     format!("{label}: `pkg_name` must not be empty"),
                     None,
                 );
@@ -332,88 +374,105 @@ impl Validator<'_> {
             .chars()
             .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
         {
-            let offset = entry
-                .text("pkg_name")
-                .or(entry.text("artifact_name"))
-                .map_or(node.offset, |(_, o)| o);
+            let hint = "use letters, digits, `_`, `-` and `.` only".to_string();
             self.report(
-                offset,
+                name_offset,
                 format!("{label}: the name contains `{bad}`"),
-                Some("use letters, digits, `_`, `-` and `.` only".to_string()),
+                Some(hint),
             );
         }
-        let dir = self.folder(&label, name, &entry, node.offset);
+        let folder = self.folder(label, name, &entry, node.offset);
         if self.problems.len() > problems_before {
             return None;
         }
-        let (dir, dir_offset, dir_written) = dir?;
-        let build_info = self.build_info(&entry);
-        let test_type = entry
-            .text("test_type")
-            .map(|(t, _)| t)
-            .filter(|t| *t != NO_TEST)
-            .map(str::to_string);
-        let depends = entry.list("depends_on");
+        let (dir, dir_offset, dir_written) = folder?;
+        let depends = entry.list(key::DEPENDS_ON);
         Some(Package {
             name: name.to_string(),
             dir,
             pkg_type: entry
-                .text("pkg_type")
-                .or(entry.text("artifact_type"))
+                .text(key::PKG_TYPE)
+                .or(entry.text(key::ARTIFACT_TYPE))
                 .map(|(t, _)| t.to_string()),
-            test_type,
-            kind: entry.text("type").map(|(t, _)| {
-                if t == "service" {
-                    PackageKind::Service
-                } else {
-                    PackageKind::Library
-                }
+            test_type: entry
+                .text(key::TEST_TYPE)
+                .map(|(t, _)| t)
+                .filter(|t| *t != NO_TEST)
+                .map(str::to_string),
+            kind: entry.text(key::TYPE).map(|(t, _)| match t {
+                "service" => PackageKind::Service,
+                _ => PackageKind::Library,
             }),
-            build_info,
+            build_info: build_info(&entry),
             depends_on: depends.iter().map(|(d, _)| (*d).to_string()).collect(),
-            dependencies_type: entry
-                .list("dependencies_type")
-                .iter()
-                .map(|(d, _)| (*d).to_string())
-                .collect(),
-            exclude_keywords: entry
-                .list("exclude_dependencies_only_on_keywords")
-                .iter()
-                .map(|(k, _)| (*k).to_string())
-                .collect(),
+            dependencies_type: entry.strings(key::DEPENDENCIES_TYPE),
+            exclude_keywords: entry.strings(key::EXCLUDE_KEYWORDS),
             positions: Positions {
-                entry: self.location(node.offset),
-                dir: self.location(dir_offset),
+                entry: node.offset,
+                dir: dir_offset,
                 dir_written,
-                depends_on: depends
-                    .iter()
-                    .map(|(_, offset)| self.location(*offset))
-                    .collect(),
+                depends_on: depends.iter().map(|(_, offset)| *offset).collect(),
             },
         })
+    }
+
+    /// Sorts the members into known fields, reporting unknown and repeated keys and wrong shapes.
+    fn read_entry<'n>(&mut self, label: Label<'_>, members: &'n [Member<'n>]) -> Entry<'n> {
+        let mut entry = Entry {
+            fields: [None; PACKAGE_FIELDS.len()],
+        };
+        for member in members {
+            let Some(index) = PACKAGE_FIELDS.iter().position(|f| f.name == member.key) else {
+                let hint = match closest(&member.key, PACKAGE_FIELDS.iter().map(|f| f.name)) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => {
+                        let known: Vec<&str> = PACKAGE_FIELDS
+                            .iter()
+                            .filter(|f| f.alias_of.is_none())
+                            .map(|f| f.name)
+                            .collect();
+                        format!("known keys: {}", known.join(", "))
+                    }
+                };
+                self.report(
+                    member.key_offset,
+                    format!("{label}: unknown key `{}`", member.key),
+                    Some(hint),
+                );
+                continue;
+            };
+            if entry.fields[index].replace(member).is_some() {
+                self.report(
+                    member.key_offset,
+                    format!("{label}: key `{}` is written twice", member.key),
+                    None,
+                );
+                continue;
+            }
+            self.check_shape(label, &PACKAGE_FIELDS[index], &member.value);
+        }
+        entry
     }
 
     /// Works out the package folder: `pkg_dir`, `artifact_dir/<name>`, or the name.
     fn folder(
         &mut self,
-        label: &str,
+        label: Label<'_>,
         name: &str,
         entry: &Entry<'_>,
         entry_offset: usize,
     ) -> Option<(String, usize, bool)> {
-        let (written, offset, key) = if let Some((dir, offset)) = entry.text("pkg_dir") {
+        let (written, offset, key) = if let Some((dir, offset)) = entry.text(key::PKG_DIR) {
             (dir.to_string(), offset, "pkg_dir")
-        } else if let Some((parent, offset)) = entry.text("artifact_dir") {
+        } else if let Some((parent, offset)) = entry.text(key::ARTIFACT_DIR) {
             (format!("{parent}/{name}"), offset, "artifact_dir")
         } else {
             return match normalize_dir(name) {
                 Ok(dir) => Some((dir, entry_offset, false)),
                 Err(problem) => {
-                    self.report(
-                        entry_offset,
-                        format!("{label}: the name cannot be used as a folder: {problem}"),
-                        Some("set `pkg_dir`".into()),
-                    );
+                    let message =
+                        format!("{label}: the name cannot be used as a folder: {problem}");
+                    self.report(entry_offset, message, Some("set `pkg_dir`".into()));
                     None
                 }
             };
@@ -421,47 +480,15 @@ impl Validator<'_> {
         match normalize_dir(&written) {
             Ok(dir) => Some((dir, offset, true)),
             Err(problem) => {
-                self.report(
-                    offset,
-                    format!("{label}: `{key}` {problem}"),
-                    Some(
-                        "write a folder relative to the repository root, like `services/api`"
-                            .to_string(),
-                    ),
-                );
+                let hint = "write a folder relative to the repository root, like `services/api`"
+                    .to_string();
+                self.report(offset, format!("{label}: `{key}` {problem}"), Some(hint));
                 None
             }
         }
     }
 
-    fn build_info(&mut self, entry: &Entry<'_>) -> BuildInfo {
-        let mut info = BuildInfo::default();
-        let Some(Node {
-            value: Value::Object(members),
-            ..
-        }) = entry.fields.get("build_info").map(|m| &m.value)
-        else {
-            return info;
-        };
-        for member in members {
-            let text = match &member.value.value {
-                Value::String(s) => Some(s.clone()),
-                _ => None,
-            };
-            match member.key.as_str() {
-                "build_type" => info.build_type = text,
-                "registry_type" => info.registry_type = text,
-                "storage_type" => info.storage_type = text,
-                key => {
-                    info.settings
-                        .insert(key.to_string(), to_serde(&member.value.value));
-                }
-            }
-        }
-        info
-    }
-
-    fn check_shape(&mut self, label: &str, field: &Field, node: &Node) {
+    fn check_shape(&mut self, label: Label<'_>, field: &Field, node: &Node<'_>) {
         let key = field.name;
         let wrong = |expected: &str| {
             format!(
@@ -470,108 +497,109 @@ impl Validator<'_> {
             )
         };
         match (field.shape, &node.value) {
-            (Shape::Text | Shape::Folder, Value::String(s)) => {
-                if s.is_empty() {
-                    self.report(
-                        node.offset,
-                        format!("{label}: `{key}` must not be empty"),
-                        None,
-                    );
-                }
+            (Shape::Text | Shape::Folder, Value::String(s)) if s.is_empty() => {
+                self.report(
+                    node.offset,
+                    format!("{label}: `{key}` must not be empty"),
+                    None,
+                );
             }
-            (Shape::Text | Shape::Folder, _) => self.report(node.offset, wrong("a string"), None),
+            (Shape::Text | Shape::Folder, Value::String(_)) => {}
             (Shape::Kind, Value::String(s)) if s == "service" || s == "library" => {}
-            (Shape::Kind, _) => self.report(
-                node.offset,
-                format!("{label}: `type` must be `service` or `library`"),
-                None,
-            ),
-            (Shape::Provider(role), Value::String(s)) => {
-                self.check_provider(label, key, role, s, node.offset)
+            (Shape::Kind, _) => {
+                self.report(
+                    node.offset,
+                    format!("{label}: `type` must be `service` or `library`"),
+                    None,
+                );
             }
-            (Shape::Provider(_), _) => self.report(node.offset, wrong("a string"), None),
-            (Shape::Providers(role), Value::String(s)) => {
-                self.check_provider(label, key, role, s, node.offset)
+            (Shape::Provider(role) | Shape::Providers(role), Value::String(s)) => {
+                self.check_provider(&label, key, role, s, node.offset);
             }
             (Shape::Names | Shape::Keywords | Shape::Providers(_), Value::Array(items)) => {
                 for item in items {
                     match (&item.value, field.shape) {
                         (Value::String(s), Shape::Providers(role)) => {
-                            self.check_provider(label, key, role, s, item.offset)
+                            self.check_provider(&label, key, role, s, item.offset);
                         }
-                        (Value::String(s), _) if s.is_empty() => self.report(
-                            item.offset,
-                            format!("{label}: `{key}` has an empty item"),
-                            None,
-                        ),
+                        (Value::String(s), _) if s.is_empty() => {
+                            self.report(
+                                item.offset,
+                                format!("{label}: `{key}` has an empty item"),
+                                None,
+                            );
+                        }
                         (Value::String(_), _) => {}
-                        (other, _) => self.report(
-                            item.offset,
-                            format!(
+                        (other, _) => {
+                            let message = format!(
                                 "{label}: items of `{key}` must be strings, found {}",
                                 other.type_name()
-                            ),
-                            None,
-                        ),
+                            );
+                            self.report(item.offset, message, None);
+                        }
                     }
                 }
             }
-            (Shape::Names | Shape::Keywords, _) => self.report(
-                node.offset,
-                wrong("an array of strings"),
-                Some(format!("write `\"{key}\": [\"…\"]`")),
-            ),
+            (Shape::Text | Shape::Folder | Shape::Provider(_), _) => {
+                self.report(node.offset, wrong("a string"), None);
+            }
+            (Shape::Names | Shape::Keywords, _) => {
+                let hint = format!("write `\"{key}\": [\"…\"]`");
+                self.report(node.offset, wrong("an array of strings"), Some(hint));
+            }
             (Shape::Providers(_), _) => {
                 self.report(node.offset, wrong("a string or an array of strings"), None)
             }
-            (Shape::BuildInfo, Value::Object(members)) => {
-                let mut seen = Vec::new();
-                for member in members {
-                    if seen.contains(&member.key.as_str()) {
-                        self.report(
-                            member.key_offset,
-                            format!("{label}: `build_info.{}` is written twice", member.key),
-                            None,
-                        );
-                        continue;
-                    }
-                    seen.push(member.key.as_str());
-                    if let Some(field) = BUILD_INFO_FIELDS.iter().find(|f| f.name == member.key) {
-                        let inner = format!("{label}: `build_info`");
-                        match &member.value.value {
-                            Value::String(s) => {
-                                if let Shape::Provider(role) = field.shape {
-                                    self.check_provider(
-                                        &inner,
-                                        field.name,
-                                        role,
-                                        s,
-                                        member.value.offset,
-                                    );
-                                }
-                            }
-                            other => self.report(
-                                member.value.offset,
-                                format!(
-                                    "{inner}: `{}` must be a string, found {}",
-                                    field.name,
-                                    other.type_name()
-                                ),
-                                None,
-                            ),
-                        }
-                    }
-                }
-            }
+            (Shape::BuildInfo, Value::Object(members)) => self.check_build_info(label, members),
             (Shape::BuildInfo, _) => self.report(node.offset, wrong("an object"), None),
         }
     }
 
-    fn check_provider(&mut self, label: &str, key: &str, role: Role, name: &str, offset: usize) {
-        let names = role.names(self.providers);
-        if names.iter().any(|n| n == name) {
+    fn check_build_info(&mut self, label: Label<'_>, members: &[Member<'_>]) {
+        let inner = format!("{label}: `build_info`");
+        let mut seen: Vec<&str> = Vec::new();
+        for member in members {
+            let key = member.key.as_ref();
+            if seen.contains(&key) {
+                self.report(
+                    member.key_offset,
+                    format!("{inner}: key `{key}` is written twice"),
+                    None,
+                );
+                continue;
+            }
+            seen.push(key);
+            let Some(field) = BUILD_INFO_FIELDS.iter().find(|f| f.name == key) else {
+                continue; // a plugin setting
+            };
+            match (&member.value.value, field.shape) {
+                (Value::String(s), Shape::Provider(role)) => {
+                    self.check_provider(&inner, key, role, s, member.value.offset);
+                }
+                (Value::String(_), _) => {}
+                (other, _) => {
+                    let message = format!(
+                        "{inner}: `{key}` must be a string, found {}",
+                        other.type_name()
+                    );
+                    self.report(member.value.offset, message, None);
+                }
+            }
+        }
+    }
+
+    fn check_provider(
+        &mut self,
+        label: &dyn std::fmt::Display,
+        key: &str,
+        role: Role,
+        name: &str,
+        offset: usize,
+    ) {
+        if role.accepts(self.providers, name) {
             return;
         }
+        let names = role.names(self.providers);
         let what = if role == Role::BuildType {
             "build type"
         } else {
@@ -581,67 +609,90 @@ impl Validator<'_> {
             Some(guess) => format!("did you mean `{guess}`?"),
             None => format!("known: {}", names.join(", ")),
         };
-        self.report(
-            offset,
-            format!("{label}: `{key}` names `{name}`, which is not a known {what}"),
-            Some(hint),
-        );
+        let message = format!("{label}: `{key}` names `{name}`, which is not a known {what}");
+        self.report(offset, message, Some(hint));
     }
 
     /// Checks that involve several packages: names, folders, `depends_on`.
     fn cross_check(&mut self, packages: &[Package]) {
-        let mut names: HashMap<&str, &Package> = HashMap::new();
-        let mut dirs: HashMap<&str, &Package> = HashMap::new();
+        let mut names: HashMap<&str, &Package> =
+            HashMap::with_capacity_and_hasher(packages.len(), Default::default());
+        let mut dirs: HashMap<&str, &Package> =
+            HashMap::with_capacity_and_hasher(packages.len(), Default::default());
         for package in packages {
-            if let Some(first) = names.insert(&package.name, package) {
-                names.insert(&first.name, first);
-                self.problems.push(
-                    Diagnostic::new(format!("package `{}` is defined twice", package.name))
-                        .at(package.positions.entry.clone())
-                        .hint(format!(
-                            "the first definition is at {}; rename or remove one",
-                            first.positions.entry
-                        )),
-                );
+            if let Some(first) = names.get(package.name.as_str()) {
+                let first_at = self.source.location(first.positions.entry);
+                let message = format!("package `{}` is defined twice", package.name);
+                let hint = format!("the first definition is at {first_at}; rename or remove one");
+                self.report(package.positions.entry, message, Some(hint));
                 continue;
             }
-            if let Some(first) = dirs.insert(&package.dir, package) {
-                dirs.insert(&first.dir, first);
-                self.problems.push(
-                    Diagnostic::new(format!(
-                        "packages `{}` and `{}` both own folder `{}`",
-                        first.name,
-                        package.name,
-                        show_dir(&package.dir)
-                    ))
-                    .at(package.positions.dir.clone())
-                    .hint("give each package its own `pkg_dir`"),
+            names.insert(&package.name, package);
+            if let Some(first) = dirs.get(package.dir.as_str()) {
+                let message = format!(
+                    "packages `{}` and `{}` both own folder `{}`",
+                    first.name,
+                    package.name,
+                    show_dir(&package.dir)
                 );
+                let hint = "give each package its own `pkg_dir`".to_string();
+                self.report(package.positions.dir, message, Some(hint));
+                continue;
             }
+            dirs.insert(&package.dir, package);
         }
         for package in packages {
-            for (target, location) in package.depends_on.iter().zip(&package.positions.depends_on) {
+            for (target, offset) in package.depends_on.iter().zip(&package.positions.depends_on) {
                 if names.contains_key(target.as_str()) {
                     continue;
                 }
-                let hint = closest(target, names.keys().copied())
-                    .map(|guess| format!("did you mean `{guess}`?"))
-                    .unwrap_or_else(|| "list only packages defined in loktar.json".to_string());
-                self.problems.push(
-                    Diagnostic::new(format!(
-                        "package `{}`: `depends_on` names `{target}`, which is not a package",
-                        package.name
-                    ))
-                    .at(location.clone())
-                    .hint(hint),
+                let hint = closest(target, names.keys().copied()).map_or(
+                    "list only packages defined in loktar.json".to_string(),
+                    |guess| format!("did you mean `{guess}`?"),
                 );
+                let message = format!(
+                    "package `{}`: `depends_on` names `{target}`, which is not a package",
+                    package.name
+                );
+                self.report(*offset, message, Some(hint));
             }
         }
     }
 }
 
+fn build_info(entry: &Entry<'_>) -> BuildInfo {
+    let mut info = BuildInfo::default();
+    let Some(Node {
+        value: Value::Object(members),
+        ..
+    }) = entry.get(key::BUILD_INFO).map(|m| &m.value)
+    else {
+        return info;
+    };
+    for member in members {
+        let text = match &member.value.value {
+            Value::String(s) => Some(s.to_string()),
+            _ => None,
+        };
+        match member.key.as_ref() {
+            "build_type" => info.build_type = text,
+            "registry_type" => info.registry_type = text,
+            "storage_type" => info.storage_type = text,
+            key => {
+                info.settings
+                    .insert(key.to_string(), to_serde(&member.value.value));
+            }
+        }
+    }
+    info
+}
+
 /// Normalises a folder written in `loktar.json` to `a/b` form (`""` for the root).
 fn normalize_dir(written: &str) -> Result<String, String> {
+    let plain = |part: &str| !matches!(part, "" | "." | ".." | ".git");
+    if !written.contains('\\') && written.split('/').all(plain) {
+        return Ok(written.to_string());
+    }
     if written.starts_with('/') {
         return Err(format!("`{written}` is absolute"));
     }
@@ -662,21 +713,21 @@ fn normalize_dir(written: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-fn to_serde(value: &Value) -> serde_json::Value {
+fn to_serde(value: &Value<'_>) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Bool(b) => serde_json::Value::Bool(*b),
         Value::Number(n) => {
-            serde_json::from_str(n).unwrap_or_else(|_| serde_json::Value::String(n.clone()))
+            serde_json::from_str(n).unwrap_or_else(|_| serde_json::Value::String((*n).to_string()))
         }
-        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::String(s) => serde_json::Value::String(s.to_string()),
         Value::Array(items) => {
             serde_json::Value::Array(items.iter().map(|i| to_serde(&i.value)).collect())
         }
         Value::Object(members) => serde_json::Value::Object(
             members
                 .iter()
-                .map(|m| (m.key.clone(), to_serde(&m.value.value)))
+                .map(|m| (m.key.to_string(), to_serde(&m.value.value)))
                 .collect(),
         ),
     }
@@ -697,12 +748,16 @@ mod tests {
 
     #[test]
     fn reads_aliases_and_build_info() {
-        let source = r#"{"packages": [
+        let source = SourceFile::new(
+            "loktar.json",
+            r#"{"packages": [
             {"artifact_name": "lib", "artifact_dir": "libs", "artifact_type": "whl",
              "build_info": {"storage_type": "s3", "bucket": "b", "n": 3}},
             {"pkg_name": "svc", "test_type": "no-test", "depends_on": ["lib"], "dependencies_type": "dockerfile"}
-        ]}"#;
-        let (packages, problems) = parse(source, "loktar.json", &Providers::builtin());
+        ]}"#
+            .to_string(),
+        );
+        let (packages, problems) = parse(&source, &Providers::builtin());
         assert_eq!(problems, []);
         assert_eq!(packages[0].dir, "libs/lib");
         assert_eq!(packages[0].pkg_type.as_deref(), Some("whl"));

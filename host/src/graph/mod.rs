@@ -186,8 +186,8 @@ fn cycle_error(workspace: &Workspace, cycle: &[usize]) -> Diagnostic {
         "each arrow reads \"depends on\"; a package cannot depend on itself, even through others: remove one of these dependencies",
     );
     let declared = first.depends_on.iter().position(|d| d == second);
-    if let Some(location) = declared.and_then(|i| first.positions.depends_on.get(i)) {
-        diagnostic = diagnostic.at(location.clone());
+    if let Some(&offset) = declared.and_then(|i| first.positions.depends_on.get(i)) {
+        diagnostic = diagnostic.at(workspace.manifest.location(offset));
     }
     diagnostic
 }

@@ -95,9 +95,16 @@ impl Plan {
         }
         let levels = graph.levels(&included);
         let mut seeds = seeds;
-        let mut steps: Vec<Step> = (0..graph.len())
+        // Order by level, then workspace order, before building the steps:
+        // sorting small keys is cheaper than moving whole steps around.
+        let mut order: Vec<(usize, usize)> = (0..graph.len())
             .filter(|&p| included[p])
-            .map(|package| {
+            .map(|p| (levels[p].unwrap_or(0), p))
+            .collect();
+        order.sort_unstable();
+        let steps: Vec<Step> = order
+            .into_iter()
+            .map(|(level, package)| {
                 let seed = seeds[package].take();
                 // Only dependencies whose change propagates pull a package in.
                 let because_of = graph
@@ -108,14 +115,13 @@ impl Plan {
                 because_of.sort_unstable();
                 Step {
                     package,
-                    level: levels[package].unwrap_or(0),
+                    level,
                     seed,
                     because_of,
                     via: via[package],
                 }
             })
             .collect();
-        steps.sort_by_key(|step| (step.level, step.package));
         let mut position = vec![None; graph.len()];
         for (i, step) in steps.iter().enumerate() {
             position[step.package] = Some(i);

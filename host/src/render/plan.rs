@@ -261,12 +261,16 @@ struct JsonRemoved<'a> {
     files: Vec<&'a str>,
 }
 
-/// Serialises a document with a trailing newline.
+/// Serialises a document compactly (as `cargo metadata` does; pipe it to
+/// `jq` to read it), with a trailing newline.
 pub fn to_json(document: &impl Serialize) -> String {
-    let mut text = serde_json::to_string_pretty(document)
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    text.push('\n');
-    text
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    if let Err(error) = serde_json::to_writer(&mut bytes, document) {
+        return format!("{{\"error\": \"{error}\"}}\n");
+    }
+    bytes.push(b'\n');
+    // serde_json writes only valid UTF-8.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn list_files(files: &[String]) -> String {

@@ -11,7 +11,7 @@ pub mod owners;
 use std::path::{Path, PathBuf};
 
 pub use git::Git;
-use git::{GitFailure, fields};
+use git::{GitFailure, Pending, fields};
 
 use crate::diagnostic::Diagnostic;
 
@@ -151,12 +151,82 @@ pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic
         return worktree_changes(git);
     }
     let head_name = selection.head.as_deref().unwrap_or("HEAD");
+    if let Some(base_name) = &selection.base {
+        return given_range(git, base_name, head_name);
+    }
     let head = resolve(git, head_name, "head")?;
-    let (base, origin) = match &selection.base {
-        Some(base) => (Some(resolve(git, base, "base")?), BaseOrigin::Given),
-        None => default_base(git, &head, head_name, selection.default_branch.as_deref())?,
+    let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
+    let (files, commits) = read_range(git, base.as_deref(), &head)?;
+    Ok(ChangeSet {
+        base,
+        head: Some(head),
+        origin,
+        files,
+        commits,
+    })
+}
+
+/// A range named by the user: resolving the names and reading the range are
+/// independent, so all three git calls run at once.
+fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet, Diagnostic> {
+    for (name, role) in [(base_name, "base"), (head_name, "head")] {
+        if name.starts_with('-') {
+            return Err(Diagnostic::new(format!("{role} `{name}` is not a commit"))
+                .hint("name a branch, tag or commit"));
+        }
+    }
+    let base_commit = format!("{base_name}^{{commit}}");
+    let head_commit = format!("{head_name}^{{commit}}");
+    // Full hashes, which CI systems pass, need no resolving: the diff and the
+    // log below fail on anything that is not a commit here.
+    let resolving = if is_full_hash(base_name) && is_full_hash(head_name) {
+        None
+    } else {
+        Some(git.start(&["rev-parse", &base_commit, &head_commit])?)
     };
-    let diff_args: Vec<&str> = match &base {
+    let reading = start_range(git, Some(&base_commit), &head_commit)?;
+    let shas = match resolving {
+        None => Some((
+            base_name.to_ascii_lowercase(),
+            head_name.to_ascii_lowercase(),
+        )),
+        Some(resolving) => resolving.finish().ok().and_then(|out| {
+            let out = String::from_utf8_lossy(&out).into_owned();
+            let mut lines = out.lines().map(str::to_string);
+            Some((lines.next()?, lines.next()?))
+        }),
+    };
+    match (shas, finish_range(reading)) {
+        (Some((base, head)), Ok((files, commits))) => Ok(ChangeSet {
+            base: Some(base),
+            head: Some(head),
+            origin: BaseOrigin::Given,
+            files,
+            commits,
+        }),
+        (_, read) => {
+            // Name the end that does not resolve, else report what git said.
+            resolve(git, base_name, "base")?;
+            resolve(git, head_name, "head")?;
+            Err(read.err().unwrap_or_else(|| {
+                Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))
+            }))
+        }
+    }
+}
+
+/// Whether `name` is a complete SHA-1 or SHA-256 commit hash.
+fn is_full_hash(name: &str) -> bool {
+    matches!(name.len(), 40 | 64) && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Starts the diff and the log of a range (from the root when `base` is `None`).
+fn start_range(
+    git: &Git,
+    base: Option<&str>,
+    head: &str,
+) -> Result<(Pending, Pending), Diagnostic> {
+    let diff_args: Vec<&str> = match base {
         Some(base) => vec![
             "diff",
             "--no-ext-diff",
@@ -165,7 +235,8 @@ pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic
             "-z",
             "-M",
             base,
-            &head,
+            head,
+            "--",
         ],
         None => vec![
             "diff-tree",
@@ -175,29 +246,36 @@ pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic
             "--name-status",
             "-z",
             "-M",
-            &head,
+            head,
+            "--",
         ],
     };
-    let range = base.as_ref().map(|base| format!("{base}..{head}"));
-    let log_args = vec![
+    let range = base.map(|base| format!("{base}..{head}"));
+    let log_args = [
         "log",
         "--no-merges",
         "-z",
         "--format=%H%x00%B",
-        range.as_deref().unwrap_or(&head),
+        range.as_deref().unwrap_or(head),
+        "--",
     ];
-    // The diff and the log are independent: let git work on both at once.
-    let diff = git.start(&diff_args)?;
-    let log = git.start(&log_args)?;
+    Ok((git.start(&diff_args)?, git.start(&log_args)?))
+}
+
+fn finish_range(
+    (diff, log): (Pending, Pending),
+) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
     let diff = diff.finish().map_err(GitFailure::into_diagnostic)?;
     let log = log.finish().map_err(GitFailure::into_diagnostic)?;
-    Ok(ChangeSet {
-        base,
-        head: Some(head),
-        origin,
-        files: parse_name_status(&diff),
-        commits: parse_log(&log),
-    })
+    Ok((parse_name_status(&diff), parse_log(&log)))
+}
+
+fn read_range(
+    git: &Git,
+    base: Option<&str>,
+    head: &str,
+) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
+    finish_range(start_range(git, base, head)?)
 }
 
 /// The files each commit touched, for the commits of a change set.

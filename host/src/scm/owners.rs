@@ -1,7 +1,7 @@
 //! Which package owns a path: the one whose folder is the path's longest
 //! prefix, compared by whole path components (`api` does not own `api-gw/x`).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::Package;
 
@@ -43,14 +43,15 @@ impl<'a> Owners<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Providers, parse};
+    use crate::config::{Providers, SourceFile, parse};
 
     #[test]
     fn longest_prefix_by_component_wins() {
         let source = r#"{"packages": [
             {"pkg_name": "api"}, {"pkg_name": "api-gw"},
             {"pkg_name": "nested", "pkg_dir": "api/plugins/nested"}]}"#;
-        let packages = parse(source, "loktar.json", &Providers::builtin()).expect("valid");
+        let source = SourceFile::new("loktar.json", source.to_string());
+        let packages = parse(&source, &Providers::builtin()).expect("valid");
         let owners = Owners::new(&packages);
         let name = |path: &str| owners.owner(path).map(|i| packages[i].name.as_str());
         assert_eq!(name("api/main.py"), Some("api"));
