@@ -9,9 +9,12 @@ pub mod json;
 mod providers;
 mod validate;
 
-use rustc_hash::FxHashMap as HashMap;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 
 pub use fields::schema;
 pub use providers::{NO_TEST, Providers};
@@ -124,8 +127,8 @@ pub struct Workspace {
     pub manifest: SourceFile,
     /// The packages in file order.
     pub packages: Vec<Package>,
-    /// Package indices sorted by name, for lookups without copying every name.
-    by_name: Vec<usize>,
+    /// Package indices by name, hashed from the packages themselves so no name is copied.
+    by_name: HashTable<usize>,
 }
 
 impl Workspace {
@@ -152,9 +155,12 @@ impl Workspace {
                 );
             }
         };
+        let started = std::time::Instant::now();
         let manifest = SourceFile::new(shown_as, source);
         let (packages, mut problems) = validate::parse(&manifest, providers);
+        tracing::debug!(elapsed = ?started.elapsed(), packages = packages.len(), "loktar.json parsed");
         problems.extend(validate::check_folders(root, &manifest, &packages));
+        tracing::debug!(elapsed = ?started.elapsed(), "package folders checked");
         if !problems.is_empty() {
             // In file order, so the report reads top to bottom.
             problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
@@ -165,8 +171,12 @@ impl Workspace {
 
     /// Builds a workspace from packages already validated.
     pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
-        let mut by_name: Vec<usize> = (0..packages.len()).collect();
-        by_name.sort_unstable_by(|&a, &b| packages[a].name.cmp(&packages[b].name));
+        let mut by_name = HashTable::with_capacity(packages.len());
+        for (index, package) in packages.iter().enumerate() {
+            by_name.insert_unique(name_hash(&package.name), index, |&i| {
+                name_hash(&packages[i].name)
+            });
+        }
         Workspace {
             root,
             manifest,
@@ -177,10 +187,9 @@ impl Workspace {
 
     /// The index of a package by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        let found = self
-            .by_name
-            .binary_search_by(|&i| self.packages[i].name.as_str().cmp(name));
-        found.ok().map(|at| self.by_name[at])
+        self.by_name
+            .find(name_hash(name), |&i| self.packages[i].name == name)
+            .copied()
     }
 
     /// A package by name.
@@ -192,6 +201,10 @@ impl Workspace {
     pub fn closest_name(&self, name: &str) -> Option<&str> {
         crate::suggest::closest(name, self.packages.iter().map(|p| p.name.as_str()))
     }
+}
+
+fn name_hash(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
 }
 
 /// Parses `loktar.json` text without touching the filesystem.

@@ -119,59 +119,59 @@ impl DependencyGraph {
     }
 }
 
-/// Orders the nodes so that every node comes after the nodes it points to,
-/// or returns a cycle (as a list of nodes, the first repeated at the end).
+/// Orders the nodes so that every node comes after the nodes it points to
+/// (Kahn's algorithm), or returns a cycle (its nodes, the first repeated at the end).
 fn dependency_order(graph: &DiGraph<(), ()>) -> Result<Vec<usize>, Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    let mut marks = vec![Mark::New; graph.node_count()];
-    let mut order = Vec::with_capacity(graph.node_count());
-    // An explicit stack keeps deep dependency chains off the call stack.
-    let mut stack: Vec<(usize, Vec<usize>)> = Vec::new();
-    for start in 0..graph.node_count() {
-        if marks[start] != Mark::New {
-            continue;
-        }
-        marks[start] = Mark::Open;
-        stack.push((start, successors(graph, start)));
-        while let Some((node, pending)) = stack.last_mut() {
-            let node = *node;
-            match pending.pop() {
-                Some(next) => match marks[next] {
-                    Mark::New => {
-                        marks[next] = Mark::Open;
-                        stack.push((next, successors(graph, next)));
-                    }
-                    Mark::Open => {
-                        let from = stack.iter().position(|(n, _)| *n == next).unwrap_or(0);
-                        let mut cycle: Vec<usize> = stack[from..].iter().map(|(n, _)| *n).collect();
-                        cycle.push(next);
-                        return Err(cycle);
-                    }
-                    Mark::Done => {}
-                },
-                None => {
-                    marks[node] = Mark::Done;
-                    order.push(node);
-                    stack.pop();
-                }
+    let count = graph.node_count();
+    let mut waiting_on: Vec<usize> = (0..count)
+        .map(|n| graph.neighbors(NodeIndex::new(n)).count())
+        .collect();
+    let mut order: Vec<usize> = (0..count).filter(|&n| waiting_on[n] == 0).collect();
+    let mut next = 0;
+    while let Some(&node) = order.get(next) {
+        next += 1;
+        for dependent in graph.neighbors_directed(NodeIndex::new(node), Direction::Incoming) {
+            let dependent = dependent.index();
+            waiting_on[dependent] -= 1;
+            if waiting_on[dependent] == 0 {
+                order.push(dependent);
             }
         }
     }
-    Ok(order)
+    if order.len() == count {
+        return Ok(order);
+    }
+    // Every node left waits on another node left: walking dependencies from
+    // any of them must come back to a node already seen.
+    let start = (0..count).find(|&n| waiting_on[n] > 0).unwrap_or(0);
+    let mut path = vec![start];
+    let mut seen_at = vec![None; count];
+    seen_at[start] = Some(0);
+    loop {
+        let current = path[path.len() - 1];
+        let Some(next) = successors(graph, current)
+            .into_iter()
+            .find(|&d| waiting_on[d] > 0)
+        else {
+            return Err(path);
+        };
+        if let Some(at) = seen_at[next] {
+            let mut cycle = path.split_off(at);
+            cycle.push(next);
+            return Err(cycle);
+        }
+        seen_at[next] = Some(path.len());
+        path.push(next);
+    }
 }
 
+/// The nodes `node` points to, in declaration order so the reported cycle is stable.
 fn successors(graph: &DiGraph<(), ()>, node: usize) -> Vec<usize> {
     let mut next: Vec<usize> = graph
         .neighbors(NodeIndex::new(node))
         .map(NodeIndex::index)
         .collect();
-    // Visit in declaration order so the reported cycle is stable.
-    next.sort_unstable_by(|a, b| b.cmp(a));
+    next.sort_unstable();
     next
 }
 

@@ -172,24 +172,25 @@ impl Report<'_> {
                     kind: package.kind,
                     level: step.level,
                     changed: seed.is_some(),
-                    files: seed
-                        .map(|s| s.files.iter().map(String::as_str).collect())
-                        .unwrap_or_default(),
+                    files: seed.map_or(&[][..], |s| &s.files[..]),
                     manifest: seed.and_then(|s| s.manifest),
                     held_back_by: seed.and_then(|s| s.held_back.as_deref()),
-                    because_of: step
-                        .because_of
-                        .iter()
-                        .map(|&d| self.workspace.packages[d].name.as_str())
-                        .collect(),
+                    because_of: Names {
+                        workspace: self.workspace,
+                        packages: step.because_of.iter().copied(),
+                    },
                 }
             })
             .collect();
-        let levels = self
+        let step_package: fn(&Step) -> usize = |step| step.package;
+        let levels: Vec<LevelNames<'_>> = self
             .plan
             .levels()
-            .iter()
-            .map(|level| level.iter().map(|s| self.name(s)).collect())
+            .into_iter()
+            .map(|level| Names {
+                workspace: self.workspace,
+                packages: level.iter().map(step_package),
+            })
             .collect();
         let document = JsonPlan {
             schema_version: SCHEMA_VERSION,
@@ -229,7 +230,7 @@ struct JsonPlan<'a> {
     commits: usize,
     nobuild: Option<JsonCommit<'a>>,
     packages: Vec<JsonStep<'a>>,
-    levels: Vec<Vec<&'a str>>,
+    levels: Vec<LevelNames<'a>>,
     unowned_files: Vec<&'a str>,
     removed_packages: Vec<JsonRemoved<'a>>,
 }
@@ -249,11 +250,27 @@ struct JsonStep<'a> {
     kind: Option<PackageKind>,
     level: usize,
     changed: bool,
-    files: Vec<&'a str>,
+    files: &'a [String],
     manifest: Option<ManifestChange>,
     held_back_by: Option<&'a [String]>,
-    because_of: Vec<&'a str>,
+    because_of: StepNames<'a>,
 }
+
+/// Package indices serialised as a list of names, without collecting them first.
+struct Names<'a, I> {
+    workspace: &'a Workspace,
+    packages: I,
+}
+
+impl<I: Iterator<Item = usize> + Clone> Serialize for Names<'_, I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let packages = &self.workspace.packages;
+        serializer.collect_seq(self.packages.clone().map(|i| packages[i].name.as_str()))
+    }
+}
+
+type StepNames<'a> = Names<'a, std::iter::Copied<std::slice::Iter<'a, usize>>>;
+type LevelNames<'a> = Names<'a, std::iter::Map<std::slice::Iter<'a, Step>, fn(&Step) -> usize>>;
 
 #[derive(Serialize)]
 struct JsonRemoved<'a> {
