@@ -7,10 +7,13 @@ use super::RangeArgs;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::graph::DependencyGraph;
+use crate::discover;
 use crate::graph::plan::Plan;
+use crate::graph::{DependencyGraph, Edge};
 use crate::render::plan::Report;
+use crate::runtime::Runtime;
 use crate::scm::{self, ChangeSet, Git, Selection};
+use crate::settings::Settings;
 
 /// A loaded repository.
 #[derive(Debug)]
@@ -30,9 +33,9 @@ pub(crate) struct Planned {
 }
 
 impl Context {
-    /// Finds the repository from `repo` (or the current folder) and loads it.
-    pub(crate) fn load(repo: Option<&Path>, providers: Providers) -> Result<Context, Diagnostics> {
-        Context::load_at(find_root(repo)?, providers)
+    /// Finds the repository from `--repo` (or the current folder) and loads it.
+    pub(crate) fn load(options: &Options, providers: Providers) -> Result<Context, Diagnostics> {
+        Context::load_at(find_root(options.repo.as_deref())?, options, providers)
     }
 
     /// Loads the repository and plans the selected changes.
@@ -41,11 +44,11 @@ impl Context {
     /// `loktar.json`: the two are independent, and together they are most of
     /// the time a plan takes.
     pub(crate) fn load_and_plan(
-        repo: Option<&Path>,
+        options: &Options,
         providers: Providers,
         range: &RangeArgs,
     ) -> Result<(Context, Planned), Diagnostics> {
-        let root = find_root(repo)?;
+        let root = find_root(options.repo.as_deref())?;
         let git = Git::new(&root);
         let selection = Selection {
             base: range.base.clone(),
@@ -60,7 +63,7 @@ impl Context {
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
                 changes
             });
-            let context = Context::load_at(root.clone(), providers);
+            let context = Context::load_at(root.clone(), options, providers);
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
             let changes = reading.join().unwrap_or_else(|_| {
                 Err(Diagnostic::new(
@@ -77,10 +80,21 @@ impl Context {
         Ok((context, planned))
     }
 
-    fn load_at(root: PathBuf, providers: Providers) -> Result<Context, Diagnostics> {
+    fn load_at(
+        root: PathBuf,
+        options: &Options,
+        providers: Providers,
+    ) -> Result<Context, Diagnostics> {
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::load(&root, &shown_as, &providers)?;
-        let graph = DependencyGraph::from_workspace(&workspace)?;
+        let discovered = if discover::needed(&workspace) {
+            let runtime = plugin_runtime(options, &root)?;
+            block_on(discover::discover(&workspace, &runtime))??
+        } else {
+            Vec::new()
+        };
+        let edges: Vec<Edge> = discovered.iter().map(|d| d.edge.clone()).collect();
+        let graph = DependencyGraph::from_workspace(&workspace, &edges)?;
         tracing::debug!(packages = workspace.packages.len(), root = %root.display(), "workspace loaded");
         Ok(Context {
             git: Git::new(&root),
@@ -125,7 +139,31 @@ impl Planned {
     }
 }
 
-fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {
+/// Options every command shares.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    /// `--repo`: any folder inside the repository.
+    pub(crate) repo: Option<PathBuf>,
+    /// `--config`: the host configuration file.
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// The plugin host, with the host configuration for the repository at `root`.
+pub(crate) fn plugin_runtime(options: &Options, root: &Path) -> Result<Runtime, Diagnostic> {
+    let settings = Settings::load(options.config.as_deref(), root)?;
+    Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(|e| e.to_diagnostic())
+}
+
+/// Runs async plugin work from the synchronous command line.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Diagnostic> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Diagnostic::new(format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(future))
+}
+
+pub(crate) fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {
     let start = repo.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     scm::find_root(&start)
 }

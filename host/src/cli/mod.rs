@@ -4,6 +4,7 @@
 //! configuration error. Data goes to stdout; messages and logs to stderr.
 
 mod context;
+mod plugins;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{Providers, schema};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::render::{self, Format, View};
-use context::{Context, Planned};
+use context::{Context, Options, Planned};
 
 /// Continuous integration for polyglot monorepos.
 ///
@@ -32,6 +33,11 @@ struct Cli {
     /// Any folder inside the repository [default: the current folder]
     #[arg(long, global = true, value_name = "DIR", env = "LOKTAR_REPO")]
     repo: Option<PathBuf>,
+
+    /// The host configuration (TOML) [default: `LOKTAR_CONFIG`, else loktar.toml
+    /// beside loktar.json, else ~/.config/loktar/loktar.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// When to colour messages on stderr (`NO_COLOR` is honoured)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
@@ -58,6 +64,21 @@ enum Command {
     Graph(GraphArgs),
     /// Print the JSON Schema of loktar.json, for editors
     Schema,
+    /// List the plugins: name, version, roles, capabilities requested and granted, source
+    Plugins(PluginsArgs),
+}
+
+#[derive(Debug, Args)]
+struct PluginsArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
 }
 
 /// Which changes to look at.
@@ -166,10 +187,15 @@ fn write_stdout(output: &str) -> ExitCode {
 
 fn run(cli: Cli) -> Result<String, Diagnostics> {
     let providers = Providers::builtin();
+    let options = Options {
+        repo: cli.repo,
+        config: cli.config,
+    };
     match cli.command {
+        Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json),
         Command::Schema => Ok(format!("{:#}\n", schema(&providers))),
         Command::Graph(args) => {
-            let context = Context::load(cli.repo.as_deref(), providers)?;
+            let context = Context::load(&options, providers)?;
             let view = View::whole(&context.workspace, &context.graph);
             let output = match args.format {
                 Format::Text => render::graph::text(&view),
@@ -181,8 +207,7 @@ fn run(cli: Cli) -> Result<String, Diagnostics> {
             Ok(output)
         }
         Command::Plan(args) => {
-            let (context, planned) =
-                Context::load_and_plan(cli.repo.as_deref(), providers, &args.range)?;
+            let (context, planned) = Context::load_and_plan(&options, providers, &args.range)?;
             let report = planned.report(&context);
             let output = match args.format {
                 Format::Text => report.text(),
@@ -196,8 +221,7 @@ fn run(cli: Cli) -> Result<String, Diagnostics> {
             Ok(output)
         }
         Command::Why(args) => {
-            let (context, planned) =
-                Context::load_and_plan(cli.repo.as_deref(), providers, &args.range)?;
+            let (context, planned) = Context::load_and_plan(&options, providers, &args.range)?;
             let Some(package) = context.workspace.index_of(&args.package) else {
                 return Err(unknown_package(&context, &args.package).into());
             };

@@ -30,9 +30,10 @@ pub struct DependencyGraph {
 }
 
 impl DependencyGraph {
-    /// Builds the graph from each package's `depends_on` (names already validated).
-    pub fn from_workspace(workspace: &Workspace) -> Result<Self, Diagnostic> {
-        let edges = workspace
+    /// Builds the graph from each package's `depends_on` (names already
+    /// validated) and the edges discovery plugins found.
+    pub fn from_workspace(workspace: &Workspace, discovered: &[Edge]) -> Result<Self, Diagnostic> {
+        let declared = workspace
             .packages
             .iter()
             .enumerate()
@@ -42,7 +43,7 @@ impl DependencyGraph {
                     .iter()
                     .filter_map(move |name| workspace.index_of(name).map(|to| Edge { from, to }))
             });
-        Self::build(workspace, edges)
+        Self::build(workspace, declared.chain(discovered.iter().cloned()))
     }
 
     /// Builds the graph from explicit edges.

@@ -1,0 +1,108 @@
+//! Dependencies found by discovery plugins (`dependencies_type`): names a
+//! plugin finds in a package's files that match another package become
+//! edges of the dependency graph, beside those written in `depends_on`.
+
+use crate::config::Workspace;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::graph::Edge;
+use crate::runtime::{Mounts, Runtime};
+
+/// A dependency a plugin found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// The edge it adds.
+    pub edge: Edge,
+    /// The plugin that found it.
+    pub plugin: String,
+    /// The file it was found in, relative to the package folder.
+    pub source: String,
+}
+
+/// Whether any package asks for discovery, so the plugin host is needed at all.
+pub fn needed(workspace: &Workspace) -> bool {
+    workspace
+        .packages
+        .iter()
+        .any(|p| !p.dependencies_type.is_empty())
+}
+
+/// Runs every package's discovery plugins and keeps the names that are packages.
+pub async fn discover(
+    workspace: &Workspace,
+    runtime: &Runtime,
+) -> Result<Vec<Discovered>, Diagnostics> {
+    let by_normalized: std::collections::HashMap<String, usize> = workspace
+        .packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (normalize(&p.name), i))
+        .collect();
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (from, package) in workspace.packages.iter().enumerate() {
+        let mounts = Mounts {
+            package: workspace.root.join(&package.dir),
+            artifacts: None,
+        };
+        for plugin in &package.dependencies_type {
+            match runtime.discover(plugin, package, &mounts).await {
+                Ok(outcome) => {
+                    for dependency in outcome.value {
+                        let Some(&to) = by_normalized.get(&normalize(&dependency.name)) else {
+                            continue;
+                        };
+                        if to != from {
+                            found.push(Discovered {
+                                edge: Edge { from, to },
+                                plugin: plugin.clone(),
+                                source: dependency.source,
+                            });
+                        }
+                    }
+                }
+                Err(error) => problems.push(
+                    Diagnostic::new(format!(
+                        "package `{}`: dependency discovery failed: {}",
+                        package.name, error.message
+                    ))
+                    .maybe_hint(error.hint),
+                ),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(Diagnostics(problems))
+    }
+}
+
+/// Names compare the way Python distributions do (PEP 503): case and runs of `-`, `_`, `.` do not matter.
+fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut separator = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            separator = true;
+        } else {
+            if separator && !out.is_empty() {
+                out.push('-');
+            }
+            separator = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalizes_like_pep_503() {
+        assert_eq!(normalize("Awesome_Lib"), normalize("awesome-lib"));
+        assert_eq!(normalize("a.b__c"), "a-b-c");
+        assert_ne!(normalize("ab"), normalize("a-b"));
+    }
+}

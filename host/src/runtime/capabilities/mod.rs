@@ -1,0 +1,44 @@
+//! The host capabilities plugins import. Each module has the same shape:
+//! the generated `Host` trait implemented on the call's [`StoreState`],
+//! checking the plugin's grants, and an `add_to_linker`.
+//!
+//! [`StoreState`]: super::state::StoreState
+
+pub mod log;
+pub mod process;
+pub mod unavailable;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::host::loktar::plugin::types;
+use super::state::StoreState;
+use crate::settings::Capability;
+
+/// Links every capability (and WASI) into the process's one linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    types::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
+    log::add_to_linker(linker)?;
+    process::add_to_linker(linker)?;
+    unavailable::add_to_linker(linker)?;
+    Ok(())
+}
+
+impl types::Host for StoreState {}
+
+/// The error a capability returns to a plugin that was not granted it.
+/// Loading already refuses such plugins; this guards the call path too.
+fn not_granted(state: &StoreState, capability: Capability) -> types::Error {
+    types::Error {
+        message: format!(
+            "plugin `{}` was not granted capability `{}`",
+            state.plugin,
+            capability.name()
+        ),
+        hint: Some(format!(
+            "grant it in loktar.toml: `capabilities = [\"{}\"]` under `[plugins.{}]`",
+            capability.name(),
+            state.plugin
+        )),
+    }
+}

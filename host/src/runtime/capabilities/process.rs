@@ -1,0 +1,174 @@
+//! `process`: run an allow-listed program in the package folder, with a
+//! scrubbed environment, output streamed to the stage log, and a timeout
+//! that stops the whole process group.
+
+use std::path::{Component, Path};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::not_granted;
+use crate::runtime::bindings::host::loktar::plugin::process::{self, Command, ExitStatus};
+use crate::runtime::bindings::host::loktar::plugin::types::Error;
+use crate::runtime::stage_log::{Level, Source, StageLog};
+use crate::runtime::state::StoreState;
+use crate::settings::Capability;
+
+/// Standard output handed back to the plugin is cut here (it is all in the log).
+const STDOUT_RETURNED: usize = 1024 * 1024;
+
+impl process::Host for StoreState {
+    async fn run(&mut self, command: Command) -> Result<ExitStatus, Error> {
+        if !self.grants.allows(Capability::Process) {
+            return Err(not_granted(self, Capability::Process));
+        }
+        let program = &command.program;
+        if !self
+            .grants
+            .programs
+            .iter()
+            .any(|allowed| allowed == program)
+        {
+            return Err(Error {
+                message: format!("plugin `{}` may not run `{program}`", self.plugin),
+                hint: Some(format!(
+                    "allow it in loktar.toml: add \"{program}\" to `programs` under `[plugins.{}]`",
+                    self.plugin
+                )),
+            });
+        }
+        if program.contains('/') {
+            return Err(error(format!(
+                "`{program}` must be a program name, not a path"
+            )));
+        }
+        let cwd = match &command.cwd {
+            Some(folder) => inside(&self.package_dir, folder)
+                .ok_or_else(|| error(format!("folder `{folder}` is outside the package folder")))?,
+            None => self.package_dir.clone(),
+        };
+        let limit = self.process_timeout;
+        let timeout = command
+            .timeout_ms
+            .map_or(limit, |ms| Duration::from_millis(ms).min(limit));
+
+        let mut child = tokio::process::Command::new(program);
+        child
+            .args(&command.args)
+            .current_dir(&cwd)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group, so a timeout stops what it started too.
+            .process_group(0);
+        for name in ["PATH", "HOME"]
+            .iter()
+            .copied()
+            .chain(self.grants.env.iter().map(String::as_str))
+        {
+            if let Some(value) = std::env::var_os(name) {
+                child.env(name, value);
+            }
+        }
+        for (key, value) in &command.env {
+            child.env(key, value);
+        }
+        let mut child = child
+            .spawn()
+            .map_err(|e| error(format!("cannot run `{program}`: {e}")))?;
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let output = async {
+            let (stdout, ()) = tokio::join!(forward(stdout, &self.log, Level::Info, true), async {
+                forward(stderr, &self.log, Level::Warn, false).await;
+            });
+            stdout
+        };
+        let finished = tokio::time::timeout(timeout, async {
+            let (stdout, status) = tokio::join!(output, child.wait());
+            (stdout, status)
+        })
+        .await;
+        match finished {
+            Ok((stdout, Ok(status))) => Ok(ExitStatus {
+                code: status.code(),
+                timed_out: false,
+                stdout,
+            }),
+            Ok((_, Err(e))) => Err(error(format!("waiting for `{program}` failed: {e}"))),
+            Err(_) => {
+                if let Some(group) = group {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                let _ = child.kill().await;
+                let seconds = timeout.as_secs_f64();
+                self.log.push(
+                    Source::Program,
+                    Level::Error,
+                    &format!("`{program}` stopped after {seconds:.1} s"),
+                );
+                Ok(ExitStatus {
+                    code: None,
+                    timed_out: true,
+                    stdout: String::new(),
+                })
+            }
+        }
+    }
+}
+
+/// Streams a pipe into the log line by line; returns what it read when `keep` is set.
+async fn forward(
+    pipe: Option<impl AsyncRead + Unpin>,
+    log: &StageLog,
+    level: Level,
+    keep: bool,
+) -> String {
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut writer = log.writer(Source::Program, level);
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while let Ok(read) = pipe.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        writer.accept(&buffer[..read]);
+        if keep && kept.len() < STDOUT_RETURNED {
+            kept.extend_from_slice(&buffer[..read.min(STDOUT_RETURNED - kept.len())]);
+        }
+    }
+    writer.flush_partial();
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// `base/relative` when `relative` stays inside `base`.
+fn inside(base: &Path, relative: &str) -> Option<std::path::PathBuf> {
+    let relative = Path::new(relative);
+    relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        .then(|| base.join(relative))
+}
+
+fn error(message: String) -> Error {
+    Error {
+        message,
+        hint: None,
+    }
+}
+
+/// Adds `process` to the linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    process::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}

@@ -1,0 +1,266 @@
+//! Loading a plugin: find its component (built-in or a path from the host
+//! configuration), compile it (or take it from the cache), and check it
+//! before anything runs: what it imports must be declared by its
+//! `describe()` and granted by the host configuration. Deny by default.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::types::{self, PluginInfo};
+use super::state::{Grants, StoreState};
+use super::{PluginError, Runtime, role_name};
+use crate::settings::{Capability, Role};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Embedded in the `loktar` binary.
+    BuiltIn,
+    /// A component file named in the host configuration.
+    Path(PathBuf),
+}
+
+/// A plugin ready to be called.
+pub struct LoadedPlugin {
+    /// The provider name it answers to.
+    pub name: String,
+    /// The version its `describe()` reports.
+    pub version: String,
+    /// The roles it plays.
+    pub roles: Vec<Role>,
+    /// The capabilities it declares.
+    pub requested: BTreeSet<Capability>,
+    /// What the host configuration grants it.
+    pub grants: Grants,
+    /// Where it comes from.
+    pub origin: Origin,
+    pub(crate) pre: InstancePre<StoreState>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of `loktar plugins`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginListing {
+    /// Provider name.
+    pub name: String,
+    /// Version, or the reason it did not load.
+    pub version: Option<String>,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Capabilities it asks for.
+    pub requested: Vec<Capability>,
+    /// Capabilities the host configuration grants.
+    pub granted: Vec<Capability>,
+    /// `built-in` or the component's path.
+    pub source: String,
+    /// Why it could not be loaded, if it could not.
+    pub error: Option<String>,
+}
+
+/// The names of the built-in plugins.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(name, _)| *name)
+}
+
+pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, PluginError> {
+    let settings = runtime
+        .settings
+        .plugins
+        .get(name)
+        .cloned()
+        .unwrap_or_default();
+    let (origin, bytes) = match &settings.path {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                PluginError::new(format!(
+                    "cannot read plugin `{name}` from `{}`: {e}",
+                    path.display()
+                ))
+                .hint(format!(
+                    "check `path` under `[plugins.{name}]` in the host configuration"
+                ))
+            })?;
+            (Origin::Path(path.clone()), bytes)
+        }
+        None => match BUILTIN.iter().find(|(builtin, _)| *builtin == name) {
+            Some((_, bytes)) => (Origin::BuiltIn, bytes.to_vec()),
+            None => {
+                let builtins: Vec<&str> = builtin_names().collect();
+                return Err(PluginError::new(format!("no plugin named `{name}`")).hint(format!(
+                    "built-in plugins: {}; add others under `[plugins.{name}]` in loktar.toml with `path` and `role`",
+                    builtins.join(", ")
+                )));
+            }
+        },
+    };
+    let engine = runtime.engine.clone();
+    let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        .await
+        .map_err(|e| PluginError::new(format!("compiling plugin `{name}` failed: {e}")))?
+        .map_err(|e| {
+            PluginError::new(format!(
+                "plugin `{name}` is not a valid WebAssembly component: {e:#}"
+            ))
+        })?;
+    let imported = imported_capabilities(runtime, name, &component)?;
+    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+        PluginError::new(format!(
+            "plugin `{name}` imports something Loktar does not provide: {e:#}"
+        ))
+    })?;
+    let grants = Grants::from_settings(&settings);
+    let info = describe(runtime, name, &pre).await?;
+    let roles: Vec<Role> = info.roles.iter().map(|r| role(*r)).collect();
+    let requested: BTreeSet<Capability> =
+        info.capabilities.iter().map(|c| capability(*c)).collect();
+    if let Some(configured) = settings.role
+        && !roles.contains(&configured)
+    {
+        return Err(PluginError::new(format!(
+            "plugin `{name}` is configured as a {} but its `describe()` says it plays: {}",
+            role_name(configured),
+            roles
+                .iter()
+                .map(|r| role_name(*r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for capability in &imported {
+        if !requested.contains(capability) {
+            return Err(PluginError::new(format!(
+                "plugin `{name}` imports capability `{}` without declaring it in `describe()`",
+                capability.name()
+            ))
+            .hint("a plugin must list every capability it imports; ask its author to declare it"));
+        }
+    }
+    for capability in &requested {
+        if !grants.allows(*capability) {
+            return Err(PluginError::new(format!(
+                "plugin `{name}` needs capability `{}`, which the host configuration does not grant",
+                capability.name()
+            ))
+            .hint(format!(
+                "grant it in loktar.toml: `capabilities = [\"{}\"]` under `[plugins.{name}]`",
+                capability.name()
+            )));
+        }
+    }
+    Ok(LoadedPlugin {
+        name: name.to_string(),
+        version: info.version,
+        roles,
+        requested,
+        grants,
+        origin,
+        pre,
+    })
+}
+
+/// The capabilities the component's imports need; refuses imports never granted.
+fn imported_capabilities(
+    runtime: &Runtime,
+    name: &str,
+    component: &Component,
+) -> Result<BTreeSet<Capability>, PluginError> {
+    let mut needed = BTreeSet::new();
+    for (import, _) in component.component_type().imports(&runtime.engine) {
+        let interface = import.split('@').next().unwrap_or(import);
+        let capability = match interface {
+            "loktar:plugin/log" => Capability::Log,
+            "loktar:plugin/process" => Capability::Process,
+            "loktar:plugin/container-engine" => Capability::ContainerEngine,
+            "loktar:plugin/object-store" => Capability::ObjectStore,
+            "loktar:plugin/github" => Capability::Github,
+            "loktar:plugin/secrets" => Capability::Secrets,
+            other if other.starts_with("wasi:http/") => {
+                return Err(PluginError::new(format!(
+                    "plugin `{name}` imports `{other}`: capability `http` is not available in this build of Loktar"
+                )));
+            }
+            other if other.starts_with("wasi:sockets/") && !is_std_socket_import(other) => {
+                return Err(PluginError::new(format!(
+                    "plugin `{name}` imports `{other}`: raw network access is never granted"
+                ))
+                .hint("plugins reach the network only through the `http` capability"));
+            }
+            _ => continue,
+        };
+        needed.insert(capability);
+    }
+    Ok(needed)
+}
+
+/// Rust's standard library links a few socket interfaces into every program;
+/// they stay inert because no plugin's WASI context allows network access.
+fn is_std_socket_import(interface: &str) -> bool {
+    matches!(
+        interface,
+        "wasi:sockets/network" | "wasi:sockets/instance-network"
+    )
+}
+
+async fn describe(
+    runtime: &Runtime,
+    name: &str,
+    pre: &InstancePre<StoreState>,
+) -> Result<PluginInfo, PluginError> {
+    let probe = LoadedPlugin {
+        name: name.to_string(),
+        version: String::new(),
+        roles: Vec::new(),
+        requested: BTreeSet::new(),
+        grants: Grants::default(),
+        origin: Origin::BuiltIn,
+        pre: pre.clone(),
+    };
+    let outcome = runtime
+        .call(&probe, None, async |store, pre| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let describe = instance.get_typed_func::<(), (PluginInfo,)>(&mut *store, "describe")?;
+            let (info,) = describe.call_async(&mut *store, ()).await?;
+            Ok(info)
+        })
+        .await
+        .map_err(|e| PluginError {
+            message: format!("{} (while asking it to describe itself)", e.message),
+            ..e
+        })?;
+    Ok(outcome.value)
+}
+
+fn role(role: types::Role) -> Role {
+    match role {
+        types::Role::Tester => Role::Tester,
+        types::Role::Builder => Role::Builder,
+        types::Role::Registry => Role::Registry,
+        types::Role::Storage => Role::Storage,
+        types::Role::Notifier => Role::Notifier,
+        types::Role::Discovery => Role::Discovery,
+    }
+}
+
+fn capability(capability: types::Capability) -> Capability {
+    match capability {
+        types::Capability::Log => Capability::Log,
+        types::Capability::Process => Capability::Process,
+        types::Capability::ContainerEngine => Capability::ContainerEngine,
+        types::Capability::ObjectStore => Capability::ObjectStore,
+        types::Capability::Github => Capability::Github,
+        types::Capability::Http => Capability::Http,
+        types::Capability::Secrets => Capability::Secrets,
+    }
+}

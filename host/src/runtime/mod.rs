@@ -1,0 +1,328 @@
+//! The plugin host: WebAssembly components run by wasmtime, sandboxed.
+//!
+//! One [`Engine`] and one [`Linker`] per process, an `InstancePre` per
+//! plugin, and a fresh `Store` per call. Every call runs under a wall-clock
+//! deadline (epoch interruption), a memory cap and a log cap; a plugin that
+//! traps, loops or exhausts memory fails its call with a message naming the
+//! plugin and what happened, and the host goes on. Compiled components are
+//! cached on disk, keyed by content and engine settings.
+
+pub mod bindings;
+mod calls;
+mod capabilities;
+mod load;
+pub mod stage_log;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
+
+pub use calls::wit_package;
+pub use load::{LoadedPlugin, Origin, PluginListing, builtin_names};
+use stage_log::{Source, StageLog};
+pub use state::Mounts;
+use state::StoreState;
+
+use crate::settings::{Role, Settings};
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Why a plugin could not be used or a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PluginError {
+    /// What happened, naming the plugin.
+    pub message: String,
+    /// The obvious fix, if any.
+    pub hint: Option<String>,
+    /// The call's log, when the call ran.
+    pub log: Vec<stage_log::Line>,
+}
+
+impl PluginError {
+    fn new(message: impl Into<String>) -> Self {
+        PluginError {
+            message: message.into(),
+            hint: None,
+            log: Vec::new(),
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// As a user-facing diagnostic.
+    pub fn to_diagnostic(&self) -> crate::diagnostic::Diagnostic {
+        crate::diagnostic::Diagnostic::new(self.message.clone()).maybe_hint(self.hint.clone())
+    }
+}
+
+/// A successful call's result and its log.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// What the plugin returned.
+    pub value: T,
+    /// What it logged.
+    pub log: Vec<stage_log::Line>,
+}
+
+/// The plugin host of this process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    settings: Settings,
+    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts the engine with the compile cache in `cache_dir`.
+    pub fn new(settings: Settings, cache_dir: Option<&Path>) -> Result<Runtime, PluginError> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true).wasm_component_model(true);
+        if let Some(dir) = cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache).map_err(|e| {
+                PluginError::new(format!(
+                    "cannot use the plugin cache `{}`: {e}",
+                    dir.display()
+                ))
+            })?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config)
+            .map_err(|e| PluginError::new(format!("cannot start the plugin engine: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        capabilities::add_to_linker(&mut linker)
+            .map_err(|e| PluginError::new(format!("cannot link the host capabilities: {e}")))?;
+        let ticker = Ticker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            settings,
+            loaded: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        })
+    }
+
+    /// The default compile cache folder: `$LOKTAR_CACHE_DIR`, else `~/.cache/loktar/plugins`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("LOKTAR_CACHE_DIR") {
+            return Some(PathBuf::from(dir).join("plugins"));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("loktar").join("plugins"))
+    }
+
+    /// The host configuration in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The plugin answering to provider `name`, compiled and checked once per process.
+    pub async fn load(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let cached = self
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        if let Some(plugin) = cached {
+            return Ok(plugin);
+        }
+        let plugin = Arc::new(load::load(self, name).await?);
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// The plugin answering to provider `name`, which must play `role`.
+    pub async fn plugin(&self, name: &str, role: Role) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let plugin = self.load(name).await?;
+        if !plugin.roles.contains(&role) {
+            return Err(PluginError::new(format!(
+                "plugin `{name}` is not a {} plugin (it plays: {})",
+                role_name(role),
+                plugin
+                    .roles
+                    .iter()
+                    .map(|r| role_name(*r))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(plugin)
+    }
+
+    /// Runs `call` in a fresh store for `plugin`, under the deadline, memory and log caps.
+    async fn call<T, F>(
+        &self,
+        plugin: &LoadedPlugin,
+        mounts: Option<&Mounts>,
+        call: F,
+    ) -> Result<Outcome<T>, PluginError>
+    where
+        F: AsyncFnOnce(
+            &mut Store<StoreState>,
+            &wasmtime::component::InstancePre<StoreState>,
+        ) -> wasmtime::Result<T>,
+    {
+        let limits = &self.settings.limits;
+        let log_cap = usize::try_from(limits.log_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
+        let log = StageLog::new(log_cap, &plugin.name);
+        let state = StoreState::new(
+            &plugin.name,
+            plugin.grants.clone(),
+            limits,
+            log.clone(),
+            mounts,
+        )
+        .map_err(|e| PluginError::new(format!("plugin `{}`: {e}", plugin.name)))?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let deadline = Duration::from_secs(limits.timeout_secs);
+        store.set_epoch_deadline(ticks(deadline));
+        store.epoch_deadline_trap();
+        // The epoch stops wasm code; the timer also stops a plugin waiting in a host call.
+        let result =
+            tokio::time::timeout(deadline + TICK * 10, call(&mut store, &plugin.pre)).await;
+        let failure = |message: String| {
+            let mut error = PluginError::new(message);
+            error.log = log.lines();
+            error
+        };
+        let name = &plugin.name;
+        if log.overflowed() {
+            return Err(failure(format!(
+                "plugin `{name}` wrote more than {} KiB of log output and was stopped",
+                limits.log_kib
+            ))
+            .hint("raise `log_kib` under `[limits]` in loktar.toml if the output is expected"));
+        }
+        match result {
+            Ok(Ok(value)) => Ok(Outcome {
+                value,
+                log: log.lines(),
+            }),
+            Ok(Err(error)) => Err(failure(describe_trap(
+                name,
+                &error,
+                deadline,
+                limits.memory_mib,
+                &log,
+            ))),
+            Err(_) => Err(failure(format!(
+                "plugin `{name}` did not finish within {} s and was stopped",
+                deadline.as_secs()
+            ))
+            .hint("raise `timeout_secs` under `[limits]` in loktar.toml if it needs longer")),
+        }
+    }
+}
+
+/// Turns a trap into a sentence naming the plugin and what happened.
+fn describe_trap(
+    plugin: &str,
+    error: &wasmtime::Error,
+    deadline: Duration,
+    memory_mib: u64,
+    log: &StageLog,
+) -> String {
+    let reason = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            format!(
+                "did not finish within {} s and was stopped",
+                deadline.as_secs()
+            )
+        }
+        Some(wasmtime::Trap::StackOverflow) => {
+            "overflowed its stack (runaway recursion)".to_string()
+        }
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "crashed (it panicked or aborted)".to_string()
+        }
+        Some(trap) => format!("crashed: {trap}"),
+        None if format!("{error:?}").contains("memory") => {
+            format!("tried to use more than {memory_mib} MiB of memory and was stopped")
+        }
+        None => format!("failed: {error}"),
+    };
+    let stderr = log.tail(Source::Stderr, 3);
+    if stderr.is_empty() {
+        format!("plugin `{plugin}` {reason}")
+    } else {
+        format!(
+            "plugin `{plugin}` {reason}; its last output: {}",
+            stderr.join(" / ")
+        )
+    }
+}
+
+fn ticks(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis() / TICK.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The name of a role in messages.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Tester => "tester",
+        Role::Builder => "builder",
+        Role::Registry => "registry",
+        Role::Storage => "storage",
+        Role::Notifier => "notifier",
+        Role::Discovery => "discovery",
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+struct Ticker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let engine = engine.clone();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("loktar-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| {
+                tracing::warn!("no epoch ticker, plugin deadlines only by timer: {e}")
+            });
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,148 @@
+//! What one plugin call's `Store` holds: its WASI context (filesystem
+//! preopens, stdout and stderr into the stage log), its resource limits, and
+//! the capabilities it was granted.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use super::stage_log::{PluginOutput, Source, StageLog};
+use crate::settings::{Capability, Limits, PluginSettings};
+
+/// Where the package folder appears inside the plugin.
+pub const PACKAGE_MOUNT: &str = "/package";
+/// Where the artifact folder appears inside the plugin.
+pub const ARTIFACTS_MOUNT: &str = "/artifacts";
+
+/// What the host configuration lets one plugin do.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Granted capabilities.
+    pub capabilities: BTreeSet<Capability>,
+    /// Programs `process` may run.
+    pub programs: Vec<String>,
+    /// Host environment variables passed to those programs.
+    pub env: Vec<String>,
+}
+
+impl Grants {
+    /// The grants written in the host configuration.
+    pub fn from_settings(settings: &PluginSettings) -> Grants {
+        Grants {
+            capabilities: settings.capabilities.iter().flatten().copied().collect(),
+            programs: settings.programs.clone().unwrap_or_default(),
+            env: settings.env.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Whether a capability is granted.
+    pub fn allows(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+}
+
+/// The folders one call works in.
+#[derive(Debug, Clone)]
+pub struct Mounts {
+    /// The package folder on the host, mounted read-only.
+    pub package: PathBuf,
+    /// The artifact folder on the host, mounted read-write, if the role has one.
+    pub artifacts: Option<PathBuf>,
+}
+
+/// The data of one plugin call's `Store`.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    /// The plugin's provider name, for messages.
+    pub(crate) plugin: String,
+    /// What it may do.
+    pub(crate) grants: Grants,
+    /// Its log.
+    pub(crate) log: StageLog,
+    /// The package folder on the host, where programs run.
+    pub(crate) package_dir: PathBuf,
+    /// Limits, for the process timeout.
+    pub(crate) process_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for StoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreState")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreState {
+    /// A store for one call of `plugin`, seeing only `mounts`.
+    pub fn new(
+        plugin: &str,
+        grants: Grants,
+        limits: &Limits,
+        log: StageLog,
+        mounts: Option<&Mounts>,
+    ) -> Result<StoreState, std::io::Error> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(PluginOutput::new(&log, Source::Stdout))
+            .stderr(PluginOutput::new(&log, Source::Stderr));
+        let mut package_dir = PathBuf::new();
+        if let Some(mounts) = mounts {
+            preopen(&mut wasi, &mounts.package, PACKAGE_MOUNT, false)?;
+            if let Some(artifacts) = &mounts.artifacts {
+                std::fs::create_dir_all(artifacts)?;
+                preopen(&mut wasi, artifacts, ARTIFACTS_MOUNT, true)?;
+            }
+            package_dir = mounts.package.clone();
+        }
+        let memory =
+            usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        Ok(StoreState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .instances(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            plugin: plugin.to_string(),
+            grants,
+            log,
+            package_dir,
+            process_timeout: std::time::Duration::from_secs(limits.process_timeout_secs),
+        })
+    }
+}
+
+fn preopen(
+    wasi: &mut wasmtime_wasi::WasiCtxBuilder,
+    host: &Path,
+    guest: &str,
+    writable: bool,
+) -> std::io::Result<()> {
+    let perms = if writable {
+        FsPerms::ReadWrite
+    } else {
+        FsPerms::ReadOnly
+    };
+    wasi.preopened_dir(host, guest, perms)
+        .map(|_| ())
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot mount `{}` at `{guest}`: {e}",
+                host.display()
+            ))
+        })
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

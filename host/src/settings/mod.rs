@@ -1,0 +1,283 @@
+//! The host configuration: the "provision" side of Loktar.
+//!
+//! `loktar.json`, written by a repository's developers, *requests*
+//! providers (`"test_type": "make"`). The host configuration, written by
+//! whoever runs Loktar, says which plugin answers to each name, what it may
+//! do, and the limits every plugin call runs under. It is a TOML file:
+//! `--config`, else `LOKTAR_CONFIG`, else `loktar.toml` beside `loktar.json`,
+//! else `loktar/loktar.toml` in the user's config folder; without any, the
+//! built-in defaults apply.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::diagnostic::Diagnostic;
+
+/// The file name looked for beside `loktar.json`.
+pub const FILE_NAME: &str = "loktar.toml";
+
+/// A plugin role, as written in the host configuration.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// `test_type`
+    Tester,
+    /// `pkg_type`
+    Builder,
+    /// `registry_type`
+    Registry,
+    /// `storage_type`
+    Storage,
+    /// Notifications.
+    Notifier,
+    /// `dependencies_type`
+    Discovery,
+}
+
+/// A host capability, as written in the host configuration.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// Write to the stage log.
+    Log,
+    /// Run allow-listed programs.
+    Process,
+    /// Build, tag and push images.
+    ContainerEngine,
+    /// S3-compatible object storage.
+    ObjectStore,
+    /// The GitHub REST API.
+    Github,
+    /// Outbound HTTP (`wasi:http`) to allow-listed hosts.
+    Http,
+    /// Named secrets.
+    Secrets,
+}
+
+impl Capability {
+    /// The name used in messages and configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Log => "log",
+            Capability::Process => "process",
+            Capability::ContainerEngine => "container-engine",
+            Capability::ObjectStore => "object-store",
+            Capability::Github => "github",
+            Capability::Http => "http",
+            Capability::Secrets => "secrets",
+        }
+    }
+}
+
+/// What the configuration says about one plugin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// A third-party plugin: the component file, relative to the configuration file.
+    pub path: Option<PathBuf>,
+    /// The role the plugin plays; required with `path`.
+    pub role: Option<Role>,
+    /// The capabilities granted to it.
+    pub capabilities: Option<Vec<Capability>>,
+    /// Programs the `process` capability may run.
+    pub programs: Option<Vec<String>>,
+    /// Host environment variables passed to those programs.
+    pub env: Option<Vec<String>>,
+}
+
+/// Limits on every plugin call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock deadline of one plugin call, in seconds.
+    pub timeout_secs: u64,
+    /// Linear memory a plugin may use, in MiB.
+    pub memory_mib: u64,
+    /// Log output one plugin call may write, in KiB.
+    pub log_kib: u64,
+    /// Default and maximum run time of one program started through `process`, in seconds.
+    pub process_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_secs: 3600,
+            memory_mib: 512,
+            log_kib: 4096,
+            process_timeout_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginSettings>,
+    limits: Option<Limits>,
+}
+
+/// The host configuration in force: the built-in defaults overlaid with the user's file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Settings per provider name.
+    pub plugins: BTreeMap<String, PluginSettings>,
+    /// Limits on every plugin call.
+    pub limits: Limits,
+    /// The file read, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The built-in defaults alone.
+    pub fn builtin() -> Settings {
+        let file: File = toml::from_str(include_str!("builtin.toml")).unwrap_or_default();
+        Settings {
+            plugins: file.plugins,
+            limits: Limits::default(),
+            source: None,
+        }
+    }
+
+    /// Finds and reads the host configuration for a repository at `root`.
+    pub fn load(explicit: Option<&Path>, root: &Path) -> Result<Settings, Diagnostic> {
+        let chosen = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("LOKTAR_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(root.join(FILE_NAME)).filter(|p| p.is_file()))
+            .or_else(|| {
+                user_config_dir()
+                    .map(|d| d.join("loktar").join(FILE_NAME))
+                    .filter(|p| p.is_file())
+            });
+        let mut settings = Settings::builtin();
+        let Some(path) = chosen else {
+            return Ok(settings);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Diagnostic::new(format!(
+                "cannot read the host configuration `{}`: {e}",
+                path.display()
+            ))
+            .hint("pass an existing file with `--config` or `LOKTAR_CONFIG`")
+        })?;
+        let file: File = toml::from_str(&text).map_err(|e| {
+            Diagnostic::new(format!(
+                "`{}` is not a valid host configuration: {}",
+                path.display(),
+                e.message()
+            ))
+            .maybe_hint(position_hint(&text, e.span()))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        for (name, mut plugin) in file.plugins {
+            if let Some(relative) = plugin.path.take() {
+                plugin.path = Some(base.join(relative));
+                if plugin.role.is_none() {
+                    return Err(Diagnostic::new(format!(
+                        "`{}`: plugin `{name}` has a `path` but no `role`",
+                        path.display()
+                    ))
+                    .hint("add `role = \"tester\"` (or builder, registry, storage, notifier, discovery)"));
+                }
+            }
+            let entry = settings.plugins.entry(name).or_default();
+            overlay(entry, plugin);
+        }
+        if let Some(limits) = file.limits {
+            settings.limits = limits;
+        }
+        settings.source = Some(path);
+        Ok(settings)
+    }
+}
+
+/// Fields the user sets replace the built-in ones; the others stay.
+fn overlay(base: &mut PluginSettings, user: PluginSettings) {
+    base.path = user.path.or(base.path.take());
+    base.role = user.role.or(base.role);
+    base.capabilities = user.capabilities.or(base.capabilities.take());
+    base.programs = user.programs.or(base.programs.take());
+    base.env = user.env.or(base.env.take());
+}
+
+fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+    let start = span?.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[..start]
+        .rsplit('\n')
+        .next()
+        .map_or(0, |l| l.chars().count())
+        + 1;
+    Some(format!("at line {line}, column {column}"))
+}
+
+fn user_config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_settings_grant_make_only_make() {
+        let settings = Settings::builtin();
+        let make = &settings.plugins["make"];
+        assert_eq!(
+            make.capabilities.as_deref(),
+            Some(&[Capability::Log, Capability::Process][..])
+        );
+        assert_eq!(make.programs.as_deref(), Some(&["make".to_string()][..]));
+        assert_eq!(settings.plugins["dockerfile"].programs, None);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_position() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        std::fs::write(&path, "[plugins.make]\nprogams = [\"make\"]\n").expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("unknown key");
+        assert!(
+            error.message.contains("unknown field `progams`"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.hint.as_deref(), Some("at line 2, column 1"));
+    }
+
+    #[test]
+    fn user_settings_overlay_the_builtin_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        std::fs::write(
+            &path,
+            "[plugins.make]\nenv = [\"CC\"]\n\n[plugins.mine]\npath = \"mine.wasm\"\nrole = \"tester\"\n\n[limits]\ntimeout_secs = 5\n",
+        )
+        .expect("write");
+        let settings = Settings::load(Some(&path), dir.path()).expect("valid");
+        assert_eq!(
+            settings.plugins["make"].programs.as_deref(),
+            Some(&["make".to_string()][..])
+        );
+        assert_eq!(
+            settings.plugins["make"].env.as_deref(),
+            Some(&["CC".to_string()][..])
+        );
+        assert_eq!(
+            settings.plugins["mine"].path.as_deref(),
+            Some(dir.path().join("mine.wasm").as_path())
+        );
+        assert_eq!(settings.limits.timeout_secs, 5);
+        assert_eq!(settings.limits.memory_mib, Limits::default().memory_mib);
+    }
+}

@@ -1,0 +1,125 @@
+//! Conveniences over the generated bindings: constructors for the records
+//! and short functions for the stage log and for running programs.
+
+use crate::role::bindings::types::{Capability, Error, PluginInfo, Role};
+
+impl PluginInfo {
+    /// A plugin playing `role` that needs no capability yet.
+    pub fn new(name: &str, version: &str, role: Role) -> Self {
+        PluginInfo {
+            name: name.to_string(),
+            version: version.to_string(),
+            roles: vec![role],
+            capabilities: Vec::new(),
+        }
+    }
+
+    /// Declares the capabilities the plugin imports.
+    pub fn with_capabilities(mut self, capabilities: &[Capability]) -> Self {
+        self.capabilities.extend_from_slice(capabilities);
+        self
+    }
+}
+
+impl Error {
+    /// An error with a message (lowercase, values in backticks).
+    pub fn new(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds the obvious fix.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Error::new(error.to_string())
+    }
+}
+
+/// Writing to the stage log.
+pub mod log {
+    use crate::role::bindings::raw::log::{Level, write};
+
+    /// A line for `RUST_LOG=debug`.
+    pub fn debug(message: &str) {
+        write(Level::Debug, message);
+    }
+
+    /// A line of normal progress.
+    pub fn info(message: &str) {
+        write(Level::Info, message);
+    }
+
+    /// A line the user should look at.
+    pub fn warn(message: &str) {
+        write(Level::Warn, message);
+    }
+
+    /// A line about something that failed.
+    pub fn error(message: &str) {
+        write(Level::Error, message);
+    }
+}
+
+/// Running allow-listed programs in the package folder.
+#[cfg(any(feature = "tester", feature = "builder"))]
+pub mod process {
+    pub use crate::role::bindings::raw::process::{Command, ExitStatus};
+    use crate::role::bindings::types::Error;
+
+    impl Command {
+        /// Runs `program` (looked up in the host's `PATH`) in the package folder.
+        pub fn new(program: &str) -> Self {
+            Command {
+                program: program.to_string(),
+                args: Vec::new(),
+                env: Vec::new(),
+                cwd: None,
+                timeout_ms: None,
+            }
+        }
+
+        /// Adds an argument.
+        pub fn arg(mut self, arg: &str) -> Self {
+            self.args.push(arg.to_string());
+            self
+        }
+
+        /// Sets an environment variable.
+        pub fn env(mut self, key: &str, value: &str) -> Self {
+            self.env.push((key.to_string(), value.to_string()));
+            self
+        }
+
+        /// Runs in a subfolder of the package folder.
+        pub fn cwd(mut self, folder: &str) -> Self {
+            self.cwd = Some(folder.to_string());
+            self
+        }
+
+        /// Stops the program after `milliseconds`.
+        pub fn timeout_ms(mut self, milliseconds: u64) -> Self {
+            self.timeout_ms = Some(milliseconds);
+            self
+        }
+    }
+
+    impl ExitStatus {
+        /// Whether the program exited with code 0.
+        pub fn success(&self) -> bool {
+            self.code == Some(0)
+        }
+    }
+
+    /// Runs a program to completion; its output goes to the stage log.
+    pub fn run(command: &Command) -> Result<ExitStatus, Error> {
+        crate::role::bindings::raw::process::run(command)
+    }
+}
