@@ -20,10 +20,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf();
+    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
     let out_dir = PathBuf::from(env("OUT_DIR"));
     for watched in ["plugins", "sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -38,16 +35,10 @@ fn main() {
     );
     for (name, krate) in PLUGINS {
         build_plugin(&root, &target_dir, krate);
-        let file = target_dir
-            .join(WASM_TARGET)
-            .join("release")
-            .join(format!("{}.wasm", krate.replace('-', "_")));
+        let file = target_dir.join(WASM_TARGET).join("release").join(format!("{}.wasm", krate.replace('-', "_")));
         let embedded = out_dir.join(format!("{name}.wasm"));
         std::fs::copy(&file, &embedded).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
-        table.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
-            embedded.display().to_string()
-        ));
+        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", embedded.display().to_string()));
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("builtin_plugins.rs"), table).expect("write builtin_plugins.rs");
@@ -59,25 +50,14 @@ fn env(name: &str) -> String {
 
 /// `target/` of the host build: OUT_DIR is `target/<profile>/build/loktar-*/out`.
 fn host_target_dir(out_dir: &Path) -> PathBuf {
-    out_dir
-        .ancestors()
-        .nth(4)
-        .map_or_else(|| out_dir.join("target"), Path::to_path_buf)
+    out_dir.ancestors().nth(4).map_or_else(|| out_dir.join("target"), Path::to_path_buf)
 }
 
 fn build_plugin(root: &Path, target_dir: &Path, krate: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            WASM_TARGET,
-            "-p",
-            krate,
-        ])
+        .args(["build", "--release", "--quiet", "--target", WASM_TARGET, "-p", krate])
         .arg("--manifest-path")
         .arg(root.join("plugins").join("Cargo.toml"))
         .arg("--target-dir")
@@ -95,9 +75,7 @@ fn build_plugin(root: &Path, target_dir: &Path, krate: &str) {
     ] {
         command.env_remove(var);
     }
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {krate}: {e}"));
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run cargo to build {krate}: {e}"));
     if !status.success() {
         panic!(
             "building the built-in plugin {krate} for {WASM_TARGET} failed.\n\

@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 21;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = match args[..] {
         [packages, files, changed] => vec![(packages, files, changed)],
         _ => vec![(1_000, 20, 1_000), (10_000, 20, 1_000)],
@@ -28,10 +25,7 @@ fn main() {
         "packages", "files", "changed", "git diff", "loktar plan", "ratio"
     );
     for (packages, files_per_package, changed) in sizes {
-        let temp = tempfile::Builder::new()
-            .prefix("loktar-bench")
-            .tempdir()
-            .expect("temp dir");
+        let temp = tempfile::Builder::new().prefix("loktar-bench").tempdir().expect("temp dir");
         let repo = temp.path().to_path_buf();
         // LOKTAR_BENCH_KEEP=1 keeps the generated repository for profiling.
         let _cleanup = if std::env::var_os("LOKTAR_BENCH_KEEP").is_some() {
@@ -51,15 +45,7 @@ fn main() {
         let loktar = measure(|| {
             Command::new(env!("CARGO_BIN_EXE_loktar"))
                 .current_dir(&repo)
-                .args([
-                    "plan",
-                    "--format",
-                    "json",
-                    "--base",
-                    &synthetic.base,
-                    "--head",
-                    &synthetic.head,
-                ])
+                .args(["plan", "--format", "json", "--base", &synthetic.base, "--head", &synthetic.head])
                 .stdout(Stdio::null())
                 .status()
         });
@@ -101,24 +87,13 @@ fn measure(mut run: impl FnMut() -> std::io::Result<std::process::ExitStatus>) -
 fn check_plan(repo: &Path, synthetic: &Synthetic) {
     let output = Command::new(env!("CARGO_BIN_EXE_loktar"))
         .current_dir(repo)
-        .args([
-            "plan",
-            "--format",
-            "json",
-            "--base",
-            &synthetic.base,
-            "--head",
-            &synthetic.head,
-        ])
+        .args(["plan", "--format", "json", "--base", &synthetic.base, "--head", &synthetic.head])
         .output()
         .expect("run loktar");
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("plan is JSON");
     let affected = plan["packages"].as_array().map_or(0, Vec::len);
     assert!(affected > 0, "the synthetic change affects no package");
-    println!(
-        "          (plan: {affected} affected packages, {} changed files)",
-        plan["changed_files"]
-    );
+    println!("          (plan: {affected} affected packages, {} changed files)", plan["changed_files"]);
 }
 
 /// A generated repository: two commits, `head` changing some files of `base`.
@@ -145,11 +120,7 @@ impl Rng {
 fn generate(dir: &Path, packages: usize, files_per_package: usize, changed: usize) -> Synthetic {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let git = |args: &[&str]| {
-        let status = Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .status()
-            .expect("git");
+        let status = Command::new("git").current_dir(dir).args(args).status().expect("git");
         assert!(status.success(), "git {args:?}");
     };
     git(&["init", "--quiet", "--initial-branch=main"]);
@@ -176,36 +147,26 @@ fn generate(dir: &Path, packages: usize, files_per_package: usize, changed: usiz
 
     let mut stream = Vec::new();
     let blob = |stream: &mut Vec<u8>, path: &str, content: &str| {
-        stream.extend_from_slice(
-            format!(
-                "M 100644 inline {path}\ndata {}\n{content}\n",
-                content.len()
-            )
-            .as_bytes(),
-        );
+        stream.extend_from_slice(format!("M 100644 inline {path}\ndata {}\n{content}\n", content.len()).as_bytes());
     };
-    stream.extend_from_slice(b"commit refs/heads/main\ncommitter Bench <bench@example.invalid> 1700000000 +0000\ndata 5\nbase\n");
+    stream.extend_from_slice(
+        b"commit refs/heads/main\ncommitter Bench <bench@example.invalid> 1700000000 +0000\ndata 5\nbase\n",
+    );
     blob(&mut stream, "loktar.json", &manifest);
     for p in 0..packages {
         for f in 0..files_per_package {
-            blob(
-                &mut stream,
-                &format!("{}/src/f{f:03}.txt", dir_of(p)),
-                &format!("package {p} file {f}\n"),
-            );
+            blob(&mut stream, &format!("{}/src/f{f:03}.txt", dir_of(p)), &format!("package {p} file {f}\n"));
         }
     }
-    stream.extend_from_slice(b"\ncommit refs/heads/main\ncommitter Bench <bench@example.invalid> 1700000100 +0000\ndata 5\nhead\n");
+    stream.extend_from_slice(
+        b"\ncommit refs/heads/main\ncommitter Bench <bench@example.invalid> 1700000100 +0000\ndata 5\nhead\n",
+    );
     let mut touched = std::collections::HashSet::new();
     while touched.len() < changed.min(packages * files_per_package) {
         touched.insert((rng.below(packages), rng.below(files_per_package)));
     }
     for (p, f) in touched {
-        blob(
-            &mut stream,
-            &format!("{}/src/f{f:03}.txt", dir_of(p)),
-            &format!("package {p} file {f} changed\n"),
-        );
+        blob(&mut stream, &format!("{}/src/f{f:03}.txt", dir_of(p)), &format!("package {p} file {f} changed\n"));
     }
     stream.extend_from_slice(b"\n");
 
@@ -215,24 +176,12 @@ fn generate(dir: &Path, packages: usize, files_per_package: usize, changed: usiz
         .stdin(Stdio::piped())
         .spawn()
         .expect("git fast-import");
-    import
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&stream)
-        .expect("feed fast-import");
+    import.stdin.take().expect("stdin").write_all(&stream).expect("feed fast-import");
     assert!(import.wait().expect("fast-import").success());
     git(&["checkout", "--quiet", "--force", "main"]);
     let rev = |name: &str| {
-        let out = Command::new("git")
-            .current_dir(dir)
-            .args(["rev-parse", name])
-            .output()
-            .expect("rev-parse");
+        let out = Command::new("git").current_dir(dir).args(["rev-parse", name]).output().expect("rev-parse");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    Synthetic {
-        base: rev("main~1"),
-        head: rev("main"),
-    }
+    Synthetic { base: rev("main~1"), head: rev("main") }
 }

@@ -35,10 +35,7 @@ pub fn detect(
     git: &Git,
     changes: &ChangeSet,
 ) -> Result<Detection, Diagnostic> {
-    let mut detection = Detection {
-        seeds: vec![None; workspace.packages.len()],
-        ..Detection::default()
-    };
+    let mut detection = Detection { seeds: vec![None; workspace.packages.len()], ..Detection::default() };
     if let Some(commit) = changes.commits.iter().find(|c| says_nobuild(&c.message)) {
         detection.nobuild = Some(commit.clone());
         return Ok(detection);
@@ -63,10 +60,7 @@ pub fn detect(
         }
     }
     if manifest_changed {
-        let base_source = changes
-            .base
-            .as_deref()
-            .and_then(|base| scm::file_at(git, base, MANIFEST));
+        let base_source = changes.base.as_deref().and_then(|base| scm::file_at(git, base, MANIFEST));
         compare_manifest(workspace, base_source.as_deref(), &mut detection.seeds);
         if let Some(base_source) = &base_source {
             attribute_removed(workspace, providers, base_source, &mut detection);
@@ -95,11 +89,7 @@ pub fn subject_keywords(subject: &str) -> Vec<&str> {
         return Vec::new();
     }
     let keywords: Vec<&str> = prefix.split('/').collect();
-    if keywords.iter().any(|k| k.is_empty()) {
-        Vec::new()
-    } else {
-        keywords
-    }
+    if keywords.iter().any(|k| k.is_empty()) { Vec::new() } else { keywords }
 }
 
 fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mut [Option<Seed>]) {
@@ -113,9 +103,7 @@ fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mu
             None => Some(ManifestChange::Uncomparable),
             Some(base) => match base.get(&package.name) {
                 None => Some(ManifestChange::Added),
-                Some(entry) if head_entries.get(&package.name) != Some(entry) => {
-                    Some(ManifestChange::Modified)
-                }
+                Some(entry) if head_entries.get(&package.name) != Some(entry) => Some(ManifestChange::Modified),
                 Some(_) => None,
             },
         };
@@ -126,20 +114,12 @@ fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mu
 }
 
 /// Files that no current package owns may belong to a package the change removed.
-fn attribute_removed(
-    workspace: &Workspace,
-    providers: &Providers,
-    base_source: &str,
-    detection: &mut Detection,
-) {
+fn attribute_removed(workspace: &Workspace, providers: &Providers, base_source: &str, detection: &mut Detection) {
     let base = config::SourceFile::new(MANIFEST, base_source.to_string());
     let Ok(base_packages) = config::parse(&base, providers) else {
         return;
     };
-    let removed: Vec<Package> = base_packages
-        .into_iter()
-        .filter(|p| workspace.package(&p.name).is_none())
-        .collect();
+    let removed: Vec<Package> = base_packages.into_iter().filter(|p| workspace.package(&p.name).is_none()).collect();
     if removed.is_empty() {
         return;
     }
@@ -149,11 +129,7 @@ fn attribute_removed(
     let owners = Owners::new(&removed);
     detection.unowned.retain(|path| match owners.owner(path) {
         Some(owner) => {
-            detection
-                .removed
-                .entry(removed[owner].name.clone())
-                .or_default()
-                .push(path.clone());
+            detection.removed.entry(removed[owner].name.clone()).or_default().push(path.clone());
             false
         }
         None => true,
@@ -178,11 +154,7 @@ fn hold_back_keyword_only_changes(
     if candidates.is_empty() || changes.commits.is_empty() {
         return Ok(());
     }
-    let subjects: HashMap<&str, &str> = changes
-        .commits
-        .iter()
-        .map(|c| (c.sha.as_str(), c.subject()))
-        .collect();
+    let subjects: HashMap<&str, &str> = changes.commits.iter().map(|c| (c.sha.as_str(), c.subject())).collect();
     let commit_files = scm::files_by_commit(git, changes)?;
     for package in candidates {
         let allowed = &workspace.packages[package].exclude_keywords;

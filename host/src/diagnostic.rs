@@ -37,11 +37,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with only a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Diagnostic {
-            message: message.into(),
-            location: None,
-            hint: None,
-        }
+        Diagnostic { message: message.into(), location: None, hint: None }
     }
 
     /// Attaches a location.
@@ -64,11 +60,8 @@ impl Diagnostic {
 
     /// Renders the report, with colour when `color` is set.
     pub fn render(&self, color: bool) -> String {
-        let (red, blue, cyan, reset) = if color {
-            ("\x1b[1;31m", "\x1b[1;34m", "\x1b[1;36m", "\x1b[0m")
-        } else {
-            ("", "", "", "")
-        };
+        let (red, blue, cyan, reset) =
+            if color { ("\x1b[1;31m", "\x1b[1;34m", "\x1b[1;36m", "\x1b[0m") } else { ("", "", "", "") };
         let mut out = format!("{red}error{reset}: {}", self.message);
         if let Some(location) = &self.location {
             out.push_str(&format!("\n  {blue}-->{reset} {location}"));

@@ -20,30 +20,17 @@ pub struct Discovered {
 
 /// Whether any package asks for discovery, so the plugin host is needed at all.
 pub fn needed(workspace: &Workspace) -> bool {
-    workspace
-        .packages
-        .iter()
-        .any(|p| !p.dependencies_type.is_empty())
+    workspace.packages.iter().any(|p| !p.dependencies_type.is_empty())
 }
 
 /// Runs every package's discovery plugins and keeps the names that are packages.
-pub async fn discover(
-    workspace: &Workspace,
-    runtime: &Runtime,
-) -> Result<Vec<Discovered>, Diagnostics> {
-    let by_normalized: std::collections::HashMap<String, usize> = workspace
-        .packages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (normalize(&p.name), i))
-        .collect();
+pub async fn discover(workspace: &Workspace, runtime: &Runtime) -> Result<Vec<Discovered>, Diagnostics> {
+    let by_normalized: std::collections::HashMap<String, usize> =
+        workspace.packages.iter().enumerate().map(|(i, p)| (normalize(&p.name), i)).collect();
     let mut found = Vec::new();
     let mut problems = Vec::new();
     for (from, package) in workspace.packages.iter().enumerate() {
-        let mounts = Mounts {
-            package: workspace.root.join(&package.dir),
-            artifacts: None,
-        };
+        let mounts = Mounts { package: workspace.root.join(&package.dir), artifacts: None };
         for plugin in &package.dependencies_type {
             match runtime.discover(plugin, package, &mounts).await {
                 Ok(outcome) => {
@@ -70,11 +57,7 @@ pub async fn discover(
             }
         }
     }
-    if problems.is_empty() {
-        Ok(found)
-    } else {
-        Err(Diagnostics(problems))
-    }
+    if problems.is_empty() { Ok(found) } else { Err(Diagnostics(problems)) }
 }
 
 /// Names compare the way Python distributions do (PEP 503): case and runs of `-`, `_`, `.` do not matter.

@@ -16,11 +16,7 @@ where
         if candidate == word {
             continue;
         }
-        let distance = if normalize(candidate) == normalized {
-            0
-        } else {
-            edit_distance(word, candidate)
-        };
+        let distance = if normalize(candidate) == normalized { 0 } else { edit_distance(word, candidate) };
         if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
         }
@@ -29,10 +25,7 @@ where
 }
 
 fn normalize(word: &str) -> String {
-    word.chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
+    word.chars().filter(|c| *c != '-' && *c != '_').flat_map(char::to_lowercase).collect()
 }
 
 /// Levenshtein distance over characters.
@@ -60,10 +53,7 @@ mod tests {
         let keys = ["pkg_name", "pkg_type", "pkg_dir", "depends_on"];
         assert_eq!(closest("pkg_nmae", keys), Some("pkg_name"));
         assert_eq!(closest("depend_on", keys), Some("depends_on"));
-        assert_eq!(
-            closest("webfront", ["web-front", "pet_api"]),
-            Some("web-front")
-        );
+        assert_eq!(closest("webfront", ["web-front", "pet_api"]), Some("web-front"));
         assert_eq!(closest("zzz", keys), None);
     }
 

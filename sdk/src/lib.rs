@@ -91,8 +91,7 @@ pub use role::{bindings::*, helpers::*, roles::*};
 ))]
 pub mod prelude {
     pub use crate::role::bindings::types::{
-        Artifact, Capability, Error, FoundDependency, Package, PluginInfo, Role, RunContext,
-        TestReport,
+        Artifact, Capability, Error, FoundDependency, Package, PluginInfo, Role, RunContext, TestReport,
     };
     pub use crate::role::helpers::*;
     pub use crate::role::roles::*;

@@ -11,11 +11,7 @@ fn errors(manifest: &str, dirs: &[&str]) -> String {
         repo.write(&format!("{dir}/.keep"), "");
     }
     let run = repo.loktar(&["graph"]).expect_code(2);
-    assert!(
-        run.stdout.is_empty(),
-        "nothing on stdout when the config is bad: {}",
-        run.stdout
-    );
+    assert!(run.stdout.is_empty(), "nothing on stdout when the config is bad: {}", run.stdout);
     repo.filter(&run.stderr)
 }
 
@@ -34,13 +30,7 @@ fn the_seed_example_without_pkg_dir_names_pkg_dir() {
 
 #[test]
 fn invalid_json() {
-    insta::assert_snapshot!(
-        "invalid_json",
-        errors(
-            "{\n  \"packages\": [\n    { \"pkg_name\": \"a\", }\n  ]\n}",
-            &[]
-        )
-    );
+    insta::assert_snapshot!("invalid_json", errors("{\n  \"packages\": [\n    { \"pkg_name\": \"a\", }\n  ]\n}", &[]));
 }
 
 #[test]
@@ -67,10 +57,7 @@ fn wrong_types() {
 
 #[test]
 fn missing_name_and_bad_names() {
-    let stderr = errors(
-        r#"{"packages": [{"pkg_type": "whl"}, {"pkg_name": ""}, {"pkg_name": "has space"}]}"#,
-        &[],
-    );
+    let stderr = errors(r#"{"packages": [{"pkg_type": "whl"}, {"pkg_name": ""}, {"pkg_name": "has space"}]}"#, &[]);
     insta::assert_snapshot!("missing_name", stderr);
 }
 
@@ -138,17 +125,8 @@ fn garbage_never_panics() {
     for input in inputs {
         repo.write("loktar.json", input);
         let run = repo.loktar(&["graph"]);
-        assert!(
-            run.code == 0 || run.code == 2,
-            "input {input:?}: exit {} {}",
-            run.code,
-            run.stderr
-        );
-        assert!(
-            !run.stderr.contains("panicked"),
-            "input {input:?}: {}",
-            run.stderr
-        );
+        assert!(run.code == 0 || run.code == 2, "input {input:?}: exit {} {}", run.code, run.stderr);
+        assert!(!run.stderr.contains("panicked"), "input {input:?}: {}", run.stderr);
     }
     let deep = format!("{{\"packages\": {}{}}}", "[".repeat(5000), "]".repeat(5000));
     repo.write("loktar.json", &deep);
@@ -160,10 +138,7 @@ fn garbage_never_panics() {
 fn schema_is_json_schema_covering_every_key() {
     let repo = TestRepo::new();
     let schema = repo.loktar(&["schema"]).json();
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     let properties = &schema["properties"]["packages"]["items"]["properties"];
     for key in [
         "pkg_name",
@@ -181,13 +156,7 @@ fn schema_is_json_schema_covering_every_key() {
     ] {
         assert!(properties[key].is_object(), "schema lacks `{key}`");
     }
-    assert_eq!(
-        properties["test_type"]["enum"],
-        serde_json::json!(["make", "no-test"])
-    );
-    assert_eq!(
-        properties["build_info"]["properties"]["registry_type"]["enum"],
-        serde_json::json!(["quay"])
-    );
+    assert_eq!(properties["test_type"]["enum"], serde_json::json!(["make", "no-test"]));
+    assert_eq!(properties["build_info"]["properties"]["registry_type"]["enum"], serde_json::json!(["quay"]));
     assert_eq!(properties["artifact_name"]["deprecated"], true);
 }

@@ -6,4 +6,5 @@ mod support;
 mod config_errors;
 mod graph;
 mod plan;
+mod plugins;
 mod range;

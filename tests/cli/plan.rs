@@ -6,21 +6,11 @@ use crate::support::TestRepo;
 
 /// The names of the planned packages, in plan order.
 fn planned(plan: &Value) -> Vec<&str> {
-    plan["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .map(|p| p["name"].as_str().expect("name"))
-        .collect()
+    plan["packages"].as_array().expect("packages").iter().map(|p| p["name"].as_str().expect("name")).collect()
 }
 
 fn package<'a>(plan: &'a Value, name: &str) -> &'a Value {
-    plan["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == name)
-        .expect("package in plan")
+    plan["packages"].as_array().expect("packages").iter().find(|p| p["name"] == name).expect("package in plan")
 }
 
 #[test]
@@ -31,28 +21,13 @@ fn a_library_change_reaches_every_dependent_in_order() {
     repo.commit("ENH: better lib");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(planned(&plan), ["awesome_lib", "pet_api", "webfront"]);
-    assert_eq!(
-        plan["levels"],
-        json!([["awesome_lib"], ["pet_api"], ["webfront"]])
-    );
-    assert_eq!(
-        plan["base_origin"],
-        json!({"kind": "merge_base", "branch": "main"})
-    );
-    assert_eq!(
-        package(&plan, "awesome_lib")["files"],
-        json!(["awesome_lib/awesome_lib/__init__.py"])
-    );
-    assert_eq!(
-        package(&plan, "pet_api")["because_of"],
-        json!(["awesome_lib"])
-    );
+    assert_eq!(plan["levels"], json!([["awesome_lib"], ["pet_api"], ["webfront"]]));
+    assert_eq!(plan["base_origin"], json!({"kind": "merge_base", "branch": "main"}));
+    assert_eq!(package(&plan, "awesome_lib")["files"], json!(["awesome_lib/awesome_lib/__init__.py"]));
+    assert_eq!(package(&plan, "pet_api")["because_of"], json!(["awesome_lib"]));
     assert_eq!(package(&plan, "pet_api")["changed"], json!(false));
     assert_eq!(package(&plan, "webfront")["because_of"], json!(["pet_api"]));
-    insta::assert_snapshot!(
-        "seed_library_change",
-        repo.filter(&repo.loktar(&["plan"]).ok())
-    );
+    insta::assert_snapshot!("seed_library_change", repo.filter(&repo.loktar(&["plan"]).ok()));
 }
 
 #[test]
@@ -63,10 +38,7 @@ fn a_service_change_affects_only_that_service() {
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(planned(&plan), ["webfront"]);
     // On the default branch the base is the previous commit.
-    assert_eq!(
-        plan["base_origin"],
-        json!({"kind": "parent", "branch": "main"})
-    );
+    assert_eq!(plan["base_origin"], json!({"kind": "parent", "branch": "main"}));
 }
 
 #[test]
@@ -77,16 +49,10 @@ fn files_outside_every_package_affect_nothing() {
     repo.commit("DOC: outside");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(planned(&plan), Vec::<&str>::new());
-    assert_eq!(
-        plan["unowned_files"],
-        json!(["README.md", "rest_services/stock_api/app.py"])
-    );
+    assert_eq!(plan["unowned_files"], json!(["README.md", "rest_services/stock_api/app.py"]));
     let text = repo.loktar(&["plan"]).ok();
     assert!(text.contains("0 of 3 packages affected"), "{text}");
-    assert!(
-        text.contains("2 changed files outside every package"),
-        "{text}"
-    );
+    assert!(text.contains("2 changed files outside every package"), "{text}");
 }
 
 #[test]
@@ -100,12 +66,7 @@ fn nested_packages_and_prefix_named_siblings_are_told_apart() {
             {"pkg_name": "nested", "pkg_dir": "api/plugins/nested"},
             {"pkg_name": "user", "depends_on": ["nested"]}]}"#,
     );
-    for file in [
-        "api/main.py",
-        "api-gw/main.py",
-        "api/plugins/nested/lib.py",
-        "user/main.py",
-    ] {
+    for file in ["api/main.py", "api-gw/main.py", "api/plugins/nested/lib.py", "user/main.py"] {
         repo.write(file, "# v1\n");
     }
     repo.commit("ENH: initial");
@@ -113,14 +74,9 @@ fn nested_packages_and_prefix_named_siblings_are_told_apart() {
     repo.write("api-gw/main.py", "# v2\n");
     repo.write("api/plugins/nested/lib.py", "# v2\n");
     repo.commit("ENH: change");
-    let plan = repo
-        .loktar(&["plan", "--format", "json", "--base", &base])
-        .json();
+    let plan = repo.loktar(&["plan", "--format", "json", "--base", &base]).json();
     assert_eq!(planned(&plan), ["api-gw", "nested", "user"]);
-    assert_eq!(
-        package(&plan, "nested")["files"],
-        json!(["api/plugins/nested/lib.py"])
-    );
+    assert_eq!(package(&plan, "nested")["files"], json!(["api/plugins/nested/lib.py"]));
     assert_eq!(plan["base_origin"], json!({"kind": "given"}));
 
     repo.write("api/plugins/other.py", "# owned by api, not nested\n");
@@ -136,14 +92,8 @@ fn a_rename_across_packages_marks_both() {
     repo.commit("RFR: move");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(planned(&plan), ["awesome_lib", "pet_api", "webfront"]);
-    assert_eq!(
-        package(&plan, "awesome_lib")["files"],
-        json!(["awesome_lib/setup.py"])
-    );
-    assert_eq!(
-        package(&plan, "webfront")["files"],
-        json!(["webfront/setup.py"])
-    );
+    assert_eq!(package(&plan, "awesome_lib")["files"], json!(["awesome_lib/setup.py"]));
+    assert_eq!(package(&plan, "webfront")["files"], json!(["webfront/setup.py"]));
     assert_eq!(package(&plan, "webfront")["changed"], json!(true));
 }
 
@@ -153,36 +103,22 @@ fn deleted_files_count_and_a_removed_package_is_reported() {
     repo.remove("webfront/index.html");
     repo.commit("CLN: remove page");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
-    assert_eq!(
-        package(&plan, "webfront")["files"],
-        json!(["webfront/index.html"])
-    );
+    assert_eq!(package(&plan, "webfront")["files"], json!(["webfront/index.html"]));
 
     // Remove a whole package: its folder and its entry.
     let repo = TestRepo::seed();
     repo.remove("webfront");
     let manifest = std::fs::read_to_string(repo.path().join("loktar.json")).expect("read");
-    let start = manifest
-        .find(",\n  { \"pkg_type\": \"docker\", \"pkg_name\": \"webfront\"")
-        .expect("webfront entry");
+    let start = manifest.find(",\n  { \"pkg_type\": \"docker\", \"pkg_name\": \"webfront\"").expect("webfront entry");
     let end = manifest[start..].find('}').expect("entry end") + start + 1;
-    repo.write(
-        "loktar.json",
-        &format!("{}{}", &manifest[..start], &manifest[end..]),
-    );
+    repo.write("loktar.json", &format!("{}{}", &manifest[..start], &manifest[end..]));
     repo.commit("CLN: drop webfront");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(planned(&plan), Vec::<&str>::new());
-    assert_eq!(
-        plan["removed_packages"],
-        json!([{"name": "webfront", "files": ["webfront/index.html"]}])
-    );
+    assert_eq!(plan["removed_packages"], json!([{"name": "webfront", "files": ["webfront/index.html"]}]));
     assert_eq!(plan["unowned_files"], json!([]));
     let text = repo.loktar(&["plan"]).ok();
-    assert!(
-        text.contains("removed from loktar.json: `webfront` (1 changed file)"),
-        "{text}"
-    );
+    assert!(text.contains("removed from loktar.json: `webfront` (1 changed file)"), "{text}");
 }
 
 #[test]
@@ -191,22 +127,14 @@ fn a_package_folder_deleted_but_still_listed_is_a_clear_error() {
     repo.remove("webfront");
     repo.commit("CLN: oops");
     let run = repo.loktar(&["plan"]).expect_code(2);
-    assert!(
-        run.stderr
-            .contains("package `webfront`: folder `webfront` does not exist"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("package `webfront`: folder `webfront` does not exist"), "{}", run.stderr);
     assert!(run.stderr.contains("pkg_dir"), "{}", run.stderr);
 }
 
 #[test]
 fn paths_with_spaces_unicode_and_quotes_work() {
     let repo = TestRepo::new();
-    repo.write(
-        "loktar.json",
-        r#"{"packages": [{"pkg_name": "odd", "pkg_dir": "odd dir/çà"}, {"pkg_name": "plain"}]}"#,
-    );
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "odd", "pkg_dir": "odd dir/çà"}, {"pkg_name": "plain"}]}"#);
     repo.write("odd dir/çà/readme.txt", "v1\n");
     repo.write("plain/x", "v1\n");
     repo.commit("ENH: initial");
@@ -216,10 +144,7 @@ fn paths_with_spaces_unicode_and_quotes_work() {
     repo.commit("ENH: odd names");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(planned(&plan), ["odd"]);
-    let files = package(&plan, "odd")["files"]
-        .as_array()
-        .expect("files")
-        .clone();
+    let files = package(&plan, "odd")["files"].as_array().expect("files").clone();
     assert!(files.contains(&json!(tricky)), "{files:?}");
     assert!(files.contains(&json!("odd dir/çà/日本語.txt")), "{files:?}");
 }
@@ -236,10 +161,7 @@ fn nobuild_in_a_commit_message_empties_the_plan() {
     assert_eq!(planned(&plan), Vec::<&str>::new());
     assert_eq!(plan["nobuild"]["subject"], json!("DOC: typo NOBUILD"));
     let text = repo.filter(&repo.loktar(&["plan"]).ok());
-    assert!(
-        text.contains("nothing to do: commit `[SHA]` says NOBUILD (DOC: typo NOBUILD)"),
-        "{text}"
-    );
+    assert!(text.contains("nothing to do: commit `[SHA]` says NOBUILD (DOC: typo NOBUILD)"), "{text}");
 }
 
 #[test]
@@ -267,10 +189,7 @@ fn exclusion_keywords_keep_dependents_out_only_when_every_commit_carries_them() 
     assert_eq!(planned(&plan), ["lib", "other"]);
     assert_eq!(package(&plan, "lib")["held_back_by"], json!(["CLN", "DOC"]));
     let text = repo.loktar(&["plan"]).ok();
-    assert!(
-        text.contains("dependents not rebuilt: only CLN/DOC commits"),
-        "{text}"
-    );
+    assert!(text.contains("dependents not rebuilt: only CLN/DOC commits"), "{text}");
 
     repo.write("lib/a.py", "v3\n");
     repo.commit("ENH: a real change");
@@ -284,12 +203,10 @@ fn a_changed_manifest_entry_marks_that_package() {
     let repo = TestRepo::seed();
     let manifest = std::fs::read_to_string(repo.path().join("loktar.json")).expect("read");
     // Change pet_api's entry, and only reformat awesome_lib's.
-    let changed = manifest
-        .replace(r#""build_type": "url""#, r#""build_type": "local""#)
-        .replace(
-            r#"{ "pkg_type": "whl", "pkg_name": "awesome_lib", "test_type": "make", "type": "library" }"#,
-            "{\"pkg_name\":\"awesome_lib\",\n\"pkg_type\":\"whl\",\"test_type\":\"make\",\"type\":\"library\"}",
-        );
+    let changed = manifest.replace(r#""build_type": "url""#, r#""build_type": "local""#).replace(
+        r#"{ "pkg_type": "whl", "pkg_name": "awesome_lib", "test_type": "make", "type": "library" }"#,
+        "{\"pkg_name\":\"awesome_lib\",\n\"pkg_type\":\"whl\",\"test_type\":\"make\",\"type\":\"library\"}",
+    );
     assert_ne!(changed, manifest);
     repo.write("loktar.json", &changed);
     repo.commit("ENH: tweak pet_api");
@@ -298,7 +215,10 @@ fn a_changed_manifest_entry_marks_that_package() {
     assert_eq!(package(&plan, "pet_api")["manifest"], json!("modified"));
 
     // A new package is marked as added.
-    let with_new = changed.replace("\"packages\": [", "\"packages\": [\n  { \"pkg_name\": \"stock_api\", \"pkg_dir\": \"rest_services/stock_api\" },");
+    let with_new = changed.replace(
+        "\"packages\": [",
+        "\"packages\": [\n  { \"pkg_name\": \"stock_api\", \"pkg_dir\": \"rest_services/stock_api\" },",
+    );
     repo.write("loktar.json", &with_new);
     repo.commit("ENH: stock_api joins CI");
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
@@ -314,14 +234,9 @@ fn an_unreadable_base_manifest_marks_every_package() {
     let broken = repo.git(&["rev-parse", "HEAD"]);
     repo.git(&["checkout", "--quiet", "HEAD~1", "--", "loktar.json"]);
     repo.commit("BUG: fixed");
-    let plan = repo
-        .loktar(&["plan", "--format", "json", "--base", &broken])
-        .json();
+    let plan = repo.loktar(&["plan", "--format", "json", "--base", &broken]).json();
     assert_eq!(planned(&plan), ["awesome_lib", "pet_api", "webfront"]);
-    assert_eq!(
-        package(&plan, "webfront")["manifest"],
-        json!("uncomparable")
-    );
+    assert_eq!(package(&plan, "webfront")["manifest"], json!("uncomparable"));
 }
 
 #[test]
@@ -329,19 +244,11 @@ fn text_plan_of_a_worktree_change() {
     let repo = TestRepo::seed();
     repo.write("rest_services/pet_api/app.py", "# edited, not committed\n");
     repo.write("webfront/new.css", "/* untracked */\n");
-    let plan = repo
-        .loktar(&["plan", "--worktree", "--format", "json"])
-        .json();
+    let plan = repo.loktar(&["plan", "--worktree", "--format", "json"]).json();
     assert_eq!(planned(&plan), ["pet_api", "webfront"]);
-    assert_eq!(
-        package(&plan, "webfront")["files"],
-        json!(["webfront/new.css"])
-    );
+    assert_eq!(package(&plan, "webfront")["files"], json!(["webfront/new.css"]));
     assert_eq!(plan["head"], json!(null));
-    insta::assert_snapshot!(
-        "worktree_plan",
-        repo.filter(&repo.loktar(&["plan", "--worktree"]).ok())
-    );
+    insta::assert_snapshot!("worktree_plan", repo.filter(&repo.loktar(&["plan", "--worktree"]).ok()));
 }
 
 #[test]
@@ -350,10 +257,7 @@ fn why_prints_the_chain_from_a_changed_file() {
     repo.write("awesome_lib/setup.py", "# v2\n");
     repo.write("awesome_lib/awesome_lib/__init__.py", "# v2\n");
     repo.commit("ENH: lib");
-    insta::assert_snapshot!(
-        "why_webfront",
-        repo.filter(&repo.loktar(&["why", "webfront"]).ok())
-    );
+    insta::assert_snapshot!("why_webfront", repo.filter(&repo.loktar(&["why", "webfront"]).ok()));
 
     repo.write("webfront/index.html", "v2\n");
     repo.commit("ENH: front");
@@ -361,16 +265,8 @@ fn why_prints_the_chain_from_a_changed_file() {
     assert!(out.contains("`pet_api` is not affected"), "{out}");
 
     let run = repo.loktar(&["why", "pet-api"]).expect_code(2);
-    assert!(
-        run.stderr.contains("no package named `pet-api`"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("did you mean `pet_api`?"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no package named `pet-api`"), "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean `pet_api`?"), "{}", run.stderr);
 }
 
 #[test]
@@ -378,20 +274,10 @@ fn runs_from_a_subfolder_and_with_repo() {
     let repo = TestRepo::seed();
     repo.write("webfront/index.html", "v2\n");
     repo.commit("ENH: front");
-    let from_sub = repo
-        .loktar_in(
-            &repo.path().join("rest_services/pet_api"),
-            &["plan", "--format", "json"],
-        )
-        .json();
+    let from_sub = repo.loktar_in(&repo.path().join("rest_services/pet_api"), &["plan", "--format", "json"]).json();
     assert_eq!(planned(&from_sub), ["webfront"]);
     let elsewhere = std::env::temp_dir();
     let repo_arg = repo.path().join("webfront").display().to_string();
-    let with_repo = repo
-        .loktar_in(
-            &elsewhere,
-            &["plan", "--format", "json", "--repo", &repo_arg],
-        )
-        .json();
+    let with_repo = repo.loktar_in(&elsewhere, &["plan", "--format", "json", "--repo", &repo_arg]).json();
     assert_eq!(with_repo, from_sub);
 }

@@ -21,11 +21,7 @@ impl Run {
     /// Asserts the exit code, showing both streams when it differs.
     #[track_caller]
     pub fn expect_code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
 
@@ -39,18 +35,14 @@ impl Run {
     #[track_caller]
     pub fn json(self) -> serde_json::Value {
         let stdout = self.ok();
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
     }
 }
 
 impl TestRepo {
     /// An empty repository whose default branch is `main`.
     pub fn new() -> TestRepo {
-        let dir = tempfile::Builder::new()
-            .prefix("loktar-test")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("loktar-test").tempdir().expect("temp dir");
         let repo = TestRepo { dir };
         repo.git(&["init", "--quiet", "--initial-branch=main"]);
         repo
@@ -121,11 +113,7 @@ impl TestRepo {
             .args(args)
             .output()
             .expect("run git");
-        assert!(
-            output.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
@@ -144,11 +132,7 @@ impl TestRepo {
 
     /// Runs `loktar args…` in `dir`.
     pub fn loktar_in(&self, dir: &Path, args: &[&str]) -> Run {
-        let output = loktar_command()
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run loktar");
+        let output = loktar_command().current_dir(dir).args(args).output().expect("run loktar");
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -169,17 +153,40 @@ impl TestRepo {
 /// A `loktar` command with an environment that does not leak the caller's settings.
 pub fn loktar_command() -> Command {
     let mut command = Command::new(loktar_bin());
-    for var in [
-        "LOKTAR_BASE",
-        "LOKTAR_HEAD",
-        "LOKTAR_REPO",
-        "LOKTAR_DEFAULT_BRANCH",
-        "RUST_LOG",
-    ] {
+    for var in ["LOKTAR_BASE", "LOKTAR_HEAD", "LOKTAR_REPO", "LOKTAR_DEFAULT_BRANCH", "RUST_LOG"] {
         command.env_remove(var);
     }
-    command.env("NO_COLOR", "1");
+    command.env("NO_COLOR", "1").env("LOKTAR_CACHE_DIR", wasm_cache_dir()).env_remove("LOKTAR_CONFIG");
     command
+}
+
+/// One compile cache for every test, so no component is compiled twice.
+pub fn wasm_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-cache")
+}
+
+/// The test-only plugins of `tests/plugins`, built once for `wasm32-wasip2`;
+/// returns the component file of `name` (`hostile`, `sockets`, `shout`).
+pub fn test_plugin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let target = BUILT.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-plugins");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plugins/Cargo.toml");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]).arg("--manifest-path").arg(manifest);
+        for crate_name in ["hostile", "sockets", "shout"] {
+            cargo.args(["-p", &format!("loktar-test-plugin-{crate_name}")]);
+        }
+        for var in
+            ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"]
+        {
+            cargo.env_remove(var);
+        }
+        let status = cargo.arg("--target-dir").arg(&target).status().expect("run cargo");
+        assert!(status.success(), "building the test plugins failed");
+        target
+    });
+    target.join("wasm32-wasip2/release").join(format!("loktar_test_plugin_{name}.wasm"))
 }
 
 /// The binary cargo built for these tests.

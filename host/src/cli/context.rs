@@ -34,8 +34,8 @@ pub(crate) struct Planned {
 
 impl Context {
     /// Finds the repository from `--repo` (or the current folder) and loads it.
-    pub(crate) fn load(options: &Options, providers: Providers) -> Result<Context, Diagnostics> {
-        Context::load_at(find_root(options.repo.as_deref())?, options, providers)
+    pub(crate) fn load(options: &Options) -> Result<Context, Diagnostics> {
+        Context::load_at(find_root(options.repo.as_deref())?, options)
     }
 
     /// Loads the repository and plans the selected changes.
@@ -43,11 +43,7 @@ impl Context {
     /// Git reads the range on a second thread while this one parses
     /// `loktar.json`: the two are independent, and together they are most of
     /// the time a plan takes.
-    pub(crate) fn load_and_plan(
-        options: &Options,
-        providers: Providers,
-        range: &RangeArgs,
-    ) -> Result<(Context, Planned), Diagnostics> {
+    pub(crate) fn load_and_plan(options: &Options, range: &RangeArgs) -> Result<(Context, Planned), Diagnostics> {
         let root = find_root(options.repo.as_deref())?;
         let git = Git::new(&root);
         let selection = Selection {
@@ -63,13 +59,10 @@ impl Context {
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
                 changes
             });
-            let context = Context::load_at(root.clone(), options, providers);
+            let context = Context::load_at(root.clone(), options);
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
-            let changes = reading.join().unwrap_or_else(|_| {
-                Err(Diagnostic::new(
-                    "internal error: reading the git range failed",
-                ))
-            });
+            let changes =
+                reading.join().unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")));
             (context, changes)
         });
         // A broken configuration is reported before any git problem.
@@ -80,15 +73,13 @@ impl Context {
         Ok((context, planned))
     }
 
-    fn load_at(
-        root: PathBuf,
-        options: &Options,
-        providers: Providers,
-    ) -> Result<Context, Diagnostics> {
+    fn load_at(root: PathBuf, options: &Options) -> Result<Context, Diagnostics> {
+        let settings = Settings::load(options.config.as_deref(), &root)?;
+        let providers = Providers::from_settings(&settings);
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::load(&root, &shown_as, &providers)?;
         let discovered = if discover::needed(&workspace) {
-            let runtime = plugin_runtime(options, &root)?;
+            let runtime = plugin_runtime(settings)?;
             block_on(discover::discover(&workspace, &runtime))??
         } else {
             Vec::new()
@@ -96,46 +87,23 @@ impl Context {
         let edges: Vec<Edge> = discovered.iter().map(|d| d.edge.clone()).collect();
         let graph = DependencyGraph::from_workspace(&workspace, &edges)?;
         tracing::debug!(packages = workspace.packages.len(), root = %root.display(), "workspace loaded");
-        Ok(Context {
-            git: Git::new(&root),
-            workspace,
-            graph,
-            providers,
-        })
+        Ok(Context { git: Git::new(&root), workspace, graph, providers })
     }
 
     /// Computes the plan for a change set.
     fn plan(&self, changes: ChangeSet) -> Result<Planned, Diagnostics> {
-        tracing::debug!(
-            files = changes.files.len(),
-            commits = changes.commits.len(),
-            "changes read"
-        );
-        let mut detection =
-            affected::detect(&self.workspace, &self.providers, &self.git, &changes)?;
+        tracing::debug!(files = changes.files.len(), commits = changes.commits.len(), "changes read");
+        let mut detection = affected::detect(&self.workspace, &self.providers, &self.git, &changes)?;
         let seeds = std::mem::take(&mut detection.seeds);
-        let plan = if detection.nobuild.is_some() {
-            Plan::default()
-        } else {
-            Plan::compute(&self.graph, seeds)
-        };
-        Ok(Planned {
-            changes,
-            detection,
-            plan,
-        })
+        let plan = if detection.nobuild.is_some() { Plan::default() } else { Plan::compute(&self.graph, seeds) };
+        Ok(Planned { changes, detection, plan })
     }
 }
 
 impl Planned {
     /// The printable report.
     pub(crate) fn report<'a>(&'a self, context: &'a Context) -> Report<'a> {
-        Report {
-            workspace: &context.workspace,
-            changes: &self.changes,
-            detection: &self.detection,
-            plan: &self.plan,
-        }
+        Report { workspace: &context.workspace, changes: &self.changes, detection: &self.detection, plan: &self.plan }
     }
 }
 
@@ -148,9 +116,8 @@ pub(crate) struct Options {
     pub(crate) config: Option<PathBuf>,
 }
 
-/// The plugin host, with the host configuration for the repository at `root`.
-pub(crate) fn plugin_runtime(options: &Options, root: &Path) -> Result<Runtime, Diagnostic> {
-    let settings = Settings::load(options.config.as_deref(), root)?;
+/// The plugin host under a host configuration.
+pub(crate) fn plugin_runtime(settings: Settings) -> Result<Runtime, Diagnostic> {
     Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(|e| e.to_diagnostic())
 }
 
@@ -175,8 +142,5 @@ fn shown_path(path: &Path) -> String {
         let path = path.parent()?.canonicalize().ok()?.join(path.file_name()?);
         path.strip_prefix(&cwd).ok().map(Path::to_path_buf)
     });
-    relative
-        .unwrap_or_else(|| path.to_path_buf())
-        .display()
-        .to_string()
+    relative.unwrap_or_else(|| path.to_path_buf()).display().to_string()
 }

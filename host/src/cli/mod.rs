@@ -23,12 +23,7 @@ use context::{Context, Options, Planned};
 /// ones a change touches, adds everything that depends on them, and runs
 /// them in dependency order.
 #[derive(Debug, Parser)]
-#[command(
-    name = "loktar",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "loktar", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     /// Any folder inside the repository [default: the current folder]
     #[arg(long, global = true, value_name = "DIR", env = "LOKTAR_REPO")]
@@ -135,9 +130,7 @@ pub fn main() -> ExitCode {
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     init_logging(color);
     let started = std::time::Instant::now();
@@ -162,19 +155,12 @@ pub fn main() -> ExitCode {
 fn init_logging(color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).try_init();
 }
 
 fn write_stdout(output: &str) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(output.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         // A reader that stopped early (`loktar plan | head`) is not an error.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -187,15 +173,12 @@ fn write_stdout(output: &str) -> ExitCode {
 
 fn run(cli: Cli) -> Result<String, Diagnostics> {
     let providers = Providers::builtin();
-    let options = Options {
-        repo: cli.repo,
-        config: cli.config,
-    };
+    let options = Options { repo: cli.repo, config: cli.config };
     match cli.command {
         Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json),
         Command::Schema => Ok(format!("{:#}\n", schema(&providers))),
         Command::Graph(args) => {
-            let context = Context::load(&options, providers)?;
+            let context = Context::load(&options)?;
             let view = View::whole(&context.workspace, &context.graph);
             let output = match args.format {
                 Format::Text => render::graph::text(&view),
@@ -207,21 +190,20 @@ fn run(cli: Cli) -> Result<String, Diagnostics> {
             Ok(output)
         }
         Command::Plan(args) => {
-            let (context, planned) = Context::load_and_plan(&options, providers, &args.range)?;
+            let (context, planned) = Context::load_and_plan(&options, &args.range)?;
             let report = planned.report(&context);
             let output = match args.format {
                 Format::Text => report.text(),
                 Format::Json => report.json(),
-                Format::Dot | Format::Svg => picture(
-                    &View::of_plan(&context.workspace, &context.graph, &planned.plan),
-                    args.format,
-                ),
+                Format::Dot | Format::Svg => {
+                    picture(&View::of_plan(&context.workspace, &context.graph, &planned.plan), args.format)
+                }
             };
             exiting_soon((context, planned));
             Ok(output)
         }
         Command::Why(args) => {
-            let (context, planned) = Context::load_and_plan(&options, providers, &args.range)?;
+            let (context, planned) = Context::load_and_plan(&options, &args.range)?;
             let Some(package) = context.workspace.index_of(&args.package) else {
                 return Err(unknown_package(&context, &args.package).into());
             };
@@ -232,11 +214,7 @@ fn run(cli: Cli) -> Result<String, Diagnostics> {
 
 /// DOT or SVG of a view.
 fn picture(view: &View<'_>, format: Format) -> String {
-    if format == Format::Svg {
-        render::svg::render(view)
-    } else {
-        render::dot::render(view)
-    }
+    if format == Format::Svg { render::svg::render(view) } else { render::dot::render(view) }
 }
 
 /// The process exits right after printing: freeing a large workspace piece
@@ -267,9 +245,7 @@ fn why(context: &Context, planned: &Planned, package: usize) -> String {
         return out;
     }
     if !planned.plan.contains(package) {
-        out.push_str(&format!(
-            "`{name}` is not affected: nothing it contains or depends on changed\n"
-        ));
+        out.push_str(&format!("`{name}` is not affected: nothing it contains or depends on changed\n"));
         return out;
     }
     out.push_str(&format!("`{name}` is affected:\n"));
@@ -285,17 +261,11 @@ fn why(context: &Context, planned: &Planned, package: usize) -> String {
             out.push_str(&format!("  `{first}` changed{more}\n"));
             out.push_str(&format!("  → `{}` owns it\n", packages[origin].name));
         } else if seed.manifest.is_some() {
-            out.push_str(&format!(
-                "  the entry of `{}` in loktar.json changed\n",
-                packages[origin].name
-            ));
+            out.push_str(&format!("  the entry of `{}` in loktar.json changed\n", packages[origin].name));
         }
     }
     for pair in chain.windows(2) {
-        out.push_str(&format!(
-            "  → `{}` depends on `{}`\n",
-            packages[pair[1]].name, packages[pair[0]].name
-        ));
+        out.push_str(&format!("  → `{}` depends on `{}`\n", packages[pair[1]].name, packages[pair[0]].name));
     }
     out
 }

@@ -88,61 +88,22 @@ pub struct Field {
 }
 
 const fn field(name: &'static str, shape: Shape, description: &'static str) -> Field {
-    Field {
-        name,
-        shape,
-        alias_of: None,
-        description,
-    }
+    Field { name, shape, alias_of: None, description }
 }
 
-const fn alias(
-    name: &'static str,
-    of: &'static str,
-    shape: Shape,
-    description: &'static str,
-) -> Field {
-    Field {
-        name,
-        shape,
-        alias_of: Some(of),
-        description,
-    }
+const fn alias(name: &'static str, of: &'static str, shape: Shape, description: &'static str) -> Field {
+    Field { name, shape, alias_of: Some(of), description }
 }
 
 /// Every key a package entry may have.
 pub const PACKAGE_FIELDS: &[Field] = &[
     field("pkg_name", Shape::Text, "Unique name of the package."),
-    field(
-        "pkg_type",
-        Shape::Provider(Role::Builder),
-        "Builder plugin producing the artifact (docker, whl, deb, jar).",
-    ),
-    field(
-        "test_type",
-        Shape::Provider(Role::Tester),
-        "Tester plugin (make), or \"no-test\" to skip tests.",
-    ),
-    field(
-        "type",
-        Shape::Kind,
-        "Whether the package is a deployable service or a library.",
-    ),
-    field(
-        "pkg_dir",
-        Shape::Folder,
-        "Folder of the package, relative to the repository root. Defaults to pkg_name.",
-    ),
-    field(
-        "build_info",
-        Shape::BuildInfo,
-        "Build, publish and store settings, plus free-form plugin settings.",
-    ),
-    field(
-        "depends_on",
-        Shape::Names,
-        "Names of packages this package depends on.",
-    ),
+    field("pkg_type", Shape::Provider(Role::Builder), "Builder plugin producing the artifact (docker, whl, deb, jar)."),
+    field("test_type", Shape::Provider(Role::Tester), "Tester plugin (make), or \"no-test\" to skip tests."),
+    field("type", Shape::Kind, "Whether the package is a deployable service or a library."),
+    field("pkg_dir", Shape::Folder, "Folder of the package, relative to the repository root. Defaults to pkg_name."),
+    field("build_info", Shape::BuildInfo, "Build, publish and store settings, plus free-form plugin settings."),
+    field("depends_on", Shape::Names, "Names of packages this package depends on."),
     field(
         "dependencies_type",
         Shape::Providers(Role::Discovery),
@@ -153,18 +114,8 @@ pub const PACKAGE_FIELDS: &[Field] = &[
         Shape::Keywords,
         "Commit-message prefixes (e.g. CLN, DOC) that change this package without rebuilding its dependents.",
     ),
-    alias(
-        "artifact_name",
-        "pkg_name",
-        Shape::Text,
-        "Older name of pkg_name.",
-    ),
-    alias(
-        "artifact_type",
-        "pkg_type",
-        Shape::Provider(Role::Builder),
-        "Older name of pkg_type.",
-    ),
+    alias("artifact_name", "pkg_name", Shape::Text, "Older name of pkg_name."),
+    alias("artifact_type", "pkg_type", Shape::Provider(Role::Builder), "Older name of pkg_type."),
     alias(
         "artifact_dir",
         "pkg_dir",
@@ -175,21 +126,9 @@ pub const PACKAGE_FIELDS: &[Field] = &[
 
 /// The keys of `build_info` Loktar itself reads; any other key is a plugin setting.
 pub const BUILD_INFO_FIELDS: &[Field] = &[
-    field(
-        "build_type",
-        Shape::Provider(Role::BuildType),
-        "local (default): build with the engine; url: remote build.",
-    ),
-    field(
-        "registry_type",
-        Shape::Provider(Role::Registry),
-        "Registry plugin that publishes the artifact.",
-    ),
-    field(
-        "storage_type",
-        Shape::Provider(Role::Storage),
-        "Storage plugin that stores the artifact.",
-    ),
+    field("build_type", Shape::Provider(Role::BuildType), "local (default): build with the engine; url: remote build."),
+    field("registry_type", Shape::Provider(Role::Registry), "Registry plugin that publishes the artifact."),
+    field("storage_type", Shape::Provider(Role::Storage), "Storage plugin that stores the artifact."),
 ];
 
 /// Keys allowed at the top level of `loktar.json`.
@@ -197,14 +136,10 @@ pub const TOP_LEVEL_KEYS: &[&str] = &["packages", "$schema"];
 
 /// The JSON Schema (draft 2020-12) of `loktar.json`.
 pub fn schema(providers: &Providers) -> Value {
-    let properties: serde_json::Map<String, Value> = PACKAGE_FIELDS
-        .iter()
-        .map(|f| (f.name.to_string(), field_schema(f, providers)))
-        .collect();
-    let build_info: serde_json::Map<String, Value> = BUILD_INFO_FIELDS
-        .iter()
-        .map(|f| (f.name.to_string(), field_schema(f, providers)))
-        .collect();
+    let properties: serde_json::Map<String, Value> =
+        PACKAGE_FIELDS.iter().map(|f| (f.name.to_string(), field_schema(f, providers))).collect();
+    let build_info: serde_json::Map<String, Value> =
+        BUILD_INFO_FIELDS.iter().map(|f| (f.name.to_string(), field_schema(f, providers))).collect();
     let mut properties = properties;
     if let Some(info) = properties.get_mut("build_info") {
         *info = json!({

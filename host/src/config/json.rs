@@ -157,10 +157,7 @@ impl LineIndex {
         let offset = offset.min(source.len());
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
         let start = self.line_starts[line];
-        let column = source
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count())
-            + 1;
+        let column = source.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
         (line + 1, column)
     }
 }
@@ -177,12 +174,7 @@ struct Parser<'s, 'a> {
 
 impl<'s, 'a> Parser<'s, 'a> {
     fn new(text: &'a str, stream: Option<Stream<'s, 'a>>) -> Self {
-        Parser {
-            src: text.as_bytes(),
-            text,
-            pos: 0,
-            stream,
-        }
+        Parser { src: text.as_bytes(), text, pos: 0, stream }
     }
 
     fn document(mut self) -> Result<Node<'a>, SyntaxError> {
@@ -200,10 +192,7 @@ impl<'s, 'a> Parser<'s, 'a> {
     }
 
     fn error(&self, message: impl Into<String>) -> SyntaxError {
-        SyntaxError {
-            offset: self.pos,
-            message: message.into(),
-        }
+        SyntaxError { offset: self.pos, message: message.into() }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -217,11 +206,7 @@ impl<'s, 'a> Parser<'s, 'a> {
     }
 
     fn describe_next(&self) -> String {
-        match self
-            .text
-            .get(self.pos..)
-            .and_then(|rest| rest.chars().next())
-        {
+        match self.text.get(self.pos..).and_then(|rest| rest.chars().next()) {
             None => "the end of the file".to_string(),
             Some(c) => format!("`{c}`"),
         }
@@ -229,9 +214,7 @@ impl<'s, 'a> Parser<'s, 'a> {
 
     fn value(&mut self, depth: usize) -> Result<Node<'a>, SyntaxError> {
         if depth > MAX_DEPTH {
-            return Err(self.error(format!(
-                "values are nested more than {MAX_DEPTH} levels deep"
-            )));
+            return Err(self.error(format!("values are nested more than {MAX_DEPTH} levels deep")));
         }
         let offset = self.pos;
         let value = match self.peek() {
@@ -302,10 +285,7 @@ impl<'s, 'a> Parser<'s, 'a> {
             let run_start = self.pos;
             let rest = &self.src[run_start..];
             // Keys and values are short: a plain scan beats setting up memchr.
-            let end = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .unwrap_or(rest.len());
+            let end = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
             self.pos += end;
             let run = &self.text[run_start..self.pos];
             match self.peek() {
@@ -329,10 +309,7 @@ impl<'s, 'a> Parser<'s, 'a> {
                     return Err(self.error("control characters must be escaped inside strings"));
                 }
                 None => {
-                    return Err(SyntaxError {
-                        offset: open,
-                        message: "this string is never closed".to_string(),
-                    });
+                    return Err(SyntaxError { offset: open, message: "this string is never closed".to_string() });
                 }
             }
         }
@@ -356,9 +333,7 @@ impl<'s, 'a> Parser<'s, 'a> {
                 let first = self.hex4()?;
                 let ch = if (0xD800..0xDC00).contains(&first) {
                     if !self.src[self.pos..].starts_with(b"\\u") {
-                        return Err(
-                            self.error("a high surrogate must be followed by a low surrogate")
-                        );
+                        return Err(self.error("a high surrogate must be followed by a low surrogate"));
                     }
                     self.pos += 2;
                     let second = self.hex4()?;
@@ -384,12 +359,8 @@ impl<'s, 'a> Parser<'s, 'a> {
     }
 
     fn hex4(&mut self) -> Result<u32, SyntaxError> {
-        let digits = self
-            .text
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.error("expected four hex digits"))?;
-        let value =
-            u32::from_str_radix(digits, 16).map_err(|_| self.error("expected four hex digits"))?;
+        let digits = self.text.get(self.pos..self.pos + 4).ok_or_else(|| self.error("expected four hex digits"))?;
+        let value = u32::from_str_radix(digits, 16).map_err(|_| self.error("expected four hex digits"))?;
         self.pos += 4;
         Ok(value)
     }
@@ -419,10 +390,7 @@ impl<'s, 'a> Parser<'s, 'a> {
                     return Ok(Value::Array(items));
                 }
                 _ => {
-                    return Err(self.error(format!(
-                        "expected `,` or `]`, found {}",
-                        self.describe_next()
-                    )));
+                    return Err(self.error(format!("expected `,` or `]`, found {}", self.describe_next())));
                 }
             }
         }
@@ -435,10 +403,7 @@ impl<'s, 'a> Parser<'s, 'a> {
         self.skip_whitespace();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Node {
-                offset,
-                value: Value::Array(Vec::new()),
-            });
+            return Ok(Node { offset, value: Value::Array(Vec::new()) });
         }
         loop {
             self.skip_whitespace();
@@ -457,16 +422,10 @@ impl<'s, 'a> Parser<'s, 'a> {
                 }
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Node {
-                        offset,
-                        value: Value::Array(Vec::new()),
-                    });
+                    return Ok(Node { offset, value: Value::Array(Vec::new()) });
                 }
                 _ => {
-                    return Err(self.error(format!(
-                        "expected `,` or `]`, found {}",
-                        self.describe_next()
-                    )));
+                    return Err(self.error(format!("expected `,` or `]`, found {}", self.describe_next())));
                 }
             }
         }
@@ -484,35 +443,20 @@ impl<'s, 'a> Parser<'s, 'a> {
         loop {
             self.skip_whitespace();
             if self.peek() != Some(b'"') {
-                return Err(self.error(format!(
-                    "expected a key in double quotes, found {}",
-                    self.describe_next()
-                )));
+                return Err(self.error(format!("expected a key in double quotes, found {}", self.describe_next())));
             }
             let key_offset = self.pos;
             let key = self.string()?;
             self.skip_whitespace();
             if self.peek() != Some(b':') {
-                return Err(self.error(format!(
-                    "expected `:` after the key, found {}",
-                    self.describe_next()
-                )));
+                return Err(self.error(format!("expected `:` after the key, found {}", self.describe_next())));
             }
             self.pos += 1;
             self.skip_whitespace();
-            let streamed = depth == 0
-                && self.peek() == Some(b'[')
-                && self.stream.as_ref().is_some_and(|(k, _)| key == *k);
-            let value = if streamed {
-                self.streamed_array()?
-            } else {
-                self.value(depth + 1)?
-            };
-            members.push(Member {
-                key_offset,
-                key,
-                value,
-            });
+            let streamed =
+                depth == 0 && self.peek() == Some(b'[') && self.stream.as_ref().is_some_and(|(k, _)| key == *k);
+            let value = if streamed { self.streamed_array()? } else { self.value(depth + 1)? };
+            members.push(Member { key_offset, key, value });
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => {
@@ -527,10 +471,7 @@ impl<'s, 'a> Parser<'s, 'a> {
                     return Ok(Value::Object(members));
                 }
                 _ => {
-                    return Err(self.error(format!(
-                        "expected `,` or `}}`, found {}",
-                        self.describe_next()
-                    )));
+                    return Err(self.error(format!("expected `,` or `}}`, found {}", self.describe_next())));
                 }
             }
         }
@@ -549,70 +490,35 @@ mod tests {
 
     #[test]
     fn parses_nested_values_with_offsets() {
-        let src =
-            "{\"a\": [1, -2.5e3, \"x\\u00e9\\ud83d\\ude00\"], \"b\": {\"c\": null, \"d\": true}}";
+        let src = "{\"a\": [1, -2.5e3, \"x\\u00e9\\ud83d\\ude00\"], \"b\": {\"c\": null, \"d\": true}}";
         let node = parse(src).expect("valid");
-        let Value::Object(members) = &node.value else {
-            panic!("object")
-        };
+        let Value::Object(members) = &node.value else { panic!("object") };
         assert_eq!(members[0].key, "a");
-        let Value::Array(items) = &members[0].value.value else {
-            panic!("array")
-        };
+        let Value::Array(items) = &members[0].value.value else { panic!("array") };
         assert_eq!(items[1].value, Value::Number("-2.5e3"));
         assert_eq!(items[2].value, Value::String("xé😀".into()));
         assert_eq!(&src[items[2].offset..items[2].offset + 1], "\"");
-        assert_eq!(
-            node.canonical(),
-            r#"{"a":[1,-2.5e3,"xé😀"],"b":{"c":null,"d":true}}"#
-        );
+        assert_eq!(node.canonical(), r#"{"a":[1,-2.5e3,"xé😀"],"b":{"c":null,"d":true}}"#);
     }
 
     #[test]
     fn keeps_duplicate_keys_in_order() {
         let node = parse(r#"{"k": 1, "k": 2}"#).expect("valid");
-        let Value::Object(members) = node.value else {
-            panic!("object")
-        };
+        let Value::Object(members) = node.value else { panic!("object") };
         assert_eq!(members.len(), 2);
     }
 
     #[test]
     fn reports_positions_of_syntax_errors() {
-        assert_eq!(
-            err("{\n  \"a\": 1,\n}"),
-            (3, 1, "trailing comma before `}`".into())
-        );
-        assert_eq!(
-            err("{\"a\" 1}"),
-            (1, 6, "expected `:` after the key, found `1`".into())
-        );
-        assert_eq!(
-            err("[1 2]"),
-            (1, 4, "expected `,` or `]`, found `2`".into())
-        );
-        assert_eq!(
-            err("{\"é\": x}"),
-            (1, 7, "expected a value, found `x`".into())
-        );
+        assert_eq!(err("{\n  \"a\": 1,\n}"), (3, 1, "trailing comma before `}`".into()));
+        assert_eq!(err("{\"a\" 1}"), (1, 6, "expected `:` after the key, found `1`".into()));
+        assert_eq!(err("[1 2]"), (1, 4, "expected `,` or `]`, found `2`".into()));
+        assert_eq!(err("{\"é\": x}"), (1, 7, "expected a value, found `x`".into()));
         assert_eq!(err("\"abc"), (1, 1, "this string is never closed".into()));
-        assert_eq!(
-            err("{} {}"),
-            (
-                1,
-                4,
-                "unexpected content after the end of the document".into()
-            )
-        );
-        assert_eq!(
-            err(""),
-            (1, 1, "expected a value, found the end of the file".into())
-        );
+        assert_eq!(err("{} {}"), (1, 4, "unexpected content after the end of the document".into()));
+        assert_eq!(err(""), (1, 1, "expected a value, found the end of the file".into()));
         assert_eq!(err("[01]"), (1, 3, "expected `,` or `]`, found `1`".into()));
-        assert_eq!(
-            err("\"\\x\""),
-            (1, 2, "invalid escape sequence `\\x`".into())
-        );
+        assert_eq!(err("\"\\x\""), (1, 2, "invalid escape sequence `\\x`".into()));
         assert_eq!(err("\"\\u12\""), (1, 4, "expected four hex digits".into()));
     }
 

@@ -99,22 +99,14 @@ pub struct SourceFile {
 impl SourceFile {
     /// Wraps a text.
     pub fn new(shown_as: &str, text: String) -> Self {
-        SourceFile {
-            shown_as: shown_as.to_string(),
-            text,
-            lines: OnceLock::new(),
-        }
+        SourceFile { shown_as: shown_as.to_string(), text, lines: OnceLock::new() }
     }
 
     /// The line and column of a byte offset; the line index is built on first use.
     pub fn location(&self, offset: usize) -> Location {
         let lines = self.lines.get_or_init(|| json::LineIndex::new(&self.text));
         let (line, column) = lines.position(&self.text, offset);
-        Location {
-            file: self.shown_as.clone(),
-            line,
-            column,
-        }
+        Location { file: self.shown_as.clone(), line, column }
     }
 }
 
@@ -134,11 +126,7 @@ pub struct Workspace {
 impl Workspace {
     /// Reads and validates `loktar.json` in `root`, including that every
     /// package folder exists. `shown_as` is how the file is named in errors.
-    pub fn load(
-        root: &Path,
-        shown_as: &str,
-        providers: &Providers,
-    ) -> Result<Workspace, Diagnostics> {
+    pub fn load(root: &Path, shown_as: &str, providers: &Providers) -> Result<Workspace, Diagnostics> {
         let path = root.join(MANIFEST);
         let source = match std::fs::read_to_string(&path) {
             Ok(source) => source,
@@ -150,9 +138,7 @@ impl Workspace {
                     .into());
             }
             Err(error) => {
-                return Err(
-                    Diagnostic::new(format!("cannot read `{}`: {error}", path.display())).into(),
-                );
+                return Err(Diagnostic::new(format!("cannot read `{}`: {error}", path.display())).into());
             }
         };
         let started = std::time::Instant::now();
@@ -173,23 +159,14 @@ impl Workspace {
     pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
         let mut by_name = HashTable::with_capacity(packages.len());
         for (index, package) in packages.iter().enumerate() {
-            by_name.insert_unique(name_hash(&package.name), index, |&i| {
-                name_hash(&packages[i].name)
-            });
+            by_name.insert_unique(name_hash(&package.name), index, |&i| name_hash(&packages[i].name));
         }
-        Workspace {
-            root,
-            manifest,
-            packages,
-            by_name,
-        }
+        Workspace { root, manifest, packages, by_name }
     }
 
     /// The index of a package by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name
-            .find(name_hash(name), |&i| self.packages[i].name == name)
-            .copied()
+        self.by_name.find(name_hash(name), |&i| self.packages[i].name == name).copied()
     }
 
     /// A package by name.
@@ -233,12 +210,10 @@ pub fn canonical_entries(source: &str) -> Option<HashMap<String, String>> {
         let json::Value::Object(fields) = &item.value else {
             return None;
         };
-        let name = fields
-            .iter()
-            .find_map(|m| match (&m.key[..], &m.value.value) {
-                ("pkg_name" | "artifact_name", json::Value::String(name)) => Some(name.to_string()),
-                _ => None,
-            })?;
+        let name = fields.iter().find_map(|m| match (&m.key[..], &m.value.value) {
+            ("pkg_name" | "artifact_name", json::Value::String(name)) => Some(name.to_string()),
+            _ => None,
+        })?;
         entries.insert(name, item.canonical());
     }
     Some(entries)

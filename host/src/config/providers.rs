@@ -26,6 +26,26 @@ pub const NO_TEST: &str = "no-test";
 pub const BUILD_TYPES: &[&str] = &["local", "url"];
 
 impl Providers {
+    /// The built-in providers plus every plugin the host configuration adds.
+    pub fn from_settings(settings: &crate::settings::Settings) -> Self {
+        use crate::settings::Role;
+        let mut providers = Providers::builtin();
+        for (name, plugin) in &settings.plugins {
+            let list = match plugin.role {
+                Some(Role::Tester) => &mut providers.testers,
+                Some(Role::Builder) => &mut providers.builders,
+                Some(Role::Registry) => &mut providers.registries,
+                Some(Role::Storage) => &mut providers.storages,
+                Some(Role::Discovery) => &mut providers.discoveries,
+                Some(Role::Notifier) | None => continue,
+            };
+            if !list.contains(name) {
+                list.push(name.clone());
+            }
+        }
+        providers
+    }
+
     /// The providers Loktar ships.
     pub fn builtin() -> Self {
         let owned = |names: &[&str]| names.iter().map(|name| (*name).to_string()).collect();

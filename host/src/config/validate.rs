@@ -16,11 +16,7 @@ use crate::suggest::closest;
 
 /// Parses and validates the text; returns the valid packages and every problem found.
 pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Vec<Diagnostic>) {
-    let mut validator = Validator {
-        source,
-        providers,
-        problems: Vec::new(),
-    };
+    let mut validator = Validator { source, providers, problems: Vec::new() };
     let mut packages = Vec::new();
     let mut number = 0;
     let mut on_package = |item: Node<'_>| {
@@ -32,10 +28,7 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
         Ok(root) => root,
         Err(error) => {
             let message = format!("`{}` is not valid JSON: {}", source.shown_as, error.message);
-            return (
-                Vec::new(),
-                vec![Diagnostic::new(message).at(source.location(error.offset))],
-            );
+            return (Vec::new(), vec![Diagnostic::new(message).at(source.location(error.offset))]);
         }
     };
     validator.top_level(&root);
@@ -48,11 +41,7 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
 /// Each parent folder is listed once instead of asking about every package
 /// folder: with thousands of packages this is the difference between a few
 /// dozen system calls and thousands.
-pub(super) fn check_folders(
-    root: &Path,
-    source: &SourceFile,
-    packages: &[Package],
-) -> Vec<Diagnostic> {
+pub(super) fn check_folders(root: &Path, source: &SourceFile, packages: &[Package]) -> Vec<Diagnostic> {
     let mut listings: HashMap<&str, Option<HashMap<String, bool>>> = HashMap::default();
     let mut problems = Vec::new();
     for package in packages {
@@ -60,9 +49,7 @@ pub(super) fn check_folders(
             continue;
         }
         let (parent, leaf) = package.dir.rsplit_once('/').unwrap_or(("", &package.dir));
-        let listing = listings
-            .entry(parent)
-            .or_insert_with(|| folder_listing(&root.join(parent)));
+        let listing = listings.entry(parent).or_insert_with(|| folder_listing(&root.join(parent)));
         match listing.as_ref().and_then(|entries| entries.get(leaf)) {
             Some(true) => {}
             Some(false) => problems.push(
@@ -94,10 +81,7 @@ fn folder_listing(dir: &Path) -> Option<HashMap<String, bool>> {
 
 fn missing_folder(root: &Path, source: &SourceFile, package: &Package) -> Diagnostic {
     let guess = closest_existing_folder(root, &package.dir);
-    let message = format!(
-        "package `{}`: folder `{}` does not exist",
-        package.name, package.dir
-    );
+    let message = format!("package `{}`: folder `{}` does not exist", package.name, package.dir);
     let hint = match (package.positions.dir_written, guess) {
         (false, Some(guess)) => format!(
             "without `pkg_dir` the folder is the package name; set `\"pkg_dir\": \"{guess}\"` if that is its folder"
@@ -108,9 +92,7 @@ fn missing_folder(root: &Path, source: &SourceFile, package: &Package) -> Diagno
         (true, Some(guess)) => format!("did you mean `{guess}`? `pkg_dir` is relative to the repository root"),
         (true, None) => "`pkg_dir` is relative to the repository root; create the folder or fix the path".to_string(),
     };
-    Diagnostic::new(message)
-        .at(source.location(package.positions.dir))
-        .hint(hint)
+    Diagnostic::new(message).at(source.location(package.positions.dir)).hint(hint)
 }
 
 /// Walks `dir` component by component, replacing each missing one with the
@@ -209,10 +191,7 @@ impl<'n> Entry<'n> {
 
     fn text(&self, key: usize) -> Option<(&'n str, usize)> {
         match self.get(key).map(|m| &m.value) {
-            Some(Node {
-                value: Value::String(s),
-                offset,
-            }) => Some((s.as_ref(), *offset)),
+            Some(Node { value: Value::String(s), offset }) => Some((s.as_ref(), *offset)),
             _ => None,
         }
     }
@@ -220,14 +199,8 @@ impl<'n> Entry<'n> {
     /// A list of strings (a single string counts as a list of one), with each item's offset.
     fn list(&self, key: usize) -> Vec<(&'n str, usize)> {
         match self.get(key).map(|m| &m.value) {
-            Some(Node {
-                value: Value::String(s),
-                offset,
-            }) => vec![(s.as_ref(), *offset)],
-            Some(Node {
-                value: Value::Array(items),
-                ..
-            }) => items
+            Some(Node { value: Value::String(s), offset }) => vec![(s.as_ref(), *offset)],
+            Some(Node { value: Value::Array(items), .. }) => items
                 .iter()
                 .filter_map(|item| match &item.value {
                     Value::String(s) => Some((s.as_ref(), item.offset)),
@@ -239,18 +212,13 @@ impl<'n> Entry<'n> {
     }
 
     fn strings(&self, key: usize) -> Vec<String> {
-        self.list(key)
-            .into_iter()
-            .map(|(s, _)| s.to_string())
-            .collect()
+        self.list(key).into_iter().map(|(s, _)| s.to_string()).collect()
     }
 }
 
 impl Validator<'_> {
     fn report(&mut self, offset: usize, message: String, hint: Option<String>) {
-        let diagnostic = Diagnostic::new(message)
-            .at(self.source.location(offset))
-            .maybe_hint(hint);
+        let diagnostic = Diagnostic::new(message).at(self.source.location(offset)).maybe_hint(hint);
         self.problems.push(diagnostic);
     }
 
@@ -258,15 +226,8 @@ impl Validator<'_> {
     fn top_level(&mut self, root: &Node<'_>) {
         let file = &self.source.shown_as;
         let Value::Object(members) = &root.value else {
-            let message = format!(
-                "the top level of `{file}` must be an object, found {}",
-                root.value.type_name()
-            );
-            self.report(
-                root.offset,
-                message,
-                Some("write `{ \"packages\": [ … ] }`".to_string()),
-            );
+            let message = format!("the top level of `{file}` must be an object, found {}", root.value.type_name());
+            self.report(root.offset, message, Some("write `{ \"packages\": [ … ] }`".to_string()));
             return;
         };
         let no_packages = format!("`{file}` has no `packages` list");
@@ -275,11 +236,7 @@ impl Validator<'_> {
         for member in members {
             let key = member.key.as_ref();
             if seen.contains(&key) {
-                self.report(
-                    member.key_offset,
-                    format!("key `{key}` is written twice"),
-                    None,
-                );
+                self.report(member.key_offset, format!("key `{key}` is written twice"), None);
                 continue;
             }
             seen.push(key);
@@ -287,15 +244,11 @@ impl Validator<'_> {
                 "packages" => packages_node = Some(&member.value),
                 "$schema" => {}
                 other => {
-                    let hint = closest(other, TOP_LEVEL_KEYS.iter().copied()).map_or(
-                        "the top level holds only `packages` (and `$schema`)".to_string(),
-                        |k| format!("did you mean `{k}`?"),
-                    );
-                    self.report(
-                        member.key_offset,
-                        format!("unknown key `{other}` at the top level"),
-                        Some(hint),
-                    );
+                    let hint = closest(other, TOP_LEVEL_KEYS.iter().copied())
+                        .map_or("the top level holds only `packages` (and `$schema`)".to_string(), |k| {
+                            format!("did you mean `{k}`?")
+                        });
+                    self.report(member.key_offset, format!("unknown key `{other}` at the top level"), Some(hint));
                 }
             }
         }
@@ -305,10 +258,7 @@ impl Validator<'_> {
             return;
         };
         if !matches!(list.value, Value::Array(_)) {
-            let message = format!(
-                "`packages` must be an array, found {}",
-                list.value.type_name()
-            );
+            let message = format!("`packages` must be an array, found {}", list.value.type_name());
             self.report(list.offset, message, None);
         }
     }
@@ -316,21 +266,13 @@ impl Validator<'_> {
     fn package(&mut self, number: usize, node: &Node<'_>) -> Option<Package> {
         let Value::Object(members) = &node.value else {
             let found = node.value.type_name();
-            self.report(
-                node.offset,
-                format!("entry #{number} of `packages` must be an object, found {found}"),
-                None,
-            );
+            self.report(node.offset, format!("entry #{number} of `packages` must be an object, found {found}"), None);
             return None;
         };
-        let name = members
-            .iter()
-            .find_map(|m| match (m.key.as_ref(), &m.value.value) {
-                ("pkg_name" | "artifact_name", Value::String(name)) if !name.is_empty() => {
-                    Some(name.as_ref())
-                }
-                _ => None,
-            });
+        let name = members.iter().find_map(|m| match (m.key.as_ref(), &m.value.value) {
+            ("pkg_name" | "artifact_name", Value::String(name)) if !name.is_empty() => Some(name.as_ref()),
+            _ => None,
+        });
         let label = Label { name, number };
         let problems_before = self.problems.len();
         let entry = self.read_entry(label, members);
@@ -338,48 +280,23 @@ impl Validator<'_> {
             if let (Some(of), Some(member)) = (field.alias_of, entry.get(index))
                 && entry.has(field_index(of))
             {
-                let message = format!(
-                    "{label}: both `{of}` and its older name `{}` are set",
-                    field.name
-                );
-                self.report(
-                    member.key_offset,
-                    message,
-                    Some(format!("keep only `{of}`")),
-                );
+                let message = format!("{label}: both `{of}` and its older name `{}` are set", field.name);
+                self.report(member.key_offset, message, Some(format!("keep only `{of}`")));
             }
         }
-        let name_offset = entry
-            .text(key::PKG_NAME)
-            .or(entry.text(key::ARTIFACT_NAME))
-            .map_or(node.offset, |(_, o)| o);
+        let name_offset = entry.text(key::PKG_NAME).or(entry.text(key::ARTIFACT_NAME)).map_or(node.offset, |(_, o)| o);
         let Some(name) = name else {
             if !entry.has(key::PKG_NAME) && !entry.has(key::ARTIFACT_NAME) {
                 let hint = "add `\"pkg_name\": \"<name>\"`".to_string();
-                self.report(
-                    node.offset,
-                    format!("{label} has no `pkg_name`"),
-                    Some(hint),
-                );
+                self.report(node.offset, format!("{label} has no `pkg_name`"), Some(hint));
             } else if self.problems.len() == problems_before {
-                self.report(
-                    name_offset,
-                    format!("{label}: `pkg_name` must not be empty"),
-                    None,
-                );
+                self.report(name_offset, format!("{label}: `pkg_name` must not be empty"), None);
             }
             return None;
         };
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        {
+        if let Some(bad) = name.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
             let hint = "use letters, digits, `_`, `-` and `.` only".to_string();
-            self.report(
-                name_offset,
-                format!("{label}: the name contains `{bad}`"),
-                Some(hint),
-            );
+            self.report(name_offset, format!("{label}: the name contains `{bad}`"), Some(hint));
         }
         let folder = self.folder(label, name, &entry, node.offset);
         if self.problems.len() > problems_before {
@@ -390,15 +307,8 @@ impl Validator<'_> {
         Some(Package {
             name: name.to_string(),
             dir,
-            pkg_type: entry
-                .text(key::PKG_TYPE)
-                .or(entry.text(key::ARTIFACT_TYPE))
-                .map(|(t, _)| t.to_string()),
-            test_type: entry
-                .text(key::TEST_TYPE)
-                .map(|(t, _)| t)
-                .filter(|t| *t != NO_TEST)
-                .map(str::to_string),
+            pkg_type: entry.text(key::PKG_TYPE).or(entry.text(key::ARTIFACT_TYPE)).map(|(t, _)| t.to_string()),
+            test_type: entry.text(key::TEST_TYPE).map(|(t, _)| t).filter(|t| *t != NO_TEST).map(str::to_string),
             kind: entry.text(key::TYPE).map(|(t, _)| match t {
                 "service" => PackageKind::Service,
                 _ => PackageKind::Library,
@@ -418,35 +328,22 @@ impl Validator<'_> {
 
     /// Sorts the members into known fields, reporting unknown and repeated keys and wrong shapes.
     fn read_entry<'n>(&mut self, label: Label<'_>, members: &'n [Member<'n>]) -> Entry<'n> {
-        let mut entry = Entry {
-            fields: [None; PACKAGE_FIELDS.len()],
-        };
+        let mut entry = Entry { fields: [None; PACKAGE_FIELDS.len()] };
         for member in members {
             let Some(index) = PACKAGE_FIELDS.iter().position(|f| f.name == member.key) else {
                 let hint = match closest(&member.key, PACKAGE_FIELDS.iter().map(|f| f.name)) {
                     Some(k) => format!("did you mean `{k}`?"),
                     None => {
-                        let known: Vec<&str> = PACKAGE_FIELDS
-                            .iter()
-                            .filter(|f| f.alias_of.is_none())
-                            .map(|f| f.name)
-                            .collect();
+                        let known: Vec<&str> =
+                            PACKAGE_FIELDS.iter().filter(|f| f.alias_of.is_none()).map(|f| f.name).collect();
                         format!("known keys: {}", known.join(", "))
                     }
                 };
-                self.report(
-                    member.key_offset,
-                    format!("{label}: unknown key `{}`", member.key),
-                    Some(hint),
-                );
+                self.report(member.key_offset, format!("{label}: unknown key `{}`", member.key), Some(hint));
                 continue;
             };
             if entry.fields[index].replace(member).is_some() {
-                self.report(
-                    member.key_offset,
-                    format!("{label}: key `{}` is written twice", member.key),
-                    None,
-                );
+                self.report(member.key_offset, format!("{label}: key `{}` is written twice", member.key), None);
                 continue;
             }
             self.check_shape(label, &PACKAGE_FIELDS[index], &member.value);
@@ -470,8 +367,7 @@ impl Validator<'_> {
             return match normalize_dir(name) {
                 Ok(dir) => Some((dir, entry_offset, false)),
                 Err(problem) => {
-                    let message =
-                        format!("{label}: the name cannot be used as a folder: {problem}");
+                    let message = format!("{label}: the name cannot be used as a folder: {problem}");
                     self.report(entry_offset, message, Some("set `pkg_dir`".into()));
                     None
                 }
@@ -480,8 +376,7 @@ impl Validator<'_> {
         match normalize_dir(&written) {
             Ok(dir) => Some((dir, offset, true)),
             Err(problem) => {
-                let hint = "write a folder relative to the repository root, like `services/api`"
-                    .to_string();
+                let hint = "write a folder relative to the repository root, like `services/api`".to_string();
                 self.report(offset, format!("{label}: `{key}` {problem}"), Some(hint));
                 None
             }
@@ -490,28 +385,15 @@ impl Validator<'_> {
 
     fn check_shape(&mut self, label: Label<'_>, field: &Field, node: &Node<'_>) {
         let key = field.name;
-        let wrong = |expected: &str| {
-            format!(
-                "{label}: `{key}` must be {expected}, found {}",
-                node.value.type_name()
-            )
-        };
+        let wrong = |expected: &str| format!("{label}: `{key}` must be {expected}, found {}", node.value.type_name());
         match (field.shape, &node.value) {
             (Shape::Text | Shape::Folder, Value::String(s)) if s.is_empty() => {
-                self.report(
-                    node.offset,
-                    format!("{label}: `{key}` must not be empty"),
-                    None,
-                );
+                self.report(node.offset, format!("{label}: `{key}` must not be empty"), None);
             }
             (Shape::Text | Shape::Folder, Value::String(_)) => {}
             (Shape::Kind, Value::String(s)) if s == "service" || s == "library" => {}
             (Shape::Kind, _) => {
-                self.report(
-                    node.offset,
-                    format!("{label}: `type` must be `service` or `library`"),
-                    None,
-                );
+                self.report(node.offset, format!("{label}: `type` must be `service` or `library`"), None);
             }
             (Shape::Provider(role) | Shape::Providers(role), Value::String(s)) => {
                 self.check_provider(&label, key, role, s, node.offset);
@@ -523,18 +405,12 @@ impl Validator<'_> {
                             self.check_provider(&label, key, role, s, item.offset);
                         }
                         (Value::String(s), _) if s.is_empty() => {
-                            self.report(
-                                item.offset,
-                                format!("{label}: `{key}` has an empty item"),
-                                None,
-                            );
+                            self.report(item.offset, format!("{label}: `{key}` has an empty item"), None);
                         }
                         (Value::String(_), _) => {}
                         (other, _) => {
-                            let message = format!(
-                                "{label}: items of `{key}` must be strings, found {}",
-                                other.type_name()
-                            );
+                            let message =
+                                format!("{label}: items of `{key}` must be strings, found {}", other.type_name());
                             self.report(item.offset, message, None);
                         }
                     }
@@ -547,9 +423,7 @@ impl Validator<'_> {
                 let hint = format!("write `\"{key}\": [\"…\"]`");
                 self.report(node.offset, wrong("an array of strings"), Some(hint));
             }
-            (Shape::Providers(_), _) => {
-                self.report(node.offset, wrong("a string or an array of strings"), None)
-            }
+            (Shape::Providers(_), _) => self.report(node.offset, wrong("a string or an array of strings"), None),
             (Shape::BuildInfo, Value::Object(members)) => self.check_build_info(label, members),
             (Shape::BuildInfo, _) => self.report(node.offset, wrong("an object"), None),
         }
@@ -561,11 +435,7 @@ impl Validator<'_> {
         for member in members {
             let key = member.key.as_ref();
             if seen.contains(&key) {
-                self.report(
-                    member.key_offset,
-                    format!("{inner}: key `{key}` is written twice"),
-                    None,
-                );
+                self.report(member.key_offset, format!("{inner}: key `{key}` is written twice"), None);
                 continue;
             }
             seen.push(key);
@@ -578,33 +448,19 @@ impl Validator<'_> {
                 }
                 (Value::String(_), _) => {}
                 (other, _) => {
-                    let message = format!(
-                        "{inner}: `{key}` must be a string, found {}",
-                        other.type_name()
-                    );
+                    let message = format!("{inner}: `{key}` must be a string, found {}", other.type_name());
                     self.report(member.value.offset, message, None);
                 }
             }
         }
     }
 
-    fn check_provider(
-        &mut self,
-        label: &dyn std::fmt::Display,
-        key: &str,
-        role: Role,
-        name: &str,
-        offset: usize,
-    ) {
+    fn check_provider(&mut self, label: &dyn std::fmt::Display, key: &str, role: Role, name: &str, offset: usize) {
         if role.accepts(self.providers, name) {
             return;
         }
         let names = role.names(self.providers);
-        let what = if role == Role::BuildType {
-            "build type"
-        } else {
-            "plugin"
-        };
+        let what = if role == Role::BuildType { "build type" } else { "plugin" };
         let hint = match closest(name, names.iter().map(String::as_str)) {
             Some(guess) => format!("did you mean `{guess}`?"),
             None => format!("known: {}", names.join(", ")),
@@ -615,10 +471,8 @@ impl Validator<'_> {
 
     /// Checks that involve several packages: names, folders, `depends_on`.
     fn cross_check(&mut self, packages: &[Package]) {
-        let mut names: HashMap<&str, &Package> =
-            HashMap::with_capacity_and_hasher(packages.len(), Default::default());
-        let mut dirs: HashMap<&str, &Package> =
-            HashMap::with_capacity_and_hasher(packages.len(), Default::default());
+        let mut names: HashMap<&str, &Package> = HashMap::with_capacity_and_hasher(packages.len(), Default::default());
+        let mut dirs: HashMap<&str, &Package> = HashMap::with_capacity_and_hasher(packages.len(), Default::default());
         for package in packages {
             if let Some(first) = names.get(package.name.as_str()) {
                 let first_at = self.source.location(first.positions.entry);
@@ -646,14 +500,12 @@ impl Validator<'_> {
                 if names.contains_key(target.as_str()) {
                     continue;
                 }
-                let hint = closest(target, names.keys().copied()).map_or(
-                    "list only packages defined in loktar.json".to_string(),
-                    |guess| format!("did you mean `{guess}`?"),
-                );
-                let message = format!(
-                    "package `{}`: `depends_on` names `{target}`, which is not a package",
-                    package.name
-                );
+                let hint = closest(target, names.keys().copied())
+                    .map_or("list only packages defined in loktar.json".to_string(), |guess| {
+                        format!("did you mean `{guess}`?")
+                    });
+                let message =
+                    format!("package `{}`: `depends_on` names `{target}`, which is not a package", package.name);
                 self.report(*offset, message, Some(hint));
             }
         }
@@ -662,11 +514,7 @@ impl Validator<'_> {
 
 fn build_info(entry: &Entry<'_>) -> BuildInfo {
     let mut info = BuildInfo::default();
-    let Some(Node {
-        value: Value::Object(members),
-        ..
-    }) = entry.get(key::BUILD_INFO).map(|m| &m.value)
-    else {
+    let Some(Node { value: Value::Object(members), .. }) = entry.get(key::BUILD_INFO).map(|m| &m.value) else {
         return info;
     };
     for member in members {
@@ -679,8 +527,7 @@ fn build_info(entry: &Entry<'_>) -> BuildInfo {
             "registry_type" => info.registry_type = text,
             "storage_type" => info.storage_type = text,
             key => {
-                info.settings
-                    .insert(key.to_string(), to_serde(&member.value.value));
+                info.settings.insert(key.to_string(), to_serde(&member.value.value));
             }
         }
     }
@@ -697,9 +544,7 @@ fn normalize_dir(written: &str) -> Result<String, String> {
         return Err(format!("`{written}` is absolute"));
     }
     if written.contains('\\') {
-        return Err(format!(
-            "`{written}` contains `\\`; use `/` between folders"
-        ));
+        return Err(format!("`{written}` contains `\\`; use `/` between folders"));
     }
     let mut parts = Vec::new();
     for part in written.split('/') {
@@ -717,19 +562,12 @@ fn to_serde(value: &Value<'_>) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::Number(n) => {
-            serde_json::from_str(n).unwrap_or_else(|_| serde_json::Value::String((*n).to_string()))
-        }
+        Value::Number(n) => serde_json::from_str(n).unwrap_or_else(|_| serde_json::Value::String((*n).to_string())),
         Value::String(s) => serde_json::Value::String(s.to_string()),
-        Value::Array(items) => {
-            serde_json::Value::Array(items.iter().map(|i| to_serde(&i.value)).collect())
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(|i| to_serde(&i.value)).collect()),
+        Value::Object(members) => {
+            serde_json::Value::Object(members.iter().map(|m| (m.key.to_string(), to_serde(&m.value.value))).collect())
         }
-        Value::Object(members) => serde_json::Value::Object(
-            members
-                .iter()
-                .map(|m| (m.key.to_string(), to_serde(&m.value.value)))
-                .collect(),
-        ),
     }
 }
 

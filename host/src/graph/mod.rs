@@ -33,26 +33,15 @@ impl DependencyGraph {
     /// Builds the graph from each package's `depends_on` (names already
     /// validated) and the edges discovery plugins found.
     pub fn from_workspace(workspace: &Workspace, discovered: &[Edge]) -> Result<Self, Diagnostic> {
-        let declared = workspace
-            .packages
-            .iter()
-            .enumerate()
-            .flat_map(|(from, package)| {
-                package
-                    .depends_on
-                    .iter()
-                    .filter_map(move |name| workspace.index_of(name).map(|to| Edge { from, to }))
-            });
+        let declared = workspace.packages.iter().enumerate().flat_map(|(from, package)| {
+            package.depends_on.iter().filter_map(move |name| workspace.index_of(name).map(|to| Edge { from, to }))
+        });
         Self::build(workspace, declared.chain(discovered.iter().cloned()))
     }
 
     /// Builds the graph from explicit edges.
-    pub fn build(
-        workspace: &Workspace,
-        edges: impl IntoIterator<Item = Edge>,
-    ) -> Result<Self, Diagnostic> {
-        let mut graph =
-            DiGraph::with_capacity(workspace.packages.len(), workspace.packages.len() * 2);
+    pub fn build(workspace: &Workspace, edges: impl IntoIterator<Item = Edge>) -> Result<Self, Diagnostic> {
+        let mut graph = DiGraph::with_capacity(workspace.packages.len(), workspace.packages.len() * 2);
         for _ in &workspace.packages {
             graph.add_node(());
         }
@@ -75,24 +64,17 @@ impl DependencyGraph {
 
     /// The packages `package` depends on directly.
     pub fn dependencies(&self, package: usize) -> impl Iterator<Item = usize> + '_ {
-        self.graph
-            .neighbors_directed(NodeIndex::new(package), Direction::Outgoing)
-            .map(NodeIndex::index)
+        self.graph.neighbors_directed(NodeIndex::new(package), Direction::Outgoing).map(NodeIndex::index)
     }
 
     /// The packages that depend on `package` directly.
     pub fn dependents(&self, package: usize) -> impl Iterator<Item = usize> + '_ {
-        self.graph
-            .neighbors_directed(NodeIndex::new(package), Direction::Incoming)
-            .map(NodeIndex::index)
+        self.graph.neighbors_directed(NodeIndex::new(package), Direction::Incoming).map(NodeIndex::index)
     }
 
     /// Every edge, as (dependent, dependency).
     pub fn edges(&self) -> impl Iterator<Item = Edge> + '_ {
-        self.graph.raw_edges().iter().map(|e| Edge {
-            from: e.source().index(),
-            to: e.target().index(),
-        })
+        self.graph.raw_edges().iter().map(|e| Edge { from: e.source().index(), to: e.target().index() })
     }
 
     /// Packages in dependency order.
@@ -109,11 +91,7 @@ impl DependencyGraph {
             if !included[package] {
                 continue;
             }
-            let level = self
-                .dependencies(package)
-                .filter_map(|d| levels[d])
-                .max()
-                .map_or(0, |l: usize| l + 1);
+            let level = self.dependencies(package).filter_map(|d| levels[d]).max().map_or(0, |l: usize| l + 1);
             levels[package] = Some(level);
         }
         levels
@@ -124,9 +102,7 @@ impl DependencyGraph {
 /// (Kahn's algorithm), or returns a cycle (its nodes, the first repeated at the end).
 fn dependency_order(graph: &DiGraph<(), ()>) -> Result<Vec<usize>, Vec<usize>> {
     let count = graph.node_count();
-    let mut waiting_on: Vec<usize> = (0..count)
-        .map(|n| graph.neighbors(NodeIndex::new(n)).count())
-        .collect();
+    let mut waiting_on: Vec<usize> = (0..count).map(|n| graph.neighbors(NodeIndex::new(n)).count()).collect();
     let mut order: Vec<usize> = (0..count).filter(|&n| waiting_on[n] == 0).collect();
     let mut next = 0;
     while let Some(&node) = order.get(next) {
@@ -150,10 +126,7 @@ fn dependency_order(graph: &DiGraph<(), ()>) -> Result<Vec<usize>, Vec<usize>> {
     seen_at[start] = Some(0);
     loop {
         let current = path[path.len() - 1];
-        let Some(next) = successors(graph, current)
-            .into_iter()
-            .find(|&d| waiting_on[d] > 0)
-        else {
+        let Some(next) = successors(graph, current).into_iter().find(|&d| waiting_on[d] > 0) else {
             return Err(path);
         };
         if let Some(at) = seen_at[next] {
@@ -168,19 +141,13 @@ fn dependency_order(graph: &DiGraph<(), ()>) -> Result<Vec<usize>, Vec<usize>> {
 
 /// The nodes `node` points to, in declaration order so the reported cycle is stable.
 fn successors(graph: &DiGraph<(), ()>, node: usize) -> Vec<usize> {
-    let mut next: Vec<usize> = graph
-        .neighbors(NodeIndex::new(node))
-        .map(NodeIndex::index)
-        .collect();
+    let mut next: Vec<usize> = graph.neighbors(NodeIndex::new(node)).map(NodeIndex::index).collect();
     next.sort_unstable();
     next
 }
 
 fn cycle_error(workspace: &Workspace, cycle: &[usize]) -> Diagnostic {
-    let names: Vec<String> = cycle
-        .iter()
-        .map(|&i| format!("`{}`", workspace.packages[i].name))
-        .collect();
+    let names: Vec<String> = cycle.iter().map(|&i| format!("`{}`", workspace.packages[i].name)).collect();
     let first = &workspace.packages[cycle[0]];
     let second = &workspace.packages[cycle[1]].name;
     let mut diagnostic = Diagnostic::new(format!("dependency cycle: {}", names.join(" → "))).hint(

@@ -97,29 +97,19 @@ impl Plan {
         let mut seeds = seeds;
         // Order by level, then workspace order, before building the steps:
         // sorting small keys is cheaper than moving whole steps around.
-        let mut order: Vec<(usize, usize)> = (0..graph.len())
-            .filter(|&p| included[p])
-            .map(|p| (levels[p].unwrap_or(0), p))
-            .collect();
+        let mut order: Vec<(usize, usize)> =
+            (0..graph.len()).filter(|&p| included[p]).map(|p| (levels[p].unwrap_or(0), p)).collect();
         order.sort_unstable();
         let steps: Vec<Step> = order
             .into_iter()
             .map(|(level, package)| {
                 let seed = seeds[package].take();
                 // Only dependencies whose change propagates pull a package in.
-                let because_of = graph
-                    .dependencies(package)
-                    .filter(|&d| included[d] && propagated[d])
-                    .collect::<Vec<_>>();
+                let because_of =
+                    graph.dependencies(package).filter(|&d| included[d] && propagated[d]).collect::<Vec<_>>();
                 let mut because_of = because_of;
                 because_of.sort_unstable();
-                Step {
-                    package,
-                    level,
-                    seed,
-                    because_of,
-                    via: via[package],
-                }
+                Step { package, level, seed, because_of, via: via[package] }
             })
             .collect();
         let mut position = vec![None; graph.len()];
@@ -131,11 +121,7 @@ impl Plan {
 
     /// The step of a package, if it is in the plan.
     pub fn step(&self, package: usize) -> Option<&Step> {
-        self.position
-            .get(package)
-            .copied()
-            .flatten()
-            .map(|i| &self.steps[i])
+        self.position.get(package).copied().flatten().map(|i| &self.steps[i])
     }
 
     /// Whether the package is in the plan.
@@ -147,10 +133,7 @@ impl Plan {
     pub fn chain(&self, package: usize) -> Vec<usize> {
         let mut chain = vec![package];
         let mut current = package;
-        while let Some(next) = self
-            .step(current)
-            .and_then(|s| if s.seed.is_some() { None } else { s.via })
-        {
+        while let Some(next) = self.step(current).and_then(|s| if s.seed.is_some() { None } else { s.via }) {
             chain.push(next);
             current = next;
         }

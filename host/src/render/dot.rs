@@ -29,11 +29,7 @@ pub fn render(view: &View<'_>) -> String {
         ));
     }
     for &(from, to) in &view.edges {
-        out.push_str(&format!(
-            "  \"{}\" -> \"{}\";\n",
-            escape(view.name(from)),
-            escape(view.name(to))
-        ));
+        out.push_str(&format!("  \"{}\" -> \"{}\";\n", escape(view.name(from)), escape(view.name(to))));
     }
     out.push_str("}\n");
     out

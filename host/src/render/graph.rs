@@ -9,23 +9,10 @@ use crate::config::{PackageKind, show_dir};
 /// The whole graph as aligned text, grouped by level.
 pub fn text(view: &View<'_>) -> String {
     let packages = &view.workspace.packages;
-    let mut out = format!(
-        "{}, {}\n",
-        plural(view.nodes.len(), "package"),
-        plural(view.edges.len(), "dependency")
-    );
-    let name_width = view
-        .nodes
-        .iter()
-        .map(|n| packages[n.package].name.chars().count())
-        .max()
-        .unwrap_or(0);
-    let type_width = view
-        .nodes
-        .iter()
-        .map(|n| packages[n.package].pkg_type.as_deref().unwrap_or("-").len())
-        .max()
-        .unwrap_or(0);
+    let mut out = format!("{}, {}\n", plural(view.nodes.len(), "package"), plural(view.edges.len(), "dependency"));
+    let name_width = view.nodes.iter().map(|n| packages[n.package].name.chars().count()).max().unwrap_or(0);
+    let type_width =
+        view.nodes.iter().map(|n| packages[n.package].pkg_type.as_deref().unwrap_or("-").len()).max().unwrap_or(0);
     let mut current_level = None;
     for (i, node) in view.nodes.iter().enumerate() {
         if current_level != Some(node.level) {
@@ -68,10 +55,7 @@ pub fn json(view: &View<'_>) -> String {
             }
         })
         .collect();
-    to_json(&JsonGraph {
-        schema_version: super::plan::SCHEMA_VERSION,
-        packages: nodes,
-    })
+    to_json(&JsonGraph { schema_version: super::plan::SCHEMA_VERSION, packages: nodes })
 }
 
 #[derive(Serialize)]

@@ -63,11 +63,7 @@ impl<'a> View<'a> {
     pub fn whole(workspace: &'a Workspace, graph: &DependencyGraph) -> Self {
         let levels = graph.levels(&vec![true; graph.len()]);
         let mut nodes: Vec<Node> = (0..graph.len())
-            .map(|package| Node {
-                package,
-                level: levels[package].unwrap_or(0),
-                state: State::Unaffected,
-            })
+            .map(|package| Node { package, level: levels[package].unwrap_or(0), state: State::Unaffected })
             .collect();
         nodes.sort_by_key(|n| (n.level, n.package));
         Self::with_edges(workspace, graph, nodes)
@@ -81,11 +77,7 @@ impl<'a> View<'a> {
             .map(|step| Node {
                 package: step.package,
                 level: step.level,
-                state: if step.seed.is_some() {
-                    State::Changed
-                } else {
-                    State::Dependent
-                },
+                state: if step.seed.is_some() { State::Changed } else { State::Dependent },
             })
             .collect();
         Self::with_edges(workspace, graph, nodes)
@@ -96,21 +88,14 @@ impl<'a> View<'a> {
         for (i, node) in nodes.iter().enumerate() {
             index[node.package] = Some(i);
         }
-        let mut edges: Vec<(usize, usize)> = graph
-            .edges()
-            .filter_map(|edge| Some((index[edge.from]?, index[edge.to]?)))
-            .collect();
+        let mut edges: Vec<(usize, usize)> =
+            graph.edges().filter_map(|edge| Some((index[edge.from]?, index[edge.to]?))).collect();
         edges.sort_unstable();
         let mut dependencies = vec![Vec::new(); nodes.len()];
         for &(from, to) in &edges {
             dependencies[from].push(to);
         }
-        View {
-            workspace,
-            nodes,
-            edges,
-            dependencies,
-        }
+        View { workspace, nodes, edges, dependencies }
     }
 
     /// The nodes a node depends on.

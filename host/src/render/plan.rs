@@ -35,16 +35,8 @@ impl Report<'_> {
     /// The one-line description of the range.
     pub fn range_line(&self) -> String {
         let short = |sha: &str| sha.chars().take(10).collect::<String>();
-        let head = self
-            .changes
-            .head
-            .as_deref()
-            .map_or("the work tree".to_string(), |h| format!("`{}`", short(h)));
-        let base = self
-            .changes
-            .base
-            .as_deref()
-            .map(|b| format!("`{}`", short(b)));
+        let head = self.changes.head.as_deref().map_or("the work tree".to_string(), |h| format!("`{}`", short(h)));
+        let base = self.changes.base.as_deref().map(|b| format!("`{}`", short(b)));
         let origin = match &self.changes.origin {
             BaseOrigin::Given => "given".to_string(),
             BaseOrigin::MergeBase { branch } => format!("merge-base with `{branch}`"),
@@ -74,40 +66,20 @@ impl Report<'_> {
         out.push('\n');
         if let Some(commit) = &self.detection.nobuild {
             let sha: String = commit.sha.chars().take(10).collect();
-            out.push_str(&format!(
-                "nothing to do: commit `{sha}` says NOBUILD ({})\n",
-                commit.subject()
-            ));
+            out.push_str(&format!("nothing to do: commit `{sha}` says NOBUILD ({})\n", commit.subject()));
             return out;
         }
         let total = self.workspace.packages.len();
-        out.push_str(&format!(
-            "{} of {} affected\n",
-            self.plan.steps.len(),
-            plural(total, "package")
-        ));
-        let width = self
-            .plan
-            .steps
-            .iter()
-            .map(|s| self.name(s).chars().count())
-            .max()
-            .unwrap_or(0);
+        out.push_str(&format!("{} of {} affected\n", self.plan.steps.len(), plural(total, "package")));
+        let width = self.plan.steps.iter().map(|s| self.name(s).chars().count()).max().unwrap_or(0);
         for level in self.plan.levels() {
             out.push_str(&format!("\nlevel {}\n", level[0].level));
             for step in level {
-                out.push_str(&format!(
-                    "  {}  {}\n",
-                    pad(self.name(step), width),
-                    self.why(step)
-                ));
+                out.push_str(&format!("  {}  {}\n", pad(self.name(step), width), self.why(step)));
             }
         }
         for (name, files) in &self.detection.removed {
-            out.push_str(&format!(
-                "\nremoved from loktar.json: `{name}` ({})\n",
-                plural(files.len(), "changed file")
-            ));
+            out.push_str(&format!("\nremoved from loktar.json: `{name}` ({})\n", plural(files.len(), "changed file")));
         }
         if !self.detection.unowned.is_empty() {
             out.push_str(&format!(
@@ -131,26 +103,19 @@ impl Report<'_> {
             }
             match seed.manifest {
                 Some(ManifestChange::Added) => parts.push("added to loktar.json".to_string()),
-                Some(ManifestChange::Modified) => {
-                    parts.push("entry in loktar.json changed".to_string())
+                Some(ManifestChange::Modified) => parts.push("entry in loktar.json changed".to_string()),
+                Some(ManifestChange::Uncomparable) => {
+                    parts.push("loktar.json changed and the base version could not be read".to_string())
                 }
-                Some(ManifestChange::Uncomparable) => parts
-                    .push("loktar.json changed and the base version could not be read".to_string()),
                 None => {}
             }
             if let Some(keywords) = &seed.held_back {
-                parts.push(format!(
-                    "dependents not rebuilt: only {} commits",
-                    keywords.join("/")
-                ));
+                parts.push(format!("dependents not rebuilt: only {} commits", keywords.join("/")));
             }
         }
         if !step.because_of.is_empty() {
-            let names: Vec<String> = step
-                .because_of
-                .iter()
-                .map(|&d| format!("`{}`", self.workspace.packages[d].name))
-                .collect();
+            let names: Vec<String> =
+                step.because_of.iter().map(|&d| format!("`{}`", self.workspace.packages[d].name)).collect();
             parts.push(format!("depends on {}", names.join(", ")));
         }
         parts.join("; ")
@@ -175,10 +140,7 @@ impl Report<'_> {
                     files: seed.map_or(&[][..], |s| &s.files[..]),
                     manifest: seed.and_then(|s| s.manifest),
                     held_back_by: seed.and_then(|s| s.held_back.as_deref()),
-                    because_of: Names {
-                        workspace: self.workspace,
-                        packages: step.because_of.iter().copied(),
-                    },
+                    because_of: Names { workspace: self.workspace, packages: step.because_of.iter().copied() },
                 }
             })
             .collect();
@@ -187,10 +149,7 @@ impl Report<'_> {
             .plan
             .levels()
             .into_iter()
-            .map(|level| Names {
-                workspace: self.workspace,
-                packages: level.iter().map(step_package),
-            })
+            .map(|level| Names { workspace: self.workspace, packages: level.iter().map(step_package) })
             .collect();
         let document = JsonPlan {
             schema_version: SCHEMA_VERSION,
@@ -199,10 +158,7 @@ impl Report<'_> {
             base_origin: &self.changes.origin,
             changed_files: self.changes.files.len(),
             commits: self.changes.commits.len(),
-            nobuild: self.detection.nobuild.as_ref().map(|c| JsonCommit {
-                sha: &c.sha,
-                subject: c.subject(),
-            }),
+            nobuild: self.detection.nobuild.as_ref().map(|c| JsonCommit { sha: &c.sha, subject: c.subject() }),
             packages,
             levels,
             unowned_files: self.detection.unowned.iter().map(String::as_str).collect(),
@@ -210,10 +166,7 @@ impl Report<'_> {
                 .detection
                 .removed
                 .iter()
-                .map(|(name, files)| JsonRemoved {
-                    name,
-                    files: files.iter().map(String::as_str).collect(),
-                })
+                .map(|(name, files)| JsonRemoved { name, files: files.iter().map(String::as_str).collect() })
                 .collect(),
         };
         to_json(&document)
@@ -291,11 +244,7 @@ pub fn to_json(document: &impl Serialize) -> String {
 }
 
 fn list_files(files: &[String]) -> String {
-    let shown: Vec<String> = files
-        .iter()
-        .take(FILES_SHOWN)
-        .map(|f| format!("`{f}`"))
-        .collect();
+    let shown: Vec<String> = files.iter().take(FILES_SHOWN).map(|f| format!("`{f}`")).collect();
     match files.len().saturating_sub(FILES_SHOWN) {
         0 => shown.join(", "),
         more => format!("{} and {more} more", shown.join(", ")),

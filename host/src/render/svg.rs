@@ -23,26 +23,15 @@ struct Placed {
 /// The view as a standalone SVG document.
 pub fn render(view: &View<'_>) -> String {
     let columns = columns(view);
-    let widths: Vec<f64> = columns
-        .iter()
-        .map(|column| {
-            column
-                .iter()
-                .map(|&n| label_width(view, n))
-                .fold(120.0, f64::max)
-        })
-        .collect();
+    let widths: Vec<f64> =
+        columns.iter().map(|column| column.iter().map(|&n| label_width(view, n)).fold(120.0, f64::max)).collect();
     let mut placed: Vec<Option<Placed>> = (0..view.nodes.len()).map(|_| None).collect();
     let mut x = MARGIN;
     let mut tallest: f64 = 0.0;
     for (column, width) in columns.iter().zip(&widths) {
         for (row, &node) in column.iter().enumerate() {
             let y = MARGIN + LEGEND_HEIGHT + row as f64 * (NODE_HEIGHT + ROW_GAP);
-            placed[node] = Some(Placed {
-                x,
-                y,
-                width: *width,
-            });
+            placed[node] = Some(Placed { x, y, width: *width });
         }
         tallest = tallest.max(column.len() as f64 * (NODE_HEIGHT + ROW_GAP));
         x += width + COLUMN_GAP;
@@ -55,10 +44,7 @@ pub fn render(view: &View<'_>) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">"
     );
     out.push_str("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#555\"/></marker></defs>\n");
-    let _ = writeln!(
-        out,
-        "<rect width=\"100%\" height=\"100%\" fill=\"#fafafa\"/>"
-    );
+    let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"#fafafa\"/>");
     legend(&mut out, view);
     for &(from, to) in &view.edges {
         if let (Some(a), Some(b)) = (&placed[from], &placed[to]) {
@@ -82,11 +68,7 @@ pub fn render(view: &View<'_>) -> String {
         let _ = writeln!(
             out,
             "<g><title>{}</title><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{NODE_HEIGHT}\" rx=\"8\" fill=\"{}\" stroke=\"#333\"/>",
-            escape(if package.dir.is_empty() {
-                "."
-            } else {
-                &package.dir
-            }),
+            escape(if package.dir.is_empty() { "." } else { &package.dir }),
             p.x,
             p.y,
             p.width,
@@ -123,11 +105,7 @@ fn columns(view: &View<'_>) -> Vec<Vec<usize>> {
     for column in &mut columns {
         let key = |node: usize| {
             let deps = view.dependencies(node);
-            if deps.is_empty() {
-                f64::MAX
-            } else {
-                deps.iter().map(|&d| row[d]).sum::<f64>() / deps.len() as f64
-            }
+            if deps.is_empty() { f64::MAX } else { deps.iter().map(|&d| row[d]).sum::<f64>() / deps.len() as f64 }
         };
         let mut keyed: Vec<(f64, usize)> = column.iter().map(|&n| (key(n), n)).collect();
         keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -141,21 +119,14 @@ fn columns(view: &View<'_>) -> Vec<Vec<usize>> {
 
 fn label_width(view: &View<'_>, node: usize) -> f64 {
     let package = &view.workspace.packages[view.nodes[node].package];
-    let chars = package
-        .name
-        .chars()
-        .count()
-        .max(package.pkg_type.as_deref().map_or(0, str::len));
+    let chars = package.name.chars().count().max(package.pkg_type.as_deref().map_or(0, str::len));
     chars as f64 * CHAR_WIDTH + 28.0
 }
 
 fn legend(out: &mut String, view: &View<'_>) {
     let mut x = MARGIN;
     let entries: &[(State, &str)] = if view.nodes.iter().any(|n| n.state != State::Unaffected) {
-        &[
-            (State::Changed, "changed"),
-            (State::Dependent, "depends on a change"),
-        ]
+        &[(State::Changed, "changed"), (State::Dependent, "depends on a change")]
     } else {
         &[(State::Unaffected, "package")]
     };
@@ -169,16 +140,10 @@ fn legend(out: &mut String, view: &View<'_>) {
         );
         x += 40.0 + label.len() as f64 * CHAR_WIDTH;
     }
-    let _ = writeln!(
-        out,
-        "<text x=\"{x:.1}\" y=\"{:.1}\" fill=\"#555\">arrows read \"depends on\"</text>",
-        MARGIN + 12.0
-    );
+    let _ =
+        writeln!(out, "<text x=\"{x:.1}\" y=\"{:.1}\" fill=\"#555\">arrows read \"depends on\"</text>", MARGIN + 12.0);
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

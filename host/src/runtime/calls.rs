@@ -18,9 +18,7 @@ impl Runtime {
         let package = wit_package(package);
         let outcome = self
             .call(&plugin, Some(mounts), async |store, pre| {
-                let tester = tester::TesterPre::new(pre.clone())?
-                    .instantiate_async(&mut *store)
-                    .await?;
+                let tester = tester::TesterPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
                 tester.call_test(&mut *store, context, &package).await
             })
             .await?;
@@ -38,9 +36,7 @@ impl Runtime {
         let package = wit_package(package);
         let outcome = self
             .call(&plugin, Some(mounts), async |store, pre| {
-                let discovery = discovery::DiscoveryPre::new(pre.clone())?
-                    .instantiate_async(&mut *store)
-                    .await?;
+                let discovery = discovery::DiscoveryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
                 discovery.call_discover(&mut *store, &package).await
             })
             .await?;
@@ -49,15 +45,9 @@ impl Runtime {
 }
 
 /// A plugin's own `error` becomes a [`PluginError`] naming it.
-fn plugin_result<T>(
-    provider: &str,
-    outcome: Outcome<Result<T, types::Error>>,
-) -> Result<Outcome<T>, PluginError> {
+fn plugin_result<T>(provider: &str, outcome: Outcome<Result<T, types::Error>>) -> Result<Outcome<T>, PluginError> {
     match outcome.value {
-        Ok(value) => Ok(Outcome {
-            value,
-            log: outcome.log,
-        }),
+        Ok(value) => Ok(Outcome { value, log: outcome.log }),
         Err(error) => Err(PluginError {
             message: format!("plugin `{provider}`: {}", error.message),
             hint: error.hint,

@@ -43,10 +43,7 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin")
-            .field("name", &self.name)
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
+        f.debug_struct("LoadedPlugin").field("name", &self.name).field("origin", &self.origin).finish_non_exhaustive()
     }
 }
 
@@ -75,22 +72,12 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
 }
 
 pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, PluginError> {
-    let settings = runtime
-        .settings
-        .plugins
-        .get(name)
-        .cloned()
-        .unwrap_or_default();
+    let settings = runtime.settings.plugins.get(name).cloned().unwrap_or_default();
     let (origin, bytes) = match &settings.path {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| {
-                PluginError::new(format!(
-                    "cannot read plugin `{name}` from `{}`: {e}",
-                    path.display()
-                ))
-                .hint(format!(
-                    "check `path` under `[plugins.{name}]` in the host configuration"
-                ))
+                PluginError::new(format!("cannot read plugin `{name}` from `{}`: {e}", path.display()))
+                    .hint(format!("check `path` under `[plugins.{name}]` in the host configuration"))
             })?;
             (Origin::Path(path.clone()), bytes)
         }
@@ -109,33 +96,23 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
     let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
         .await
         .map_err(|e| PluginError::new(format!("compiling plugin `{name}` failed: {e}")))?
-        .map_err(|e| {
-            PluginError::new(format!(
-                "plugin `{name}` is not a valid WebAssembly component: {e:#}"
-            ))
-        })?;
+        .map_err(|e| PluginError::new(format!("plugin `{name}` is not a valid WebAssembly component: {e:#}")))?;
     let imported = imported_capabilities(runtime, name, &component)?;
-    let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
-        PluginError::new(format!(
-            "plugin `{name}` imports something Loktar does not provide: {e:#}"
-        ))
-    })?;
+    let pre = runtime
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| PluginError::new(format!("plugin `{name}` imports something Loktar does not provide: {e:#}")))?;
     let grants = Grants::from_settings(&settings);
     let info = describe(runtime, name, &pre).await?;
     let roles: Vec<Role> = info.roles.iter().map(|r| role(*r)).collect();
-    let requested: BTreeSet<Capability> =
-        info.capabilities.iter().map(|c| capability(*c)).collect();
+    let requested: BTreeSet<Capability> = info.capabilities.iter().map(|c| capability(*c)).collect();
     if let Some(configured) = settings.role
         && !roles.contains(&configured)
     {
         return Err(PluginError::new(format!(
             "plugin `{name}` is configured as a {} but its `describe()` says it plays: {}",
             role_name(configured),
-            roles
-                .iter()
-                .map(|r| role_name(*r))
-                .collect::<Vec<_>>()
-                .join(", ")
+            roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", ")
         )));
     }
     for capability in &imported {
@@ -159,15 +136,7 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
             )));
         }
     }
-    Ok(LoadedPlugin {
-        name: name.to_string(),
-        version: info.version,
-        roles,
-        requested,
-        grants,
-        origin,
-        pre,
-    })
+    Ok(LoadedPlugin { name: name.to_string(), version: info.version, roles, requested, grants, origin, pre })
 }
 
 /// The capabilities the component's imports need; refuses imports never granted.
@@ -207,17 +176,10 @@ fn imported_capabilities(
 /// Rust's standard library links a few socket interfaces into every program;
 /// they stay inert because no plugin's WASI context allows network access.
 fn is_std_socket_import(interface: &str) -> bool {
-    matches!(
-        interface,
-        "wasi:sockets/network" | "wasi:sockets/instance-network"
-    )
+    matches!(interface, "wasi:sockets/network" | "wasi:sockets/instance-network")
 }
 
-async fn describe(
-    runtime: &Runtime,
-    name: &str,
-    pre: &InstancePre<StoreState>,
-) -> Result<PluginInfo, PluginError> {
+async fn describe(runtime: &Runtime, name: &str, pre: &InstancePre<StoreState>) -> Result<PluginInfo, PluginError> {
     let probe = LoadedPlugin {
         name: name.to_string(),
         version: String::new(),
@@ -235,10 +197,7 @@ async fn describe(
             Ok(info)
         })
         .await
-        .map_err(|e| PluginError {
-            message: format!("{} (while asking it to describe itself)", e.message),
-            ..e
-        })?;
+        .map_err(|e| PluginError { message: format!("{} (while asking it to describe itself)", e.message), ..e })?;
     Ok(outcome.value)
 }
 

@@ -47,11 +47,7 @@ pub struct PluginError {
 
 impl PluginError {
     fn new(message: impl Into<String>) -> Self {
-        PluginError {
-            message: message.into(),
-            hint: None,
-            log: Vec::new(),
-        }
+        PluginError { message: message.into(), hint: None, log: Vec::new() }
     }
 
     fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -97,27 +93,17 @@ impl Runtime {
         if let Some(dir) = cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache).map_err(|e| {
-                PluginError::new(format!(
-                    "cannot use the plugin cache `{}`: {e}",
-                    dir.display()
-                ))
-            })?;
+            let cache = wasmtime::Cache::new(cache)
+                .map_err(|e| PluginError::new(format!("cannot use the plugin cache `{}`: {e}", dir.display())))?;
             config.cache(Some(cache));
         }
-        let engine = Engine::new(&config)
-            .map_err(|e| PluginError::new(format!("cannot start the plugin engine: {e}")))?;
+        let engine =
+            Engine::new(&config).map_err(|e| PluginError::new(format!("cannot start the plugin engine: {e}")))?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker)
             .map_err(|e| PluginError::new(format!("cannot link the host capabilities: {e}")))?;
         let ticker = Ticker::start(&engine);
-        Ok(Runtime {
-            engine,
-            linker,
-            settings,
-            loaded: Mutex::new(HashMap::new()),
-            _ticker: ticker,
-        })
+        Ok(Runtime { engine, linker, settings, loaded: Mutex::new(HashMap::new()), _ticker: ticker })
     }
 
     /// The default compile cache folder: `$LOKTAR_CACHE_DIR`, else `~/.cache/loktar/plugins`.
@@ -138,20 +124,12 @@ impl Runtime {
 
     /// The plugin answering to provider `name`, compiled and checked once per process.
     pub async fn load(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let cached = self
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned();
+        let cached = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned();
         if let Some(plugin) = cached {
             return Ok(plugin);
         }
         let plugin = Arc::new(load::load(self, name).await?);
-        self.loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_string(), plugin.clone());
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), plugin.clone());
         Ok(plugin)
     }
 
@@ -162,12 +140,7 @@ impl Runtime {
             return Err(PluginError::new(format!(
                 "plugin `{name}` is not a {} plugin (it plays: {})",
                 role_name(role),
-                plugin
-                    .roles
-                    .iter()
-                    .map(|r| role_name(*r))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                plugin.roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", ")
             )));
         }
         Ok(plugin)
@@ -181,30 +154,20 @@ impl Runtime {
         call: F,
     ) -> Result<Outcome<T>, PluginError>
     where
-        F: AsyncFnOnce(
-            &mut Store<StoreState>,
-            &wasmtime::component::InstancePre<StoreState>,
-        ) -> wasmtime::Result<T>,
+        F: AsyncFnOnce(&mut Store<StoreState>, &wasmtime::component::InstancePre<StoreState>) -> wasmtime::Result<T>,
     {
         let limits = &self.settings.limits;
         let log_cap = usize::try_from(limits.log_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
         let log = StageLog::new(log_cap, &plugin.name);
-        let state = StoreState::new(
-            &plugin.name,
-            plugin.grants.clone(),
-            limits,
-            log.clone(),
-            mounts,
-        )
-        .map_err(|e| PluginError::new(format!("plugin `{}`: {e}", plugin.name)))?;
+        let state = StoreState::new(&plugin.name, plugin.grants.clone(), limits, log.clone(), mounts)
+            .map_err(|e| PluginError::new(format!("plugin `{}`: {e}", plugin.name)))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let deadline = Duration::from_secs(limits.timeout_secs);
         store.set_epoch_deadline(ticks(deadline));
         store.epoch_deadline_trap();
         // The epoch stops wasm code; the timer also stops a plugin waiting in a host call.
-        let result =
-            tokio::time::timeout(deadline + TICK * 10, call(&mut store, &plugin.pre)).await;
+        let result = tokio::time::timeout(deadline + TICK * 10, call(&mut store, &plugin.pre)).await;
         let failure = |message: String| {
             let mut error = PluginError::new(message);
             error.log = log.lines();
@@ -219,47 +182,29 @@ impl Runtime {
             .hint("raise `log_kib` under `[limits]` in loktar.toml if the output is expected"));
         }
         match result {
-            Ok(Ok(value)) => Ok(Outcome {
-                value,
-                log: log.lines(),
-            }),
-            Ok(Err(error)) => Err(failure(describe_trap(
-                name,
-                &error,
-                deadline,
-                limits.memory_mib,
-                &log,
-            ))),
-            Err(_) => Err(failure(format!(
-                "plugin `{name}` did not finish within {} s and was stopped",
-                deadline.as_secs()
-            ))
-            .hint("raise `timeout_secs` under `[limits]` in loktar.toml if it needs longer")),
+            Ok(Ok(value)) => Ok(Outcome { value, log: log.lines() }),
+            Ok(Err(error)) => Err(failure(describe_trap(name, &error, deadline, limits.memory_mib, &log))),
+            Err(_) => {
+                Err(failure(format!("plugin `{name}` did not finish within {} s and was stopped", deadline.as_secs()))
+                    .hint("raise `timeout_secs` under `[limits]` in loktar.toml if it needs longer"))
+            }
         }
     }
 }
 
 /// Turns a trap into a sentence naming the plugin and what happened.
-fn describe_trap(
-    plugin: &str,
-    error: &wasmtime::Error,
-    deadline: Duration,
-    memory_mib: u64,
-    log: &StageLog,
-) -> String {
+fn describe_trap(plugin: &str, error: &wasmtime::Error, deadline: Duration, memory_mib: u64, log: &StageLog) -> String {
     let reason = match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => {
-            format!(
-                "did not finish within {} s and was stopped",
-                deadline.as_secs()
-            )
+            format!("did not finish within {} s and was stopped", deadline.as_secs())
         }
-        Some(wasmtime::Trap::StackOverflow) => {
-            "overflowed its stack (runaway recursion)".to_string()
+        Some(wasmtime::Trap::StackOverflow) => "overflowed its stack (runaway recursion)".to_string(),
+        // Rust and C keep their call stack in linear memory: running off its end is
+        // an out-of-bounds access rather than a wasm stack overflow.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => {
+            "accessed memory out of bounds (runaway recursion overflowing its stack does this)".to_string()
         }
-        Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "crashed (it panicked or aborted)".to_string()
-        }
+        Some(wasmtime::Trap::UnreachableCodeReached) => "crashed (it panicked or aborted)".to_string(),
         Some(trap) => format!("crashed: {trap}"),
         None if format!("{error:?}").contains("memory") => {
             format!("tried to use more than {memory_mib} MiB of memory and was stopped")
@@ -270,17 +215,12 @@ fn describe_trap(
     if stderr.is_empty() {
         format!("plugin `{plugin}` {reason}")
     } else {
-        format!(
-            "plugin `{plugin}` {reason}; its last output: {}",
-            stderr.join(" / ")
-        )
+        format!("plugin `{plugin}` {reason}; its last output: {}", stderr.join(" / "))
     }
 }
 
 fn ticks(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis() / TICK.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+    u64::try_from(duration.as_millis() / TICK.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// The name of a role in messages.
@@ -314,9 +254,7 @@ impl Ticker {
                 }
             })
             .map(|_| ())
-            .unwrap_or_else(|e| {
-                tracing::warn!("no epoch ticker, plugin deadlines only by timer: {e}")
-            });
+            .unwrap_or_else(|e| tracing::warn!("no epoch ticker, plugin deadlines only by timer: {e}"));
         Ticker { stop }
     }
 }

@@ -66,16 +66,8 @@ pub struct StageLog {
 impl StageLog {
     /// A log that accepts at most `cap` bytes of text; `label` names the plugin in tracing output.
     pub fn new(cap: usize, label: &str) -> StageLog {
-        let inner = Inner {
-            lines: Vec::new(),
-            bytes: 0,
-            cap,
-            overflowed: false,
-        };
-        StageLog {
-            inner: Arc::new(Mutex::new(inner)),
-            label: label.into(),
-        }
+        let inner = Inner { lines: Vec::new(), bytes: 0, cap, overflowed: false };
+        StageLog { inner: Arc::new(Mutex::new(inner)), label: label.into() }
     }
 
     /// Appends a line; returns `false` (and drops it) once the cap is reached.
@@ -92,49 +84,30 @@ impl StageLog {
             Level::Warn => tracing::warn!(plugin = %self.label, "{text}"),
             Level::Error => tracing::error!(plugin = %self.label, "{text}"),
         }
-        inner.lines.push(Line {
-            source,
-            level,
-            text: text.to_string(),
-        });
+        inner.lines.push(Line { source, level, text: text.to_string() });
         true
     }
 
     /// Every line so far.
     pub fn lines(&self) -> Vec<Line> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .lines
-            .clone()
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).lines.clone()
     }
 
     /// Whether something was dropped because the cap was reached.
     pub fn overflowed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .overflowed
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).overflowed
     }
 
     /// The last `count` lines from `source`, for error messages.
     pub fn tail(&self, source: Source, count: usize) -> Vec<String> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let matching: Vec<&Line> = inner.lines.iter().filter(|l| l.source == source).collect();
-        matching[matching.len().saturating_sub(count)..]
-            .iter()
-            .map(|l| l.text.clone())
-            .collect()
+        matching[matching.len().saturating_sub(count)..].iter().map(|l| l.text.clone()).collect()
     }
 
     /// A writer that splits bytes into lines of this log.
     pub fn writer(&self, source: Source, level: Level) -> LineWriter {
-        LineWriter {
-            log: self.clone(),
-            source,
-            level,
-            partial: Vec::new(),
-        }
+        LineWriter { log: self.clone(), source, level, partial: Vec::new() }
     }
 }
 
@@ -154,22 +127,12 @@ impl LineWriter {
         while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
             let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            if !self
-                .log
-                .push(self.source, self.level, text.trim_end_matches('\r'))
-            {
+            if !self.log.push(self.source, self.level, text.trim_end_matches('\r')) {
                 return false;
             }
         }
         // A single unterminated line cannot grow past the cap either.
-        if self.partial.len()
-            > self
-                .log
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .cap
-        {
+        if self.partial.len() > self.log.inner.lock().unwrap_or_else(PoisonError::into_inner).cap {
             return self.flush_partial();
         }
         true
@@ -186,11 +149,7 @@ impl LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.accept(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {
@@ -224,10 +183,7 @@ pub struct PluginOutput {
 impl PluginOutput {
     /// The plugin's `source` stream, written into `log`.
     pub fn new(log: &StageLog, source: Source) -> Self {
-        PluginOutput {
-            log: log.clone(),
-            source,
-        }
+        PluginOutput { log: log.clone(), source }
     }
 }
 
@@ -239,11 +195,7 @@ impl wasmtime_wasi::cli::IsTerminal for PluginOutput {
 
 impl wasmtime_wasi::cli::StdoutStream for PluginOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        let level = if self.source == Source::Stderr {
-            Level::Warn
-        } else {
-            Level::Info
-        };
+        let level = if self.source == Source::Stderr { Level::Warn } else { Level::Info };
         Box::new(self.log.writer(self.source, level))
     }
 }

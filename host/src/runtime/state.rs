@@ -71,9 +71,7 @@ pub struct StoreState {
 
 impl std::fmt::Debug for StoreState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreState")
-            .field("plugin", &self.plugin)
-            .finish_non_exhaustive()
+        f.debug_struct("StoreState").field("plugin", &self.plugin).finish_non_exhaustive()
     }
 }
 
@@ -87,8 +85,7 @@ impl StoreState {
         mounts: Option<&Mounts>,
     ) -> Result<StoreState, std::io::Error> {
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(PluginOutput::new(&log, Source::Stdout))
-            .stderr(PluginOutput::new(&log, Source::Stderr));
+        wasi.stdout(PluginOutput::new(&log, Source::Stdout)).stderr(PluginOutput::new(&log, Source::Stderr));
         let mut package_dir = PathBuf::new();
         if let Some(mounts) = mounts {
             preopen(&mut wasi, &mounts.package, PACKAGE_MOUNT, false)?;
@@ -98,16 +95,11 @@ impl StoreState {
             }
             package_dir = mounts.package.clone();
         }
-        let memory =
-            usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let memory = usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         Ok(StoreState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .instances(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: StoreLimitsBuilder::new().memory_size(memory).instances(16).trap_on_grow_failure(true).build(),
             plugin: plugin.to_string(),
             grants,
             log,
@@ -117,32 +109,15 @@ impl StoreState {
     }
 }
 
-fn preopen(
-    wasi: &mut wasmtime_wasi::WasiCtxBuilder,
-    host: &Path,
-    guest: &str,
-    writable: bool,
-) -> std::io::Result<()> {
-    let perms = if writable {
-        FsPerms::ReadWrite
-    } else {
-        FsPerms::ReadOnly
-    };
+fn preopen(wasi: &mut wasmtime_wasi::WasiCtxBuilder, host: &Path, guest: &str, writable: bool) -> std::io::Result<()> {
+    let perms = if writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
     wasi.preopened_dir(host, guest, perms)
         .map(|_| ())
-        .map_err(|e| {
-            std::io::Error::other(format!(
-                "cannot mount `{}` at `{guest}`: {e}",
-                host.display()
-            ))
-        })
+        .map_err(|e| std::io::Error::other(format!("cannot mount `{}` at `{guest}`: {e}", host.display())))
 }
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }

@@ -27,9 +27,7 @@ pub struct Pending {
 impl Git {
     /// A handle on the repository whose work tree starts at `root`.
     pub fn new(root: &Path) -> Git {
-        Git {
-            root: root.to_path_buf(),
-        }
+        Git { root: root.to_path_buf() }
     }
 
     /// The work tree root.
@@ -67,10 +65,7 @@ impl Git {
             };
             Diagnostic::new(format!("cannot run `git`: {error}")).hint(hint)
         })?;
-        Ok(Pending {
-            child,
-            args: args.join(" "),
-        })
+        Ok(Pending { child, args: args.join(" ") })
     }
 
     /// Runs `git args…` and returns its standard output.
@@ -86,9 +81,7 @@ impl Git {
 
     /// Whether the repository is a shallow clone.
     pub fn is_shallow(&self) -> bool {
-        self.query(&["rev-parse", "--is-shallow-repository"])
-            .as_deref()
-            == Some("true")
+        self.query(&["rev-parse", "--is-shallow-repository"]).as_deref() == Some("true")
     }
 }
 
@@ -111,9 +104,7 @@ impl GitFailure {
     pub fn into_diagnostic(self) -> Diagnostic {
         match self {
             GitFailure::Spawn(diagnostic) => diagnostic,
-            GitFailure::Failed { args, stderr } => {
-                Diagnostic::new(format!("`git {args}` failed: {}", stderr.trim()))
-            }
+            GitFailure::Failed { args, stderr } => Diagnostic::new(format!("`git {args}` failed: {}", stderr.trim())),
         }
     }
 }
@@ -124,17 +115,11 @@ impl Pending {
         let output = self
             .child
             .wait_with_output()
-            .map_err(|error| GitFailure::Failed {
-                args: self.args.clone(),
-                stderr: error.to_string(),
-            })?;
+            .map_err(|error| GitFailure::Failed { args: self.args.clone(), stderr: error.to_string() })?;
         if output.status.success() {
             Ok(output.stdout)
         } else {
-            Err(GitFailure::Failed {
-                args: self.args,
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            })
+            Err(GitFailure::Failed { args: self.args, stderr: String::from_utf8_lossy(&output.stderr).into_owned() })
         }
     }
 }
@@ -142,9 +127,7 @@ impl Pending {
 /// Splits `-z` output into its NUL-terminated fields.
 pub fn fields(output: &[u8]) -> impl Iterator<Item = String> + '_ {
     let body = output.strip_suffix(b"\0").unwrap_or(output);
-    body.split(|b| *b == 0)
-        .filter(move |_| !body.is_empty())
-        .map(|field| String::from_utf8_lossy(field).into_owned())
+    body.split(|b| *b == 0).filter(move |_| !body.is_empty()).map(|field| String::from_utf8_lossy(field).into_owned())
 }
 
 #[cfg(test)]

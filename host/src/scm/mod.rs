@@ -123,26 +123,15 @@ pub struct ChangeSet {
 
 /// Finds the repository root: the nearest folder at or above `start` that holds `.git`.
 pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
-    let start = std::path::absolute(start).map_err(|error| {
-        Diagnostic::new(format!("cannot resolve `{}`: {error}", start.display()))
-    })?;
+    let start = std::path::absolute(start)
+        .map_err(|error| Diagnostic::new(format!("cannot resolve `{}`: {error}", start.display())))?;
     if !start.is_dir() {
-        return Err(Diagnostic::new(format!(
-            "`{}` is not a folder",
-            start.display()
-        )));
+        return Err(Diagnostic::new(format!("`{}` is not a folder", start.display())));
     }
-    start
-        .ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            Diagnostic::new(format!(
-                "`{}` is not inside a git repository",
-                start.display()
-            ))
+    start.ancestors().find(|dir| dir.join(".git").exists()).map(Path::to_path_buf).ok_or_else(|| {
+        Diagnostic::new(format!("`{}` is not inside a git repository", start.display()))
             .hint("run loktar inside a clone of the monorepo, or pass `--repo <folder>`")
-        })
+    })
 }
 
 /// Reads the changes selected by `selection`.
@@ -157,13 +146,7 @@ pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic
     let head = resolve(git, head_name, "head")?;
     let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
     let (files, commits) = read_range(git, base.as_deref(), &head)?;
-    Ok(ChangeSet {
-        base,
-        head: Some(head),
-        origin,
-        files,
-        commits,
-    })
+    Ok(ChangeSet { base, head: Some(head), origin, files, commits })
 }
 
 /// A range named by the user: resolving the names and reading the range are
@@ -171,8 +154,9 @@ pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic
 fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet, Diagnostic> {
     for (name, role) in [(base_name, "base"), (head_name, "head")] {
         if name.starts_with('-') {
-            return Err(Diagnostic::new(format!("{role} `{name}` is not a commit"))
-                .hint("name a branch, tag or commit"));
+            return Err(
+                Diagnostic::new(format!("{role} `{name}` is not a commit")).hint("name a branch, tag or commit")
+            );
         }
     }
     let base_commit = format!("{base_name}^{{commit}}");
@@ -186,10 +170,7 @@ fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet,
     };
     let reading = start_range(git, Some(&base_commit), &head_commit)?;
     let shas = match resolving {
-        None => Some((
-            base_name.to_ascii_lowercase(),
-            head_name.to_ascii_lowercase(),
-        )),
+        None => Some((base_name.to_ascii_lowercase(), head_name.to_ascii_lowercase())),
         Some(resolving) => resolving.finish().ok().and_then(|out| {
             let out = String::from_utf8_lossy(&out).into_owned();
             let mut lines = out.lines().map(str::to_string);
@@ -197,20 +178,16 @@ fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet,
         }),
     };
     match (shas, finish_range(reading)) {
-        (Some((base, head)), Ok((files, commits))) => Ok(ChangeSet {
-            base: Some(base),
-            head: Some(head),
-            origin: BaseOrigin::Given,
-            files,
-            commits,
-        }),
+        (Some((base, head)), Ok((files, commits))) => {
+            Ok(ChangeSet { base: Some(base), head: Some(head), origin: BaseOrigin::Given, files, commits })
+        }
         (_, read) => {
             // Name the end that does not resolve, else report what git said.
             resolve(git, base_name, "base")?;
             resolve(git, head_name, "head")?;
-            Err(read.err().unwrap_or_else(|| {
-                Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))
-            }))
+            Err(read
+                .err()
+                .unwrap_or_else(|| Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))))
         }
     }
 }
@@ -221,68 +198,28 @@ fn is_full_hash(name: &str) -> bool {
 }
 
 /// Starts the diff and the log of a range (from the root when `base` is `None`).
-fn start_range(
-    git: &Git,
-    base: Option<&str>,
-    head: &str,
-) -> Result<(Pending, Pending), Diagnostic> {
+fn start_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Pending, Pending), Diagnostic> {
     let diff_args: Vec<&str> = match base {
-        Some(base) => vec![
-            "diff",
-            "--no-ext-diff",
-            "--no-relative",
-            "--name-status",
-            "-z",
-            "-M",
-            base,
-            head,
-            "--",
-        ],
-        None => vec![
-            "diff-tree",
-            "-r",
-            "--root",
-            "--no-commit-id",
-            "--name-status",
-            "-z",
-            "-M",
-            head,
-            "--",
-        ],
+        Some(base) => vec!["diff", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M", base, head, "--"],
+        None => vec!["diff-tree", "-r", "--root", "--no-commit-id", "--name-status", "-z", "-M", head, "--"],
     };
     let range = base.map(|base| format!("{base}..{head}"));
-    let log_args = [
-        "log",
-        "--no-merges",
-        "-z",
-        "--format=%H%x00%B",
-        range.as_deref().unwrap_or(head),
-        "--",
-    ];
+    let log_args = ["log", "--no-merges", "-z", "--format=%H%x00%B", range.as_deref().unwrap_or(head), "--"];
     Ok((git.start(&diff_args)?, git.start(&log_args)?))
 }
 
-fn finish_range(
-    (diff, log): (Pending, Pending),
-) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
+fn finish_range((diff, log): (Pending, Pending)) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
     let diff = diff.finish().map_err(GitFailure::into_diagnostic)?;
     let log = log.finish().map_err(GitFailure::into_diagnostic)?;
     Ok((parse_name_status(&diff), parse_log(&log)))
 }
 
-fn read_range(
-    git: &Git,
-    base: Option<&str>,
-    head: &str,
-) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
+fn read_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
     finish_range(start_range(git, base, head)?)
 }
 
 /// The files each commit touched, for the commits of a change set.
-pub fn files_by_commit(
-    git: &Git,
-    changes: &ChangeSet,
-) -> Result<Vec<(String, Vec<String>)>, Diagnostic> {
+pub fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<Vec<(String, Vec<String>)>, Diagnostic> {
     let Some(head) = &changes.head else {
         return Ok(Vec::new());
     };
@@ -291,15 +228,7 @@ pub fn files_by_commit(
         None => head.clone(),
     };
     let output = git
-        .run(&[
-            "log",
-            "--no-merges",
-            "-z",
-            "--format=%x01%H",
-            "--name-only",
-            "--no-renames",
-            &range,
-        ])
+        .run(&["log", "--no-merges", "-z", "--format=%x01%H", "--name-only", "--no-renames", &range])
         .map_err(GitFailure::into_diagnostic)?;
     let mut commits: Vec<(String, Vec<String>)> = Vec::new();
     for field in fields(&output) {
@@ -328,21 +257,16 @@ pub fn file_at(git: &Git, commit: &str, path: &str) -> Option<String> {
 
 fn resolve(git: &Git, name: &str, role: &str) -> Result<String, Diagnostic> {
     if name.starts_with('-') {
-        return Err(Diagnostic::new(format!("{role} `{name}` is not a commit"))
-            .hint("name a branch, tag or commit"));
+        return Err(Diagnostic::new(format!("{role} `{name}` is not a commit")).hint("name a branch, tag or commit"));
     }
     if let Some(sha) = git.query(&["rev-parse", "--verify", "-q", &format!("{name}^{{commit}}")]) {
         return Ok(sha);
     }
     if git.is_shallow() {
-        return Err(shallow_error(&format!(
-            "{role} `{name}` is not in this shallow clone's history"
-        )));
+        return Err(shallow_error(&format!("{role} `{name}` is not in this shallow clone's history")));
     }
-    Err(Diagnostic::new(format!(
-        "{role} `{name}` is not a commit in this repository"
-    ))
-    .hint("name a branch, tag or commit that exists here (`git log --oneline` lists commits)"))
+    Err(Diagnostic::new(format!("{role} `{name}` is not a commit in this repository"))
+        .hint("name a branch, tag or commit that exists here (`git log --oneline` lists commits)"))
 }
 
 fn shallow_error(message: &str) -> Diagnostic {
@@ -371,27 +295,18 @@ fn default_base(
                 "cannot find where `{head_name}` left `{branch}`: the history is cut short"
             )));
         }
-        return Err(
-            Diagnostic::new(format!("`{head_name}` and `{branch}` share no history"))
-                .hint("pass `--base <commit>` to compare with"),
-        );
+        return Err(Diagnostic::new(format!("`{head_name}` and `{branch}` share no history"))
+            .hint("pass `--base <commit>` to compare with"));
     };
     if merge_base != head {
         return Ok((Some(merge_base), BaseOrigin::MergeBase { branch }));
     }
     // Head is on the default branch (or behind it): compare with its first parent.
-    if let Some(parent) = git.query(&[
-        "rev-parse",
-        "--verify",
-        "-q",
-        &format!("{head}^1^{{commit}}"),
-    ]) {
+    if let Some(parent) = git.query(&["rev-parse", "--verify", "-q", &format!("{head}^1^{{commit}}")]) {
         return Ok((Some(parent), BaseOrigin::Parent { branch }));
     }
     if git.is_shallow() {
-        return Err(shallow_error(&format!(
-            "the parent of `{head_name}` is not in this shallow clone's history"
-        )));
+        return Err(shallow_error(&format!("the parent of `{head_name}` is not in this shallow clone's history")));
     }
     Ok((None, BaseOrigin::RootCommit))
 }
@@ -407,29 +322,16 @@ fn default_branch(git: &Git) -> Option<String> {
         "refs/remotes/origin/master",
     ]);
     let output = String::from_utf8_lossy(&output.ok()?).into_owned();
-    let refs: Vec<(&str, &str)> = output
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .collect();
-    if let Some((_, target)) = refs
-        .iter()
-        .find(|(name, target)| *name == "refs/remotes/origin/HEAD" && !target.is_empty())
+    let refs: Vec<(&str, &str)> = output.lines().filter_map(|line| line.split_once('\t')).collect();
+    if let Some((_, target)) =
+        refs.iter().find(|(name, target)| *name == "refs/remotes/origin/HEAD" && !target.is_empty())
     {
         return Some(target.trim_start_matches("refs/remotes/").to_string());
     }
-    [
-        "refs/heads/main",
-        "refs/heads/master",
-        "refs/remotes/origin/main",
-        "refs/remotes/origin/master",
-    ]
-    .iter()
-    .find(|wanted| refs.iter().any(|(name, _)| name == *wanted))
-    .map(|name| {
-        name.trim_start_matches("refs/heads/")
-            .trim_start_matches("refs/remotes/")
-            .to_string()
-    })
+    ["refs/heads/main", "refs/heads/master", "refs/remotes/origin/main", "refs/remotes/origin/master"]
+        .iter()
+        .find(|wanted| refs.iter().any(|(name, _)| name == *wanted))
+        .map(|name| name.trim_start_matches("refs/heads/").trim_start_matches("refs/remotes/").to_string())
 }
 
 fn worktree_changes(git: &Git) -> Result<ChangeSet, Diagnostic> {
@@ -437,44 +339,18 @@ fn worktree_changes(git: &Git) -> Result<ChangeSet, Diagnostic> {
     let untracked = git.start(&["ls-files", "--others", "--exclude-standard", "-z"])?;
     let mut files = match &head {
         Some(head) => {
-            let diff = git.start(&[
-                "diff",
-                "--no-ext-diff",
-                "--no-relative",
-                "--name-status",
-                "-z",
-                "-M",
-                head,
-            ])?;
+            let diff = git.start(&["diff", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M", head])?;
             parse_name_status(&diff.finish().map_err(GitFailure::into_diagnostic)?)
         }
         // No commit yet: everything staged is new.
         None => {
-            let staged = git
-                .run(&["ls-files", "--cached", "-z"])
-                .map_err(GitFailure::into_diagnostic)?;
-            fields(&staged)
-                .map(|path| ChangedFile {
-                    path,
-                    old_path: None,
-                    status: Status::Added,
-                })
-                .collect()
+            let staged = git.run(&["ls-files", "--cached", "-z"]).map_err(GitFailure::into_diagnostic)?;
+            fields(&staged).map(|path| ChangedFile { path, old_path: None, status: Status::Added }).collect()
         }
     };
     let untracked = untracked.finish().map_err(GitFailure::into_diagnostic)?;
-    files.extend(fields(&untracked).map(|path| ChangedFile {
-        path,
-        old_path: None,
-        status: Status::Added,
-    }));
-    Ok(ChangeSet {
-        base: head,
-        head: None,
-        origin: BaseOrigin::Worktree,
-        files,
-        commits: Vec::new(),
-    })
+    files.extend(fields(&untracked).map(|path| ChangedFile { path, old_path: None, status: Status::Added }));
+    Ok(ChangeSet { base: head, head: None, origin: BaseOrigin::Worktree, files, commits: Vec::new() })
 }
 
 /// Parses `git diff --name-status -z` output.
@@ -493,17 +369,9 @@ fn parse_name_status(output: &[u8]) -> Vec<ChangedFile> {
         let Some(first) = parts.next() else { break };
         let file = if matches!(status, Status::Renamed | Status::Copied) {
             let Some(second) = parts.next() else { break };
-            ChangedFile {
-                path: second,
-                old_path: Some(first),
-                status,
-            }
+            ChangedFile { path: second, old_path: Some(first), status }
         } else {
-            ChangedFile {
-                path: first,
-                old_path: None,
-                status,
-            }
+            ChangedFile { path: first, old_path: None, status }
         };
         files.push(file);
     }
@@ -515,10 +383,7 @@ fn parse_log(output: &[u8]) -> Vec<Commit> {
     let mut parts = fields(output);
     let mut commits = Vec::new();
     while let (Some(sha), Some(message)) = (parts.next(), parts.next()) {
-        commits.push(Commit {
-            sha: sha.trim_start_matches('\n').to_string(),
-            message: message.trim_end().to_string(),
-        });
+        commits.push(Commit { sha: sha.trim_start_matches('\n').to_string(), message: message.trim_end().to_string() });
     }
     commits
 }
@@ -532,10 +397,7 @@ mod tests {
         let files = parse_name_status(b"M\0a\0R087\0old name\0new name\0C100\0x\0y\0D\0gone\0");
         assert_eq!(files.len(), 4);
         assert_eq!(files[1].path, "new name");
-        assert_eq!(
-            files[1].paths().collect::<Vec<_>>(),
-            ["new name", "old name"]
-        );
+        assert_eq!(files[1].paths().collect::<Vec<_>>(), ["new name", "old name"]);
         assert_eq!(files[2].paths().collect::<Vec<_>>(), ["y"]);
         assert_eq!(files[3].status, Status::Deleted);
     }

@@ -15,13 +15,7 @@ impl<'a> Owners<'a> {
     /// Indexes the folders of `packages`; the value returned by [`Owners::owner`]
     /// is an index into that slice.
     pub fn new(packages: &'a [Package]) -> Self {
-        Owners {
-            by_dir: packages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.dir.as_str(), i))
-                .collect(),
-        }
+        Owners { by_dir: packages.iter().enumerate().map(|(i, p)| (p.dir.as_str(), i)).collect() }
     }
 
     /// The package owning `path`, if any. Costs one hash lookup per path component.

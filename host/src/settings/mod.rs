@@ -19,9 +19,7 @@ use crate::diagnostic::Diagnostic;
 pub const FILE_NAME: &str = "loktar.toml";
 
 /// A plugin role, as written in the host configuration.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// `test_type`
@@ -39,9 +37,7 @@ pub enum Role {
 }
 
 /// A host capability, as written in the host configuration.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     /// Write to the stage log.
@@ -107,12 +103,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            timeout_secs: 3600,
-            memory_mib: 512,
-            log_kib: 4096,
-            process_timeout_secs: 3600,
-        }
+        Limits { timeout_secs: 3600, memory_mib: 512, log_kib: 4096, process_timeout_secs: 3600 }
     }
 }
 
@@ -139,11 +130,7 @@ impl Settings {
     /// The built-in defaults alone.
     pub fn builtin() -> Settings {
         let file: File = toml::from_str(include_str!("builtin.toml")).unwrap_or_default();
-        Settings {
-            plugins: file.plugins,
-            limits: Limits::default(),
-            source: None,
-        }
+        Settings { plugins: file.plugins, limits: Limits::default(), source: None }
     }
 
     /// Finds and reads the host configuration for a repository at `root`.
@@ -152,29 +139,18 @@ impl Settings {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("LOKTAR_CONFIG").map(PathBuf::from))
             .or_else(|| Some(root.join(FILE_NAME)).filter(|p| p.is_file()))
-            .or_else(|| {
-                user_config_dir()
-                    .map(|d| d.join("loktar").join(FILE_NAME))
-                    .filter(|p| p.is_file())
-            });
+            .or_else(|| user_config_dir().map(|d| d.join("loktar").join(FILE_NAME)).filter(|p| p.is_file()));
         let mut settings = Settings::builtin();
         let Some(path) = chosen else {
             return Ok(settings);
         };
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            Diagnostic::new(format!(
-                "cannot read the host configuration `{}`: {e}",
-                path.display()
-            ))
-            .hint("pass an existing file with `--config` or `LOKTAR_CONFIG`")
+            Diagnostic::new(format!("cannot read the host configuration `{}`: {e}", path.display()))
+                .hint("pass an existing file with `--config` or `LOKTAR_CONFIG`")
         })?;
         let file: File = toml::from_str(&text).map_err(|e| {
-            Diagnostic::new(format!(
-                "`{}` is not a valid host configuration: {}",
-                path.display(),
-                e.message()
-            ))
-            .maybe_hint(position_hint(&text, e.span()))
+            Diagnostic::new(format!("`{}` is not a valid host configuration: {}", path.display(), e.message()))
+                .maybe_hint(position_hint(&text, e.span()))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for (name, mut plugin) in file.plugins {
@@ -211,11 +187,7 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
 fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
     let start = span?.start.min(text.len());
     let line = text[..start].matches('\n').count() + 1;
-    let column = text[..start]
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
+    let column = text[..start].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     Some(format!("at line {line}, column {column}"))
 }
 
@@ -233,10 +205,7 @@ mod tests {
     fn builtin_settings_grant_make_only_make() {
         let settings = Settings::builtin();
         let make = &settings.plugins["make"];
-        assert_eq!(
-            make.capabilities.as_deref(),
-            Some(&[Capability::Log, Capability::Process][..])
-        );
+        assert_eq!(make.capabilities.as_deref(), Some(&[Capability::Log, Capability::Process][..]));
         assert_eq!(make.programs.as_deref(), Some(&["make".to_string()][..]));
         assert_eq!(settings.plugins["dockerfile"].programs, None);
     }
@@ -247,11 +216,7 @@ mod tests {
         let path = dir.path().join("loktar.toml");
         std::fs::write(&path, "[plugins.make]\nprogams = [\"make\"]\n").expect("write");
         let error = Settings::load(Some(&path), dir.path()).expect_err("unknown key");
-        assert!(
-            error.message.contains("unknown field `progams`"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.contains("unknown field `progams`"), "{}", error.message);
         assert_eq!(error.hint.as_deref(), Some("at line 2, column 1"));
     }
 
@@ -265,18 +230,9 @@ mod tests {
         )
         .expect("write");
         let settings = Settings::load(Some(&path), dir.path()).expect("valid");
-        assert_eq!(
-            settings.plugins["make"].programs.as_deref(),
-            Some(&["make".to_string()][..])
-        );
-        assert_eq!(
-            settings.plugins["make"].env.as_deref(),
-            Some(&["CC".to_string()][..])
-        );
-        assert_eq!(
-            settings.plugins["mine"].path.as_deref(),
-            Some(dir.path().join("mine.wasm").as_path())
-        );
+        assert_eq!(settings.plugins["make"].programs.as_deref(), Some(&["make".to_string()][..]));
+        assert_eq!(settings.plugins["make"].env.as_deref(), Some(&["CC".to_string()][..]));
+        assert_eq!(settings.plugins["mine"].path.as_deref(), Some(dir.path().join("mine.wasm").as_path()));
         assert_eq!(settings.limits.timeout_secs, 5);
         assert_eq!(settings.limits.memory_mib, Limits::default().memory_mib);
     }

@@ -10,12 +10,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 struct DockerCompose;
 
 const ROOT: &str = "/package";
-const FILES: [&str; 4] = [
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yaml",
-    "docker-compose.yml",
-];
+const FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
 
 impl Discovery for DockerCompose {
     fn describe() -> PluginInfo {
@@ -30,13 +25,9 @@ impl Discovery for DockerCompose {
             if !path.is_file() {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::new(format!("cannot read `{file}`: {e}")))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::new(format!("cannot read `{file}`: {e}")))?;
             for name in compose_names(&text).map_err(|e| Error::new(format!("`{file}`: {e}")))? {
-                found.push(FoundDependency {
-                    name,
-                    source: file.to_string(),
-                });
+                found.push(FoundDependency { name, source: file.to_string() });
             }
         }
         Ok(found)
@@ -47,12 +38,7 @@ impl Discovery for DockerCompose {
 fn compose_names(text: &str) -> Result<Vec<String>, String> {
     let documents = YamlLoader::load_from_str(text).map_err(|e| {
         let mark = e.marker();
-        format!(
-            "line {}, column {}: {} (not valid YAML)",
-            mark.line(),
-            mark.col() + 1,
-            e.info()
-        )
+        format!("line {}, column {}: {} (not valid YAML)", mark.line(), mark.col() + 1, e.info())
     })?;
     let Some(document) = documents.first() else {
         return Ok(Vec::new());
@@ -69,9 +55,7 @@ fn compose_names(text: &str) -> Result<Vec<String>, String> {
         };
         push_unique(&mut names, service.to_ascii_lowercase());
         match &definition["image"] {
-            Yaml::String(image) if !image.contains('$') => {
-                push_unique(&mut names, base_name(image))
-            }
+            Yaml::String(image) if !image.contains('$') => push_unique(&mut names, base_name(image)),
             Yaml::String(_) | Yaml::BadValue | Yaml::Null => {}
             _ => return Err(format!("service `{service}`: `image` must be a string")),
         }
@@ -103,19 +87,10 @@ mod tests {
         let text = "services:\n  web:\n    image: quay.io/acme/webfront:3\n  api:\n    build: .\n  db:\n    image: postgres:16\n";
         assert_eq!(
             compose_names(text),
-            Ok(vec![
-                "web".into(),
-                "webfront".into(),
-                "api".into(),
-                "db".into(),
-                "postgres".into()
-            ])
+            Ok(vec!["web".into(), "webfront".into(), "api".into(), "db".into(), "postgres".into()])
         );
         assert!(compose_names("services: [a, b]\n").is_err());
         let broken = compose_names("services:\n  web:\n    image: [unclosed\n");
-        assert!(
-            broken.as_ref().is_err_and(|e| e.contains("not valid YAML")),
-            "{broken:?}"
-        );
+        assert!(broken.as_ref().is_err_and(|e| e.contains("not valid YAML")), "{broken:?}");
     }
 }

@@ -15,22 +15,17 @@ const ROOT: &str = "/package";
 
 impl Discovery for Dockerfile {
     fn describe() -> PluginInfo {
-        PluginInfo::new("dockerfile", env!("CARGO_PKG_VERSION"), Role::Discovery)
-            .with_capabilities(&[Capability::Log])
+        PluginInfo::new("dockerfile", env!("CARGO_PKG_VERSION"), Role::Discovery).with_capabilities(&[Capability::Log])
     }
 
     fn discover(_package: Package) -> Result<Vec<FoundDependency>, Error> {
-        let entries = std::fs::read_dir(ROOT)
-            .map_err(|e| Error::new(format!("cannot list the package folder: {e}")))?;
+        let entries =
+            std::fs::read_dir(ROOT).map_err(|e| Error::new(format!("cannot list the package folder: {e}")))?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.path().is_file())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| {
-                name == "Dockerfile"
-                    || name.starts_with("Dockerfile.")
-                    || name.ends_with(".Dockerfile")
-            })
+            .filter(|name| name == "Dockerfile" || name.starts_with("Dockerfile.") || name.ends_with(".Dockerfile"))
             .collect();
         names.sort();
         let mut found = Vec::new();
@@ -38,10 +33,7 @@ impl Discovery for Dockerfile {
             let text = std::fs::read_to_string(Path::new(ROOT).join(&name))
                 .map_err(|e| Error::new(format!("cannot read `{name}`: {e}")))?;
             for image in from_images(&text).map_err(|e| Error::new(format!("`{name}`: {e}")))? {
-                found.push(FoundDependency {
-                    name: image,
-                    source: name.clone(),
-                });
+                found.push(FoundDependency { name: image, source: name.clone() });
             }
         }
         Ok(found)
@@ -63,13 +55,9 @@ fn from_images(text: &str) -> Result<Vec<String>, String> {
         };
         let stage = match args.get(1..) {
             Some([]) | None => None,
-            Some([as_word, stage]) if as_word.eq_ignore_ascii_case("AS") => {
-                Some(stage.to_ascii_lowercase())
-            }
+            Some([as_word, stage]) if as_word.eq_ignore_ascii_case("AS") => Some(stage.to_ascii_lowercase()),
             Some(_) => {
-                return Err(format!(
-                    "line {number}: expected `FROM <image> [AS <stage>]`"
-                ));
+                return Err(format!("line {number}: expected `FROM <image> [AS <stage>]`"));
             }
         };
         // Stages defined earlier in the file are not images to depend on.
@@ -132,10 +120,7 @@ mod tests {
     #[test]
     fn finds_images_but_not_stages() {
         let text = "# syntax=docker/dockerfile:1\nARG BASE=x\nFROM --platform=linux/amd64 quay.io/acme/awesome_lib:1.2 AS build\nRUN make\nFROM build AS test\nFROM scratch\nFROM \\\n  registry:5000/team/pet_api@sha256:abc\nFROM ${BASE}\nCOPY --from=build /x /x\n";
-        assert_eq!(
-            from_images(text),
-            Ok(vec!["awesome_lib".to_string(), "pet_api".to_string()])
-        );
+        assert_eq!(from_images(text), Ok(vec!["awesome_lib".to_string(), "pet_api".to_string()]));
         assert!(from_images("FROM\n").is_err());
         assert!(from_images("FROM a b c\n").is_err());
     }

@@ -17,9 +17,7 @@ impl Tester for Make {
     }
 
     fn test(_context: RunContext, package: Package) -> Result<TestReport, Error> {
-        let has_makefile = MAKEFILES
-            .iter()
-            .any(|name| std::path::Path::new("/package").join(name).is_file());
+        let has_makefile = MAKEFILES.iter().any(|name| std::path::Path::new("/package").join(name).is_file());
         if !has_makefile {
             return Err(Error::new(format!("package `{}` has no Makefile", package.name)).with_hint(
                 "add a Makefile with a `ci` rule (and a `clean` rule), or set `\"test_type\": \"no-test\"`",
@@ -27,11 +25,8 @@ impl Tester for Make {
         }
         let rules = rules()?;
         if !rules.iter().any(|rule| rule == "ci") {
-            return Err(Error::new(format!(
-                "the Makefile of package `{}` has no `ci` rule",
-                package.name
-            ))
-            .with_hint("add a `ci:` rule that runs the package's tests"));
+            return Err(Error::new(format!("the Makefile of package `{}` has no `ci` rule", package.name))
+                .with_hint("add a `ci:` rule that runs the package's tests"));
         }
         log::info("running `make ci`");
         let ci = process::run(&Command::new("make").arg("ci"));
@@ -40,9 +35,7 @@ impl Tester for Make {
             log::info("running `make clean`");
             match process::run(&Command::new("make").arg("clean")) {
                 Ok(status) if status.success() => {}
-                Ok(status) => {
-                    log::warn(&format!("`make clean` failed ({})", describe_exit(&status)))
-                }
+                Ok(status) => log::warn(&format!("`make clean` failed ({})", describe_exit(&status))),
                 Err(error) => log::warn(&format!("`make clean` could not run: {}", error.message)),
             }
         } else {
@@ -51,11 +44,7 @@ impl Tester for Make {
         let ci = ci?;
         Ok(TestReport {
             passed: ci.success(),
-            summary: if ci.success() {
-                "`make ci` passed".into()
-            } else {
-                format!("`make ci` {}", describe_exit(&ci))
-            },
+            summary: if ci.success() { "`make ci` passed".into() } else { format!("`make ci` {}", describe_exit(&ci)) },
         })
     }
 }
@@ -63,12 +52,8 @@ impl Tester for Make {
 /// The rules the Makefile defines, from make's own database (`make -pq`), so
 /// included files and pattern tricks count like make sees them.
 fn rules() -> Result<Vec<String>, Error> {
-    let database = process::run(
-        &Command::new("make")
-            .arg("--print-data-base")
-            .arg("--question")
-            .arg("--no-builtin-rules"),
-    )?;
+    let database =
+        process::run(&Command::new("make").arg("--print-data-base").arg("--question").arg("--no-builtin-rules"))?;
     Ok(database
         .stdout
         .lines()

@@ -17,12 +17,8 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 
 impl Discovery for PythonRequirements {
     fn describe() -> PluginInfo {
-        PluginInfo::new(
-            "python_requirements",
-            env!("CARGO_PKG_VERSION"),
-            Role::Discovery,
-        )
-        .with_capabilities(&[Capability::Log])
+        PluginInfo::new("python_requirements", env!("CARGO_PKG_VERSION"), Role::Discovery)
+            .with_capabilities(&[Capability::Log])
     }
 
     fn discover(_package: Package) -> Result<Vec<FoundDependency>, Error> {
@@ -52,22 +48,15 @@ fn is_requirements_file(path: &Path) -> bool {
 }
 
 fn shown(path: &Path) -> String {
-    path.strip_prefix(ROOT)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(ROOT).unwrap_or(path).display().to_string()
 }
 
 fn read_file(path: &Path, depth: usize, found: &mut Vec<FoundDependency>) -> Result<(), Error> {
     if depth > MAX_INCLUDE_DEPTH {
-        return Err(Error::new(format!(
-            "`{}`: includes nest more than {MAX_INCLUDE_DEPTH} deep",
-            shown(path)
-        ))
-        .with_hint("look for a `-r` loop"));
+        return Err(Error::new(format!("`{}`: includes nest more than {MAX_INCLUDE_DEPTH} deep", shown(path)))
+            .with_hint("look for a `-r` loop"));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(format!("cannot read `{}`: {e}", shown(path))))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::new(format!("cannot read `{}`: {e}", shown(path))))?;
     let source = shown(path);
     for (number, line) in logical_lines(&text) {
         let line = strip_comment(&line);
@@ -78,32 +67,22 @@ fn read_file(path: &Path, depth: usize, found: &mut Vec<FoundDependency>) -> Res
         if let Some(rest) = option_value(line, &["-r", "--requirement", "-c", "--constraint"]) {
             let include = path.parent().unwrap_or(Path::new(ROOT)).join(rest);
             if !include.starts_with(ROOT) || !include.is_file() {
-                log::warn(&format!(
-                    "{source}:{number}: included file `{rest}` not found in the package"
-                ));
+                log::warn(&format!("{source}:{number}: included file `{rest}` not found in the package"));
                 continue;
             }
             read_file(&include, depth + 1, found)?;
         } else if let Some(target) = option_value(line, &["-e", "--editable"]) {
             if let Some(name) = editable_name(target) {
-                found.push(FoundDependency {
-                    name,
-                    source: source.clone(),
-                });
+                found.push(FoundDependency { name, source: source.clone() });
             }
         } else if line.starts_with('-') {
             // --index-url, --hash, --pre, -f …: options, not requirements.
         } else {
             match requirement_name(line) {
-                Some(name) => found.push(FoundDependency {
-                    name,
-                    source: source.clone(),
-                }),
+                Some(name) => found.push(FoundDependency { name, source: source.clone() }),
                 None => {
-                    return Err(Error::new(format!(
-                        "{source}:{number}: `{line}` is not a requirement"
-                    ))
-                    .with_hint("write `name`, `name[extra]>=1.0` or `name @ url`"));
+                    return Err(Error::new(format!("{source}:{number}: `{line}` is not a requirement"))
+                        .with_hint("write `name`, `name[extra]>=1.0` or `name @ url`"));
                 }
             }
         }
@@ -151,8 +130,7 @@ fn option_value<'a>(line: &'a str, names: &[&str]) -> Option<&'a str> {
     names.iter().find_map(|name| {
         let rest = line.strip_prefix(name)?;
         let value = if name.starts_with("--") {
-            rest.strip_prefix('=')
-                .or_else(|| rest.strip_prefix(char::is_whitespace))?
+            rest.strip_prefix('=').or_else(|| rest.strip_prefix(char::is_whitespace))?
         } else {
             rest
         };
@@ -174,9 +152,7 @@ fn editable_name(target: &str) -> Option<String> {
 /// The name at the start of a requirement (PEP 508): letters, digits, `.`, `_`, `-`,
 /// followed by extras, a version specifier, a URL or markers.
 fn requirement_name(line: &str) -> Option<String> {
-    let end = line
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        .unwrap_or(line.len());
+    let end = line.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))).unwrap_or(line.len());
     let (name, rest) = line.split_at(end);
     if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return None;
@@ -184,9 +160,7 @@ fn requirement_name(line: &str) -> Option<String> {
     let rest = rest.trim_start();
     let valid_rest = rest.is_empty()
         || rest.starts_with(['[', ';', '@', '(', ','])
-        || ["===", "==", "!=", "~=", ">=", "<=", ">", "<"]
-            .iter()
-            .any(|op| rest.starts_with(op));
+        || ["===", "==", "!=", "~=", ">=", "<=", ">", "<"].iter().any(|op| rest.starts_with(op));
     valid_rest.then(|| name.to_string())
 }
 
@@ -198,40 +172,19 @@ mod tests {
 
     #[test]
     fn reads_names_from_every_form() {
-        assert_eq!(
-            requirement_name("requests[socks,security]>=2.0; python_version < '3.9'"),
-            Some("requests".into())
-        );
-        assert_eq!(
-            requirement_name("awesome_lib===1.0"),
-            Some("awesome_lib".into())
-        );
+        assert_eq!(requirement_name("requests[socks,security]>=2.0; python_version < '3.9'"), Some("requests".into()));
+        assert_eq!(requirement_name("awesome_lib===1.0"), Some("awesome_lib".into()));
         assert_eq!(requirement_name("pkg.name~=1.2"), Some("pkg.name".into()));
-        assert_eq!(
-            requirement_name("x @ https://example.invalid/x.whl"),
-            Some("x".into())
-        );
+        assert_eq!(requirement_name("x @ https://example.invalid/x.whl"), Some("x".into()));
         assert_eq!(requirement_name("y (>=1.0)"), Some("y".into()));
         assert_eq!(requirement_name("=== broken"), None);
         assert_eq!(requirement_name("name ? 3"), None);
-        assert_eq!(
-            editable_name("git+https://h.invalid/r.git#egg=awesome_lib"),
-            Some("awesome_lib".into())
-        );
-        assert_eq!(
-            editable_name("../libs/awesome_lib/"),
-            Some("awesome_lib".into())
-        );
+        assert_eq!(editable_name("git+https://h.invalid/r.git#egg=awesome_lib"), Some("awesome_lib".into()));
+        assert_eq!(editable_name("../libs/awesome_lib/"), Some("awesome_lib".into()));
         assert_eq!(strip_comment("a==1 # pinned"), "a==1 ");
         assert_eq!(strip_comment("https://h/x#egg=y"), "https://h/x#egg=y");
-        assert_eq!(
-            option_value("--requirement=base.txt", &["--requirement"]),
-            Some("base.txt")
-        );
+        assert_eq!(option_value("--requirement=base.txt", &["--requirement"]), Some("base.txt"));
         assert_eq!(option_value("-rbase.txt", &["-r"]), Some("base.txt"));
-        assert_eq!(
-            logical_lines("a \\\n>=1\nb\n"),
-            vec![(1, "a >=1".to_string()), (3, "b".to_string())]
-        );
+        assert_eq!(logical_lines("a \\\n>=1\nb\n"), vec![(1, "a >=1".to_string()), (3, "b".to_string())]);
     }
 }

@@ -14,17 +14,9 @@
     ),
     all(
         feature = "builder",
-        any(
-            feature = "registry",
-            feature = "storage",
-            feature = "notifier",
-            feature = "discovery"
-        )
+        any(feature = "registry", feature = "storage", feature = "notifier", feature = "discovery")
     ),
-    all(
-        feature = "registry",
-        any(feature = "storage", feature = "notifier", feature = "discovery")
-    ),
+    all(feature = "registry", any(feature = "storage", feature = "notifier", feature = "discovery")),
     all(feature = "storage", any(feature = "notifier", feature = "discovery")),
     all(feature = "notifier", feature = "discovery"),
 ))]
@@ -77,11 +69,6 @@ pub mod raw {
     pub use super::__world::loktar::plugin::object_store;
     #[cfg(any(feature = "tester", feature = "builder"))]
     pub use super::__world::loktar::plugin::process;
-    #[cfg(any(
-        feature = "builder",
-        feature = "registry",
-        feature = "storage",
-        feature = "notifier"
-    ))]
+    #[cfg(any(feature = "builder", feature = "registry", feature = "storage", feature = "notifier"))]
     pub use super::__world::loktar::plugin::secrets;
 }

@@ -6,12 +6,7 @@ use crate::role::bindings::types::{Capability, Error, PluginInfo, Role};
 impl PluginInfo {
     /// A plugin playing `role` that needs no capability yet.
     pub fn new(name: &str, version: &str, role: Role) -> Self {
-        PluginInfo {
-            name: name.to_string(),
-            version: version.to_string(),
-            roles: vec![role],
-            capabilities: Vec::new(),
-        }
+        PluginInfo { name: name.to_string(), version: version.to_string(), roles: vec![role], capabilities: Vec::new() }
     }
 
     /// Declares the capabilities the plugin imports.
@@ -24,10 +19,7 @@ impl PluginInfo {
 impl Error {
     /// An error with a message (lowercase, values in backticks).
     pub fn new(message: impl Into<String>) -> Self {
-        Error {
-            message: message.into(),
-            hint: None,
-        }
+        Error { message: message.into(), hint: None }
     }
 
     /// Adds the obvious fix.
@@ -77,13 +69,7 @@ pub mod process {
     impl Command {
         /// Runs `program` (looked up in the host's `PATH`) in the package folder.
         pub fn new(program: &str) -> Self {
-            Command {
-                program: program.to_string(),
-                args: Vec::new(),
-                env: Vec::new(),
-                cwd: None,
-                timeout_ms: None,
-            }
+            Command { program: program.to_string(), args: Vec::new(), env: Vec::new(), cwd: None, timeout_ms: None }
         }
 
         /// Adds an argument.

@@ -3,9 +3,7 @@
 //! into the component's exports.
 
 #[allow(unused_imports)]
-use crate::role::bindings::types::{
-    Artifact, Error, FoundDependency, Package, PluginInfo, RunContext, TestReport,
-};
+use crate::role::bindings::types::{Artifact, Error, FoundDependency, Package, PluginInfo, RunContext, TestReport};
 
 /// Runs a package's tests (`test_type`).
 #[cfg(feature = "tester")]
@@ -16,10 +14,7 @@ pub trait Tester {
     /// Tests the package mounted at `/package`. Default: passes with nothing to run.
     fn test(context: RunContext, package: Package) -> Result<TestReport, Error> {
         let _ = context;
-        Ok(TestReport {
-            passed: true,
-            summary: format!("no tests for `{}`", package.name),
-        })
+        Ok(TestReport { passed: true, summary: format!("no tests for `{}`", package.name) })
     }
 }
 
@@ -43,11 +38,7 @@ pub trait Registry {
     fn describe() -> PluginInfo;
 
     /// Publishes the artifacts. Default: hands them on unchanged.
-    fn publish(
-        context: RunContext,
-        package: Package,
-        artifacts: Vec<Artifact>,
-    ) -> Result<Vec<Artifact>, Error> {
+    fn publish(context: RunContext, package: Package, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, Error> {
         let _ = (context, package);
         Ok(artifacts)
     }
@@ -60,11 +51,7 @@ pub trait Storage {
     fn describe() -> PluginInfo;
 
     /// Stores the artifacts. Default: hands them on unchanged.
-    fn store(
-        context: RunContext,
-        package: Package,
-        artifacts: Vec<Artifact>,
-    ) -> Result<Vec<Artifact>, Error> {
+    fn store(context: RunContext, package: Package, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, Error> {
         let _ = (context, package);
         Ok(artifacts)
     }
@@ -112,8 +99,7 @@ macro_rules! export {
                 fn test(
                     context: $crate::types::RunContext,
                     package: $crate::types::Package,
-                ) -> ::core::result::Result<$crate::types::TestReport, $crate::types::Error>
-                {
+                ) -> ::core::result::Result<$crate::types::TestReport, $crate::types::Error> {
                     <$plugin as $crate::Tester>::test(context, package)
                 }
             }
@@ -132,10 +118,7 @@ macro_rules! export {
                 fn build(
                     context: $crate::types::RunContext,
                     package: $crate::types::Package,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::types::Artifact>,
-                    $crate::types::Error,
-                > {
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::types::Artifact>, $crate::types::Error> {
                     <$plugin as $crate::Builder>::build(context, package)
                 }
             }
@@ -155,10 +138,7 @@ macro_rules! export {
                     context: $crate::types::RunContext,
                     package: $crate::types::Package,
                     artifacts: ::std::vec::Vec<$crate::types::Artifact>,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::types::Artifact>,
-                    $crate::types::Error,
-                > {
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::types::Artifact>, $crate::types::Error> {
                     <$plugin as $crate::Registry>::publish(context, package, artifacts)
                 }
             }
@@ -178,10 +158,7 @@ macro_rules! export {
                     context: $crate::types::RunContext,
                     package: $crate::types::Package,
                     artifacts: ::std::vec::Vec<$crate::types::Artifact>,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::types::Artifact>,
-                    $crate::types::Error,
-                > {
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::types::Artifact>, $crate::types::Error> {
                     <$plugin as $crate::Storage>::store(context, package, artifacts)
                 }
             }
@@ -218,10 +195,8 @@ macro_rules! export {
                 }
                 fn discover(
                     package: $crate::types::Package,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::types::FoundDependency>,
-                    $crate::types::Error,
-                > {
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::types::FoundDependency>, $crate::types::Error>
+                {
                     <$plugin as $crate::Discovery>::discover(package)
                 }
             }

@@ -30,11 +30,7 @@ impl types::Host for StoreState {}
 /// Loading already refuses such plugins; this guards the call path too.
 fn not_granted(state: &StoreState, capability: Capability) -> types::Error {
     types::Error {
-        message: format!(
-            "plugin `{}` was not granted capability `{}`",
-            state.plugin,
-            capability.name()
-        ),
+        message: format!("plugin `{}` was not granted capability `{}`", state.plugin, capability.name()),
         hint: Some(format!(
             "grant it in loktar.toml: `capabilities = [\"{}\"]` under `[plugins.{}]`",
             capability.name(),

@@ -25,12 +25,7 @@ impl process::Host for StoreState {
             return Err(not_granted(self, Capability::Process));
         }
         let program = &command.program;
-        if !self
-            .grants
-            .programs
-            .iter()
-            .any(|allowed| allowed == program)
-        {
+        if !self.grants.programs.iter().any(|allowed| allowed == program) {
             return Err(Error {
                 message: format!("plugin `{}` may not run `{program}`", self.plugin),
                 hint: Some(format!(
@@ -40,9 +35,7 @@ impl process::Host for StoreState {
             });
         }
         if program.contains('/') {
-            return Err(error(format!(
-                "`{program}` must be a program name, not a path"
-            )));
+            return Err(error(format!("`{program}` must be a program name, not a path")));
         }
         let cwd = match &command.cwd {
             Some(folder) => inside(&self.package_dir, folder)
@@ -50,9 +43,7 @@ impl process::Host for StoreState {
             None => self.package_dir.clone(),
         };
         let limit = self.process_timeout;
-        let timeout = command
-            .timeout_ms
-            .map_or(limit, |ms| Duration::from_millis(ms).min(limit));
+        let timeout = command.timeout_ms.map_or(limit, |ms| Duration::from_millis(ms).min(limit));
 
         let mut child = tokio::process::Command::new(program);
         child
@@ -65,11 +56,7 @@ impl process::Host for StoreState {
             .kill_on_drop(true)
             // Its own process group, so a timeout stops what it started too.
             .process_group(0);
-        for name in ["PATH", "HOME"]
-            .iter()
-            .copied()
-            .chain(self.grants.env.iter().map(String::as_str))
-        {
+        for name in ["PATH", "HOME"].iter().copied().chain(self.grants.env.iter().map(String::as_str)) {
             if let Some(value) = std::env::var_os(name) {
                 child.env(name, value);
             }
@@ -77,13 +64,8 @@ impl process::Host for StoreState {
         for (key, value) in &command.env {
             child.env(key, value);
         }
-        let mut child = child
-            .spawn()
-            .map_err(|e| error(format!("cannot run `{program}`: {e}")))?;
-        let group = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(rustix::process::Pid::from_raw);
+        let mut child = child.spawn().map_err(|e| error(format!("cannot run `{program}`: {e}")))?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let output = async {
@@ -98,41 +80,23 @@ impl process::Host for StoreState {
         })
         .await;
         match finished {
-            Ok((stdout, Ok(status))) => Ok(ExitStatus {
-                code: status.code(),
-                timed_out: false,
-                stdout,
-            }),
+            Ok((stdout, Ok(status))) => Ok(ExitStatus { code: status.code(), timed_out: false, stdout }),
             Ok((_, Err(e))) => Err(error(format!("waiting for `{program}` failed: {e}"))),
             Err(_) => {
                 if let Some(group) = group {
-                    let _ =
-                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 }
                 let _ = child.kill().await;
                 let seconds = timeout.as_secs_f64();
-                self.log.push(
-                    Source::Program,
-                    Level::Error,
-                    &format!("`{program}` stopped after {seconds:.1} s"),
-                );
-                Ok(ExitStatus {
-                    code: None,
-                    timed_out: true,
-                    stdout: String::new(),
-                })
+                self.log.push(Source::Program, Level::Error, &format!("`{program}` stopped after {seconds:.1} s"));
+                Ok(ExitStatus { code: None, timed_out: true, stdout: String::new() })
             }
         }
     }
 }
 
 /// Streams a pipe into the log line by line; returns what it read when `keep` is set.
-async fn forward(
-    pipe: Option<impl AsyncRead + Unpin>,
-    log: &StageLog,
-    level: Level,
-    keep: bool,
-) -> String {
+async fn forward(pipe: Option<impl AsyncRead + Unpin>, log: &StageLog, level: Level, keep: bool) -> String {
     let Some(mut pipe) = pipe else {
         return String::new();
     };
@@ -155,17 +119,11 @@ async fn forward(
 /// `base/relative` when `relative` stays inside `base`.
 fn inside(base: &Path, relative: &str) -> Option<std::path::PathBuf> {
     let relative = Path::new(relative);
-    relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        .then(|| base.join(relative))
+    relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)).then(|| base.join(relative))
 }
 
 fn error(message: String) -> Error {
-    Error {
-        message,
-        hint: None,
-    }
+    Error { message, hint: None }
 }
 
 /// Adds `process` to the linker.

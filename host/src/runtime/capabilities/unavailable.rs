@@ -4,9 +4,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::runtime::bindings::host::loktar::plugin::{
-    container_engine, github, object_store, secrets, types,
-};
+use crate::runtime::bindings::host::loktar::plugin::{container_engine, github, object_store, secrets, types};
 use crate::runtime::state::StoreState;
 
 fn unavailable(capability: &str) -> types::Error {
@@ -32,34 +30,16 @@ impl container_engine::Host for StoreState {
 }
 
 impl object_store::Host for StoreState {
-    async fn put(
-        &mut self,
-        _: String,
-        _: String,
-        _: String,
-    ) -> Result<object_store::ObjectInfo, types::Error> {
+    async fn put(&mut self, _: String, _: String, _: String) -> Result<object_store::ObjectInfo, types::Error> {
         Err(unavailable("object-store"))
     }
-    async fn get(
-        &mut self,
-        _: String,
-        _: String,
-        _: String,
-    ) -> Result<object_store::ObjectInfo, types::Error> {
+    async fn get(&mut self, _: String, _: String, _: String) -> Result<object_store::ObjectInfo, types::Error> {
         Err(unavailable("object-store"))
     }
-    async fn head(
-        &mut self,
-        _: String,
-        _: String,
-    ) -> Result<Option<object_store::ObjectInfo>, types::Error> {
+    async fn head(&mut self, _: String, _: String) -> Result<Option<object_store::ObjectInfo>, types::Error> {
         Err(unavailable("object-store"))
     }
-    async fn list(
-        &mut self,
-        _: String,
-        _: String,
-    ) -> Result<Vec<object_store::ObjectInfo>, types::Error> {
+    async fn list(&mut self, _: String, _: String) -> Result<Vec<object_store::ObjectInfo>, types::Error> {
         Err(unavailable("object-store"))
     }
 }

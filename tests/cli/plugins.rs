@@ -1,0 +1,302 @@
+//! The plugin host: the `make` tester on real Makefiles, hostile plugins
+//! contained by the sandbox, capability grants, and a third-party plugin
+//! swapped in by configuration alone.
+
+use std::path::Path;
+
+use loktar::config::{Package, Providers, SourceFile, parse};
+use loktar::runtime::bindings::types::{RunContext, TestReport};
+use loktar::runtime::{Mounts, Outcome, PluginError, Runtime};
+use loktar::settings::Settings;
+
+use crate::support::{TestRepo, test_plugin, wasm_cache_dir};
+
+/// A runtime whose host configuration is `toml` (written to a file in `dir`).
+fn runtime(dir: &Path, toml: &str) -> Runtime {
+    let config = dir.join("loktar.toml");
+    std::fs::write(&config, toml).expect("write loktar.toml");
+    let settings = Settings::load(Some(&config), dir).expect("valid host configuration");
+    Runtime::new(settings, Some(&wasm_cache_dir())).expect("runtime")
+}
+
+/// A package named `name` with `build_info` settings `settings` (a JSON object).
+fn package(name: &str, settings: &str) -> Package {
+    let json = format!(r#"{{"packages": [{{"pkg_name": "{name}", "build_info": {settings}}}]}}"#);
+    let mut packages = parse(&SourceFile::new("loktar.json", json), &Providers::builtin()).expect("valid package");
+    packages.remove(0)
+}
+
+fn context() -> RunContext {
+    RunContext {
+        run_id: "test".into(),
+        commit: "0".repeat(40),
+        branch: Some("main".into()),
+        base: None,
+        default_branch: "main".into(),
+        on_default_branch: true,
+    }
+}
+
+fn run_test(runtime: &Runtime, provider: &str, dir: &Path, settings: &str) -> Result<Outcome<TestReport>, PluginError> {
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let mounts = Mounts { package: dir.to_path_buf(), artifacts: None };
+    tokio.block_on(runtime.test(provider, &context(), &package("pkg", settings), &mounts))
+}
+
+fn logged(lines: &[loktar::runtime::stage_log::Line]) -> String {
+    lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+}
+
+fn folder_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).expect("write file");
+    }
+    dir
+}
+
+const TRACE_MAKEFILE: &str = "ci:\n\techo ci >> trace.txt\n\t{CI}\n\nclean:\n\techo clean >> trace.txt\n";
+
+fn makefile(ci: &str) -> String {
+    TRACE_MAKEFILE.replace("{CI}", ci)
+}
+
+fn trace(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("trace.txt")).unwrap_or_default()
+}
+
+#[test]
+fn make_runs_ci_then_clean() {
+    let repo = folder_with(&[("Makefile", &makefile("echo tests pass"))]);
+    let host = tempfile::tempdir().expect("temp dir");
+    let outcome = run_test(&runtime(host.path(), ""), "make", repo.path(), "{}").expect("make ran");
+    assert!(outcome.value.passed, "{:?}", outcome.value);
+    assert_eq!(outcome.value.summary, "`make ci` passed");
+    assert_eq!(trace(repo.path()), "ci\nclean\n");
+    let log = logged(&outcome.log);
+    assert!(log.contains("running `make ci`") && log.contains("tests pass"), "{log}");
+}
+
+#[test]
+fn a_failing_ci_rule_fails_and_still_cleans() {
+    let repo = folder_with(&[("Makefile", &makefile("exit 3"))]);
+    let host = tempfile::tempdir().expect("temp dir");
+    let outcome = run_test(&runtime(host.path(), ""), "make", repo.path(), "{}").expect("make ran");
+    assert!(!outcome.value.passed);
+    assert_eq!(outcome.value.summary, "`make ci` failed with exit code 2");
+    assert_eq!(trace(repo.path()), "ci\nclean\n");
+}
+
+#[test]
+fn a_ci_rule_that_runs_too_long_is_stopped_and_cleaned() {
+    let repo = folder_with(&[("Makefile", &makefile("sleep 30 && echo never >> trace.txt"))]);
+    let host = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime(host.path(), "[limits]\nprocess_timeout_secs = 1\n");
+    let outcome = run_test(&runtime, "make", repo.path(), "{}").expect("make ran");
+    assert!(!outcome.value.passed);
+    assert_eq!(outcome.value.summary, "`make ci` did not finish in time and was stopped");
+    assert_eq!(trace(repo.path()), "ci\nclean\n", "the whole process group was stopped, then clean ran");
+}
+
+#[test]
+fn make_without_a_ci_rule_or_a_makefile_is_a_clear_error() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime(host.path(), "");
+    let repo = folder_with(&[("Makefile", "build:\n\ttrue\n")]);
+    let error = run_test(&runtime, "make", repo.path(), "{}").expect_err("no ci rule");
+    assert_eq!(error.message, "plugin `make`: the Makefile of package `pkg` has no `ci` rule");
+    let repo = folder_with(&[("README.md", "no makefile")]);
+    let error = run_test(&runtime, "make", repo.path(), "{}").expect_err("no Makefile");
+    assert_eq!(error.message, "plugin `make`: package `pkg` has no Makefile");
+    assert!(error.hint.as_deref().is_some_and(|h| h.contains("no-test")), "{:?}", error.hint);
+}
+
+/// The host configuration for the hostile plugin: short limits, `make` allowed.
+fn hostile_runtime(dir: &Path) -> Runtime {
+    let toml = format!(
+        "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\", \"process\"]\nprograms = [\"make\"]\n\n[limits]\ntimeout_secs = 2\nmemory_mib = 64\nlog_kib = 64\n",
+        test_plugin("hostile").display().to_string()
+    );
+    runtime(dir, &toml)
+}
+
+fn attack(runtime: &Runtime, package_dir: &Path, attack: &str) -> Result<Outcome<TestReport>, PluginError> {
+    run_test(runtime, "hostile", package_dir, &format!(r#"{{"attack": "{attack}"}}"#))
+}
+
+#[test]
+fn hostile_plugins_are_contained_and_the_host_goes_on() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let runtime = hostile_runtime(host.path());
+    let package = folder_with(&[("Makefile", "ci:\n\ttrue\n")]);
+    let refused = |name: &str| {
+        let error = attack(&runtime, package.path(), name).expect_err("the sandbox refuses");
+        assert!(error.message.starts_with("plugin `hostile`: attack failed:"), "{name}: {}", error.message);
+        error.message
+    };
+    refused("read-passwd");
+    refused("read-ssh");
+    refused("escape-package");
+    refused("write-package");
+    assert!(!package.path().join("owned.txt").exists());
+    let forbidden = refused("run-forbidden");
+    assert!(forbidden.contains("plugin `hostile` may not run `cat`"), "{forbidden}");
+
+    let stopped = |name: &str| attack(&runtime, package.path(), name).expect_err("stopped").message;
+    assert_eq!(stopped("loop"), "plugin `hostile` did not finish within 2 s and was stopped");
+    let memory = stopped("memory");
+    assert!(memory.starts_with("plugin `hostile` tried to use more than 64 MiB of memory"), "{memory}");
+    let recursion = stopped("recursion");
+    assert!(recursion.contains("overflowing its stack") || recursion.contains("overflowed its stack"), "{recursion}");
+    assert_eq!(stopped("flood"), "plugin `hostile` wrote more than 64 KiB of log output and was stopped");
+    let panic = stopped("panic");
+    assert!(panic.starts_with("plugin `hostile` crashed (it panicked or aborted)"), "{panic}");
+    assert!(panic.contains("the hostile plugin panics on purpose"), "{panic}");
+
+    // Same runtime, same plugin: everything still works.
+    let fine = attack(&runtime, package.path(), "none").expect("a well-behaved call");
+    assert!(fine.value.passed);
+}
+
+#[test]
+fn raw_sockets_and_ungranted_capabilities_refuse_to_load() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let sockets = format!(
+        "[plugins.sockets]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
+        test_plugin("sockets").display().to_string()
+    );
+    let error = run_test(&runtime(host.path(), &sockets), "sockets", host.path(), "{}").expect_err("refused");
+    assert!(error.message.starts_with("plugin `sockets` imports `wasi:sockets/"), "{}", error.message);
+    assert!(error.message.contains("raw network access is never granted"), "{}", error.message);
+
+    let ungranted = format!(
+        "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
+        test_plugin("hostile").display().to_string()
+    );
+    let error = run_test(&runtime(host.path(), &ungranted), "hostile", host.path(), "{}").expect_err("refused");
+    assert_eq!(
+        error.message,
+        "plugin `hostile` needs capability `process`, which the host configuration does not grant"
+    );
+    assert!(error.hint.as_deref().is_some_and(|h| h.contains("[plugins.hostile]")), "{:?}", error.hint);
+}
+
+fn shout_config(name: &str) -> String {
+    format!(
+        "[plugins.{name}]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
+        test_plugin("shout").display().to_string()
+    )
+}
+
+#[test]
+fn a_third_party_plugin_from_a_path_is_a_test_type() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let package = folder_with(&[("shout.txt", "LOKTAR!\n")]);
+    let outcome = run_test(&runtime(host.path(), &shout_config("shout")), "shout", package.path(), "{}").expect("ran");
+    assert_eq!(outcome.value.summary, "loud enough");
+    assert!(logged(&outcome.log).contains("shout.txt says LOKTAR!"));
+
+    // Swapping a provider by configuration alone: `make` now means this plugin.
+    let swapped = runtime(host.path(), &shout_config("make"));
+    let outcome = run_test(&swapped, "make", package.path(), "{}").expect("ran");
+    assert_eq!(outcome.value.summary, "loud enough");
+}
+
+#[test]
+fn loktar_json_accepts_configured_providers_and_plugins_lists_them() {
+    let repo = TestRepo::new();
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "app", "test_type": "shout"}]}"#);
+    repo.write("app/shout.txt", "LOKTAR\n");
+    repo.commit("ENH: app");
+    let run = repo.loktar(&["graph"]).expect_code(2);
+    assert!(run.stderr.contains("`test_type` names `shout`, which is not a known plugin"), "{}", run.stderr);
+
+    repo.write("loktar.toml", &shout_config("shout"));
+    repo.loktar(&["graph"]).ok();
+    let listing = repo.loktar(&["plugins", "--format", "json"]).json();
+    let shout = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "shout")).expect("shout listed");
+    assert_eq!(shout["version"], "2.3.4");
+    assert_eq!(shout["roles"], serde_json::json!(["tester"]));
+    assert_eq!(shout["requested"], serde_json::json!(["log"]));
+    assert_eq!(shout["source"], test_plugin("shout").display().to_string());
+    let text = repo.loktar(&["plugins"]).ok();
+    let builtins: String = text.lines().filter(|l| !l.starts_with("shout")).collect::<Vec<_>>().join("\n");
+    insta::assert_snapshot!("plugins_listing", builtins);
+}
+
+#[test]
+fn a_broken_plugin_file_is_reported_by_name() {
+    let repo = TestRepo::new();
+    repo.write("loktar.json", r#"{"packages": []}"#);
+    repo.write("broken.wasm", "not wasm at all");
+    repo.write("loktar.toml", "[plugins.broken]\npath = \"broken.wasm\"\nrole = \"tester\"\n");
+    let listing = repo.loktar(&["plugins", "--format", "json"]).json();
+    let broken = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "broken")).expect("listed");
+    let error = broken["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("plugin `broken` is not a valid WebAssembly component"), "{error}");
+}
+
+/// Where the built-in discovery plugins find dependencies.
+fn discovery_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        r#"{"packages": [
+  {"pkg_name": "awesome_lib"},
+  {"pkg_name": "pet_api", "dependencies_type": ["python_requirements", "dockerfile"]},
+  {"pkg_name": "webfront", "dependencies_type": "docker_compose"},
+  {"pkg_name": "base-image"}
+]}"#,
+    );
+    repo.write("awesome_lib/setup.py", "# lib\n");
+    repo.write("base-image/Dockerfile", "FROM scratch\n");
+    repo.write(
+        "pet_api/requirements.txt",
+        "# pinned\n-e ../awesome_lib\nrequests[socks]>=2.0 ; python_version > '3.8'\n--index-url https://pypi.invalid/simple\n",
+    );
+    repo.write("pet_api/Dockerfile", "FROM quay.io/acme/base-image:3 AS build\nFROM build\nFROM scratch\n");
+    repo.write(
+        "webfront/docker-compose.yml",
+        "services:\n  web:\n    build: .\n  api:\n    image: registry.invalid/team/pet_api:latest\n",
+    );
+    repo.commit("ENH: discovery");
+    repo
+}
+
+#[test]
+fn discovery_plugins_add_edges_to_the_graph_and_the_plan() {
+    let repo = discovery_repo();
+    let graph = repo.loktar(&["graph", "--format", "json"]).json();
+    let depends = |name: &str| {
+        graph["packages"].as_array().and_then(|p| p.iter().find(|p| p["name"] == name)).map(|p| p["depends_on"].clone())
+    };
+    assert_eq!(depends("pet_api"), Some(serde_json::json!(["awesome_lib", "base-image"])));
+    assert_eq!(depends("webfront"), Some(serde_json::json!(["pet_api"])));
+    assert_eq!(depends("awesome_lib"), Some(serde_json::json!([])));
+
+    repo.write("awesome_lib/setup.py", "# lib v2\n");
+    repo.commit("ENH: lib");
+    let plan = repo.loktar(&["plan", "--format", "json"]).json();
+    assert_eq!(plan["levels"], serde_json::json!([["awesome_lib"], ["pet_api"], ["webfront"]]));
+}
+
+#[test]
+fn malformed_files_make_discovery_fail_clearly() {
+    let repo = discovery_repo();
+    repo.write("webfront/docker-compose.yml", "services:\n  web:\n    image: [unclosed\n");
+    repo.write("pet_api/requirements.txt", "requests>=2\n=== nonsense\n");
+    let run = repo.loktar(&["graph"]).expect_code(2);
+    assert!(
+        run.stderr.contains("package `pet_api`: dependency discovery failed: plugin `python_requirements`: requirements.txt:2: `=== nonsense` is not a requirement"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "package `webfront`: dependency discovery failed: plugin `docker_compose`: `docker-compose.yml`: line"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(not valid YAML)"), "{}", run.stderr);
+}
