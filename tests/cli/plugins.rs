@@ -2,7 +2,7 @@
 //! contained by the sandbox, capability grants, and a third-party plugin
 //! swapped in by configuration alone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use loktar::config::{Package, Providers, SourceFile, parse};
 use loktar::runtime::bindings::types::{RunContext, TestReport};
@@ -114,7 +114,7 @@ fn make_without_a_ci_rule_or_a_makefile_is_a_clear_error() {
 /// The host configuration for the hostile plugin: short limits, `make` allowed.
 fn hostile_runtime(dir: &Path) -> Runtime {
     let toml = format!(
-        "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\", \"process\"]\nprograms = [\"make\"]\n\n[limits]\ntimeout_secs = 2\nmemory_mib = 64\nlog_kib = 64\n",
+        "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\", \"process\"]\nprograms = [\"make\", \"env\"]\nenv = [\"CARGO_PKG_NAME\"]\n\n[limits]\ntimeout_secs = 2\nmemory_mib = 64\nlog_kib = 64\n",
         test_plugin("hostile").display().to_string()
     );
     runtime(dir, &toml)
@@ -156,6 +156,25 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
     // Same runtime, same plugin: everything still works.
     let fine = attack(&runtime, package.path(), "none").expect("a well-behaved call");
     assert!(fine.value.passed);
+}
+
+#[test]
+fn programs_run_with_a_scrubbed_environment() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let runtime = hostile_runtime(host.path());
+    let outcome = attack(&runtime, host.path(), "print-env").expect("env ran");
+    let environment: Vec<&str> = outcome
+        .log
+        .iter()
+        .filter(|line| line.source == loktar::runtime::stage_log::Source::Program)
+        .map(|line| line.text.as_str())
+        .collect();
+    let has = |name: &str| environment.iter().any(|line| line.starts_with(&format!("{name}=")));
+    assert!(has("PATH") && has("HOME"), "{environment:?}");
+    assert!(has("CARGO_PKG_NAME"), "variables granted with `env` pass: {environment:?}");
+    // cargo sets these for the test process; nothing the host has leaks unless granted.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    assert!(!has("CARGO_MANIFEST_DIR") && !has("LOKTAR_CACHE_DIR"), "{environment:?}");
 }
 
 #[test]
@@ -299,4 +318,44 @@ fn malformed_files_make_discovery_fail_clearly() {
         run.stderr
     );
     assert!(run.stderr.contains("(not valid YAML)"), "{}", run.stderr);
+}
+
+/// Compiled components in a cache folder, with their modification times.
+fn compiled(cache: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut files: Vec<(PathBuf, std::time::SystemTime)> = walk(cache)
+        .into_iter()
+        .filter(|path| path.extension().is_none())
+        .filter_map(|path| Some((path.clone(), std::fs::metadata(&path).ok()?.modified().ok()?)))
+        .collect();
+    files.sort();
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] })
+        .collect()
+}
+
+#[test]
+fn a_second_start_takes_compiled_plugins_from_the_cache() {
+    let repo = TestRepo::new();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        let output = crate::support::loktar_command()
+            .current_dir(repo.path())
+            .args(["plugins"])
+            .env("LOKTAR_CACHE_DIR", cache.path())
+            .output()
+            .expect("run loktar");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    start();
+    let first = compiled(cache.path());
+    assert_eq!(first.len(), 4, "one compiled component per built-in plugin: {first:?}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    start();
+    assert_eq!(compiled(cache.path()), first, "nothing was compiled or rewritten the second time");
 }

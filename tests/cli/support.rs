@@ -174,7 +174,7 @@ pub fn test_plugin(name: &str) -> PathBuf {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plugins/Cargo.toml");
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo.args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]).arg("--manifest-path").arg(manifest);
-        for crate_name in ["hostile", "sockets", "shout"] {
+        for crate_name in ["hostile", "sockets", "shout", "noop"] {
             cargo.args(["-p", &format!("loktar-test-plugin-{crate_name}")]);
         }
         for var in

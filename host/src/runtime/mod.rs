@@ -30,6 +30,11 @@ use state::StoreState;
 
 use crate::settings::{Role, Settings};
 
+/// Plugin instances alive at once (one per running stage).
+const POOL_INSTANCES: u32 = 64;
+/// The most memory any plugin may be configured to use (`limits.memory_mib` is capped here).
+const MAX_PLUGIN_MEMORY: usize = 4 << 30;
+
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -90,6 +95,17 @@ impl Runtime {
     pub fn new(settings: Settings, cache_dir: Option<&Path>) -> Result<Runtime, PluginError> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true).wasm_component_model(true);
+        // Loktar does not use component-model async; leaving it off makes every call cheaper.
+        config.concurrency_support(false);
+        // Instances come from a pre-reserved pool: a fresh instance per stage costs microseconds.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(MAX_PLUGIN_MEMORY);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);

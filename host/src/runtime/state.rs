@@ -9,7 +9,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::stage_log::{PluginOutput, Source, StageLog};
-use crate::settings::{Capability, Limits, PluginSettings};
+use crate::settings::{Capability, Limits, PluginSettings, Settings};
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
@@ -25,15 +25,24 @@ pub struct Grants {
     pub programs: Vec<String>,
     /// Host environment variables passed to those programs.
     pub env: Vec<String>,
+    /// Secrets it may read: name and the host environment variable holding it.
+    pub secrets: Vec<(String, String)>,
 }
 
 impl Grants {
-    /// The grants written in the host configuration.
-    pub fn from_settings(settings: &PluginSettings) -> Grants {
+    /// The grants written in the host configuration for one plugin.
+    pub fn from_settings(plugin: &PluginSettings, settings: &Settings) -> Grants {
+        let secrets = plugin
+            .secrets
+            .iter()
+            .flatten()
+            .filter_map(|name| settings.secrets.get(name).map(|secret| (name.clone(), secret.env.clone())))
+            .collect();
         Grants {
-            capabilities: settings.capabilities.iter().flatten().copied().collect(),
-            programs: settings.programs.clone().unwrap_or_default(),
-            env: settings.env.clone().unwrap_or_default(),
+            capabilities: plugin.capabilities.iter().flatten().copied().collect(),
+            programs: plugin.programs.clone().unwrap_or_default(),
+            env: plugin.env.clone().unwrap_or_default(),
+            secrets,
         }
     }
 

@@ -85,6 +85,16 @@ pub struct PluginSettings {
     pub programs: Option<Vec<String>>,
     /// Host environment variables passed to those programs.
     pub env: Option<Vec<String>>,
+    /// Secrets (names under `[secrets]`) the plugin may read.
+    pub secrets: Option<Vec<String>>,
+}
+
+/// Where a named secret comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    /// The host environment variable that holds it.
+    pub env: String,
 }
 
 /// Limits on every plugin call.
@@ -112,6 +122,8 @@ impl Default for Limits {
 struct File {
     #[serde(default)]
     plugins: BTreeMap<String, PluginSettings>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Secret>,
     limits: Option<Limits>,
 }
 
@@ -120,6 +132,8 @@ struct File {
 pub struct Settings {
     /// Settings per provider name.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Named secrets and the environment variables holding them.
+    pub secrets: BTreeMap<String, Secret>,
     /// Limits on every plugin call.
     pub limits: Limits,
     /// The file read, if any.
@@ -130,7 +144,7 @@ impl Settings {
     /// The built-in defaults alone.
     pub fn builtin() -> Settings {
         let file: File = toml::from_str(include_str!("builtin.toml")).unwrap_or_default();
-        Settings { plugins: file.plugins, limits: Limits::default(), source: None }
+        Settings { plugins: file.plugins, secrets: BTreeMap::new(), limits: Limits::default(), source: None }
     }
 
     /// Finds and reads the host configuration for a repository at `root`.
@@ -170,6 +184,18 @@ impl Settings {
         if let Some(limits) = file.limits {
             settings.limits = limits;
         }
+        settings.secrets = file.secrets;
+        for (name, plugin) in &settings.plugins {
+            for secret in plugin.secrets.iter().flatten() {
+                if !settings.secrets.contains_key(secret) {
+                    return Err(Diagnostic::new(format!(
+                        "`{}`: plugin `{name}` is granted secret `{secret}`, which `[secrets]` does not define",
+                        path.display()
+                    ))
+                    .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
+                }
+            }
+        }
         settings.source = Some(path);
         Ok(settings)
     }
@@ -182,6 +208,7 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.capabilities = user.capabilities.or(base.capabilities.take());
     base.programs = user.programs.or(base.programs.take());
     base.env = user.env.or(base.env.take());
+    base.secrets = user.secrets.or(base.secrets.take());
 }
 
 fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {

@@ -6,6 +6,7 @@
 
 pub mod log;
 pub mod process;
+pub mod secrets;
 pub mod unavailable;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -20,6 +21,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     types::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     log::add_to_linker(linker)?;
     process::add_to_linker(linker)?;
+    secrets::add_to_linker(linker)?;
     unavailable::add_to_linker(linker)?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! Capabilities whose implementations arrive with later features
-//! (`container-engine`, `object-store`, `github`, `secrets`). They are part
-//! of the interface already; calling them returns a clear error.
+//! (`container-engine`, `object-store`, `github`). They are part of the
+//! interface already; calling them returns a clear error.
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::runtime::bindings::host::loktar::plugin::{container_engine, github, object_store, secrets, types};
+use crate::runtime::bindings::host::loktar::plugin::{container_engine, github, object_store, types};
 use crate::runtime::state::StoreState;
 
 fn unavailable(capability: &str) -> types::Error {
@@ -50,17 +50,10 @@ impl github::Host for StoreState {
     }
 }
 
-impl secrets::Host for StoreState {
-    async fn get(&mut self, _: String) -> Result<String, types::Error> {
-        Err(unavailable("secrets"))
-    }
-}
-
 /// Adds the not-yet-available capabilities to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     container_engine::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     object_store::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     github::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
-    secrets::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     Ok(())
 }

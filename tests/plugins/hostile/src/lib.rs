@@ -22,6 +22,7 @@ impl Tester for Hostile {
             "write-package" => {
                 std::fs::write("/package/owned.txt", "owned").map(|()| "wrote".into()).map_err(|e| e.to_string())
             }
+            "print-env" => process::run(&Command::new("env")).map(|s| s.stdout).map_err(|e| e.message),
             "run-forbidden" => {
                 process::run(&Command::new("cat").arg("/etc/passwd")).map(|s| s.stdout).map_err(|e| e.message)
             }

@@ -1,0 +1,73 @@
+//! `secrets`: a plugin reads the named secrets the host configuration grants
+//! it, from the environment variables `[secrets]` names. Never logged.
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::not_granted;
+use crate::runtime::bindings::host::loktar::plugin::secrets;
+use crate::runtime::bindings::host::loktar::plugin::types::Error;
+use crate::runtime::state::StoreState;
+use crate::settings::Capability;
+
+impl secrets::Host for StoreState {
+    async fn get(&mut self, name: String) -> Result<String, Error> {
+        if !self.grants.allows(Capability::Secrets) {
+            return Err(not_granted(self, Capability::Secrets));
+        }
+        let Some((_, variable)) = self.grants.secrets.iter().find(|(granted, _)| *granted == name) else {
+            return Err(Error {
+                message: format!("plugin `{}` was not granted secret `{name}`", self.plugin),
+                hint: Some(format!("add \"{name}\" to `secrets` under `[plugins.{}]` in loktar.toml", self.plugin)),
+            });
+        };
+        match std::env::var(variable) {
+            Ok(value) if !value.is_empty() => Ok(value),
+            _ => Err(Error {
+                message: format!("secret `{name}` is not set: the environment variable `{variable}` is empty"),
+                hint: Some(format!("set `{variable}` in the environment Loktar runs in")),
+            }),
+        }
+    }
+}
+
+/// Adds `secrets` to the linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    secrets::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::stage_log::StageLog;
+    use crate::runtime::state::Grants;
+    use crate::settings::Limits;
+
+    fn state(capabilities: &[Capability], secrets: &[(&str, &str)]) -> StoreState {
+        let grants = Grants {
+            capabilities: capabilities.iter().copied().collect(),
+            secrets: secrets.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            ..Grants::default()
+        };
+        StoreState::new("quay", grants, &Limits::default(), StageLog::new(1024, "quay"), None).expect("state")
+    }
+
+    fn get(state: &mut StoreState, name: &str) -> Result<String, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+        runtime.block_on(secrets::Host::get(state, name.to_string()))
+    }
+
+    #[test]
+    fn reads_only_granted_secrets_from_their_variables() {
+        let home = std::env::var("HOME").expect("HOME is set in tests");
+        let mut granted =
+            state(&[Capability::Secrets], &[("token", "HOME"), ("missing", "LOKTAR_TEST_UNSET_VARIABLE")]);
+        assert_eq!(get(&mut granted, "token").ok(), Some(home));
+        let other = get(&mut granted, "other").expect_err("not granted");
+        assert_eq!(other.message, "plugin `quay` was not granted secret `other`");
+        let unset = get(&mut granted, "missing").expect_err("unset");
+        assert!(unset.message.contains("`LOKTAR_TEST_UNSET_VARIABLE` is empty"), "{}", unset.message);
+        let mut ungranted = state(&[Capability::Log], &[("token", "HOME")]);
+        let error = get(&mut ungranted, "token").expect_err("capability not granted");
+        assert_eq!(error.message, "plugin `quay` was not granted capability `secrets`");
+    }
+}
