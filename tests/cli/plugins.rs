@@ -159,6 +159,27 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
 }
 
 #[test]
+fn the_artifact_folder_is_the_one_writable_place() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let runtime = hostile_runtime(host.path());
+    let package = tempfile::tempdir().expect("temp dir");
+    let artifacts = host.path().join("artifacts");
+    let mounts = Mounts { package: package.path().to_path_buf(), artifacts: Some(artifacts.clone()) };
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let hostile = package_with("write-artifacts");
+    let outcome =
+        tokio.block_on(runtime.test("hostile", &context(), &hostile, &mounts)).expect("writing artifacts works");
+    assert!(outcome.value.passed);
+    assert_eq!(std::fs::read_to_string(artifacts.join("built.txt")).ok().as_deref(), Some("artifact"));
+    let refused = tokio.block_on(runtime.test("hostile", &context(), &package_with("write-package"), &mounts));
+    assert!(refused.is_err_and(|e| e.message.contains("attack failed")));
+}
+
+fn package_with(attack: &str) -> Package {
+    package("pkg", &format!(r#"{{"attack": "{attack}"}}"#))
+}
+
+#[test]
 fn programs_run_with_a_scrubbed_environment() {
     let host = tempfile::tempdir().expect("temp dir");
     let runtime = hostile_runtime(host.path());

@@ -19,6 +19,9 @@ impl Tester for Hostile {
             "read-passwd" => std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string()),
             "read-ssh" => std::fs::read_dir("/root/.ssh").map(|_| "listed".into()).map_err(|e| e.to_string()),
             "escape-package" => std::fs::read_to_string("/package/../../etc/passwd").map_err(|e| e.to_string()),
+            "write-artifacts" => {
+                std::fs::write("/artifacts/built.txt", "artifact").map(|()| "wrote".into()).map_err(|e| e.to_string())
+            }
             "write-package" => {
                 std::fs::write("/package/owned.txt", "owned").map(|()| "wrote".into()).map_err(|e| e.to_string())
             }
