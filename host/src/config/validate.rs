@@ -158,6 +158,26 @@ mod key {
     pub(super) const ARTIFACT_NAME: usize = field_index("artifact_name");
     pub(super) const ARTIFACT_TYPE: usize = field_index("artifact_type");
     pub(super) const ARTIFACT_DIR: usize = field_index("artifact_dir");
+
+    /// The index of a key. A `match` rather than a scan of the table: this
+    /// runs for every key of every package.
+    pub(super) fn of(key: &str) -> Option<usize> {
+        Some(match key {
+            "pkg_name" => PKG_NAME,
+            "pkg_type" => PKG_TYPE,
+            "test_type" => TEST_TYPE,
+            "type" => TYPE,
+            "pkg_dir" => PKG_DIR,
+            "build_info" => BUILD_INFO,
+            "depends_on" => DEPENDS_ON,
+            "dependencies_type" => DEPENDENCIES_TYPE,
+            "exclude_dependencies_only_on_keywords" => EXCLUDE_KEYWORDS,
+            "artifact_name" => ARTIFACT_NAME,
+            "artifact_type" => ARTIFACT_TYPE,
+            "artifact_dir" => ARTIFACT_DIR,
+            _ => return None,
+        })
+    }
 }
 
 /// The position of a key in [`PACKAGE_FIELDS`]; a typo fails the build.
@@ -330,7 +350,7 @@ impl Validator<'_> {
     fn read_entry<'n>(&mut self, label: Label<'_>, members: &'n [Member<'n>]) -> Entry<'n> {
         let mut entry = Entry { fields: [None; PACKAGE_FIELDS.len()] };
         for member in members {
-            let Some(index) = PACKAGE_FIELDS.iter().position(|f| f.name == member.key) else {
+            let Some(index) = key::of(&member.key) else {
                 let hint = match closest(&member.key, PACKAGE_FIELDS.iter().map(|f| f.name)) {
                     Some(k) => format!("did you mean `{k}`?"),
                     None => {
@@ -574,6 +594,14 @@ fn to_serde(value: &Value<'_>) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_field_has_an_index() {
+        for (index, field) in PACKAGE_FIELDS.iter().enumerate() {
+            assert_eq!(key::of(field.name), Some(index), "{}", field.name);
+        }
+        assert_eq!(key::of("pkg_nmae"), None);
+    }
 
     #[test]
     fn normalizes_folders() {
