@@ -64,11 +64,7 @@
     feature = "notifier",
     feature = "discovery"
 ))]
-mod role {
-    pub mod bindings;
-    pub mod helpers;
-    pub mod roles;
-}
+mod role;
 
 #[cfg(any(
     feature = "tester",
@@ -78,21 +74,4 @@ mod role {
     feature = "notifier",
     feature = "discovery"
 ))]
-pub use role::{bindings::*, helpers::*, roles::*};
-
-/// Everything a plugin usually needs: `use loktar_sdk::prelude::*;`.
-#[cfg(any(
-    feature = "tester",
-    feature = "builder",
-    feature = "registry",
-    feature = "storage",
-    feature = "notifier",
-    feature = "discovery"
-))]
-pub mod prelude {
-    pub use crate::role::bindings::types::{
-        Artifact, Capability, Error, FoundDependency, Package, PluginInfo, Role, RunContext, TestReport,
-    };
-    pub use crate::role::helpers::*;
-    pub use crate::role::roles::*;
-}
+pub use role::*;

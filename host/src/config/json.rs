@@ -376,22 +376,8 @@ impl<'s, 'a> Parser<'s, 'a> {
         loop {
             self.skip_whitespace();
             items.push(self.value(depth + 1)?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    if self.peek() == Some(b']') {
-                        return Err(self.error("trailing comma before `]`"));
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => {
-                    return Err(self.error(format!("expected `,` or `]`, found {}", self.describe_next())));
-                }
+            if self.after_item(b']')? {
+                return Ok(Value::Array(items));
             }
         }
     }
@@ -411,22 +397,8 @@ impl<'s, 'a> Parser<'s, 'a> {
             if let Some((_, on_item)) = self.stream.as_mut() {
                 on_item(item);
             }
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    if self.peek() == Some(b']') {
-                        return Err(self.error("trailing comma before `]`"));
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Node { offset, value: Value::Array(Vec::new()) });
-                }
-                _ => {
-                    return Err(self.error(format!("expected `,` or `]`, found {}", self.describe_next())));
-                }
+            if self.after_item(b']')? {
+                return Ok(Node { offset, value: Value::Array(Vec::new()) });
             }
         }
     }
@@ -457,23 +429,31 @@ impl<'s, 'a> Parser<'s, 'a> {
                 depth == 0 && self.peek() == Some(b'[') && self.stream.as_ref().is_some_and(|(k, _)| key == *k);
             let value = if streamed { self.streamed_array()? } else { self.value(depth + 1)? };
             members.push(Member { key_offset, key, value });
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    if self.peek() == Some(b'}') {
-                        return Err(self.error("trailing comma before `}`"));
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(members));
-                }
-                _ => {
-                    return Err(self.error(format!("expected `,` or `}}`, found {}", self.describe_next())));
-                }
+            if self.after_item(b'}')? {
+                return Ok(Value::Object(members));
             }
+        }
+    }
+
+    /// After an item of an array or object: `,` (another item follows) or
+    /// the closing bracket. Returns whether the list is closed.
+    fn after_item(&mut self, close: u8) -> Result<bool, SyntaxError> {
+        self.skip_whitespace();
+        let close_char = close as char;
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_whitespace();
+                if self.peek() == Some(close) {
+                    return Err(self.error(format!("trailing comma before `{close_char}`")));
+                }
+                Ok(false)
+            }
+            Some(found) if found == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.error(format!("expected `,` or `{close_char}`, found {}", self.describe_next()))),
         }
     }
 }
