@@ -10,6 +10,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod discover;
 pub mod graph;
+pub mod pipeline;
 pub mod render;
 pub mod runtime;
 pub mod scm;
