@@ -56,22 +56,8 @@
 
 #![deny(missing_docs)]
 
-#[cfg(any(
-    feature = "tester",
-    feature = "builder",
-    feature = "registry",
-    feature = "storage",
-    feature = "notifier",
-    feature = "discovery"
-))]
+#[cfg(loktar_role)]
 mod role;
 
-#[cfg(any(
-    feature = "tester",
-    feature = "builder",
-    feature = "registry",
-    feature = "storage",
-    feature = "notifier",
-    feature = "discovery"
-))]
+#[cfg(loktar_role)]
 pub use role::*;

@@ -55,7 +55,7 @@ fn compose_names(text: &str) -> Result<Vec<String>, String> {
         };
         push_unique(&mut names, service.to_ascii_lowercase());
         match &definition["image"] {
-            Yaml::String(image) if !image.contains('$') => push_unique(&mut names, base_name(image)),
+            Yaml::String(image) if !image.contains('$') => push_unique(&mut names, image_base_name(image)),
             Yaml::String(_) | Yaml::BadValue | Yaml::Null => {}
             _ => return Err(format!("service `{service}`: `image` must be a string")),
         }
@@ -67,13 +67,6 @@ fn push_unique(names: &mut Vec<String>, name: String) {
     if !name.is_empty() && !names.contains(&name) {
         names.push(name);
     }
-}
-
-/// `registry:5000/org/name:tag@sha256:…` → `name`.
-fn base_name(image: &str) -> String {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
 }
 
 loktar_sdk::export!(discovery: DockerCompose);

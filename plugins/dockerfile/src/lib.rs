@@ -66,7 +66,7 @@ fn from_images(text: &str) -> Result<Vec<String>, String> {
         if is_stage || image.eq_ignore_ascii_case("scratch") || image.contains('$') {
             continue;
         }
-        let name = base_name(image);
+        let name = image_base_name(image);
         if !name.is_empty() && !images.contains(&name) {
             images.push(name);
         }
@@ -102,13 +102,6 @@ fn instructions(text: &str) -> Vec<(usize, String)> {
         out.push((start, current));
     }
     out
-}
-
-/// `registry:5000/org/name:tag@sha256:…` → `name`.
-fn base_name(image: &str) -> String {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
 }
 
 loktar_sdk::export!(discovery: Dockerfile);

@@ -109,3 +109,12 @@ pub mod process {
         crate::role::bindings::raw::process::run(command)
     }
 }
+
+/// The base name of an image reference, as discovery plugins match it
+/// against package names: `registry:5000/org/pet_api:3@sha256:…` → `pet_api`.
+#[cfg(feature = "discovery")]
+pub fn image_base_name(reference: &str) -> String {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
+}
