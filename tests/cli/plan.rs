@@ -281,3 +281,25 @@ fn runs_from_a_subfolder_and_with_repo() {
     let with_repo = repo.loktar_in(&elsewhere, &["plan", "--format", "json", "--repo", &repo_arg]).json();
     assert_eq!(with_repo, from_sub);
 }
+
+#[test]
+fn a_package_at_the_root_owns_what_no_other_package_owns() {
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        r#"{"packages": [{"pkg_name": "monolith", "pkg_dir": "."}, {"pkg_name": "tool", "depends_on": ["monolith"]}]}"#,
+    );
+    repo.write("src/main.c", "int main;\n");
+    repo.write("tool/tool.sh", "echo\n");
+    repo.commit("ENH: initial");
+    repo.write("tool/tool.sh", "echo v2\n");
+    repo.commit("ENH: tool");
+    let plan = repo.loktar(&["plan", "--format", "json"]).json();
+    assert_eq!(planned(&plan), ["tool"]);
+    repo.write("src/main.c", "int main(void);\n");
+    repo.commit("ENH: root");
+    let plan = repo.loktar(&["plan", "--format", "json"]).json();
+    assert_eq!(planned(&plan), ["monolith", "tool"]);
+    assert_eq!(package(&plan, "monolith")["dir"], json!("."));
+    assert_eq!(package(&plan, "monolith")["files"], json!(["src/main.c"]));
+}
