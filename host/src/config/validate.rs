@@ -236,7 +236,33 @@ impl<'n> Entry<'n> {
     }
 }
 
+/// `package `x`: `build_info``, formatted only when a message needs it.
+struct InBuildInfo<'a>(Label<'a>);
+
+impl std::fmt::Display for InBuildInfo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: `build_info`", self.0)
+    }
+}
+
 impl Validator<'_> {
+    /// The members of an object, first occurrence of each key only; reports
+    /// every repeated key, prefixed with `context` (empty at the top level).
+    fn unique<'m>(&mut self, context: &dyn std::fmt::Display, members: &'m [Member<'m>]) -> Vec<&'m Member<'m>> {
+        let mut kept: Vec<&'m Member<'m>> = Vec::with_capacity(members.len());
+        for member in members {
+            if kept.iter().any(|k| k.key == member.key) {
+                let prefix = context.to_string();
+                let separator = if prefix.is_empty() { "" } else { ": " };
+                let message = format!("{prefix}{separator}key `{}` is written twice", member.key);
+                self.report(member.key_offset, message, None);
+            } else {
+                kept.push(member);
+            }
+        }
+        kept
+    }
+
     fn report(&mut self, offset: usize, message: String, hint: Option<String>) {
         let diagnostic = Diagnostic::new(message).at(self.source.location(offset)).maybe_hint(hint);
         self.problems.push(diagnostic);
@@ -252,15 +278,8 @@ impl Validator<'_> {
         };
         let no_packages = format!("`{file}` has no `packages` list");
         let mut packages_node = None;
-        let mut seen: Vec<&str> = Vec::new();
-        for member in members {
-            let key = member.key.as_ref();
-            if seen.contains(&key) {
-                self.report(member.key_offset, format!("key `{key}` is written twice"), None);
-                continue;
-            }
-            seen.push(key);
-            match key {
+        for member in self.unique(&"", members) {
+            match member.key.as_ref() {
                 "packages" => packages_node = Some(&member.value),
                 "$schema" => {}
                 other => {
@@ -450,15 +469,9 @@ impl Validator<'_> {
     }
 
     fn check_build_info(&mut self, label: Label<'_>, members: &[Member<'_>]) {
-        let inner = format!("{label}: `build_info`");
-        let mut seen: Vec<&str> = Vec::new();
-        for member in members {
+        let inner = InBuildInfo(label);
+        for member in self.unique(&inner, members) {
             let key = member.key.as_ref();
-            if seen.contains(&key) {
-                self.report(member.key_offset, format!("{inner}: key `{key}` is written twice"), None);
-                continue;
-            }
-            seen.push(key);
             let Some(field) = BUILD_INFO_FIELDS.iter().find(|f| f.name == key) else {
                 continue; // a plugin setting
             };
