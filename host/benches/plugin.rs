@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use loktar::config::{Providers, SourceFile, parse};
 use loktar::runtime::bindings::types::RunContext;
-use loktar::runtime::{Mounts, Runtime};
+use loktar::runtime::{CallEnv, Mounts, Runtime};
 use loktar::settings::Settings;
 
 const CALLS: usize = 10_000;
@@ -36,7 +36,7 @@ fn main() {
         parse(&SourceFile::new("loktar.json", r#"{"packages": [{"pkg_name": "p"}]}"#.into()), &Providers::builtin())
             .expect("package")
             .remove(0);
-    let mounts = Mounts { package: dir.path().to_path_buf(), artifacts: None };
+    let env = CallEnv::with_mounts(Mounts { package: dir.path().to_path_buf(), artifacts: None });
     let context = RunContext {
         run_id: "bench".into(),
         commit: String::new(),
@@ -47,11 +47,11 @@ fn main() {
     };
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let plugin_calls = tokio.block_on(async {
-        runtime.test("noop", &context, &package, &mounts).await.expect("warm-up call");
+        runtime.test("noop", &context, &package, &env).await.expect("warm-up call");
         let mut times = Vec::with_capacity(CALLS);
         for _ in 0..CALLS {
             let start = Instant::now();
-            let outcome = runtime.test("noop", &context, &package, &mounts).await.expect("call");
+            let outcome = runtime.test("noop", &context, &package, &env).await.expect("call");
             times.push(start.elapsed());
             assert!(outcome.value.passed);
         }

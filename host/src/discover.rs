@@ -5,7 +5,7 @@
 use crate::config::Workspace;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::graph::Edge;
-use crate::runtime::{Mounts, Runtime};
+use crate::runtime::{CallEnv, Mounts, Runtime};
 
 /// A dependency a plugin found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +30,9 @@ pub async fn discover(workspace: &Workspace, runtime: &Runtime) -> Result<Vec<Di
     let mut found = Vec::new();
     let mut problems = Vec::new();
     for (from, package) in workspace.packages.iter().enumerate() {
-        let mounts = Mounts { package: workspace.root.join(&package.dir), artifacts: None };
+        let env = CallEnv::with_mounts(Mounts { package: workspace.root.join(&package.dir), artifacts: None });
         for plugin in &package.dependencies_type {
-            match runtime.discover(plugin, package, &mounts).await {
+            match runtime.discover(plugin, package, &env).await {
                 Ok(outcome) => {
                     for dependency in outcome.value {
                         let Some(&to) = by_normalized.get(&normalize(&dependency.name)) else {

@@ -5,14 +5,19 @@
 //! a plan, which [`render`] prints. See `DESIGN.md` for the whole map.
 
 pub mod affected;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod discover;
+pub mod events;
 pub mod graph;
 pub mod pipeline;
+pub mod programs;
 pub mod render;
 pub mod runtime;
 pub mod scm;
 pub mod settings;
+pub mod store;
 pub mod suggest;
+pub mod timefmt;

@@ -8,3 +8,4 @@ mod graph;
 mod plan;
 mod plugins;
 mod range;
+mod run;

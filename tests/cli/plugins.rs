@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use loktar::config::{Package, Providers, SourceFile, parse};
 use loktar::runtime::bindings::types::{RunContext, TestReport};
-use loktar::runtime::{Mounts, Outcome, PluginError, Runtime};
+use loktar::runtime::{CallEnv, Mounts, Outcome, PluginError, Runtime};
 use loktar::settings::Settings;
 
 use crate::support::{TestRepo, test_plugin, wasm_cache_dir};
@@ -39,8 +39,8 @@ fn context() -> RunContext {
 
 fn run_test(runtime: &Runtime, provider: &str, dir: &Path, settings: &str) -> Result<Outcome<TestReport>, PluginError> {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
-    let mounts = Mounts { package: dir.to_path_buf(), artifacts: None };
-    tokio.block_on(runtime.test(provider, &context(), &package("pkg", settings), &mounts))
+    let env = CallEnv::with_mounts(Mounts { package: dir.to_path_buf(), artifacts: None });
+    tokio.block_on(runtime.test(provider, &context(), &package("pkg", settings), &env))
 }
 
 fn logged(lines: &[loktar::runtime::stage_log::Line]) -> String {
@@ -105,6 +105,11 @@ fn make_without_a_ci_rule_or_a_makefile_is_a_clear_error() {
     let repo = folder_with(&[("Makefile", "build:\n\ttrue\n")]);
     let error = run_test(&runtime, "make", repo.path(), "{}").expect_err("no ci rule");
     assert_eq!(error.message, "plugin `make`: the Makefile of package `pkg` has no `ci` rule");
+    // A `ci` rule that only make knows (from an included file) is found too.
+    let repo = folder_with(&[("Makefile", "include rules.mk\n"), ("rules.mk", "ci:\n\techo from-include\n")]);
+    let outcome = run_test(&runtime, "make", repo.path(), "{}").expect("ci from an included file");
+    assert!(outcome.value.passed && logged(&outcome.log).contains("from-include"), "{}", logged(&outcome.log));
+    assert!(logged(&outcome.log).contains("no `clean` rule"), "{}", logged(&outcome.log));
     let repo = folder_with(&[("README.md", "no makefile")]);
     let error = run_test(&runtime, "make", repo.path(), "{}").expect_err("no Makefile");
     assert_eq!(error.message, "plugin `make`: package `pkg` has no Makefile");
@@ -164,14 +169,14 @@ fn the_artifact_folder_is_the_one_writable_place() {
     let runtime = hostile_runtime(host.path());
     let package = tempfile::tempdir().expect("temp dir");
     let artifacts = host.path().join("artifacts");
-    let mounts = Mounts { package: package.path().to_path_buf(), artifacts: Some(artifacts.clone()) };
+    let env =
+        CallEnv::with_mounts(Mounts { package: package.path().to_path_buf(), artifacts: Some(artifacts.clone()) });
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let hostile = package_with("write-artifacts");
-    let outcome =
-        tokio.block_on(runtime.test("hostile", &context(), &hostile, &mounts)).expect("writing artifacts works");
+    let outcome = tokio.block_on(runtime.test("hostile", &context(), &hostile, &env)).expect("writing artifacts works");
     assert!(outcome.value.passed);
     assert_eq!(std::fs::read_to_string(artifacts.join("built.txt")).ok().as_deref(), Some("artifact"));
-    let refused = tokio.block_on(runtime.test("hostile", &context(), &package_with("write-package"), &mounts));
+    let refused = tokio.block_on(runtime.test("hostile", &context(), &package_with("write-package"), &env));
     assert!(refused.is_err_and(|e| e.message.contains("attack failed")));
 }
 

@@ -166,24 +166,32 @@ pub fn wasm_cache_dir() -> PathBuf {
 }
 
 /// The test-only plugins of `tests/plugins`, built once for `wasm32-wasip2`;
-/// returns the component file of `name` (`hostile`, `sockets`, `shout`).
+/// returns the component file of `name` (`hostile`, `sockets`, `shout`, `noop`, `zip`, `shelf`, `vault`, `bell`).
 pub fn test_plugin(name: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let target = BUILT.get_or_init(|| {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-plugins");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plugins/Cargo.toml");
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]).arg("--manifest-path").arg(manifest);
-        for crate_name in ["hostile", "sockets", "shout", "noop"] {
-            cargo.args(["-p", &format!("loktar-test-plugin-{crate_name}")]);
+        // One build per role: cargo would unify the SDK's role features across one build.
+        let roles: [&[&str]; 5] =
+            [&["hostile", "sockets", "shout", "noop"], &["zip"], &["shelf"], &["vault"], &["bell"]];
+        for crates in roles {
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+                .arg("--manifest-path")
+                .arg(&manifest);
+            for crate_name in crates {
+                cargo.args(["-p", &format!("loktar-test-plugin-{crate_name}")]);
+            }
+            for var in
+                ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"]
+            {
+                cargo.env_remove(var);
+            }
+            let status = cargo.arg("--target-dir").arg(&target).status().expect("run cargo");
+            assert!(status.success(), "building the test plugins {crates:?} failed");
         }
-        for var in
-            ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"]
-        {
-            cargo.env_remove(var);
-        }
-        let status = cargo.arg("--target-dir").arg(&target).status().expect("run cargo");
-        assert!(status.success(), "building the test plugins failed");
         target
     });
     target.join("wasm32-wasip2/release").join(format!("loktar_test_plugin_{name}.wasm"))

@@ -21,7 +21,8 @@ pub(crate) struct Context {
     pub(crate) workspace: Workspace,
     pub(crate) graph: DependencyGraph,
     pub(crate) providers: Providers,
-    git: Git,
+    pub(crate) settings: Settings,
+    pub(crate) git: Git,
 }
 
 /// The plan for a change, with what it was computed from.
@@ -79,7 +80,7 @@ impl Context {
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::load(&root, &shown_as, &providers)?;
         let discovered = if discover::needed(&workspace) {
-            let runtime = plugin_runtime(settings)?;
+            let runtime = plugin_runtime(settings.clone())?;
             block_on(discover::discover(&workspace, &runtime))??
         } else {
             Vec::new()
@@ -87,11 +88,11 @@ impl Context {
         let edges: Vec<Edge> = discovered.iter().map(|d| d.edge.clone()).collect();
         let graph = DependencyGraph::from_workspace(&workspace, &edges)?;
         tracing::debug!(packages = workspace.packages.len(), root = %root.display(), "workspace loaded");
-        Ok(Context { git: Git::new(&root), workspace, graph, providers })
+        Ok(Context { git: Git::new(&root), workspace, graph, providers, settings })
     }
 
     /// Computes the plan for a change set.
-    fn plan(&self, changes: ChangeSet) -> Result<Planned, Diagnostics> {
+    pub(crate) fn plan(&self, changes: ChangeSet) -> Result<Planned, Diagnostics> {
         tracing::debug!(files = changes.files.len(), commits = changes.commits.len(), "changes read");
         let mut detection = affected::detect(&self.workspace, &self.providers, &self.git, &changes)?;
         let seeds = std::mem::take(&mut detection.seeds);

@@ -5,6 +5,7 @@
 
 mod context;
 mod plugins;
+mod run;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -59,8 +60,35 @@ enum Command {
     Graph(GraphArgs),
     /// Print the JSON Schema of loktar.json, for editors
     Schema,
+    /// Run the affected packages through test, build, publish, store and notify
+    Run(run::RunArgs),
+    /// List past runs, or show one with its stages and log files
+    Runs(RunsArgs),
     /// List the plugins: name, version, roles, capabilities requested and granted, source
     Plugins(PluginsArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    #[command(subcommand)]
+    action: Option<RunsAction>,
+
+    /// How many runs to list, newest first
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text, global = true)]
+    format: ListFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsAction {
+    /// Show one run: each package's stages, outcomes, times and log files
+    Show {
+        /// The run's number, as `loktar runs` lists it
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -134,10 +162,13 @@ pub fn main() -> ExitCode {
     };
     init_logging(color);
     let started = std::time::Instant::now();
-    match run(cli) {
-        Ok(output) => {
-            tracing::debug!(elapsed = ?started.elapsed(), bytes = output.len(), "output ready");
-            write_stdout(&output)
+    match run(cli, color) {
+        Ok(done) => {
+            tracing::debug!(elapsed = ?started.elapsed(), bytes = done.output.len(), "output ready");
+            match write_stdout(&done.output) {
+                ExitCode::SUCCESS => done.code,
+                failed => failed,
+            }
         }
         Err(Diagnostics(problems)) => {
             let mut stderr = std::io::stderr().lock();
@@ -171,10 +202,67 @@ fn write_stdout(output: &str) -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<String, Diagnostics> {
-    let providers = Providers::builtin();
+/// What a command prints on stdout, and the exit code after it.
+#[derive(Debug)]
+pub(crate) struct Done {
+    output: String,
+    code: ExitCode,
+}
+
+impl Done {
+    /// Success, printing `output`.
+    fn with_output(output: String) -> Done {
+        Done { output, code: ExitCode::SUCCESS }
+    }
+}
+
+fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
     let options = Options { repo: cli.repo, config: cli.config };
     match cli.command {
+        Command::Run(args) => run::run(&options, &args, color),
+        Command::Runs(args) => runs(&options, &args).map(Done::with_output),
+        other => inspect(other, &options).map(Done::with_output),
+    }
+}
+
+/// `loktar runs` and `loktar runs show`.
+fn runs(options: &Options, args: &RunsArgs) -> Result<String, Diagnostics> {
+    let root = context::find_root(options.repo.as_deref())?;
+    if !root.join(crate::store::DIR).join("loktar.db").exists() {
+        return Ok(render::run::runs(&[]));
+    }
+    let store = crate::store::RunStore::open(&root)?;
+    let json = args.format == ListFormat::Json;
+    match &args.action {
+        None => {
+            let rows = store.runs(args.limit)?;
+            Ok(if json { to_json(&rows) } else { render::run::runs(&rows) })
+        }
+        Some(RunsAction::Show { id }) => {
+            let Some((run, stages)) = store.run(*id)? else {
+                return Err(Diagnostic::new(format!("no run number {id} in this repository"))
+                    .hint("`loktar runs` lists the runs")
+                    .into());
+            };
+            Ok(if json {
+                to_json(&serde_json::json!({ "run": run, "stages": stages }))
+            } else {
+                render::run::run_record(&run, &stages)
+            })
+        }
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).map_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"), |text| text + "\n")
+}
+
+/// The commands that only read: they print and succeed, or report problems.
+fn inspect(command: Command, options: &Options) -> Result<String, Diagnostics> {
+    let providers = Providers::builtin();
+    let options = options.clone();
+    match command {
+        Command::Run(_) | Command::Runs(_) => Err(Diagnostic::new("internal error: not an inspecting command").into()),
         Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json),
         Command::Schema => Ok(format!("{:#}\n", schema(&providers))),
         Command::Graph(args) => {
@@ -223,7 +311,7 @@ fn exiting_soon<T>(value: T) {
     std::mem::forget(value);
 }
 
-fn unknown_package(context: &Context, name: &str) -> Diagnostic {
+pub(crate) fn unknown_package(context: &Context, name: &str) -> Diagnostic {
     let hint = match context.workspace.closest_name(name) {
         Some(guess) => format!("did you mean `{guess}`?"),
         None => "`loktar graph` lists the packages".to_string(),

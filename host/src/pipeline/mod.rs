@@ -1,4 +1,7 @@
-//! Running the plan: the scheduler decides what runs when; the stages of a
-//! package (test, build, publish, store, notify) arrive with `loktar run`.
+//! Running a plan: the scheduler decides what runs when ([`scheduler`]), the
+//! stages say what each package goes through ([`stage`]), and [`run`] joins
+//! them with the plugin host, reporting everything as events.
 
+pub mod run;
 pub mod scheduler;
+pub mod stage;

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
+
+pub use crate::cancel::{Cancel, Canceller};
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,42 +43,6 @@ pub enum Status {
     },
     /// Its job never started because the run was cancelled first.
     NotStarted,
-}
-
-/// Tells running jobs to stop; cloned into every job.
-#[derive(Debug, Clone)]
-pub struct Cancel(watch::Receiver<bool>);
-
-impl Cancel {
-    /// Whether the run was cancelled.
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once the run is cancelled.
-    pub async fn cancelled(&mut self) {
-        // An error means the scheduler is gone: nothing will cancel any more.
-        if self.0.wait_for(|cancelled| *cancelled).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Cancels a run from outside (a signal handler, say).
-#[derive(Debug, Clone)]
-pub struct Canceller(watch::Sender<bool>);
-
-impl Canceller {
-    /// A canceller and the token its run's jobs watch.
-    pub fn new() -> (Canceller, Cancel) {
-        let (sender, receiver) = watch::channel(false);
-        (Canceller(sender), Cancel(receiver))
-    }
-
-    /// Stops starting jobs and tells running ones to stop.
-    pub fn cancel(&self) {
-        self.0.send_replace(true);
-    }
 }
 
 /// Options of one run.

@@ -1,10 +1,13 @@
-//! Output formats shared by `loktar plan` and `loktar graph`: text for
-//! people, JSON for tools, DOT for Graphviz and SVG drawn without any tool.
+//! Output formats: plans and graphs as text for people, JSON for tools, DOT
+//! for Graphviz and SVG drawn without any tool; run summaries and records.
 
 pub mod dot;
 pub mod graph;
 pub mod plan;
+pub mod run;
 pub mod svg;
+
+use std::path::Path;
 
 use crate::config::Workspace;
 use crate::graph::DependencyGraph;
@@ -113,4 +116,15 @@ impl<'a> View<'a> {
 fn pad(text: &str, width: usize) -> String {
     let len = text.chars().count();
     format!("{text}{}", " ".repeat(width.saturating_sub(len)))
+}
+
+/// A path as people should see it: relative to the current folder when inside it.
+pub fn shown_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok())
+        .filter(|relative| !relative.as_os_str().is_empty())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -30,6 +30,31 @@ macro_rules! role_world {
 }
 
 role_world!(tester, "tester", ["loktar:plugin/log" => log, "loktar:plugin/process" => process]);
+role_world!(
+    builder,
+    "builder",
+    [
+        "loktar:plugin/log" => log,
+        "loktar:plugin/process" => process,
+        "loktar:plugin/container-engine" => container_engine,
+        "loktar:plugin/secrets" => secrets
+    ]
+);
+role_world!(
+    registry,
+    "registry",
+    ["loktar:plugin/log" => log, "loktar:plugin/container-engine" => container_engine, "loktar:plugin/secrets" => secrets]
+);
+role_world!(
+    storage,
+    "storage",
+    ["loktar:plugin/log" => log, "loktar:plugin/object-store" => object_store, "loktar:plugin/secrets" => secrets]
+);
+role_world!(
+    notifier,
+    "notifier",
+    ["loktar:plugin/log" => log, "loktar:plugin/github" => github, "loktar:plugin/secrets" => secrets]
+);
 role_world!(discovery, "discovery", ["loktar:plugin/log" => log]);
 
 pub use host::loktar::plugin::types;

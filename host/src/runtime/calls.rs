@@ -1,7 +1,9 @@
-//! The calls the host makes into plugins, one per role function.
+//! The calls the host makes into plugins, one per role function. Each
+//! instantiates the plugin's role world in a fresh store and turns the
+//! plugin's own `error` into a [`PluginError`] naming it.
 
-use super::bindings::{discovery, tester, types};
-use super::{Mounts, Outcome, PluginError, Runtime};
+use super::bindings::{builder, discovery, notifier, registry, storage, tester, types};
+use super::{CallEnv, Outcome, PluginError, Runtime};
 use crate::config::{Package, PackageKind};
 use crate::settings::Role;
 
@@ -12,14 +14,91 @@ impl Runtime {
         provider: &str,
         context: &types::RunContext,
         package: &Package,
-        mounts: &Mounts,
+        env: &CallEnv,
     ) -> Result<Outcome<types::TestReport>, PluginError> {
         let plugin = self.plugin(provider, Role::Tester).await?;
         let package = wit_package(package);
         let outcome = self
-            .call(&plugin, Some(mounts), async |store, pre| {
+            .call(&plugin, env, async |store, pre| {
                 let tester = tester::TesterPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
                 tester.call_test(&mut *store, context, &package).await
+            })
+            .await?;
+        plugin_result(provider, outcome)
+    }
+
+    /// Runs a builder plugin on a package; returns what it built.
+    pub async fn build(
+        &self,
+        provider: &str,
+        context: &types::RunContext,
+        package: &Package,
+        env: &CallEnv,
+    ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
+        let plugin = self.plugin(provider, Role::Builder).await?;
+        let package = wit_package(package);
+        let outcome = self
+            .call(&plugin, env, async |store, pre| {
+                let builder = builder::BuilderPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+                builder.call_build(&mut *store, context, &package).await
+            })
+            .await?;
+        plugin_result(provider, outcome)
+    }
+
+    /// Runs a registry plugin on a package's artifacts; returns them as published.
+    pub async fn publish(
+        &self,
+        provider: &str,
+        context: &types::RunContext,
+        package: &Package,
+        artifacts: &[types::Artifact],
+        env: &CallEnv,
+    ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
+        let plugin = self.plugin(provider, Role::Registry).await?;
+        let package = wit_package(package);
+        let outcome = self
+            .call(&plugin, env, async |store, pre| {
+                let registry = registry::RegistryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+                registry.call_publish(&mut *store, context, &package, artifacts).await
+            })
+            .await?;
+        plugin_result(provider, outcome)
+    }
+
+    /// Runs a storage plugin on a package's artifacts; returns them as stored.
+    pub async fn store(
+        &self,
+        provider: &str,
+        context: &types::RunContext,
+        package: &Package,
+        artifacts: &[types::Artifact],
+        env: &CallEnv,
+    ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
+        let plugin = self.plugin(provider, Role::Storage).await?;
+        let package = wit_package(package);
+        let outcome = self
+            .call(&plugin, env, async |store, pre| {
+                let storage = storage::StoragePre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+                storage.call_store(&mut *store, context, &package, artifacts).await
+            })
+            .await?;
+        plugin_result(provider, outcome)
+    }
+
+    /// Hands a notifier plugin one event, as JSON.
+    pub async fn notify(
+        &self,
+        provider: &str,
+        context: &types::RunContext,
+        event: &str,
+        env: &CallEnv,
+    ) -> Result<Outcome<()>, PluginError> {
+        let plugin = self.plugin(provider, Role::Notifier).await?;
+        let outcome = self
+            .call(&plugin, env, async |store, pre| {
+                let notifier = notifier::NotifierPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+                notifier.call_notify(&mut *store, context, event).await
             })
             .await?;
         plugin_result(provider, outcome)
@@ -30,12 +109,12 @@ impl Runtime {
         &self,
         provider: &str,
         package: &Package,
-        mounts: &Mounts,
+        env: &CallEnv,
     ) -> Result<Outcome<Vec<types::FoundDependency>>, PluginError> {
         let plugin = self.plugin(provider, Role::Discovery).await?;
         let package = wit_package(package);
         let outcome = self
-            .call(&plugin, Some(mounts), async |store, pre| {
+            .call(&plugin, env, async |store, pre| {
                 let discovery = discovery::DiscoveryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
                 discovery.call_discover(&mut *store, &package).await
             })

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::types::{self, PluginInfo};
-use super::state::{Grants, StoreState};
+use super::state::{CallEnv, Grants, StoreState};
 use super::{PluginError, Runtime, role_name};
 use crate::settings::{Capability, Role};
 
@@ -69,6 +69,11 @@ pub struct PluginListing {
 /// The names of the built-in plugins.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTIN.iter().map(|(name, _)| *name)
+}
+
+/// Whether a plugin answers to provider `name`: a built-in, or one with a `path` in the host configuration.
+pub(super) fn exists(runtime: &Runtime, name: &str) -> bool {
+    runtime.settings.plugins.get(name).is_some_and(|plugin| plugin.path.is_some()) || builtin_names().any(|b| b == name)
 }
 
 pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, PluginError> {
@@ -190,7 +195,7 @@ async fn describe(runtime: &Runtime, name: &str, pre: &InstancePre<StoreState>) 
         pre: pre.clone(),
     };
     let outcome = runtime
-        .call(&probe, None, async |store, pre| {
+        .call(&probe, &CallEnv::default(), async |store, pre| {
             let instance = pre.instantiate_async(&mut *store).await?;
             let describe = instance.get_typed_func::<(), (PluginInfo,)>(&mut *store, "describe")?;
             let (info,) = describe.call_async(&mut *store, ()).await?;

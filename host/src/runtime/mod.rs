@@ -23,10 +23,11 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 
 pub use calls::wit_package;
+pub use capabilities::process::kill_running_programs;
 pub use load::{LoadedPlugin, Origin, PluginListing, builtin_names};
 use stage_log::{Source, StageLog};
-pub use state::Mounts;
 use state::StoreState;
+pub use state::{CallEnv, Mounts};
 
 use crate::settings::{Role, Settings};
 
@@ -34,6 +35,9 @@ use crate::settings::{Role, Settings};
 const POOL_INSTANCES: u32 = 64;
 /// The most memory any plugin may be configured to use (`limits.memory_mib` is capped here).
 const MAX_PLUGIN_MEMORY: usize = 4 << 30;
+
+/// How long a cancelled call may go on cleaning up before it is stopped.
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(10);
@@ -138,6 +142,11 @@ impl Runtime {
         &self.settings
     }
 
+    /// Whether any plugin answers to provider `name`.
+    pub fn has_plugin(&self, name: &str) -> bool {
+        load::exists(self, name)
+    }
+
     /// The plugin answering to provider `name`, compiled and checked once per process.
     pub async fn load(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
         let cached = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned();
@@ -163,19 +172,14 @@ impl Runtime {
     }
 
     /// Runs `call` in a fresh store for `plugin`, under the deadline, memory and log caps.
-    async fn call<T, F>(
-        &self,
-        plugin: &LoadedPlugin,
-        mounts: Option<&Mounts>,
-        call: F,
-    ) -> Result<Outcome<T>, PluginError>
+    async fn call<T, F>(&self, plugin: &LoadedPlugin, env: &CallEnv, call: F) -> Result<Outcome<T>, PluginError>
     where
         F: AsyncFnOnce(&mut Store<StoreState>, &wasmtime::component::InstancePre<StoreState>) -> wasmtime::Result<T>,
     {
         let limits = &self.settings.limits;
         let log_cap = usize::try_from(limits.log_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
-        let log = StageLog::new(log_cap, &plugin.name);
-        let state = StoreState::new(&plugin.name, plugin.grants.clone(), limits, log.clone(), mounts)
+        let log = StageLog::new(log_cap, &plugin.name).with_tap(env.tap.clone());
+        let state = StoreState::new(&plugin.name, plugin.grants.clone(), limits, log.clone(), env)
             .map_err(|e| PluginError::new(format!("plugin `{}`: {e}", plugin.name)))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -183,7 +187,26 @@ impl Runtime {
         store.set_epoch_deadline(ticks(deadline));
         store.epoch_deadline_trap();
         // The epoch stops wasm code; the timer also stops a plugin waiting in a host call.
-        let result = tokio::time::timeout(deadline + TICK * 10, call(&mut store, &plugin.pre)).await;
+        let mut cancel = env.cancel.clone();
+        let grace_over = async {
+            match cancel.as_mut() {
+                Some(cancel) => {
+                    cancel.cancelled().await;
+                    tokio::time::sleep(CANCEL_GRACE).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            result = tokio::time::timeout(deadline + TICK * 10, call(&mut store, &plugin.pre)) => result,
+            () = grace_over => {
+                return Err(PluginError::new(format!(
+                    "plugin `{}` was still cleaning up {} s after the run was cancelled and was stopped",
+                    plugin.name,
+                    CANCEL_GRACE.as_secs()
+                )));
+            }
+        };
         let failure = |message: String| {
             let mut error = PluginError::new(message);
             error.log = log.lines();

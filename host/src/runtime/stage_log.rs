@@ -56,18 +56,34 @@ struct Inner {
     overflowed: bool,
 }
 
+/// Receives every line of a stage log as it is written (the run's event stream).
+pub type LineTap = Arc<dyn Fn(&Line) + Send + Sync>;
+
 /// A shared, capped stage log. Cloning shares the same log.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StageLog {
     inner: Arc<Mutex<Inner>>,
     label: Arc<str>,
+    tap: Option<LineTap>,
+}
+
+impl std::fmt::Debug for StageLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageLog").field("label", &self.label).finish_non_exhaustive()
+    }
 }
 
 impl StageLog {
     /// A log that accepts at most `cap` bytes of text; `label` names the plugin in tracing output.
     pub fn new(cap: usize, label: &str) -> StageLog {
         let inner = Inner { lines: Vec::new(), bytes: 0, cap, overflowed: false };
-        StageLog { inner: Arc::new(Mutex::new(inner)), label: label.into() }
+        StageLog { inner: Arc::new(Mutex::new(inner)), label: label.into(), tap: None }
+    }
+
+    /// The same log, also handing every new line to `tap`.
+    pub fn with_tap(mut self, tap: Option<LineTap>) -> StageLog {
+        self.tap = tap;
+        self
     }
 
     /// Appends a line; returns `false` (and drops it) once the cap is reached.
@@ -78,13 +94,18 @@ impl StageLog {
             return false;
         }
         inner.bytes += text.len();
-        match level {
-            Level::Debug => tracing::debug!(plugin = %self.label, "{text}"),
-            Level::Info => tracing::info!(plugin = %self.label, "{text}"),
-            Level::Warn => tracing::warn!(plugin = %self.label, "{text}"),
-            Level::Error => tracing::error!(plugin = %self.label, "{text}"),
+        let line = Line { source, level, text: text.to_string() };
+        match &self.tap {
+            Some(tap) => tap(&line),
+            // Without a run to report to, the lines are tracing output.
+            None => match level {
+                Level::Debug => tracing::debug!(plugin = %self.label, "{text}"),
+                Level::Info => tracing::info!(plugin = %self.label, "{text}"),
+                Level::Warn => tracing::warn!(plugin = %self.label, "{text}"),
+                Level::Error => tracing::error!(plugin = %self.label, "{text}"),
+            },
         }
-        inner.lines.push(Line { source, level, text: text.to_string() });
+        inner.lines.push(line);
         true
     }
 

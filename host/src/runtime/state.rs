@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use super::stage_log::{PluginOutput, Source, StageLog};
+use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
+use crate::cancel::Cancel;
 use crate::settings::{Capability, Limits, PluginSettings, Settings};
 
 /// Where the package folder appears inside the plugin.
@@ -61,6 +62,31 @@ pub struct Mounts {
     pub artifacts: Option<PathBuf>,
 }
 
+/// What one call works with: its folders, the run's cancel token, and where
+/// its log lines go as they are written.
+#[derive(Clone, Default)]
+pub struct CallEnv {
+    /// The folders it sees; `None`: no filesystem at all.
+    pub mounts: Option<Mounts>,
+    /// Fires when the run is cancelled: running programs stop, clean-up gets a grace period.
+    pub cancel: Option<Cancel>,
+    /// Receives each log line as it is written.
+    pub tap: Option<LineTap>,
+}
+
+impl std::fmt::Debug for CallEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallEnv").field("mounts", &self.mounts).finish_non_exhaustive()
+    }
+}
+
+impl CallEnv {
+    /// A call seeing `mounts`, not cancellable, logging to tracing.
+    pub fn with_mounts(mounts: Mounts) -> CallEnv {
+        CallEnv { mounts: Some(mounts), ..CallEnv::default() }
+    }
+}
+
 /// The data of one plugin call's `Store`.
 pub struct StoreState {
     wasi: WasiCtx,
@@ -76,6 +102,8 @@ pub struct StoreState {
     pub(crate) package_dir: PathBuf,
     /// Limits, for the process timeout.
     pub(crate) process_timeout: std::time::Duration,
+    /// The run's cancel token, if the call belongs to a run.
+    pub(crate) cancel: Option<Cancel>,
 }
 
 impl std::fmt::Debug for StoreState {
@@ -91,12 +119,15 @@ impl StoreState {
         grants: Grants,
         limits: &Limits,
         log: StageLog,
-        mounts: Option<&Mounts>,
+        env: &CallEnv,
     ) -> Result<StoreState, std::io::Error> {
         let mut wasi = WasiCtx::builder();
+        // Plugins read a few small files: doing that on the calling thread is
+        // cheaper than a hop to tokio's blocking pool for every operation.
+        wasi.allow_blocking_current_thread(true);
         wasi.stdout(PluginOutput::new(&log, Source::Stdout)).stderr(PluginOutput::new(&log, Source::Stderr));
         let mut package_dir = PathBuf::new();
-        if let Some(mounts) = mounts {
+        if let Some(mounts) = &env.mounts {
             preopen(&mut wasi, &mounts.package, PACKAGE_MOUNT, false)?;
             if let Some(artifacts) = &mounts.artifacts {
                 std::fs::create_dir_all(artifacts)?;
@@ -114,6 +145,7 @@ impl StoreState {
             log,
             package_dir,
             process_timeout: std::time::Duration::from_secs(limits.process_timeout_secs),
+            cancel: env.cancel.clone(),
         })
     }
 }

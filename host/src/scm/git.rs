@@ -126,17 +126,8 @@ impl Pending {
 
 /// The `git` program, found in `PATH` once per process: every spawn would
 /// otherwise try each `PATH` entry in turn (shims and all) before finding it.
-fn git_program() -> &'static Path {
-    static GIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    GIT.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join("git"))
-            .find(|path| path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-            .unwrap_or_else(|| PathBuf::from("git"))
-    })
+fn git_program() -> PathBuf {
+    crate::programs::find("git").unwrap_or_else(|| PathBuf::from("git"))
 }
 
 /// Splits `-z` output into its NUL-terminated fields.

@@ -311,6 +311,27 @@ fn default_base(
     Ok((None, BaseOrigin::RootCommit))
 }
 
+/// Where the work tree stands: the commit and branch of `HEAD`, and the default branch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The full hash of `HEAD`, `None` before the first commit.
+    pub commit: Option<String>,
+    /// The branch checked out, `None` when detached.
+    pub branch: Option<String>,
+    /// The default branch (`origin/HEAD`, else `main`, else `master`), when there is one.
+    pub default_branch: Option<String>,
+}
+
+/// Reads where the work tree stands; `default_branch` overrides the guess.
+pub fn head(git: &Git, default_branch_name: Option<&str>) -> Head {
+    let described = git.query(&["rev-parse", "HEAD", "--abbrev-ref", "HEAD"]).unwrap_or_default();
+    let mut lines = described.lines();
+    let commit = lines.next().filter(|sha| is_full_hash(sha)).map(str::to_string);
+    let branch = lines.next().filter(|name| *name != "HEAD").map(str::to_string);
+    let default_branch = default_branch_name.map(str::to_string).or_else(|| default_branch(git));
+    Head { commit, branch, default_branch }
+}
+
 fn default_branch(git: &Git) -> Option<String> {
     let output = git.run(&[
         "for-each-ref",

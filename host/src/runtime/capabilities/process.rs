@@ -1,9 +1,15 @@
 //! `process`: run an allow-listed program in the package folder, with a
 //! scrubbed environment, output streamed to the stage log, and a timeout
 //! that stops the whole process group.
+//!
+//! When the run is cancelled, programs already running are stopped and the
+//! plugin is told they did not finish; programs it starts afterwards (its
+//! clean-up) run normally, bounded by the call's grace period.
 
+use std::collections::BTreeSet;
 use std::path::{Component, Path};
 use std::process::Stdio;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -45,7 +51,13 @@ impl process::Host for StoreState {
         let limit = self.process_timeout;
         let timeout = command.timeout_ms.map_or(limit, |ms| Duration::from_millis(ms).min(limit));
 
-        let mut child = tokio::process::Command::new(program);
+        let Some(path) = crate::programs::find(program) else {
+            return Err(Error {
+                message: format!("`{program}` is not installed: it is not in the `PATH` of loktar"),
+                hint: Some(format!("install `{program}` on this machine, or add its folder to `PATH`")),
+            });
+        };
+        let mut child = tokio::process::Command::new(path);
         child
             .args(&command.args)
             .current_dir(&cwd)
@@ -64,8 +76,11 @@ impl process::Host for StoreState {
         for (key, value) in &command.env {
             child.env(key, value);
         }
+        // Started before the cancellation: stop it when it comes. Started after: it is clean-up.
+        let mut cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
         let mut child = child.spawn().map_err(|e| error(format!("cannot run `{program}`: {e}")))?;
         let group = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
+        let _running = group.map(RunningGroup::register);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let output = async {
@@ -74,24 +89,65 @@ impl process::Host for StoreState {
             });
             stdout
         };
-        let finished = tokio::time::timeout(timeout, async {
-            let (stdout, status) = tokio::join!(output, child.wait());
-            (stdout, status)
-        })
-        .await;
+        let cancelled = async {
+            match cancel.as_mut() {
+                Some(cancel) => cancel.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let finished = tokio::select! {
+            finished = tokio::time::timeout(timeout, async { tokio::join!(output, child.wait()) }) => finished,
+            () = cancelled => {
+                stop(group, &mut child).await;
+                self.log.push(Source::Program, Level::Warn, &format!("`{program}` stopped: the run was cancelled"));
+                return Ok(ExitStatus { code: None, timed_out: false, stdout: String::new() });
+            }
+        };
         match finished {
             Ok((stdout, Ok(status))) => Ok(ExitStatus { code: status.code(), timed_out: false, stdout }),
             Ok((_, Err(e))) => Err(error(format!("waiting for `{program}` failed: {e}"))),
             Err(_) => {
-                if let Some(group) = group {
-                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-                }
-                let _ = child.kill().await;
+                stop(group, &mut child).await;
                 let seconds = timeout.as_secs_f64();
                 self.log.push(Source::Program, Level::Error, &format!("`{program}` stopped after {seconds:.1} s"));
                 Ok(ExitStatus { code: None, timed_out: true, stdout: String::new() })
             }
         }
+    }
+}
+
+/// Kills a program and everything it started.
+async fn stop(group: Option<rustix::process::Pid>, child: &mut tokio::process::Child) {
+    if let Some(group) = group {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill().await;
+}
+
+/// Process groups of programs running now, so an impatient exit can stop them.
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// A running program's process group, listed in [`RUNNING`] while alive.
+struct RunningGroup(rustix::process::Pid);
+
+impl RunningGroup {
+    fn register(group: rustix::process::Pid) -> RunningGroup {
+        RUNNING.lock().unwrap_or_else(PoisonError::into_inner).insert(group.as_raw_nonzero().get());
+        RunningGroup(group)
+    }
+}
+
+impl Drop for RunningGroup {
+    fn drop(&mut self) {
+        RUNNING.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.0.as_raw_nonzero().get());
+    }
+}
+
+/// Kills every program plugins are running: for leaving at once (a second Ctrl-C).
+pub fn kill_running_programs() {
+    let groups = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(PoisonError::into_inner));
+    for group in groups.into_iter().filter_map(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
 }
 

@@ -39,7 +39,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 mod tests {
     use super::*;
     use crate::runtime::stage_log::StageLog;
-    use crate::runtime::state::Grants;
+    use crate::runtime::state::{CallEnv, Grants};
     use crate::settings::Limits;
 
     fn state(capabilities: &[Capability], secrets: &[(&str, &str)]) -> StoreState {
@@ -48,7 +48,8 @@ mod tests {
             secrets: secrets.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             ..Grants::default()
         };
-        StoreState::new("quay", grants, &Limits::default(), StageLog::new(1024, "quay"), None).expect("state")
+        StoreState::new("quay", grants, &Limits::default(), StageLog::new(1024, "quay"), &CallEnv::default())
+            .expect("state")
     }
 
     fn get(state: &mut StoreState, name: &str) -> Result<String, Error> {

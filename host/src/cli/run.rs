@@ -1,0 +1,267 @@
+//! `loktar run`: choose the packages (from git, `--all` or `--package`),
+//! then run them through their stages with progress on stderr, log files,
+//! the run record, and a summary on stdout.
+
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Args;
+
+use super::context::{Context, Options, block_on, plugin_runtime};
+use super::{Done, ListFormat, RangeArgs, unknown_package};
+use crate::config::Package;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::events::console::Console;
+use crate::events::logfiles::LogFiles;
+use crate::events::record::Recorder;
+use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber};
+use crate::pipeline::run::{RunSpec, execute};
+use crate::pipeline::scheduler::{self, Canceller};
+use crate::pipeline::stage::{Stage, stages_of};
+use crate::render;
+use crate::runtime::bindings::types::RunContext;
+use crate::settings::Role;
+use crate::store::{self, NewRun, RunStore};
+use crate::{scm, timefmt};
+
+/// Exit code of an interrupted run.
+const INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    range: RangeArgs,
+
+    /// Run every package, whatever changed
+    #[arg(long, conflicts_with = "packages")]
+    all: bool,
+
+    /// Run this package (repeatable), whatever changed
+    #[arg(long = "package", short = 'p', value_name = "NAME")]
+    packages: Vec<String>,
+
+    /// With `--package`: also run the packages it depends on (transitively), first
+    #[arg(long, requires = "packages")]
+    with_deps: bool,
+
+    /// Print what would run, in order, and stop
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Run the stages up to this one only
+    #[arg(long, value_enum, value_name = "STAGE", default_value_t = Stage::Notify)]
+    stage: Stage,
+
+    /// Packages at once [default: the number of cores]
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    jobs: Option<NonZeroUsize>,
+
+    /// At the first failure start nothing new and cancel what runs (clean-up still runs)
+    #[arg(long)]
+    fail_fast: bool,
+
+    /// Format of the summary on stdout
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
+}
+
+/// The packages chosen, and why.
+struct Selection {
+    /// Workspace indices in dependency order.
+    packages: Vec<usize>,
+    /// What chose them, for the record: `changes`, `all`, `packages`.
+    kind: &'static str,
+    /// The base commit of the range, when chosen from git.
+    base: Option<String>,
+    /// Why nothing is selected, when nothing is.
+    empty_because: Option<String>,
+}
+
+pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done, Diagnostics> {
+    let (context, selection) = select(options, args)?;
+    let concurrency = args.jobs.map_or_else(default_jobs, NonZeroUsize::get);
+    let notifiers: Vec<String> = context
+        .settings
+        .plugins
+        .iter()
+        .filter(|(_, plugin)| plugin.role == Some(Role::Notifier))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let workspace = &context.workspace;
+    let planned: Vec<RunPackage> = selection
+        .packages
+        .iter()
+        .map(|&index| {
+            let package = &workspace.packages[index];
+            RunPackage { name: package.name.clone(), stages: stages_of(package, args.stage, &notifiers) }
+        })
+        .collect();
+    let dependencies = dependencies_within(&context, &selection.packages);
+
+    if selection.packages.is_empty() {
+        let because = selection.empty_because.unwrap_or_else(|| "nothing is selected".to_string());
+        return Ok(Done::with_output(format!("nothing to run: {because}\n")));
+    }
+    if args.dry_run {
+        let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+        return Ok(Done::with_output(render::run::dry_run(&planned, &dependencies, &names, concurrency)));
+    }
+
+    let head = scm::head(&context.git, args.range.default_branch.as_deref());
+    let store = RunStore::open(&workspace.root)?;
+    let started = std::time::SystemTime::now();
+    let id = store.begin_run(&NewRun {
+        started_ms: timefmt::unix_millis(started),
+        selection: selection.kind.to_string(),
+        head: head.commit.clone(),
+        base: selection.base.clone(),
+        branch: head.branch.clone(),
+        packages: selection.packages.len(),
+        concurrency,
+    })?;
+    let dir = workspace.root.join(store::DIR).join("runs").join(id.to_string());
+    let info = Arc::new(RunInfo { id, started, packages: planned, concurrency, dir });
+    let default_branch = head.default_branch.clone().unwrap_or_default();
+    let on_default_branch = head
+        .branch
+        .as_deref()
+        .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
+    let spec = RunSpec {
+        root: workspace.root.clone(),
+        packages: selection.packages.iter().map(|&i| workspace.packages[i].clone()).collect::<Vec<Package>>(),
+        dependencies,
+        context: RunContext {
+            run_id: id.to_string(),
+            commit: head.commit.unwrap_or_default(),
+            branch: head.branch,
+            base: selection.base,
+            default_branch,
+            on_default_branch,
+        },
+        options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
+    };
+    let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let subscribers: Vec<Box<dyn Subscriber>> =
+        vec![Box::new(Console::new(live, color)), Box::new(LogFiles::new()), Box::new(Recorder::new(store))];
+    let (bus, emitter) =
+        EventBus::start(subscribers).map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let report = block_on(async {
+        let (canceller, _) = Canceller::new();
+        let root = workspace.root.clone();
+        let abandon = move || {
+            // Leaving at once still leaves an honest record behind.
+            if let Ok(store) = RunStore::open(&root) {
+                let _ = store.finish_run(id, RunOutcome::Interrupted.name(), started.elapsed().unwrap_or_default());
+            }
+        };
+        watch_signals(canceller.clone(), interrupted.clone(), abandon);
+        execute(runtime, spec, info, emitter, &canceller, &interrupted).await
+    })?;
+    bus.finish();
+
+    let output = match args.format {
+        ListFormat::Text => render::run::summary(&report),
+        ListFormat::Json => render::run::json(&report),
+    };
+    let code = match report.outcome {
+        RunOutcome::Passed => ExitCode::SUCCESS,
+        RunOutcome::Failed => ExitCode::from(1),
+        RunOutcome::Interrupted => ExitCode::from(INTERRUPTED),
+    };
+    Ok(Done { output, code })
+}
+
+/// Chooses the packages: named ones, all of them, or those the change affects.
+fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Diagnostics> {
+    if !args.all && args.packages.is_empty() {
+        let (context, planned) = Context::load_and_plan(options, &args.range)?;
+        let empty_because = if let Some(commit) = &planned.detection.nobuild {
+            let sha: String = commit.sha.chars().take(10).collect();
+            Some(format!("commit `{sha}` says NOBUILD ({})", commit.subject()))
+        } else {
+            Some(format!("no package is affected; {}", planned.report(&context).range_line()))
+        };
+        let packages = planned.plan.steps.iter().map(|step| step.package).collect();
+        let base = planned.changes.base.clone();
+        return Ok((context, Selection { packages, kind: "changes", base, empty_because }));
+    }
+    let context = Context::load(options)?;
+    let graph = &context.graph;
+    let mut wanted = vec![args.all; context.workspace.packages.len()];
+    let mut problems = Vec::new();
+    for name in &args.packages {
+        match context.workspace.index_of(name) {
+            Some(index) => wanted[index] = true,
+            None => problems.push(unknown_package(&context, name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems));
+    }
+    if args.with_deps {
+        let mut stack: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i]).collect();
+        while let Some(package) = stack.pop() {
+            for dependency in graph.dependencies(package) {
+                if !wanted[dependency] {
+                    wanted[dependency] = true;
+                    stack.push(dependency);
+                }
+            }
+        }
+    }
+    let packages = graph.order().iter().copied().filter(|&i| wanted[i]).collect();
+    let kind = if args.all { "all" } else { "packages" };
+    Ok((context, Selection { packages, kind, base: None, empty_because: None }))
+}
+
+/// For each selected package, the positions of the selected packages it depends on.
+fn dependencies_within(context: &Context, packages: &[usize]) -> Vec<Vec<usize>> {
+    let mut position = vec![None; context.workspace.packages.len()];
+    for (at, &package) in packages.iter().enumerate() {
+        position[package] = Some(at);
+    }
+    packages
+        .iter()
+        .map(|&package| context.graph.dependencies(package).filter_map(|dependency| position[dependency]).collect())
+        .collect()
+}
+
+/// One job per core.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// The first SIGINT or SIGTERM cancels the run (clean-up runs, the record is
+/// written, the exit code is 130); a second one kills what runs and exits at once.
+fn watch_signals(canceller: Canceller, interrupted: Arc<AtomicBool>, abandon: impl FnOnce() + Send + 'static) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::warn!("cannot watch for Ctrl-C; interrupting will not clean up");
+        return;
+    };
+    tokio::spawn(async move {
+        let mut abandon = Some(abandon);
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if interrupted.swap(true, Ordering::SeqCst) {
+                crate::runtime::kill_running_programs();
+                if let Some(abandon) = abandon.take() {
+                    abandon();
+                }
+                eprintln!("interrupted again: stopped at once, without cleaning up");
+                std::process::exit(i32::from(INTERRUPTED));
+            }
+            eprintln!("interrupted: cancelling running stages and cleaning up (interrupt again to quit at once)");
+            canceller.cancel();
+        }
+    });
+}

@@ -1,0 +1,214 @@
+//! Progress on stderr. Every stage start and end is one timestamped line,
+//! suited to CI logs; a failed stage also shows its last log lines. On a
+//! terminal a live footer below those lines shows what runs now (package,
+//! stage, elapsed) and the overall counts.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::{Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome, Subscriber};
+use crate::pipeline::stage::Stage;
+use crate::timefmt;
+
+/// Log lines shown under a failed stage.
+const TAIL: usize = 15;
+
+/// The progress display.
+#[derive(Debug)]
+pub struct Console {
+    live: bool,
+    color: bool,
+    run: Option<Arc<RunInfo>>,
+    /// Stages running now, in start order.
+    running: Vec<(usize, Stage, Instant)>,
+    /// The last lines of each running stage.
+    tails: Vec<((usize, Stage), VecDeque<String>)>,
+    finished: usize,
+    failed: usize,
+    /// Lines of the live footer drawn last time.
+    footer: usize,
+    dirty: bool,
+}
+
+impl Console {
+    /// `live`: draw the footer (stderr is a terminal); `color`: ANSI colours.
+    pub fn new(live: bool, color: bool) -> Console {
+        Console {
+            live,
+            color,
+            run: None,
+            running: Vec::new(),
+            tails: Vec::new(),
+            finished: 0,
+            failed: 0,
+            footer: 0,
+            dirty: false,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    fn name(&self, package: usize) -> &str {
+        self.run.as_ref().map_or("?", |run| run.packages[package].name.as_str())
+    }
+
+    /// Prints lines above the footer.
+    fn print(&mut self, lines: &[String]) {
+        let mut out = std::io::stderr().lock();
+        let mut text = self.erase_footer();
+        let stamp = self.paint("2", &timefmt::time_of_day(SystemTime::now()));
+        for line in lines {
+            text.push_str(&format!("{stamp} {line}\n"));
+        }
+        let _ = out.write_all(text.as_bytes());
+        self.dirty = true;
+    }
+
+    fn erase_footer(&mut self) -> String {
+        let erase = if self.footer > 0 { format!("\x1b[{}F\x1b[J", self.footer) } else { String::new() };
+        self.footer = 0;
+        erase
+    }
+
+    fn draw_footer(&mut self) {
+        if !self.live || self.run.is_none() {
+            return;
+        }
+        let total = self.run.as_ref().map_or(0, |run| run.packages.len());
+        let width = terminal_width();
+        let mut lines = Vec::new();
+        for (package, stage, started) in &self.running {
+            let elapsed = timefmt::duration(started.elapsed());
+            let line = format!("  ▸ {:<24} {:<8} {elapsed}", self.name(*package), stage.name());
+            lines.push(line.chars().take(width).collect::<String>());
+        }
+        let failed = if self.failed > 0 { format!(", {} failed", self.failed) } else { String::new() };
+        lines.push(format!("  [{}/{total}] {} running{failed}", self.finished, self.running.len()));
+        let mut text = self.erase_footer();
+        for line in &lines {
+            text.push_str(&self.paint("36", line));
+            text.push('\n');
+        }
+        self.footer = lines.len();
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        self.dirty = false;
+    }
+
+    fn stage_finished(&mut self, package: usize, stage: Stage, outcome: &StageOutcome, duration: std::time::Duration) {
+        self.running.retain(|(p, s, _)| (*p, *s) != (package, stage));
+        let tail = self
+            .tails
+            .iter()
+            .position(|(key, _)| *key == (package, stage))
+            .map(|at| self.tails.remove(at).1)
+            .unwrap_or_default();
+        let name = self.name(package).to_string();
+        let time = timefmt::duration(duration);
+        let mut lines = Vec::new();
+        match outcome {
+            StageOutcome::Passed { summary } => {
+                let summary = summary.as_ref().map(|s| format!(" — {s}")).unwrap_or_default();
+                lines.push(format!("{} {name}: {stage} passed in {time}{summary}", self.paint("32", "✓")));
+            }
+            // The summary shows them; a line each would bury what ran.
+            StageOutcome::Skipped { .. } => return,
+            StageOutcome::Cancelled => {
+                lines.push(format!("{} {name}: {stage} cancelled after {time}", self.paint("33", "⊘")));
+            }
+            StageOutcome::Failed { message, hint } => {
+                lines.push(format!("{} {name}: {stage} failed in {time}: {message}", self.paint("31", "✗")));
+                if let Some(hint) = hint {
+                    lines.push(format!("    hint: {hint}"));
+                }
+                if !tail.is_empty() {
+                    let log = self.run.as_ref().map(|run| crate::render::shown_path(&run.log_path(package, stage)));
+                    lines.push(format!("    last lines of {}:", log.unwrap_or_default()));
+                    lines.extend(tail.iter().map(|line| format!("    │ {line}")));
+                }
+            }
+        }
+        self.print(&lines);
+    }
+}
+
+impl Subscriber for Console {
+    fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted(run) => {
+                self.run = Some(run.clone());
+                let count = run.packages.len();
+                let packages = if count == 1 { "1 package".to_string() } else { format!("{count} packages") };
+                self.print(&[format!(
+                    "run {}: {packages}, {} at once, logs in {}",
+                    run.id,
+                    run.concurrency,
+                    crate::render::shown_path(&run.dir)
+                )]);
+            }
+            Event::StageStarted { package, stage } => {
+                self.running.push((*package, *stage, Instant::now()));
+                self.tails.push(((*package, *stage), VecDeque::new()));
+                if !self.live {
+                    let name = self.name(*package).to_string();
+                    self.print(&[format!("  {name}: {stage} started")]);
+                }
+                self.dirty = true;
+            }
+            Event::Log { package, stage, line } => {
+                if let Some((_, tail)) = self.tails.iter_mut().find(|(key, _)| *key == (*package, *stage)) {
+                    if tail.len() == TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.text.clone());
+                }
+            }
+            Event::StageFinished { package, stage, outcome, duration } => {
+                self.stage_finished(*package, *stage, outcome, *duration);
+            }
+            Event::PackageFinished { package, outcome } => {
+                self.finished += 1;
+                let name = self.name(*package).to_string();
+                match outcome {
+                    PackageOutcome::Failed { .. } => self.failed += 1,
+                    PackageOutcome::Skipped { dependency } => {
+                        let line =
+                            format!("{} {name}: skipped: dependency `{dependency}` failed", self.paint("33", "⊘"));
+                        self.print(&[line]);
+                    }
+                    PackageOutcome::Passed | PackageOutcome::Cancelled => {}
+                }
+            }
+            Event::RunFinished { outcome, duration } => {
+                self.live = false;
+                let (code, word) = match outcome {
+                    RunOutcome::Passed => ("32", "passed"),
+                    RunOutcome::Failed => ("31", "failed"),
+                    RunOutcome::Interrupted => ("33", "was interrupted"),
+                };
+                let id = self.run.as_ref().map_or(0, |run| run.id);
+                let line = self.paint(code, &format!("run {id} {word} after {}", timefmt::duration(*duration)));
+                self.print(&[line]);
+                let erase = self.erase_footer();
+                let _ = std::io::stderr().lock().write_all(erase.as_bytes());
+            }
+        }
+        if self.live && self.dirty {
+            self.draw_footer();
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.live && !self.running.is_empty() {
+            self.draw_footer();
+        }
+    }
+}
+
+/// Columns of the terminal (`COLUMNS`), else 100.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100).max(20)
+}

@@ -1,0 +1,127 @@
+//! Writes the run record: each stage and package outcome into the run
+//! store as it happens, so an interrupted or crashed run still shows how far
+//! it got. Writes are grouped into a transaction committed at least every
+//! [`COMMIT_EVERY`]: one commit per row would cost more than a small stage.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap as HashMap;
+
+use super::{Event, RunInfo, StageOutcome, Subscriber};
+use crate::pipeline::stage::Stage;
+use crate::store::RunStore;
+
+/// The longest a recorded outcome waits for its commit.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+
+/// Records a run in the run store.
+#[derive(Debug)]
+pub struct Recorder {
+    store: RunStore,
+    run: Option<Arc<RunInfo>>,
+    started: HashMap<(usize, Stage), Instant>,
+    /// When the open transaction began, if one is open.
+    batch: Option<Instant>,
+    warned: bool,
+}
+
+impl Recorder {
+    /// Records into `store` (the run itself was begun there already).
+    pub fn new(store: RunStore) -> Recorder {
+        Recorder { store, run: None, started: HashMap::default(), batch: None, warned: false }
+    }
+
+    /// Opens a transaction for the next writes, if none is open.
+    fn batch(&mut self) {
+        if self.batch.is_none() {
+            let result = self.store.begin_batch();
+            self.check(result);
+            self.batch = Some(Instant::now());
+        }
+    }
+
+    /// Commits the open transaction when `now` is set or it is old enough.
+    fn commit(&mut self, now: bool) {
+        if self.batch.is_some_and(|began| now || began.elapsed() >= COMMIT_EVERY) {
+            self.batch = None;
+            let result = self.store.commit();
+            self.check(result);
+        }
+    }
+
+    fn check(&mut self, result: Result<(), crate::diagnostic::Diagnostic>) {
+        if let Err(problem) = result
+            && !self.warned
+        {
+            self.warned = true;
+            tracing::warn!("the run record is incomplete: {}", problem.message);
+        }
+    }
+}
+
+impl Subscriber for Recorder {
+    fn on_event(&mut self, event: &Event) {
+        if matches!(event, Event::StageFinished { .. } | Event::PackageFinished { .. }) {
+            self.batch();
+        }
+        self.record(event);
+        self.commit(matches!(event, Event::RunFinished { .. }));
+    }
+
+    fn tick(&mut self) {
+        self.commit(true);
+    }
+}
+
+impl Recorder {
+    fn record(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted(run) => self.run = Some(run.clone()),
+            Event::StageStarted { package, stage } => {
+                self.started.insert((*package, *stage), Instant::now());
+            }
+            Event::StageFinished { package, stage, outcome, duration } => {
+                let Some(run) = self.run.clone() else { return };
+                let ran = self.started.remove(&(*package, *stage)).is_some();
+                let log = ran.then(|| run.log_path(*package, *stage));
+                let result = self.store.record_stage(
+                    run.id,
+                    position(*package),
+                    &run.packages[*package].name,
+                    *stage,
+                    outcome.name(),
+                    outcome_detail(outcome).as_deref(),
+                    *duration,
+                    log.as_deref(),
+                );
+                self.check(result);
+            }
+            Event::PackageFinished { package, outcome } => {
+                let Some(run) = self.run.clone() else { return };
+                let name = &run.packages[*package].name;
+                let result =
+                    self.store.record_package(run.id, position(*package), name, outcome.name(), &outcome.detail());
+                self.check(result);
+            }
+            Event::RunFinished { outcome, duration } => {
+                let Some(run) = self.run.clone() else { return };
+                let result = self.store.finish_run(run.id, outcome.name(), *duration);
+                self.check(result);
+            }
+            Event::Log { .. } => {}
+        }
+    }
+}
+
+/// The message stored beside a stage: the failure with its hint, or the summary.
+fn outcome_detail(outcome: &StageOutcome) -> Option<String> {
+    match outcome {
+        StageOutcome::Failed { message, hint: Some(hint) } => Some(format!("{message}\nhint: {hint}")),
+        other => other.detail().map(str::to_string),
+    }
+}
+
+fn position(package: usize) -> i64 {
+    i64::try_from(package).unwrap_or(i64::MAX)
+}

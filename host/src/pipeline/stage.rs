@@ -1,0 +1,129 @@
+//! The stages every package goes through, in order, and which provider
+//! (plugin) each one uses for a package.
+
+use crate::config::Package;
+
+/// One step of a package's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Run the tests (tester plugin, `test_type`).
+    Test,
+    /// Build the artifact (builder plugin, `pkg_type`).
+    Build,
+    /// Publish it (registry plugin, `build_info.registry_type`).
+    Publish,
+    /// Store it (storage plugin, `build_info.storage_type`).
+    Store,
+    /// Tell people how it went (notifier plugins from the host configuration).
+    Notify,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 5] = [Stage::Test, Stage::Build, Stage::Publish, Stage::Store, Stage::Notify];
+
+    /// Its name in output, log file names and the run store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Test => "test",
+            Stage::Build => "build",
+            Stage::Publish => "publish",
+            Stage::Store => "store",
+            Stage::Notify => "notify",
+        }
+    }
+
+    /// The stage called `name`.
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|stage| stage.name() == name)
+    }
+
+    /// The `loktar.json` field that picks this stage's provider.
+    pub fn field(self) -> &'static str {
+        match self {
+            Stage::Test => "test_type",
+            Stage::Build => "pkg_type",
+            Stage::Publish => "build_info.registry_type",
+            Stage::Store => "build_info.storage_type",
+            Stage::Notify => "notifiers in loktar.toml",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one stage will do for one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    /// The stage.
+    pub stage: Stage,
+    /// The providers it calls; empty when the package does not configure the stage.
+    pub providers: Vec<String>,
+}
+
+impl StagePlan {
+    /// Whether the stage does nothing for this package.
+    pub fn is_skipped(&self) -> bool {
+        self.providers.is_empty()
+    }
+}
+
+/// The stages of `package` up to `last`, each with its providers.
+pub fn stages_of(package: &Package, last: Stage, notifiers: &[String]) -> Vec<StagePlan> {
+    Stage::ALL
+        .into_iter()
+        .filter(|stage| *stage <= last)
+        .map(|stage| {
+            let providers = match stage {
+                Stage::Test => package.test_type.iter().cloned().collect(),
+                Stage::Build => package.pkg_type.iter().cloned().collect(),
+                Stage::Publish => package.build_info.registry_type.iter().cloned().collect(),
+                Stage::Store => package.build_info.storage_type.iter().cloned().collect(),
+                Stage::Notify => notifiers.to_vec(),
+            };
+            StagePlan { stage, providers }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stage_takes_its_provider_from_its_field_up_to_the_last_stage() {
+        let mut package = crate::config::Package {
+            name: "pet_api".into(),
+            dir: "pet_api".into(),
+            pkg_type: Some("docker".into()),
+            test_type: Some("make".into()),
+            kind: None,
+            build_info: crate::config::BuildInfo { registry_type: Some("quay".into()), ..Default::default() },
+            depends_on: Vec::new(),
+            dependencies_type: Vec::new(),
+            exclude_keywords: Vec::new(),
+            positions: crate::config::Positions { entry: 0, dir: 0, dir_written: false, depends_on: Vec::new() },
+        };
+        let plans = stages_of(&package, Stage::Notify, &["slack".to_string()]);
+        let providers: Vec<(&str, Vec<String>)> = plans.iter().map(|p| (p.stage.name(), p.providers.clone())).collect();
+        assert_eq!(
+            providers,
+            [
+                ("test", vec!["make".to_string()]),
+                ("build", vec!["docker".to_string()]),
+                ("publish", vec!["quay".to_string()]),
+                ("store", vec![]),
+                ("notify", vec!["slack".to_string()]),
+            ]
+        );
+        package.test_type = None;
+        let plans = stages_of(&package, Stage::Build, &[]);
+        assert_eq!(plans.len(), 2);
+        assert!(plans[0].is_skipped() && !plans[1].is_skipped());
+    }
+}
