@@ -360,3 +360,31 @@ fn artifacts_go_from_build_to_publish_to_store_and_notifiers_never_fail_a_packag
     assert_eq!(notify["message"], "plugin `bell`: the bell is broken");
     assert_eq!(summary["outcome"], "passed");
 }
+
+#[test]
+fn on_a_terminal_a_live_footer_shows_what_runs() {
+    let repo = repo(&[pkg("a", &[], "@sleep 0.5")]);
+    // `script` gives loktar a terminal; what it drew comes back on stdout.
+    let command = format!("{} run --all -j 1", crate::support::loktar_bin().display());
+    let output = loktar_command_in_terminal(&repo, &command);
+    assert!(output.contains("▸ a"), "no live line for the running package:\n{output}");
+    assert!(output.contains("[0/1] 1 running"), "no overall counts:\n{output}");
+    assert!(output.contains("\u{1b}[J"), "the footer is never redrawn in place:\n{output}");
+    assert!(output.contains("run 1 passed after"), "{output}");
+}
+
+/// Runs `command` under `script`, in a pseudo-terminal, and returns what it printed there.
+fn loktar_command_in_terminal(repo: &TestRepo, command: &str) -> String {
+    let template = loktar_command();
+    let mut script = std::process::Command::new("script");
+    script.args(["--quiet", "--return", "--command", command, "/dev/null"]).current_dir(repo.path());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    let output = script.env("COLUMNS", "80").stdin(Stdio::null()).output().expect("run script");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
