@@ -3,6 +3,7 @@
 //! plugin's own `error` into a [`PluginError`] naming it.
 
 use super::bindings::{builder, discovery, notifier, registry, storage, tester, types};
+use super::state::StoreState;
 use super::{CallEnv, Outcome, PluginError, Runtime};
 use crate::config::{Package, PackageKind};
 use crate::settings::Role;
@@ -16,15 +17,12 @@ impl Runtime {
         package: &Package,
         env: &CallEnv,
     ) -> Result<Outcome<types::TestReport>, PluginError> {
-        let plugin = self.plugin(provider, Role::Tester).await?;
         let package = wit_package(package);
-        let outcome = self
-            .call(&plugin, env, async |store, pre| {
-                let tester = tester::TesterPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
-                tester.call_test(&mut *store, context, &package).await
-            })
-            .await?;
-        plugin_result(provider, outcome)
+        self.role_call(provider, Role::Tester, env, async |store, pre| {
+            let tester = tester::TesterPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+            tester.call_test(&mut *store, context, &package).await
+        })
+        .await
     }
 
     /// Runs a builder plugin on a package; returns what it built.
@@ -35,15 +33,12 @@ impl Runtime {
         package: &Package,
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
-        let plugin = self.plugin(provider, Role::Builder).await?;
         let package = wit_package(package);
-        let outcome = self
-            .call(&plugin, env, async |store, pre| {
-                let builder = builder::BuilderPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
-                builder.call_build(&mut *store, context, &package).await
-            })
-            .await?;
-        plugin_result(provider, outcome)
+        self.role_call(provider, Role::Builder, env, async |store, pre| {
+            let builder = builder::BuilderPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+            builder.call_build(&mut *store, context, &package).await
+        })
+        .await
     }
 
     /// Runs a registry plugin on a package's artifacts; returns them as published.
@@ -55,15 +50,12 @@ impl Runtime {
         artifacts: &[types::Artifact],
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
-        let plugin = self.plugin(provider, Role::Registry).await?;
         let package = wit_package(package);
-        let outcome = self
-            .call(&plugin, env, async |store, pre| {
-                let registry = registry::RegistryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
-                registry.call_publish(&mut *store, context, &package, artifacts).await
-            })
-            .await?;
-        plugin_result(provider, outcome)
+        self.role_call(provider, Role::Registry, env, async |store, pre| {
+            let registry = registry::RegistryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+            registry.call_publish(&mut *store, context, &package, artifacts).await
+        })
+        .await
     }
 
     /// Runs a storage plugin on a package's artifacts; returns them as stored.
@@ -75,15 +67,12 @@ impl Runtime {
         artifacts: &[types::Artifact],
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
-        let plugin = self.plugin(provider, Role::Storage).await?;
         let package = wit_package(package);
-        let outcome = self
-            .call(&plugin, env, async |store, pre| {
-                let storage = storage::StoragePre::new(pre.clone())?.instantiate_async(&mut *store).await?;
-                storage.call_store(&mut *store, context, &package, artifacts).await
-            })
-            .await?;
-        plugin_result(provider, outcome)
+        self.role_call(provider, Role::Storage, env, async |store, pre| {
+            let storage = storage::StoragePre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+            storage.call_store(&mut *store, context, &package, artifacts).await
+        })
+        .await
     }
 
     /// Hands a notifier plugin one event, as JSON.
@@ -94,14 +83,11 @@ impl Runtime {
         event: &str,
         env: &CallEnv,
     ) -> Result<Outcome<()>, PluginError> {
-        let plugin = self.plugin(provider, Role::Notifier).await?;
-        let outcome = self
-            .call(&plugin, env, async |store, pre| {
-                let notifier = notifier::NotifierPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
-                notifier.call_notify(&mut *store, context, event).await
-            })
-            .await?;
-        plugin_result(provider, outcome)
+        self.role_call(provider, Role::Notifier, env, async |store, pre| {
+            let notifier = notifier::NotifierPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+            notifier.call_notify(&mut *store, context, event).await
+        })
+        .await
     }
 
     /// Runs a discovery plugin on a package.
@@ -111,14 +97,30 @@ impl Runtime {
         package: &Package,
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::FoundDependency>>, PluginError> {
-        let plugin = self.plugin(provider, Role::Discovery).await?;
         let package = wit_package(package);
-        let outcome = self
-            .call(&plugin, env, async |store, pre| {
-                let discovery = discovery::DiscoveryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
-                discovery.call_discover(&mut *store, &package).await
-            })
-            .await?;
+        self.role_call(provider, Role::Discovery, env, async |store, pre| {
+            let discovery = discovery::DiscoveryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
+            discovery.call_discover(&mut *store, &package).await
+        })
+        .await
+    }
+
+    /// Loads the plugin answering to `provider` as a `role`, and makes one call in a fresh store.
+    async fn role_call<T, F>(
+        &self,
+        provider: &str,
+        role: Role,
+        env: &CallEnv,
+        call: F,
+    ) -> Result<Outcome<T>, PluginError>
+    where
+        F: AsyncFnOnce(
+            &mut wasmtime::Store<StoreState>,
+            &wasmtime::component::InstancePre<StoreState>,
+        ) -> wasmtime::Result<Result<T, types::Error>>,
+    {
+        let plugin = self.plugin(provider, role).await?;
+        let outcome = self.call(&plugin, env, call).await?;
         plugin_result(provider, outcome)
     }
 }
