@@ -14,6 +14,9 @@ const PLUGINS: &[(&str, &str)] = &[
     ("python_requirements", "loktar-plugin-python-requirements"),
     ("dockerfile", "loktar-plugin-dockerfile"),
     ("docker_compose", "loktar-plugin-docker-compose"),
+    ("whl", "loktar-plugin-whl"),
+    ("fs", "loktar-plugin-fs"),
+    ("deb", "loktar-plugin-deb"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

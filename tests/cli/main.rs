@@ -3,6 +3,7 @@
 
 mod support;
 
+mod builders;
 mod config_errors;
 mod graph;
 mod plan;

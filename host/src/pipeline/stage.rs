@@ -57,6 +57,9 @@ impl std::fmt::Display for Stage {
     }
 }
 
+/// The storage used for a package that builds something but names no `storage_type`.
+pub const DEFAULT_STORAGE: &str = "fs";
+
 /// What one stage will do for one package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan {
@@ -73,7 +76,8 @@ impl StagePlan {
     }
 }
 
-/// The stages of `package` up to `last`, each with its providers.
+/// The stages of `package` up to `last`, each with its providers. A package
+/// that builds something is stored, by default with [`DEFAULT_STORAGE`].
 pub fn stages_of(package: &Package, last: Stage, notifiers: &[String]) -> Vec<StagePlan> {
     Stage::ALL
         .into_iter()
@@ -83,7 +87,11 @@ pub fn stages_of(package: &Package, last: Stage, notifiers: &[String]) -> Vec<St
                 Stage::Test => package.test_type.iter().cloned().collect(),
                 Stage::Build => package.pkg_type.iter().cloned().collect(),
                 Stage::Publish => package.build_info.registry_type.iter().cloned().collect(),
-                Stage::Store => package.build_info.storage_type.iter().cloned().collect(),
+                Stage::Store => match (&package.build_info.storage_type, &package.pkg_type) {
+                    (Some(storage), _) => vec![storage.clone()],
+                    (None, Some(_)) => vec![DEFAULT_STORAGE.to_string()],
+                    (None, None) => Vec::new(),
+                },
                 Stage::Notify => notifiers.to_vec(),
             };
             StagePlan { stage, providers }
@@ -117,11 +125,15 @@ mod tests {
                 ("test", vec!["make".to_string()]),
                 ("build", vec!["docker".to_string()]),
                 ("publish", vec!["quay".to_string()]),
-                ("store", vec![]),
+                ("store", vec!["fs".to_string()]),
                 ("notify", vec!["slack".to_string()]),
             ]
         );
+        package.pkg_type = None;
+        let plans = stages_of(&package, Stage::Notify, &[]);
+        assert!(plans[1].is_skipped() && plans[3].is_skipped(), "nothing built, nothing stored: {plans:?}");
         package.test_type = None;
+        package.pkg_type = Some("docker".into());
         let plans = stages_of(&package, Stage::Build, &[]);
         assert_eq!(plans.len(), 2);
         assert!(plans[0].is_skipped() && !plans[1].is_skipped());

@@ -107,7 +107,7 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
         .linker
         .instantiate_pre(&component)
         .map_err(|e| PluginError::new(format!("plugin `{name}` imports something Loktar does not provide: {e:#}")))?;
-    let grants = Grants::from_settings(&settings, &runtime.settings);
+    let grants = Grants::from_settings(name, &settings, &runtime.settings);
     let info = describe(runtime, name, &pre).await?;
     let roles: Vec<Role> = info.roles.iter().map(|r| role(*r)).collect();
     let requested: BTreeSet<Capability> = info.capabilities.iter().map(|c| capability(*c)).collect();

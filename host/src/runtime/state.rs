@@ -10,7 +10,7 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::cancel::Cancel;
-use crate::settings::{Capability, Limits, PluginSettings, Settings};
+use crate::settings::{Capability, Limits, PluginSettings, Settings, StoreSettings};
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
@@ -28,11 +28,13 @@ pub struct Grants {
     pub env: Vec<String>,
     /// Secrets it may read: name and the host environment variable holding it.
     pub secrets: Vec<(String, String)>,
+    /// The object store it may use: the one with its own provider name, if configured.
+    pub store: Option<(String, StoreSettings)>,
 }
 
 impl Grants {
     /// The grants written in the host configuration for one plugin.
-    pub fn from_settings(plugin: &PluginSettings, settings: &Settings) -> Grants {
+    pub fn from_settings(name: &str, plugin: &PluginSettings, settings: &Settings) -> Grants {
         let secrets = plugin
             .secrets
             .iter()
@@ -44,6 +46,7 @@ impl Grants {
             programs: plugin.programs.clone().unwrap_or_default(),
             env: plugin.env.clone().unwrap_or_default(),
             secrets,
+            store: settings.stores.get(name).map(|store| (name.to_string(), store.clone())),
         }
     }
 
@@ -100,6 +103,8 @@ pub struct StoreState {
     pub(crate) log: StageLog,
     /// The package folder on the host, where programs run.
     pub(crate) package_dir: PathBuf,
+    /// The artifact folder on the host, when the call has one.
+    pub(crate) artifacts_dir: Option<PathBuf>,
     /// Limits, for the process timeout.
     pub(crate) process_timeout: std::time::Duration,
     /// The run's cancel token, if the call belongs to a run.
@@ -127,11 +132,13 @@ impl StoreState {
         wasi.allow_blocking_current_thread(true);
         wasi.stdout(PluginOutput::new(&log, Source::Stdout)).stderr(PluginOutput::new(&log, Source::Stderr));
         let mut package_dir = PathBuf::new();
+        let mut artifacts_dir = None;
         if let Some(mounts) = &env.mounts {
             preopen(&mut wasi, &mounts.package, PACKAGE_MOUNT, false)?;
             if let Some(artifacts) = &mounts.artifacts {
                 std::fs::create_dir_all(artifacts)?;
                 preopen(&mut wasi, artifacts, ARTIFACTS_MOUNT, true)?;
+                artifacts_dir = Some(artifacts.clone());
             }
             package_dir = mounts.package.clone();
         }
@@ -144,6 +151,7 @@ impl StoreState {
             grants,
             log,
             package_dir,
+            artifacts_dir,
             process_timeout: std::time::Duration::from_secs(limits.process_timeout_secs),
             cancel: env.cancel.clone(),
         })

@@ -89,6 +89,18 @@ pub struct PluginSettings {
     pub secrets: Option<Vec<String>>,
 }
 
+/// Where a named object store keeps its objects. A storage plugin uses the
+/// store with its own provider name (`[stores.fs]` for the `fs` plugin).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StoreSettings {
+    /// A folder on this machine.
+    Fs {
+        /// The folder; relative paths are relative to the repository root.
+        dir: PathBuf,
+    },
+}
+
 /// Where a named secret comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +136,8 @@ struct File {
     plugins: BTreeMap<String, PluginSettings>,
     #[serde(default)]
     secrets: BTreeMap<String, Secret>,
+    #[serde(default)]
+    stores: BTreeMap<String, StoreSettings>,
     limits: Option<Limits>,
 }
 
@@ -134,6 +148,8 @@ pub struct Settings {
     pub plugins: BTreeMap<String, PluginSettings>,
     /// Named secrets and the environment variables holding them.
     pub secrets: BTreeMap<String, Secret>,
+    /// Named object stores.
+    pub stores: BTreeMap<String, StoreSettings>,
     /// Limits on every plugin call.
     pub limits: Limits,
     /// The file read, if any.
@@ -144,7 +160,22 @@ impl Settings {
     /// The built-in defaults alone.
     pub fn builtin() -> Settings {
         let file: File = toml::from_str(include_str!("builtin.toml")).unwrap_or_default();
-        Settings { plugins: file.plugins, secrets: BTreeMap::new(), limits: Limits::default(), source: None }
+        Settings {
+            plugins: file.plugins,
+            secrets: BTreeMap::new(),
+            stores: file.stores,
+            limits: Limits::default(),
+            source: None,
+        }
+    }
+
+    /// Folders of `fs` stores, relative to the repository root, made absolute.
+    fn resolve_store_folders(mut self, root: &Path) -> Settings {
+        for store in self.stores.values_mut() {
+            let StoreSettings::Fs { dir } = store;
+            *dir = root.join(&*dir);
+        }
+        self
     }
 
     /// Finds and reads the host configuration for a repository at `root`.
@@ -156,7 +187,7 @@ impl Settings {
             .or_else(|| user_config_dir().map(|d| d.join("loktar").join(FILE_NAME)).filter(|p| p.is_file()));
         let mut settings = Settings::builtin();
         let Some(path) = chosen else {
-            return Ok(settings);
+            return Ok(settings.resolve_store_folders(root));
         };
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Diagnostic::new(format!("cannot read the host configuration `{}`: {e}", path.display()))
@@ -185,6 +216,7 @@ impl Settings {
             settings.limits = limits;
         }
         settings.secrets = file.secrets;
+        settings.stores.extend(file.stores);
         for (name, plugin) in &settings.plugins {
             for secret in plugin.secrets.iter().flatten() {
                 if !settings.secrets.contains_key(secret) {
@@ -197,7 +229,7 @@ impl Settings {
             }
         }
         settings.source = Some(path);
-        Ok(settings)
+        Ok(settings.resolve_store_folders(root))
     }
 }
 

@@ -63,7 +63,7 @@ pub mod log {
 /// Running allow-listed programs in the package folder.
 #[cfg(any(feature = "tester", feature = "builder"))]
 pub mod process {
-    pub use crate::role::bindings::raw::process::{Command, ExitStatus};
+    pub use crate::role::bindings::raw::process::{Command, ExitStatus, HostFolders};
     use crate::role::bindings::types::Error;
 
     impl Command {
@@ -108,6 +108,28 @@ pub mod process {
     pub fn run(command: &Command) -> Result<ExitStatus, Error> {
         crate::role::bindings::raw::process::run(command)
     }
+
+    /// The host paths of `/package` and `/artifacts`, to name them in a program's arguments.
+    pub fn folders() -> Result<HostFolders, Error> {
+        crate::role::bindings::raw::process::folders()
+    }
+}
+
+/// Loktar's version rule for what builders make: `None` on the default
+/// branch (a release keeps the package's own version), else a label made of
+/// the branch and the commit — lowercase letters and digits joined by dots,
+/// `feature.loud.1a2b3c4d` — to append to the version
+/// (`1.2.0+feature.loud.1a2b3c4d`), so a branch build never takes a
+/// release's version.
+#[cfg(feature = "builder")]
+pub fn branch_label(context: &crate::role::bindings::types::RunContext) -> Option<String> {
+    if context.on_default_branch {
+        return None;
+    }
+    let branch = context.branch.as_deref().unwrap_or("detached");
+    let commit: String = context.commit.chars().take(8).collect();
+    let raw = format!("{branch}.{commit}").to_lowercase();
+    Some(raw.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("."))
 }
 
 /// The base name of an image reference, as discovery plugins match it

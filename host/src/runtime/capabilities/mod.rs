@@ -5,6 +5,7 @@
 //! [`StoreState`]: super::state::StoreState
 
 pub mod log;
+pub mod object_store;
 pub mod process;
 pub mod secrets;
 pub mod unavailable;
@@ -21,6 +22,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     types::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     log::add_to_linker(linker)?;
     process::add_to_linker(linker)?;
+    object_store::add_to_linker(linker)?;
     secrets::add_to_linker(linker)?;
     unavailable::add_to_linker(linker)?;
     Ok(())

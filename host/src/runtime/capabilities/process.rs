@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::not_granted;
-use crate::runtime::bindings::host::loktar::plugin::process::{self, Command, ExitStatus};
+use crate::runtime::bindings::host::loktar::plugin::process::{self, Command, ExitStatus, HostFolders};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::stage_log::{Level, Source, StageLog};
 use crate::runtime::state::StoreState;
@@ -26,6 +26,16 @@ use crate::settings::Capability;
 const STDOUT_RETURNED: usize = 1024 * 1024;
 
 impl process::Host for StoreState {
+    async fn folders(&mut self) -> Result<HostFolders, Error> {
+        if !self.grants.allows(Capability::Process) {
+            return Err(not_granted(self, Capability::Process));
+        }
+        Ok(HostFolders {
+            package: self.package_dir.display().to_string(),
+            artifacts: self.artifacts_dir.as_ref().map(|dir| dir.display().to_string()),
+        })
+    }
+
     async fn run(&mut self, command: Command) -> Result<ExitStatus, Error> {
         if !self.grants.allows(Capability::Process) {
             return Err(not_granted(self, Capability::Process));

@@ -1,10 +1,10 @@
 //! Capabilities whose implementations arrive with later features
-//! (`container-engine`, `object-store`, `github`). They are part of the
+//! (`container-engine`, `github`). They are part of the
 //! interface already; calling them returns a clear error.
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::runtime::bindings::host::loktar::plugin::{container_engine, github, object_store, types};
+use crate::runtime::bindings::host::loktar::plugin::{container_engine, github, types};
 use crate::runtime::state::StoreState;
 
 fn unavailable(capability: &str) -> types::Error {
@@ -29,21 +29,6 @@ impl container_engine::Host for StoreState {
     }
 }
 
-impl object_store::Host for StoreState {
-    async fn put(&mut self, _: String, _: String, _: String) -> Result<object_store::ObjectInfo, types::Error> {
-        Err(unavailable("object-store"))
-    }
-    async fn get(&mut self, _: String, _: String, _: String) -> Result<object_store::ObjectInfo, types::Error> {
-        Err(unavailable("object-store"))
-    }
-    async fn head(&mut self, _: String, _: String) -> Result<Option<object_store::ObjectInfo>, types::Error> {
-        Err(unavailable("object-store"))
-    }
-    async fn list(&mut self, _: String, _: String) -> Result<Vec<object_store::ObjectInfo>, types::Error> {
-        Err(unavailable("object-store"))
-    }
-}
-
 impl github::Host for StoreState {
     async fn call(&mut self, _: github::Request) -> Result<github::Response, types::Error> {
         Err(unavailable("github"))
@@ -53,7 +38,6 @@ impl github::Host for StoreState {
 /// Adds the not-yet-available capabilities to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     container_engine::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
-    object_store::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     github::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     Ok(())
 }

@@ -1,0 +1,258 @@
+//! The builders on real fixtures, checked with the real consumers: wheels
+//! are installed with pip into a scratch virtual environment and imported.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::TestRepo;
+
+const SETUP_PY: &str =
+    "from setuptools import setup\n\nsetup(name=\"tiny-lib\", version=\"1.2.0\", packages=[\"tiny_lib\"])\n";
+
+/// A repository with one `whl` package, `tiny_lib`, committed on `main`.
+fn wheel_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        r#"{ "packages": [ { "pkg_name": "tiny_lib", "pkg_type": "whl", "test_type": "no-test", "type": "library" } ] }"#,
+    );
+    repo.write("tiny_lib/setup.py", SETUP_PY);
+    repo.write("tiny_lib/tiny_lib/__init__.py", "def shout(text):\n    return text.upper() + \"!\"\n");
+    repo.commit("a library");
+    repo
+}
+
+/// The wheels a run built for `package`.
+fn wheels(repo: &TestRepo, run: u32, package: &str) -> Vec<std::path::PathBuf> {
+    let folder = repo.path().join(format!(".loktar/runs/{run}/{package}/artifacts"));
+    let mut found: Vec<_> = std::fs::read_dir(&folder)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    found.retain(|path| path.extension().is_some_and(|e| e == "whl"));
+    found
+}
+
+/// Installs `wheel` into a fresh virtual environment and runs `code` with its python.
+fn install_and_run(wheel: &Path, code: &str) -> String {
+    let venv = tempfile::tempdir().expect("temp dir");
+    let made = Command::new("python3").args(["-m", "venv"]).arg(venv.path()).status().expect("python3 -m venv");
+    assert!(made.success(), "cannot make a virtual environment");
+    let python = venv.path().join("bin/python");
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--no-index", "--disable-pip-version-check"])
+        .arg(wheel)
+        .output()
+        .expect("pip install");
+    assert!(installed.status.success(), "pip install failed: {}", String::from_utf8_lossy(&installed.stderr));
+    let ran = Command::new(&python).args(["-c", code]).output().expect("python");
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    String::from_utf8_lossy(&ran.stdout).trim().to_string()
+}
+
+#[test]
+fn whl_builds_an_installable_wheel_with_the_release_version_on_the_default_branch() {
+    let repo = wheel_repo();
+    let summary = repo.loktar(&["run", "--all", "--stage", "build", "--format", "json"]).json();
+    let artifact = &summary["packages"][0]["artifacts"][0];
+    assert_eq!(
+        (&artifact["kind"], &artifact["name"], &artifact["version"]),
+        (&"wheel".into(), &"tiny_lib".into(), &"1.2.0".into())
+    );
+    let built = wheels(&repo, 1, "tiny_lib");
+    assert_eq!(built.len(), 1, "{built:?}");
+    assert_eq!(built[0].file_name().and_then(|n| n.to_str()), Some("tiny_lib-1.2.0-py3-none-any.whl"));
+    let digest = format!("sha256:{}", sha256(&built[0]));
+    assert_eq!(artifact["digest"], digest.as_str());
+    let printed = install_and_run(
+        &built[0],
+        "import tiny_lib, importlib.metadata as m; print(tiny_lib.shout('hi'), m.version('tiny-lib'))",
+    );
+    assert_eq!(printed, "HI! 1.2.0");
+    // The build never wrote into the work tree.
+    assert_eq!(repo.git(&["status", "--porcelain", "--ignored", "tiny_lib"]), "");
+}
+
+#[test]
+fn whl_gives_branch_builds_a_local_version_from_branch_and_commit() {
+    let repo = wheel_repo();
+    repo.git(&["switch", "--quiet", "-c", "feature/Loud"]);
+    repo.write("tiny_lib/tiny_lib/__init__.py", "def shout(text):\n    return text.upper() + \"!!\"\n");
+    let head = repo.commit("louder");
+    let summary = repo.loktar(&["run", "--stage", "build", "--format", "json"]).json();
+    let version = format!("1.2.0+feature.loud.{}", &head[..8]);
+    assert_eq!(summary["packages"][0]["artifacts"][0]["version"], version.as_str());
+    let built = wheels(&repo, 1, "tiny_lib");
+    assert_eq!(built.len(), 1, "{built:?}");
+    let printed = install_and_run(
+        &built[0],
+        "import tiny_lib, importlib.metadata as m; print(tiny_lib.shout('hi'), m.version('tiny-lib'))",
+    );
+    assert_eq!(printed, format!("HI!! {version}"));
+}
+
+#[test]
+fn whl_errors_name_the_package_and_keep_the_tool_output() {
+    let repo = wheel_repo();
+    repo.remove("tiny_lib/setup.py");
+    repo.commit("no project file");
+    let run = repo.loktar(&["run", "--all", "--stage", "build"]).expect_code(1);
+    assert!(
+        run.stdout.contains("tiny_lib build: plugin `whl`: package `tiny_lib` has no `pyproject.toml` or `setup.py`"),
+        "{}",
+        run.stdout
+    );
+
+    repo.write(
+        "tiny_lib/setup.py",
+        "from setuptools import setup\nsetup(name=\"tiny-lib\", version=\"1.2.0\", packages=[\"tiny_lib\"]\n",
+    );
+    repo.commit("broken setup.py");
+    let run = repo.loktar(&["run", "--all", "--stage", "build"]).expect_code(1);
+    assert!(run.stdout.contains("building the wheel of `tiny_lib` failed: pip exited with 1"), "{}", run.stdout);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/2/tiny_lib/build.log")).expect("build log");
+    assert!(log.contains("SyntaxError"), "the tool's output is in the log:\n{log}");
+}
+
+fn sha256(path: &Path) -> String {
+    let output = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn fs_storage_keeps_each_version_once_and_never_overwrites_it() {
+    let repo = wheel_repo();
+    let summary = repo.loktar(&["run", "--all", "--format", "json"]).json();
+    let artifact = &summary["packages"][0]["artifacts"][0];
+    let stored = repo.path().join(".loktar/artifacts/tiny_lib/1.2.0/tiny_lib-1.2.0-py3-none-any.whl");
+    let location = artifact["location"].as_str().unwrap_or_default();
+    assert_eq!(
+        Path::new(location.strip_prefix("file://").unwrap_or(location)).canonicalize().ok(),
+        stored.canonicalize().ok()
+    );
+    assert_eq!(artifact["digest"], format!("sha256:{}", sha256(&stored)).as_str());
+    let stages: Vec<&str> = summary["packages"][0]["stages"]
+        .as_array()
+        .map(|s| s.iter().map(|s| s["outcome"].as_str().unwrap_or("")).collect())
+        .unwrap_or_default();
+    assert_eq!(stages, ["skipped", "passed", "skipped", "passed", "skipped"], "test, build, publish, store, notify");
+
+    // The same commit again: the same wheel, byte for byte, found already stored.
+    repo.loktar(&["run", "--all"]).ok();
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/2/tiny_lib/store.log")).expect("store log");
+    assert!(log.contains("is already stored with the same content"), "{log}");
+
+    // New code under the same version is refused, and the stored wheel is untouched.
+    let before = sha256(&stored);
+    repo.write("tiny_lib/tiny_lib/__init__.py", "def shout(text):\n    return text\n");
+    repo.commit("quieter, same version");
+    let run = repo.loktar(&["run", "--all"]).expect_code(1);
+    assert!(run.stdout.contains("tiny_lib store: plugin `fs`: `tiny_lib/1.2.0/tiny_lib-1.2.0-py3-none-any.whl` is already stored with different content"), "{}", run.stdout);
+    assert!(run.stdout.contains("hint: a stored version is never overwritten"), "{}", run.stdout);
+    assert_eq!(sha256(&stored), before);
+}
+
+/// A repository with one `deb` package, `hello`: an executable in `root/usr/bin`.
+fn deb_repo(control: Option<&str>, build_info: &str) -> TestRepo {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        &format!(r#"{{ "packages": [ {{ "pkg_name": "hello", "pkg_type": "deb", "build_info": {build_info} }} ] }}"#),
+    );
+    repo.write("hello/root/usr/bin/hello", "#!/bin/sh\necho hello from a deb\n");
+    let script = repo.path().join("hello/root/usr/bin/hello");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    repo.write("hello/root/usr/share/doc/hello/README", "docs\n");
+    if let Some(control) = control {
+        repo.write("hello/root/DEBIAN/control", control);
+    }
+    repo.commit("a deb package");
+    repo
+}
+
+const CONTROL_FIELDS: &str = r#"{ "control": { "Package": "hello", "Version": "1.0-1", "Architecture": "all", "Maintainer": "Loktar <ci@example.invalid>", "Description": "says hello" } }"#;
+
+fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+    let output = Command::new("dpkg-deb").args(args).arg(deb).output().expect("dpkg-deb");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn deb_builds_a_package_dpkg_installs_with_modes_and_root_owner() {
+    let repo = deb_repo(None, CONTROL_FIELDS);
+    let summary = repo.loktar(&["run", "--all", "--format", "json"]).json();
+    let artifact = &summary["packages"][0]["artifacts"][0];
+    assert_eq!(
+        (&artifact["kind"], &artifact["name"], &artifact["version"]),
+        (&"deb".into(), &"hello".into(), &"1.0-1".into())
+    );
+    let deb = repo.path().join(".loktar/runs/1/hello/artifacts/hello_1.0-1_all.deb");
+    let info = dpkg_deb(&["--info"], &deb);
+    assert!(info.contains(" Package: hello") && info.contains(" Version: 1.0-1"), "{info}");
+    let contents = dpkg_deb(&["--contents"], &deb);
+    let hello = contents.lines().find(|l| l.ends_with("./usr/bin/hello")).unwrap_or_else(|| panic!("{contents}"));
+    assert!(hello.starts_with("-rwxr-xr-x root/root"), "modes kept, owner root: {hello}");
+    assert!(contents.contains("./usr/share/doc/hello/README"), "{contents}");
+    // Stored by the default storage too; built again from the same commit, it is the same file.
+    assert!(repo.path().join(".loktar/artifacts/hello/1.0-1/hello_1.0-1_all.deb").is_file());
+    repo.loktar(&["run", "--all"]).ok();
+
+    // Installed with dpkg into a scratch root, it runs.
+    let root = tempfile::tempdir().expect("temp dir");
+    for folder in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
+        std::fs::create_dir_all(root.path().join(folder)).expect("dpkg folders");
+    }
+    std::fs::write(root.path().join("var/lib/dpkg/status"), "").expect("status");
+    let installed = Command::new("dpkg")
+        .arg(format!("--root={}", root.path().display()))
+        .args(["--log=/dev/null", "--force-not-root", "--force-script-chrootless", "--install"])
+        .arg(&deb)
+        .output()
+        .expect("dpkg");
+    assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+    let ran = Command::new(root.path().join("usr/bin/hello")).output().expect("run the installed program");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from a deb\n");
+}
+
+#[test]
+fn deb_takes_the_control_file_from_the_tree_and_labels_branch_builds() {
+    let control = "Package: hello\nVersion: 2.0\nArchitecture: all\nMaintainer: Loktar <ci@example.invalid>\nDescription: says hello\n";
+    let repo = deb_repo(Some(control), "{}");
+    repo.git(&["switch", "--quiet", "-c", "fix/typo"]);
+    repo.write("hello/root/usr/share/doc/hello/README", "fixed docs\n");
+    let head = repo.commit("typo");
+    let summary = repo.loktar(&["run", "--stage", "build", "--format", "json"]).json();
+    let version = format!("2.0+fix.typo.{}", &head[..8]);
+    assert_eq!(summary["packages"][0]["artifacts"][0]["version"], version.as_str());
+    let deb = repo.path().join(format!(".loktar/runs/1/hello/artifacts/hello_{version}_all.deb"));
+    assert!(dpkg_deb(&["--info"], &deb).contains(&format!(" Version: {version}")));
+}
+
+#[test]
+fn deb_errors_name_the_file_and_keep_the_tool_output() {
+    let repo = deb_repo(Some("Package hello\n"), "{}");
+    let run = repo.loktar(&["run", "--all"]).expect_code(1);
+    assert!(
+        run.stdout
+            .contains("hello build: plugin `deb`: `root/DEBIAN/control` line 1: `Package hello` is not `Field: value`"),
+        "{}",
+        run.stdout
+    );
+
+    let bad_depends = CONTROL_FIELDS.replace(r#""Description""#, r#""Depends": "libc6 (>> ", "Description""#);
+    repo.write(
+        "loktar.json",
+        &format!(r#"{{ "packages": [ {{ "pkg_name": "hello", "pkg_type": "deb", "build_info": {bad_depends} }} ] }}"#),
+    );
+    repo.remove("hello/root/DEBIAN/control");
+    repo.commit("control in build_info, broken Depends");
+    let run = repo.loktar(&["run", "--all"]).expect_code(1);
+    assert!(
+        run.stdout.contains("hello build: plugin `deb`: dpkg-deb failed: `dpkg-deb` exited with 2"),
+        "{}",
+        run.stdout
+    );
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/2/hello/build.log")).expect("build log");
+    assert!(log.contains("Depends"), "dpkg-deb's complaint is in the log:\n{log}");
+}
