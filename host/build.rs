@@ -17,6 +17,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("whl", "loktar-plugin-whl"),
     ("fs", "loktar-plugin-fs"),
     ("deb", "loktar-plugin-deb"),
+    ("jar", "loktar-plugin-jar"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

@@ -256,3 +256,73 @@ fn deb_errors_name_the_file_and_keep_the_tool_output() {
     let log = std::fs::read_to_string(repo.path().join(".loktar/runs/2/hello/build.log")).expect("build log");
     assert!(log.contains("Depends"), "dpkg-deb's complaint is in the log:\n{log}");
 }
+
+const MAIN_JAVA: &str = "package com.example;\n\npublic class Main {\n    public static void main(String[] args) {\n        System.out.println(\"hello from java \" + Greeting.WORD);\n    }\n}\n";
+const GREETING_JAVA: &str = "package com.example;\n\nclass Greeting {\n    static final String WORD = \"there\";\n}\n";
+
+/// A repository with one `jar` package, `tool`, committed on `main`.
+fn jar_repo(build_info: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        &format!(r#"{{ "packages": [ {{ "pkg_name": "tool", "pkg_type": "jar", "build_info": {build_info} }} ] }}"#),
+    );
+    repo.write("tool/src/main/java/com/example/Main.java", MAIN_JAVA);
+    repo.write("tool/src/main/java/com/example/Greeting.java", GREETING_JAVA);
+    repo.write("tool/src/main/resources/tool.properties", "greeting=there\n");
+    repo.commit("a java tool");
+    repo
+}
+
+#[test]
+fn jar_builds_a_runnable_jar_with_its_resources() {
+    let repo = jar_repo(r#"{ "version": "1.0.0", "main_class": "com.example.Main" }"#);
+    let summary = repo.loktar(&["run", "--all", "--format", "json"]).json();
+    let artifact = &summary["packages"][0]["artifacts"][0];
+    assert_eq!((&artifact["kind"], &artifact["version"]), (&"jar".into(), &"1.0.0".into()));
+    let jar = repo.path().join(".loktar/runs/1/tool/artifacts/tool-1.0.0.jar");
+    let listed = Command::new("jar").arg("tf").arg(&jar).output().expect("jar tf");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for entry in ["com/example/Main.class", "com/example/Greeting.class", "tool.properties", "META-INF/MANIFEST.MF"] {
+        assert!(listed.lines().any(|l| l == entry), "`{entry}` missing from:\n{listed}");
+    }
+    let ran = Command::new("java").arg("-cp").arg(&jar).arg("com.example.Main").output().expect("java");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from java there\n");
+    let ran = Command::new("java").arg("-jar").arg(&jar).output().expect("java -jar");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from java there\n", "the main class is the entry point");
+    // Stored by the default storage; rebuilt from the same commit, the same bytes.
+    assert!(repo.path().join(".loktar/artifacts/tool/1.0.0/tool-1.0.0.jar").is_file());
+    repo.loktar(&["run", "--all"]).ok();
+}
+
+#[test]
+fn emr_jars_are_stored_under_prod_on_the_default_branch_and_dev_on_others() {
+    let repo = jar_repo(r#"{ "emr": true }"#);
+    repo.write("tool/pom.xml", "<project><parent><version>9</version></parent><version>2.1.0</version></project>\n");
+    repo.commit("version from the pom");
+    repo.loktar(&["run", "--all"]).ok();
+    assert!(repo.path().join(".loktar/artifacts/jars/prod/tool/tool-2.1.0.jar").is_file());
+    repo.git(&["switch", "--quiet", "-c", "spark-tuning"]);
+    let head = repo.commit("tuning");
+    repo.loktar(&["run", "--all"]).ok();
+    let dev = format!(".loktar/artifacts/jars/dev/tool/spark-tuning/tool-2.1.0+spark.tuning.{}.jar", &head[..8]);
+    assert!(repo.path().join(dev).is_file());
+}
+
+#[test]
+fn jar_errors_keep_the_compiler_output() {
+    let repo = jar_repo(r#"{ "version": "1.0.0" }"#);
+    repo.write(
+        "tool/src/main/java/com/example/Greeting.java",
+        "package com.example;\nclass Greeting { static final String WORD = 42; }\n",
+    );
+    repo.commit("type error");
+    let run = repo.loktar(&["run", "--all"]).expect_code(1);
+    assert!(run.stdout.contains("tool build: plugin `jar`: compiling failed: `javac` exited with 1"), "{}", run.stdout);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/tool/build.log")).expect("build log");
+    assert!(log.contains("Greeting.java:2: error: incompatible types"), "javac's output is in the log:\n{log}");
+
+    let repo = jar_repo("{}");
+    let run = repo.loktar(&["run", "--all"]).expect_code(1);
+    assert!(run.stdout.contains("tool build: plugin `jar`: the jar has no version"), "{}", run.stdout);
+}

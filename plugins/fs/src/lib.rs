@@ -1,5 +1,6 @@
 //! The `fs` storage, Loktar's embedded default: every artifact file goes to
-//! `<package>/<version>/<file>` in the store `[stores.fs]` names (by default
+//! `<package>/<version>/<file>` (EMR jars: `jars/prod|dev/…`, see
+//! `loktar_sdk::storage_key`) in the store `[stores.fs]` names (by default
 //! the repository's `.loktar/artifacts`).
 //!
 //! Storing is idempotent and versions are immutable: the same content at an
@@ -22,7 +23,7 @@ impl Storage for Fs {
             .with_capabilities(&[Capability::Log, Capability::ObjectStore])
     }
 
-    fn store(_context: RunContext, package: Package, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, Error> {
+    fn store(context: RunContext, package: Package, artifacts: Vec<Artifact>) -> Result<Vec<Artifact>, Error> {
         let mut stored = Vec::with_capacity(artifacts.len());
         for artifact in artifacts {
             let Some(file) = artifact.location.strip_prefix("/artifacts/") else {
@@ -31,7 +32,7 @@ impl Storage for Fs {
                 continue;
             };
             let file_name = file.rsplit('/').next().unwrap_or(file);
-            let key = format!("{}/{}/{file_name}", package.name, artifact.version);
+            let key = loktar_sdk::storage_key(&context, &package, &artifact, file_name);
             let local = sha256_of(&artifact.location)?;
             let url = match object_store::head(STORE, &key)? {
                 Some(existing) if existing.sha256.as_deref() == Some(local.as_str()) => {

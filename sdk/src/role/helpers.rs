@@ -132,6 +132,30 @@ pub fn branch_label(context: &crate::role::bindings::types::RunContext) -> Optio
     Some(raw.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("."))
 }
 
+/// Where a storage plugin keeps an artifact file named `file`:
+/// `<package>/<version>/<file>`. Jars of a package with `build_info.emr:
+/// true` follow Loktar's Elastic MapReduce layout instead:
+/// `jars/prod/<package>/<file>` on the default branch and
+/// `jars/dev/<package>/<branch>/<file>` on others.
+#[cfg(feature = "storage")]
+pub fn storage_key(
+    context: &crate::role::bindings::types::RunContext,
+    package: &crate::role::bindings::types::Package,
+    artifact: &crate::role::bindings::types::Artifact,
+    file: &str,
+) -> String {
+    let settings: serde_json::Value = serde_json::from_str(&package.settings).unwrap_or_default();
+    let emr = artifact.kind == "jar" && settings["emr"].as_bool() == Some(true);
+    match (emr, context.on_default_branch) {
+        (false, _) => format!("{}/{}/{file}", package.name, artifact.version),
+        (true, true) => format!("jars/prod/{}/{file}", package.name),
+        (true, false) => {
+            let branch = context.branch.as_deref().unwrap_or("detached");
+            format!("jars/dev/{}/{branch}/{file}", package.name)
+        }
+    }
+}
+
 /// The base name of an image reference, as discovery plugins match it
 /// against package names: `registry:5000/org/pet_api:3@sha256:…` → `pet_api`.
 #[cfg(feature = "discovery")]
