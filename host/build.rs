@@ -18,6 +18,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("fs", "loktar-plugin-fs"),
     ("deb", "loktar-plugin-deb"),
     ("jar", "loktar-plugin-jar"),
+    ("s3", "loktar-plugin-s3"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

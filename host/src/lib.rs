@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod discover;
 pub mod events;
 pub mod graph;
+pub mod objects;
 pub mod pipeline;
 pub mod programs;
 pub mod render;

@@ -1,6 +1,7 @@
 //! Integration tests: the real `loktar` binary on real git repositories
 //! created in temporary folders.
 
+mod s3_server;
 mod support;
 
 mod builders;
@@ -10,3 +11,4 @@ mod plan;
 mod plugins;
 mod range;
 mod run;
+mod s3;

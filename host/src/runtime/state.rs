@@ -10,7 +10,8 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::cancel::Cancel;
-use crate::settings::{Capability, Limits, PluginSettings, Settings, StoreSettings};
+use crate::objects::{ObjectError, ObjectStore};
+use crate::settings::{Capability, Limits, PluginSettings, Settings};
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
@@ -28,8 +29,9 @@ pub struct Grants {
     pub env: Vec<String>,
     /// Secrets it may read: name and the host environment variable holding it.
     pub secrets: Vec<(String, String)>,
-    /// The object store it may use: the one with its own provider name, if configured.
-    pub store: Option<(String, StoreSettings)>,
+    /// The object store it may use: the one with its own provider name, if
+    /// configured (opened once, when the plugin loads).
+    pub store: Option<(String, Result<ObjectStore, ObjectError>)>,
 }
 
 impl Grants {
@@ -46,7 +48,10 @@ impl Grants {
             programs: plugin.programs.clone().unwrap_or_default(),
             env: plugin.env.clone().unwrap_or_default(),
             secrets,
-            store: settings.stores.get(name).map(|store| (name.to_string(), store.clone())),
+            store: settings.stores.get(name).map(|store| {
+                let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| std::env::var(&s.env).ok());
+                (name.to_string(), ObjectStore::open(name, store, secret))
+            }),
         }
     }
 

@@ -99,6 +99,46 @@ pub enum StoreSettings {
         /// The folder; relative paths are relative to the repository root.
         dir: PathBuf,
     },
+    /// A bucket on an S3-compatible server.
+    S3(S3Settings),
+}
+
+/// Where an `s3` store is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// The bucket.
+    pub bucket: String,
+    /// A key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// The region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// The server's URL, for servers other than AWS.
+    pub endpoint: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`); default: on with `endpoint`.
+    pub path_style: Option<bool>,
+    /// The secret (under `[secrets]`) holding the access key id.
+    pub access_key_secret: String,
+    /// The secret (under `[secrets]`) holding the secret access key.
+    pub secret_key_secret: String,
+    /// Files larger than this many MiB are uploaded in parts (at least 5).
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold_mib: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+impl S3Settings {
+    /// Files above this many MiB are uploaded in parts, unless configured otherwise.
+    pub const DEFAULT_MULTIPART_THRESHOLD_MIB: u64 = 256;
+}
+
+fn default_multipart_threshold() -> u64 {
+    S3Settings::DEFAULT_MULTIPART_THRESHOLD_MIB
 }
 
 /// Where a named secret comes from.
@@ -172,8 +212,9 @@ impl Settings {
     /// Folders of `fs` stores, relative to the repository root, made absolute.
     fn resolve_store_folders(mut self, root: &Path) -> Settings {
         for store in self.stores.values_mut() {
-            let StoreSettings::Fs { dir } = store;
-            *dir = root.join(&*dir);
+            if let StoreSettings::Fs { dir } = store {
+                *dir = root.join(&*dir);
+            }
         }
         self
     }
@@ -222,6 +263,18 @@ impl Settings {
                 if !settings.secrets.contains_key(secret) {
                     return Err(Diagnostic::new(format!(
                         "`{}`: plugin `{name}` is granted secret `{secret}`, which `[secrets]` does not define",
+                        path.display()
+                    ))
+                    .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
+                }
+            }
+        }
+        for (name, store) in &settings.stores {
+            let StoreSettings::S3(s3) = store else { continue };
+            for secret in [&s3.access_key_secret, &s3.secret_key_secret] {
+                if !settings.secrets.contains_key(secret) {
+                    return Err(Diagnostic::new(format!(
+                        "`{}`: store `{name}` reads secret `{secret}`, which `[secrets]` does not define",
                         path.display()
                     ))
                     .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));

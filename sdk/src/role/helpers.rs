@@ -156,6 +156,64 @@ pub fn storage_key(
     }
 }
 
+/// What a storage plugin does with a package's artifacts, in the store
+/// `store` (the one named after the plugin): each artifact file goes to its
+/// [`storage_key`]; the same content already there is not sent again;
+/// different content there is an error — a stored version is never
+/// overwritten. Artifacts that are not files (images) are handed on
+/// unchanged. Returns the artifacts with their stored locations.
+#[cfg(feature = "storage")]
+pub fn store_artifacts(
+    store: &str,
+    context: &crate::role::bindings::types::RunContext,
+    package: &crate::role::bindings::types::Package,
+    artifacts: Vec<crate::role::bindings::types::Artifact>,
+) -> Result<Vec<crate::role::bindings::types::Artifact>, crate::role::bindings::types::Error> {
+    use crate::role::bindings::raw::object_store;
+    use crate::role::bindings::types::{Artifact, Error};
+    use sha2::{Digest, Sha256};
+
+    let mut stored = Vec::with_capacity(artifacts.len());
+    for artifact in artifacts {
+        let Some(file) = artifact.location.strip_prefix("/artifacts/") else {
+            log::info(&format!("`{}` is not a file; nothing to store", artifact.location));
+            stored.push(artifact);
+            continue;
+        };
+        let file_name = file.rsplit('/').next().unwrap_or(file);
+        let key = storage_key(context, package, &artifact, file_name);
+        // Builders report the SHA-256 of what they made; hash the file only when one did not.
+        let local = match artifact.digest.as_deref().and_then(|d| d.strip_prefix("sha256:")) {
+            Some(digest) => digest.to_string(),
+            None => {
+                let bytes = std::fs::read(&artifact.location)
+                    .map_err(|e| Error::new(format!("cannot read artifact `{}`: {e}", artifact.location)))?;
+                Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+            }
+        };
+        let url = match object_store::head(store, &key)? {
+            Some(existing) if existing.sha256.as_deref() == Some(local.as_str()) => {
+                log::info(&format!("`{key}` is already stored with the same content"));
+                existing.url
+            }
+            Some(_) => {
+                return Err(Error::new(format!(
+                    "`{key}` is already stored with different content: version `{}` of `{}` was built before",
+                    artifact.version, package.name
+                ))
+                .with_hint("a stored version is never overwritten: give the package a new version"));
+            }
+            None => {
+                let info = object_store::put(store, &key, &artifact.location)?;
+                log::info(&format!("stored `{key}` ({} bytes) at {}", info.size, info.url));
+                info.url
+            }
+        };
+        stored.push(Artifact { location: url, ..artifact });
+    }
+    Ok(stored)
+}
+
 /// The base name of an image reference, as discovery plugins match it
 /// against package names: `registry:5000/org/pet_api:3@sha256:…` → `pet_api`.
 #[cfg(feature = "discovery")]

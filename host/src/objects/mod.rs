@@ -1,0 +1,147 @@
+//! Object stores: where storage plugins put artifacts, named in the host
+//! configuration (`[stores.<name>]`). Two backends: `fs`, a folder on this
+//! machine (the embedded default), and `s3`, any S3-compatible server.
+//!
+//! Keys are relative paths that cannot climb out of the store; every object
+//! carries its SHA-256, so storing the same content twice is detected and a
+//! different content under a stored key is never mistaken for it.
+
+mod fs;
+mod s3;
+
+use std::path::{Component, Path};
+
+pub use s3::S3Store;
+
+use crate::settings::StoreSettings;
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key in the store.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, lowercase hex, when known.
+    pub sha256: Option<String>,
+    /// Where it is: `file://…` or `s3://bucket/key`.
+    pub url: String,
+}
+
+/// Why an object operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ObjectError {
+    /// What failed, naming the store.
+    pub message: String,
+    /// The obvious fix, if any.
+    pub hint: Option<String>,
+}
+
+impl ObjectError {
+    fn new(message: impl Into<String>) -> Self {
+        ObjectError { message: message.into(), hint: None }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// One configured store, ready for use.
+#[derive(Debug, Clone)]
+pub enum ObjectStore {
+    /// A folder on this machine.
+    Fs(fs::FsStore),
+    /// An S3-compatible server.
+    S3(S3Store),
+}
+
+impl ObjectStore {
+    /// Opens the store `name`; `secret` reads a named secret's value.
+    pub fn open(
+        name: &str,
+        settings: &StoreSettings,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<ObjectStore, ObjectError> {
+        match settings {
+            StoreSettings::Fs { dir } => Ok(ObjectStore::Fs(fs::FsStore::new(name, dir))),
+            StoreSettings::S3(s3) => S3Store::new(name, s3, secret).map(ObjectStore::S3),
+        }
+    }
+
+    /// Uploads `file` to `key`.
+    pub async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, ObjectError> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.put(key, file).await,
+            ObjectStore::S3(store) => store.put(key, file).await,
+        }
+    }
+
+    /// Downloads `key` into `file`.
+    pub async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, ObjectError> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.get(key, file).await,
+            ObjectStore::S3(store) => store.get(key, file).await,
+        }
+    }
+
+    /// The metadata of `key`, or `None` when there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.head(key).await,
+            ObjectStore::S3(store) => store.head(key).await,
+        }
+    }
+
+    /// Objects whose keys start with `prefix`, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
+        match self {
+            ObjectStore::Fs(store) => store.list(prefix).await,
+            ObjectStore::S3(store) => store.list(prefix).await,
+        }
+    }
+}
+
+/// A key as a relative path that stays inside the store.
+pub fn checked_key(key: &str) -> Result<&str, ObjectError> {
+    let plain = !key.is_empty() && Path::new(key).components().all(|c| matches!(c, Component::Normal(_)));
+    if plain {
+        Ok(key)
+    } else {
+        Err(ObjectError::new(format!("`{key}` is not a valid key")).hint("use a relative path without `..`"))
+    }
+}
+
+/// The SHA-256 of a file, lowercase hex, and its size.
+pub async fn sha256_of(file: &Path) -> std::io::Result<(String, u64)> {
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let mut reader = std::fs::File::open(&file)?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let read = reader.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            size += read as u64;
+        }
+        Ok((hex(&hasher.finalize()), size))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
