@@ -3,7 +3,7 @@
 //! credentials from named secrets. Each object carries its SHA-256 twice:
 //! as `x-amz-checksum-sha256`, which the server verifies on upload, and as
 //! `sha256` metadata, which `head` reports. Files above the multipart
-//! threshold go up in parts, each with its own checksum.
+//! threshold go up in parts, a few at a time, each with its own checksum.
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +28,8 @@ use crate::settings::S3Settings;
 
 /// Size of each part of a multipart upload.
 const PART_SIZE: u64 = 16 << 20;
+/// Parts uploaded at once.
+const PARTS_IN_FLIGHT: usize = 4;
 /// Metadata key holding an object's SHA-256 (hex).
 const SHA256_METADATA: &str = "sha256";
 
@@ -175,6 +177,7 @@ impl S3Store {
         Ok(())
     }
 
+    /// Uploads the parts of `file`, [`PARTS_IN_FLIGHT`] at a time; returns them in order.
     async fn upload_parts(
         &self,
         key: &str,
@@ -183,33 +186,44 @@ impl S3Store {
         file: &Path,
         size: u64,
     ) -> Result<Vec<CompletedPart>, ObjectError> {
-        let mut parts = Vec::new();
-        let mut offset = 0;
-        let mut number = 1;
-        while offset < size {
-            let length = PART_SIZE.min(size - offset);
-            let chunk = read_chunk(file, offset, length).await.map_err(|e| self.local("read the file", &e))?;
-            let checksum = BASE64.encode(Sha256::digest(&chunk));
-            let part = self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(full_key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(ByteStream::from(chunk))
-                .content_length(i64::try_from(length).unwrap_or(i64::MAX))
-                .checksum_sha256(&checksum)
-                .send()
-                .await
-                .map_err(|e| self.remote(&format!("upload part {number} of `{key}`"), e))?;
-            parts.push(
-                CompletedPart::builder().part_number(number).set_e_tag(part.e_tag).checksum_sha256(checksum).build(),
-            );
-            offset += length;
-            number += 1;
-        }
-        Ok(parts)
+        use futures_util::{StreamExt, TryStreamExt};
+        let offsets = (0..size.div_ceil(PART_SIZE)).map(|index| index * PART_SIZE);
+        futures_util::stream::iter(offsets.zip(1..))
+            .map(|(offset, number)| self.upload_part(key, full_key, upload_id, file, offset, size, number))
+            .buffered(PARTS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    /// Uploads part `number`, the bytes of `file` from `offset`, with its own SHA-256.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part(
+        &self,
+        key: &str,
+        full_key: &str,
+        upload_id: &str,
+        file: &Path,
+        offset: u64,
+        size: u64,
+        number: i32,
+    ) -> Result<CompletedPart, ObjectError> {
+        let length = PART_SIZE.min(size - offset);
+        let chunk = read_chunk(file, offset, length).await.map_err(|e| self.local("read the file", &e))?;
+        let checksum = BASE64.encode(Sha256::digest(&chunk));
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(full_key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(chunk))
+            .content_length(i64::try_from(length).unwrap_or(i64::MAX))
+            .checksum_sha256(&checksum)
+            .send()
+            .await
+            .map_err(|e| self.remote(&format!("upload part {number} of `{key}`"), e))?;
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag).checksum_sha256(checksum).build())
     }
 
     /// Downloads `key` into `file`, checking its SHA-256 when the object has one.
