@@ -54,8 +54,8 @@ impl Builder for Deb {
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(|e| Error::new(format!("cannot make `{staging}`: {e}")))?;
         // `cp -a` on the host keeps the modes, which WASI cannot set.
-        run(
-            Command::new("cp")
+        process::run_checked(
+            &Command::new("cp")
                 .arg("-a")
                 .arg(&format!("{}/{tree}/.", folders.package))
                 .arg(&format!("{artifacts}/{STAGING}")),
@@ -66,8 +66,8 @@ impl Builder for Deb {
             .map_err(|e| Error::new(format!("cannot write the control file: {e}")))?;
         let file =
             format!("{name}_{}_{architecture}.deb", version.split_once(':').map_or(version.as_str(), |(_, v)| v));
-        let built = run(
-            Command::new("dpkg-deb")
+        let built = process::run_checked(
+            &Command::new("dpkg-deb")
                 .arg("--root-owner-group")
                 .arg("-Zgzip")
                 .arg("--build")
@@ -109,17 +109,6 @@ fn read_control(settings: &serde_json::Value, tree: &str) -> Result<Control, Err
 
 fn field(control: &Control, name: &str) -> String {
     control.get(name).unwrap_or_default().to_string()
-}
-
-/// Runs a program; a failure names `what` and points at the log.
-fn run(command: Command, what: &str) -> Result<(), Error> {
-    let status = process::run(&command)?;
-    if status.success() {
-        return Ok(());
-    }
-    let how = status.code.map_or_else(|| "was stopped".to_string(), |code| format!("exited with {code}"));
-    Err(Error::new(format!("{what} failed: `{}` {how}", command.program))
-        .with_hint("its output is in the stage log above"))
 }
 
 loktar_sdk::export!(builder: Deb);

@@ -51,8 +51,8 @@ impl Builder for Jar {
             .and_then(|()| std::fs::write(format!("/artifacts/{SOURCE_LIST}"), host_sources.join("\n") + "\n"))
             .map_err(|e| Error::new(format!("cannot prepare the build folder: {e}")))?;
         log::info(&format!("compiling {} Java files", sources.len()));
-        let compiled = run(
-            Command::new("javac")
+        let compiled = process::run_checked(
+            &Command::new("javac")
                 .arg("-encoding")
                 .arg("UTF-8")
                 .arg("-d")
@@ -73,7 +73,7 @@ impl Builder for Jar {
             if std::path::Path::new(&format!("/package/{RESOURCES}")).is_dir() {
                 jar = jar.arg("-C").arg(&format!("{}/{RESOURCES}", folders.package)).arg(".");
             }
-            run(jar, "packing the jar")
+            process::run_checked(&jar, "packing the jar")
         });
         let _ = std::fs::remove_dir_all(format!("/artifacts/{CLASSES}"));
         let _ = std::fs::remove_file(format!("/artifacts/{SOURCE_LIST}"));
@@ -131,17 +131,6 @@ fn pom_version(pom: &str) -> Option<String> {
     let start = text.find("<version>")? + "<version>".len();
     let end = start + text[start..].find("</version>")?;
     Some(text[start..end].trim().to_string()).filter(|v| !v.is_empty() && !v.contains('$'))
-}
-
-/// Runs a program; a failure names `what` and points at the log.
-fn run(command: Command, what: &str) -> Result<(), Error> {
-    let status = process::run(&command)?;
-    if status.success() {
-        return Ok(());
-    }
-    let how = status.code.map_or_else(|| "was stopped".to_string(), |code| format!("exited with {code}"));
-    Err(Error::new(format!("{what} failed: `{}` {how}", command.program))
-        .with_hint("its output is in the stage log above"))
 }
 
 loktar_sdk::export!(builder: Jar);

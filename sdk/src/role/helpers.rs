@@ -109,6 +109,18 @@ pub mod process {
         crate::role::bindings::raw::process::run(command)
     }
 
+    /// Runs a program that must succeed; otherwise an error saying that
+    /// `what` failed, how the program ended, and that its output is in the log.
+    pub fn run_checked(command: &Command, what: &str) -> Result<(), Error> {
+        let status = run(command)?;
+        if status.success() {
+            return Ok(());
+        }
+        let how = status.code.map_or_else(|| "was stopped".to_string(), |code| format!("exited with {code}"));
+        Err(Error::new(format!("{what} failed: `{}` {how}", command.program))
+            .with_hint("its output is in the stage log above"))
+    }
+
     /// The host paths of `/package` and `/artifacts`, to name them in a program's arguments.
     pub fn folders() -> Result<HostFolders, Error> {
         crate::role::bindings::raw::process::folders()
