@@ -16,7 +16,6 @@ mod control;
 use control::Control;
 use loktar_sdk::prelude::*;
 use loktar_sdk::process::{self, Command};
-use sha2::{Digest, Sha256};
 
 struct Deb;
 
@@ -78,17 +77,7 @@ impl Builder for Deb {
         );
         let _ = std::fs::remove_dir_all(&staging);
         built?;
-        let bytes = std::fs::read(format!("/artifacts/{file}"))
-            .map_err(|e| Error::new(format!("cannot read `{file}`: {e}")))?;
-        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        log::info(&format!("built {file} ({} bytes)", bytes.len()));
-        Ok(vec![Artifact {
-            kind: "deb".into(),
-            name,
-            version,
-            location: format!("/artifacts/{file}"),
-            digest: Some(format!("sha256:{digest}")),
-        }])
+        Ok(vec![loktar_sdk::file_artifact("deb", &name, &version, &file)?])
     }
 }
 

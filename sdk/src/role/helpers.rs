@@ -144,6 +144,31 @@ pub fn branch_label(context: &crate::role::bindings::types::RunContext) -> Optio
     Some(raw.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join("."))
 }
 
+/// The artifact for `file`, which a builder made in `/artifacts`: its
+/// location there and its SHA-256 as the digest (storage plugins trust it).
+#[cfg(feature = "builder")]
+pub fn file_artifact(
+    kind: &str,
+    name: &str,
+    version: &str,
+    file: &str,
+) -> Result<crate::role::bindings::types::Artifact, crate::role::bindings::types::Error> {
+    use crate::role::bindings::types::{Artifact, Error};
+    use sha2::{Digest, Sha256};
+
+    let location = format!("/artifacts/{file}");
+    let bytes = std::fs::read(&location).map_err(|e| Error::new(format!("cannot read `{file}`: {e}")))?;
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    log::info(&format!("built {file} ({} bytes)", bytes.len()));
+    Ok(Artifact {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        version: version.to_string(),
+        location,
+        digest: Some(format!("sha256:{digest}")),
+    })
+}
+
 /// Where a storage plugin keeps an artifact file named `file`:
 /// `<package>/<version>/<file>`. Jars of a package with `build_info.emr:
 /// true` follow Loktar's Elastic MapReduce layout instead:
