@@ -19,6 +19,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("deb", "loktar-plugin-deb"),
     ("jar", "loktar-plugin-jar"),
     ("s3", "loktar-plugin-s3"),
+    ("docker", "loktar-plugin-docker"),
+    ("quay", "loktar-plugin-quay"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

@@ -44,6 +44,8 @@ fn main() {
         base: None,
         default_branch: "main".into(),
         on_default_branch: false,
+        commit_time: None,
+        repository_url: None,
     };
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let plugin_calls = tokio.block_on(async {

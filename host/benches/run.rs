@@ -9,9 +9,12 @@
 //! alternate between the three; the figures are ratios of medians. Run with
 //! `cargo bench --bench run`; `LOKTAR_BENCH_ROUNDS` changes the rounds.
 
+#[allow(dead_code)]
+mod common;
+
+use common::{median, ms, ratio, timed};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const PACKAGES: usize = 100;
 
@@ -92,23 +95,4 @@ fn write_repo(root: &Path) {
         let status = Command::new("git").args(args).current_dir(root).status().expect("git");
         assert!(status.success());
     }
-}
-
-fn timed(work: impl FnOnce()) -> Duration {
-    let start = Instant::now();
-    work();
-    start.elapsed()
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort_unstable();
-    times[times.len() / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-fn ratio(measured: Duration, baseline: Duration) -> f64 {
-    measured.as_secs_f64() / baseline.as_secs_f64()
 }

@@ -10,12 +10,16 @@
 //! by the bare client. Rounds alternate; the figures are ratios of median
 //! throughputs (Loktar ÷ baseline). Run with `cargo bench --bench s3`.
 
+#[allow(dead_code)]
+mod common;
+
 #[path = "../../tests/cli/s3_server.rs"]
 #[allow(dead_code)]
 mod s3_server;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::{median, ms, noise};
 use loktar::objects::ObjectStore;
 use loktar::settings::{S3Settings, StoreSettings};
 
@@ -26,17 +30,7 @@ fn main() {
     let server = s3_server::S3Server::start(&["bench"]);
     let scratch = tempfile::tempdir().expect("temp dir");
     let file = scratch.path().join("artifact.bin");
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let bytes: Vec<u8> = (0..SIZE / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
-    std::fs::write(&file, &bytes).expect("write the artifact");
-    drop(bytes);
+    std::fs::write(&file, noise(SIZE, 0x2545_f491_4f6c_dd1d)).expect("write the artifact");
 
     let store = |multipart_threshold_mib| {
         let settings = StoreSettings::S3(S3Settings {
@@ -95,13 +89,4 @@ fn main() {
     );
     println!("  throughput ratio (loktar ÷ baseline): {:.2}", bare.as_secs_f64() / loktar.as_secs_f64());
     println!("  in parts ÷ baseline:                  {:.2}", bare.as_secs_f64() / in_parts.as_secs_f64());
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort_unstable();
-    times[times.len() / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

@@ -8,6 +8,7 @@ pub mod affected;
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod diagnostic;
 pub mod discover;
 pub mod events;

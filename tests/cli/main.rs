@@ -1,11 +1,14 @@
 //! Integration tests: the real `loktar` binary on real git repositories
 //! created in temporary folders.
 
+mod containers;
+mod recorder;
 mod s3_server;
 mod support;
 
 mod builders;
 mod config_errors;
+mod docker;
 mod graph;
 mod plan;
 mod plugins;

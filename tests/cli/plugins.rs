@@ -34,6 +34,8 @@ fn context() -> RunContext {
         base: None,
         default_branch: "main".into(),
         on_default_branch: true,
+        commit_time: None,
+        repository_url: None,
     }
 }
 

@@ -264,11 +264,11 @@ fn selection_dry_run_and_stages() {
     assert!(timeline(&repo).is_empty(), "a dry run runs nothing");
     assert!(!repo.path().join(".loktar").exists(), "a dry run records nothing");
 
-    // A builder this build does not have fails its package clearly; `--stage test` stops before it.
+    // A failing build fails its package clearly; `--stage test` stops before it.
     repo.write("loktar.json", r#"{ "packages": [ { "pkg_name": "a", "test_type": "make", "pkg_type": "docker" } ] }"#);
     let run = repo.loktar(&["run", "--all"]).expect_code(1);
-    assert!(run.stdout.contains("a build: no plugin for pkg_type `docker`"), "{}", run.stdout);
-    assert!(run.stdout.contains("hint: this build of Loktar has no `docker` builder"), "{}", run.stdout);
+    assert!(run.stdout.contains("a build: plugin `docker`: package `a` has no `Dockerfile` in `a`"), "{}", run.stdout);
+    assert!(run.stdout.contains("hint: add a Dockerfile to the package folder"), "{}", run.stdout);
     let tested = repo.loktar(&["run", "--all", "--stage", "test"]).ok();
     assert!(tested.starts_with("package  result  test\na        passed  passed "), "{tested}");
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
-use crate::support::{TestRepo, loktar_command};
+use crate::support::TestRepo;
 
 /// `loktar.toml` for a store `s3` on `endpoint`, bucket `bucket`.
 fn config(endpoint: &str, bucket: &str, threshold_mib: u64) -> String {
@@ -42,18 +42,7 @@ fn repo(endpoint: &str, bucket: &str, size: usize, threshold_mib: u64) -> TestRe
 }
 
 fn run(repo: &TestRepo, key: &str, secret: &str) -> crate::support::Run {
-    let output = loktar_command()
-        .current_dir(repo.path())
-        .args(["run", "--all"])
-        .env("TEST_S3_KEY", key)
-        .env("TEST_S3_SECRET", secret)
-        .output()
-        .expect("run loktar");
-    crate::support::Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    crate::support::loktar_with_env(repo.path(), &["run", "--all"], &[("TEST_S3_KEY", key), ("TEST_S3_SECRET", secret)])
 }
 
 fn sha256(bytes: &[u8]) -> String {

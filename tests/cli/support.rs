@@ -31,6 +31,15 @@ impl Run {
         self.expect_code(0).stdout
     }
 
+    /// Asserts that stdout says each of `texts`, showing it when it does not.
+    #[track_caller]
+    pub fn says(&self, texts: &[&str]) -> &Run {
+        for text in texts {
+            assert!(self.stdout.contains(text), "stdout does not say {text:?}:\n{}", self.stdout);
+        }
+        self
+    }
+
     /// The stdout parsed as JSON.
     #[track_caller]
     pub fn json(self) -> serde_json::Value {
@@ -132,12 +141,7 @@ impl TestRepo {
 
     /// Runs `loktar args…` in `dir`.
     pub fn loktar_in(&self, dir: &Path, args: &[&str]) -> Run {
-        let output = loktar_command().current_dir(dir).args(args).output().expect("run loktar");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        loktar_with_env(dir, args, &[])
     }
 
     /// Replaces what varies between runs, for snapshots: the repository path and commit hashes.
@@ -147,6 +151,16 @@ impl TestRepo {
             text = text.replace(&real.display().to_string(), "[REPO]");
         }
         replace_hashes(&text)
+    }
+}
+
+/// Runs `loktar args…` in `dir` with extra environment variables (secrets, say).
+pub fn loktar_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output = loktar_command().current_dir(dir).args(args).envs(env.iter().copied()).output().expect("run loktar");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 

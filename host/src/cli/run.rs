@@ -139,6 +139,8 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
             base: selection.base,
             default_branch,
             on_default_branch,
+            commit_time: head.commit_time,
+            repository_url: head.origin_url,
         },
         options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
     };

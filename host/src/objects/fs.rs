@@ -21,6 +21,11 @@ impl FsStore {
         FsStore { name: name.to_string(), dir: dir.to_path_buf() }
     }
 
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     fn failed(&self, what: &str, error: &std::io::Error) -> ObjectError {
         ObjectError::new(format!("store `{}`: cannot {what}: {error}", self.name))
     }

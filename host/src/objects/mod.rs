@@ -98,6 +98,20 @@ impl ObjectStore {
         }
     }
 
+    /// A URL anyone holding it can GET `key` from, for `expires` — for
+    /// services outside this machine (a remote build fetching its context).
+    pub async fn presign(&self, key: &str, expires: std::time::Duration) -> Result<String, ObjectError> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => Err(ObjectError::new(format!(
+                "store `{}` is a folder on this machine: no other machine can fetch `{key}` from it",
+                store.name()
+            ))
+            .hint("keep the package in an S3 store: `\"storage_type\": \"s3\"` and `[stores.s3]` in loktar.toml")),
+            ObjectStore::S3(store) => store.presign(key, expires).await,
+        }
+    }
+
     /// Objects whose keys start with `prefix`, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
         match self {

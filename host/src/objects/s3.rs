@@ -270,6 +270,21 @@ impl S3Store {
         }
     }
 
+    /// A presigned GET URL for `key`, valid for `expires`.
+    pub async fn presign(&self, key: &str, expires: Duration) -> Result<String, ObjectError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| ObjectError::new(format!("store `{}`: cannot sign a URL for `{key}`: {e}", self.name)))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .presigned(config)
+            .await
+            .map_err(|e| self.remote(&format!("sign a URL for `{key}`"), e))?;
+        Ok(request.uri().to_string())
+    }
+
     /// Objects whose keys start with `prefix`, every page of them.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
         let mut found = Vec::new();

@@ -147,6 +147,9 @@ pub fn wit_package(package: &Package) -> types::Package {
             PackageKind::Service => "service".to_string(),
             PackageKind::Library => "library".to_string(),
         }),
+        build_type: package.build_info.build_type.clone(),
+        registry_type: package.build_info.registry_type.clone(),
+        storage_type: package.build_info.storage_type.clone(),
         settings: serde_json::Value::Object(package.build_info.settings.clone()).to_string(),
     }
 }

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::cancel::Cancel;
+use crate::containers::Containers;
 use crate::objects::{ObjectError, ObjectStore};
 use crate::settings::{Capability, Limits, PluginSettings, Settings};
 
@@ -29,9 +31,12 @@ pub struct Grants {
     pub env: Vec<String>,
     /// Secrets it may read: name and the host environment variable holding it.
     pub secrets: Vec<(String, String)>,
-    /// The object store it may use: the one with its own provider name, if
-    /// configured (opened once, when the plugin loads).
-    pub store: Option<(String, Result<ObjectStore, ObjectError>)>,
+    /// The object stores it may use, opened once when the plugin loads: the
+    /// one with its own provider name and those its `stores` grant lists,
+    /// each if configured.
+    pub stores: Vec<(String, Result<ObjectStore, ObjectError>)>,
+    /// The container engine and registries, with `container-engine`.
+    pub containers: Option<Arc<Containers>>,
 }
 
 impl Grants {
@@ -48,10 +53,20 @@ impl Grants {
             programs: plugin.programs.clone().unwrap_or_default(),
             env: plugin.env.clone().unwrap_or_default(),
             secrets,
-            store: settings.stores.get(name).map(|store| {
-                let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| std::env::var(&s.env).ok());
-                (name.to_string(), ObjectStore::open(name, store, secret))
-            }),
+            stores: std::iter::once(name)
+                .chain(plugin.stores.iter().flatten().map(String::as_str).filter(|store| *store != name))
+                .filter_map(|store| {
+                    let config = settings.stores.get(store)?;
+                    let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| std::env::var(&s.env).ok());
+                    Some((store.to_string(), ObjectStore::open(store, config, secret)))
+                })
+                .collect(),
+            containers: plugin
+                .capabilities
+                .iter()
+                .flatten()
+                .any(|c| *c == Capability::ContainerEngine)
+                .then(|| Arc::new(Containers::from_settings(settings))),
         }
     }
 

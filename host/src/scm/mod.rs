@@ -320,6 +320,10 @@ pub struct Head {
     pub branch: Option<String>,
     /// The default branch (`origin/HEAD`, else `main`, else `master`), when there is one.
     pub default_branch: Option<String>,
+    /// When `HEAD` was committed (RFC 3339).
+    pub commit_time: Option<String>,
+    /// The URL of the `origin` remote, when there is one.
+    pub origin_url: Option<String>,
 }
 
 /// Reads where the work tree stands; `default_branch` overrides the guess.
@@ -329,7 +333,9 @@ pub fn head(git: &Git, default_branch_name: Option<&str>) -> Head {
     let commit = lines.next().filter(|sha| is_full_hash(sha)).map(str::to_string);
     let branch = lines.next().filter(|name| *name != "HEAD").map(str::to_string);
     let default_branch = default_branch_name.map(str::to_string).or_else(|| default_branch(git));
-    Head { commit, branch, default_branch }
+    let commit_time = commit.as_ref().and_then(|_| git.query(&["show", "-s", "--format=%cI", "HEAD"]));
+    let origin_url = git.query(&["config", "--get", "remote.origin.url"]).filter(|url| !url.is_empty());
+    Head { commit, branch, default_branch, commit_time, origin_url }
 }
 
 fn default_branch(git: &Git) -> Option<String> {

@@ -87,6 +87,8 @@ pub struct PluginSettings {
     pub env: Option<Vec<String>>,
     /// Secrets (names under `[secrets]`) the plugin may read.
     pub secrets: Option<Vec<String>>,
+    /// Object stores (names under `[stores]`) it may use besides the one named after it.
+    pub stores: Option<Vec<String>>,
 }
 
 /// Where a named object store keeps its objects. A storage plugin uses the
@@ -141,6 +143,37 @@ fn default_multipart_threshold() -> u64 {
     S3Settings::DEFAULT_MULTIPART_THRESHOLD_MIB
 }
 
+/// Which container engine `container-engine` talks to (`[engine]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// The Docker Engine API address (`unix:///run/docker.sock`, `tcp://host:2375`);
+    /// default: `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    pub host: Option<String>,
+}
+
+/// An image registry (`[registries.<name>]`) images are pushed to. Plugins
+/// with `container-engine` name it; the host signs in, plugins never see the
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// The registry: `quay.io`, `https://registry.example.com`, `http://127.0.0.1:5000`
+    /// (`https://` unless a scheme is given).
+    pub url: String,
+    /// The namespace (organisation) images go under.
+    pub namespace: String,
+    /// The user (a Quay robot account: `org+robot`).
+    pub username: Option<String>,
+    /// The secret (under `[secrets]`) holding the password or token.
+    pub password_secret: Option<String>,
+    /// The registry's REST API, for Quay: `https://quay.io/api/v1`. With it,
+    /// `quay` creates missing repositories and `build_type: "url"` builds.
+    pub api_url: Option<String>,
+    /// The secret holding the API's OAuth token (sent as `Authorization: Bearer`).
+    pub api_token_secret: Option<String>,
+}
+
 /// Where a named secret comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +211,9 @@ struct File {
     secrets: BTreeMap<String, Secret>,
     #[serde(default)]
     stores: BTreeMap<String, StoreSettings>,
+    #[serde(default)]
+    registries: BTreeMap<String, RegistrySettings>,
+    engine: Option<EngineSettings>,
     limits: Option<Limits>,
 }
 
@@ -190,6 +226,10 @@ pub struct Settings {
     pub secrets: BTreeMap<String, Secret>,
     /// Named object stores.
     pub stores: BTreeMap<String, StoreSettings>,
+    /// Named image registries.
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// The container engine.
+    pub engine: EngineSettings,
     /// Limits on every plugin call.
     pub limits: Limits,
     /// The file read, if any.
@@ -204,6 +244,8 @@ impl Settings {
             plugins: file.plugins,
             secrets: BTreeMap::new(),
             stores: file.stores,
+            registries: file.registries,
+            engine: file.engine.unwrap_or_default(),
             limits: Limits::default(),
             source: None,
         }
@@ -258,6 +300,10 @@ impl Settings {
         }
         settings.secrets = file.secrets;
         settings.stores.extend(file.stores);
+        settings.registries.extend(file.registries);
+        if let Some(engine) = file.engine {
+            settings.engine = engine;
+        }
         for (name, plugin) in &settings.plugins {
             for secret in plugin.secrets.iter().flatten() {
                 if !settings.secrets.contains_key(secret) {
@@ -281,6 +327,18 @@ impl Settings {
                 }
             }
         }
+        for (name, registry) in &settings.registries {
+            for secret in registry.password_secret.iter().chain(&registry.api_token_secret) {
+                if settings.secrets.contains_key(secret) {
+                    continue;
+                }
+                return Err(Diagnostic::new(format!(
+                    "`{}`: registry `{name}` reads secret `{secret}`, which `[secrets]` does not define",
+                    path.display()
+                ))
+                .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
+            }
+        }
         settings.source = Some(path);
         Ok(settings.resolve_store_folders(root))
     }
@@ -294,6 +352,7 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.programs = user.programs.or(base.programs.take());
     base.env = user.env.or(base.env.take());
     base.secrets = user.secrets.or(base.secrets.take());
+    base.stores = user.stores.or(base.stores.take());
 }
 
 fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
@@ -330,6 +389,23 @@ mod tests {
         let error = Settings::load(Some(&path), dir.path()).expect_err("unknown key");
         assert!(error.message.contains("unknown field `progams`"), "{}", error.message);
         assert_eq!(error.hint.as_deref(), Some("at line 2, column 1"));
+    }
+
+    #[test]
+    fn registries_and_the_engine_are_read_and_their_secrets_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        let registry = "[engine]\nhost = \"unix:///tmp/d.sock\"\n\n[registries.quay]\nurl = \"quay.io\"\n\
+                        namespace = \"acme\"\nusername = \"acme+ci\"\npassword_secret = \"quay_token\"\n";
+        std::fs::write(&path, registry).expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("an undefined secret");
+        assert!(error.message.contains("registry `quay` reads secret `quay_token`"), "{}", error.message);
+
+        std::fs::write(&path, format!("{registry}\n[secrets.quay_token]\nenv = \"QUAY_TOKEN\"\n")).expect("write");
+        let settings = Settings::load(Some(&path), dir.path()).expect("valid");
+        assert_eq!(settings.engine.host.as_deref(), Some("unix:///tmp/d.sock"));
+        assert_eq!(settings.registries["quay"].namespace, "acme");
+        assert_eq!(settings.registries["quay"].api_url, None);
     }
 
     #[test]

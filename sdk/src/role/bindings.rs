@@ -65,7 +65,7 @@ pub mod raw {
     #[cfg(feature = "notifier")]
     pub use super::__world::loktar::plugin::github;
     pub use super::__world::loktar::plugin::log;
-    #[cfg(feature = "storage")]
+    #[cfg(any(feature = "builder", feature = "storage"))]
     pub use super::__world::loktar::plugin::object_store;
     #[cfg(any(feature = "tester", feature = "builder"))]
     pub use super::__world::loktar::plugin::process;

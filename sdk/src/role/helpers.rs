@@ -127,6 +127,87 @@ pub mod process {
     }
 }
 
+/// A registry's REST API, as the host configuration gives it
+/// (`[registries.<name>] api_url`; the host adds the token).
+#[cfg(any(feature = "builder", feature = "registry"))]
+pub mod registry_api {
+    use crate::role::bindings::raw::container_engine::{self, ApiRequest, ApiResponse};
+    use crate::role::bindings::types::Error;
+
+    /// Calls `method path` with an optional JSON body; the answer whatever its status.
+    pub fn call(
+        registry: &str,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse, Error> {
+        container_engine::registry_api(
+            registry,
+            &ApiRequest { method: method.to_string(), path: path.to_string(), body: body.map(|b| b.to_string()) },
+        )
+    }
+
+    /// Calls `method path` and expects a 2xx answer with a JSON body; any
+    /// other answer is an error saying what `what` was and what the registry said.
+    pub fn call_ok(
+        registry: &str,
+        what: &str,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, Error> {
+        let answer = call(registry, method, path, body)?;
+        let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null);
+        if (200..300).contains(&answer.status) {
+            return Ok(json);
+        }
+        let said = ["error_message", "detail", "message", "error"]
+            .iter()
+            .find_map(|key| json[key].as_str())
+            .map(|text| format!(": {text}"))
+            .unwrap_or_default();
+        Err(Error::new(format!("registry `{registry}` refused {what} (HTTP {}){said}", answer.status)))
+    }
+
+    /// Makes sure the Quay repository `namespace/repository` exists, creating
+    /// it with `visibility` (`private` or `public`) when it does not; returns
+    /// whether it was created.
+    pub fn ensure_quay_repository(
+        registry: &str,
+        namespace: &str,
+        repository: &str,
+        visibility: &str,
+    ) -> Result<bool, Error> {
+        let path = format!("/repository/{namespace}/{repository}");
+        let found = call(registry, "GET", &path, None)?;
+        match found.status {
+            200 => return Ok(false),
+            404 => {}
+            status => {
+                return Err(Error::new(format!(
+                    "registry `{registry}` answered HTTP {status} when asked for repository `{namespace}/{repository}`"
+                )));
+            }
+        }
+        let body = serde_json::json!({
+            "namespace": namespace,
+            "repository": repository,
+            "visibility": visibility,
+            "description": "Built and published by Loktar.",
+            "repo_kind": "image",
+        });
+        call_ok(
+            registry,
+            &format!("to create repository `{namespace}/{repository}`"),
+            "POST",
+            "/repository",
+            Some(&body),
+        )?;
+        super::log::info(&format!("created repository `{namespace}/{repository}` ({visibility})"));
+        Ok(true)
+    }
+}
+
 /// Loktar's version rule for what builders make: `None` on the default
 /// branch (a release keeps the package's own version), else a label made of
 /// the branch and the commit — lowercase letters and digits joined by dots,

@@ -4,6 +4,7 @@
 //!
 //! [`StoreState`]: super::state::StoreState
 
+pub mod container_engine;
 pub mod log;
 pub mod object_store;
 pub mod process;
@@ -20,6 +21,7 @@ use crate::settings::Capability;
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     types::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
+    container_engine::add_to_linker(linker)?;
     log::add_to_linker(linker)?;
     process::add_to_linker(linker)?;
     object_store::add_to_linker(linker)?;

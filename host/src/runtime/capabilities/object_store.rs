@@ -1,5 +1,6 @@
-//! `object-store`: the store the host configuration names after the plugin
-//! (`[stores.<plugin>]`), through [`crate::objects`]. Files come from and go
+//! `object-store`: the stores the host configuration grants the plugin
+//! (`[stores.<plugin>]`, and those its `stores` grant lists), through
+//! [`crate::objects`]. Files come from and go
 //! to the plugin's artifact folder only.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,11 @@ impl object_store::Host for StoreState {
         let found = self.store(&store)?.list(&prefix).await.map_err(wit_error)?;
         Ok(found.into_iter().map(wit_info).collect())
     }
+
+    async fn presign(&mut self, store: String, key: String, expires_secs: u32) -> Result<String, Error> {
+        let expires = std::time::Duration::from_secs(u64::from(expires_secs));
+        self.store(&store)?.presign(&key, expires).await.map_err(wit_error)
+    }
 }
 
 impl StoreState {
@@ -43,12 +49,14 @@ impl StoreState {
         if !self.grants.allows(Capability::ObjectStore) {
             return Err(not_granted(self, Capability::ObjectStore));
         }
-        match &self.grants.store {
-            Some((name, opened)) if name == store => opened.clone().map_err(wit_error),
-            _ => Err(Error {
+        match self.grants.stores.iter().find(|(name, _)| name == store) {
+            Some((_, opened)) => opened.clone().map_err(wit_error),
+            None => Err(Error {
                 message: format!("plugin `{}` may not use store `{store}`", self.plugin),
                 hint: Some(format!(
-                    "a storage plugin uses the store named after it: configure `[stores.{}]` in loktar.toml",
+                    "a plugin uses the store named after it and those its `stores` grant lists; \
+                     configure `[stores.{store}]` in loktar.toml, and `stores = [\"{store}\"]` under `[plugins.{}]` \
+                     unless the store is named after the plugin",
                     self.plugin
                 )),
             }),
@@ -56,7 +64,7 @@ impl StoreState {
     }
 
     /// The host path of `/artifacts/…`, the only place objects come from and go to.
-    fn artifact_file(&self, path: &str) -> Result<PathBuf, Error> {
+    pub(super) fn artifact_file(&self, path: &str) -> Result<PathBuf, Error> {
         let outside = || Error { message: format!("`{path}` is not a file under `{ARTIFACTS_MOUNT}`"), hint: None };
         let relative = path.strip_prefix(ARTIFACTS_MOUNT).and_then(|p| p.strip_prefix('/')).ok_or_else(outside)?;
         let folder = self.artifacts_dir.as_ref().ok_or_else(outside)?;

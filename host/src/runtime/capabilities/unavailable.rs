@@ -1,31 +1,16 @@
 //! Capabilities whose implementations arrive with later features
-//! (`container-engine`, `github`). They are part of the
+//! (`github`). They are part of the
 //! interface already; calling them returns a clear error.
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::runtime::bindings::host::loktar::plugin::{container_engine, github, types};
+use crate::runtime::bindings::host::loktar::plugin::{github, types};
 use crate::runtime::state::StoreState;
 
 fn unavailable(capability: &str) -> types::Error {
     types::Error {
         message: format!("capability `{capability}` is not available in this build of Loktar"),
         hint: Some("upgrade Loktar, or use a plugin that does not need it".to_string()),
-    }
-}
-
-impl container_engine::Host for StoreState {
-    async fn build(&mut self, _: container_engine::BuildRequest) -> Result<String, types::Error> {
-        Err(unavailable("container-engine"))
-    }
-    async fn tag(&mut self, _: String, _: String) -> Result<(), types::Error> {
-        Err(unavailable("container-engine"))
-    }
-    async fn push(&mut self, _: String, _: String) -> Result<String, types::Error> {
-        Err(unavailable("container-engine"))
-    }
-    async fn inspect(&mut self, _: String) -> Result<Option<String>, types::Error> {
-        Err(unavailable("container-engine"))
     }
 }
 
@@ -37,7 +22,6 @@ impl github::Host for StoreState {
 
 /// Adds the not-yet-available capabilities to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    container_engine::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     github::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
     Ok(())
 }

@@ -1,0 +1,41 @@
+//! What the benchmarks share: a timed piece of work, the median of rounds,
+//! figures in milliseconds and ratios, and incompressible test data.
+
+use std::time::{Duration, Instant};
+
+/// How long `work` took.
+pub fn timed(work: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    work();
+    start.elapsed()
+}
+
+/// The median of some timings (at least one).
+pub fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+/// A duration in milliseconds.
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// `measured ÷ baseline`.
+pub fn ratio(measured: Duration, baseline: Duration) -> f64 {
+    measured.as_secs_f64() / baseline.as_secs_f64()
+}
+
+/// `size` bytes of noise (xorshift from `seed`): no compression shrinks them.
+pub fn noise(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..size.div_ceil(8))
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .take(size)
+        .collect()
+}

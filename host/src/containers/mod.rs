@@ -1,0 +1,72 @@
+//! Container images: the engine that builds them ([`engine`], the Docker
+//! Engine API through bollard) and the registries they are pushed to
+//! ([`registry`], the distribution v2 HTTP API), as the host configuration
+//! names them (`[engine]`, `[registries.<name>]`).
+//!
+//! Credentials stay here: plugins name a registry, the host signs in.
+
+pub mod engine;
+pub mod registry;
+
+use std::collections::BTreeMap;
+
+pub use engine::{BuildRequest, Engine, ImageInfo};
+pub use registry::Registry;
+
+use crate::settings::Settings;
+
+/// Why an engine or registry operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ContainerError {
+    /// What failed, naming the engine or registry.
+    pub message: String,
+    /// The obvious fix, if any.
+    pub hint: Option<String>,
+}
+
+impl ContainerError {
+    fn new(message: impl Into<String>) -> Self {
+        ContainerError { message: message.into(), hint: None }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The engine and the registries of one host configuration.
+#[derive(Debug)]
+pub struct Containers {
+    /// The engine (connected on first use).
+    pub engine: Engine,
+    registries: BTreeMap<String, Registry>,
+}
+
+impl Containers {
+    /// The engine and registries `settings` describe; registry passwords are
+    /// read from their secrets' environment variables now.
+    pub fn from_settings(settings: &Settings) -> Containers {
+        let secret = |name: &str| settings.secrets.get(name).and_then(|s| std::env::var(&s.env).ok());
+        let registries = settings
+            .registries
+            .iter()
+            .map(|(name, registry)| (name.clone(), Registry::new(name, registry, secret)))
+            .collect();
+        Containers { engine: Engine::new(&settings.engine), registries }
+    }
+
+    /// The registry named `name` in the host configuration.
+    pub fn registry(&self, name: &str) -> Result<&Registry, ContainerError> {
+        self.registries.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.registries.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                format!("configure it in loktar.toml: `[registries.{name}]` with `url` and `namespace`")
+            } else {
+                format!("configured registries: {}; or add `[registries.{name}]` to loktar.toml", known.join(", "))
+            };
+            ContainerError::new(format!("no registry `{name}` in the host configuration")).hint(hint)
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! `container-engine`: images built from the package folder, tagged, pushed
+//! to the registries of the host configuration and inspected, through
+//! [`crate::containers`]. Build and push output goes to the stage log; a
+//! cancelled run stops a build or push in flight.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::not_granted;
+use crate::cancel::Cancel;
+use crate::containers::{self, ContainerError, Containers};
+use crate::runtime::bindings::host::loktar::plugin::container_engine::{
+    self, ApiRequest, ApiResponse, BuildRequest, ImageInfo, RegistryInfo,
+};
+use crate::runtime::bindings::host::loktar::plugin::types::Error;
+use crate::runtime::stage_log::{Level, Source};
+use crate::runtime::state::StoreState;
+use crate::settings::Capability;
+
+impl container_engine::Host for StoreState {
+    async fn build(&mut self, request: BuildRequest) -> Result<String, Error> {
+        let containers = self.containers()?;
+        let context = self.package_path(&request.context)?;
+        let request = containers::BuildRequest {
+            context,
+            dockerfile: request.dockerfile,
+            target: request.target,
+            build_args: request.build_args,
+            labels: request.labels,
+            tags: request.tags,
+        };
+        let log = self.log.clone();
+        let mut write = |line: &str| {
+            log.push(Source::Program, Level::Info, line);
+        };
+        unless_cancelled(self.cancel.clone(), "the image build", containers.engine.build(request, &mut write)).await
+    }
+
+    async fn archive_context(&mut self, context: String, path: String) -> Result<u64, Error> {
+        self.containers()?;
+        let context = self.package_path(&context)?;
+        let file = self.artifact_file(&path)?;
+        containers::engine::archive_to_file(&context, &file).await.map_err(wit_error)
+    }
+
+    async fn tag(&mut self, image: String, tag: String) -> Result<(), Error> {
+        self.containers()?.engine.tag(&image, &tag).await.map_err(wit_error)
+    }
+
+    async fn inspect(&mut self, reference: String) -> Result<Option<ImageInfo>, Error> {
+        let found = self.containers()?.engine.inspect(&reference).await.map_err(wit_error)?;
+        Ok(found.map(|image| ImageInfo {
+            id: image.id,
+            tags: image.tags,
+            repo_digests: image.repo_digests,
+            labels: image.labels,
+        }))
+    }
+
+    async fn local_tags(&mut self, repository: String) -> Result<Vec<String>, Error> {
+        self.containers()?.engine.local_tags(&repository).await.map_err(wit_error)
+    }
+
+    async fn registry(&mut self, name: String) -> Result<RegistryInfo, Error> {
+        let containers = self.containers()?;
+        let registry = containers.registry(&name).map_err(wit_error)?;
+        Ok(RegistryInfo {
+            prefix: registry.prefix(),
+            namespace: registry.namespace().to_string(),
+            has_api: registry.has_api(),
+        })
+    }
+
+    async fn registry_api(&mut self, registry: String, request: ApiRequest) -> Result<ApiResponse, Error> {
+        let containers = self.containers()?;
+        let registry = containers.registry(&registry).map_err(wit_error)?;
+        let (status, body) = registry.api(&request.method, &request.path, request.body).await.map_err(wit_error)?;
+        Ok(ApiResponse { status, body })
+    }
+
+    async fn remote_tags(&mut self, registry: String, repository: String) -> Result<Vec<String>, Error> {
+        let containers = self.containers()?;
+        containers.registry(&registry).map_err(wit_error)?.tags(&repository).await.map_err(wit_error)
+    }
+
+    async fn remote_digest(
+        &mut self,
+        registry: String,
+        repository: String,
+        tag: String,
+    ) -> Result<Option<String>, Error> {
+        let containers = self.containers()?;
+        containers.registry(&registry).map_err(wit_error)?.digest(&repository, &tag).await.map_err(wit_error)
+    }
+
+    async fn push(
+        &mut self,
+        image: String,
+        registry: String,
+        repository: String,
+        tag: String,
+    ) -> Result<String, Error> {
+        let containers = self.containers()?;
+        let target = containers.registry(&registry).map_err(wit_error)?;
+        let log = self.log.clone();
+        let mut write = |line: &str| {
+            log.push(Source::Program, Level::Info, line);
+        };
+        let push = async {
+            containers
+                .engine
+                .push(&image, &target.remote(&repository), &tag, target.credentials(), &mut write)
+                .await
+                .map_err(|e| target.explain_push_failure(e))
+        };
+        unless_cancelled(self.cancel.clone(), "the push", push).await
+    }
+}
+
+impl StoreState {
+    /// The engine and registries, when the plugin was granted them.
+    fn containers(&self) -> Result<Arc<Containers>, Error> {
+        match &self.grants.containers {
+            Some(containers) if self.grants.allows(Capability::ContainerEngine) => Ok(containers.clone()),
+            _ => Err(not_granted(self, Capability::ContainerEngine)),
+        }
+    }
+
+    /// The host path of a folder relative to the package folder, which it may not leave.
+    fn package_path(&self, relative: &str) -> Result<PathBuf, Error> {
+        let path = Path::new(relative);
+        if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(Error {
+                message: format!("`{relative}` is not a folder inside the package"),
+                hint: Some("name the build context relative to the package folder, without `..`".to_string()),
+            });
+        }
+        Ok(self.package_dir.join(path))
+    }
+}
+
+/// Runs `work` unless the run is cancelled first; a cancelled build or
+/// push is dropped, which closes its connection and stops it.
+async fn unless_cancelled<T>(
+    cancel: Option<Cancel>,
+    what: &str,
+    work: impl Future<Output = Result<T, ContainerError>>,
+) -> Result<T, Error> {
+    let mut cancel = cancel.filter(|cancel| !cancel.is_cancelled());
+    let cancelled = async {
+        match cancel.as_mut() {
+            Some(cancel) => cancel.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = work => result.map_err(wit_error),
+        () = cancelled => Err(Error { message: format!("{what} was stopped: the run was cancelled"), hint: None }),
+    }
+}
+
+fn wit_error(error: ContainerError) -> Error {
+    Error { message: error.message, hint: error.hint }
+}
+
+/// Adds `container-engine` to the linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    container_engine::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}
