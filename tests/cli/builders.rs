@@ -295,16 +295,77 @@ fn jar_builds_a_runnable_jar_with_its_resources() {
     repo.loktar(&["run", "--all"]).ok();
 }
 
+/// A Maven project `com.example:tool:<version>`, built with Debian's plugins.
+fn pom(version: &str, dependencies: &str) -> String {
+    format!(
+        "<project xmlns=\"http://maven.apache.org/POM/4.0.0\">\n  <modelVersion>4.0.0</modelVersion>\n\
+         <groupId>com.example</groupId>\n  <artifactId>tool</artifactId>\n  <version>{version}</version>\n\
+         <properties>\n    <maven.compiler.source>17</maven.compiler.source>\n\
+         <maven.compiler.target>17</maven.compiler.target>\n\
+         <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>\n  </properties>\n\
+         <dependencies>{dependencies}</dependencies>\n</project>\n"
+    )
+}
+
+/// `loktar args…` with Maven pointed at the repository of Debian's Maven plugins (offline).
+fn loktar_maven(repo: &TestRepo, args: &[&str]) -> crate::support::Run {
+    crate::support::loktar_with_env(repo.path(), args, &[("MAVEN_OPTS", "-Dmaven.repo.local=/usr/share/maven-repo")])
+}
+
+#[test]
+fn maven_projects_are_built_offline_by_maven_without_touching_the_work_tree() {
+    let repo = jar_repo(r#"{ "main_class": "com.example.Main" }"#);
+    repo.write("tool/pom.xml", &pom("1.4.0", ""));
+    let head = repo.commit("a Maven project");
+    let summary = loktar_maven(&repo, &["run", "--all", "--format", "json"]).json();
+    assert_eq!(summary["packages"][0]["artifacts"][0]["version"], "1.4.0");
+    let jar = repo.path().join(".loktar/runs/1/tool/artifacts/tool-1.4.0.jar");
+    let listed = Command::new("jar").arg("tf").arg(&jar).output().expect("jar tf");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for entry in ["com/example/Main.class", "tool.properties", "META-INF/maven/com.example/tool/pom.properties"] {
+        assert!(
+            listed.lines().any(|l| l == entry),
+            "`{entry}` missing from (Maven packs its pom.properties):\n{listed}"
+        );
+    }
+    let ran = Command::new("java").arg("-cp").arg(&jar).arg("com.example.Main").output().expect("java");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from java there\n");
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/tool/build.log")).expect("build log");
+    assert!(log.contains("BUILD SUCCESS"), "Maven's output is in the log:\n{log}");
+    assert!(!repo.path().join("tool/target").exists(), "Maven built a copy, not the work tree");
+    assert_eq!(repo.git(&["status", "--porcelain", "--", "tool"]), "");
+    assert!(!repo.path().join(".loktar/runs/1/tool/artifacts/maven-project").exists(), "the copy is removed");
+
+    // On a branch, the same jar under Loktar's branch version.
+    repo.git(&["switch", "--quiet", "-c", "fix"]);
+    let head_fix = repo.commit("a fix");
+    assert_ne!(head, head_fix);
+    let summary = loktar_maven(&repo, &["run", "--all", "--format", "json"]).json();
+    assert_eq!(summary["packages"][0]["artifacts"][0]["version"], format!("1.4.0+fix.{}", &head_fix[..8]).as_str());
+}
+
+#[test]
+fn maven_failures_keep_its_output_and_say_it_runs_offline() {
+    let repo = jar_repo("{}");
+    let missing = "<dependency><groupId>org.example.absent</groupId><artifactId>nowhere</artifactId><version>9.9</version></dependency>";
+    repo.write("tool/pom.xml", &pom("1.4.0", missing));
+    repo.commit("a dependency nobody has");
+    let run = loktar_maven(&repo, &["run", "--all"]).expect_code(1);
+    run.says(&["tool build: plugin `jar`: Maven failed: `mvn` exited with 1", "Maven runs offline"]);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/tool/build.log")).expect("build log");
+    assert!(log.contains("org.example.absent:nowhere:jar:9.9"), "Maven names what it could not resolve:\n{log}");
+}
+
 #[test]
 fn emr_jars_are_stored_under_prod_on_the_default_branch_and_dev_on_others() {
     let repo = jar_repo(r#"{ "emr": true }"#);
-    repo.write("tool/pom.xml", "<project><parent><version>9</version></parent><version>2.1.0</version></project>\n");
+    repo.write("tool/pom.xml", &pom("2.1.0", ""));
     repo.commit("version from the pom");
-    repo.loktar(&["run", "--all"]).ok();
+    loktar_maven(&repo, &["run", "--all"]).ok();
     assert!(repo.path().join(".loktar/artifacts/jars/prod/tool/tool-2.1.0.jar").is_file());
     repo.git(&["switch", "--quiet", "-c", "spark-tuning"]);
     let head = repo.commit("tuning");
-    repo.loktar(&["run", "--all"]).ok();
+    loktar_maven(&repo, &["run", "--all"]).ok();
     let dev = format!(".loktar/artifacts/jars/dev/tool/spark-tuning/tool-2.1.0+spark.tuning.{}.jar", &head[..8]);
     assert!(repo.path().join(dev).is_file());
 }
