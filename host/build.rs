@@ -21,6 +21,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("s3", "loktar-plugin-s3"),
     ("docker", "loktar-plugin-docker"),
     ("quay", "loktar-plugin-quay"),
+    ("github", "loktar-plugin-github"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

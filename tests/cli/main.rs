@@ -9,6 +9,7 @@ mod support;
 mod builders;
 mod config_errors;
 mod docker;
+mod github;
 mod graph;
 mod plan;
 mod plugins;

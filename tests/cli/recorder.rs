@@ -1,5 +1,5 @@
 //! A recording HTTP server on 127.0.0.1 for the services the tests cannot
-//! reach (Quay's REST API; later GitHub and Slack): each request is answered
+//! reach (Quay's REST API, GitHub; later Slack): each request is answered
 //! with what the test's handler says, and kept — method, path, headers,
 //! body — for the test to assert. One thread per connection, so a handler
 //! may take its time; stopped when dropped.
@@ -41,6 +41,8 @@ impl Recorded {
 pub struct Reply {
     /// The HTTP status.
     pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
     /// The body, sent as JSON.
     pub body: String,
 }
@@ -48,7 +50,13 @@ pub struct Reply {
 impl Reply {
     /// A JSON answer.
     pub fn json(status: u16, body: serde_json::Value) -> Reply {
-        Reply { status, body: body.to_string() }
+        Reply { status, headers: Vec::new(), body: body.to_string() }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -134,8 +142,9 @@ fn serve(stream: TcpStream, handler: &Handler, kept: &Mutex<Vec<Recorded>>) {
     let request = Recorded { method, path, headers, body: String::from_utf8_lossy(&body).into_owned() };
     kept.lock().unwrap_or_else(PoisonError::into_inner).push(request.clone());
     let reply = handler(&request);
+    let extra: String = reply.headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let answer = format!(
-        "HTTP/1.1 {} Recorded\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} Recorded\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}",
         reply.status,
         reply.body.len(),
         reply.body

@@ -17,7 +17,7 @@ use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber};
-use crate::pipeline::run::{RunSpec, execute};
+use crate::pipeline::run::{RunSpec, execute, notify_nothing_to_run};
 use crate::pipeline::scheduler::{self, Canceller};
 use crate::pipeline::stage::{Stage, stages_of};
 use crate::render;
@@ -101,8 +101,26 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     let dependencies = dependencies_within(&context, &selection.packages);
 
     if selection.packages.is_empty() {
-        let because = selection.empty_because.unwrap_or_else(|| "nothing is selected".to_string());
-        return Ok(Done::with_output(format!("nothing to run: {because}\n")));
+        let because = selection.empty_because.clone().unwrap_or_else(|| "nothing is selected".to_string());
+        let mut output = format!("nothing to run: {because}\n");
+        // Required checks must not wait for a run that builds nothing: notifiers hear of it.
+        if !notifiers.is_empty() && !args.dry_run {
+            let head = scm::head(&context.git, args.range.default_branch.as_deref());
+            let spec = RunSpec {
+                root: workspace.root.clone(),
+                packages: Vec::new(),
+                dependencies: Vec::new(),
+                context: run_context(&head, String::new(), selection.base.clone()),
+                options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
+                notifiers,
+                run_url: None,
+            };
+            let runtime = plugin_runtime(context.settings.clone())?;
+            for failure in block_on(notify_nothing_to_run(&runtime, &spec, &because))? {
+                output.push_str(&format!("notify: {failure}\n"));
+            }
+        }
+        return Ok(Done::with_output(output));
     }
     if args.dry_run {
         let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
@@ -123,26 +141,14 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     })?;
     let dir = workspace.root.join(store::DIR).join("runs").join(id.to_string());
     let info = Arc::new(RunInfo { id, started, packages: planned, concurrency, dir });
-    let default_branch = head.default_branch.clone().unwrap_or_default();
-    let on_default_branch = head
-        .branch
-        .as_deref()
-        .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
     let spec = RunSpec {
         root: workspace.root.clone(),
         packages: selection.packages.iter().map(|&i| workspace.packages[i].clone()).collect::<Vec<Package>>(),
         dependencies,
-        context: RunContext {
-            run_id: id.to_string(),
-            commit: head.commit.unwrap_or_default(),
-            branch: head.branch,
-            base: selection.base,
-            default_branch,
-            on_default_branch,
-            commit_time: head.commit_time,
-            repository_url: head.origin_url,
-        },
+        context: run_context(&head, id.to_string(), selection.base),
         options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
+        notifiers,
+        run_url: context.settings.notifications.run_url.as_ref().map(|url| url.replace("{run}", &id.to_string())),
     };
     let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -266,4 +272,23 @@ fn watch_signals(canceller: Canceller, interrupted: Arc<AtomicBool>, abandon: im
             canceller.cancel();
         }
     });
+}
+
+/// Where and why the run happens, as plugins see it.
+fn run_context(head: &scm::Head, run_id: String, base: Option<String>) -> RunContext {
+    let default_branch = head.default_branch.clone().unwrap_or_default();
+    let on_default_branch = head
+        .branch
+        .as_deref()
+        .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
+    RunContext {
+        run_id,
+        commit: head.commit.clone().unwrap_or_default(),
+        branch: head.branch.clone(),
+        base,
+        default_branch,
+        on_default_branch,
+        commit_time: head.commit_time.clone(),
+        repository_url: head.origin_url.clone(),
+    }
 }

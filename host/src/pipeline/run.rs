@@ -33,6 +33,10 @@ pub struct RunSpec {
     pub context: RunContext,
     /// Concurrency and fail-fast.
     pub options: scheduler::Options,
+    /// The notifier plugins, told when the run starts, as each package ends, and when it ends.
+    pub notifiers: Vec<String>,
+    /// The run's page, for notifiers to link to.
+    pub run_url: Option<String>,
 }
 
 /// How one stage of one package went.
@@ -72,6 +76,8 @@ pub struct RunReport {
     pub packages: Vec<PackageReport>,
     /// How long it took.
     pub duration: Duration,
+    /// Notifiers that failed to hear of the run's start or end; never a failure of the run.
+    pub notify_failures: Vec<String>,
 }
 
 /// Everything the jobs share.
@@ -95,6 +101,11 @@ pub async fn execute(
 ) -> RunReport {
     let started = Instant::now();
     emitter.emit(Event::RunStarted(info.clone()));
+    let mut notify_failures = Vec::new();
+    if !spec.notifiers.is_empty() {
+        let event = run_started_event(&spec, &info);
+        notify_failures.extend(notify(&runtime, &spec.notifiers, &spec.context, &event, &CallEnv::default()).await);
+    }
     let dependencies = spec.dependencies.clone();
     let options = spec.options;
     let count = spec.packages.len();
@@ -125,10 +136,19 @@ pub async fn execute(
             // Never started: the run was cancelled first.
             (_, _) => (PackageOutcome::Cancelled, Vec::new(), Vec::new()),
         };
+        let report = PackageReport { name, outcome, stages, artifacts };
         if report_missing {
-            emitter.emit(Event::PackageFinished { package: position, outcome: outcome.clone() });
+            emitter.emit(Event::PackageFinished { package: position, outcome: report.outcome.clone() });
+            // Never ran: its notifiers still hear how it ended, so nothing waits on it.
+            let notifiers = notify_providers(&info.packages[position].stages);
+            if !notifiers.is_empty() {
+                let event = package_event(&shared.spec, &info.packages[position].stages, &report);
+                notify_failures.extend(
+                    notify(&shared.runtime, notifiers, &shared.spec.context, &event, &CallEnv::default()).await,
+                );
+            }
         }
-        packages.push(PackageReport { name, outcome, stages, artifacts });
+        packages.push(report);
     }
     let outcome = if interrupted.load(Ordering::SeqCst) {
         RunOutcome::Interrupted
@@ -138,8 +158,14 @@ pub async fn execute(
         RunOutcome::Failed
     };
     let duration = started.elapsed();
+    if !shared.spec.notifiers.is_empty() {
+        let event = run_finished_event(&shared.spec, outcome, duration, &packages, None);
+        notify_failures.extend(
+            notify(&shared.runtime, &shared.spec.notifiers, &shared.spec.context, &event, &CallEnv::default()).await,
+        );
+    }
     emitter.emit(Event::RunFinished { outcome, duration });
-    RunReport { info, outcome, packages, duration }
+    RunReport { info, outcome, packages, duration, notify_failures }
 }
 
 /// Runs one package's stages in order; records its report and emits its events.
@@ -152,7 +178,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: Cancel) -> JobOut
         artifacts: Vec::new(),
     };
     let mut job = JobOutcome::Succeeded;
-    for plan in &plans {
+    for plan in plans.iter().filter(|plan| plan.stage != Stage::Notify) {
         if plan.is_skipped() {
             let outcome = StageOutcome::Skipped { reason: format!("no `{}`", plan.stage.field()) };
             shared.emitter.emit(Event::StageFinished {
@@ -196,8 +222,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: Cancel) -> JobOut
                 job = JobOutcome::Cancelled;
                 break;
             }
-            // Telling people how it went never fails the package.
-            StageOutcome::Failed { .. } if plan.stage != Stage::Notify => {
+            StageOutcome::Failed { .. } => {
                 job = JobOutcome::Failed;
                 report.outcome = PackageOutcome::Failed { stage: Some(plan.stage) };
                 break;
@@ -208,9 +233,49 @@ async fn run_package(shared: &Shared, position: usize, cancel: Cancel) -> JobOut
     if job == JobOutcome::Cancelled {
         report.outcome = PackageOutcome::Cancelled;
     }
+    // However the package ended, its notifiers hear of it; that never fails it.
+    match plans.iter().find(|plan| plan.stage == Stage::Notify) {
+        Some(plan) if !plan.is_skipped() => notify_package(shared, position, plan, &plans, &mut report, &cancel).await,
+        Some(plan) if job == JobOutcome::Succeeded => {
+            let outcome = StageOutcome::Skipped { reason: format!("no `{}`", plan.stage.field()) };
+            let duration = Duration::ZERO;
+            let finished =
+                Event::StageFinished { package: position, stage: Stage::Notify, outcome: outcome.clone(), duration };
+            shared.emitter.emit(finished);
+            report.stages.push(StageReport { stage: Stage::Notify, outcome, duration, log: None });
+        }
+        _ => {}
+    }
     shared.emitter.emit(Event::PackageFinished { package: position, outcome: report.outcome.clone() });
     shared.reports.lock().unwrap_or_else(PoisonError::into_inner)[position] = Some(report);
     job
+}
+
+/// The notify stage of a package that ended: each notifier hears how it went.
+async fn notify_package(
+    shared: &Shared,
+    position: usize,
+    plan: &StagePlan,
+    plans: &[StagePlan],
+    report: &mut PackageReport,
+    cancel: &Cancel,
+) {
+    shared.emitter.emit(Event::StageStarted { package: position, stage: Stage::Notify });
+    let started = Instant::now();
+    let event = package_event(&shared.spec, plans, report);
+    // A cancelled run is told too: the calls are not cancelled.
+    let env = CallEnv { cancel: None, ..call_env(shared, position, Stage::Notify, cancel) };
+    let failures = notify(&shared.runtime, &plan.providers, &shared.spec.context, &event, &env).await;
+    let outcome = if failures.is_empty() {
+        StageOutcome::Passed { summary: None }
+    } else {
+        StageOutcome::Failed { message: failures.join("; "), hint: None }
+    };
+    let duration = started.elapsed();
+    let finished = Event::StageFinished { package: position, stage: Stage::Notify, outcome: outcome.clone(), duration };
+    shared.emitter.emit(finished);
+    let log = Some(shared.info.log_path(position, Stage::Notify));
+    report.stages.push(StageReport { stage: Stage::Notify, outcome, duration, log });
 }
 
 /// What a stage that succeeded produced.
@@ -271,20 +336,8 @@ async fn run_stage(
             let stored = runtime.store(&plan.providers[0], context, package, artifacts, &env).await?.value;
             Ok(StageDone { summary: Some(describe_artifacts(&stored)), artifacts: Some(stored) })
         }
-        Stage::Notify => {
-            let event = notify_event(&shared.info.packages[position].name, artifacts);
-            let mut failures = Vec::new();
-            for provider in &plan.providers {
-                if let Err(error) = runtime.notify(provider, context, &event, &env).await {
-                    failures.push(error.message);
-                }
-            }
-            if failures.is_empty() {
-                Ok(StageDone { summary: None, artifacts: None })
-            } else {
-                Err(StageError { message: failures.join("; "), hint: None })
-            }
-        }
+        // Notifiers are called by `run_package` once the package has ended.
+        Stage::Notify => Ok(StageDone { summary: None, artifacts: None }),
     }
 }
 
@@ -331,9 +384,72 @@ fn describe_artifacts(artifacts: &[Artifact]) -> String {
     artifacts.iter().map(|a| format!("{} {} {}", a.kind, a.name, a.version)).collect::<Vec<_>>().join(", ")
 }
 
-/// The JSON a notifier receives about a package that went through its stages.
-fn notify_event(package: &str, artifacts: &[Artifact]) -> String {
-    let artifacts: Vec<serde_json::Value> = artifacts
+/// The notifiers of a package's notify stage (none when it has none).
+fn notify_providers(plans: &[StagePlan]) -> &[String] {
+    plans.iter().find(|plan| plan.stage == Stage::Notify).map_or(&[], |plan| plan.providers.as_slice())
+}
+
+/// Tells each notifier `event` in `env`; returns what failed, naming the plugin.
+async fn notify(
+    runtime: &Runtime,
+    notifiers: &[String],
+    context: &RunContext,
+    event: &str,
+    env: &CallEnv,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for notifier in notifiers {
+        if !runtime.has_plugin(notifier) {
+            failures.push(format!("no notifier plugin `{notifier}`"));
+            continue;
+        }
+        if let Err(error) = runtime.notify(notifier, context, event, env).await {
+            failures.push(error.message);
+        }
+    }
+    failures
+}
+
+/// The names of the stages a package goes through (those its configuration does not skip).
+fn planned_stages(plans: &[StagePlan]) -> Vec<&'static str> {
+    plans
+        .iter()
+        .filter(|plan| !plan.is_skipped() && plan.stage != Stage::Notify)
+        .map(|plan| plan.stage.name())
+        .collect()
+}
+
+/// `run_started`: every package and the stages it will go through.
+fn run_started_event(spec: &RunSpec, info: &RunInfo) -> String {
+    let packages: Vec<serde_json::Value> = info
+        .packages
+        .iter()
+        .map(|package| serde_json::json!({ "name": package.name, "planned": planned_stages(&package.stages) }))
+        .collect();
+    serde_json::json!({
+        "event": "run_started", "run": spec.context.run_id, "run_url": spec.run_url, "packages": packages,
+    })
+    .to_string()
+}
+
+/// `package_finished`: how a package ended, each stage, and its artifacts.
+fn package_event(spec: &RunSpec, plans: &[StagePlan], report: &PackageReport) -> String {
+    let stages: Vec<serde_json::Value> = report
+        .stages
+        .iter()
+        .map(|stage| {
+            let message = match &stage.outcome {
+                StageOutcome::Failed { message, .. } => Some(message.clone()),
+                other => other.detail().map(str::to_string),
+            };
+            serde_json::json!({
+                "stage": stage.stage.name(), "outcome": stage.outcome.name(), "message": message,
+                "duration_ms": u64::try_from(stage.duration.as_millis()).unwrap_or(u64::MAX),
+            })
+        })
+        .collect();
+    let artifacts: Vec<serde_json::Value> = report
+        .artifacts
         .iter()
         .map(|a| {
             serde_json::json!({
@@ -341,6 +457,44 @@ fn notify_event(package: &str, artifacts: &[Artifact]) -> String {
             })
         })
         .collect();
-    serde_json::json!({ "event": "package_finished", "package": package, "outcome": "passed", "artifacts": artifacts })
-        .to_string()
+    let detail = report.outcome.detail();
+    serde_json::json!({
+        "event": "package_finished", "run": spec.context.run_id, "run_url": spec.run_url,
+        "package": report.name, "outcome": report.outcome.name(),
+        "detail": if detail.is_empty() { None } else { Some(detail) },
+        "planned": planned_stages(plans), "stages": stages, "artifacts": artifacts,
+    })
+    .to_string()
+}
+
+/// `run_finished`: how the run and each package ended; with `nothing_to_run`, why no package ran.
+pub fn run_finished_event(
+    spec: &RunSpec,
+    outcome: RunOutcome,
+    duration: Duration,
+    packages: &[PackageReport],
+    nothing_to_run: Option<&str>,
+) -> String {
+    let packages: Vec<serde_json::Value> = packages
+        .iter()
+        .map(|package| {
+            let duration: Duration = package.stages.iter().map(|stage| stage.duration).sum();
+            serde_json::json!({
+                "name": package.name, "outcome": package.outcome.name(),
+                "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "event": "run_finished", "run": spec.context.run_id, "run_url": spec.run_url,
+        "outcome": outcome.name(), "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        "packages": packages, "nothing_to_run": nothing_to_run,
+    })
+    .to_string()
+}
+
+/// Tells `spec`'s notifiers that a run found nothing to do, and why; returns what failed.
+pub async fn notify_nothing_to_run(runtime: &Runtime, spec: &RunSpec, reason: &str) -> Vec<String> {
+    let event = run_finished_event(spec, RunOutcome::Passed, Duration::ZERO, &[], Some(reason));
+    notify(runtime, &spec.notifiers, &spec.context, &event, &CallEnv::default()).await
 }

@@ -88,6 +88,9 @@ pub fn summary(report: &RunReport) -> String {
             }
         }
     }
+    for failure in &report.notify_failures {
+        notes.push(format!("notify: {failure}"));
+    }
     let mut out = table(&rows);
     if !notes.is_empty() {
         out.push('\n');

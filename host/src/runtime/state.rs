@@ -12,6 +12,7 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::cancel::Cancel;
 use crate::containers::Containers;
+use crate::github::Github;
 use crate::objects::{ObjectError, ObjectStore};
 use crate::settings::{Capability, Limits, PluginSettings, Settings};
 
@@ -37,6 +38,8 @@ pub struct Grants {
     pub stores: Vec<(String, Result<ObjectStore, ObjectError>)>,
     /// The container engine and registries, with `container-engine`.
     pub containers: Option<Arc<Containers>>,
+    /// GitHub, with `github`.
+    pub github: Option<Arc<Github>>,
 }
 
 impl Grants {
@@ -48,8 +51,9 @@ impl Grants {
             .flatten()
             .filter_map(|name| settings.secrets.get(name).map(|secret| (name.clone(), secret.env.clone())))
             .collect();
+        let capabilities: BTreeSet<Capability> = plugin.capabilities.iter().flatten().copied().collect();
+        let granted = |capability| capabilities.contains(&capability);
         Grants {
-            capabilities: plugin.capabilities.iter().flatten().copied().collect(),
             programs: plugin.programs.clone().unwrap_or_default(),
             env: plugin.env.clone().unwrap_or_default(),
             secrets,
@@ -61,12 +65,9 @@ impl Grants {
                     Some((store.to_string(), ObjectStore::open(store, config, secret)))
                 })
                 .collect(),
-            containers: plugin
-                .capabilities
-                .iter()
-                .flatten()
-                .any(|c| *c == Capability::ContainerEngine)
-                .then(|| Arc::new(Containers::from_settings(settings))),
+            containers: granted(Capability::ContainerEngine).then(|| Arc::new(Containers::from_settings(settings))),
+            github: granted(Capability::Github).then(|| Arc::new(Github::from_settings(settings))),
+            capabilities,
         }
     }
 

@@ -174,6 +174,65 @@ pub struct RegistrySettings {
     pub api_token_secret: Option<String>,
 }
 
+/// How Loktar reaches GitHub (`[github]`): with a token, or as a GitHub App
+/// installation; GitHub Enterprise through `api_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSettings {
+    /// The REST API's base URL; GitHub Enterprise: `https://<host>/api/v3`.
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+    /// The secret (under `[secrets]`) holding a token.
+    pub token_secret: Option<String>,
+    /// A GitHub App's id, to act as one of its installations instead of with a token.
+    pub app_id: Option<u64>,
+    /// The secret holding the App's private key (PEM).
+    pub app_key_secret: Option<String>,
+    /// The App installation to act as.
+    pub installation_id: Option<u64>,
+    /// How often a call is tried again after a 5xx answer or a rate limit.
+    #[serde(default = "default_github_retries")]
+    pub retries: u32,
+    /// The longest a rate limit is waited out, in seconds; longer is an error.
+    #[serde(default = "default_github_max_wait")]
+    pub max_wait_secs: u64,
+}
+
+impl Default for GithubSettings {
+    fn default() -> Self {
+        GithubSettings {
+            api_url: default_github_api(),
+            token_secret: None,
+            app_id: None,
+            app_key_secret: None,
+            installation_id: None,
+            retries: default_github_retries(),
+            max_wait_secs: default_github_max_wait(),
+        }
+    }
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".to_string()
+}
+
+fn default_github_retries() -> u32 {
+    4
+}
+
+fn default_github_max_wait() -> u64 {
+    300
+}
+
+/// What notifiers are told besides the run itself (`[notifications]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// The page of a run, `{run}` standing for its number
+    /// (`https://ci.example.com/loktar/runs/{run}`): statuses and messages link to it.
+    pub run_url: Option<String>,
+}
+
 /// Where a named secret comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +273,8 @@ struct File {
     #[serde(default)]
     registries: BTreeMap<String, RegistrySettings>,
     engine: Option<EngineSettings>,
+    github: Option<GithubSettings>,
+    notifications: Option<NotificationSettings>,
     limits: Option<Limits>,
 }
 
@@ -230,6 +291,10 @@ pub struct Settings {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// The container engine.
     pub engine: EngineSettings,
+    /// GitHub.
+    pub github: GithubSettings,
+    /// What notifiers are told.
+    pub notifications: NotificationSettings,
     /// Limits on every plugin call.
     pub limits: Limits,
     /// The file read, if any.
@@ -246,6 +311,8 @@ impl Settings {
             stores: file.stores,
             registries: file.registries,
             engine: file.engine.unwrap_or_default(),
+            github: file.github.unwrap_or_default(),
+            notifications: file.notifications.unwrap_or_default(),
             limits: Limits::default(),
             source: None,
         }
@@ -304,6 +371,12 @@ impl Settings {
         if let Some(engine) = file.engine {
             settings.engine = engine;
         }
+        if let Some(github) = file.github {
+            settings.github = github;
+        }
+        if let Some(notifications) = file.notifications {
+            settings.notifications = notifications;
+        }
         for (name, plugin) in &settings.plugins {
             for secret in plugin.secrets.iter().flatten() {
                 if !settings.secrets.contains_key(secret) {
@@ -338,6 +411,22 @@ impl Settings {
                 ))
                 .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
             }
+        }
+        let github = &settings.github;
+        for secret in github.token_secret.iter().chain(&github.app_key_secret) {
+            if !settings.secrets.contains_key(secret) {
+                return Err(Diagnostic::new(format!(
+                    "`{}`: `[github]` reads secret `{secret}`, which `[secrets]` does not define",
+                    path.display()
+                ))
+                .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
+            }
+        }
+        if github.app_id.is_some() != github.app_key_secret.is_some()
+            || github.app_id.is_some() != github.installation_id.is_some()
+        {
+            return Err(Diagnostic::new(format!("`{}`: `[github]` names part of a GitHub App", path.display()))
+                .hint("a GitHub App needs `app_id`, `app_key_secret` and `installation_id` together"));
         }
         settings.source = Some(path);
         Ok(settings.resolve_store_folders(root))

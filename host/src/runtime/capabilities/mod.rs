@@ -5,11 +5,11 @@
 //! [`StoreState`]: super::state::StoreState
 
 pub mod container_engine;
+pub mod github;
 pub mod log;
 pub mod object_store;
 pub mod process;
 pub mod secrets;
-pub mod unavailable;
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -26,7 +26,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     process::add_to_linker(linker)?;
     object_store::add_to_linker(linker)?;
     secrets::add_to_linker(linker)?;
-    unavailable::add_to_linker(linker)?;
+    github::add_to_linker(linker)?;
     Ok(())
 }
 
