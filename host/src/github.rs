@@ -191,8 +191,8 @@ impl Github {
     }
 
     fn unreachable(&self, error: &dyn std::fmt::Display) -> GithubError {
-        GithubError::new(format!("cannot reach GitHub at `{}`: {error}", self.settings.api_url))
-            .hint("check the network and `api_url` under `[github]` in loktar.toml")
+        GithubError::new(format!("calling GitHub at `{}` failed: {error}", self.settings.api_url))
+            .hint("check the network, `api_url` under `[github]` in loktar.toml, and the credentials")
     }
 }
 

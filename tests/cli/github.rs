@@ -229,3 +229,38 @@ fn a_run_with_nothing_affected_posts_one_success_status() {
         )]
     );
 }
+
+#[test]
+fn a_github_app_signs_in_as_its_installation() {
+    let key = std::process::Command::new("openssl").args(["genrsa", "-traditional", "2048"]).output().expect("openssl");
+    assert!(key.status.success(), "openssl genrsa failed");
+    let recorder = Recorder::start(|request| match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/app/installations/42/access_tokens") => {
+            let token = json!({"token": "ghs_installation_token", "expires_at": "2099-01-01T00:00:00Z",
+                               "permissions": {"statuses": "write"}, "repository_selection": "all"});
+            Reply::json(201, token)
+        }
+        _ => Reply::json(200, json!({"full_name": "acme/monorepo"})),
+    });
+    let settings = GithubSettings {
+        api_url: recorder.url(),
+        app_id: Some(7),
+        installation_id: Some(42),
+        ..GithubSettings::default()
+    };
+    let client = Github::new(settings, None, Some(String::from_utf8_lossy(&key.stdout).into_owned()));
+    let answer = block_on(client.call("GET", "/repos/acme/monorepo", None)).expect("a call");
+    assert_eq!(answer.status, 200);
+    let calls = recorder.requests();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!((calls[0].method.as_str(), calls[0].path.as_str()), ("POST", "/app/installations/42/access_tokens"));
+    // The App signs a JWT (RS256) whose issuer is the App's id.
+    let jwt = calls[0].header("authorization").and_then(|h| h.strip_prefix("Bearer ")).expect("a bearer JWT");
+    let claims = jwt.split('.').nth(1).expect("a JWT payload");
+    use base64::Engine as _;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).expect("base64url");
+    let claims: serde_json::Value = serde_json::from_slice(&claims).expect("JSON claims");
+    assert_eq!(claims["iss"], 7);
+    assert_eq!((calls[1].method.as_str(), calls[1].path.as_str()), ("GET", "/repos/acme/monorepo"));
+    assert_eq!(calls[1].header("authorization"), Some("Bearer ghs_installation_token"));
+}
