@@ -533,3 +533,29 @@ fn a_failed_registry_build_is_a_stage_error_with_its_log() {
     let run = loktar_with_api(&repo, &["run", "--all", "--stage", "build"]).expect_code(1);
     run.says(&["pet_api build: plugin `docker`: the registry builds `pet_api` (`build_type: \"url\"`) and takes no `build_args`"]);
 }
+
+#[test]
+fn the_build_context_leaves_out_what_dockerignore_excludes() {
+    let engine = DockerEngine::start();
+    let registry = ImageRegistry::start();
+    let repo = docker_repo(&engine, &registry.url());
+    repo.write(
+        "rest_services/pet_api/Dockerfile",
+        "FROM busybox:loktar\nCOPY . /ctx\nCMD [\"sh\", \"-c\", \"cd /ctx && ls -1aR\"]\n",
+    );
+    repo.write("rest_services/pet_api/.dockerignore", "# not for the image\nsecret.txt\nlogs/\n**/*.tmp\n!keep.tmp\n");
+    for file in ["secret.txt", "logs/today.log", "cache/a.tmp", "keep.tmp", "src/app.py"] {
+        repo.write(&format!("rest_services/pet_api/{file}"), "x\n");
+    }
+    repo.git(&["checkout", "--quiet", "-b", "topic"]);
+    repo.commit("a context with things to leave out");
+    loktar(&repo, REGISTRY_PASSWORD, &["run", "--all"]).expect_code(0);
+
+    let listing = engine.docker_ok(&["run", "--rm", "--network", "none", "pet_api:topic"]);
+    for kept in ["Dockerfile", ".dockerignore", "keep.tmp", "app.py", "message.txt"] {
+        assert!(listing.lines().any(|l| l == kept), "`{kept}` missing:\n{listing}");
+    }
+    for left_out in ["secret.txt", "today.log", "a.tmp", "logs"] {
+        assert!(!listing.contains(left_out), "`{left_out}` was sent:\n{listing}");
+    }
+}

@@ -6,7 +6,7 @@
 //! so a configuration without docker services never needs an engine.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -135,8 +135,8 @@ impl Engine {
             return Err(ContainerError::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
                 .hint("add one, or name it with `build_info.dockerfile` in loktar.json"));
         }
-        let context = request.context.clone();
-        let archive = tokio::task::spawn_blocking(move || archive(&context, Vec::new()))
+        let (context, file) = (request.context.clone(), request.dockerfile.clone());
+        let archive = tokio::task::spawn_blocking(move || super::context::archive(&context, &file, Vec::new()))
             .await
             .map_err(|e| ContainerError::new(format!("archiving the build context failed: {e}")))?
             .map_err(|e| {
@@ -284,30 +284,6 @@ fn split_reference(reference: &str) -> (&str, &str) {
         Some((name, tag)) if !tag.contains('/') => (name, tag),
         _ => (reference, "latest"),
     }
-}
-
-/// The context folder as a tar archive, as the engine receives it: links
-/// kept as links, modes kept, owners and times fixed.
-fn archive<W: std::io::Write>(context: &Path, into: W) -> std::io::Result<W> {
-    let mut builder = tar::Builder::new(into);
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Deterministic);
-    builder.append_dir_all(".", context)?;
-    builder.into_inner()
-}
-
-/// Writes the context folder as a gzipped tar to `file`; returns its size.
-pub async fn archive_to_file(context: &Path, file: &Path) -> Result<u64, ContainerError> {
-    let (context, file) = (context.to_path_buf(), file.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let written = std::fs::File::create(&file)?;
-        let gzip = archive(&context, flate2::write::GzEncoder::new(written, flate2::Compression::default()))?;
-        gzip.finish()?.sync_all()?;
-        Ok::<_, std::io::Error>(std::fs::metadata(&file)?.len())
-    })
-    .await
-    .map_err(|e| ContainerError::new(format!("archiving the build context failed: {e}")))?
-    .map_err(|e| ContainerError::new(format!("cannot archive the build context: {e}")))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!
 //! Credentials stay here: plugins name a registry, the host signs in.
 
+pub mod context;
 pub mod engine;
 pub mod registry;
 

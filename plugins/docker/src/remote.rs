@@ -60,7 +60,7 @@ pub fn build(
         .with_hint("set `build_info.storage_type` to an S3 store, such as `\"s3\"`")
     })?;
 
-    let size = container_engine::archive_context("", ARCHIVE)?;
+    let size = container_engine::archive_context("", dockerfile, ARCHIVE)?;
     let revision = if context.commit.is_empty() { "worktree".to_string() } else { context.commit.clone() };
     let key = format!("build-contexts/{}/{revision}.tar.gz", package.name);
     object_store::put(store, &key, ARCHIVE)?;

@@ -38,11 +38,11 @@ impl container_engine::Host for StoreState {
         unless_cancelled(self.cancel.clone(), "the image build", containers.engine.build(request, &mut write)).await
     }
 
-    async fn archive_context(&mut self, context: String, path: String) -> Result<u64, Error> {
+    async fn archive_context(&mut self, context: String, dockerfile: String, path: String) -> Result<u64, Error> {
         self.containers()?;
         let context = self.package_path(&context)?;
         let file = self.artifact_file(&path)?;
-        containers::engine::archive_to_file(&context, &file).await.map_err(wit_error)
+        containers::context::archive_to_file(&context, &dockerfile, &file).await.map_err(wit_error)
     }
 
     async fn tag(&mut self, image: String, tag: String) -> Result<(), Error> {
