@@ -18,31 +18,11 @@ use hyper::header::{self, HeaderMap};
 use octocrab::Octocrab;
 use tokio::sync::OnceCell;
 
+use crate::failure::Failure;
 use crate::settings::{GithubSettings, Settings};
 
 /// The longest pause between two tries after a 5xx answer without `Retry-After`.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Why a GitHub call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct GithubError {
-    /// What failed.
-    pub message: String,
-    /// The obvious fix, if any.
-    pub hint: Option<String>,
-}
-
-impl GithubError {
-    fn new(message: impl Into<String>) -> Self {
-        GithubError { message: message.into(), hint: None }
-    }
-
-    fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
 
 /// A REST answer: its status and body (every page merged for paginated GETs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,14 +63,14 @@ impl Github {
         Github { settings, token, app_key, client: OnceCell::new() }
     }
 
-    async fn client(&self) -> Result<&Octocrab, GithubError> {
+    async fn client(&self) -> Result<&Octocrab, Failure> {
         self.client.get_or_try_init(|| async { self.sign_in() }).await
     }
 
-    fn sign_in(&self) -> Result<Octocrab, GithubError> {
+    fn sign_in(&self) -> Result<Octocrab, Failure> {
         let settings = &self.settings;
         let invalid = |e: &dyn std::fmt::Display| {
-            GithubError::new(format!("cannot set up the GitHub client for `{}`: {e}", settings.api_url))
+            Failure::new(format!("cannot set up the GitHub client for `{}`: {e}", settings.api_url))
                 .hint("check `api_url` under `[github]` in loktar.toml")
         };
         let builder = Octocrab::builder()
@@ -101,14 +81,14 @@ impl Github {
         match (&self.token, settings.app_id, &self.app_key, settings.installation_id) {
             (_, Some(app), Some(key), Some(installation)) => {
                 let key = octocrab::EncodingKey::from_rsa_pem(key.as_bytes()).map_err(|e| {
-                    GithubError::new(format!("the GitHub App key is not an RSA private key in PEM: {e}"))
+                    Failure::new(format!("the GitHub App key is not an RSA private key in PEM: {e}"))
                         .hint("put the App's private key (`-----BEGIN RSA PRIVATE KEY-----…`) in the secret `app_key_secret` names")
                 })?;
                 let app = builder.app(app.into(), key).build().map_err(|e| invalid(&e))?;
                 app.installation(installation.into()).map_err(|e| invalid(&e))
             }
             (Some(token), _, _, _) => builder.personal_token(token.clone()).build().map_err(|e| invalid(&e)),
-            _ => Err(GithubError::new("Loktar has no GitHub credentials").hint(
+            _ => Err(Failure::new("Loktar has no GitHub credentials").hint(
                 "set `token_secret` (or `app_id`, `app_key_secret` and `installation_id`) under `[github]` in loktar.toml, \
                  and the secret's variable",
             )),
@@ -117,12 +97,12 @@ impl Github {
 
     /// Calls `method path` (a path after `api_url`, or a full URL GitHub gave)
     /// with an optional JSON body.
-    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer, GithubError> {
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer, Failure> {
         let method = method.to_ascii_uppercase();
         let body: Option<serde_json::Value> = match body {
             Some(text) => Some(
                 serde_json::from_str(text)
-                    .map_err(|e| GithubError::new(format!("the body of `{method} {path}` is not JSON: {e}")))?,
+                    .map_err(|e| Failure::new(format!("the body of `{method} {path}` is not JSON: {e}")))?,
             ),
             None => None,
         };
@@ -143,7 +123,7 @@ impl Github {
             }
             match serde_json::from_str::<serde_json::Value>(&text) {
                 Ok(serde_json::Value::Array(items)) => merged.extend(items),
-                _ => return Err(GithubError::new(format!("page `{url}` of a paginated answer is not a JSON array"))),
+                _ => return Err(Failure::new(format!("page `{url}` of a paginated answer is not a JSON array"))),
             }
             next = next_page(&headers);
         }
@@ -157,7 +137,7 @@ impl Github {
         method: &str,
         url: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<(u16, HeaderMap, String), GithubError> {
+    ) -> Result<(u16, HeaderMap, String), Failure> {
         let mut attempt = 0;
         loop {
             let response = match method {
@@ -166,7 +146,7 @@ impl Github {
                 "PATCH" => client._patch(url, body).await,
                 "PUT" => client._put(url, body).await,
                 "DELETE" => client._delete(url, body).await,
-                other => return Err(GithubError::new(format!("`{other}` is not a method Loktar sends to GitHub"))),
+                other => return Err(Failure::new(format!("`{other}` is not a method Loktar sends to GitHub"))),
             }
             .map_err(|e| self.unreachable(&e))?;
             let (parts, body) = response.into_parts();
@@ -175,7 +155,7 @@ impl Github {
             match retry_after(status, &parts.headers, attempt) {
                 Some(wait) if attempt < self.settings.retries => {
                     if wait > Duration::from_secs(self.settings.max_wait_secs) {
-                        return Err(GithubError::new(format!(
+                        return Err(Failure::new(format!(
                             "GitHub's rate limit for `{method} {url}` resets in {} s, longer than Loktar waits",
                             wait.as_secs()
                         ))
@@ -190,8 +170,8 @@ impl Github {
         }
     }
 
-    fn unreachable(&self, error: &dyn std::fmt::Display) -> GithubError {
-        GithubError::new(format!("calling GitHub at `{}` failed: {error}", self.settings.api_url))
+    fn unreachable(&self, error: &dyn std::fmt::Display) -> Failure {
+        Failure::new(format!("calling GitHub at `{}` failed: {error}", self.settings.api_url))
             .hint("check the network, `api_url` under `[github]` in loktar.toml, and the credentials")
     }
 }

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::ContainerError;
+use crate::failure::Failure;
 
 /// The ignore file in a context folder.
 const IGNORE_FILE: &str = ".dockerignore";
@@ -34,7 +34,7 @@ pub fn archive<W: Write>(context: &Path, dockerfile: &str, into: W) -> std::io::
 }
 
 /// Writes the context folder as a gzipped tar to `file`; returns its size.
-pub async fn archive_to_file(context: &Path, dockerfile: &str, file: &Path) -> Result<u64, ContainerError> {
+pub async fn archive_to_file(context: &Path, dockerfile: &str, file: &Path) -> Result<u64, Failure> {
     let (context, dockerfile, file) = (context.to_path_buf(), dockerfile.to_string(), file.to_path_buf());
     tokio::task::spawn_blocking(move || {
         let written = std::fs::File::create(&file)?;
@@ -44,8 +44,8 @@ pub async fn archive_to_file(context: &Path, dockerfile: &str, file: &Path) -> R
         Ok::<_, std::io::Error>(std::fs::metadata(&file)?.len())
     })
     .await
-    .map_err(|e| ContainerError::new(format!("archiving the build context failed: {e}")))?
-    .map_err(|e| ContainerError::new(format!("cannot archive the build context: {e}")))
+    .map_err(|e| Failure::new(format!("archiving the build context failed: {e}")))?
+    .map_err(|e| Failure::new(format!("cannot archive the build context: {e}")))
 }
 
 fn add_folder<W: Write>(

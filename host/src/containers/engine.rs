@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
-use super::ContainerError;
+use crate::failure::Failure;
 use crate::settings::EngineSettings;
 
 /// Where the engine is when nothing says otherwise.
@@ -79,7 +79,7 @@ impl Engine {
         &self.address
     }
 
-    async fn docker(&self) -> Result<&Docker, ContainerError> {
+    async fn docker(&self) -> Result<&Docker, Failure> {
         self.docker
             .get_or_try_init(|| async {
                 let docker = if let Some(path) = self.address.strip_prefix("unix://") {
@@ -87,7 +87,7 @@ impl Engine {
                 } else if self.address.starts_with("tcp://") || self.address.starts_with("http://") {
                     Docker::connect_with_http(&self.address, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
                 } else {
-                    return Err(ContainerError::new(format!(
+                    return Err(Failure::new(format!(
                         "the container engine address `{}` is neither `unix://…` nor `tcp://…`",
                         self.address
                     ))
@@ -99,48 +99,44 @@ impl Engine {
             .await
     }
 
-    fn unreachable(&self, error: &BollardError) -> ContainerError {
+    fn unreachable(&self, error: &BollardError) -> Failure {
         let reason = match error {
             BollardError::SocketNotFoundError(path) => format!("no socket at `{path}`"),
             other => other.to_string(),
         };
-        ContainerError::new(format!("cannot reach the container engine at `{}`: {reason}", self.address)).hint(
+        Failure::new(format!("cannot reach the container engine at `{}`: {reason}", self.address)).hint(
             "start the Docker Engine (`dockerd`), or point `DOCKER_HOST` or `host` under `[engine]` in loktar.toml at it",
         )
     }
 
     /// An error from a call on a connected engine.
-    fn failed(&self, what: &str, error: BollardError) -> ContainerError {
+    fn failed(&self, what: &str, error: BollardError) -> Failure {
         match error {
             BollardError::DockerResponseServerError { message, .. }
             | BollardError::DockerStreamError { error: message } => {
-                ContainerError::new(format!("{what} failed: {}", message.trim()))
+                Failure::new(format!("{what} failed: {}", message.trim()))
             }
             BollardError::HyperLegacyError { .. }
             | BollardError::IOError { .. }
             | BollardError::RequestTimeoutError => self.unreachable(&error),
-            other => ContainerError::new(format!("{what} failed: {other}")),
+            other => Failure::new(format!("{what} failed: {other}")),
         }
     }
 
     /// Builds an image; each line of build output goes to `log`. Returns the image id.
-    pub async fn build(
-        &self,
-        request: BuildRequest,
-        log: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, ContainerError> {
+    pub async fn build(&self, request: BuildRequest, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, Failure> {
         let docker = self.docker().await?;
         let dockerfile = request.context.join(&request.dockerfile);
         if !dockerfile.is_file() {
-            return Err(ContainerError::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
+            return Err(Failure::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
                 .hint("add one, or name it with `build_info.dockerfile` in loktar.json"));
         }
         let (context, file) = (request.context.clone(), request.dockerfile.clone());
         let archive = tokio::task::spawn_blocking(move || super::context::archive(&context, &file, Vec::new()))
             .await
-            .map_err(|e| ContainerError::new(format!("archiving the build context failed: {e}")))?
+            .map_err(|e| Failure::new(format!("archiving the build context failed: {e}")))?
             .map_err(|e| {
-                ContainerError::new(format!("cannot archive the build context `{}`: {e}", request.context.display()))
+                Failure::new(format!("cannot archive the build context `{}`: {e}", request.context.display()))
             })?;
         let build_args: HashMap<&str, &str> =
             request.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -168,7 +164,7 @@ impl Engine {
             }
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_else(|| "unknown error".to_string());
-                return Err(ContainerError::new(format!("the image build failed: {}", message.trim())));
+                return Err(Failure::new(format!("the image build failed: {}", message.trim())));
             }
             if let Some(found) = info.aux.and_then(|aux| aux.id) {
                 id = Some(found);
@@ -182,7 +178,7 @@ impl Engine {
             },
         };
         if id.is_empty() {
-            return Err(ContainerError::new("the image build ended without an image"));
+            return Err(Failure::new("the image build ended without an image"));
         }
         for tag in request.tags.iter().skip(1) {
             self.tag(&id, tag).await?;
@@ -191,7 +187,7 @@ impl Engine {
     }
 
     /// Gives `image` the local tag `name:tag`.
-    pub async fn tag(&self, image: &str, reference: &str) -> Result<(), ContainerError> {
+    pub async fn tag(&self, image: &str, reference: &str) -> Result<(), Failure> {
         let docker = self.docker().await?;
         let (repo, tag) = split_reference(reference);
         let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
@@ -202,7 +198,7 @@ impl Engine {
     }
 
     /// The local image `reference` (id or `name:tag`), `None` when there is none.
-    pub async fn inspect(&self, reference: &str) -> Result<Option<ImageInfo>, ContainerError> {
+    pub async fn inspect(&self, reference: &str) -> Result<Option<ImageInfo>, Failure> {
         let docker = self.docker().await?;
         match docker.inspect_image(reference).await {
             Ok(image) => Ok(Some(ImageInfo {
@@ -221,7 +217,7 @@ impl Engine {
     }
 
     /// The tags of local images named `repository`.
-    pub async fn local_tags(&self, repository: &str) -> Result<Vec<String>, ContainerError> {
+    pub async fn local_tags(&self, repository: &str) -> Result<Vec<String>, Failure> {
         let docker = self.docker().await?;
         let filters = HashMap::from([("reference", vec![repository])]);
         let options = ListImagesOptionsBuilder::default().filters(&filters).build();
@@ -246,7 +242,7 @@ impl Engine {
         tag: &str,
         credentials: DockerCredentials,
         log: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, ContainerError> {
+    ) -> Result<String, Failure> {
         let reference = format!("{remote}:{tag}");
         self.tag(image, &reference).await?;
         let docker = self.docker().await?;
@@ -272,7 +268,7 @@ impl Engine {
                 let pushed = self.inspect(image).await?.and_then(|info| {
                     info.repo_digests.iter().find_map(|d| d.strip_prefix(&prefix).map(str::to_string))
                 });
-                pushed.ok_or_else(|| ContainerError::new(format!("pushing `{reference}` reported no digest")))
+                pushed.ok_or_else(|| Failure::new(format!("pushing `{reference}` reported no digest")))
             }
         }
     }

@@ -14,28 +14,8 @@ use std::collections::BTreeMap;
 pub use engine::{BuildRequest, Engine, ImageInfo};
 pub use registry::Registry;
 
+use crate::failure::Failure;
 use crate::settings::Settings;
-
-/// Why an engine or registry operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ContainerError {
-    /// What failed, naming the engine or registry.
-    pub message: String,
-    /// The obvious fix, if any.
-    pub hint: Option<String>,
-}
-
-impl ContainerError {
-    fn new(message: impl Into<String>) -> Self {
-        ContainerError { message: message.into(), hint: None }
-    }
-
-    fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
 
 /// The engine and the registries of one host configuration.
 #[derive(Debug)]
@@ -59,7 +39,7 @@ impl Containers {
     }
 
     /// The registry named `name` in the host configuration.
-    pub fn registry(&self, name: &str) -> Result<&Registry, ContainerError> {
+    pub fn registry(&self, name: &str) -> Result<&Registry, Failure> {
         self.registries.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.registries.keys().map(String::as_str).collect();
             let hint = if known.is_empty() {
@@ -67,7 +47,7 @@ impl Containers {
             } else {
                 format!("configured registries: {}; or add `[registries.{name}]` to loktar.toml", known.join(", "))
             };
-            ContainerError::new(format!("no registry `{name}` in the host configuration")).hint(hint)
+            Failure::new(format!("no registry `{name}` in the host configuration")).hint(hint)
         })
     }
 }

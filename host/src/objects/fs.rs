@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ObjectError, ObjectInfo, sha256_of};
+use super::{Failure, ObjectInfo, sha256_of};
 
 /// A store in a folder.
 #[derive(Debug, Clone)]
@@ -26,11 +26,11 @@ impl FsStore {
         &self.name
     }
 
-    fn failed(&self, what: &str, error: &std::io::Error) -> ObjectError {
-        ObjectError::new(format!("store `{}`: cannot {what}: {error}", self.name))
+    fn failed(&self, what: &str, error: &std::io::Error) -> Failure {
+        Failure::new(format!("store `{}`: cannot {what}: {error}", self.name))
     }
 
-    pub(super) async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, ObjectError> {
+    pub(super) async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
         let target = self.dir.join(key);
         let source = file.to_path_buf();
         let written = target.clone();
@@ -49,7 +49,7 @@ impl FsStore {
         self.describe(key, &target).await
     }
 
-    pub(super) async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, ObjectError> {
+    pub(super) async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
         let source = self.dir.join(key);
         if let Some(parent) = file.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| self.failed(&format!("get `{key}`"), &e))?;
@@ -58,7 +58,7 @@ impl FsStore {
         self.describe(key, &source).await
     }
 
-    pub(super) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+    pub(super) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Failure> {
         let object = self.dir.join(key);
         if !tokio::fs::metadata(&object).await.is_ok_and(|m| m.is_file()) {
             return Ok(None);
@@ -66,7 +66,7 @@ impl FsStore {
         self.describe(key, &object).await.map(Some)
     }
 
-    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
         let mut keys = Vec::new();
         let mut pending = vec![self.dir.clone()];
         while let Some(dir) = pending.pop() {
@@ -91,7 +91,7 @@ impl FsStore {
         Ok(found)
     }
 
-    async fn describe(&self, key: &str, path: &Path) -> Result<ObjectInfo, ObjectError> {
+    async fn describe(&self, key: &str, path: &Path) -> Result<ObjectInfo, Failure> {
         let (sha256, size) = sha256_of(path).await.map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
         let absolute = std::path::absolute(path).map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
         Ok(ObjectInfo {

@@ -13,6 +13,7 @@ use std::path::{Component, Path};
 
 pub use s3::S3Store;
 
+use crate::failure::Failure;
 use crate::settings::StoreSettings;
 
 /// An object's metadata.
@@ -26,27 +27,6 @@ pub struct ObjectInfo {
     pub sha256: Option<String>,
     /// Where it is: `file://…` or `s3://bucket/key`.
     pub url: String,
-}
-
-/// Why an object operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ObjectError {
-    /// What failed, naming the store.
-    pub message: String,
-    /// The obvious fix, if any.
-    pub hint: Option<String>,
-}
-
-impl ObjectError {
-    fn new(message: impl Into<String>) -> Self {
-        ObjectError { message: message.into(), hint: None }
-    }
-
-    fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
 }
 
 /// One configured store, ready for use.
@@ -64,7 +44,7 @@ impl ObjectStore {
         name: &str,
         settings: &StoreSettings,
         secret: impl Fn(&str) -> Option<String>,
-    ) -> Result<ObjectStore, ObjectError> {
+    ) -> Result<ObjectStore, Failure> {
         match settings {
             StoreSettings::Fs { dir } => Ok(ObjectStore::Fs(fs::FsStore::new(name, dir))),
             StoreSettings::S3(s3) => S3Store::new(name, s3, secret).map(ObjectStore::S3),
@@ -72,7 +52,7 @@ impl ObjectStore {
     }
 
     /// Uploads `file` to `key`.
-    pub async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, ObjectError> {
+    pub async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.put(key, file).await,
@@ -81,7 +61,7 @@ impl ObjectStore {
     }
 
     /// Downloads `key` into `file`.
-    pub async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, ObjectError> {
+    pub async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.get(key, file).await,
@@ -90,7 +70,7 @@ impl ObjectStore {
     }
 
     /// The metadata of `key`, or `None` when there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Failure> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.head(key).await,
@@ -100,10 +80,10 @@ impl ObjectStore {
 
     /// A URL anyone holding it can GET `key` from, for `expires` — for
     /// services outside this machine (a remote build fetching its context).
-    pub async fn presign(&self, key: &str, expires: std::time::Duration) -> Result<String, ObjectError> {
+    pub async fn presign(&self, key: &str, expires: std::time::Duration) -> Result<String, Failure> {
         let key = checked_key(key)?;
         match self {
-            ObjectStore::Fs(store) => Err(ObjectError::new(format!(
+            ObjectStore::Fs(store) => Err(Failure::new(format!(
                 "store `{}` is a folder on this machine: no other machine can fetch `{key}` from it",
                 store.name()
             ))
@@ -113,7 +93,7 @@ impl ObjectStore {
     }
 
     /// Objects whose keys start with `prefix`, sorted by key.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
         match self {
             ObjectStore::Fs(store) => store.list(prefix).await,
             ObjectStore::S3(store) => store.list(prefix).await,
@@ -122,12 +102,12 @@ impl ObjectStore {
 }
 
 /// A key as a relative path that stays inside the store.
-pub fn checked_key(key: &str) -> Result<&str, ObjectError> {
+pub fn checked_key(key: &str) -> Result<&str, Failure> {
     let plain = !key.is_empty() && Path::new(key).components().all(|c| matches!(c, Component::Normal(_)));
     if plain {
         Ok(key)
     } else {
-        Err(ObjectError::new(format!("`{key}` is not a valid key")).hint("use a relative path without `..`"))
+        Err(Failure::new(format!("`{key}` is not a valid key")).hint("use a relative path without `..`"))
     }
 }
 

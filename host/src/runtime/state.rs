@@ -12,8 +12,9 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::cancel::Cancel;
 use crate::containers::Containers;
+use crate::failure::Failure;
 use crate::github::Github;
-use crate::objects::{ObjectError, ObjectStore};
+use crate::objects::ObjectStore;
 use crate::settings::{Capability, Limits, PluginSettings, Settings};
 
 /// Where the package folder appears inside the plugin.
@@ -35,7 +36,7 @@ pub struct Grants {
     /// The object stores it may use, opened once when the plugin loads: the
     /// one with its own provider name and those its `stores` grant lists,
     /// each if configured.
-    pub stores: Vec<(String, Result<ObjectStore, ObjectError>)>,
+    pub stores: Vec<(String, Result<ObjectStore, Failure>)>,
     /// The container engine and registries, with `container-engine`.
     pub containers: Option<Arc<Containers>>,
     /// GitHub, with `github`.

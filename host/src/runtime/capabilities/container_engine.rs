@@ -10,7 +10,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::not_granted;
 use crate::cancel::Cancel;
-use crate::containers::{self, ContainerError, Containers};
+use crate::containers::{self, Containers};
+use crate::failure::Failure;
 use crate::runtime::bindings::host::loktar::plugin::container_engine::{
     self, ApiRequest, ApiResponse, BuildRequest, ImageInfo, RegistryInfo,
 };
@@ -42,15 +43,15 @@ impl container_engine::Host for StoreState {
         self.containers()?;
         let context = self.package_path(&context)?;
         let file = self.artifact_file(&path)?;
-        containers::context::archive_to_file(&context, &dockerfile, &file).await.map_err(wit_error)
+        containers::context::archive_to_file(&context, &dockerfile, &file).await.map_err(Error::from)
     }
 
     async fn tag(&mut self, image: String, tag: String) -> Result<(), Error> {
-        self.containers()?.engine.tag(&image, &tag).await.map_err(wit_error)
+        self.containers()?.engine.tag(&image, &tag).await.map_err(Error::from)
     }
 
     async fn inspect(&mut self, reference: String) -> Result<Option<ImageInfo>, Error> {
-        let found = self.containers()?.engine.inspect(&reference).await.map_err(wit_error)?;
+        let found = self.containers()?.engine.inspect(&reference).await.map_err(Error::from)?;
         Ok(found.map(|image| ImageInfo {
             id: image.id,
             tags: image.tags,
@@ -60,12 +61,12 @@ impl container_engine::Host for StoreState {
     }
 
     async fn local_tags(&mut self, repository: String) -> Result<Vec<String>, Error> {
-        self.containers()?.engine.local_tags(&repository).await.map_err(wit_error)
+        self.containers()?.engine.local_tags(&repository).await.map_err(Error::from)
     }
 
     async fn registry(&mut self, name: String) -> Result<RegistryInfo, Error> {
         let containers = self.containers()?;
-        let registry = containers.registry(&name).map_err(wit_error)?;
+        let registry = containers.registry(&name).map_err(Error::from)?;
         Ok(RegistryInfo {
             prefix: registry.prefix(),
             namespace: registry.namespace().to_string(),
@@ -75,14 +76,14 @@ impl container_engine::Host for StoreState {
 
     async fn registry_api(&mut self, registry: String, request: ApiRequest) -> Result<ApiResponse, Error> {
         let containers = self.containers()?;
-        let registry = containers.registry(&registry).map_err(wit_error)?;
-        let (status, body) = registry.api(&request.method, &request.path, request.body).await.map_err(wit_error)?;
+        let registry = containers.registry(&registry).map_err(Error::from)?;
+        let (status, body) = registry.api(&request.method, &request.path, request.body).await.map_err(Error::from)?;
         Ok(ApiResponse { status, body })
     }
 
     async fn remote_tags(&mut self, registry: String, repository: String) -> Result<Vec<String>, Error> {
         let containers = self.containers()?;
-        containers.registry(&registry).map_err(wit_error)?.tags(&repository).await.map_err(wit_error)
+        containers.registry(&registry).map_err(Error::from)?.tags(&repository).await.map_err(Error::from)
     }
 
     async fn remote_digest(
@@ -92,7 +93,7 @@ impl container_engine::Host for StoreState {
         tag: String,
     ) -> Result<Option<String>, Error> {
         let containers = self.containers()?;
-        containers.registry(&registry).map_err(wit_error)?.digest(&repository, &tag).await.map_err(wit_error)
+        containers.registry(&registry).map_err(Error::from)?.digest(&repository, &tag).await.map_err(Error::from)
     }
 
     async fn push(
@@ -103,7 +104,7 @@ impl container_engine::Host for StoreState {
         tag: String,
     ) -> Result<String, Error> {
         let containers = self.containers()?;
-        let target = containers.registry(&registry).map_err(wit_error)?;
+        let target = containers.registry(&registry).map_err(Error::from)?;
         let log = self.log.clone();
         let mut write = |line: &str| {
             log.push(Source::Program, Level::Info, line);
@@ -146,7 +147,7 @@ impl StoreState {
 async fn unless_cancelled<T>(
     cancel: Option<Cancel>,
     what: &str,
-    work: impl Future<Output = Result<T, ContainerError>>,
+    work: impl Future<Output = Result<T, Failure>>,
 ) -> Result<T, Error> {
     let mut cancel = cancel.filter(|cancel| !cancel.is_cancelled());
     let cancelled = async {
@@ -156,13 +157,9 @@ async fn unless_cancelled<T>(
         }
     };
     tokio::select! {
-        result = work => result.map_err(wit_error),
+        result = work => result.map_err(Error::from),
         () = cancelled => Err(Error { message: format!("{what} was stopped: the run was cancelled"), hint: None }),
     }
-}
-
-fn wit_error(error: ContainerError) -> Error {
-    Error { message: error.message, hint: error.hint }
 }
 
 /// Adds `container-engine` to the linker.

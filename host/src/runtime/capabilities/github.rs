@@ -15,10 +15,7 @@ impl github::Host for StoreState {
             Some(client) if self.grants.allows(Capability::Github) => client.clone(),
             _ => return Err(not_granted(self, Capability::Github)),
         };
-        let answer = client
-            .call(&request.method, &request.path, request.body.as_deref())
-            .await
-            .map_err(|e| Error { message: e.message, hint: e.hint })?;
+        let answer = client.call(&request.method, &request.path, request.body.as_deref()).await.map_err(Error::from)?;
         Ok(Response { status: answer.status, body: answer.body })
     }
 }

@@ -32,6 +32,13 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 
 impl types::Host for StoreState {}
 
+/// A host service's failure, as the plugin sees it.
+impl From<crate::failure::Failure> for types::Error {
+    fn from(failure: crate::failure::Failure) -> Self {
+        types::Error { message: failure.message, hint: failure.hint }
+    }
+}
+
 /// The error a capability returns to a plugin that was not granted it.
 /// Loading already refuses such plugins; this guards the call path too.
 fn not_granted(state: &StoreState, capability: Capability) -> types::Error {

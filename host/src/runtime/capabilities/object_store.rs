@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::not_granted;
-use crate::objects::{self, ObjectError, ObjectStore};
+use crate::objects::{self, ObjectStore};
 use crate::runtime::bindings::host::loktar::plugin::object_store::{self, ObjectInfo};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::state::{ARTIFACTS_MOUNT, StoreState};
@@ -17,29 +17,29 @@ use crate::settings::Capability;
 impl object_store::Host for StoreState {
     async fn put(&mut self, store: String, key: String, path: String) -> Result<ObjectInfo, Error> {
         let file = self.artifact_file(&path)?;
-        let info = self.store(&store)?.put(&key, &file).await.map_err(wit_error)?;
+        let info = self.store(&store)?.put(&key, &file).await.map_err(Error::from)?;
         Ok(wit_info(info))
     }
 
     async fn get(&mut self, store: String, key: String, path: String) -> Result<ObjectInfo, Error> {
         let file = self.artifact_file(&path)?;
-        let info = self.store(&store)?.get(&key, &file).await.map_err(wit_error)?;
+        let info = self.store(&store)?.get(&key, &file).await.map_err(Error::from)?;
         Ok(wit_info(info))
     }
 
     async fn head(&mut self, store: String, key: String) -> Result<Option<ObjectInfo>, Error> {
-        let info = self.store(&store)?.head(&key).await.map_err(wit_error)?;
+        let info = self.store(&store)?.head(&key).await.map_err(Error::from)?;
         Ok(info.map(wit_info))
     }
 
     async fn list(&mut self, store: String, prefix: String) -> Result<Vec<ObjectInfo>, Error> {
-        let found = self.store(&store)?.list(&prefix).await.map_err(wit_error)?;
+        let found = self.store(&store)?.list(&prefix).await.map_err(Error::from)?;
         Ok(found.into_iter().map(wit_info).collect())
     }
 
     async fn presign(&mut self, store: String, key: String, expires_secs: u32) -> Result<String, Error> {
         let expires = std::time::Duration::from_secs(u64::from(expires_secs));
-        self.store(&store)?.presign(&key, expires).await.map_err(wit_error)
+        self.store(&store)?.presign(&key, expires).await.map_err(Error::from)
     }
 }
 
@@ -50,7 +50,7 @@ impl StoreState {
             return Err(not_granted(self, Capability::ObjectStore));
         }
         match self.grants.stores.iter().find(|(name, _)| name == store) {
-            Some((_, opened)) => opened.clone().map_err(wit_error),
+            Some((_, opened)) => opened.clone().map_err(Error::from),
             None => Err(Error {
                 message: format!("plugin `{}` may not use store `{store}`", self.plugin),
                 hint: Some(format!(
@@ -75,10 +75,6 @@ impl StoreState {
 
 fn wit_info(info: objects::ObjectInfo) -> ObjectInfo {
     ObjectInfo { key: info.key, size: info.size, sha256: info.sha256, url: info.url }
-}
-
-fn wit_error(error: ObjectError) -> Error {
-    Error { message: error.message, hint: error.hint }
 }
 
 /// Adds `object-store` to the linker.
