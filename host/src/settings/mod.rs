@@ -377,50 +377,30 @@ impl Settings {
         if let Some(notifications) = file.notifications {
             settings.notifications = notifications;
         }
+        // Every secret named anywhere must be defined under `[secrets]`.
+        let github = &settings.github;
+        let mut named: Vec<(String, &String)> = Vec::new();
         for (name, plugin) in &settings.plugins {
-            for secret in plugin.secrets.iter().flatten() {
-                if !settings.secrets.contains_key(secret) {
-                    return Err(Diagnostic::new(format!(
-                        "`{}`: plugin `{name}` is granted secret `{secret}`, which `[secrets]` does not define",
-                        path.display()
-                    ))
-                    .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
-                }
-            }
+            named.extend(plugin.secrets.iter().flatten().map(|secret| (format!("plugin `{name}` is granted"), secret)));
         }
         for (name, store) in &settings.stores {
-            let StoreSettings::S3(s3) = store else { continue };
-            for secret in [&s3.access_key_secret, &s3.secret_key_secret] {
-                if !settings.secrets.contains_key(secret) {
-                    return Err(Diagnostic::new(format!(
-                        "`{}`: store `{name}` reads secret `{secret}`, which `[secrets]` does not define",
-                        path.display()
-                    ))
-                    .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
-                }
+            if let StoreSettings::S3(s3) = store {
+                named.extend(
+                    [&s3.access_key_secret, &s3.secret_key_secret].map(|s| (format!("store `{name}` reads"), s)),
+                );
             }
         }
         for (name, registry) in &settings.registries {
-            for secret in registry.password_secret.iter().chain(&registry.api_token_secret) {
-                if settings.secrets.contains_key(secret) {
-                    continue;
-                }
-                return Err(Diagnostic::new(format!(
-                    "`{}`: registry `{name}` reads secret `{secret}`, which `[secrets]` does not define",
-                    path.display()
-                ))
-                .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
-            }
+            let secrets = registry.password_secret.iter().chain(&registry.api_token_secret);
+            named.extend(secrets.map(|secret| (format!("registry `{name}` reads"), secret)));
         }
-        let github = &settings.github;
-        for secret in github.token_secret.iter().chain(&github.app_key_secret) {
-            if !settings.secrets.contains_key(secret) {
-                return Err(Diagnostic::new(format!(
-                    "`{}`: `[github]` reads secret `{secret}`, which `[secrets]` does not define",
-                    path.display()
-                ))
-                .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
-            }
+        named.extend(github.token_secret.iter().chain(&github.app_key_secret).map(|s| ("`[github]` reads".into(), s)));
+        if let Some((who, secret)) = named.iter().find(|(_, secret)| !settings.secrets.contains_key(*secret)) {
+            return Err(Diagnostic::new(format!(
+                "`{}`: {who} secret `{secret}`, which `[secrets]` does not define",
+                path.display()
+            ))
+            .hint(format!("add `[secrets.{secret}]` with `env = \"<VARIABLE>\"`")));
         }
         if github.app_id.is_some() != github.app_key_secret.is_some()
             || github.app_id.is_some() != github.installation_id.is_some()
@@ -495,6 +475,24 @@ mod tests {
         assert_eq!(settings.engine.host.as_deref(), Some("unix:///tmp/d.sock"));
         assert_eq!(settings.registries["quay"].namespace, "acme");
         assert_eq!(settings.registries["quay"].api_url, None);
+    }
+
+    #[test]
+    fn secrets_named_by_plugins_stores_and_github_must_be_defined() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        for (text, who) in [
+            ("[plugins.make]\nsecrets = [\"npm\"]\n", "plugin `make` is granted secret `npm`"),
+            (
+                "[stores.s3]\nkind = \"s3\"\nbucket = \"b\"\naccess_key_secret = \"k\"\nsecret_key_secret = \"s\"\n",
+                "store `s3` reads secret `k`",
+            ),
+            ("[github]\ntoken_secret = \"gh\"\n", "`[github]` reads secret `gh`"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = Settings::load(Some(&path), dir.path()).expect_err("an undefined secret");
+            assert!(error.message.ends_with(&format!("{who}, which `[secrets]` does not define")), "{}", error.message);
+        }
     }
 
     #[test]
