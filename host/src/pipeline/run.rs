@@ -6,6 +6,10 @@
 //! its package (its dependents are skipped by the scheduler); a cancelled
 //! run stops running programs, lets plugins clean up, and reports what was
 //! running as cancelled — never as passed.
+//!
+//! Notifiers hear of the run's start, of each package however it ended
+//! (also one that never started), and of the run's end; what they say back
+//! never changes an outcome.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
