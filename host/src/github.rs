@@ -108,7 +108,7 @@ impl Github {
         };
         let client = self.client().await?;
         let (status, headers, text) = self.send(client, &method, path, body.as_ref()).await?;
-        let mut next = next_page(&headers);
+        let mut next = crate::links::next_page(&headers);
         if method != "GET" || next.is_none() || !(200..300).contains(&status) {
             return Ok(Answer { status, body: text });
         }
@@ -125,7 +125,7 @@ impl Github {
                 Ok(serde_json::Value::Array(items)) => merged.extend(items),
                 _ => return Err(Failure::new(format!("page `{url}` of a paginated answer is not a JSON array"))),
             }
-            next = next_page(&headers);
+            next = crate::links::next_page(&headers);
         }
         Ok(Answer { status, body: serde_json::Value::Array(merged).to_string() })
     }
@@ -196,14 +196,6 @@ fn retry_after(status: u16, headers: &HeaderMap, attempt: u32) -> Option<Duratio
         }
         _ => None,
     }
-}
-
-/// The `next` link of a paginated answer.
-fn next_page(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).find_map(|link| {
-        let (target, params) = link.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-    })
 }
 
 #[cfg(test)]

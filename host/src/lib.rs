@@ -15,6 +15,7 @@ pub mod events;
 pub mod failure;
 pub mod github;
 pub mod graph;
+pub mod links;
 pub mod objects;
 pub mod pipeline;
 pub mod programs;

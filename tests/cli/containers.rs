@@ -12,7 +12,6 @@
 //! and `apache2-utils` (htpasswd).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -278,14 +277,4 @@ pub fn host_config(engine: &DockerEngine, registry_url: &str) -> String {
          username = \"{REGISTRY_USER}\"\npassword_secret = \"quay_token\"\n\n[secrets.quay_token]\nenv = \"TEST_QUAY_TOKEN\"\n",
         engine.host()
     )
-}
-
-/// Every file below `dir`.
-pub fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { found.extend(files_below(&path)) } else { found.push(path) }
-    }
-    found
 }

@@ -11,12 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::json;
 
-use crate::containers::{
-    DockerEngine, ImageRegistry, REGISTRY_PASSWORD, REGISTRY_USER, files_below, free_port, host_config,
-};
+use crate::containers::{DockerEngine, ImageRegistry, REGISTRY_PASSWORD, REGISTRY_USER, free_port, host_config};
 use crate::recorder::{Recorded, Recorder, Reply};
 use crate::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
-use crate::support::{Run, TestRepo, loktar_with_env};
+use crate::support::{Run, TestRepo, assert_secrets_hidden, loktar_with_env};
 
 const DOCKERFILE: &str = "FROM busybox:loktar\nARG GREETING=hello\nCOPY message.txt /message.txt\n\
 RUN echo \"$GREETING from pet_api\" > /greeting && echo \"greeting written\"\nCMD [\"cat\", \"/greeting\", \"/message.txt\"]\n";
@@ -113,13 +111,7 @@ fn an_image_is_built_pushed_read_back_pulled_and_run() {
         engine.docker_ok(&["run", "--rm", "--network", "none", &format!("{}/loktar/pet_api:1", registry.host())]);
     assert_eq!(output, "howdy from pet_api\nversion one");
 
-    for text in [&stdout, &stderr] {
-        assert!(!text.contains(REGISTRY_PASSWORD), "the registry password leaked into the output");
-    }
-    for file in files_below(&repo.path().join(".loktar/runs")) {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(!text.contains(REGISTRY_PASSWORD), "the registry password leaked into {}", file.display());
-    }
+    assert_secrets_hidden(&[REGISTRY_PASSWORD], &[&stdout, &stderr], &repo.path().join(".loktar/runs"));
 }
 
 #[test]
@@ -504,10 +496,7 @@ fn url_builds_are_built_by_the_registry_from_the_stored_context() {
     let output =
         engine.docker_ok(&["run", "--rm", "--network", "none", &format!("{}/loktar/pet_api:1", registry.host())]);
     assert_eq!(output, "hello from pet_api\nversion one");
-    for file in files_below(&repo.path().join(".loktar/runs")) {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(!text.contains(API_TOKEN) && !text.contains(SECRET_KEY), "a secret leaked into {}", file.display());
-    }
+    assert_secrets_hidden(&[API_TOKEN, SECRET_KEY], &[], &repo.path().join(".loktar/runs"));
 }
 
 #[test]

@@ -196,11 +196,7 @@ fn the_github_notifier_posts_pending_then_final_statuses_per_package_and_stage()
         assert_eq!(request.header("accept"), Some("application/vnd.github+json"));
     }
     assert!(run.stdout.starts_with("package  result   test"), "{}", run.stdout);
-    for file in crate::containers::files_below(&repo.path().join(".loktar")) {
-        let text = std::fs::read(&file).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&text).contains(TOKEN), "the token leaked into {}", file.display());
-    }
-    assert!(!run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN));
+    crate::support::assert_secrets_hidden(&[TOKEN], &[&run.stdout, &run.stderr], &repo.path().join(".loktar"));
 }
 
 #[test]

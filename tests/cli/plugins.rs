@@ -350,21 +350,13 @@ fn malformed_files_make_discovery_fail_clearly() {
 
 /// Compiled components in a cache folder, with their modification times.
 fn compiled(cache: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
-    let mut files: Vec<(PathBuf, std::time::SystemTime)> = walk(cache)
+    let mut files: Vec<(PathBuf, std::time::SystemTime)> = crate::support::files_below(cache)
         .into_iter()
         .filter(|path| path.extension().is_none())
         .filter_map(|path| Some((path.clone(), std::fs::metadata(&path).ok()?.modified().ok()?)))
         .collect();
     files.sort();
     files
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] })
-        .collect()
 }
 
 #[test]

@@ -2,8 +2,6 @@
 //! process, checking every request's SigV4 signature), read back with an
 //! independent client.
 
-use std::path::Path;
-
 use crate::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
 use crate::support::TestRepo;
 
@@ -51,21 +49,8 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn no_canary_in(repo: &TestRepo, run: &crate::support::Run) {
-    assert!(!run.stdout.contains(SECRET_KEY) && !run.stderr.contains(SECRET_KEY), "the secret leaked into the output");
-    let logs = repo.path().join(".loktar/runs");
-    for entry in walk(&logs) {
-        let text = std::fs::read_to_string(&entry).unwrap_or_default();
-        assert!(!text.contains(SECRET_KEY), "the secret leaked into {}", entry.display());
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { found.extend(walk(&path)) } else { found.push(path) }
-    }
-    found
+    let outputs = [run.stdout.as_str(), run.stderr.as_str()];
+    crate::support::assert_secrets_hidden(&[SECRET_KEY], &outputs, &repo.path().join(".loktar/runs"));
 }
 
 #[test]

@@ -164,6 +164,29 @@ pub fn loktar_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Every file below `dir` (none when it does not exist).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { found.extend(files_below(&path)) } else { found.push(path) }
+    }
+    found
+}
+
+/// Asserts that none of `secrets` shows in `outputs` (a run's stdout and
+/// stderr) or in any file below `dir` (its logs and records).
+#[track_caller]
+pub fn assert_secrets_hidden(secrets: &[&str], outputs: &[&str], dir: &Path) {
+    for secret in secrets {
+        assert!(!outputs.iter().any(|output| output.contains(secret)), "a secret leaked into the output");
+        for file in files_below(dir) {
+            let text = std::fs::read(&file).unwrap_or_default();
+            assert!(!String::from_utf8_lossy(&text).contains(secret), "a secret leaked into {}", file.display());
+        }
+    }
+}
+
 /// A `loktar` command with an environment that does not leak the caller's settings.
 pub fn loktar_command() -> Command {
     let mut command = Command::new(loktar_bin());
