@@ -22,6 +22,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("docker", "loktar-plugin-docker"),
     ("quay", "loktar-plugin-quay"),
     ("github", "loktar-plugin-github"),
+    ("slack", "loktar-plugin-slack"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

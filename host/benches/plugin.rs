@@ -46,6 +46,8 @@ fn main() {
         on_default_branch: false,
         commit_time: None,
         repository_url: None,
+        author: None,
+        settings: "{}".into(),
     };
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let plugin_calls = tokio.block_on(async {

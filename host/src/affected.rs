@@ -10,7 +10,7 @@ use crate::config::{self, MANIFEST, Package, Providers, Workspace};
 use crate::diagnostic::Diagnostic;
 use crate::graph::plan::{ManifestChange, Seed};
 use crate::scm::owners::Owners;
-use crate::scm::{self, ChangeSet, Commit, Git};
+use crate::scm::{ChangeSet, Commit, History};
 
 /// The word in a commit message that turns a run off.
 pub const NOBUILD: &str = "NOBUILD";
@@ -32,7 +32,7 @@ pub struct Detection {
 pub fn detect(
     workspace: &Workspace,
     providers: &Providers,
-    git: &Git,
+    history: &dyn History,
     changes: &ChangeSet,
 ) -> Result<Detection, Diagnostic> {
     let mut detection = Detection { seeds: vec![None; workspace.packages.len()], ..Detection::default() };
@@ -60,13 +60,13 @@ pub fn detect(
         }
     }
     if manifest_changed {
-        let base_source = changes.base.as_deref().and_then(|base| scm::file_at(git, base, MANIFEST));
+        let base_source = changes.base.as_deref().and_then(|base| history.file_at(base, MANIFEST));
         compare_manifest(workspace, base_source.as_deref(), &mut detection.seeds);
         if let Some(base_source) = &base_source {
             attribute_removed(workspace, providers, base_source, &mut detection);
         }
     }
-    hold_back_keyword_only_changes(workspace, git, changes, &owners, &mut detection.seeds)?;
+    hold_back_keyword_only_changes(workspace, history, changes, &owners, &mut detection.seeds)?;
     Ok(detection)
 }
 
@@ -139,7 +139,7 @@ fn attribute_removed(workspace: &Workspace, providers: &Providers, base_source: 
 /// Marks changed packages whose every touching commit carries only their exclusion keywords.
 fn hold_back_keyword_only_changes(
     workspace: &Workspace,
-    git: &Git,
+    history: &dyn History,
     changes: &ChangeSet,
     owners: &Owners<'_>,
     seeds: &mut [Option<Seed>],
@@ -154,8 +154,20 @@ fn hold_back_keyword_only_changes(
     if candidates.is_empty() || changes.commits.is_empty() {
         return Ok(());
     }
+    // Only a commit whose keywords some candidate allows can hold a package
+    // back: without one, the files of each commit need not be read.
+    let allowed_somewhere = |commit: &Commit| {
+        let keywords = subject_keywords(commit.subject());
+        !keywords.is_empty()
+            && candidates.iter().any(|&i| {
+                keywords.iter().all(|k| workspace.packages[i].exclude_keywords.iter().any(|allowed| allowed == k))
+            })
+    };
+    if !changes.commits.iter().any(allowed_somewhere) {
+        return Ok(());
+    }
     let subjects: HashMap<&str, &str> = changes.commits.iter().map(|c| (c.sha.as_str(), c.subject())).collect();
-    let commit_files = scm::files_by_commit(git, changes)?;
+    let commit_files = history.files_by_commit(changes)?;
     for package in candidates {
         let allowed = &workspace.packages[package].exclude_keywords;
         let mut used: Vec<String> = Vec::new();

@@ -130,6 +130,30 @@ impl Github {
         Ok(Answer { status, body: serde_json::Value::Array(merged).to_string() })
     }
 
+    /// `GET path` and every page after it (`Link: rel="next"`), each page's
+    /// JSON as it came — for answers that are objects holding a list, such as
+    /// a comparison's commits. Anything but a 2xx answer is an error.
+    pub async fn pages(&self, path: &str) -> Result<Vec<serde_json::Value>, Failure> {
+        let client = self.client().await?;
+        let mut pages = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(url) = next {
+            let (status, headers, text) = self.send(client, "GET", &url, None).await?;
+            if !(200..300).contains(&status) {
+                let said: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let message = said["message"].as_str().unwrap_or("no message");
+                return Err(Failure::new(format!("GitHub answered `GET {url}` with HTTP {status} ({message})"))
+                    .hint("check the repository, the number, and that the credentials under `[github]` may read it"));
+            }
+            pages.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| Failure::new(format!("GitHub's answer to `GET {url}` is not JSON: {e}")))?,
+            );
+            next = crate::links::next_page(&headers);
+        }
+        Ok(pages)
+    }
+
     /// One request, tried again after 5xx answers and rate limits.
     async fn send(
         &self,

@@ -19,6 +19,7 @@ pub mod links;
 pub mod objects;
 pub mod pipeline;
 pub mod programs;
+pub mod rebuild;
 pub mod render;
 pub mod runtime;
 pub mod scm;

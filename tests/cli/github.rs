@@ -260,3 +260,38 @@ fn a_github_app_signs_in_as_its_installation() {
     assert_eq!((calls[1].method.as_str(), calls[1].path.as_str()), ("GET", "/repos/acme/monorepo"));
     assert_eq!(calls[1].header("authorization"), Some("Bearer ghs_installation_token"));
 }
+
+#[test]
+fn a_crashed_plugin_is_an_error_status_and_a_failing_package_a_failure() {
+    let recorder = Recorder::start(|_| Reply::json(201, json!({"state": "ok"})));
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.toml",
+        &format!(
+            "[plugins.github]\nrole = \"notifier\"\n\n[plugins.hostile]\npath = {:?}\nrole = \"tester\"\n\
+             capabilities = [\"log\", \"process\"]\n\n[github]\napi_url = \"{}\"\ntoken_secret = \"gh\"\nretries = 0\n\n\
+             [secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n",
+            crate::support::test_plugin("hostile").display().to_string(),
+            recorder.url()
+        ),
+    );
+    // `crash` panics inside the plugin; `refused` gets the plugin's own error (the attack fails).
+    repo.write(
+        "loktar.json",
+        r#"{ "packages": [
+  { "pkg_name": "crash", "test_type": "hostile", "build_info": { "attack": "panic" } },
+  { "pkg_name": "refused", "test_type": "hostile", "build_info": { "attack": "read-passwd" } } ] }"#,
+    );
+    repo.write("crash/x", "x\n");
+    repo.write("refused/x", "x\n");
+    repo.git(&["remote", "add", "origin", "https://github.com/acme/monorepo.git"]);
+    let head = repo.commit("two packages");
+    let run = run_loktar(&repo, &["run", "--all", "-j", "1"]).expect_code(1);
+    let finals: Vec<(String, String, String)> =
+        posted(&recorder, &head).into_iter().filter(|(_, state, _)| state != "pending").collect();
+    assert_eq!(finals.len(), 2, "{finals:?}\n{}", run.stdout);
+    assert_eq!((finals[0].0.as_str(), finals[0].1.as_str()), ("crash - test", "error"));
+    assert!(finals[0].2.starts_with("plugin `hostile` crashed (it panicked or aborted)"), "{}", finals[0].2);
+    assert_eq!((finals[1].0.as_str(), finals[1].1.as_str()), ("refused - test", "failure"));
+    assert!(finals[1].2.starts_with("plugin `hostile`: attack failed:"), "{}", finals[1].2);
+}

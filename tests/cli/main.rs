@@ -13,6 +13,8 @@ mod github;
 mod graph;
 mod plan;
 mod plugins;
+mod pull_requests;
 mod range;
 mod run;
 mod s3;
+mod slack;

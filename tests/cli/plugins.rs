@@ -36,6 +36,8 @@ fn context() -> RunContext {
         on_default_branch: true,
         commit_time: None,
         repository_url: None,
+        author: None,
+        settings: "{}".into(),
     }
 }
 

@@ -43,14 +43,21 @@ pub struct Reply {
     pub status: u16,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
-    /// The body, sent as JSON.
+    /// The body.
     pub body: String,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
 }
 
 impl Reply {
     /// A JSON answer.
     pub fn json(status: u16, body: serde_json::Value) -> Reply {
-        Reply { status, headers: Vec::new(), body: body.to_string() }
+        Reply { status, headers: Vec::new(), body: body.to_string(), content_type: "application/json" }
+    }
+
+    /// A plain-text answer.
+    pub fn text(status: u16, body: &str) -> Reply {
+        Reply { status, headers: Vec::new(), body: body.to_string(), content_type: "text/plain" }
     }
 
     /// Adds a header.
@@ -144,8 +151,9 @@ fn serve(stream: TcpStream, handler: &Handler, kept: &Mutex<Vec<Recorded>>) {
     let reply = handler(&request);
     let extra: String = reply.headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
     let answer = format!(
-        "HTTP/1.1 {} Recorded\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}",
+        "HTTP/1.1 {} Recorded\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}",
         reply.status,
+        reply.content_type,
         reply.body.len(),
         reply.body
     );

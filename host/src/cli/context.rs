@@ -8,12 +8,14 @@ use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
+use crate::github::Github;
 use crate::graph::plan::Plan;
 use crate::graph::{DependencyGraph, Edge};
 use crate::render::plan::Report;
 use crate::runtime::Runtime;
-use crate::scm::{self, ChangeSet, Git, Selection};
-use crate::settings::Settings;
+use crate::scm::pull_request::PullRequestReader;
+use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Selection};
+use crate::settings::{PrChanges, Settings};
 
 /// A loaded repository.
 #[derive(Debug)]
@@ -26,9 +28,10 @@ pub(crate) struct Context {
 }
 
 /// The plan for a change, with what it was computed from.
-#[derive(Debug)]
 pub(crate) struct Planned {
     pub(crate) changes: ChangeSet,
+    /// Where more about the change comes from: local git, or GitHub for a pull request.
+    pub(crate) history: Box<dyn History>,
     pub(crate) detection: Detection,
     pub(crate) plan: Plan,
 }
@@ -45,6 +48,12 @@ impl Context {
     /// `loktar.json`: the two are independent, and together they are most of
     /// the time a plan takes.
     pub(crate) fn load_and_plan(options: &Options, range: &RangeArgs) -> Result<(Context, Planned), Diagnostics> {
+        if let Some(number) = range.github_pr {
+            let context = Context::load(options)?;
+            let (changes, history) = context.pull_request_changes(number)?;
+            let planned = context.plan(changes, history)?;
+            return Ok((context, planned));
+        }
         let root = find_root(options.repo.as_deref())?;
         let git = Git::new(&root);
         let selection = Selection {
@@ -69,7 +78,8 @@ impl Context {
         // A broken configuration is reported before any git problem.
         let context = context?;
         let changes = changes?;
-        let planned = context.plan(changes)?;
+        let history = Box::new(context.git.clone());
+        let planned = context.plan(changes, history)?;
         tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
         Ok((context, planned))
     }
@@ -92,12 +102,48 @@ impl Context {
     }
 
     /// Computes the plan for a change set.
-    pub(crate) fn plan(&self, changes: ChangeSet) -> Result<Planned, Diagnostics> {
+    pub(crate) fn plan(&self, changes: ChangeSet, history: Box<dyn History>) -> Result<Planned, Diagnostics> {
         tracing::debug!(files = changes.files.len(), commits = changes.commits.len(), "changes read");
-        let mut detection = affected::detect(&self.workspace, &self.providers, &self.git, &changes)?;
+        let mut detection = affected::detect(&self.workspace, &self.providers, history.as_ref(), &changes)?;
         let seeds = std::mem::take(&mut detection.seeds);
         let plan = if detection.nobuild.is_some() { Plan::default() } else { Plan::compute(&self.graph, seeds) };
-        Ok(Planned { changes, detection, plan })
+        Ok(Planned { changes, history, detection, plan })
+    }
+
+    /// The repository on GitHub (`owner/repo`): `[github] repository`, else the `origin` remote's.
+    pub(crate) fn github_repository(&self) -> Result<String, Diagnostic> {
+        if let Some(repository) = &self.settings.github.repository {
+            return Ok(repository.clone());
+        }
+        scm::head(&self.git, None).origin_url.as_deref().and_then(scm::github_repository).ok_or_else(|| {
+            Diagnostic::new("cannot tell which GitHub repository this is").hint(
+                "set `repository = \"<owner>/<repo>\"` under `[github]` in loktar.toml, or add the `origin` remote",
+            )
+        })
+    }
+
+    /// A GitHub pull request's changes: from the API, or (`[github]
+    /// pr_changes = "git"`) its base and head from the API and the range from git.
+    fn pull_request_changes(&self, number: u64) -> Result<(ChangeSet, Box<dyn History>), Diagnostic> {
+        let repository = self.github_repository()?;
+        let reader = PullRequestReader::new(Github::from_settings(&self.settings), self.git.clone(), &repository)?;
+        let pull = reader.pull_request(number)?;
+        match self.settings.github.pr_changes {
+            PrChanges::Api => Ok((reader.changes(&pull)?, Box::new(reader))),
+            PrChanges::Git => {
+                let selection =
+                    Selection { base: Some(pull.base.clone()), head: Some(pull.head.clone()), ..Selection::default() };
+                let mut changes = scm::changes(&self.git, &selection)?;
+                changes.origin = BaseOrigin::PullRequest { number, branch: pull.base_ref };
+                Ok((changes, Box::new(self.git.clone())))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Planned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planned").field("changes", &self.changes).field("plan", &self.plan).finish_non_exhaustive()
     }
 }
 

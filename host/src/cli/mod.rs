@@ -122,8 +122,13 @@ pub(crate) struct RangeArgs {
 
     /// Look at uncommitted changes (staged, unstaged and untracked) instead of a range
     /// (takes precedence over `--base`/`--head`)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "github_pr")]
     worktree: bool,
+
+    /// Take the changes of GitHub pull request N — its files and commit messages — from
+    /// the GitHub API (`[github]` in loktar.toml) instead of local git
+    #[arg(long, value_name = "N", env = "LOKTAR_GITHUB_PR", conflicts_with_all = ["base", "head"])]
+    github_pr: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
-use super::context::{Context, Options, block_on, plugin_runtime};
+use super::context::{Context, Options, Planned, block_on, plugin_runtime};
 use super::{Done, ListFormat, RangeArgs, unknown_package};
 use crate::config::Package;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -17,9 +17,11 @@ use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber};
-use crate::pipeline::run::{RunSpec, execute, notify_nothing_to_run};
+use crate::github::Github;
+use crate::pipeline::run::{NotRebuilt, RunSpec, execute, notify_nothing_to_run};
 use crate::pipeline::scheduler::{self, Canceller};
 use crate::pipeline::stage::{Stage, stages_of};
+use crate::rebuild::{self, Candidate, Walk};
 use crate::render;
 use crate::runtime::bindings::types::RunContext;
 use crate::settings::Role;
@@ -65,6 +67,12 @@ pub(crate) struct RunArgs {
     /// Format of the summary on stdout
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     format: ListFormat,
+
+    /// Do not run again packages that are already green: their Loktar statuses on GitHub
+    /// are all `success` on the newest commit that has any, and no later commit touched
+    /// them or what they depend on. They get a `<pkg> - Not rebuilt` success status
+    #[arg(long)]
+    rebuild: bool,
 }
 
 /// The packages chosen, and why.
@@ -77,10 +85,14 @@ struct Selection {
     base: Option<String>,
     /// Why nothing is selected, when nothing is.
     empty_because: Option<String>,
+    /// The commit built, when it is not the work tree's `HEAD` (a pull request's head).
+    head: Option<String>,
+    /// The commits `--rebuild` looks back through, newest first, with their files.
+    walk: Walk,
 }
 
 pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done, Diagnostics> {
-    let (context, selection) = select(options, args)?;
+    let (context, mut selection) = select(options, args)?;
     let concurrency = args.jobs.map_or_else(default_jobs, NonZeroUsize::get);
     let notifiers: Vec<String> = context
         .settings
@@ -90,6 +102,8 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         .map(|(name, _)| name.clone())
         .collect();
     let workspace = &context.workspace;
+    let not_rebuilt =
+        if args.rebuild { skip_green(&context, &mut selection, args.stage, &notifiers)? } else { Vec::new() };
     let planned: Vec<RunPackage> = selection
         .packages
         .iter()
@@ -100,9 +114,17 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         .collect();
     let dependencies = dependencies_within(&context, &selection.packages);
 
+    let mut output: String = not_rebuilt
+        .iter()
+        .map(|green| format!("not rebuilt: `{}` is green on `{}`\n", green.name, short(&green.commit)))
+        .collect();
     if selection.packages.is_empty() {
-        let because = selection.empty_because.clone().unwrap_or_else(|| "nothing is selected".to_string());
-        let mut output = format!("nothing to run: {because}\n");
+        let because = match (&selection.empty_because, not_rebuilt.is_empty()) {
+            (_, false) => "every affected package is already green".to_string(),
+            (Some(because), true) => because.clone(),
+            (None, true) => "nothing is selected".to_string(),
+        };
+        output.push_str(&format!("nothing to run: {because}\n"));
         // Required checks must not wait for a run that builds nothing: notifiers hear of it.
         if !notifiers.is_empty() && !args.dry_run {
             let head = scm::head(&context.git, args.range.default_branch.as_deref());
@@ -110,10 +132,11 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
                 root: workspace.root.clone(),
                 packages: Vec::new(),
                 dependencies: Vec::new(),
-                context: run_context(&head, String::new(), selection.base.clone()),
+                context: run_context(&head, selection.head.as_deref(), String::new(), selection.base.clone()),
                 options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
                 notifiers,
                 run_url: None,
+                not_rebuilt,
             };
             let runtime = plugin_runtime(context.settings.clone())?;
             for failure in block_on(notify_nothing_to_run(&runtime, &spec, &because))? {
@@ -124,7 +147,8 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     }
     if args.dry_run {
         let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
-        return Ok(Done::with_output(render::run::dry_run(&planned, &dependencies, &names, concurrency)));
+        output.push_str(&render::run::dry_run(&planned, &dependencies, &names, concurrency));
+        return Ok(Done::with_output(output));
     }
 
     let head = scm::head(&context.git, args.range.default_branch.as_deref());
@@ -133,7 +157,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     let id = store.begin_run(&NewRun {
         started_ms: timefmt::unix_millis(started),
         selection: selection.kind.to_string(),
-        head: head.commit.clone(),
+        head: selection.head.clone().or_else(|| head.commit.clone()),
         base: selection.base.clone(),
         branch: head.branch.clone(),
         packages: selection.packages.len(),
@@ -145,10 +169,11 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         root: workspace.root.clone(),
         packages: selection.packages.iter().map(|&i| workspace.packages[i].clone()).collect::<Vec<Package>>(),
         dependencies,
-        context: run_context(&head, id.to_string(), selection.base),
+        context: run_context(&head, selection.head.as_deref(), id.to_string(), selection.base),
         options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
         notifiers,
         run_url: context.settings.notifications.run_url.as_ref().map(|url| url.replace("{run}", &id.to_string())),
+        not_rebuilt,
     };
     let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -173,7 +198,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     bus.finish();
 
     let output = match args.format {
-        ListFormat::Text => render::run::summary(&report),
+        ListFormat::Text => output + &render::run::summary(&report),
         ListFormat::Json => render::run::json(&report),
     };
     let code = match report.outcome {
@@ -196,7 +221,12 @@ fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Dia
         };
         let packages = planned.plan.steps.iter().map(|step| step.package).collect();
         let base = planned.changes.base.clone();
-        return Ok((context, Selection { packages, kind: "changes", base, empty_because }));
+        let head = match planned.changes.origin {
+            scm::BaseOrigin::PullRequest { .. } => planned.changes.head.clone(),
+            _ => None,
+        };
+        let walk = if args.rebuild { walk_of(&planned)? } else { Walk { commits: Vec::new() } };
+        return Ok((context, Selection { packages, kind: "changes", base, empty_because, head, walk }));
     }
     let context = Context::load(options)?;
     let graph = &context.graph;
@@ -224,7 +254,70 @@ fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Dia
     }
     let packages = graph.order().iter().copied().filter(|&i| wanted[i]).collect();
     let kind = if args.all { "all" } else { "packages" };
-    Ok((context, Selection { packages, kind, base: None, empty_because: None }))
+    // Without a range, only the head commit's statuses can say a package is green.
+    let head = scm::head(&context.git, None).commit;
+    let walk = Walk { commits: head.into_iter().map(|sha| (sha, Some(Vec::new()))).collect() };
+    Ok((context, Selection { packages, kind, base: None, empty_because: None, head: None, walk }))
+}
+
+/// The head commit and the range's commits, newest first, with the files each touched.
+fn walk_of(planned: &Planned) -> Result<Walk, Diagnostic> {
+    let changes = &planned.changes;
+    let Some(head) = &changes.head else {
+        return Err(Diagnostic::new("`--rebuild` needs a commit: uncommitted work has no statuses")
+            .hint("leave out `--worktree`, or commit the work first"));
+    };
+    let mut files: std::collections::HashMap<String, Vec<String>> =
+        planned.history.files_by_commit(changes)?.into_iter().collect();
+    let mut commits = vec![(head.clone(), files.remove(head))];
+    commits.extend(changes.commits.iter().filter(|c| &c.sha != head).map(|c| (c.sha.clone(), files.remove(&c.sha))));
+    Ok(Walk { commits })
+}
+
+/// Takes the packages that are already green out of the selection; returns them.
+fn skip_green(
+    context: &Context,
+    selection: &mut Selection,
+    last_stage: Stage,
+    notifiers: &[String],
+) -> Result<Vec<NotRebuilt>, Diagnostic> {
+    let workspace = &context.workspace;
+    let candidates: Vec<Candidate> = selection
+        .packages
+        .iter()
+        .map(|&package| {
+            let name = &workspace.packages[package].name;
+            let planned = stages_of(&workspace.packages[package], last_stage, notifiers);
+            let runs = |stage: Stage| planned.iter().any(|plan| plan.stage == stage && !plan.is_skipped());
+            let mut contexts = Vec::new();
+            if runs(Stage::Test) {
+                contexts.push(format!("{name} - test"));
+            }
+            if runs(Stage::Build) {
+                contexts.push(format!("{name} - artifact"));
+            }
+            Candidate { package, contexts }
+        })
+        .collect();
+    let repository = context.github_repository()?;
+    let github = Github::from_settings(&context.settings);
+    let green = block_on(rebuild::already_green(
+        &github,
+        &repository,
+        workspace,
+        &context.graph,
+        &candidates,
+        &selection.walk,
+    ))??;
+    selection.packages.retain(|package| !green.iter().any(|g| g.package == *package));
+    Ok(green
+        .into_iter()
+        .map(|g| NotRebuilt { name: workspace.packages[g.package].name.clone(), commit: g.commit })
+        .collect())
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }
 
 /// For each selected package, the positions of the selected packages it depends on.
@@ -274,8 +367,8 @@ fn watch_signals(canceller: Canceller, interrupted: Arc<AtomicBool>, abandon: im
     });
 }
 
-/// Where and why the run happens, as plugins see it.
-fn run_context(head: &scm::Head, run_id: String, base: Option<String>) -> RunContext {
+/// Where and why the run happens, as plugins see it; `commit` overrides the work tree's.
+fn run_context(head: &scm::Head, commit: Option<&str>, run_id: String, base: Option<String>) -> RunContext {
     let default_branch = head.default_branch.clone().unwrap_or_default();
     let on_default_branch = head
         .branch
@@ -283,12 +376,15 @@ fn run_context(head: &scm::Head, run_id: String, base: Option<String>) -> RunCon
         .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
     RunContext {
         run_id,
-        commit: head.commit.clone().unwrap_or_default(),
+        commit: commit.map(str::to_string).or_else(|| head.commit.clone()).unwrap_or_default(),
         branch: head.branch.clone(),
         base,
         default_branch,
         on_default_branch,
         commit_time: head.commit_time.clone(),
         repository_url: head.origin_url.clone(),
+        author: head.author.clone(),
+        // Each plugin call gets its own section; see `Runtime::role_call`.
+        settings: "{}".to_string(),
     }
 }

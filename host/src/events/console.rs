@@ -119,7 +119,7 @@ impl Console {
             StageOutcome::Cancelled => {
                 lines.push(format!("{} {name}: {stage} cancelled after {time}", self.paint("33", "⊘")));
             }
-            StageOutcome::Failed { message, hint } => {
+            StageOutcome::Failed { message, hint, .. } => {
                 lines.push(format!("{} {name}: {stage} failed in {time}: {message}", self.paint("31", "✗")));
                 if let Some(hint) = hint {
                     lines.push(format!("    hint: {hint}"));

@@ -67,7 +67,7 @@ impl Subscriber for LogFiles {
                 if let Some(mut file) = self.open.remove(&(*package, *stage)) {
                     let time = crate::timefmt::duration(*duration);
                     let ending = match outcome {
-                        StageOutcome::Failed { message, hint } => {
+                        StageOutcome::Failed { message, hint, .. } => {
                             let hint = hint.as_ref().map(|h| format!("\n-- hint: {h}")).unwrap_or_default();
                             format!("-- loktar: {stage} failed after {time}: {message}{hint}")
                         }

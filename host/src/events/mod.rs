@@ -70,6 +70,9 @@ pub enum StageOutcome {
         message: String,
         /// The obvious fix, if any.
         hint: Option<String>,
+        /// Loktar or the plugin itself broke, rather than the package (see
+        /// [`PluginError::internal`](crate::runtime::PluginError::internal)).
+        internal: bool,
     },
     /// The run was cancelled while it ran.
     Cancelled,

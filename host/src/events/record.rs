@@ -117,7 +117,7 @@ impl Recorder {
 /// The message stored beside a stage: the failure with its hint, or the summary.
 fn outcome_detail(outcome: &StageOutcome) -> Option<String> {
     match outcome {
-        StageOutcome::Failed { message, hint: Some(hint) } => Some(format!("{message}\nhint: {hint}")),
+        StageOutcome::Failed { message, hint: Some(hint), .. } => Some(format!("{message}\nhint: {hint}")),
         other => other.detail().map(str::to_string),
     }
 }

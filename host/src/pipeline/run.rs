@@ -41,6 +41,17 @@ pub struct RunSpec {
     pub notifiers: Vec<String>,
     /// The run's page, for notifiers to link to.
     pub run_url: Option<String>,
+    /// Packages left out because they are already green (`--rebuild`).
+    pub not_rebuilt: Vec<NotRebuilt>,
+}
+
+/// A package `--rebuild` left out: it is green on `commit`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotRebuilt {
+    /// The package.
+    pub name: String,
+    /// The commit whose statuses say it is green.
+    pub commit: String,
 }
 
 /// How one stage of one package went.
@@ -211,7 +222,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: Cancel) -> JobOut
                 }
                 StageOutcome::Passed { summary: done.summary }
             }
-            Err(error) => StageOutcome::Failed { message: error.message, hint: error.hint },
+            Err(error) => StageOutcome::Failed { message: error.message, hint: error.hint, internal: error.internal },
         };
         shared.emitter.emit(Event::StageFinished {
             package: position,
@@ -273,7 +284,7 @@ async fn notify_package(
     let outcome = if failures.is_empty() {
         StageOutcome::Passed { summary: None }
     } else {
-        StageOutcome::Failed { message: failures.join("; "), hint: None }
+        StageOutcome::Failed { message: failures.join("; "), hint: None, internal: false }
     };
     let duration = started.elapsed();
     let finished = Event::StageFinished { package: position, stage: Stage::Notify, outcome: outcome.clone(), duration };
@@ -293,11 +304,13 @@ struct StageDone {
 struct StageError {
     message: String,
     hint: Option<String>,
+    /// Loktar or the plugin broke, not the package.
+    internal: bool,
 }
 
 impl From<PluginError> for StageError {
     fn from(error: PluginError) -> Self {
-        StageError { message: error.message, hint: error.hint }
+        StageError { message: error.message, hint: error.hint, internal: error.internal }
     }
 }
 
@@ -325,7 +338,7 @@ async fn run_stage(
             if report.passed {
                 Ok(StageDone { summary: Some(report.summary), artifacts: None })
             } else {
-                Err(StageError { message: report.summary, hint: None })
+                Err(StageError { message: report.summary, hint: None, internal: false })
             }
         }
         Stage::Build => {
@@ -372,6 +385,7 @@ fn missing_plugin(stage: Stage, provider: &str) -> StageError {
         Stage::Notify => "notifier",
     };
     StageError {
+        internal: true,
         message: format!("no plugin for {} `{provider}`", stage.field()),
         hint: Some(format!(
             "this build of Loktar has no `{provider}` {role}; configure one under `[plugins.{provider}]` in \
@@ -432,6 +446,7 @@ fn run_started_event(spec: &RunSpec, info: &RunInfo) -> String {
         .collect();
     serde_json::json!({
         "event": "run_started", "run": spec.context.run_id, "run_url": spec.run_url, "packages": packages,
+        "not_rebuilt": spec.not_rebuilt,
     })
     .to_string()
 }
@@ -446,8 +461,9 @@ fn package_event(spec: &RunSpec, plans: &[StagePlan], report: &PackageReport) ->
                 StageOutcome::Failed { message, .. } => Some(message.clone()),
                 other => other.detail().map(str::to_string),
             };
+            let internal = matches!(stage.outcome, StageOutcome::Failed { internal: true, .. });
             serde_json::json!({
-                "stage": stage.stage.name(), "outcome": stage.outcome.name(), "message": message,
+                "stage": stage.stage.name(), "outcome": stage.outcome.name(), "message": message, "internal": internal,
                 "duration_ms": u64::try_from(stage.duration.as_millis()).unwrap_or(u64::MAX),
             })
         })
@@ -493,6 +509,8 @@ pub fn run_finished_event(
         "event": "run_finished", "run": spec.context.run_id, "run_url": spec.run_url,
         "outcome": outcome.name(), "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         "packages": packages, "nothing_to_run": nothing_to_run,
+        // Told at the start of a run; a run that starts nothing tells them here.
+        "not_rebuilt": if nothing_to_run.is_some() { spec.not_rebuilt.as_slice() } else { &[] },
     })
     .to_string()
 }

@@ -43,6 +43,7 @@ impl Report<'_> {
             BaseOrigin::Parent { branch } => format!("parent commit, on `{branch}`"),
             BaseOrigin::RootCommit => "first commit".to_string(),
             BaseOrigin::Worktree => String::new(),
+            BaseOrigin::PullRequest { number, branch } => format!("pull request #{number} into `{branch}`"),
         };
         let files = plural(self.changes.files.len(), "changed file");
         match (base, &self.changes.origin) {

@@ -76,7 +76,7 @@ pub fn summary(report: &RunReport) -> String {
         }
         rows.push(row);
         for stage in &package.stages {
-            if let StageOutcome::Failed { message, hint } = &stage.outcome {
+            if let StageOutcome::Failed { message, hint, .. } = &stage.outcome {
                 let mut note = format!("{} {}: {message}", package.name, stage.stage);
                 if let Some(hint) = hint {
                     note.push_str(&format!("\n  hint: {hint}"));
@@ -130,7 +130,7 @@ pub fn json(report: &RunReport) -> String {
                 .iter()
                 .map(|stage| {
                     let (message, hint) = match &stage.outcome {
-                        StageOutcome::Failed { message, hint } => (Some(message.clone()), hint.clone()),
+                        StageOutcome::Failed { message, hint, .. } => (Some(message.clone()), hint.clone()),
                         other => (other.detail().map(str::to_string), None),
                     };
                     json!({

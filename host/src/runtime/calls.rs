@@ -17,6 +17,7 @@ impl Runtime {
         package: &Package,
         env: &CallEnv,
     ) -> Result<Outcome<types::TestReport>, PluginError> {
+        let context = &self.plugin_context(provider, context);
         let package = wit_package(package);
         self.role_call(provider, Role::Tester, env, async |store, pre| {
             let tester = tester::TesterPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
@@ -33,6 +34,7 @@ impl Runtime {
         package: &Package,
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
+        let context = &self.plugin_context(provider, context);
         let package = wit_package(package);
         self.role_call(provider, Role::Builder, env, async |store, pre| {
             let builder = builder::BuilderPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
@@ -50,6 +52,7 @@ impl Runtime {
         artifacts: &[types::Artifact],
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
+        let context = &self.plugin_context(provider, context);
         let package = wit_package(package);
         self.role_call(provider, Role::Registry, env, async |store, pre| {
             let registry = registry::RegistryPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
@@ -67,6 +70,7 @@ impl Runtime {
         artifacts: &[types::Artifact],
         env: &CallEnv,
     ) -> Result<Outcome<Vec<types::Artifact>>, PluginError> {
+        let context = &self.plugin_context(provider, context);
         let package = wit_package(package);
         self.role_call(provider, Role::Storage, env, async |store, pre| {
             let storage = storage::StoragePre::new(pre.clone())?.instantiate_async(&mut *store).await?;
@@ -83,6 +87,7 @@ impl Runtime {
         event: &str,
         env: &CallEnv,
     ) -> Result<Outcome<()>, PluginError> {
+        let context = &self.plugin_context(provider, context);
         self.role_call(provider, Role::Notifier, env, async |store, pre| {
             let notifier = notifier::NotifierPre::new(pre.clone())?.instantiate_async(&mut *store).await?;
             notifier.call_notify(&mut *store, context, event).await
@@ -105,6 +110,13 @@ impl Runtime {
         .await
     }
 
+    /// The run context as `provider` sees it: with its own settings.
+    fn plugin_context(&self, provider: &str, context: &types::RunContext) -> types::RunContext {
+        let settings = self.settings.plugins.get(provider).and_then(|plugin| plugin.settings.as_ref());
+        let settings = settings.and_then(|table| serde_json::to_string(table).ok()).unwrap_or_else(|| "{}".into());
+        types::RunContext { settings, ..context.clone() }
+    }
+
     /// Loads the plugin answering to `provider` as a `role`, and makes one call in a fresh store.
     async fn role_call<T, F>(
         &self,
@@ -120,7 +132,18 @@ impl Runtime {
         ) -> wasmtime::Result<Result<T, types::Error>>,
     {
         let plugin = self.plugin(provider, role).await?;
-        let outcome = self.call(&plugin, env, call).await?;
+        let outcome = self
+            .call(&plugin, env, async |store, pre| {
+                let mut result = call(&mut *store, pre).await;
+                // Secrets the plugin read never reach a message.
+                if let Ok(Err(error)) = &mut result {
+                    let log = &store.data().log;
+                    error.message = log.redact(&error.message);
+                    error.hint = error.hint.as_deref().map(|hint| log.redact(hint));
+                }
+                result
+            })
+            .await?;
         plugin_result(provider, outcome)
     }
 }
@@ -133,6 +156,7 @@ fn plugin_result<T>(provider: &str, outcome: Outcome<Result<T, types::Error>>) -
             message: format!("plugin `{provider}`: {}", error.message),
             hint: error.hint,
             log: outcome.log,
+            internal: false,
         }),
     }
 }

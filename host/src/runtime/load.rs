@@ -160,11 +160,7 @@ fn imported_capabilities(
             "loktar:plugin/object-store" => Capability::ObjectStore,
             "loktar:plugin/github" => Capability::Github,
             "loktar:plugin/secrets" => Capability::Secrets,
-            other if other.starts_with("wasi:http/") => {
-                return Err(PluginError::new(format!(
-                    "plugin `{name}` imports `{other}`: capability `http` is not available in this build of Loktar"
-                )));
-            }
+            other if other.starts_with("wasi:http/") => Capability::Http,
             other if other.starts_with("wasi:sockets/") && !is_std_socket_import(other) => {
                 return Err(PluginError::new(format!(
                     "plugin `{name}` imports `{other}`: raw network access is never granted"

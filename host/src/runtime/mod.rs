@@ -52,11 +52,15 @@ pub struct PluginError {
     pub hint: Option<String>,
     /// The call's log, when the call ran.
     pub log: Vec<stage_log::Line>,
+    /// Whether Loktar or the plugin itself broke (it could not load, crashed,
+    /// ran out of time or memory) rather than the plugin reporting that the
+    /// package failed.
+    pub internal: bool,
 }
 
 impl PluginError {
     fn new(message: impl Into<String>) -> Self {
-        PluginError { message: message.into(), hint: None, log: Vec::new() }
+        PluginError { message: message.into(), hint: None, log: Vec::new(), internal: true }
     }
 
     fn hint(mut self, hint: impl Into<String>) -> Self {

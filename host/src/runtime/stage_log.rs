@@ -54,6 +54,8 @@ struct Inner {
     bytes: usize,
     cap: usize,
     overflowed: bool,
+    /// Secret values the call read: replaced in every line written after.
+    hidden: Vec<String>,
 }
 
 /// Receives every line of a stage log as it is written (the run's event stream).
@@ -76,7 +78,7 @@ impl std::fmt::Debug for StageLog {
 impl StageLog {
     /// A log that accepts at most `cap` bytes of text; `label` names the plugin in tracing output.
     pub fn new(cap: usize, label: &str) -> StageLog {
-        let inner = Inner { lines: Vec::new(), bytes: 0, cap, overflowed: false };
+        let inner = Inner { lines: Vec::new(), bytes: 0, cap, overflowed: false, hidden: Vec::new() };
         StageLog { inner: Arc::new(Mutex::new(inner)), label: label.into(), tap: None }
     }
 
@@ -94,7 +96,7 @@ impl StageLog {
             return false;
         }
         inner.bytes += text.len();
-        let line = Line { source, level, text: text.to_string() };
+        let line = Line { source, level, text: redact(&inner.hidden, text) };
         match &self.tap {
             Some(tap) => tap(&line),
             // Without a run to report to, the lines are tracing output.
@@ -107,6 +109,24 @@ impl StageLog {
         }
         inner.lines.push(line);
         true
+    }
+
+    /// Keeps `secret` out of every line written from now on, and out of
+    /// [`StageLog::redact`]ed text.
+    pub fn hide(&self, secret: &str) {
+        // Very short values would blank out ordinary words.
+        if secret.len() < 4 {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if !inner.hidden.iter().any(|known| known == secret) {
+            inner.hidden.push(secret.to_string());
+        }
+    }
+
+    /// `text` with every hidden secret replaced by `[secret]`.
+    pub fn redact(&self, text: &str) -> String {
+        redact(&self.inner.lock().unwrap_or_else(PoisonError::into_inner).hidden, text)
     }
 
     /// Every line so far.
@@ -130,6 +150,10 @@ impl StageLog {
     pub fn writer(&self, source: Source, level: Level) -> LineWriter {
         LineWriter { log: self.clone(), source, level, partial: Vec::new() }
     }
+}
+
+fn redact(hidden: &[String], text: &str) -> String {
+    hidden.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "[secret]"))
 }
 
 /// Splits written bytes into log lines; fails writes once the log is full.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
+use super::capabilities::http::Outbound;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::cancel::Cancel;
 use crate::containers::Containers;
@@ -41,6 +42,8 @@ pub struct Grants {
     pub containers: Option<Arc<Containers>>,
     /// GitHub, with `github`.
     pub github: Option<Arc<Github>>,
+    /// Hosts `http` may reach.
+    pub http_hosts: Vec<String>,
 }
 
 impl Grants {
@@ -68,6 +71,7 @@ impl Grants {
                 .collect(),
             containers: granted(Capability::ContainerEngine).then(|| Arc::new(Containers::from_settings(settings))),
             github: granted(Capability::Github).then(|| Arc::new(Github::from_settings(settings))),
+            http_hosts: plugin.http_hosts.clone().unwrap_or_default(),
             capabilities,
         }
     }
@@ -131,6 +135,8 @@ pub struct StoreState {
     pub(crate) process_timeout: std::time::Duration,
     /// The run's cancel token, if the call belongs to a run.
     pub(crate) cancel: Option<Cancel>,
+    /// Where `wasi:http` requests may go.
+    outbound: Outbound,
 }
 
 impl std::fmt::Debug for StoreState {
@@ -165,7 +171,9 @@ impl StoreState {
             package_dir = mounts.package.clone();
         }
         let memory = usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let outbound = Outbound::new(plugin, grants.allows(Capability::Http), &grants.http_hosts, log.clone());
         Ok(StoreState {
+            outbound,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new().memory_size(memory).instances(16).trap_on_grow_failure(true).build(),
@@ -177,6 +185,13 @@ impl StoreState {
             process_timeout: std::time::Duration::from_secs(limits.process_timeout_secs),
             cancel: env.cancel.clone(),
         })
+    }
+}
+
+impl StoreState {
+    /// The resource table and the outbound HTTP rules, borrowed together for `wasi:http`.
+    pub(crate) fn http_parts(&mut self) -> (&mut ResourceTable, &mut Outbound) {
+        (&mut self.table, &mut self.outbound)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod git;
 pub mod owners;
+pub mod pull_request;
 
 use std::path::{Path, PathBuf};
 
@@ -104,6 +105,13 @@ pub enum BaseOrigin {
     RootCommit,
     /// Uncommitted changes against `HEAD`.
     Worktree,
+    /// A GitHub pull request's base, as the API gives it.
+    PullRequest {
+        /// The pull request's number.
+        number: u64,
+        /// Its base branch.
+        branch: String,
+    },
 }
 
 /// Everything that changed in the selected range.
@@ -119,6 +127,28 @@ pub struct ChangeSet {
     pub files: Vec<ChangedFile>,
     /// Commits in `base..head`, newest first, merges left out.
     pub commits: Vec<Commit>,
+}
+
+/// The files each commit touched: `(sha, paths)`, in the change set's order.
+pub type CommitFiles = Vec<(String, Vec<String>)>;
+
+/// Where the details of a change set come from, beyond its files and
+/// messages: local git, or GitHub's API for a pull request.
+pub trait History {
+    /// The files each commit of `changes` touched.
+    fn files_by_commit(&self, changes: &ChangeSet) -> Result<CommitFiles, Diagnostic>;
+    /// The text of a file at a commit, `None` when it does not exist there.
+    fn file_at(&self, commit: &str, path: &str) -> Option<String>;
+}
+
+impl History for Git {
+    fn files_by_commit(&self, changes: &ChangeSet) -> Result<CommitFiles, Diagnostic> {
+        files_by_commit(self, changes)
+    }
+
+    fn file_at(&self, commit: &str, path: &str) -> Option<String> {
+        file_at(self, commit, path)
+    }
 }
 
 /// Finds the repository root: the nearest folder at or above `start` that holds `.git`.
@@ -219,7 +249,7 @@ fn read_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Vec<ChangedF
 }
 
 /// The files each commit touched, for the commits of a change set.
-pub fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<Vec<(String, Vec<String>)>, Diagnostic> {
+fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<CommitFiles, Diagnostic> {
     let Some(head) = &changes.head else {
         return Ok(Vec::new());
     };
@@ -230,7 +260,7 @@ pub fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<Vec<(String, Ve
     let output = git
         .run(&["log", "--no-merges", "-z", "--format=%x01%H", "--name-only", "--no-renames", &range])
         .map_err(GitFailure::into_diagnostic)?;
-    let mut commits: Vec<(String, Vec<String>)> = Vec::new();
+    let mut commits: CommitFiles = Vec::new();
     for field in fields(&output) {
         // Each commit starts with "\x01<sha>"; git puts a newline between it and the first path.
         let field = field.trim_start_matches('\n');
@@ -250,7 +280,7 @@ pub fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<Vec<(String, Ve
 }
 
 /// The text of a file at a commit, `None` when it does not exist there.
-pub fn file_at(git: &Git, commit: &str, path: &str) -> Option<String> {
+fn file_at(git: &Git, commit: &str, path: &str) -> Option<String> {
     let output = git.run(&["show", &format!("{commit}:{path}")]).ok()?;
     String::from_utf8(output).ok()
 }
@@ -324,6 +354,8 @@ pub struct Head {
     pub commit_time: Option<String>,
     /// The URL of the `origin` remote, when there is one.
     pub origin_url: Option<String>,
+    /// Who made `HEAD` (`Name <email>`).
+    pub author: Option<String>,
 }
 
 /// Reads where the work tree stands; `default_branch` overrides the guess.
@@ -333,9 +365,23 @@ pub fn head(git: &Git, default_branch_name: Option<&str>) -> Head {
     let commit = lines.next().filter(|sha| is_full_hash(sha)).map(str::to_string);
     let branch = lines.next().filter(|name| *name != "HEAD").map(str::to_string);
     let default_branch = default_branch_name.map(str::to_string).or_else(|| default_branch(git));
-    let commit_time = commit.as_ref().and_then(|_| git.query(&["show", "-s", "--format=%cI", "HEAD"]));
+    let described = commit.as_ref().and_then(|_| git.query(&["show", "-s", "--format=%cI%n%an <%ae>", "HEAD"]));
+    let mut described = described.as_deref().unwrap_or_default().lines().map(str::to_string);
+    let (commit_time, author) = (described.next(), described.next());
     let origin_url = git.query(&["config", "--get", "remote.origin.url"]).filter(|url| !url.is_empty());
-    Head { commit, branch, default_branch, commit_time, origin_url }
+    Head { commit, branch, default_branch, commit_time, origin_url, author }
+}
+
+/// `owner/repo` of a GitHub remote URL: `https://host/owner/repo(.git)` or `git@host:owner/repo(.git)`.
+pub fn github_repository(url: &str) -> Option<String> {
+    let path = match url.split_once("://") {
+        Some((_, rest)) => rest.split_once('/')?.1,
+        None => url.split_once(':')?.1,
+    };
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    let (owner, repo) = path.rsplit_once('/')?;
+    let owner = owner.rsplit('/').next()?;
+    (!owner.is_empty() && !repo.is_empty()).then(|| format!("{owner}/{repo}"))
 }
 
 fn default_branch(git: &Git) -> Option<String> {

@@ -89,6 +89,11 @@ pub struct PluginSettings {
     pub secrets: Option<Vec<String>>,
     /// Object stores (names under `[stores]`) it may use besides the one named after it.
     pub stores: Option<Vec<String>>,
+    /// Hosts the `http` capability may reach: `hooks.slack.com` (HTTPS on
+    /// port 443) or `127.0.0.1:8080` (that port only).
+    pub http_hosts: Option<Vec<String>>,
+    /// The plugin's own settings, handed to it as JSON (`[plugins.<name>.settings]`).
+    pub settings: Option<toml::Table>,
 }
 
 /// Where a named object store keeps its objects. A storage plugin uses the
@@ -196,6 +201,24 @@ pub struct GithubSettings {
     /// The longest a rate limit is waited out, in seconds; longer is an error.
     #[serde(default = "default_github_max_wait")]
     pub max_wait_secs: u64,
+    /// The repository (`owner/repo`); default: the `origin` remote's.
+    pub repository: Option<String>,
+    /// Where a pull request's changes are read (`--github-pr`): `api` (its
+    /// files and commits from GitHub, no history needed) or `git` (only its
+    /// base and head from GitHub, the range from the local clone).
+    #[serde(default)]
+    pub pr_changes: PrChanges,
+}
+
+/// Where a pull request's changes are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrChanges {
+    /// Files and commits from GitHub's API.
+    #[default]
+    Api,
+    /// Base and head from GitHub, the range from local git.
+    Git,
 }
 
 impl Default for GithubSettings {
@@ -208,6 +231,8 @@ impl Default for GithubSettings {
             installation_id: None,
             retries: default_github_retries(),
             max_wait_secs: default_github_max_wait(),
+            repository: None,
+            pr_changes: PrChanges::Api,
         }
     }
 }
@@ -422,6 +447,8 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.env = user.env.or(base.env.take());
     base.secrets = user.secrets.or(base.secrets.take());
     base.stores = user.stores.or(base.stores.take());
+    base.http_hosts = user.http_hosts.or(base.http_hosts.take());
+    base.settings = user.settings.or(base.settings.take());
 }
 
 fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {

@@ -5,8 +5,11 @@
 //! - When the run starts, each status the run will settle is `pending`.
 //! - When a package ends: `success`; `failure` when its stage failed (or,
 //!   for the artifact, when it was never built because the tests failed),
-//!   and when it did not run because a dependency failed; `error` when the
-//!   run was cancelled before it ended.
+//!   and when it did not run because a dependency failed; `error` when
+//!   Loktar itself failed — the stage's plugin crashed, ran out of time, or
+//!   could not load — or the run was cancelled before it ended.
+//! - `<package> - Not rebuilt` (`success`) for each package `--rebuild`
+//!   left out because it is already green.
 //! - A run with nothing affected posts one `success` status, context
 //!   `loktar`, saying so — required checks never wait for a run that
 //!   builds nothing.
@@ -69,6 +72,27 @@ impl Status {
 
 /// The statuses an event settles.
 fn statuses(event: &Value) -> Vec<Status> {
+    let mut statuses = not_rebuilt(event);
+    statuses.extend(settled(event));
+    statuses
+}
+
+/// `<package> - Not rebuilt` for each package `--rebuild` left out as already green.
+fn not_rebuilt(event: &Value) -> Vec<Status> {
+    event["not_rebuilt"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|package| {
+            let name = package["name"].as_str().unwrap_or_default();
+            let commit: String = package["commit"].as_str().unwrap_or_default().chars().take(7).collect();
+            Status::new(format!("{name} - Not rebuilt"), "success", format!("already green on {commit}: not run again"))
+        })
+        .collect()
+}
+
+/// The test and artifact statuses an event settles.
+fn settled(event: &Value) -> Vec<Status> {
     match event["event"].as_str() {
         Some("run_started") => event["packages"]
             .as_array()
@@ -130,7 +154,7 @@ fn package_statuses(event: &Value) -> Vec<Status> {
                 Status::new(context, "success", text(stage, "message").unwrap_or("tests passed"))
             }
             Some(stage) if stage["outcome"] == "failed" => {
-                Status::new(context, "failure", text(stage, "message").unwrap_or("tests failed"))
+                Status::new(context, failed_state(stage), text(stage, "message").unwrap_or("tests failed"))
             }
             _ if cancelled => Status::new(context, "error", "the run was cancelled"),
             _ => Status::new(context, "error", "the tests did not run"),
@@ -147,7 +171,7 @@ fn package_statuses(event: &Value) -> Vec<Status> {
             let what = stage["stage"].as_str().unwrap_or("build");
             Status::new(
                 context,
-                "failure",
+                failed_state(stage),
                 format!("{what} failed: {}", text(stage, "message").unwrap_or("see the run")),
             )
         } else if cancelled {
@@ -159,6 +183,11 @@ fn package_statuses(event: &Value) -> Vec<Status> {
         });
     }
     statuses
+}
+
+/// `failure` when the package failed; `error` when Loktar or the plugin itself broke.
+fn failed_state(stage: &Value) -> &'static str {
+    if stage["internal"] == true { "error" } else { "failure" }
 }
 
 fn text<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
@@ -193,24 +222,12 @@ fn shortened(text: &str) -> String {
     format!("{kept}…")
 }
 
-/// `owner/repo` of the `origin` remote: `https://host/owner/repo(.git)` or `git@host:owner/repo(.git)`.
+/// `owner/repo` of the `origin` remote, which statuses go to.
 fn repository(context: &RunContext) -> Result<String, Error> {
-    let missing = || {
+    context.repository_slug().ok_or_else(|| {
         Error::new("the repository has no `origin` remote on GitHub to post statuses to")
             .with_hint("add it: `git remote add origin https://github.com/<owner>/<repo>.git`")
-    };
-    let url = context.repository_url.as_deref().ok_or_else(missing)?;
-    let path = match url.split_once("://") {
-        Some((_, rest)) => rest.split_once('/').map(|(_, path)| path),
-        None => url.split_once(':').map(|(_, path)| path),
-    }
-    .ok_or_else(missing)?;
-    let path = path.trim_end_matches('/').trim_end_matches(".git");
-    let mut parts = path.rsplit('/');
-    match (parts.next(), parts.next()) {
-        (Some(repo), Some(owner)) if !repo.is_empty() && !owner.is_empty() => Ok(format!("{owner}/{repo}")),
-        _ => Err(missing()),
-    }
+    })
 }
 
 /// Posts one status; anything but `201 Created` is an error naming the context.
@@ -257,6 +274,8 @@ mod tests {
             on_default_branch: true,
             commit_time: None,
             repository_url: Some(url.into()),
+            author: None,
+            settings: "{}".into(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Conveniences over the generated bindings: constructors for the records
 //! and short functions for the stage log and for running programs.
 
-use crate::role::bindings::types::{Capability, Error, PluginInfo, Role};
+use crate::role::bindings::types::{Capability, Error, PluginInfo, Role, RunContext};
 
 impl PluginInfo {
     /// A plugin playing `role` that needs no capability yet.
@@ -26,6 +26,24 @@ impl Error {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+}
+
+impl RunContext {
+    /// `owner/repo` of the `origin` remote (`https://host/owner/repo(.git)`
+    /// or `git@host:owner/repo(.git)`), when there is one.
+    pub fn repository_slug(&self) -> Option<String> {
+        let url = self.repository_url.as_deref()?;
+        let path = match url.split_once("://") {
+            Some((_, rest)) => rest.split_once('/').map(|(_, path)| path),
+            None => url.split_once(':').map(|(_, path)| path),
+        }?;
+        let path = path.trim_end_matches('/').trim_end_matches(".git");
+        let mut parts = path.rsplit('/');
+        match (parts.next(), parts.next()) {
+            (Some(repo), Some(owner)) if !repo.is_empty() && !owner.is_empty() => Some(format!("{owner}/{repo}")),
+            _ => None,
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod bindings;
 pub mod helpers;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod roles;
 
 pub use bindings::*;

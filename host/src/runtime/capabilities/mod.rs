@@ -6,6 +6,7 @@
 
 pub mod container_engine;
 pub mod github;
+pub mod http;
 pub mod log;
 pub mod object_store;
 pub mod process;
@@ -27,6 +28,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     object_store::add_to_linker(linker)?;
     secrets::add_to_linker(linker)?;
     github::add_to_linker(linker)?;
+    http::add_to_linker(linker)?;
     Ok(())
 }
 

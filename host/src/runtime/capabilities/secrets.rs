@@ -21,7 +21,10 @@ impl secrets::Host for StoreState {
             });
         };
         match std::env::var(variable) {
-            Ok(value) if !value.is_empty() => Ok(value),
+            Ok(value) if !value.is_empty() => {
+                self.log.hide(&value);
+                Ok(value)
+            }
             _ => Err(Error {
                 message: format!("secret `{name}` is not set: the environment variable `{variable}` is empty"),
                 hint: Some(format!("set `{variable}` in the environment Loktar runs in")),
