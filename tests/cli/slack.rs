@@ -164,3 +164,21 @@ fn a_host_outside_http_hosts_is_refused_before_any_connection() {
     assert!(run.stderr.contains(&format!("plugin `slack` may not reach `{port}`")), "{}", run.stderr);
     assert_secrets_hidden(&[WEBHOOK_PATH], &[&run.stdout, &run.stderr], &repo.path().join(".loktar"));
 }
+
+#[test]
+fn a_rate_limited_message_is_sent_again_after_retry_after() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let server = Recorder::start(move |_| match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => Reply::text(429, "rate_limited").with_header("retry-after", "1"),
+        _ => Reply::text(200, "ok"),
+    });
+    let repo = repo("webhook_secret = \"slack_webhook\"", &host(&server), false);
+    let started = std::time::Instant::now();
+    let run = run(&repo, &server, &["run", "--all"]).expect_code(0);
+    assert!(!run.stdout.contains("notify:"), "{}", run.stdout);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "sent again once");
+    assert_eq!(requests[0].body, requests[1].body, "the same message");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "waited for Retry-After");
+}

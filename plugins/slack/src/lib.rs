@@ -8,8 +8,10 @@
 //! - `token_secret` + `channels`: a bot token, one `chat.postMessage` per
 //!   channel (`api_url` defaults to `https://slack.com/api`).
 //!
-//! `only_on_failure = true` stays quiet about runs that passed. Webhook URLs
-//! and tokens are secrets: no message or log line contains them.
+//! `only_on_failure = true` stays quiet about runs that passed. A message
+//! Slack rate-limits (429) is sent again after its `Retry-After` (twice at
+//! most, waiting 30 s at most). Webhook URLs and tokens are secrets: no
+//! message or log line contains them.
 
 use loktar_sdk::http;
 use loktar_sdk::prelude::*;
@@ -17,6 +19,11 @@ use loktar_sdk::raw::secrets;
 use serde_json::{Value, json};
 
 struct Slack;
+
+/// How often a message Slack rate-limited (429) is sent again.
+const RATE_LIMIT_RETRIES: u32 = 2;
+/// The longest `Retry-After` waited for; longer is an error.
+const RATE_LIMIT_MAX_WAIT_SECS: u64 = 30;
 
 /// Slack's limit on the text of one section block.
 const SECTION_LIMIT: usize = 3000;
@@ -104,7 +111,7 @@ impl Settings {
 
 /// Posts to an incoming webhook, which answers `200 ok`.
 fn post_to_webhook(url: &str, message: &Value) -> Result<(), Error> {
-    let answer = http::post(url, &[("content-type", "application/json")], message.to_string().as_bytes())?;
+    let answer = post(url, &[("content-type", "application/json")], &message.to_string())?;
     if answer.status != 200 {
         return Err(Error::new(format!(
             "Slack refused the message: HTTP {} `{}`",
@@ -124,7 +131,7 @@ fn post_to_channel(api_url: &str, token: &str, channel: &str, message: &Value) -
     let url = format!("{}/chat.postMessage", api_url.trim_end_matches('/'));
     let authorization = format!("Bearer {token}");
     let headers = [("content-type", "application/json; charset=utf-8"), ("authorization", authorization.as_str())];
-    let answer = http::post(&url, &headers, body.to_string().as_bytes())?;
+    let answer = post(&url, &headers, &body.to_string())?;
     let said: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
     if answer.status != 200 || said["ok"] != true {
         let error = said["error"].as_str().unwrap_or("no error given");
@@ -140,6 +147,24 @@ fn post_to_channel(api_url: &str, token: &str, channel: &str, message: &Value) -
     }
     log::info(&format!("message posted to `{channel}`"));
     Ok(())
+}
+
+/// Posts `body`; a rate-limited answer (429) is sent again after its `Retry-After`.
+fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<http::Response, Error> {
+    let mut attempt = 0;
+    loop {
+        let answer = http::post(url, headers, body.as_bytes())?;
+        if answer.status != 429 || attempt == RATE_LIMIT_RETRIES {
+            return Ok(answer);
+        }
+        let wait = answer.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1);
+        if wait > RATE_LIMIT_MAX_WAIT_SECS {
+            return Ok(answer);
+        }
+        log::info(&format!("Slack is rate-limiting: sending again in {wait} s"));
+        std::thread::sleep(std::time::Duration::from_secs(wait));
+        attempt += 1;
+    }
 }
 
 /// The message for a finished run: Block Kit blocks and the plain-text fallback.

@@ -23,8 +23,17 @@ use crate::prelude::Error;
 pub struct Response {
     /// The status code.
     pub status: u16,
+    /// The headers, names lowercase, in order.
+    pub headers: Vec<(String, String)>,
     /// The body, as text (lossily decoded).
     pub body: String,
+}
+
+impl Response {
+    /// The value of header `name` (lowercase), if it was sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
 }
 
 /// Sends `POST url` with `headers` and `body`.
@@ -79,6 +88,12 @@ fn request(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&[u
         }
     };
     let status = response.status();
+    let headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()))
+        .collect();
     let incoming = response.consume().map_err(|()| refused("answer"))?;
     let mut text = Vec::new();
     {
@@ -87,7 +102,7 @@ fn request(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&[u
             .read_to_end(&mut text)
             .map_err(|e| failure(format!("reading the answer of `{}` failed: {e}", target.host()), None))?;
     }
-    Ok(Response { status, body: String::from_utf8_lossy(&text).into_owned() })
+    Ok(Response { status, headers, body: String::from_utf8_lossy(&text).into_owned() })
 }
 
 /// The parts of a URL `wasi:http` takes apart.
