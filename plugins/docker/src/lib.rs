@@ -125,6 +125,14 @@ fn tags(context: &RunContext, package: &Package, name: &str) -> Result<Vec<Strin
     Ok(tags)
 }
 
+/// The number a release tag stands for. A short commit can be all digits
+/// (`5791752`): digits as long as a short commit are a commit, not a
+/// release — releases stop below 1,000,000 — and so are leading zeros.
+fn release_tag(tag: &str) -> Option<u64> {
+    let number: u64 = tag.parse().ok()?;
+    (tag.len() < SHORT_COMMIT && number.to_string() == tag).then_some(number)
+}
+
 /// The number of a release: the one the commit already has, else one more than the highest.
 fn release_number(package: &Package, name: &str, commit: &str) -> Result<u64, Error> {
     let registry = package.registry_type.as_deref();
@@ -132,7 +140,7 @@ fn release_number(package: &Package, name: &str, commit: &str) -> Result<u64, Er
         Some(registry) => container_engine::remote_tags(registry, name)?,
         None => container_engine::local_tags(name)?,
     };
-    let mut numbers: Vec<u64> = existing.iter().filter_map(|tag| tag.parse().ok()).collect();
+    let mut numbers: Vec<u64> = existing.iter().filter_map(|tag| release_tag(tag)).collect();
     numbers.sort_unstable_by(|a, b| b.cmp(a));
     if !commit.is_empty() && existing.iter().any(|tag| tag == commit) {
         let identity = |tag: &str| -> Result<Option<String>, Error> {
@@ -196,6 +204,16 @@ loktar_sdk::export!(builder: Docker);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_all_digit_short_commit_is_not_a_release_number() {
+        assert_eq!(release_tag("1"), Some(1));
+        assert_eq!(release_tag("999999"), Some(999_999));
+        assert_eq!(release_tag("5791752"), None, "a short commit");
+        assert_eq!(release_tag("007"), None);
+        assert_eq!(release_tag("latest"), None);
+        assert_eq!(release_tag("-1"), None);
+    }
 
     #[test]
     fn branch_names_become_valid_tags() {
