@@ -41,7 +41,7 @@ pub fn not_rebuilt_context(package: &str) -> String {
 }
 
 /// The commits to walk, newest first, each with the files it touched (`None`: unknown).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Walk {
     /// `(sha, files)`, the head first.
     pub commits: Vec<(String, Option<Vec<String>>)>,

@@ -225,7 +225,7 @@ fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Dia
             scm::BaseOrigin::PullRequest { .. } => planned.changes.head.clone(),
             _ => None,
         };
-        let walk = if args.rebuild { walk_of(&planned)? } else { Walk { commits: Vec::new() } };
+        let walk = if args.rebuild { walk_of(&planned)? } else { Walk::default() };
         return Ok((context, Selection { packages, kind: "changes", base, empty_because, head, walk }));
     }
     let context = Context::load(options)?;
@@ -255,8 +255,12 @@ fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Dia
     let packages = graph.order().iter().copied().filter(|&i| wanted[i]).collect();
     let kind = if args.all { "all" } else { "packages" };
     // Without a range, only the head commit's statuses can say a package is green.
-    let head = scm::head(&context.git, None).commit;
-    let walk = Walk { commits: head.into_iter().map(|sha| (sha, Some(Vec::new()))).collect() };
+    let walk = if args.rebuild {
+        let head = scm::head(&context.git, None).commit;
+        Walk { commits: head.into_iter().map(|sha| (sha, Some(Vec::new()))).collect() }
+    } else {
+        Walk::default()
+    };
     Ok((context, Selection { packages, kind, base: None, empty_because: None, head: None, walk }))
 }
 
