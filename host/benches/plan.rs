@@ -1,5 +1,6 @@
 //! Benchmark: `loktar plan` against plain `git diff --name-only` on the same
-//! range of a synthetic monorepo, reported as a ratio of medians.
+//! range of a synthetic monorepo, reported as a ratio of medians (the two
+//! commands run in turns).
 //!
 //! `cargo bench --bench plan` runs the two sizes the project tracks (1,000 and
 //! 10,000 packages, 20 files each, 1,000 changed files); `cargo bench --bench
@@ -11,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Timed runs of each command, after one warm-up run.
-const RUNS: usize = 21;
+const RUNS: usize = 41;
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -35,20 +36,19 @@ fn main() {
             Some(temp)
         };
         let synthetic = generate(&repo, packages, files_per_package, changed);
-        let git = measure(|| {
-            Command::new("git")
-                .current_dir(&repo)
-                .args(["diff", "--name-only", &synthetic.base, &synthetic.head])
-                .stdout(Stdio::null())
-                .status()
-        });
-        let loktar = measure(|| {
-            Command::new(env!("CARGO_BIN_EXE_loktar"))
-                .current_dir(&repo)
-                .args(["plan", "--format", "json", "--base", &synthetic.base, "--head", &synthetic.head])
-                .stdout(Stdio::null())
-                .status()
-        });
+        let mut git_diff = Command::new("git");
+        git_diff.current_dir(&repo).args(["diff", "--name-only", &synthetic.base, &synthetic.head]);
+        let mut loktar_plan = Command::new(env!("CARGO_BIN_EXE_loktar"));
+        loktar_plan.current_dir(&repo).args([
+            "plan",
+            "--format",
+            "json",
+            "--base",
+            &synthetic.base,
+            "--head",
+            &synthetic.head,
+        ]);
+        let (git, loktar) = measure_alternately(&mut git_diff, &mut loktar_plan);
         println!(
             "{packages:>9} {:>9} {changed:>8} {:>10.1}ms {:>10.1}ms {:>7.2}",
             packages * files_per_package,
@@ -65,22 +65,24 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// The median wall time of `RUNS` runs of a command that must succeed.
-fn measure(mut run: impl FnMut() -> std::io::Result<std::process::ExitStatus>) -> Duration {
-    let mut check = || {
-        let status = run().expect("start command");
+/// The median wall times of `RUNS` runs of two commands that must succeed,
+/// run in turns so that both see the same machine: a shared virtual machine
+/// speeds up and slows down over seconds, which would favour whichever
+/// command happened to run in a quiet spell.
+fn measure_alternately(first: &mut Command, second: &mut Command) -> (Duration, Duration) {
+    let time = |command: &mut Command| {
+        let start = Instant::now();
+        let status = command.stdout(Stdio::null()).status().expect("start command");
         assert!(status.success(), "benchmarked command failed: {status}");
+        start.elapsed()
     };
-    check();
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            check();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[RUNS / 2]
+    time(first);
+    time(second);
+    let (mut firsts, mut seconds): (Vec<Duration>, Vec<Duration>) =
+        (0..RUNS).map(|_| (time(first), time(second))).unzip();
+    firsts.sort();
+    seconds.sort();
+    (firsts[RUNS / 2], seconds[RUNS / 2])
 }
 
 /// The benchmark must time a real plan: the affected set is not empty.

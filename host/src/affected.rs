@@ -19,7 +19,7 @@ pub const NOBUILD: &str = "NOBUILD";
 #[derive(Debug, Default)]
 pub struct Detection {
     /// For each package, why it changed directly (`None`: it did not).
-    pub seeds: Vec<Option<Seed>>,
+    pub seeds: Vec<Option<Box<Seed>>>,
     /// Changed files that belong to no package.
     pub unowned: Vec<String>,
     /// Packages the base revision had and the head no longer has, with their changed files.
@@ -28,9 +28,11 @@ pub struct Detection {
     pub nobuild: Option<Commit>,
 }
 
-/// Works out which packages of `workspace` the change set touches.
+/// Works out which packages of `workspace` the change set touches;
+/// `owners` indexes the workspace's package folders.
 pub fn detect(
     workspace: &Workspace,
+    owners: &Owners<'_>,
     providers: &Providers,
     history: &dyn History,
     changes: &ChangeSet,
@@ -40,7 +42,6 @@ pub fn detect(
         detection.nobuild = Some(commit.clone());
         return Ok(detection);
     }
-    let owners = Owners::new(&workspace.packages);
     let mut manifest_changed = false;
     for file in &changes.files {
         for path in file.paths() {
@@ -49,7 +50,7 @@ pub fn detect(
             }
             match owners.owner(path) {
                 Some(owner) => {
-                    let seed = detection.seeds[owner].get_or_insert_with(Seed::default);
+                    let seed = detection.seeds[owner].get_or_insert_with(Box::default);
                     if !seed.files.iter().any(|f| f == path) {
                         seed.files.push(path.to_string());
                     }
@@ -66,7 +67,7 @@ pub fn detect(
             attribute_removed(workspace, providers, base_source, &mut detection);
         }
     }
-    hold_back_keyword_only_changes(workspace, history, changes, &owners, &mut detection.seeds)?;
+    hold_back_keyword_only_changes(workspace, history, changes, owners, &mut detection.seeds)?;
     Ok(detection)
 }
 
@@ -92,7 +93,7 @@ pub fn subject_keywords(subject: &str) -> Vec<&str> {
     if keywords.iter().any(|k| k.is_empty()) { Vec::new() } else { keywords }
 }
 
-fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mut [Option<Seed>]) {
+fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mut [Option<Box<Seed>>]) {
     let head_entries = config::canonical_entries(&workspace.manifest.text).unwrap_or_default();
     let base_entries = match base_source {
         None => Some(HashMap::default()),
@@ -108,7 +109,7 @@ fn compare_manifest(workspace: &Workspace, base_source: Option<&str>, seeds: &mu
             },
         };
         if let Some(change) = change {
-            seeds[index].get_or_insert_with(Seed::default).manifest = Some(change);
+            seeds[index].get_or_insert_with(Box::default).manifest = Some(change);
         }
     }
 }
@@ -142,7 +143,7 @@ fn hold_back_keyword_only_changes(
     history: &dyn History,
     changes: &ChangeSet,
     owners: &Owners<'_>,
-    seeds: &mut [Option<Seed>],
+    seeds: &mut [Option<Box<Seed>>],
 ) -> Result<(), Diagnostic> {
     let candidates: Vec<usize> = (0..seeds.len())
         .filter(|&i| {

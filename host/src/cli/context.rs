@@ -13,6 +13,7 @@ use crate::graph::plan::Plan;
 use crate::graph::{DependencyGraph, Edge};
 use crate::render::plan::Report;
 use crate::runtime::Runtime;
+use crate::scm::owners::Owners;
 use crate::scm::pull_request::PullRequestReader;
 use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Selection};
 use crate::settings::{PrChanges, Settings};
@@ -43,16 +44,27 @@ impl Context {
     }
 
     /// Loads the repository and plans the selected changes.
+    pub(crate) fn load_and_plan(options: &Options, range: &RangeArgs) -> Result<(Context, Planned), Diagnostics> {
+        Context::load_and_plan_preparing(options, range, |_| ()).map(|(context, planned, ())| (context, planned))
+    }
+
+    /// Loads the repository and plans the selected changes, doing `prepare`
+    /// (work that needs the workspace but not the plan) while git is still busy.
     ///
     /// Git reads the range on a second thread while this one parses
     /// `loktar.json`: the two are independent, and together they are most of
     /// the time a plan takes.
-    pub(crate) fn load_and_plan(options: &Options, range: &RangeArgs) -> Result<(Context, Planned), Diagnostics> {
+    pub(crate) fn load_and_plan_preparing<T>(
+        options: &Options,
+        range: &RangeArgs,
+        prepare: impl FnOnce(&Context) -> T,
+    ) -> Result<(Context, Planned, T), Diagnostics> {
         if let Some(number) = range.github_pr {
             let context = Context::load(options)?;
             let (changes, history) = context.pull_request_changes(number)?;
             let planned = context.plan(changes, history)?;
-            return Ok((context, planned));
+            let prepared = prepare(&context);
+            return Ok((context, planned, prepared));
         }
         let root = find_root(options.repo.as_deref())?;
         let git = Git::new(&root);
@@ -63,25 +75,29 @@ impl Context {
             worktree: range.worktree,
         };
         let started = std::time::Instant::now();
-        let (context, changes) = std::thread::scope(|scope| {
-            let reading = scope.spawn(|| {
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
                 let changes = scm::changes(&git, &selection);
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
-                changes
+                // Sent rather than returned: the plan need not wait for this thread to end.
+                let _ = sender.send(changes);
             });
-            let context = Context::load_at(root.clone(), options);
+            // A broken configuration is reported before any git problem.
+            let context = Context::load_at(root.clone(), options)?;
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
-            let changes =
-                reading.join().unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")));
-            (context, changes)
-        });
-        // A broken configuration is reported before any git problem.
-        let context = context?;
-        let changes = changes?;
-        let history = Box::new(context.git.clone());
-        let planned = context.plan(changes, history)?;
-        tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
-        Ok((context, planned))
+            // Ready before git is done, so that only the plan itself waits for it.
+            let owners = Owners::new(&context.workspace.packages);
+            let prepared = prepare(&context);
+            let changes = receiver
+                .recv()
+                .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")))?;
+            let history = Box::new(context.git.clone());
+            let planned = context.plan_with(&owners, changes, history)?;
+            drop(owners);
+            tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
+            Ok((context, planned, prepared))
+        })
     }
 
     fn load_at(root: PathBuf, options: &Options) -> Result<Context, Diagnostics> {
@@ -103,8 +119,18 @@ impl Context {
 
     /// Computes the plan for a change set.
     pub(crate) fn plan(&self, changes: ChangeSet, history: Box<dyn History>) -> Result<Planned, Diagnostics> {
+        self.plan_with(&Owners::new(&self.workspace.packages), changes, history)
+    }
+
+    /// Computes the plan for a change set, with the package folders already indexed.
+    fn plan_with(
+        &self,
+        owners: &Owners<'_>,
+        changes: ChangeSet,
+        history: Box<dyn History>,
+    ) -> Result<Planned, Diagnostics> {
         tracing::debug!(files = changes.files.len(), commits = changes.commits.len(), "changes read");
-        let mut detection = affected::detect(&self.workspace, &self.providers, history.as_ref(), &changes)?;
+        let mut detection = affected::detect(&self.workspace, owners, &self.providers, history.as_ref(), &changes)?;
         let seeds = std::mem::take(&mut detection.seeds);
         let plan = if detection.nobuild.is_some() { Plan::default() } else { Plan::compute(&self.graph, seeds) };
         Ok(Planned { changes, history, detection, plan })

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Providers, schema};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::render::plan::PackageJson;
 use crate::render::{self, Format, View};
 use context::{Context, Options, Planned};
 
@@ -169,8 +170,8 @@ pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
     match run(cli, color) {
         Ok(done) => {
-            tracing::debug!(elapsed = ?started.elapsed(), bytes = done.output.len(), "output ready");
-            match write_stdout(&done.output) {
+            tracing::debug!(elapsed = ?started.elapsed(), "output ready");
+            match write_stdout(done.output) {
                 ExitCode::SUCCESS => done.code,
                 failed => failed,
             }
@@ -194,9 +195,13 @@ fn init_logging(color: bool) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).try_init();
 }
 
-fn write_stdout(output: &str) -> ExitCode {
+fn write_stdout(output: Output) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
+    let written = match output {
+        Output::Text(text) => stdout.write_all(text.as_bytes()),
+        Output::Stream(write) => write(&mut stdout),
+    };
+    match written.and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         // A reader that stopped early (`loktar plan | head`) is not an error.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -210,14 +215,40 @@ fn write_stdout(output: &str) -> ExitCode {
 /// What a command prints on stdout, and the exit code after it.
 #[derive(Debug)]
 pub(crate) struct Done {
-    output: String,
+    output: Output,
     code: ExitCode,
 }
 
 impl Done {
     /// Success, printing `output`.
     fn with_output(output: String) -> Done {
-        Done { output, code: ExitCode::SUCCESS }
+        Done::printing(Output::Text(output), ExitCode::SUCCESS)
+    }
+
+    /// Printing `output`, then exiting with `code`.
+    pub(crate) fn printing(output: Output, code: ExitCode) -> Done {
+        Done { output, code }
+    }
+}
+
+/// What goes to stdout.
+pub(crate) enum Output {
+    /// Text ready to print.
+    Text(String),
+    /// Written straight to stdout in pieces: the largest outputs are not
+    /// built whole in memory first.
+    Stream(Box<WriteOutput>),
+}
+
+/// Writes an output to stdout.
+type WriteOutput = dyn FnOnce(&mut dyn Write) -> std::io::Result<()>;
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Text(text) => f.debug_tuple("Text").field(&text.len()).finish(),
+            Output::Stream(_) => f.write_str("Stream"),
+        }
     }
 }
 
@@ -226,7 +257,7 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
     match cli.command {
         Command::Run(args) => run::run(&options, &args, color),
         Command::Runs(args) => runs(&options, &args).map(Done::with_output),
-        other => inspect(other, &options).map(Done::with_output),
+        other => inspect(other, &options).map(|output| Done::printing(output, ExitCode::SUCCESS)),
     }
 }
 
@@ -263,13 +294,15 @@ fn to_json(value: &impl serde::Serialize) -> String {
 }
 
 /// The commands that only read: they print and succeed, or report problems.
-fn inspect(command: Command, options: &Options) -> Result<String, Diagnostics> {
+fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     let providers = Providers::builtin();
     let options = options.clone();
-    match command {
-        Command::Run(_) | Command::Runs(_) => Err(Diagnostic::new("internal error: not an inspecting command").into()),
-        Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json),
-        Command::Schema => Ok(format!("{:#}\n", schema(&providers))),
+    let text = match command {
+        Command::Run(_) | Command::Runs(_) => {
+            return Err(Diagnostic::new("internal error: not an inspecting command").into());
+        }
+        Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json)?,
+        Command::Schema => format!("{:#}\n", schema(&providers)),
         Command::Graph(args) => {
             let context = Context::load(&options)?;
             let view = View::whole(&context.workspace, &context.graph);
@@ -280,29 +313,40 @@ fn inspect(command: Command, options: &Options) -> Result<String, Diagnostics> {
             };
             drop(view);
             exiting_soon(context);
-            Ok(output)
+            output
         }
+        Command::Plan(args) if args.format == Format::Json => return plan_json(&options, &args.range),
         Command::Plan(args) => {
             let (context, planned) = Context::load_and_plan(&options, &args.range)?;
-            let report = planned.report(&context);
-            let output = match args.format {
-                Format::Text => report.text(),
-                Format::Json => report.json(),
-                Format::Dot | Format::Svg => {
-                    picture(&View::of_plan(&context.workspace, &context.graph, &planned.plan), args.format)
-                }
+            let output = if matches!(args.format, Format::Dot | Format::Svg) {
+                picture(&View::of_plan(&context.workspace, &context.graph, &planned.plan), args.format)
+            } else {
+                planned.report(&context).text()
             };
             exiting_soon((context, planned));
-            Ok(output)
+            output
         }
         Command::Why(args) => {
             let (context, planned) = Context::load_and_plan(&options, &args.range)?;
             let Some(package) = context.workspace.index_of(&args.package) else {
                 return Err(unknown_package(&context, &args.package).into());
             };
-            Ok(why(&context, &planned, package))
+            why(&context, &planned, package)
         }
-    }
+    };
+    Ok(Output::Text(text))
+}
+
+/// `loktar plan --format json`: the packages' part of the JSON is written
+/// while git reads the range, the rest straight to stdout.
+fn plan_json(options: &Options, range: &RangeArgs) -> Result<Output, Diagnostics> {
+    let (context, planned, packages) =
+        Context::load_and_plan_preparing(options, range, |context| PackageJson::new(&context.workspace))?;
+    Ok(Output::Stream(Box::new(move |stdout| {
+        let written = planned.report(&context).write_json(&packages, stdout);
+        exiting_soon((context, planned, packages));
+        written
+    })))
 }
 
 /// DOT or SVG of a view.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 
 use super::context::{Context, Options, Planned, block_on, plugin_runtime};
-use super::{Done, ListFormat, RangeArgs, unknown_package};
+use super::{Done, ListFormat, Output, RangeArgs, unknown_package};
 use crate::config::Package;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::console::Console;
@@ -206,7 +206,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         RunOutcome::Failed => ExitCode::from(1),
         RunOutcome::Interrupted => ExitCode::from(INTERRUPTED),
     };
-    Ok(Done { output, code })
+    Ok(Done::printing(Output::Text(output), code))
 }
 
 /// Chooses the packages: named ones, all of them, or those the change affects.

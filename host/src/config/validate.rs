@@ -17,7 +17,9 @@ use crate::suggest::closest;
 /// Parses and validates the text; returns the valid packages and every problem found.
 pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Vec<Diagnostic>) {
     let mut validator = Validator { source, providers, problems: Vec::new() };
-    let mut packages = Vec::new();
+    // Sized up front: growing a vector of thousands of packages step by step
+    // copies it again and again into fresh memory.
+    let mut packages = Vec::with_capacity(expected_packages(&source.text));
     let mut number = 0;
     let mut on_package = |item: Node<'_>| {
         number += 1;
@@ -36,47 +38,84 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
     (packages, validator.problems)
 }
 
+/// About how many packages the text holds (at least as many as it names),
+/// counted far faster than parsing it.
+fn expected_packages(text: &str) -> usize {
+    let count = |key: &str| memchr::memmem::find_iter(text.as_bytes(), key.as_bytes()).count();
+    count("\"pkg_name\"") + count("\"artifact_name\"")
+}
+
 /// Checks that every package folder exists in the working tree.
 ///
 /// Each parent folder is listed once instead of asking about every package
 /// folder: with thousands of packages this is the difference between a few
-/// dozen system calls and thousands.
+/// dozen system calls and thousands. The listing is read in place, without
+/// keeping or copying the names of the entries.
 pub(super) fn check_folders(root: &Path, source: &SourceFile, packages: &[Package]) -> Vec<Diagnostic> {
-    let mut listings: HashMap<&str, Option<HashMap<String, bool>>> = HashMap::default();
-    let mut problems = Vec::new();
-    for package in packages {
-        if package.dir.is_empty() {
-            continue;
-        }
+    let mut by_parent: HashMap<&str, Vec<Wanted<'_>>> = HashMap::default();
+    for package in packages.iter().filter(|package| !package.dir.is_empty()) {
         let (parent, leaf) = package.dir.rsplit_once('/').unwrap_or(("", &package.dir));
-        let listing = listings.entry(parent).or_insert_with(|| folder_listing(&root.join(parent)));
-        match listing.as_ref().and_then(|entries| entries.get(leaf)) {
-            Some(true) => {}
-            Some(false) => problems.push(
-                Diagnostic::new(format!(
-                    "package `{}`: `{}` is a file, not a folder",
-                    package.name,
-                    show_dir(&package.dir)
-                ))
-                .at(source.location(package.positions.dir))
-                .hint("set `pkg_dir` to the folder that holds the package"),
-            ),
-            None => problems.push(missing_folder(root, source, package)),
+        by_parent.entry(parent).or_default().push(Wanted { leaf, package, found: None });
+    }
+    let mut problems = Vec::new();
+    let mut buffer = vec![std::mem::MaybeUninit::uninit(); 64 * 1024];
+    for (parent, mut wanted) in by_parent {
+        find_entries(&root.join(parent), &mut wanted, &mut buffer);
+        for Wanted { package, found, .. } in wanted {
+            match found {
+                Some(true) => {}
+                Some(false) => problems.push(
+                    Diagnostic::new(format!(
+                        "package `{}`: `{}` is a file, not a folder",
+                        package.name,
+                        show_dir(&package.dir)
+                    ))
+                    .at(source.location(package.positions.dir))
+                    .hint("set `pkg_dir` to the folder that holds the package"),
+                ),
+                None => problems.push(missing_folder(root, source, package)),
+            }
         }
     }
     problems
 }
 
-/// The entries of a folder and whether each is a folder (symlinks followed).
-fn folder_listing(dir: &Path) -> Option<HashMap<String, bool>> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    let listing = entries.filter_map(Result::ok).filter_map(|entry| {
-        let name = entry.file_name().into_string().ok()?;
-        let file_type = entry.file_type().ok()?;
-        let is_dir = file_type.is_dir() || (file_type.is_symlink() && entry.path().is_dir());
-        Some((name, is_dir))
-    });
-    Some(listing.collect())
+/// A package folder looked for in its parent's listing.
+struct Wanted<'a> {
+    leaf: &'a str,
+    package: &'a Package,
+    /// `None` until found; then whether it is a folder.
+    found: Option<bool>,
+}
+
+/// Lists `dir` and records, for each wanted entry present, whether it is a
+/// folder (symlinks followed). A folder that cannot be listed has none of them.
+fn find_entries(dir: &Path, wanted: &mut [Wanted<'_>], buffer: &mut [std::mem::MaybeUninit<u8>]) {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
+
+    wanted.sort_unstable_by_key(|w| w.leaf);
+    let Ok(fd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    let mut entries = RawDir::new(&fd, buffer);
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name().to_bytes();
+        let first = wanted.partition_point(|w| w.leaf.as_bytes() < name);
+        // Two packages may name the same folder (reported elsewhere): mark both.
+        let same = wanted[first..].iter().take_while(|w| w.leaf.as_bytes() == name).count();
+        if same == 0 {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            FileType::Symlink | FileType::Unknown => rustix::fs::statat(&fd, entry.file_name(), AtFlags::empty())
+                .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory),
+            _ => false,
+        };
+        for w in &mut wanted[first..first + same] {
+            w.found = Some(is_dir);
+        }
+    }
 }
 
 fn missing_folder(root: &Path, source: &SourceFile, package: &Package) -> Diagnostic {
@@ -105,10 +144,12 @@ fn closest_existing_folder(root: &Path, dir: &str) -> Option<String> {
             found.push(part.to_string());
             continue;
         }
-        let folders: Vec<String> = folder_listing(&here)?
-            .into_iter()
-            .filter(|(name, is_dir)| *is_dir && name != ".git")
-            .map(|(name, _)| name)
+        let folders: Vec<String> = std::fs::read_dir(&here)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| name != ".git")
             .collect();
         found.push(closest(part, folders.iter().map(String::as_str))?.to_string());
     }

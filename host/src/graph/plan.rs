@@ -45,8 +45,9 @@ pub struct Step {
     pub package: usize,
     /// 0 for packages with no dependency in the plan, else one more than the highest.
     pub level: usize,
-    /// What changed in the package itself, if anything.
-    pub seed: Option<Seed>,
+    /// What changed in the package itself, if anything (boxed: most steps
+    /// of a large plan are dependents, with no seed).
+    pub seed: Option<Box<Seed>>,
     /// Dependencies in the plan that pulled this package in.
     pub because_of: Vec<usize>,
     /// The first dependency that reached this package: follow it for the shortest chain to a change.
@@ -65,7 +66,7 @@ pub struct Plan {
 impl Plan {
     /// Computes the plan from the packages that changed directly (`seeds[i]`
     /// for package `i`).
-    pub fn compute(graph: &DependencyGraph, seeds: Vec<Option<Seed>>) -> Plan {
+    pub fn compute(graph: &DependencyGraph, seeds: Vec<Option<Box<Seed>>>) -> Plan {
         let mut included = vec![false; graph.len()];
         let mut via: Vec<Option<usize>> = vec![None; graph.len()];
         let mut queue = VecDeque::new();

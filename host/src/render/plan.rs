@@ -4,6 +4,8 @@
 //! `docs/plan-json.md`): fields are only ever added, and `schema_version`
 //! changes if one is removed or changes meaning.
 
+use std::io::{self, Write};
+
 use serde::Serialize;
 
 use super::pad;
@@ -122,10 +124,12 @@ impl Report<'_> {
         parts.join("; ")
     }
 
-    /// The plan as JSON, written directly: with thousands of packages this
-    /// is the largest output Loktar makes, and every millisecond counts.
-    pub fn json(&self) -> String {
-        let mut out = JsonOut(String::with_capacity(256 + self.plan.steps.len() * 192));
+    /// Writes the plan as JSON, a piece at a time: with thousands of packages
+    /// this is the largest output Loktar makes, and building it whole in
+    /// fresh memory would cost more than writing it. `fixed` holds the
+    /// workspace's packages, written beforehand.
+    pub fn write_json(&self, fixed: &PackageJson, sink: &mut dyn Write) -> io::Result<()> {
+        let mut out = JsonOut { text: String::with_capacity(JsonOut::CHUNK + 4096), sink };
         let origin = serde_json::to_string(&self.changes.origin).unwrap_or_else(|_| "null".into());
         out.raw(&format!("{{\"schema_version\":{SCHEMA_VERSION},\"base\":"));
         out.optional(self.changes.base.as_deref());
@@ -151,7 +155,8 @@ impl Report<'_> {
             if i > 0 {
                 out.raw(",");
             }
-            self.step_json(&mut out, step);
+            self.step_json(&mut out, fixed, step);
+            out.flush_if_full()?;
         }
         out.raw("],\"levels\":[");
         for (i, level) in self.plan.levels().into_iter().enumerate() {
@@ -159,6 +164,7 @@ impl Report<'_> {
                 out.raw(",");
             }
             out.strings(level.iter().map(|s| self.name(s)));
+            out.flush_if_full()?;
         }
         out.raw("],\"unowned_files\":");
         out.strings(self.detection.unowned.iter().map(String::as_str));
@@ -174,24 +180,15 @@ impl Report<'_> {
             out.raw("}");
         }
         out.raw("]}\n");
-        out.0
+        out.flush()
     }
 
-    fn step_json(&self, out: &mut JsonOut, step: &Step) {
-        let package = &self.workspace.packages[step.package];
+    fn step_json(&self, out: &mut JsonOut, fixed: &PackageJson, step: &Step) {
         let seed = step.seed.as_ref();
-        out.raw("{\"name\":");
-        out.string(&package.name);
-        out.raw(",\"dir\":");
-        out.string(show_dir(&package.dir));
-        out.raw(",\"pkg_type\":");
-        out.optional(package.pkg_type.as_deref());
-        out.raw(",\"type\":");
-        out.optional(package.kind.map(|kind| match kind {
-            PackageKind::Service => "service",
-            PackageKind::Library => "library",
-        }));
-        out.raw(&format!(",\"level\":{},\"changed\":{},\"files\":", step.level, seed.is_some()));
+        out.raw(fixed.fields(step.package));
+        out.raw(",\"level\":");
+        out.number(step.level);
+        out.raw(if seed.is_some() { ",\"changed\":true,\"files\":" } else { ",\"changed\":false,\"files\":" });
         out.strings(seed.map_or(&[][..], |s| &s.files[..]).iter().map(String::as_str));
         out.raw(",\"manifest\":");
         out.optional(seed.and_then(|s| s.manifest).map(|change| match change {
@@ -204,57 +201,150 @@ impl Report<'_> {
             Some(keywords) => out.strings(keywords.iter().map(String::as_str)),
             None => out.raw("null"),
         }
-        out.raw(",\"because_of\":");
-        out.strings(step.because_of.iter().map(|&d| self.workspace.packages[d].name.as_str()));
-        out.raw("}");
+        out.raw(",\"because_of\":[");
+        for (i, &dependency) in step.because_of.iter().enumerate() {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.raw(fixed.name(dependency));
+        }
+        out.raw("]}");
     }
 }
 
-/// A JSON text being written.
-struct JsonOut(String);
+/// The fields of each package's JSON that do not depend on the change
+/// (`{"name":…,"dir":…,"pkg_type":…,"type":…`), written one after the other
+/// before the plan is known: `loktar plan` writes them while git reads the
+/// range, and writing the plan then copies neighbouring text instead of
+/// visiting the strings of thousands of packages scattered in memory.
+#[derive(Debug)]
+pub struct PackageJson {
+    text: String,
+    /// Package `i`'s fields are `text[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    /// Where package `i`'s quoted name ends; it starts right after `{"name":`.
+    name_ends: Vec<usize>,
+}
 
-impl JsonOut {
+impl PackageJson {
+    const NAME_KEY: &str = "{\"name\":";
+
+    /// Writes the fixed fields of every package of `workspace`.
+    pub fn new(workspace: &Workspace) -> PackageJson {
+        let packages = &workspace.packages;
+        let mut text = String::with_capacity(packages.len() * 96);
+        let mut starts = Vec::with_capacity(packages.len() + 1);
+        let mut name_ends = Vec::with_capacity(packages.len());
+        starts.push(0);
+        for package in packages {
+            text.push_str(Self::NAME_KEY);
+            push_string(&mut text, &package.name);
+            name_ends.push(text.len());
+            text.push_str(",\"dir\":");
+            push_string(&mut text, show_dir(&package.dir));
+            text.push_str(",\"pkg_type\":");
+            push_optional(&mut text, package.pkg_type.as_deref());
+            text.push_str(",\"type\":");
+            push_optional(
+                &mut text,
+                package.kind.map(|kind| match kind {
+                    PackageKind::Service => "service",
+                    PackageKind::Library => "library",
+                }),
+            );
+            starts.push(text.len());
+        }
+        PackageJson { text, starts, name_ends }
+    }
+
+    /// Package `index`'s fixed fields, from the opening brace on.
+    fn fields(&self, index: usize) -> &str {
+        &self.text[self.starts[index]..self.starts[index + 1]]
+    }
+
+    /// Package `index`'s name as a JSON string.
+    fn name(&self, index: usize) -> &str {
+        &self.text[self.starts[index] + Self::NAME_KEY.len()..self.name_ends[index]]
+    }
+}
+
+/// A JSON text being written, handed to the sink in chunks.
+struct JsonOut<'w> {
+    text: String,
+    sink: &'w mut dyn Write,
+}
+
+impl JsonOut<'_> {
+    /// How much text is gathered before it is written.
+    const CHUNK: usize = 64 * 1024;
+
     fn raw(&mut self, text: &str) {
-        self.0.push_str(text);
+        self.text.push_str(text);
+    }
+
+    fn number(&mut self, value: usize) {
+        use std::fmt::Write as _;
+        let _ = write!(self.text, "{value}");
+    }
+
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.text.len() >= Self::CHUNK { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.write_all(self.text.as_bytes())?;
+        self.text.clear();
+        Ok(())
     }
 
     /// A string value, escaped as JSON requires.
+    /// A string value, escaped as JSON requires.
     fn string(&mut self, value: &str) {
-        self.0.push('"');
-        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.0.push_str(value);
-        } else {
-            for c in value.chars() {
-                match c {
-                    '"' => self.0.push_str("\\\""),
-                    '\\' => self.0.push_str("\\\\"),
-                    '\n' => self.0.push_str("\\n"),
-                    '\r' => self.0.push_str("\\r"),
-                    '\t' => self.0.push_str("\\t"),
-                    c if (c as u32) < 0x20 => self.0.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => self.0.push(c),
-                }
-            }
-        }
-        self.0.push('"');
+        push_string(&mut self.text, value);
     }
 
     fn optional(&mut self, value: Option<&str>) {
-        match value {
-            Some(value) => self.string(value),
-            None => self.raw("null"),
-        }
+        push_optional(&mut self.text, value);
     }
 
     fn strings<'s>(&mut self, values: impl Iterator<Item = &'s str>) {
-        self.0.push('[');
+        self.text.push('[');
         for (i, value) in values.enumerate() {
             if i > 0 {
-                self.0.push(',');
+                self.text.push(',');
             }
             self.string(value);
         }
-        self.0.push(']');
+        self.text.push(']');
+    }
+}
+
+/// Appends a JSON string, escaped as JSON requires.
+fn push_string(out: &mut String, value: &str) {
+    out.push('"');
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(value);
+    } else {
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Appends a JSON string, or `null`.
+fn push_optional(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(value) => push_string(out, value),
+        None => out.push_str("null"),
     }
 }
 
@@ -289,20 +379,43 @@ pub fn plural(count: usize, noun: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::JsonOut;
+    use std::path::PathBuf;
+
+    use super::{JsonOut, PackageJson};
+    use crate::config::{Providers, SourceFile, Workspace, parse};
+
+    fn written(write: impl FnOnce(&mut JsonOut<'_>)) -> String {
+        let mut bytes = Vec::new();
+        let mut out = JsonOut { text: String::new(), sink: &mut bytes };
+        write(&mut out);
+        out.flush().expect("writes to memory");
+        String::from_utf8(bytes).expect("UTF-8")
+    }
 
     #[test]
     fn strings_are_escaped_as_json_requires() {
         for text in
             ["plain", "quote \" and \\ backslash", "new\nline\ttab\r", "bell \u{7} nul \u{0}", "çà 日本語 😀", ""]
         {
-            let mut out = JsonOut(String::new());
-            out.string(text);
-            let back: String = serde_json::from_str(&out.0).expect("valid JSON string");
+            let json = written(|out| out.string(text));
+            let back: String = serde_json::from_str(&json).expect("valid JSON string");
             assert_eq!(back, text);
         }
-        let mut out = JsonOut(String::new());
-        out.strings(["a", "b\"c"].into_iter());
-        assert_eq!(out.0, r#"["a","b\"c"]"#);
+        assert_eq!(written(|out| out.strings(["a", "b\"c"].into_iter())), r#"["a","b\"c"]"#);
+        assert_eq!(written(|out| out.number(1234)), "1234");
+    }
+
+    #[test]
+    fn package_fields_are_written_once_then_sliced() {
+        let text = r#"{"packages": [
+            {"pkg_name": "api", "pkg_dir": "services/my \"api\"", "pkg_type": "whl", "type": "service"},
+            {"pkg_name": "lib"}]}"#;
+        let source = SourceFile::new("loktar.json", text.to_string());
+        let packages = parse(&source, &Providers::builtin()).expect("valid");
+        let workspace = Workspace::new(PathBuf::from("/repo"), source, packages);
+        let fixed = PackageJson::new(&workspace);
+        assert_eq!(fixed.fields(0), r#"{"name":"api","dir":"services/my \"api\"","pkg_type":"whl","type":"service""#);
+        assert_eq!(fixed.fields(1), r#"{"name":"lib","dir":"lib","pkg_type":null,"type":null"#);
+        assert_eq!((fixed.name(0), fixed.name(1)), (r#""api""#, r#""lib""#));
     }
 }
