@@ -52,17 +52,19 @@ fn expected_packages(text: &str) -> usize {
 /// dozen system calls and thousands. The listing is read in place, without
 /// keeping or copying the names of the entries.
 pub(super) fn check_folders(root: &Path, source: &SourceFile, packages: &[Package]) -> Vec<Diagnostic> {
-    let mut by_parent: HashMap<&str, Vec<Wanted<'_>>> = HashMap::default();
+    let mut by_parent: HashMap<&str, Vec<(&str, &Package)>> = HashMap::default();
     for package in packages.iter().filter(|package| !package.dir.is_empty()) {
         let (parent, leaf) = package.dir.rsplit_once('/').unwrap_or(("", &package.dir));
-        by_parent.entry(parent).or_default().push(Wanted { leaf, package, found: None });
+        by_parent.entry(parent).or_default().push((leaf, package));
     }
     let mut problems = Vec::new();
     let mut buffer = vec![std::mem::MaybeUninit::uninit(); 64 * 1024];
-    for (parent, mut wanted) in by_parent {
-        find_entries(&root.join(parent), &mut wanted, &mut buffer);
-        for Wanted { package, found, .. } in wanted {
-            match found {
+    for (parent, wanted) in by_parent {
+        // Each wanted name, then whether the listing has it and it is a folder.
+        let mut found: HashMap<&[u8], Option<bool>> = wanted.iter().map(|(leaf, _)| (leaf.as_bytes(), None)).collect();
+        find_entries(&root.join(parent), &mut found, &mut buffer);
+        for (leaf, package) in wanted {
+            match found.get(leaf.as_bytes()).copied().flatten() {
                 Some(true) => {}
                 Some(false) => problems.push(
                     Diagnostic::new(format!(
@@ -80,41 +82,26 @@ pub(super) fn check_folders(root: &Path, source: &SourceFile, packages: &[Packag
     problems
 }
 
-/// A package folder looked for in its parent's listing.
-struct Wanted<'a> {
-    leaf: &'a str,
-    package: &'a Package,
-    /// `None` until found; then whether it is a folder.
-    found: Option<bool>,
-}
-
-/// Lists `dir` and records, for each wanted entry present, whether it is a
-/// folder (symlinks followed). A folder that cannot be listed has none of them.
-fn find_entries(dir: &Path, wanted: &mut [Wanted<'_>], buffer: &mut [std::mem::MaybeUninit<u8>]) {
+/// Lists `dir` and records, for each name in `found` that it holds, whether
+/// that entry is a folder (symlinks followed). A folder that cannot be
+/// listed holds none of them.
+fn find_entries(dir: &Path, found: &mut HashMap<&[u8], Option<bool>>, buffer: &mut [std::mem::MaybeUninit<u8>]) {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 
-    wanted.sort_unstable_by_key(|w| w.leaf);
     let Ok(fd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
         return;
     };
     let mut entries = RawDir::new(&fd, buffer);
     while let Some(Ok(entry)) = entries.next() {
-        let name = entry.file_name().to_bytes();
-        let first = wanted.partition_point(|w| w.leaf.as_bytes() < name);
-        // Two packages may name the same folder (reported elsewhere): mark both.
-        let same = wanted[first..].iter().take_while(|w| w.leaf.as_bytes() == name).count();
-        if same == 0 {
+        let Some(slot) = found.get_mut(entry.file_name().to_bytes()) else {
             continue;
-        }
-        let is_dir = match entry.file_type() {
+        };
+        *slot = Some(match entry.file_type() {
             FileType::Directory => true,
             FileType::Symlink | FileType::Unknown => rustix::fs::statat(&fd, entry.file_name(), AtFlags::empty())
                 .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory),
             _ => false,
-        };
-        for w in &mut wanted[first..first + same] {
-            w.found = Some(is_dir);
-        }
+        });
     }
 }
 
