@@ -38,11 +38,12 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
     (packages, validator.problems)
 }
 
-/// About how many packages the text holds (at least as many as it names),
-/// counted far faster than parsing it.
+/// About how many packages the text holds, counted far faster than parsing
+/// it: the keys that name a package, but never more entries than fit in the
+/// text (none is shorter than `{"pkg_name":"x"}`).
 fn expected_packages(text: &str) -> usize {
     let count = |key: &str| memchr::memmem::find_iter(text.as_bytes(), key.as_bytes()).count();
-    count("\"pkg_name\"") + count("\"artifact_name\"")
+    (count("\"pkg_name\"") + count("\"artifact_name\"")).min(text.len() / "{\"pkg_name\":\"x\"}".len())
 }
 
 /// Checks that every package folder exists in the working tree.
@@ -642,6 +643,14 @@ mod tests {
             assert_eq!(key::of(field.name), Some(index), "{}", field.name);
         }
         assert_eq!(key::of("pkg_nmae"), None);
+    }
+
+    #[test]
+    fn expects_as_many_packages_as_names_within_the_text() {
+        assert_eq!(expected_packages(r#"{"packages": [{"pkg_name": "a"}, {"artifact_name": "b"}]}"#), 2);
+        assert_eq!(expected_packages(r#"{"packages": []}"#), 0);
+        // Keys without room for entries do not reserve room for packages.
+        assert_eq!(expected_packages(&"\"pkg_name\"".repeat(8)), 5);
     }
 
     #[test]
