@@ -163,7 +163,7 @@ impl Report<'_> {
             if i > 0 {
                 out.raw(",");
             }
-            out.strings(level.iter().map(|s| self.name(s)));
+            out.names(fixed, level.iter().map(|step| step.package));
             out.flush_if_full()?;
         }
         out.raw("],\"unowned_files\":");
@@ -201,14 +201,9 @@ impl Report<'_> {
             Some(keywords) => out.strings(keywords.iter().map(String::as_str)),
             None => out.raw("null"),
         }
-        out.raw(",\"because_of\":[");
-        for (i, &dependency) in step.because_of.iter().enumerate() {
-            if i > 0 {
-                out.raw(",");
-            }
-            out.raw(fixed.name(dependency));
-        }
-        out.raw("]}");
+        out.raw(",\"because_of\":");
+        out.names(fixed, step.because_of.iter().copied());
+        out.raw("}");
     }
 }
 
@@ -298,7 +293,6 @@ impl JsonOut<'_> {
     }
 
     /// A string value, escaped as JSON requires.
-    /// A string value, escaped as JSON requires.
     fn string(&mut self, value: &str) {
         push_string(&mut self.text, value);
     }
@@ -314,6 +308,18 @@ impl JsonOut<'_> {
                 self.text.push(',');
             }
             self.string(value);
+        }
+        self.text.push(']');
+    }
+
+    /// An array of package names, already escaped in `fixed`.
+    fn names(&mut self, fixed: &PackageJson, packages: impl Iterator<Item = usize>) {
+        self.text.push('[');
+        for (i, package) in packages.enumerate() {
+            if i > 0 {
+                self.text.push(',');
+            }
+            self.text.push_str(fixed.name(package));
         }
         self.text.push(']');
     }
