@@ -15,7 +15,7 @@ use crate::render::plan::Report;
 use crate::runtime::Runtime;
 use crate::scm::owners::Owners;
 use crate::scm::pull_request::PullRequestReader;
-use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Selection};
+use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Later, Selection};
 use crate::settings::{PrChanges, Settings};
 
 /// A loaded repository.
@@ -75,10 +75,13 @@ impl Context {
             worktree: range.worktree,
         };
         let started = std::time::Instant::now();
+        // The range's commit log waits until this thread is done loading, so
+        // that it does not slow the diff down (see `scm::Later`).
+        let later = &Later::when_caller_idle();
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
-                let changes = scm::changes(&git, &selection);
+                let changes = scm::changes(&git, &selection, later);
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
                 // Sent rather than returned: the plan need not wait for this thread to end.
                 let _ = sender.send(changes);
@@ -89,6 +92,7 @@ impl Context {
             // Ready before git is done, so that only the plan itself waits for it.
             let owners = Owners::new(&context.workspace.packages);
             let prepared = prepare(&context);
+            later.caller_idle();
             let changes = receiver
                 .recv()
                 .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")))?;
@@ -159,7 +163,7 @@ impl Context {
             PrChanges::Git => {
                 let selection =
                     Selection { base: Some(pull.base.clone()), head: Some(pull.head.clone()), ..Selection::default() };
-                let mut changes = scm::changes(&self.git, &selection)?;
+                let mut changes = scm::changes(&self.git, &selection, &Later::now())?;
                 changes.origin = BaseOrigin::PullRequest { number, branch: pull.base_ref };
                 Ok((changes, Box::new(self.git.clone())))
             }

@@ -6,6 +6,7 @@
 //! cannot be resolved is an error with the fix — never a silent "everything".
 
 mod git;
+mod later;
 pub mod owners;
 pub mod pull_request;
 
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 pub use git::Git;
 use git::{GitFailure, Pending, fields};
+pub use later::Later;
+use later::Queued;
 
 use crate::diagnostic::Diagnostic;
 
@@ -164,24 +167,25 @@ pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
     })
 }
 
-/// Reads the changes selected by `selection`.
-pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic> {
+/// Reads the changes selected by `selection`; `later` says when the commit
+/// log of a range may start beside its diff.
+pub fn changes(git: &Git, selection: &Selection, later: &Later) -> Result<ChangeSet, Diagnostic> {
     if selection.worktree {
         return worktree_changes(git);
     }
     let head_name = selection.head.as_deref().unwrap_or("HEAD");
     if let Some(base_name) = &selection.base {
-        return given_range(git, base_name, head_name);
+        return given_range(git, base_name, head_name, later);
     }
     let head = resolve(git, head_name, "head")?;
     let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
-    let (files, commits) = read_range(git, base.as_deref(), &head)?;
+    let (files, commits) = finish_range(start_range(git, base.as_deref(), &head, later)?)?;
     Ok(ChangeSet { base, head: Some(head), origin, files, commits })
 }
 
 /// A range named by the user: resolving the names and reading the range are
-/// independent, so all three git calls run at once.
-fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet, Diagnostic> {
+/// independent, so the three git calls overlap.
+fn given_range(git: &Git, base_name: &str, head_name: &str, later: &Later) -> Result<ChangeSet, Diagnostic> {
     for (name, role) in [(base_name, "base"), (head_name, "head")] {
         if name.starts_with('-') {
             return Err(
@@ -198,7 +202,7 @@ fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet,
     } else {
         Some(git.start(&["rev-parse", &base_commit, &head_commit])?)
     };
-    let reading = start_range(git, Some(&base_commit), &head_commit)?;
+    let reading = start_range(git, Some(&base_commit), &head_commit, later)?;
     let shas = match resolving {
         None => Some((base_name.to_ascii_lowercase(), head_name.to_ascii_lowercase())),
         Some(resolving) => resolving.finish().ok().and_then(|out| {
@@ -227,25 +231,27 @@ fn is_full_hash(name: &str) -> bool {
     matches!(name.len(), 40 | 64) && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Starts the diff and the log of a range (from the root when `base` is `None`).
-fn start_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Pending, Pending), Diagnostic> {
+/// Starts the diff of a range (from the root when `base` is `None`) and queues its log.
+fn start_range<'a>(
+    git: &Git,
+    base: Option<&str>,
+    head: &str,
+    later: &'a Later,
+) -> Result<(Pending, Queued<'a>), Diagnostic> {
     let diff_args: Vec<&str> = match base {
         Some(base) => vec!["diff", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M", base, head, "--"],
         None => vec!["diff-tree", "-r", "--root", "--no-commit-id", "--name-status", "-z", "-M", head, "--"],
     };
     let range = base.map(|base| format!("{base}..{head}"));
     let log_args = ["log", "--no-merges", "-z", "--format=%H%x00%B", range.as_deref().unwrap_or(head), "--"];
-    Ok((git.start(&diff_args)?, git.start(&log_args)?))
+    let diff = git.start(&diff_args)?;
+    Ok((diff, later.queue(git, &log_args)))
 }
 
-fn finish_range((diff, log): (Pending, Pending)) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
+fn finish_range((diff, log): (Pending, Queued<'_>)) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
     let diff = diff.finish().map_err(GitFailure::into_diagnostic)?;
-    let log = log.finish().map_err(GitFailure::into_diagnostic)?;
+    let log = log.started()?.finish().map_err(GitFailure::into_diagnostic)?;
     Ok((parse_name_status(&diff), parse_log(&log)))
-}
-
-fn read_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
-    finish_range(start_range(git, base, head)?)
 }
 
 /// The files each commit touched, for the commits of a change set.
@@ -428,10 +434,13 @@ fn worktree_changes(git: &Git) -> Result<ChangeSet, Diagnostic> {
 
 /// Parses `git diff --name-status -z` output.
 fn parse_name_status(output: &[u8]) -> Vec<ChangedFile> {
-    let mut parts = fields(output);
-    let mut files = Vec::new();
+    let body = output.strip_suffix(b"\0").unwrap_or(output);
+    let mut parts = body.split(|b| *b == 0).filter(|_| !body.is_empty());
+    let text = |field: &[u8]| String::from_utf8_lossy(field).into_owned();
+    // At least two fields a file: sized once rather than grown.
+    let mut files = Vec::with_capacity(memchr::memchr_iter(0, output).count() / 2);
     while let Some(code) = parts.next() {
-        let status = match code.as_bytes().first() {
+        let status = match code.first() {
             Some(b'A') => Status::Added,
             Some(b'D') => Status::Deleted,
             Some(b'R') => Status::Renamed,
@@ -442,9 +451,9 @@ fn parse_name_status(output: &[u8]) -> Vec<ChangedFile> {
         let Some(first) = parts.next() else { break };
         let file = if matches!(status, Status::Renamed | Status::Copied) {
             let Some(second) = parts.next() else { break };
-            ChangedFile { path: second, old_path: Some(first), status }
+            ChangedFile { path: text(second), old_path: Some(text(first)), status }
         } else {
-            ChangedFile { path: first, old_path: None, status }
+            ChangedFile { path: text(first), old_path: None, status }
         };
         files.push(file);
     }
