@@ -1,8 +1,6 @@
 //! The plan: the changed packages plus everything that depends on them, in
 //! dependency order, each with the reason it is there.
 
-use std::collections::VecDeque;
-
 use super::DependencyGraph;
 
 /// How a package's entry in `loktar.json` differs from the base revision.
@@ -59,70 +57,78 @@ pub struct Step {
 pub struct Plan {
     /// Steps sorted by level, then by package order in `loktar.json`.
     pub steps: Vec<Step>,
-    /// For each package index, its position in `steps`.
-    position: Vec<Option<usize>>,
+    /// For each package index, its position in `steps` (`UNSET` when not in the plan).
+    position: Vec<u32>,
 }
+
+/// "None" in the plan's per-package tables of `u32`: a workspace has fewer packages.
+const UNSET: u32 = u32::MAX;
 
 impl Plan {
     /// Computes the plan from the packages that changed directly (`seeds[i]`
     /// for package `i`).
+    ///
+    /// One pass over the packages in dependency order: each package's
+    /// dependencies are settled before it, so its distance from a change, its
+    /// level and the dependencies that pulled it in follow from theirs.
     pub fn compute(graph: &DependencyGraph, seeds: Vec<Option<Box<Seed>>>) -> Plan {
-        let mut included = vec![false; graph.len()];
-        let mut via: Vec<Option<usize>> = vec![None; graph.len()];
-        let mut queue = VecDeque::new();
-        for (package, seed) in seeds.iter().enumerate() {
-            if let Some(seed) = seed {
-                included[package] = true;
-                if seed.held_back.is_none() {
-                    queue.push_back(package);
+        let count = graph.len();
+        // How many dependency steps a package is from a change that reaches
+        // dependents (`UNSET` if none reaches it), and its level if it is in the plan.
+        let mut distance = vec![UNSET; count];
+        let mut level = vec![UNSET; count];
+        let mut via = vec![UNSET; count];
+        for &package in graph.order() {
+            let seed = seeds[package].as_deref();
+            let mut nearest = match seed {
+                Some(seed) if seed.held_back.is_none() => 0,
+                _ => UNSET,
+            };
+            let mut highest_dependency = None;
+            for dependency in graph.dependencies(package) {
+                if level[dependency] != UNSET {
+                    highest_dependency = highest_dependency.max(Some(level[dependency]));
                 }
+                let through = distance[dependency].saturating_add(1);
+                // Ties go to the dependency listed first in loktar.json, so the chain is stable.
+                if through < nearest || (through == nearest && through != UNSET && (dependency as u32) < via[package]) {
+                    nearest = through;
+                    via[package] = dependency as u32;
+                }
+            }
+            distance[package] = nearest;
+            if seed.is_some() || nearest != UNSET {
+                level[package] = highest_dependency.map_or(0, |l| l + 1);
             }
         }
-        // Breadth first, so `via` always points along a shortest chain.
-        let mut propagated = vec![false; graph.len()];
-        while let Some(package) = queue.pop_front() {
-            if std::mem::replace(&mut propagated[package], true) {
-                continue;
-            }
-            for dependent in graph.dependents(package) {
-                if !included[dependent] {
-                    included[dependent] = true;
-                    via[dependent] = Some(package);
-                }
-                if !propagated[dependent] {
-                    queue.push_back(dependent);
-                }
-            }
-        }
-        let levels = graph.levels(&included);
-        let mut seeds = seeds;
-        // Order by level, then workspace order, before building the steps:
-        // sorting small keys is cheaper than moving whole steps around.
-        let mut order: Vec<(usize, usize)> =
-            (0..graph.len()).filter(|&p| included[p]).map(|p| (levels[p].unwrap_or(0), p)).collect();
+        // Ordered by level, then by workspace order, on small keys before
+        // the steps are built: cheaper than moving whole steps around.
+        let mut order: Vec<u64> =
+            (0..count).filter(|&p| level[p] != UNSET).map(|p| (u64::from(level[p]) << 32) | p as u64).collect();
         order.sort_unstable();
+        let mut seeds = seeds;
+        let mut position = vec![UNSET; count];
         let steps: Vec<Step> = order
             .into_iter()
-            .map(|(level, package)| {
+            .enumerate()
+            .map(|(index, key)| {
+                let package = (key & u64::from(u32::MAX)) as usize;
+                position[package] = index as u32;
                 let seed = seeds[package].take();
-                // Only dependencies whose change propagates pull a package in.
-                let because_of =
-                    graph.dependencies(package).filter(|&d| included[d] && propagated[d]).collect::<Vec<_>>();
-                let mut because_of = because_of;
+                // Only dependencies whose change reaches dependents pull a package in.
+                let mut because_of: Vec<usize> =
+                    graph.dependencies(package).filter(|&d| distance[d] != UNSET).collect();
                 because_of.sort_unstable();
-                Step { package, level, seed, because_of, via: via[package] }
+                let via = (seed.is_none() && via[package] != UNSET).then_some(via[package] as usize);
+                Step { package, level: level[package] as usize, seed, because_of, via }
             })
             .collect();
-        let mut position = vec![None; graph.len()];
-        for (i, step) in steps.iter().enumerate() {
-            position[step.package] = Some(i);
-        }
         Plan { steps, position }
     }
 
     /// The step of a package, if it is in the plan.
     pub fn step(&self, package: usize) -> Option<&Step> {
-        self.position.get(package).copied().flatten().map(|i| &self.steps[i])
+        self.position.get(package).filter(|&&i| i != UNSET).map(|&i| &self.steps[i as usize])
     }
 
     /// Whether the package is in the plan.
@@ -145,5 +151,73 @@ impl Plan {
     /// The steps grouped by level.
     pub fn levels(&self) -> Vec<&[Step]> {
         self.steps.chunk_by(|a, b| a.level == b.level).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::{Providers, SourceFile, Workspace, parse};
+    use crate::graph::Edge;
+
+    /// Packages `p0`, `p1`, … with `edges` as (dependent, dependency), in declaration order.
+    fn graph(count: usize, edges: &[(usize, usize)]) -> DependencyGraph {
+        let entries: Vec<String> = (0..count).map(|i| format!("{{\"pkg_name\": \"p{i}\"}}")).collect();
+        let source = SourceFile::new("loktar.json", format!("{{\"packages\": [{}]}}", entries.join(",")));
+        let packages = parse(&source, &Providers::builtin()).expect("valid");
+        let workspace = Workspace::new(PathBuf::from("."), source, packages);
+        DependencyGraph::build(&workspace, edges.iter().map(|&(from, to)| Edge { from, to })).expect("no cycle")
+    }
+
+    fn plan(graph: &DependencyGraph, changed: &[usize], held_back: &[usize]) -> Plan {
+        let seeds = (0..graph.len())
+            .map(|i| {
+                (changed.contains(&i) || held_back.contains(&i)).then(|| {
+                    let held_back = held_back.contains(&i).then(|| vec!["DOC".to_string()]);
+                    Box::new(Seed { files: vec![format!("p{i}/x")], manifest: None, held_back })
+                })
+            })
+            .collect();
+        Plan::compute(graph, seeds)
+    }
+
+    fn levels(plan: &Plan) -> Vec<Vec<usize>> {
+        plan.levels().iter().map(|level| level.iter().map(|step| step.package).collect()).collect()
+    }
+
+    #[test]
+    fn dependents_follow_by_level_along_the_shortest_chain() {
+        // p3 depends on p1 and p2, both on p0; p4 on p3 and p0; p5 on nothing.
+        let graph = graph(6, &[(1, 0), (2, 0), (3, 1), (3, 2), (4, 3), (4, 0)]);
+        let plan = plan(&graph, &[0], &[]);
+        assert_eq!(levels(&plan), [vec![0], vec![1, 2], vec![3], vec![4]]);
+        let step = |p: usize| plan.step(p).expect("in the plan");
+        assert_eq!(step(3).because_of, [1, 2]);
+        // Two chains of the same length: the one through the package listed first.
+        assert_eq!(plan.chain(3), [0, 1, 3]);
+        // The direct dependency on the change is the shortest chain, whatever the level.
+        assert_eq!(plan.chain(4), [0, 4]);
+        assert_eq!(step(4).level, 3);
+        assert!(!plan.contains(5));
+        assert_eq!(step(0).via, None);
+        // The tie goes the same way whichever dependency was declared first.
+        let swapped = self::graph(6, &[(1, 0), (2, 0), (3, 2), (3, 1), (4, 3), (4, 0)]);
+        assert_eq!(self::plan(&swapped, &[0], &[]).chain(3), [0, 1, 3]);
+    }
+
+    #[test]
+    fn a_held_back_change_reaches_no_dependent_unless_another_change_reaches_it() {
+        // p1 depends on p0; p0 depends on p2.
+        let graph = graph(3, &[(1, 0), (0, 2)]);
+        let alone = plan(&graph, &[], &[0]);
+        assert_eq!(levels(&alone), [vec![0]]);
+        assert!(alone.step(0).expect("changed").because_of.is_empty());
+
+        let reached = plan(&graph, &[2], &[0]);
+        assert_eq!(levels(&reached), [vec![2], vec![0], vec![1]]);
+        assert_eq!(reached.step(0).expect("changed").because_of, [2]);
+        assert_eq!(reached.chain(1), [0, 1]);
     }
 }
