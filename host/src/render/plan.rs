@@ -184,22 +184,27 @@ impl Report<'_> {
     }
 
     fn step_json(&self, out: &mut JsonOut, fixed: &PackageJson, step: &Step) {
-        let seed = step.seed.as_ref();
         out.raw(fixed.fields(step.package));
         out.raw(",\"level\":");
         out.number(step.level);
-        out.raw(if seed.is_some() { ",\"changed\":true,\"files\":" } else { ",\"changed\":false,\"files\":" });
-        out.strings(seed.map_or(&[][..], |s| &s.files[..]).iter().map(String::as_str));
-        out.raw(",\"manifest\":");
-        out.optional(seed.and_then(|s| s.manifest).map(|change| match change {
-            ManifestChange::Added => "added",
-            ManifestChange::Modified => "modified",
-            ManifestChange::Uncomparable => "uncomparable",
-        }));
-        out.raw(",\"held_back_by\":");
-        match seed.and_then(|s| s.held_back.as_deref()) {
-            Some(keywords) => out.strings(keywords.iter().map(String::as_str)),
-            None => out.raw("null"),
+        match step.seed.as_deref() {
+            // Most steps of a large plan: dependents, nothing of their own changed.
+            None => out.raw(",\"changed\":false,\"files\":[],\"manifest\":null,\"held_back_by\":null"),
+            Some(seed) => {
+                out.raw(",\"changed\":true,\"files\":");
+                out.strings(seed.files.iter().map(String::as_str));
+                out.raw(",\"manifest\":");
+                out.optional(seed.manifest.map(|change| match change {
+                    ManifestChange::Added => "added",
+                    ManifestChange::Modified => "modified",
+                    ManifestChange::Uncomparable => "uncomparable",
+                }));
+                out.raw(",\"held_back_by\":");
+                match &seed.held_back {
+                    Some(keywords) => out.strings(keywords.iter().map(String::as_str)),
+                    None => out.raw("null"),
+                }
+            }
         }
         out.raw(",\"because_of\":");
         out.names(fixed, step.because_of.iter().copied());
@@ -278,8 +283,7 @@ impl JsonOut<'_> {
     }
 
     fn number(&mut self, value: usize) {
-        use std::fmt::Write as _;
-        let _ = write!(self.text, "{value}");
+        self.text.push_str(itoa::Buffer::new().format(value));
     }
 
     fn flush_if_full(&mut self) -> io::Result<()> {
