@@ -1,13 +1,12 @@
 //! Git commands that can wait for a free core.
 //!
-//! Reading a range takes one long command, `git diff`, and short ones beside
-//! it (`git log` for the commit messages, `git rev-parse` for the names).
-//! Started all at once on a two-core machine, the short ones and the caller's
-//! own work (reading loktar.json) take turns with the diff, which then ends
-//! later: the plan waits for the diff, so every millisecond lost there is
-//! lost for good. Queued in [`Later`], the short commands start when the
-//! caller's thread has nothing left to do, or when their output is needed,
-//! whichever comes first.
+//! Reading a range takes one long command, `git diff`, and a short one
+//! beside it, `git log` for the commit messages. Started together on a
+//! two-core machine, the log and the caller's own work (reading loktar.json)
+//! take turns with the diff, which then ends later: the plan waits for the
+//! diff, so every millisecond lost there is lost for good. Queued in
+//! [`Later`], the log starts when the caller releases it, once its own heavy
+//! work is done, or when its output is needed, whichever comes first.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -22,8 +21,8 @@ pub struct Later {
 
 #[derive(Debug)]
 struct State {
-    /// Whether the caller has nothing left to do: a command then starts when queued.
-    caller_idle: bool,
+    /// Whether the caller has released the queue: a command then starts when queued.
+    released: bool,
     command: Command,
 }
 
@@ -39,28 +38,28 @@ impl Later {
     /// Commands start as soon as they are queued: for callers with nothing
     /// else to do meanwhile.
     pub fn now() -> Later {
-        Later { state: Mutex::new(State { caller_idle: true, command: Command::None }) }
+        Later { state: Mutex::new(State { released: true, command: Command::None }) }
     }
 
-    /// Commands wait for [`Later::caller_idle`] or for their output.
-    pub fn when_caller_idle() -> Later {
-        Later { state: Mutex::new(State { caller_idle: false, command: Command::None }) }
+    /// Commands wait for [`Later::release`] or for their output.
+    pub fn when_released() -> Later {
+        Later { state: Mutex::new(State { released: false, command: Command::None }) }
     }
 
-    /// Says that the caller's thread is about to wait: a queued command starts
+    /// Says that the caller's heavy work is done: a queued command starts
     /// now, and commands queued from now on start at once.
-    pub fn caller_idle(&self) {
+    pub fn release(&self) {
         let mut state = self.lock();
-        state.caller_idle = true;
+        state.released = true;
         if let Command::Queued(git, args) = &state.command {
             state.command = Command::Started(start(git, args));
         }
     }
 
-    /// Queues `git args…`, or starts it at once when the caller is idle.
+    /// Queues `git args…`, or starts it at once when the queue is released.
     pub(super) fn queue(&self, git: &Git, args: &[&str]) -> Queued<'_> {
         let mut state = self.lock();
-        state.command = if state.caller_idle {
+        state.command = if state.released {
             Command::Started(git.start(args))
         } else {
             Command::Queued(git.clone(), args.iter().map(|arg| (*arg).to_string()).collect())
@@ -112,28 +111,28 @@ mod tests {
     }
 
     #[test]
-    fn a_queued_command_waits_for_the_caller_to_go_idle() {
+    fn a_queued_command_waits_for_the_release() {
         let git = Git::new(Path::new("."));
-        let later = Later::when_caller_idle();
+        let later = Later::when_released();
         let queued = later.queue(&git, &["--version"]);
         assert!(matches!(later.lock().command, Command::Queued(..)));
-        later.caller_idle();
+        later.release();
         assert!(is_started(&later));
         assert!(version(queued).starts_with("git version"));
-        // Once idle, the caller stays idle.
+        // Once released, commands start when queued.
         let again = later.queue(&git, &["--version"]);
         assert!(is_started(&later));
         assert!(version(again).starts_with("git version"));
     }
 
     #[test]
-    fn a_command_whose_output_is_needed_starts_while_the_caller_is_busy() {
+    fn a_command_whose_output_is_needed_starts_before_the_release() {
         let git = Git::new(Path::new("."));
-        let later = Later::when_caller_idle();
+        let later = Later::when_released();
         assert!(version(later.queue(&git, &["--version"])).starts_with("git version"));
         assert!(matches!(later.lock().command, Command::None));
         let _next = later.queue(&git, &["--version"]);
-        assert!(matches!(later.lock().command, Command::Queued(..)), "the caller is still busy");
+        assert!(matches!(later.lock().command, Command::Queued(..)), "still not released");
     }
 
     #[test]
