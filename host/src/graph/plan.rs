@@ -71,10 +71,11 @@ impl Plan {
     /// One pass over the packages in dependency order: each package's
     /// dependencies are settled before it, so its distance from a change, its
     /// level and the dependencies that pulled it in follow from theirs.
-    pub fn compute(graph: &DependencyGraph, seeds: Vec<Option<Box<Seed>>>) -> Plan {
+    pub fn compute(graph: &DependencyGraph, mut seeds: Vec<Option<Box<Seed>>>) -> Plan {
         let count = graph.len();
         // How many dependency steps a package is from a change that reaches
-        // dependents (`UNSET` if none reaches it), and its level if it is in the plan.
+        // dependents (`UNSET` if none reaches it), its level if it is in the
+        // plan, and its dependency on the shortest such chain.
         let mut distance = vec![UNSET; count];
         let mut level = vec![UNSET; count];
         let mut via = vec![UNSET; count];
@@ -106,7 +107,6 @@ impl Plan {
         let mut order: Vec<u64> =
             (0..count).filter(|&p| level[p] != UNSET).map(|p| (u64::from(level[p]) << 32) | p as u64).collect();
         order.sort_unstable();
-        let mut seeds = seeds;
         let mut position = vec![UNSET; count];
         let steps: Vec<Step> = order
             .into_iter()

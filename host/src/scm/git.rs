@@ -132,8 +132,13 @@ fn git_program() -> PathBuf {
 
 /// Splits `-z` output into its NUL-terminated fields.
 pub fn fields(output: &[u8]) -> impl Iterator<Item = String> + '_ {
+    byte_fields(output).map(|field| String::from_utf8_lossy(field).into_owned())
+}
+
+/// Splits `-z` output into its NUL-terminated fields, as bytes.
+pub fn byte_fields(output: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     let body = output.strip_suffix(b"\0").unwrap_or(output);
-    body.split(|b| *b == 0).filter(move |_| !body.is_empty()).map(|field| String::from_utf8_lossy(field).into_owned())
+    body.split(|b| *b == 0).filter(move |_| !body.is_empty())
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ struct State {
 #[derive(Debug)]
 enum Command {
     None,
-    /// Waiting for the caller to go idle, or for its output to be needed.
+    /// Waiting for the release, or for its output to be needed.
     Queued(Git, Vec<String>),
     Started(Result<Pending, Diagnostic>),
 }

@@ -13,7 +13,7 @@ pub mod pull_request;
 use std::path::{Path, PathBuf};
 
 pub use git::Git;
-use git::{GitFailure, Pending, fields};
+use git::{GitFailure, Pending, byte_fields, fields};
 pub use later::Later;
 use later::Queued;
 
@@ -434,8 +434,7 @@ fn worktree_changes(git: &Git) -> Result<ChangeSet, Diagnostic> {
 
 /// Parses `git diff --name-status -z` output.
 fn parse_name_status(output: &[u8]) -> Vec<ChangedFile> {
-    let body = output.strip_suffix(b"\0").unwrap_or(output);
-    let mut parts = body.split(|b| *b == 0).filter(|_| !body.is_empty());
+    let mut parts = byte_fields(output);
     let text = |field: &[u8]| String::from_utf8_lossy(field).into_owned();
     // At least two fields a file: sized once rather than grown.
     let mut files = Vec::with_capacity(memchr::memchr_iter(0, output).count() / 2);
