@@ -82,17 +82,13 @@ impl DependencyGraph {
         &self.order
     }
 
-    /// The level of each package among those `included`: 0 when none of its
-    /// included dependencies exists, otherwise one more than the highest of them.
-    /// Packages not included get `None`.
-    pub fn levels(&self, included: &[bool]) -> Vec<Option<usize>> {
-        let mut levels = vec![None; self.len()];
+    /// The level of each package: 0 when it depends on nothing, otherwise one
+    /// more than the highest of its dependencies. (A plan's levels count only
+    /// the dependencies in the plan: see `Plan::compute`.)
+    pub fn levels(&self) -> Vec<usize> {
+        let mut levels = vec![0; self.len()];
         for &package in &self.order {
-            if !included[package] {
-                continue;
-            }
-            let level = self.dependencies(package).filter_map(|d| levels[d]).max().map_or(0, |l: usize| l + 1);
-            levels[package] = Some(level);
+            levels[package] = self.dependencies(package).map(|d| levels[d] + 1).max().unwrap_or(0);
         }
         levels
     }

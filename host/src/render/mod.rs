@@ -64,9 +64,9 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// Every package and every dependency.
     pub fn whole(workspace: &'a Workspace, graph: &DependencyGraph) -> Self {
-        let levels = graph.levels(&vec![true; graph.len()]);
+        let levels = graph.levels();
         let mut nodes: Vec<Node> = (0..graph.len())
-            .map(|package| Node { package, level: levels[package].unwrap_or(0), state: State::Unaffected })
+            .map(|package| Node { package, level: levels[package], state: State::Unaffected })
             .collect();
         nodes.sort_by_key(|n| (n.level, n.package));
         Self::with_edges(workspace, graph, nodes)
