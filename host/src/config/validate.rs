@@ -6,6 +6,7 @@
 //! the source, and positions stay byte offsets until an error needs a line.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
@@ -42,8 +43,10 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
 /// it: the keys that name a package, but never more entries than fit in the
 /// text (none is shorter than `{"pkg_name":"x"}`).
 fn expected_packages(text: &str) -> usize {
-    let count = |key: &str| memchr::memmem::find_iter(text.as_bytes(), key.as_bytes()).count();
-    (count("\"pkg_name\"") + count("\"artifact_name\"")).min(text.len() / "{\"pkg_name\":\"x\"}".len())
+    // One pass for both keys: `"pkg_name"` and `"artifact_name"` end alike
+    // (a plugin setting ending so only makes the guess larger).
+    let names = memchr::memmem::find_iter(text.as_bytes(), b"_name\"").count();
+    names.min(text.len() / "{\"pkg_name\":\"x\"}".len())
 }
 
 /// Checks that every package folder exists in the working tree.
@@ -85,7 +88,9 @@ pub(super) fn check_folders(root: &Path, source: &SourceFile, packages: &[Packag
 
 /// Lists `dir` and records, for each name in `found` that it holds, whether
 /// that entry is a folder (symlinks followed). A folder that cannot be
-/// listed holds none of them.
+/// listed holds none of them. Listing stops once every name is found,
+/// which saves the last read: it only reports the end of the listing, yet
+/// on ext4 costs about a third as much as reading two hundred names.
 fn find_entries(dir: &Path, found: &mut HashMap<&[u8], Option<bool>>, buffer: &mut [std::mem::MaybeUninit<u8>]) {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 
@@ -93,10 +98,15 @@ fn find_entries(dir: &Path, found: &mut HashMap<&[u8], Option<bool>>, buffer: &m
         return;
     };
     let mut entries = RawDir::new(&fd, buffer);
-    while let Some(Ok(entry)) = entries.next() {
+    // A listing names each entry once, so each name is found at most once.
+    let mut unfound = found.len();
+    while unfound > 0
+        && let Some(Ok(entry)) = entries.next()
+    {
         let Some(slot) = found.get_mut(entry.file_name().to_bytes()) else {
             continue;
         };
+        unfound -= 1;
         *slot = Some(match entry.file_type() {
             FileType::Directory => true,
             FileType::Symlink | FileType::Unknown => rustix::fs::statat(&fd, entry.file_name(), AtFlags::empty())
@@ -428,9 +438,9 @@ impl Validator<'_> {
         entry_offset: usize,
     ) -> Option<(String, usize, bool)> {
         let (written, offset, key) = if let Some((dir, offset)) = entry.text(key::PKG_DIR) {
-            (dir.to_string(), offset, "pkg_dir")
+            (Cow::Borrowed(dir), offset, "pkg_dir")
         } else if let Some((parent, offset)) = entry.text(key::ARTIFACT_DIR) {
-            (format!("{parent}/{name}"), offset, "artifact_dir")
+            (Cow::Owned(format!("{parent}/{name}")), offset, "artifact_dir")
         } else {
             return match normalize_dir(name) {
                 Ok(dir) => Some((dir, entry_offset, false)),
@@ -598,8 +608,9 @@ fn build_info(entry: &Entry<'_>) -> BuildInfo {
 
 /// Normalises a folder written in `loktar.json` to `a/b` form (`""` for the root).
 fn normalize_dir(written: &str) -> Result<String, String> {
-    let plain = |part: &str| !matches!(part, "" | "." | ".." | ".git");
-    if !written.contains('\\') && written.split('/').all(plain) {
+    // Nearly every folder is already normal; this runs for each package.
+    let plain = |part: &[u8]| !matches!(part, b"" | b"." | b".." | b".git");
+    if !written.as_bytes().contains(&b'\\') && written.as_bytes().split(|&b| b == b'/').all(plain) {
         return Ok(written.to_string());
     }
     if written.starts_with('/') {
@@ -660,6 +671,32 @@ mod tests {
         assert!(normalize_dir("../x").is_err());
         assert!(normalize_dir("/abs").is_err());
         assert!(normalize_dir("a/.git/b").is_err());
+        assert_eq!(normalize_dir("a/b").as_deref(), Ok("a/b"));
+        assert_eq!(normalize_dir("a/./b").as_deref(), Ok("a/b"));
+        assert_eq!(normalize_dir(".gitx/..y").as_deref(), Ok(".gitx/..y"));
+        assert!(normalize_dir("a\\b").is_err());
+        assert!(normalize_dir("a/..").is_err());
+    }
+
+    #[test]
+    fn checks_folders_among_many_entries_of_one_parent() {
+        let root = tempfile::tempdir().expect("temp dir");
+        for name in ["a", "c", "x", "y", "z"] {
+            std::fs::create_dir_all(root.path().join("group").join(name)).expect("mkdir");
+        }
+        std::fs::write(root.path().join("group/b"), "").expect("write");
+        let check = |names: &[&str]| {
+            let entries: Vec<String> =
+                names.iter().map(|n| format!(r#"{{"pkg_name": "{n}", "pkg_dir": "group/{n}"}}"#)).collect();
+            let source = SourceFile::new("loktar.json", format!(r#"{{"packages": [{}]}}"#, entries.join(", ")));
+            let (packages, problems) = parse(&source, &Providers::builtin());
+            assert_eq!(problems, []);
+            let problems = check_folders(root.path(), &source, &packages);
+            problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
+        };
+        assert_eq!(check(&["a", "c", "z"]), Vec::<String>::new());
+        assert_eq!(check(&["a", "b"]), ["package `b`: `group/b` is a file, not a folder"]);
+        assert_eq!(check(&["z", "d"]), ["package `d`: folder `group/d` does not exist"]);
     }
 
     #[test]
