@@ -1,11 +1,15 @@
 //! Benchmark: `loktar plan` against plain `git diff --name-only` on the same
 //! range of a synthetic monorepo, reported as a ratio of medians (the two
-//! commands run in turns).
+//! commands run in turns), with the spread of the ratios within each turn.
 //!
 //! `cargo bench --bench plan` runs the two sizes the project tracks (1,000 and
 //! 10,000 packages, 20 files each, 1,000 changed files); `cargo bench --bench
 //! plan -- PACKAGES FILES_PER_PACKAGE CHANGED` runs one custom size.
 
+#[allow(dead_code)]
+mod common;
+
+use common::{median, ms, ratio};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,10 +24,10 @@ fn main() {
         [packages, files, changed] => vec![(packages, files, changed)],
         _ => vec![(1_000, 20, 1_000), (10_000, 20, 1_000)],
     };
-    println!("loktar plan vs git diff --name-only (median of {RUNS} runs each)");
+    println!("loktar plan vs git diff --name-only (median of {RUNS} runs each, in turns)");
     println!(
-        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>7}",
-        "packages", "files", "changed", "git diff", "loktar plan", "ratio"
+        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>7} {:>19}",
+        "packages", "files", "changed", "git diff", "loktar plan", "ratio", "per turn (p25–p75)"
     );
     for (packages, files_per_package, changed) in sizes {
         let temp = tempfile::Builder::new().prefix("loktar-bench").tempdir().expect("temp dir");
@@ -48,28 +52,32 @@ fn main() {
             "--head",
             &synthetic.head,
         ]);
-        let (git, loktar) = measure_alternately(&mut git_diff, &mut loktar_plan);
+        let turns = measure_alternately(&mut git_diff, &mut loktar_plan);
+        let (git, loktar) = (median(turns.iter().map(|t| t.0).collect()), median(turns.iter().map(|t| t.1).collect()));
+        let mut per_turn: Vec<f64> = turns.iter().map(|(git, loktar)| ratio(*loktar, *git)).collect();
+        per_turn.sort_by(f64::total_cmp);
+        let quartile = |q: usize| per_turn[(per_turn.len() - 1) * q / 4];
         println!(
-            "{packages:>9} {:>9} {changed:>8} {:>10.1}ms {:>10.1}ms {:>7.2}",
+            "{packages:>9} {:>9} {changed:>8} {:>10.1}ms {:>10.1}ms {:>7.2} {:>6.2} ({:.2}–{:.2})",
             packages * files_per_package,
             ms(git),
             ms(loktar),
-            loktar.as_secs_f64() / git.as_secs_f64()
+            ratio(loktar, git),
+            quartile(2),
+            quartile(1),
+            quartile(3),
         );
         let _ = std::io::stdout().flush();
         check_plan(&repo, &synthetic);
     }
 }
 
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// The median wall times of `RUNS` runs of two commands that must succeed,
-/// run in turns so that both see the same machine: a shared virtual machine
-/// speeds up and slows down over seconds, which would favour whichever
-/// command happened to run in a quiet spell.
-fn measure_alternately(first: &mut Command, second: &mut Command) -> (Duration, Duration) {
+/// The wall times of `RUNS` turns of two commands that must succeed, each
+/// turn running one then the other so that both see the same machine: a
+/// shared virtual machine speeds up and slows down over seconds, which would
+/// favour whichever command happened to run in a quiet spell. The spread of
+/// the per-turn ratios shows how much the machine drifted.
+fn measure_alternately(first: &mut Command, second: &mut Command) -> Vec<(Duration, Duration)> {
     let time = |command: &mut Command| {
         let start = Instant::now();
         let status = command.stdout(Stdio::null()).status().expect("start command");
@@ -78,11 +86,7 @@ fn measure_alternately(first: &mut Command, second: &mut Command) -> (Duration, 
     };
     time(first);
     time(second);
-    let (mut firsts, mut seconds): (Vec<Duration>, Vec<Duration>) =
-        (0..RUNS).map(|_| (time(first), time(second))).unzip();
-    firsts.sort();
-    seconds.sort();
-    (firsts[RUNS / 2], seconds[RUNS / 2])
+    (0..RUNS).map(|_| (time(first), time(second))).collect()
 }
 
 /// The benchmark must time a real plan: the affected set is not empty.
