@@ -78,10 +78,13 @@ impl Context {
         // The range's commit log waits until loktar.json is read and checked,
         // so that it does not slow the diff down (see `scm::Later`).
         let later = &Later::when_released();
+        // Started here rather than on the thread below: a new thread may
+        // wait for the busy core this one is on instead of taking the idle one.
+        let reading = scm::start_changes(&git, &selection, later);
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
-                let changes = scm::changes(&git, &selection, later);
+                let changes = reading.finish();
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
                 // Sent rather than returned: the plan need not wait for this thread to end.
                 let _ = sender.send(changes);

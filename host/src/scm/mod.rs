@@ -170,22 +170,74 @@ pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
 /// Reads the changes selected by `selection`; `later` says when the commit
 /// log of a range may start beside its diff.
 pub fn changes(git: &Git, selection: &Selection, later: &Later) -> Result<ChangeSet, Diagnostic> {
-    if selection.worktree {
-        return worktree_changes(git);
-    }
-    let head_name = selection.head.as_deref().unwrap_or("HEAD");
-    if let Some(base_name) = &selection.base {
-        return given_range(git, base_name, head_name, later);
-    }
-    let head = resolve(git, head_name, "head")?;
-    let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
-    let (files, commits) = finish_range(start_range(git, base.as_deref(), &head, later)?)?;
-    Ok(ChangeSet { base, head: Some(head), origin, files, commits })
+    start_changes(git, selection, later).finish()
 }
 
-/// A range named by the user: resolving the names and reading the range are
-/// independent, so the three git calls overlap.
-fn given_range(git: &Git, base_name: &str, head_name: &str, later: &Later) -> Result<ChangeSet, Diagnostic> {
+/// Starts reading the changes selected by `selection`; [`Reading::finish`]
+/// waits for them.
+///
+/// A range named by the user starts its `git diff` here, on the calling
+/// thread, so that the diff — most of a plan's time — is under way before the
+/// caller does anything else, even if the thread that finishes the reading
+/// only gets a core later. Other selections need a few git calls in turn
+/// before their diff, and wait for `finish`.
+pub fn start_changes<'a>(git: &Git, selection: &Selection, later: &'a Later) -> Reading<'a> {
+    let started = match (&selection.base, selection.worktree) {
+        (Some(base_name), false) => {
+            let head_name = selection.head.as_deref().unwrap_or("HEAD");
+            Some(start_given_range(git, base_name, head_name, later))
+        }
+        _ => None,
+    };
+    Reading { git: git.clone(), selection: selection.clone(), later, started }
+}
+
+/// Changes being read: see [`start_changes`].
+#[derive(Debug)]
+#[must_use = "the changes are read only when finished"]
+pub struct Reading<'a> {
+    git: Git,
+    selection: Selection,
+    later: &'a Later,
+    /// A given range's git commands, already running (or why they could not start).
+    started: Option<Result<GivenRange<'a>, Diagnostic>>,
+}
+
+impl Reading<'_> {
+    /// Waits for git and returns the changes.
+    pub fn finish(self) -> Result<ChangeSet, Diagnostic> {
+        let Reading { git, selection, later, started } = self;
+        if let Some(started) = started {
+            return started?.finish(&git);
+        }
+        if selection.worktree {
+            return worktree_changes(&git);
+        }
+        let head_name = selection.head.as_deref().unwrap_or("HEAD");
+        let head = resolve(&git, head_name, "head")?;
+        let (base, origin) = default_base(&git, &head, head_name, selection.default_branch.as_deref())?;
+        let (files, commits) = finish_range(start_range(&git, base.as_deref(), &head, later)?)?;
+        Ok(ChangeSet { base, head: Some(head), origin, files, commits })
+    }
+}
+
+/// A range named by the user, its git commands running: resolving the
+/// names and reading the range are independent, so the three overlap.
+#[derive(Debug)]
+struct GivenRange<'a> {
+    base_name: String,
+    head_name: String,
+    /// `rev-parse` of both ends, unless both are full hashes already.
+    resolving: Option<Pending>,
+    reading: (Pending, Queued<'a>),
+}
+
+fn start_given_range<'a>(
+    git: &Git,
+    base_name: &str,
+    head_name: &str,
+    later: &'a Later,
+) -> Result<GivenRange<'a>, Diagnostic> {
     for (name, role) in [(base_name, "base"), (head_name, "head")] {
         if name.starts_with('-') {
             return Err(
@@ -195,33 +247,41 @@ fn given_range(git: &Git, base_name: &str, head_name: &str, later: &Later) -> Re
     }
     let base_commit = format!("{base_name}^{{commit}}");
     let head_commit = format!("{head_name}^{{commit}}");
-    // Full hashes, which CI systems pass, need no resolving: the diff and the
-    // log below fail on anything that is not a commit here.
+    // The diff first: it takes longest. Full hashes, which CI systems pass,
+    // need no resolving: the diff and the log fail on anything that is not
+    // a commit here.
+    let reading = start_range(git, Some(&base_commit), &head_commit, later)?;
     let resolving = if is_full_hash(base_name) && is_full_hash(head_name) {
         None
     } else {
         Some(git.start(&["rev-parse", &base_commit, &head_commit])?)
     };
-    let reading = start_range(git, Some(&base_commit), &head_commit, later)?;
-    let shas = match resolving {
-        None => Some((base_name.to_ascii_lowercase(), head_name.to_ascii_lowercase())),
-        Some(resolving) => resolving.finish().ok().and_then(|out| {
-            let out = String::from_utf8_lossy(&out).into_owned();
-            let mut lines = out.lines().map(str::to_string);
-            Some((lines.next()?, lines.next()?))
-        }),
-    };
-    match (shas, finish_range(reading)) {
-        (Some((base, head)), Ok((files, commits))) => {
-            Ok(ChangeSet { base: Some(base), head: Some(head), origin: BaseOrigin::Given, files, commits })
-        }
-        (_, read) => {
-            // Name the end that does not resolve, else report what git said.
-            resolve(git, base_name, "base")?;
-            resolve(git, head_name, "head")?;
-            Err(read
-                .err()
-                .unwrap_or_else(|| Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))))
+    Ok(GivenRange { base_name: base_name.to_string(), head_name: head_name.to_string(), resolving, reading })
+}
+
+impl GivenRange<'_> {
+    fn finish(self, git: &Git) -> Result<ChangeSet, Diagnostic> {
+        let GivenRange { base_name, head_name, resolving, reading } = self;
+        let shas = match resolving {
+            None => Some((base_name.to_ascii_lowercase(), head_name.to_ascii_lowercase())),
+            Some(resolving) => resolving.finish().ok().and_then(|out| {
+                let out = String::from_utf8_lossy(&out).into_owned();
+                let mut lines = out.lines().map(str::to_string);
+                Some((lines.next()?, lines.next()?))
+            }),
+        };
+        match (shas, finish_range(reading)) {
+            (Some((base, head)), Ok((files, commits))) => {
+                Ok(ChangeSet { base: Some(base), head: Some(head), origin: BaseOrigin::Given, files, commits })
+            }
+            (_, read) => {
+                // Name the end that does not resolve, else report what git said.
+                resolve(git, &base_name, "base")?;
+                resolve(git, &head_name, "head")?;
+                Err(read
+                    .err()
+                    .unwrap_or_else(|| Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))))
+            }
         }
     }
 }
