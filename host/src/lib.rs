@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod containers;
+pub mod cores;
 pub mod diagnostic;
 pub mod discover;
 pub mod events;

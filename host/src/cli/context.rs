@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::RangeArgs;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
+use crate::cores::Apart;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
 use crate::github::Github;
@@ -40,7 +41,7 @@ pub(crate) struct Planned {
 impl Context {
     /// Finds the repository from `--repo` (or the current folder) and loads it.
     pub(crate) fn load(options: &Options) -> Result<Context, Diagnostics> {
-        Context::load_at(find_root(options.repo.as_deref())?, options, || {})
+        Context::load_at(find_root(options.repo.as_deref())?, options)
     }
 
     /// Loads the repository and plans the selected changes.
@@ -75,12 +76,15 @@ impl Context {
             worktree: range.worktree,
         };
         let started = std::time::Instant::now();
-        // The range's commit log waits until loktar.json is read and checked,
-        // so that it does not slow the diff down (see `scm::Later`).
+        // The diff starts here rather than on the thread below: a new thread
+        // may wait for the busy core this one is on instead of taking the
+        // idle one. Then this thread moves to another core than the diff's
+        // (see `cores`), and only then starts the range's commit log, which
+        // keeps to the same side (see `scm::Later`).
         let later = &Later::when_released();
-        // Started here rather than on the thread below: a new thread may
-        // wait for the busy core this one is on instead of taking the idle one.
         let reading = scm::start_changes(&git, &selection, later);
+        let apart = reading.diff_process().and_then(Apart::from_process);
+        later.release();
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
@@ -90,11 +94,12 @@ impl Context {
                 let _ = sender.send(changes);
             });
             // A broken configuration is reported before any git problem.
-            let context = Context::load_at(root.clone(), options, || later.release())?;
+            let context = Context::load_at(root.clone(), options)?;
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
             // Ready before git is done, so that only the plan itself waits for it.
             let owners = Owners::new(&context.workspace.packages);
             let prepared = prepare(&context);
+            drop(apart);
             let changes = receiver
                 .recv()
                 .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")))?;
@@ -106,15 +111,12 @@ impl Context {
         })
     }
 
-    /// Loads the context of the repository at `root`; `checked` runs once
-    /// loktar.json is read and checked, before the rest, which is light: the
-    /// dependency graph (unless plugins discover edges).
-    fn load_at(root: PathBuf, options: &Options, checked: impl FnOnce()) -> Result<Context, Diagnostics> {
+    /// Loads the context of the repository at `root`.
+    fn load_at(root: PathBuf, options: &Options) -> Result<Context, Diagnostics> {
         let settings = Settings::load(options.config.as_deref(), &root)?;
         let providers = Providers::from_settings(&settings);
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::load(&root, &shown_as, &providers)?;
-        checked();
         let discovered = if discover::needed(&workspace) {
             let runtime = plugin_runtime(settings.clone())?;
             block_on(discover::discover(&workspace, &runtime))??

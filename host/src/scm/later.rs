@@ -1,12 +1,13 @@
-//! Git commands that can wait for a free core.
+//! Git commands that wait for the caller's word to start.
 //!
 //! Reading a range takes one long command, `git diff`, and a short one
-//! beside it, `git log` for the commit messages. Started together on a
-//! two-core machine, the log and the caller's own work (reading loktar.json)
-//! take turns with the diff, which then ends later: the plan waits for the
-//! diff, so every millisecond lost there is lost for good. Queued in
-//! [`Later`], the log starts when the caller releases it, once its own heavy
-//! work is done, or when its output is needed, whichever comes first.
+//! beside it, `git log` for the commit messages. Started together, both
+//! begin on the caller's core and the log takes turns with the diff there:
+//! the plan waits for the diff, so every millisecond lost there is lost for
+//! good. Queued in [`Later`], the log starts when the caller releases it —
+//! once it has moved to another core than the diff's (see [`crate::cores`]),
+//! where the log, which inherits the caller's cores, then runs — or when its
+//! output is needed, whichever comes first.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
