@@ -15,7 +15,6 @@ use crate::config::{MANIFEST, Workspace};
 use crate::diagnostic::Diagnostic;
 use crate::github::Github;
 use crate::graph::DependencyGraph;
-use crate::scm::owners::Owners;
 
 /// A package that is not run again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +55,7 @@ pub async fn already_green(
     candidates: &[Candidate],
     walk: &Walk,
 ) -> Result<Vec<Green>, Diagnostic> {
-    let owners = Owners::new(&workspace.packages);
+    let owners = workspace.owners();
     let mut statuses: HashMap<String, HashMap<String, String>> = HashMap::new();
     let mut green = Vec::new();
     for candidate in candidates.iter().filter(|c| !c.contexts.is_empty()) {

@@ -41,7 +41,7 @@ pub(crate) struct Planned {
 impl Context {
     /// Finds the repository from `--repo` (or the current folder) and loads it.
     pub(crate) fn load(options: &Options) -> Result<Context, Diagnostics> {
-        Context::load_at(find_root(options.repo.as_deref())?, options)
+        Context::load_at(find_root(options.repo.as_deref())?, options, || {})
     }
 
     /// Loads the repository and plans the selected changes.
@@ -76,15 +76,15 @@ impl Context {
             worktree: range.worktree,
         };
         let started = std::time::Instant::now();
-        // The diff starts here rather than on the thread below: a new thread
-        // may wait for the busy core this one is on instead of taking the
-        // idle one. Then this thread moves to another core than the diff's
-        // (see `cores`), and only then starts the range's commit log, which
-        // keeps to the same side (see `scm::Later`).
+        // The diff starts here rather than on the thread that waits for it:
+        // a new thread may wait for the busy core this one is on instead of
+        // taking the idle one. Once that thread exists (it keeps every core),
+        // this one moves to another core than the diff's (see `cores`), and
+        // only then starts the range's commit log, which keeps to the same
+        // side (see `scm::Later`).
         let later = &Later::when_released();
         let reading = scm::start_changes(&git, &selection, later);
-        let apart = reading.diff_process().and_then(Apart::from_process);
-        later.release();
+        let diff = reading.diff_process();
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
@@ -93,13 +93,16 @@ impl Context {
                 // Sent rather than returned: the plan need not wait for this thread to end.
                 let _ = sender.send(changes);
             });
+            let apart = std::cell::Cell::new(diff.and_then(Apart::from_process));
+            later.release();
             // A broken configuration is reported before any git problem.
-            let context = Context::load_at(root.clone(), options)?;
+            // Plugins get every core: their engine keeps the threads it starts.
+            let context = Context::load_at(root.clone(), options, || drop(apart.take()))?;
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
             // Ready before git is done, so that only the plan itself waits for it.
-            let owners = Owners::new(&context.workspace.packages);
+            let owners = context.workspace.owners();
             let prepared = prepare(&context);
-            drop(apart);
+            drop(apart.take());
             let changes = receiver
                 .recv()
                 .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")))?;
@@ -111,13 +114,15 @@ impl Context {
         })
     }
 
-    /// Loads the context of the repository at `root`.
-    fn load_at(root: PathBuf, options: &Options) -> Result<Context, Diagnostics> {
+    /// Loads the context of the repository at `root`; `before_plugins` runs
+    /// before plugins discover dependencies, if any do.
+    fn load_at(root: PathBuf, options: &Options, before_plugins: impl FnOnce()) -> Result<Context, Diagnostics> {
         let settings = Settings::load(options.config.as_deref(), &root)?;
         let providers = Providers::from_settings(&settings);
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::load(&root, &shown_as, &providers)?;
         let discovered = if discover::needed(&workspace) {
+            before_plugins();
             let runtime = plugin_runtime(settings.clone())?;
             block_on(discover::discover(&workspace, &runtime))??
         } else {
@@ -131,7 +136,7 @@ impl Context {
 
     /// Computes the plan for a change set.
     pub(crate) fn plan(&self, changes: ChangeSet, history: Box<dyn History>) -> Result<Planned, Diagnostics> {
-        self.plan_with(&Owners::new(&self.workspace.packages), changes, history)
+        self.plan_with(&self.workspace.owners(), changes, history)
     }
 
     /// Computes the plan for a change set, with the package folders already indexed.

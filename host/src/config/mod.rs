@@ -7,19 +7,20 @@
 mod fields;
 pub mod json;
 mod providers;
+mod table;
 mod validate;
 
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
+use rustc_hash::FxHashMap as HashMap;
 
 pub use fields::schema;
 pub use providers::{NO_TEST, Providers};
+pub use table::PackageTable;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::scm::owners::Owners;
 
 /// The file Loktar reads at the repository root.
 pub const MANIFEST: &str = "loktar.json";
@@ -119,8 +120,10 @@ pub struct Workspace {
     pub manifest: SourceFile,
     /// The packages in file order.
     pub packages: Vec<Package>,
-    /// Package indices by name, hashed from the packages themselves so no name is copied.
-    by_name: HashTable<usize>,
+    /// Package indices by name.
+    by_name: PackageTable,
+    /// Package indices by folder.
+    by_dir: PackageTable,
 }
 
 impl Workspace {
@@ -143,7 +146,7 @@ impl Workspace {
         };
         let started = std::time::Instant::now();
         let manifest = SourceFile::new(shown_as, source);
-        let (packages, mut problems) = validate::parse(&manifest, providers);
+        let (packages, tables, mut problems) = validate::parse(&manifest, providers);
         tracing::debug!(elapsed = ?started.elapsed(), packages = packages.len(), "loktar.json parsed");
         problems.extend(validate::check_folders(root, &manifest, &packages));
         tracing::debug!(elapsed = ?started.elapsed(), "package folders checked");
@@ -152,21 +155,26 @@ impl Workspace {
             problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
             return Err(Diagnostics(problems));
         }
-        Ok(Workspace::new(root.to_path_buf(), manifest, packages))
+        // Validation has indexed the packages by name and folder already.
+        let (by_name, by_dir) = tables;
+        Ok(Workspace { root: root.to_path_buf(), manifest, packages, by_name, by_dir })
     }
 
     /// Builds a workspace from packages already validated.
     pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
-        let mut by_name = HashTable::with_capacity(packages.len());
-        for (index, package) in packages.iter().enumerate() {
-            by_name.insert_unique(name_hash(&package.name), index, |&i| name_hash(&packages[i].name));
-        }
-        Workspace { root, manifest, packages, by_name }
+        let by_name = PackageTable::filled(PackageTable::by_name(packages.len()), &packages);
+        let by_dir = PackageTable::filled(PackageTable::by_dir(packages.len()), &packages);
+        Workspace { root, manifest, packages, by_name, by_dir }
     }
 
     /// The index of a package by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.find(name_hash(name), |&i| self.packages[i].name == name).copied()
+        self.by_name.find(&self.packages, name)
+    }
+
+    /// Which package owns a path, by the packages' folders.
+    pub fn owners(&self) -> Owners<'_> {
+        Owners::indexed(&self.packages, &self.by_dir)
     }
 
     /// A package by name.
@@ -180,15 +188,11 @@ impl Workspace {
     }
 }
 
-fn name_hash(name: &str) -> u64 {
-    FxBuildHasher.hash_one(name)
-}
-
 /// Parses `loktar.json` text without touching the filesystem.
 pub fn parse(source: &SourceFile, providers: &Providers) -> Result<Vec<Package>, Diagnostics> {
     match validate::parse(source, providers) {
-        (packages, problems) if problems.is_empty() => Ok(packages),
-        (_, problems) => Err(Diagnostics(problems)),
+        (packages, _, problems) if problems.is_empty() => Ok(packages),
+        (_, _, problems) => Err(Diagnostics(problems)),
     }
 }
 

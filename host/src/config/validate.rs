@@ -11,12 +11,13 @@ use std::path::Path;
 
 use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
 use super::json::{self, Member, Node, Value};
-use super::{BuildInfo, NO_TEST, Package, PackageKind, Positions, Providers, SourceFile, show_dir};
+use super::{BuildInfo, NO_TEST, Package, PackageKind, PackageTable, Positions, Providers, SourceFile, show_dir};
 use crate::diagnostic::Diagnostic;
 use crate::suggest::closest;
 
-/// Parses and validates the text; returns the valid packages and every problem found.
-pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Vec<Diagnostic>) {
+/// Parses and validates the text; returns the valid packages, indexed by
+/// name and by folder, and every problem found.
+pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Tables, Vec<Diagnostic>) {
     let mut validator = Validator { source, providers, problems: Vec::new() };
     // Sized up front: growing a vector of thousands of packages step by step
     // copies it again and again into fresh memory.
@@ -31,13 +32,17 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
         Ok(root) => root,
         Err(error) => {
             let message = format!("`{}` is not valid JSON: {}", source.shown_as, error.message);
-            return (Vec::new(), vec![Diagnostic::new(message).at(source.location(error.offset))]);
+            let tables = (PackageTable::by_name(0), PackageTable::by_dir(0));
+            return (Vec::new(), tables, vec![Diagnostic::new(message).at(source.location(error.offset))]);
         }
     };
     validator.top_level(&root);
-    validator.cross_check(&packages);
-    (packages, validator.problems)
+    let tables = validator.cross_check(&packages);
+    (packages, tables, validator.problems)
 }
+
+/// Packages by name and by folder.
+pub(super) type Tables = (PackageTable, PackageTable);
 
 /// About how many packages the text holds, counted far faster than parsing
 /// it: the keys that name a package, but never more entries than fit in the
@@ -542,37 +547,36 @@ impl Validator<'_> {
     }
 
     /// Checks that involve several packages: names, folders, `depends_on`.
-    fn cross_check(&mut self, packages: &[Package]) {
-        let mut names: HashMap<&str, &Package> = HashMap::with_capacity_and_hasher(packages.len(), Default::default());
-        let mut dirs: HashMap<&str, &Package> = HashMap::with_capacity_and_hasher(packages.len(), Default::default());
-        for package in packages {
-            if let Some(first) = names.get(package.name.as_str()) {
-                let first_at = self.source.location(first.positions.entry);
+    /// Checks names and folders across packages, and returns the tables of
+    /// both: the workspace keeps them.
+    fn cross_check(&mut self, packages: &[Package]) -> Tables {
+        let mut names = PackageTable::by_name(packages.len());
+        let mut dirs = PackageTable::by_dir(packages.len());
+        for (index, package) in packages.iter().enumerate() {
+            if let Err(first) = names.insert(packages, index) {
+                let first_at = self.source.location(packages[first].positions.entry);
                 let message = format!("package `{}` is defined twice", package.name);
                 let hint = format!("the first definition is at {first_at}; rename or remove one");
                 self.report(package.positions.entry, message, Some(hint));
                 continue;
             }
-            names.insert(&package.name, package);
-            if let Some(first) = dirs.get(package.dir.as_str()) {
+            if let Err(first) = dirs.insert(packages, index) {
                 let message = format!(
                     "packages `{}` and `{}` both own folder `{}`",
-                    first.name,
+                    packages[first].name,
                     package.name,
                     show_dir(&package.dir)
                 );
                 let hint = "give each package its own `pkg_dir`".to_string();
                 self.report(package.positions.dir, message, Some(hint));
-                continue;
             }
-            dirs.insert(&package.dir, package);
         }
         for package in packages {
             for (target, offset) in package.depends_on.iter().zip(&package.positions.depends_on) {
-                if names.contains_key(target.as_str()) {
+                if names.find(packages, target).is_some() {
                     continue;
                 }
-                let hint = closest(target, names.keys().copied())
+                let hint = closest(target, packages.iter().map(|p| p.name.as_str()))
                     .map_or("list only packages defined in loktar.json".to_string(), |guess| {
                         format!("did you mean `{guess}`?")
                     });
@@ -581,6 +585,7 @@ impl Validator<'_> {
                 self.report(*offset, message, Some(hint));
             }
         }
+        (names, dirs)
     }
 }
 
@@ -689,7 +694,7 @@ mod tests {
             let entries: Vec<String> =
                 names.iter().map(|n| format!(r#"{{"pkg_name": "{n}", "pkg_dir": "group/{n}"}}"#)).collect();
             let source = SourceFile::new("loktar.json", format!(r#"{{"packages": [{}]}}"#, entries.join(", ")));
-            let (packages, problems) = parse(&source, &Providers::builtin());
+            let (packages, _, problems) = parse(&source, &Providers::builtin());
             assert_eq!(problems, []);
             let problems = check_folders(root.path(), &source, &packages);
             problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
@@ -710,7 +715,7 @@ mod tests {
         ]}"#
             .to_string(),
         );
-        let (packages, problems) = parse(&source, &Providers::builtin());
+        let (packages, _, problems) = parse(&source, &Providers::builtin());
         assert_eq!(problems, []);
         assert_eq!(packages[0].dir, "libs/lib");
         assert_eq!(packages[0].pkg_type.as_deref(), Some("whl"));

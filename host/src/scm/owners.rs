@@ -1,21 +1,29 @@
 //! Which package owns a path: the one whose folder is the path's longest
 //! prefix, compared by whole path components (`api` does not own `api-gw/x`).
 
-use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 
-use crate::config::Package;
+use crate::config::{Package, PackageTable};
 
 /// A lookup from folders to the packages that own them.
 #[derive(Debug)]
 pub struct Owners<'a> {
-    by_dir: HashMap<&'a str, usize>,
+    packages: &'a [Package],
+    by_dir: Cow<'a, PackageTable>,
 }
 
 impl<'a> Owners<'a> {
     /// Indexes the folders of `packages`; the value returned by [`Owners::owner`]
     /// is an index into that slice.
     pub fn new(packages: &'a [Package]) -> Self {
-        Owners { by_dir: packages.iter().enumerate().map(|(i, p)| (p.dir.as_str(), i)).collect() }
+        let by_dir = PackageTable::filled(PackageTable::by_dir(packages.len()), packages);
+        Owners { packages, by_dir: Cow::Owned(by_dir) }
+    }
+
+    /// The folders of `packages`, already indexed in `by_dir`
+    /// ([`Workspace::owners`](crate::config::Workspace::owners)).
+    pub fn indexed(packages: &'a [Package], by_dir: &'a PackageTable) -> Self {
+        Owners { packages, by_dir: Cow::Borrowed(by_dir) }
     }
 
     /// The package owning `path`, if any. Costs one hash lookup per path component.
@@ -23,12 +31,12 @@ impl<'a> Owners<'a> {
         // A path can itself be a package folder (a submodule, or a folder that became a file).
         let mut candidate = path;
         loop {
-            if let Some(&index) = self.by_dir.get(candidate) {
+            if let Some(index) = self.by_dir.find(self.packages, candidate) {
                 return Some(index);
             }
             match candidate.rfind('/') {
                 Some(slash) => candidate = &candidate[..slash],
-                None => return self.by_dir.get("").copied(),
+                None => return self.by_dir.find(self.packages, ""),
             }
         }
     }

@@ -1,0 +1,101 @@
+//! Packages looked up by name or by folder, without copying either.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use rustc_hash::FxBuildHasher;
+
+use super::Package;
+
+/// Package indices keyed by one of the packages' own strings, the name or
+/// the folder: hashed from the packages themselves, so no key is copied.
+#[derive(Debug, Clone)]
+pub struct PackageTable {
+    key_of: fn(&Package) -> &str,
+    table: HashTable<usize>,
+}
+
+fn name(package: &Package) -> &str {
+    &package.name
+}
+
+fn dir(package: &Package) -> &str {
+    &package.dir
+}
+
+fn hash(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+impl PackageTable {
+    /// An empty table by name, with room for `capacity` packages.
+    pub fn by_name(capacity: usize) -> PackageTable {
+        PackageTable { key_of: name, table: HashTable::with_capacity(capacity) }
+    }
+
+    /// An empty table by folder, with room for `capacity` packages.
+    pub fn by_dir(capacity: usize) -> PackageTable {
+        PackageTable { key_of: dir, table: HashTable::with_capacity(capacity) }
+    }
+
+    /// `table` filled with every package of `packages`; of packages that
+    /// share a key, the first.
+    pub fn filled(mut table: PackageTable, packages: &[Package]) -> PackageTable {
+        for index in 0..packages.len() {
+            let _ = table.insert(packages, index);
+        }
+        table
+    }
+
+    /// The index of the package whose key is `key`.
+    pub fn find(&self, packages: &[Package], key: &str) -> Option<usize> {
+        let key_of = self.key_of;
+        self.table.find(hash(key), |&i| key_of(&packages[i]) == key).copied()
+    }
+
+    /// Adds `packages[index]`, unless a package with the same key is
+    /// there already: then returns that package's index.
+    pub fn insert(&mut self, packages: &[Package], index: usize) -> Result<(), usize> {
+        let key_of = self.key_of;
+        let key = key_of(&packages[index]);
+        match self.table.entry(hash(key), |&i| key_of(&packages[i]) == key, |&i| hash(key_of(&packages[i]))) {
+            Entry::Occupied(first) => Err(*first.get()),
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Providers, SourceFile, parse};
+
+    fn packages(entries: &str) -> Vec<Package> {
+        let source = SourceFile::new("loktar.json", format!(r#"{{"packages": [{entries}]}}"#));
+        parse(&source, &Providers::builtin()).expect("valid")
+    }
+
+    #[test]
+    fn finds_packages_by_their_own_strings_and_keeps_the_first_of_a_key() {
+        let mut packages =
+            packages(r#"{"pkg_name": "api", "pkg_dir": "services/api"}, {"pkg_name": "web"}, {"pkg_name": "api-v2"}"#);
+        // Validation reports two packages in one folder; tables see them first.
+        packages[2].dir = "services/api".to_string();
+        let by_name = PackageTable::filled(PackageTable::by_name(packages.len()), &packages);
+        assert_eq!(by_name.find(&packages, "web"), Some(1));
+        assert_eq!(by_name.find(&packages, "services/api"), None);
+
+        let mut by_dir = PackageTable::by_dir(0);
+        assert_eq!(by_dir.insert(&packages, 0), Ok(()));
+        assert_eq!(by_dir.insert(&packages, 1), Ok(()));
+        // Same folder: the package already there is named, and stays.
+        assert_eq!(by_dir.insert(&packages, 2), Err(0));
+        assert_eq!(by_dir.find(&packages, "services/api"), Some(0));
+        assert_eq!(by_dir.find(&packages, "web"), Some(1));
+        assert_eq!(by_dir.find(&packages, "api"), None);
+    }
+}
