@@ -12,16 +12,24 @@ use super::Package;
 /// the folder: hashed from the packages themselves, so no key is copied.
 #[derive(Debug, Clone)]
 pub struct PackageTable {
-    key_of: fn(&Package) -> &str,
+    key: Key,
     table: HashTable<usize>,
 }
 
-fn name(package: &Package) -> &str {
-    &package.name
+/// Which string of a package a table is keyed by.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Name,
+    Dir,
 }
 
-fn dir(package: &Package) -> &str {
-    &package.dir
+impl Key {
+    fn of(self, package: &Package) -> &str {
+        match self {
+            Key::Name => &package.name,
+            Key::Dir => &package.dir,
+        }
+    }
 }
 
 fn hash(key: &str) -> u64 {
@@ -31,12 +39,12 @@ fn hash(key: &str) -> u64 {
 impl PackageTable {
     /// An empty table by name, with room for `capacity` packages.
     pub fn by_name(capacity: usize) -> PackageTable {
-        PackageTable { key_of: name, table: HashTable::with_capacity(capacity) }
+        PackageTable { key: Key::Name, table: HashTable::with_capacity(capacity) }
     }
 
     /// An empty table by folder, with room for `capacity` packages.
     pub fn by_dir(capacity: usize) -> PackageTable {
-        PackageTable { key_of: dir, table: HashTable::with_capacity(capacity) }
+        PackageTable { key: Key::Dir, table: HashTable::with_capacity(capacity) }
     }
 
     /// `table` filled with every package of `packages`; of packages that
@@ -50,16 +58,16 @@ impl PackageTable {
 
     /// The index of the package whose key is `key`.
     pub fn find(&self, packages: &[Package], key: &str) -> Option<usize> {
-        let key_of = self.key_of;
-        self.table.find(hash(key), |&i| key_of(&packages[i]) == key).copied()
+        let kind = self.key;
+        self.table.find(hash(key), |&i| kind.of(&packages[i]) == key).copied()
     }
 
     /// Adds `packages[index]`, unless a package with the same key is
     /// there already: then returns that package's index.
     pub fn insert(&mut self, packages: &[Package], index: usize) -> Result<(), usize> {
-        let key_of = self.key_of;
-        let key = key_of(&packages[index]);
-        match self.table.entry(hash(key), |&i| key_of(&packages[i]) == key, |&i| hash(key_of(&packages[i]))) {
+        let kind = self.key;
+        let key = kind.of(&packages[index]);
+        match self.table.entry(hash(key), |&i| kind.of(&packages[i]) == key, |&i| hash(kind.of(&packages[i]))) {
             Entry::Occupied(first) => Err(*first.get()),
             Entry::Vacant(slot) => {
                 slot.insert(index);
