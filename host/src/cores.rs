@@ -2,8 +2,8 @@
 //!
 //! On a virtual machine with few cores, the scheduler often leaves a program
 //! just spawned on the core of the thread that spawned it, even with another
-//! core idle (a halted virtual CPU looks busy to it), and the two then take
-//! turns for a scheduling slice or more. A plan waits for `git diff`, so every
+//! core idle (an idle virtual CPU can look busy to it), and the two then take
+//! turns for a scheduling slice (several milliseconds) or more. A plan waits for `git diff`, so every
 //! such turn is lost for good. [`Apart`] moves the calling thread off the
 //! child's core for as long as it works beside the child.
 

@@ -162,8 +162,8 @@ impl Workspace {
 
     /// Builds a workspace from packages already validated.
     pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
-        let by_name = PackageTable::filled(PackageTable::by_name(packages.len()), &packages);
-        let by_dir = PackageTable::filled(PackageTable::by_dir(packages.len()), &packages);
+        let by_name = PackageTable::by_name(packages.len()).filled(&packages);
+        let by_dir = PackageTable::by_dir(packages.len()).filled(&packages);
         Workspace { root, manifest, packages, by_name, by_dir }
     }
 

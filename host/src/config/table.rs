@@ -47,13 +47,13 @@ impl PackageTable {
         PackageTable { key: Key::Dir, table: HashTable::with_capacity(capacity) }
     }
 
-    /// `table` filled with every package of `packages`; of packages that
+    /// The table with every package of `packages` added; of packages that
     /// share a key, the first.
-    pub fn filled(mut table: PackageTable, packages: &[Package]) -> PackageTable {
+    pub fn filled(mut self, packages: &[Package]) -> PackageTable {
         for index in 0..packages.len() {
-            let _ = table.insert(packages, index);
+            let _ = self.insert(packages, index);
         }
-        table
+        self
     }
 
     /// The index of the package whose key is `key`.
@@ -93,7 +93,7 @@ mod tests {
             packages(r#"{"pkg_name": "api", "pkg_dir": "services/api"}, {"pkg_name": "web"}, {"pkg_name": "api-v2"}"#);
         // Validation reports two packages in one folder; tables see them first.
         packages[2].dir = "services/api".to_string();
-        let by_name = PackageTable::filled(PackageTable::by_name(packages.len()), &packages);
+        let by_name = PackageTable::by_name(packages.len()).filled(&packages);
         assert_eq!(by_name.find(&packages, "web"), Some(1));
         assert_eq!(by_name.find(&packages, "services/api"), None);
 

@@ -546,9 +546,8 @@ impl Validator<'_> {
         self.report(offset, message, Some(hint));
     }
 
-    /// Checks that involve several packages: names, folders, `depends_on`.
-    /// Checks names and folders across packages, and returns the tables of
-    /// both: the workspace keeps them.
+    /// Checks that involve several packages (names, folders, `depends_on`),
+    /// and returns the tables by name and by folder, which the workspace keeps.
     fn cross_check(&mut self, packages: &[Package]) -> Tables {
         let mut names = PackageTable::by_name(packages.len());
         let mut dirs = PackageTable::by_dir(packages.len());

@@ -16,7 +16,7 @@ impl<'a> Owners<'a> {
     /// Indexes the folders of `packages`; the value returned by [`Owners::owner`]
     /// is an index into that slice.
     pub fn new(packages: &'a [Package]) -> Self {
-        let by_dir = PackageTable::filled(PackageTable::by_dir(packages.len()), packages);
+        let by_dir = PackageTable::by_dir(packages.len()).filled(packages);
         Owners { packages, by_dir: Cow::Owned(by_dir) }
     }
 
