@@ -1,4 +1,4 @@
-//! Keeping Loktar's own work off the core of a child process it waits for.
+//! Sharing the cores between Loktar's own work and the git processes it waits for.
 //!
 //! On a virtual machine with few cores, the scheduler often leaves a program
 //! just spawned on the core of the thread that spawned it, even with another
@@ -6,6 +6,11 @@
 //! turns for a scheduling slice (several milliseconds) or more. A plan waits for `git diff`, so every
 //! such turn is lost for good. [`Apart`] moves the calling thread off the
 //! child's core for as long as it works beside the child.
+//!
+//! Work that is needed only later, such as the short `git log` beside the
+//! diff, should not take turns with either: [`yield_to_others`] makes a
+//! thread, and the processes it starts, run only when a core has nothing
+//! more urgent to do.
 
 use std::marker::PhantomData;
 
@@ -43,6 +48,17 @@ impl Drop for Apart {
         let _ = sched_setaffinity(None, &self.original);
     }
 }
+
+/// Gives the calling thread, and the processes it starts from now on, the
+/// lowest priority (nice 19): they run when no other work wants the core.
+/// For a thread that only waits and ends with its job: an unprivileged
+/// thread cannot raise its priority again. Failing leaves the priority as it was.
+pub fn yield_to_others() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), LOWEST_PRIORITY);
+}
+
+/// The highest nice value: the lowest priority.
+const LOWEST_PRIORITY: i32 = 19;
 
 /// The core a process last ran on: field 39 of `/proc/<pid>/stat`.
 fn last_core(pid: u32) -> Option<usize> {
@@ -85,5 +101,22 @@ mod tests {
             None => assert_eq!(before.count(), 1),
         }
         assert_eq!(sched_getaffinity(None).expect("affinity"), before);
+    }
+
+    #[test]
+    fn a_yielding_thread_and_its_children_get_the_lowest_priority() {
+        let niceness = |pid: Option<rustix::process::Pid>| rustix::process::getpriority_process(pid).expect("priority");
+        let this_thread = niceness(None);
+        let (thread, child) = std::thread::spawn(move || {
+            yield_to_others();
+            let output = std::process::Command::new("sh").args(["-c", "cut -d' ' -f19 /proc/self/stat"]).output();
+            let child = String::from_utf8_lossy(&output.expect("sh runs").stdout).trim().parse::<i32>();
+            (niceness(Some(rustix::thread::gettid())), child.expect("a nice value"))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!((thread, child), (LOWEST_PRIORITY, LOWEST_PRIORITY));
+        // Only that thread yielded.
+        assert_eq!(niceness(None), this_thread);
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::RangeArgs;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
-use crate::cores::Apart;
+use crate::cores::{self, Apart};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
 use crate::github::Github;
@@ -79,22 +79,26 @@ impl Context {
         // The diff starts here rather than on the thread that waits for it:
         // a new thread may wait for the busy core this one is on instead of
         // taking the idle one. Once that thread exists (it keeps every core),
-        // this one moves to another core than the diff's (see `cores`), and
-        // only then starts the range's commit log, which keeps to the same
-        // side (see `scm::Later`).
+        // this one moves to another core than the diff's (see `cores`).
         let later = &Later::when_released();
         let reading = scm::start_changes(&git, &selection, later);
         let diff = reading.diff_process();
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
+                if diff.is_some() {
+                    // With the diff under way, this thread only waits, and
+                    // the range's commit log it starts is needed only with
+                    // the diff: both yield to the diff and to this plan.
+                    cores::yield_to_others();
+                }
+                later.release();
                 let changes = reading.finish();
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
                 // Sent rather than returned: the plan need not wait for this thread to end.
                 let _ = sender.send(changes);
             });
             let apart = std::cell::Cell::new(diff.and_then(Apart::from_process));
-            later.release();
             // A broken configuration is reported before any git problem.
             // Plugins get every core: their engine keeps the threads it starts.
             let context = Context::load_at(root.clone(), options, || drop(apart.take()))?;
