@@ -99,7 +99,10 @@ impl DependencyGraph {
 fn dependency_order(graph: &DiGraph<(), ()>) -> Result<Vec<usize>, Vec<usize>> {
     let count = graph.node_count();
     let mut waiting_on: Vec<usize> = (0..count).map(|n| graph.neighbors(NodeIndex::new(n)).count()).collect();
-    let mut order: Vec<usize> = (0..count).filter(|&n| waiting_on[n] == 0).collect();
+    // Sized for every node up front: growing it step by step would copy it
+    // into fresh memory again and again.
+    let mut order = Vec::with_capacity(count);
+    order.extend((0..count).filter(|&n| waiting_on[n] == 0));
     let mut next = 0;
     while let Some(&node) = order.get(next) {
         next += 1;

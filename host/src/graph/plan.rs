@@ -104,8 +104,8 @@ impl Plan {
         }
         // Ordered by level, then by workspace order, on small keys before
         // the steps are built: cheaper than moving whole steps around.
-        let mut order: Vec<u64> =
-            (0..count).filter(|&p| level[p] != UNSET).map(|p| (u64::from(level[p]) << 32) | p as u64).collect();
+        let mut order: Vec<u64> = Vec::with_capacity(count);
+        order.extend((0..count).filter(|&p| level[p] != UNSET).map(|p| (u64::from(level[p]) << 32) | p as u64));
         order.sort_unstable();
         let mut position = vec![UNSET; count];
         let steps: Vec<Step> = order

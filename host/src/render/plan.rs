@@ -275,8 +275,10 @@ struct JsonOut<'w> {
 }
 
 impl JsonOut<'_> {
-    /// How much text is gathered before it is written.
-    const CHUNK: usize = 64 * 1024;
+    /// How much text is gathered before it is written: with its slack, the
+    /// buffer stays below the size from which the allocator gives an
+    /// allocation fresh memory of its own.
+    const CHUNK: usize = 32 * 1024;
 
     fn raw(&mut self, text: &str) {
         self.text.push_str(text);
