@@ -22,6 +22,9 @@ pub use table::PackageTable;
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::scm::owners::Owners;
 
+/// In [`Workspace`]'s resolved dependencies, a `depends_on` item that names no package.
+const NOT_A_PACKAGE: u32 = u32::MAX;
+
 /// The file Loktar reads at the repository root.
 pub const MANIFEST: &str = "loktar.json";
 
@@ -124,6 +127,9 @@ pub struct Workspace {
     by_name: PackageTable,
     /// Package indices by folder.
     by_dir: PackageTable,
+    /// The package each `depends_on` item names (or [`NOT_A_PACKAGE`]),
+    /// package by package in file order: see [`Workspace::declared_dependencies`].
+    dependencies: Vec<u32>,
 }
 
 impl Workspace {
@@ -146,7 +152,7 @@ impl Workspace {
         };
         let started = std::time::Instant::now();
         let manifest = SourceFile::new(shown_as, source);
-        let (packages, tables, mut problems) = validate::parse(&manifest, providers);
+        let (packages, indexed, mut problems) = validate::parse(&manifest, providers);
         tracing::debug!(elapsed = ?started.elapsed(), packages = packages.len(), "loktar.json parsed");
         problems.extend(validate::check_folders(root, &manifest, &packages));
         tracing::debug!(elapsed = ?started.elapsed(), "package folders checked");
@@ -155,16 +161,32 @@ impl Workspace {
             problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
             return Err(Diagnostics(problems));
         }
-        // Validation has indexed the packages by name and folder already.
-        let (by_name, by_dir) = tables;
-        Ok(Workspace { root: root.to_path_buf(), manifest, packages, by_name, by_dir })
+        // Validation has indexed the packages and resolved their dependencies already.
+        let validate::Indexed { by_name, by_dir, dependencies } = indexed;
+        Ok(Workspace { root: root.to_path_buf(), manifest, packages, by_name, by_dir, dependencies })
     }
 
     /// Builds a workspace from packages already validated.
     pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
         let by_name = PackageTable::by_name(packages.len()).filled(&packages);
         let by_dir = PackageTable::by_dir(packages.len()).filled(&packages);
-        Workspace { root, manifest, packages, by_name, by_dir }
+        let dependencies = packages
+            .iter()
+            .flat_map(|package| package.depends_on.iter().map(|name| by_name.find(&packages, name)))
+            .map(|index| index.map_or(NOT_A_PACKAGE, |index| index as u32))
+            .collect();
+        Workspace { root, manifest, packages, by_name, by_dir, dependencies }
+    }
+
+    /// Each declared dependency that names a package (all of them, once
+    /// validated), as (dependent, dependency) indices, in file order.
+    pub fn declared_dependencies(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let dependents =
+            self.packages.iter().enumerate().flat_map(|(index, package)| package.depends_on.iter().map(move |_| index));
+        dependents
+            .zip(&self.dependencies)
+            .filter(|&(_, &to)| to != NOT_A_PACKAGE)
+            .map(|(from, &to)| (from, to as usize))
     }
 
     /// The index of a package by name.

@@ -16,8 +16,8 @@ use crate::diagnostic::Diagnostic;
 use crate::suggest::closest;
 
 /// Parses and validates the text; returns the valid packages, indexed by
-/// name and by folder, and every problem found.
-pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Tables, Vec<Diagnostic>) {
+/// name and by folder with their dependencies resolved, and every problem found.
+pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Indexed, Vec<Diagnostic>) {
     let mut validator = Validator { source, providers, problems: Vec::new() };
     // Sized up front: growing a vector of thousands of packages step by step
     // copies it again and again into fresh memory.
@@ -32,17 +32,27 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
         Ok(root) => root,
         Err(error) => {
             let message = format!("`{}` is not valid JSON: {}", source.shown_as, error.message);
-            let tables = (PackageTable::by_name(0), PackageTable::by_dir(0));
-            return (Vec::new(), tables, vec![Diagnostic::new(message).at(source.location(error.offset))]);
+            let indexed = Indexed {
+                by_name: PackageTable::by_name(0),
+                by_dir: PackageTable::by_dir(0),
+                dependencies: Vec::new(),
+            };
+            return (Vec::new(), indexed, vec![Diagnostic::new(message).at(source.location(error.offset))]);
         }
     };
     validator.top_level(&root);
-    let tables = validator.cross_check(&packages);
-    (packages, tables, validator.problems)
+    let indexed = validator.cross_check(&packages);
+    (packages, indexed, validator.problems)
 }
 
-/// Packages by name and by folder.
-pub(super) type Tables = (PackageTable, PackageTable);
+/// What validation learns about the packages as a whole.
+#[derive(Debug)]
+pub(super) struct Indexed {
+    pub(super) by_name: PackageTable,
+    pub(super) by_dir: PackageTable,
+    /// The package each `depends_on` item names: see [`super::Workspace`].
+    pub(super) dependencies: Vec<u32>,
+}
 
 /// About how many packages the text holds, counted far faster than parsing
 /// it: the keys that name a package, but never more entries than fit in the
@@ -548,7 +558,7 @@ impl Validator<'_> {
 
     /// Checks that involve several packages (names, folders, `depends_on`),
     /// and returns the tables by name and by folder, which the workspace keeps.
-    fn cross_check(&mut self, packages: &[Package]) -> Tables {
+    fn cross_check(&mut self, packages: &[Package]) -> Indexed {
         let mut names = PackageTable::by_name(packages.len());
         let mut dirs = PackageTable::by_dir(packages.len());
         for (index, package) in packages.iter().enumerate() {
@@ -570,9 +580,13 @@ impl Validator<'_> {
                 self.report(package.positions.dir, message, Some(hint));
             }
         }
+        // Resolved once here: the dependency graph needs the indices too.
+        let mut dependencies = Vec::with_capacity(packages.iter().map(|p| p.depends_on.len()).sum());
         for package in packages {
             for (target, offset) in package.depends_on.iter().zip(&package.positions.depends_on) {
-                if names.find(packages, target).is_some() {
+                let found = names.find(packages, target);
+                dependencies.push(found.map_or(super::NOT_A_PACKAGE, |index| index as u32));
+                if found.is_some() {
                     continue;
                 }
                 let hint = closest(target, packages.iter().map(|p| p.name.as_str()))
@@ -584,7 +598,7 @@ impl Validator<'_> {
                 self.report(*offset, message, Some(hint));
             }
         }
-        (names, dirs)
+        Indexed { by_name: names, by_dir: dirs, dependencies }
     }
 }
 

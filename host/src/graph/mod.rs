@@ -33,9 +33,7 @@ impl DependencyGraph {
     /// Builds the graph from each package's `depends_on` (names already
     /// validated) and the edges discovery plugins found.
     pub fn from_workspace(workspace: &Workspace, discovered: &[Edge]) -> Result<Self, Diagnostic> {
-        let declared = workspace.packages.iter().enumerate().flat_map(|(from, package)| {
-            package.depends_on.iter().filter_map(move |name| workspace.index_of(name).map(|to| Edge { from, to }))
-        });
+        let declared = workspace.declared_dependencies().map(|(from, to)| Edge { from, to });
         Self::build(workspace, declared.chain(discovered.iter().cloned()))
     }
 
