@@ -27,6 +27,31 @@ const ENDS_RUN: [bool; 256] = {
     table
 };
 
+/// The length of the run of plain characters at the start of `bytes`: those
+/// a JSON string holds as they are, up to the first quote, backslash or
+/// control character ([`ENDS_RUN`]). Eight bytes at a time while eight are
+/// left: keys and values are too short for memchr to pay off, yet long enough
+/// for a byte at a time to be most of the parse.
+pub fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte below `limit`; exact for the lowest such
+    // byte, which is all that is used (a borrow can only mark bytes above it).
+    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS;
+    let mut offset = 0;
+    while let Some(chunk) = bytes[offset..].first_chunk::<8>() {
+        let word = u64::from_le_bytes(*chunk);
+        let ends =
+            below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if ends != 0 {
+            return offset + (ends.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    let rest = &bytes[offset..];
+    offset + rest.iter().position(|&b| ENDS_RUN[usize::from(b)]).unwrap_or(rest.len())
+}
+
 /// A parsed value with the byte offset where it starts in the source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node<'a> {
@@ -298,10 +323,7 @@ impl<'s, 'a> Parser<'s, 'a> {
         let mut out: Option<String> = None;
         loop {
             let run_start = self.pos;
-            let rest = &self.src[run_start..];
-            // Keys and values are short: a plain scan beats setting up memchr.
-            let end = rest.iter().position(|&b| ENDS_RUN[usize::from(b)]).unwrap_or(rest.len());
-            self.pos += end;
+            self.pos += plain_run(&self.src[run_start..]);
             let run = &self.text[run_start..self.pos];
             match self.peek() {
                 Some(b'"') => {
@@ -527,6 +549,20 @@ mod tests {
             let message = err(&format!("\"a{control}b\"")).2;
             assert_eq!(message, "control characters must be escaped inside strings", "{control:?}");
         }
+    }
+
+    #[test]
+    fn plain_runs_end_at_the_first_quote_backslash_or_control_character() {
+        for length in 0..20 {
+            let plain: String = "é-x".chars().cycle().take(length).collect();
+            for end in ["\"", "\\", "\n", "\u{0}", "\u{1f}"] {
+                let text = format!("{plain}{end}\"tail\\");
+                assert_eq!(plain_run(text.as_bytes()), plain.len(), "{text:?}");
+            }
+            assert_eq!(plain_run(plain.as_bytes()), plain.len());
+        }
+        // Bytes just past the ends, and multi-byte characters, are plain.
+        assert_eq!(plain_run("!#[]^~\u{7f}€😀 !#".as_bytes()), "!#[]^~\u{7f}€😀 !#".len());
     }
 
     #[test]

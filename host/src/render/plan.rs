@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::pad;
 use crate::affected::Detection;
-use crate::config::{PackageKind, Workspace, show_dir};
+use crate::config::{PackageKind, Workspace, json, show_dir};
 use crate::graph::plan::{ManifestChange, Plan, Step};
 use crate::scm::{BaseOrigin, ChangeSet};
 
@@ -334,7 +334,7 @@ impl JsonOut<'_> {
 /// Appends a JSON string, escaped as JSON requires.
 fn push_string(out: &mut String, value: &str) {
     out.push('"');
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if json::plain_run(value.as_bytes()) == value.len() {
         out.push_str(value);
     } else {
         for c in value.chars() {
