@@ -201,7 +201,9 @@ fn init_logging(color: bool) {
 }
 
 fn write_stdout(output: Output) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
+    // Whatever was printed before goes first.
+    let _ = std::io::stdout().flush();
+    let mut stdout = RawStdout;
     let written = match output {
         Output::Text(text) => stdout.write_all(text.as_bytes()),
         Output::Stream(write) => write(&mut stdout),
@@ -214,6 +216,22 @@ fn write_stdout(output: Output) -> ExitCode {
             eprintln!("error: cannot write to stdout: {error}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Standard output written straight to its file descriptor. Commands print
+/// whole texts, or large chunks of one: `std`'s line-buffered stdout would
+/// search each of them for its last newline, a sizeable part of the time
+/// `loktar plan --format json` takes to print a large plan.
+struct RawStdout;
+
+impl Write for RawStdout {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        Ok(rustix::io::write(rustix::stdio::stdout(), bytes)?)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
