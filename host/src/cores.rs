@@ -42,6 +42,19 @@ impl Apart {
     }
 }
 
+impl Apart {
+    /// The cores the thread had before it moved. Threads it starts meanwhile
+    /// inherit its fewer cores; see [`use_cores`].
+    pub fn cores_before(&self) -> CpuSet {
+        self.original
+    }
+}
+
+/// Lets the calling thread run on `cores`. Failing leaves it where it was.
+pub fn use_cores(cores: &CpuSet) {
+    let _ = sched_setaffinity(None, cores);
+}
+
 impl Drop for Apart {
     fn drop(&mut self) {
         // Nothing to undo if this fails: the thread keeps working, on fewer cores.
@@ -95,6 +108,17 @@ mod tests {
                 let during = sched_getaffinity(None).expect("affinity");
                 assert!(!during.is_set(core));
                 assert_eq!(during.count() + 1, before.count());
+                assert_eq!(apart.cores_before(), before);
+                // A thread started meanwhile keeps apart too, until it takes the cores back.
+                let cores_before = apart.cores_before();
+                let (inherited, taken_back) = std::thread::spawn(move || {
+                    let inherited = sched_getaffinity(None).expect("affinity");
+                    use_cores(&cores_before);
+                    (inherited, sched_getaffinity(None).expect("affinity"))
+                })
+                .join()
+                .expect("thread");
+                assert_eq!((inherited, taken_back), (during, before));
                 drop(apart);
             }
             // A single core is kept: there is nowhere else to go.

@@ -132,6 +132,41 @@ fn a_package_folder_deleted_but_still_listed_is_a_clear_error() {
 }
 
 #[test]
+fn a_missing_folder_is_reported_first_by_plan_as_by_every_command() {
+    // `plan` checks the folders beside its other work; what it reports must not change.
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        r#"{"packages": [{"pkg_name": "a", "depends_on": ["b"]}, {"pkg_name": "b"}, {"pkg_name": "gone"}]}"#,
+    );
+    repo.write("a/x", "v1\n");
+    repo.write("b/x", "v1\n");
+    repo.commit("ENH: initial");
+    let graph = repo.loktar(&["graph"]).expect_code(2).stderr;
+    assert!(graph.contains("package `gone`: folder `gone` does not exist"), "{graph}");
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let head = head.trim();
+    // Before a problem with git, and before a dependency cycle.
+    for args in
+        [&["plan", "--format", "json", "--base", head][..], &["plan", "--base", "no-such-commit"], &["why", "a"]]
+    {
+        let run = repo.loktar(args).expect_code(2);
+        assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", graph.as_str()), "{args:?}");
+    }
+    repo.write(
+        "loktar.json",
+        r#"{"packages": [{"pkg_name": "a", "depends_on": ["b"]}, {"pkg_name": "b", "depends_on": ["a"]}, {"pkg_name": "gone"}]}"#,
+    );
+    let run = repo.loktar(&["plan", "--base", head]).expect_code(2);
+    assert_eq!(run.stderr, repo.loktar(&["graph"]).expect_code(2).stderr);
+    assert!(run.stderr.contains("folder `gone` does not exist") && !run.stderr.contains("cycle"), "{}", run.stderr);
+    // Once the folder exists, the cycle is what is wrong.
+    repo.write("gone/x", "v1\n");
+    let run = repo.loktar(&["plan", "--base", head]).expect_code(2);
+    assert!(run.stderr.contains("dependency cycle"), "{}", run.stderr);
+}
+
+#[test]
 fn paths_with_spaces_unicode_and_quotes_work() {
     let repo = TestRepo::new();
     repo.write("loktar.json", r#"{"packages": [{"pkg_name": "odd", "pkg_dir": "odd dir/çà"}, {"pkg_name": "plain"}]}"#);

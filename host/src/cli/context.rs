@@ -41,7 +41,8 @@ pub(crate) struct Planned {
 impl Context {
     /// Finds the repository from `--repo` (or the current folder) and loads it.
     pub(crate) fn load(options: &Options) -> Result<Context, Diagnostics> {
-        Context::load_at(find_root(options.repo.as_deref())?, options, || {})
+        let root = find_root(options.repo.as_deref())?;
+        Context::load_at(root, options, Folders::CheckNow, || {}).map(|(context, _)| context)
     }
 
     /// Loads the repository and plans the selected changes.
@@ -98,34 +99,72 @@ impl Context {
                 // Sent rather than returned: the plan need not wait for this thread to end.
                 let _ = sender.send(changes);
             });
-            let apart = std::cell::Cell::new(diff.and_then(Apart::from_process));
-            // A broken configuration is reported before any git problem.
+            let apart = diff.and_then(Apart::from_process);
+            let every_core = apart.as_ref().map(Apart::cores_before);
+            let apart = std::cell::Cell::new(apart);
             // Plugins get every core: their engine keeps the threads it starts.
-            let context = Context::load_at(root.clone(), options, || drop(apart.take()))?;
+            let (context, folders) = Context::load_at(root.clone(), options, Folders::Defer, || drop(apart.take()))?;
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
-            // Ready before git is done, so that only the plan itself waits for it.
-            let owners = context.workspace.owners();
-            let prepared = prepare(&context);
-            drop(apart.take());
-            let changes = receiver
-                .recv()
-                .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")))?;
-            let history = Box::new(context.git.clone());
-            let planned = context.plan_with(&owners, changes, history)?;
-            drop(owners);
-            tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
+            let (planned, prepared) = std::thread::scope(|checking| {
+                // That every package folder exists is thousands of folder
+                // entries read by the kernel, which nothing before the plan
+                // needs: the check yields, so that it runs on a core that
+                // would otherwise idle — this one while it waits for git, or
+                // git's once the diff is done.
+                let folders = (folders == Folders::Defer).then(|| {
+                    checking.spawn(|| {
+                        cores::yield_to_others();
+                        if let Some(every_core) = &every_core {
+                            cores::use_cores(every_core);
+                        }
+                        context.workspace.check_folders()
+                    })
+                });
+                // Ready before git is done, so that only the plan itself waits for it.
+                let owners = context.workspace.owners();
+                let prepared = prepare(&context);
+                drop(apart.take());
+                let changes = receiver
+                    .recv()
+                    .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")));
+                let history = Box::new(context.git.clone());
+                let planned =
+                    changes.map_err(Diagnostics::from).and_then(|changes| context.plan_with(&owners, changes, history));
+                // A broken configuration is reported before any git problem.
+                if let Some(folders) = folders {
+                    folders.join().unwrap_or_else(|_| {
+                        Err(Diagnostic::new("internal error: checking the package folders failed").into())
+                    })?;
+                }
+                tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
+                Ok::<_, Diagnostics>((planned?, prepared))
+            })?;
             Ok((context, planned, prepared))
         })
     }
 
     /// Loads the context of the repository at `root`; `before_plugins` runs
-    /// before plugins discover dependencies, if any do.
-    fn load_at(root: PathBuf, options: &Options, before_plugins: impl FnOnce()) -> Result<Context, Diagnostics> {
+    /// before plugins discover dependencies, if any do. With
+    /// [`Folders::Defer`], whether the package folders exist is left to the
+    /// caller, unless plugins read them or the graph is broken: returns which
+    /// of the two it did.
+    fn load_at(
+        root: PathBuf,
+        options: &Options,
+        folders: Folders,
+        before_plugins: impl FnOnce(),
+    ) -> Result<(Context, Folders), Diagnostics> {
         let settings = Settings::load(options.config.as_deref(), &root)?;
         let providers = Providers::from_settings(&settings);
         let shown_as = shown_path(&root.join(MANIFEST));
-        let workspace = Workspace::load(&root, &shown_as, &providers)?;
-        let discovered = if discover::needed(&workspace) {
+        let workspace = Workspace::read(&root, &shown_as, &providers)?;
+        let discovering = discover::needed(&workspace);
+        // Plugins read the folders: a missing one is reported before a plugin fails on it.
+        let folders = if discovering { Folders::CheckNow } else { folders };
+        if folders == Folders::CheckNow {
+            workspace.check_folders()?;
+        }
+        let discovered = if discovering {
             before_plugins();
             let runtime = plugin_runtime(settings.clone())?;
             block_on(discover::discover(&workspace, &runtime))??
@@ -133,9 +172,18 @@ impl Context {
             Vec::new()
         };
         let edges: Vec<Edge> = discovered.iter().map(|d| d.edge.clone()).collect();
-        let graph = DependencyGraph::from_workspace(&workspace, &edges)?;
+        let graph = match DependencyGraph::from_workspace(&workspace, &edges) {
+            Ok(graph) => graph,
+            Err(broken) => {
+                // Problems with the folders come first, as they do when they are checked first.
+                if folders == Folders::Defer {
+                    workspace.check_folders()?;
+                }
+                return Err(broken.into());
+            }
+        };
         tracing::debug!(packages = workspace.packages.len(), root = %root.display(), "workspace loaded");
-        Ok(Context { git: Git::new(&root), workspace, graph, providers, settings })
+        Ok((Context { git: Git::new(&root), workspace, graph, providers, settings }, folders))
     }
 
     /// Computes the plan for a change set.
@@ -199,6 +247,14 @@ impl Planned {
     pub(crate) fn report<'a>(&'a self, context: &'a Context) -> Report<'a> {
         Report { workspace: &context.workspace, changes: &self.changes, detection: &self.detection, plan: &self.plan }
     }
+}
+
+/// Whether loading a context checks that the package folders exist, or
+/// leaves that to its caller (see [`Context::load_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Folders {
+    CheckNow,
+    Defer,
 }
 
 /// Options every command shares.

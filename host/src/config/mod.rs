@@ -136,6 +136,16 @@ impl Workspace {
     /// Reads and validates `loktar.json` in `root`, including that every
     /// package folder exists. `shown_as` is how the file is named in errors.
     pub fn load(root: &Path, shown_as: &str, providers: &Providers) -> Result<Workspace, Diagnostics> {
+        let workspace = Workspace::read(root, shown_as, providers)?;
+        workspace.check_folders()?;
+        Ok(workspace)
+    }
+
+    /// Reads and validates `loktar.json` in `root` like [`Workspace::load`],
+    /// except that the package folders are left for [`Workspace::check_folders`]
+    /// — unless the file has problems of its own: any with the folders are
+    /// then reported with them.
+    pub fn read(root: &Path, shown_as: &str, providers: &Providers) -> Result<Workspace, Diagnostics> {
         let path = root.join(MANIFEST);
         let source = match std::fs::read_to_string(&path) {
             Ok(source) => source,
@@ -154,16 +164,21 @@ impl Workspace {
         let manifest = SourceFile::new(shown_as, source);
         let (packages, indexed, mut problems) = validate::parse(&manifest, providers);
         tracing::debug!(elapsed = ?started.elapsed(), packages = packages.len(), "loktar.json parsed");
-        problems.extend(validate::check_folders(root, &manifest, &packages));
-        tracing::debug!(elapsed = ?started.elapsed(), "package folders checked");
         if !problems.is_empty() {
-            // In file order, so the report reads top to bottom.
-            problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
-            return Err(Diagnostics(problems));
+            problems.extend(validate::check_folders(root, &manifest, &packages));
+            return Err(in_file_order(problems));
         }
         // Validation has indexed the packages and resolved their dependencies already.
         let validate::Indexed { by_name, by_dir, dependencies } = indexed;
         Ok(Workspace { root: root.to_path_buf(), manifest, packages, by_name, by_dir, dependencies })
+    }
+
+    /// Checks that every package folder exists in the working tree.
+    pub fn check_folders(&self) -> Result<(), Diagnostics> {
+        let started = std::time::Instant::now();
+        let problems = validate::check_folders(&self.root, &self.manifest, &self.packages);
+        tracing::debug!(elapsed = ?started.elapsed(), "package folders checked");
+        if problems.is_empty() { Ok(()) } else { Err(in_file_order(problems)) }
     }
 
     /// Builds a workspace from packages already validated.
@@ -208,6 +223,12 @@ impl Workspace {
     pub fn closest_name(&self, name: &str) -> Option<&str> {
         crate::suggest::closest(name, self.packages.iter().map(|p| p.name.as_str()))
     }
+}
+
+/// Problems sorted by where they are in the file, so that the report reads top to bottom.
+fn in_file_order(mut problems: Vec<Diagnostic>) -> Diagnostics {
+    problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
+    Diagnostics(problems)
 }
 
 /// Parses `loktar.json` text without touching the filesystem.
