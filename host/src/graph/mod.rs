@@ -27,6 +27,12 @@ pub struct DependencyGraph {
     graph: DiGraph<(), ()>,
     /// Packages in dependency order: every package after all of its dependencies.
     order: Vec<usize>,
+    /// Each package's dependencies in ascending order, one package after the
+    /// other: package `i`'s are `dependencies[starts[i]..starts[i + 1]]`.
+    /// A plan visits them for every package, and a slice is quicker to walk
+    /// than petgraph's lists, linked through the edges.
+    dependencies: Vec<u32>,
+    starts: Vec<u32>,
 }
 
 impl DependencyGraph {
@@ -47,7 +53,16 @@ impl DependencyGraph {
             graph.update_edge(NodeIndex::new(from), NodeIndex::new(to), ());
         }
         let order = dependency_order(&graph).map_err(|cycle| cycle_error(workspace, &cycle))?;
-        Ok(DependencyGraph { graph, order })
+        let mut dependencies = Vec::with_capacity(graph.edge_count());
+        let mut starts = Vec::with_capacity(graph.node_count() + 1);
+        starts.push(0);
+        for package in graph.node_indices() {
+            let first = dependencies.len();
+            dependencies.extend(graph.neighbors(package).map(|dependency| dependency.index() as u32));
+            dependencies[first..].sort_unstable();
+            starts.push(dependencies.len() as u32);
+        }
+        Ok(DependencyGraph { graph, order, dependencies, starts })
     }
 
     /// Number of packages.
@@ -60,9 +75,17 @@ impl DependencyGraph {
         self.graph.node_count() == 0
     }
 
-    /// The packages `package` depends on directly.
+    /// The packages `package` depends on directly, in ascending order.
     pub fn dependencies(&self, package: usize) -> impl Iterator<Item = usize> + '_ {
-        self.graph.neighbors_directed(NodeIndex::new(package), Direction::Outgoing).map(NodeIndex::index)
+        self.dependency_slice(package).iter().map(|&dependency| dependency as usize)
+    }
+
+    /// The packages `package` depends on directly, in ascending order.
+    pub fn dependency_slice(&self, package: usize) -> &[u32] {
+        match (self.starts.get(package), self.starts.get(package + 1)) {
+            (Some(&start), Some(&end)) => &self.dependencies[start as usize..end as usize],
+            _ => &[],
+        }
     }
 
     /// The packages that depend on `package` directly.

@@ -46,8 +46,8 @@ pub struct Step {
     /// What changed in the package itself, if anything (boxed: most steps
     /// of a large plan are dependents, with no seed).
     pub seed: Option<Box<Seed>>,
-    /// Dependencies in the plan that pulled this package in.
-    pub because_of: Vec<usize>,
+    /// Where [`Plan::because_of`] finds this step's dependencies in the plan.
+    because_of: std::ops::Range<u32>,
     /// The first dependency that reached this package: follow it for the shortest chain to a change.
     pub via: Option<usize>,
 }
@@ -59,10 +59,34 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// For each package index, its position in `steps` (`UNSET` when not in the plan).
     position: Vec<u32>,
+    /// Every step's [`Plan::because_of`], one after the other: a list of
+    /// its own for each of thousands of steps would cost more to make than
+    /// the rest of the plan.
+    because_of: Vec<u32>,
 }
 
 /// "None" in the plan's per-package tables of `u32`: a workspace has fewer packages.
 const UNSET: u32 = u32::MAX;
+
+/// The packages with a level (not `UNSET`), by level and then in workspace
+/// order: a counting sort, as levels are few.
+fn by_level(level: &[u32]) -> Vec<u32> {
+    let levels = level.iter().filter(|&&l| l != UNSET).max().map_or(0, |&highest| highest as usize + 1);
+    // Where each level starts in the order, once counted.
+    let mut next = vec![0; levels + 1];
+    for &l in level.iter().filter(|&&l| l != UNSET) {
+        next[l as usize + 1] += 1;
+    }
+    for l in 1..next.len() {
+        next[l] += next[l - 1];
+    }
+    let mut order = vec![0; next[levels]];
+    for (package, &l) in level.iter().enumerate().filter(|&(_, &l)| l != UNSET) {
+        order[next[l as usize]] = package as u32;
+        next[l as usize] += 1;
+    }
+    order
+}
 
 impl Plan {
     /// Computes the plan from the packages that changed directly (`seeds[i]`
@@ -102,28 +126,31 @@ impl Plan {
                 level[package] = highest_dependency.map_or(0, |l| l + 1);
             }
         }
-        // Ordered by level, then by workspace order, on small keys before
-        // the steps are built: cheaper than moving whole steps around.
-        let mut order: Vec<u64> = Vec::with_capacity(count);
-        order.extend((0..count).filter(|&p| level[p] != UNSET).map(|p| (u64::from(level[p]) << 32) | p as u64));
-        order.sort_unstable();
+        let order = by_level(&level);
         let mut position = vec![UNSET; count];
+        let mut because_of = Vec::new();
         let steps: Vec<Step> = order
             .into_iter()
             .enumerate()
-            .map(|(index, key)| {
-                let package = (key & u64::from(u32::MAX)) as usize;
+            .map(|(index, package)| {
+                let package = package as usize;
                 position[package] = index as u32;
                 let seed = seeds[package].take();
-                // Only dependencies whose change reaches dependents pull a package in.
-                let mut because_of: Vec<usize> =
-                    graph.dependencies(package).filter(|&d| distance[d] != UNSET).collect();
-                because_of.sort_unstable();
+                // Only dependencies whose change reaches dependents pull a
+                // package in; they stay in ascending order.
+                let first = because_of.len() as u32;
+                because_of.extend(graph.dependency_slice(package).iter().filter(|&&d| distance[d as usize] != UNSET));
                 let via = (seed.is_none() && via[package] != UNSET).then_some(via[package] as usize);
-                Step { package, level: level[package] as usize, seed, because_of, via }
+                let reasons = first..because_of.len() as u32;
+                Step { package, level: level[package] as usize, seed, because_of: reasons, via }
             })
             .collect();
-        Plan { steps, position }
+        Plan { steps, position, because_of }
+    }
+
+    /// The dependencies in the plan that pulled `step` in, in ascending order.
+    pub fn because_of(&self, step: &Step) -> &[u32] {
+        self.because_of.get(step.because_of.start as usize..step.because_of.end as usize).unwrap_or_default()
     }
 
     /// The step of a package, if it is in the plan.
@@ -194,7 +221,7 @@ mod tests {
         let plan = plan(&graph, &[0], &[]);
         assert_eq!(levels(&plan), [vec![0], vec![1, 2], vec![3], vec![4]]);
         let step = |p: usize| plan.step(p).expect("in the plan");
-        assert_eq!(step(3).because_of, [1, 2]);
+        assert_eq!(plan.because_of(step(3)), [1, 2]);
         // Two chains of the same length: the one through the package listed first.
         assert_eq!(plan.chain(3), [0, 1, 3]);
         // The direct dependency on the change is the shortest chain, whatever the level.
@@ -208,16 +235,23 @@ mod tests {
     }
 
     #[test]
+    fn packages_are_ordered_by_level_then_in_workspace_order() {
+        assert_eq!(by_level(&[2, UNSET, 0, 2, 1, 0]), [2, 5, 4, 0, 3]);
+        assert!(by_level(&[UNSET, UNSET]).is_empty());
+        assert!(by_level(&[]).is_empty());
+    }
+
+    #[test]
     fn a_held_back_change_reaches_no_dependent_unless_another_change_reaches_it() {
         // p1 depends on p0; p0 depends on p2.
         let graph = graph(3, &[(1, 0), (0, 2)]);
         let alone = plan(&graph, &[], &[0]);
         assert_eq!(levels(&alone), [vec![0]]);
-        assert!(alone.step(0).expect("changed").because_of.is_empty());
+        assert!(alone.because_of(alone.step(0).expect("changed")).is_empty());
 
         let reached = plan(&graph, &[2], &[0]);
         assert_eq!(levels(&reached), [vec![2], vec![0], vec![1]]);
-        assert_eq!(reached.step(0).expect("changed").because_of, [2]);
+        assert_eq!(reached.because_of(reached.step(0).expect("changed")), [2]);
         assert_eq!(reached.chain(1), [0, 1]);
     }
 }

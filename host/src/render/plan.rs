@@ -116,9 +116,10 @@ impl Report<'_> {
                 parts.push(format!("dependents not rebuilt: only {} commits", keywords.join("/")));
             }
         }
-        if !step.because_of.is_empty() {
+        let because_of = self.plan.because_of(step);
+        if !because_of.is_empty() {
             let names: Vec<String> =
-                step.because_of.iter().map(|&d| format!("`{}`", self.workspace.packages[d].name)).collect();
+                because_of.iter().map(|&d| format!("`{}`", self.workspace.packages[d as usize].name)).collect();
             parts.push(format!("depends on {}", names.join(", ")));
         }
         parts.join("; ")
@@ -207,7 +208,7 @@ impl Report<'_> {
             }
         }
         out.raw(",\"because_of\":");
-        out.names(fixed, step.because_of.iter().copied());
+        out.names(fixed, self.plan.because_of(step).iter().map(|&d| d as usize));
         out.raw("}");
     }
 }
