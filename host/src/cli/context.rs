@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::RangeArgs;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
-use crate::cores::{self, Apart};
+use crate::cores;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
 use crate::github::Github;
@@ -77,68 +77,60 @@ impl Context {
             worktree: range.worktree,
         };
         let started = std::time::Instant::now();
-        // The diff starts here rather than on the thread that waits for it:
-        // a new thread may wait for the busy core this one is on instead of
-        // taking the idle one. Once that thread exists (it keeps every core),
-        // this one moves to another core than the diff's (see `cores`).
+        // The range's commit log waits for this thread's word (see `scm::Later`).
         let later = &Later::when_released();
-        let reading = scm::start_changes(&git, &selection, later);
-        let diff = reading.diff_process();
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-            scope.spawn(move || {
-                if diff.is_some() {
-                    // With the diff under way, this thread only waits, and
-                    // the range's commit log it starts is needed only with
-                    // the diff: both yield to the diff and to this plan.
-                    cores::yield_to_others();
-                }
-                later.release();
-                let changes = reading.finish();
+            // Git reads the range on a core of its own: this thread keeps off
+            // it until its heavy work is done (see `cores`).
+            let (_reader, apart) = cores::spawn_apart(scope, move || {
+                let changes = scm::changes(&git, &selection, later);
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
                 // Sent rather than returned: the plan need not wait for this thread to end.
                 let _ = sender.send(changes);
             });
-            let apart = diff.and_then(Apart::from_process);
-            let every_core = apart.as_ref().map(Apart::cores_before);
             let apart = std::cell::Cell::new(apart);
             // Plugins get every core: their engine keeps the threads it starts.
             let (context, folders) = Context::load_at(root.clone(), options, Folders::Defer, || drop(apart.take()))?;
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
-            let (planned, prepared) = std::thread::scope(|checking| {
-                // That every package folder exists is thousands of folder
-                // entries read by the kernel, which nothing before the plan
-                // needs: the check yields, so that it runs on a core that
-                // would otherwise idle — this one while it waits for git, or
-                // git's once the diff is done.
-                let folders = (folders == Folders::Defer).then(|| {
-                    checking.spawn(|| {
-                        cores::yield_to_others();
-                        if let Some(every_core) = &every_core {
-                            cores::use_cores(every_core);
-                        }
-                        context.workspace.check_folders()
-                    })
-                });
-                // Ready before git is done, so that only the plan itself waits for it.
-                let owners = context.workspace.owners();
-                let prepared = prepare(&context);
-                drop(apart.take());
-                let changes = receiver
-                    .recv()
-                    .unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")));
+            // Ready before git is done, so that only the plan itself waits for it.
+            let owners = context.workspace.owners();
+            let prepared = prepare(&context);
+            // What is left before the plan needs no git, and this core would
+            // otherwise idle while git works: the range's short commit log
+            // starts here rather than beside the diff, and the package
+            // folders are checked (thousands of entries read by the kernel)
+            // on this thread. If git is done already, it has started the log
+            // itself and the folders are checked beside the plan, on its core.
+            let git_done = receiver.try_recv().ok();
+            let mut folders_checked = Ok(());
+            if git_done.is_none() {
+                later.release();
+                if folders == Folders::Defer {
+                    folders_checked = context.workspace.check_folders();
+                }
+            }
+            let check_beside = git_done.is_some() && folders == Folders::Defer;
+            drop(apart.take());
+            let changes = git_done
+                .or_else(|| receiver.recv().ok())
+                .unwrap_or_else(|| Err(Diagnostic::new("internal error: reading the git range failed")));
+            let planned = std::thread::scope(|beside| {
+                let checking = check_beside.then(|| beside.spawn(|| context.workspace.check_folders()));
                 let history = Box::new(context.git.clone());
                 let planned =
                     changes.map_err(Diagnostics::from).and_then(|changes| context.plan_with(&owners, changes, history));
-                // A broken configuration is reported before any git problem.
-                if let Some(folders) = folders {
-                    folders.join().unwrap_or_else(|_| {
+                if let Some(checking) = checking {
+                    folders_checked = checking.join().unwrap_or_else(|_| {
                         Err(Diagnostic::new("internal error: checking the package folders failed").into())
-                    })?;
+                    });
                 }
-                tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
-                Ok::<_, Diagnostics>((planned?, prepared))
+                // A broken configuration is reported before any git problem.
+                folders_checked?;
+                planned
             })?;
+            drop(owners);
+            tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
             Ok((context, planned, prepared))
         })
     }

@@ -110,11 +110,6 @@ impl GitFailure {
 }
 
 impl Pending {
-    /// The process's id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Waits for the process and returns its standard output.
     pub fn finish(self) -> Result<Vec<u8>, GitFailure> {
         let output = self

@@ -2,14 +2,11 @@
 //!
 //! Reading a range takes one long command, `git diff`, and a short one
 //! beside it, `git log` for the commit messages. Started together, both
-//! begin on the caller's core and the log takes turns with the diff there,
-//! or with the work the caller does meanwhile: the plan waits for both, so
-//! every millisecond lost there is lost for good. Queued in [`Later`], the
-//! log starts when released — by the thread that waits for the range, once
-//! it has yielded to other work (see [`crate::cores::yield_to_others`]), so
-//! that the log, which inherits its priority, runs only on a core with
-//! nothing more urgent to do — or when its output is needed, whichever
-//! comes first.
+//! begin on the same core and the log takes turns with the diff there: the
+//! plan waits for the diff, so every millisecond lost there is lost for
+//! good. Queued in [`Later`], the log starts when the caller releases it —
+//! from its own core, once it has time to spare for it — or when its output
+//! is needed, whichever comes first.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -204,14 +204,6 @@ pub struct Reading<'a> {
 }
 
 impl Reading<'_> {
-    /// The process id of the `git diff` already running, if one is.
-    pub fn diff_process(&self) -> Option<u32> {
-        match &self.started {
-            Some(Ok(range)) => Some(range.reading.0.id()),
-            _ => None,
-        }
-    }
-
     /// Waits for git and returns the changes.
     pub fn finish(self) -> Result<ChangeSet, Diagnostic> {
         let Reading { git, selection, later, started } = self;
