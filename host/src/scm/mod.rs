@@ -170,55 +170,18 @@ pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
 /// Reads the changes selected by `selection`; `later` says when the commit
 /// log of a range may start beside its diff.
 pub fn changes(git: &Git, selection: &Selection, later: &Later) -> Result<ChangeSet, Diagnostic> {
-    start_changes(git, selection, later).finish()
-}
-
-/// Starts reading the changes selected by `selection`; [`Reading::finish`]
-/// waits for them.
-///
-/// A range named by the user starts its `git diff` here, on the calling
-/// thread, so that the diff — most of a plan's time — is under way before the
-/// caller does anything else, even if the thread that finishes the reading
-/// only gets a core later. Other selections need a few git calls in turn
-/// before their diff, and wait for `finish`.
-pub fn start_changes<'a>(git: &Git, selection: &Selection, later: &'a Later) -> Reading<'a> {
-    let started = match (&selection.base, selection.worktree) {
-        (Some(base_name), false) => {
-            let head_name = selection.head.as_deref().unwrap_or("HEAD");
-            Some(start_given_range(git, base_name, head_name, later))
-        }
-        _ => None,
-    };
-    Reading { git: git.clone(), selection: selection.clone(), later, started }
-}
-
-/// Changes being read: see [`start_changes`].
-#[derive(Debug)]
-#[must_use = "the changes are read only when finished"]
-pub struct Reading<'a> {
-    git: Git,
-    selection: Selection,
-    later: &'a Later,
-    /// A given range's git commands, already running (or why they could not start).
-    started: Option<Result<GivenRange<'a>, Diagnostic>>,
-}
-
-impl Reading<'_> {
-    /// Waits for git and returns the changes.
-    pub fn finish(self) -> Result<ChangeSet, Diagnostic> {
-        let Reading { git, selection, later, started } = self;
-        if let Some(started) = started {
-            return started?.finish(&git);
-        }
-        if selection.worktree {
-            return worktree_changes(&git);
-        }
+    if let (Some(base_name), false) = (&selection.base, selection.worktree) {
         let head_name = selection.head.as_deref().unwrap_or("HEAD");
-        let head = resolve(&git, head_name, "head")?;
-        let (base, origin) = default_base(&git, &head, head_name, selection.default_branch.as_deref())?;
-        let (files, commits) = finish_range(start_range(&git, base.as_deref(), &head, later)?)?;
-        Ok(ChangeSet { base, head: Some(head), origin, files, commits })
+        return start_given_range(git, base_name, head_name, later)?.finish(git);
     }
+    if selection.worktree {
+        return worktree_changes(git);
+    }
+    let head_name = selection.head.as_deref().unwrap_or("HEAD");
+    let head = resolve(git, head_name, "head")?;
+    let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
+    let (files, commits) = finish_range(start_range(git, base.as_deref(), &head, later)?)?;
+    Ok(ChangeSet { base, head: Some(head), origin, files, commits })
 }
 
 /// A range named by the user, its git commands running: resolving the
