@@ -80,7 +80,8 @@ impl DependencyGraph {
         self.dependency_slice(package).iter().map(|&dependency| dependency as usize)
     }
 
-    /// The packages `package` depends on directly, in ascending order.
+    /// [`DependencyGraph::dependencies`] as the graph keeps them, for
+    /// callers that store package indices as `u32` too.
     pub fn dependency_slice(&self, package: usize) -> &[u32] {
         match (self.starts.get(package), self.starts.get(package + 1)) {
             (Some(&start), Some(&end)) => &self.dependencies[start as usize..end as usize],
