@@ -74,7 +74,6 @@ impl Later {
 }
 
 /// A command in [`Later`]'s queue.
-#[derive(Debug)]
 #[must_use = "a queued command runs only once its output is asked for"]
 pub(super) struct Queued<'a> {
     later: &'a Later,

@@ -170,37 +170,22 @@ pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
 /// Reads the changes selected by `selection`; `later` says when the commit
 /// log of a range may start beside its diff.
 pub fn changes(git: &Git, selection: &Selection, later: &Later) -> Result<ChangeSet, Diagnostic> {
-    if let (Some(base_name), false) = (&selection.base, selection.worktree) {
-        let head_name = selection.head.as_deref().unwrap_or("HEAD");
-        return start_given_range(git, base_name, head_name, later)?.finish(git);
-    }
     if selection.worktree {
         return worktree_changes(git);
     }
     let head_name = selection.head.as_deref().unwrap_or("HEAD");
+    if let Some(base_name) = &selection.base {
+        return given_range(git, base_name, head_name, later);
+    }
     let head = resolve(git, head_name, "head")?;
     let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
     let (files, commits) = finish_range(start_range(git, base.as_deref(), &head, later)?)?;
     Ok(ChangeSet { base, head: Some(head), origin, files, commits })
 }
 
-/// A range named by the user, its git commands running: resolving the
-/// names and reading the range are independent, so the three overlap.
-#[derive(Debug)]
-struct GivenRange<'a> {
-    base_name: String,
-    head_name: String,
-    /// `rev-parse` of both ends, unless both are full hashes already.
-    resolving: Option<Pending>,
-    reading: (Pending, Queued<'a>),
-}
-
-fn start_given_range<'a>(
-    git: &Git,
-    base_name: &str,
-    head_name: &str,
-    later: &'a Later,
-) -> Result<GivenRange<'a>, Diagnostic> {
+/// A range named by the user: resolving the names and reading the range are
+/// independent, so the three git calls overlap.
+fn given_range(git: &Git, base_name: &str, head_name: &str, later: &Later) -> Result<ChangeSet, Diagnostic> {
     for (name, role) in [(base_name, "base"), (head_name, "head")] {
         if name.starts_with('-') {
             return Err(
@@ -219,32 +204,25 @@ fn start_given_range<'a>(
     } else {
         Some(git.start(&["rev-parse", &base_commit, &head_commit])?)
     };
-    Ok(GivenRange { base_name: base_name.to_string(), head_name: head_name.to_string(), resolving, reading })
-}
-
-impl GivenRange<'_> {
-    fn finish(self, git: &Git) -> Result<ChangeSet, Diagnostic> {
-        let GivenRange { base_name, head_name, resolving, reading } = self;
-        let shas = match resolving {
-            None => Some((base_name.to_ascii_lowercase(), head_name.to_ascii_lowercase())),
-            Some(resolving) => resolving.finish().ok().and_then(|out| {
-                let out = String::from_utf8_lossy(&out).into_owned();
-                let mut lines = out.lines().map(str::to_string);
-                Some((lines.next()?, lines.next()?))
-            }),
-        };
-        match (shas, finish_range(reading)) {
-            (Some((base, head)), Ok((files, commits))) => {
-                Ok(ChangeSet { base: Some(base), head: Some(head), origin: BaseOrigin::Given, files, commits })
-            }
-            (_, read) => {
-                // Name the end that does not resolve, else report what git said.
-                resolve(git, &base_name, "base")?;
-                resolve(git, &head_name, "head")?;
-                Err(read
-                    .err()
-                    .unwrap_or_else(|| Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))))
-            }
+    let shas = match resolving {
+        None => Some((base_name.to_ascii_lowercase(), head_name.to_ascii_lowercase())),
+        Some(resolving) => resolving.finish().ok().and_then(|out| {
+            let out = String::from_utf8_lossy(&out).into_owned();
+            let mut lines = out.lines().map(str::to_string);
+            Some((lines.next()?, lines.next()?))
+        }),
+    };
+    match (shas, finish_range(reading)) {
+        (Some((base, head)), Ok((files, commits))) => {
+            Ok(ChangeSet { base: Some(base), head: Some(head), origin: BaseOrigin::Given, files, commits })
+        }
+        (_, read) => {
+            // Name the end that does not resolve, else report what git said.
+            resolve(git, base_name, "base")?;
+            resolve(git, head_name, "head")?;
+            Err(read
+                .err()
+                .unwrap_or_else(|| Diagnostic::new(format!("cannot resolve `{base_name}` and `{head_name}`"))))
         }
     }
 }
