@@ -163,19 +163,120 @@ impl fmt::Display for SyntaxError {
 
 /// Parses a complete JSON document.
 pub fn parse(source: &str) -> Result<Node<'_>, SyntaxError> {
-    Parser::new(source, None).document()
+    Parser::new(source).document(None)
 }
 
 /// Parses a document and hands each item of the top-level array `key` to
-/// `on_item` as soon as it is read, instead of keeping it in the tree: the
-/// returned tree has that array empty. A large `loktar.json` is then
-/// validated package by package in a small, reused amount of memory.
+/// `on_item` to read, instead of keeping it in the tree: the returned tree
+/// has that array empty. A large `loktar.json` is then validated package by
+/// package, most of them without building a tree at all (see [`Item`]).
 pub fn parse_streaming<'a>(
     source: &'a str,
     key: &str,
-    on_item: &mut dyn FnMut(Node<'a>),
+    on_item: &mut dyn FnMut(Item<'_, 'a>) -> Result<(), SyntaxError>,
 ) -> Result<Node<'a>, SyntaxError> {
-    Parser::new(source, Some((key, on_item))).document()
+    Parser::new(source).document(Some((key, on_item)))
+}
+
+/// One item of a streamed array. The receiver reads it either plainly, piece
+/// by piece and without building a tree, for as long as it holds only what
+/// the receiver expects; or whole, as a [`Node`], with [`Item::node`], which
+/// starts again from the item's beginning whatever was read plainly before.
+/// It must do one or the other completely.
+#[derive(Debug)]
+pub struct Item<'p, 'a> {
+    parser: &'p mut Parser<'a>,
+    start: usize,
+    depth: usize,
+    keys_read: usize,
+}
+
+/// What [`Item`]'s plain reading returns when the item is not what the
+/// receiver expected there (or not valid JSON): read it with [`Item::node`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPlain;
+
+impl<'a> Item<'_, 'a> {
+    /// Byte offset of the item's first character.
+    pub fn offset(&self) -> usize {
+        self.start
+    }
+
+    /// The next key of the object the item is, or `None` after its last
+    /// member; the value is read next. Keys must be free of escapes, and an
+    /// empty object is not plain.
+    pub fn next_key(&mut self) -> Result<Option<&'a str>, NotPlain> {
+        let parser = &mut *self.parser;
+        parser.skip_whitespace();
+        match (parser.peek(), self.keys_read) {
+            (Some(b'{'), 0) | (Some(b','), 1..) => parser.pos += 1,
+            (Some(b'}'), 1..) => {
+                parser.pos += 1;
+                return Ok(None);
+            }
+            _ => return Err(NotPlain),
+        }
+        parser.skip_whitespace();
+        let (key, _) = parser.plain_string().ok_or(NotPlain)?;
+        parser.skip_whitespace();
+        if parser.peek() != Some(b':') {
+            return Err(NotPlain);
+        }
+        parser.pos += 1;
+        parser.skip_whitespace();
+        self.keys_read += 1;
+        Ok(Some(key))
+    }
+
+    /// Whether the next value is a string.
+    pub fn at_string(&self) -> bool {
+        self.parser.peek() == Some(b'"')
+    }
+
+    /// The next value, a string free of escapes, and the offset of its opening quote.
+    pub fn string(&mut self) -> Result<(&'a str, usize), NotPlain> {
+        self.parser.plain_string().ok_or(NotPlain)
+    }
+
+    /// The next value, an array of strings free of escapes: hands each to
+    /// `each` with the offset of its opening quote.
+    pub fn strings(&mut self, mut each: impl FnMut(&'a str, usize)) -> Result<(), NotPlain> {
+        let parser = &mut *self.parser;
+        if parser.peek() != Some(b'[') {
+            return Err(NotPlain);
+        }
+        parser.pos += 1;
+        parser.skip_whitespace();
+        if parser.peek() == Some(b']') {
+            parser.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let (text, offset) = parser.plain_string().ok_or(NotPlain)?;
+            each(text, offset);
+            parser.skip_whitespace();
+            match parser.peek() {
+                Some(b',') => parser.pos += 1,
+                Some(b']') => {
+                    parser.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(NotPlain),
+            }
+            parser.skip_whitespace();
+        }
+    }
+
+    /// The next value, whatever it is, as a tree.
+    pub fn value(&mut self) -> Result<Node<'a>, NotPlain> {
+        self.parser.value(self.depth + 1).map_err(|_| NotPlain)
+    }
+
+    /// The whole item as a tree, read from its beginning.
+    pub fn node(self) -> Result<Node<'a>, SyntaxError> {
+        self.parser.pos = self.start;
+        self.parser.value(self.depth)
+    }
 }
 
 /// Converts byte offsets into 1-based line and column numbers.
@@ -203,27 +304,32 @@ impl LineIndex {
 }
 
 /// Receives the items of one top-level array; see [`parse_streaming`].
-type Stream<'s, 'a> = (&'s str, &'s mut dyn FnMut(Node<'a>));
+type Stream<'s, 'a> = (&'s str, &'s mut dyn FnMut(Item<'_, 'a>) -> Result<(), SyntaxError>);
 
-struct Parser<'s, 'a> {
+#[derive(Debug)]
+struct Parser<'a> {
     src: &'a [u8],
     text: &'a str,
     pos: usize,
-    stream: Option<Stream<'s, 'a>>,
 }
 
-impl<'s, 'a> Parser<'s, 'a> {
-    fn new(text: &'a str, stream: Option<Stream<'s, 'a>>) -> Self {
-        Parser { src: text.as_bytes(), text, pos: 0, stream }
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        Parser { src: text.as_bytes(), text, pos: 0 }
     }
 
-    fn document(mut self) -> Result<Node<'a>, SyntaxError> {
+    fn document(mut self, stream: Option<Stream<'_, 'a>>) -> Result<Node<'a>, SyntaxError> {
         self.skip_whitespace();
         if self.pos == 0 && self.text.starts_with('\u{feff}') {
             self.pos = 3;
             self.skip_whitespace();
         }
-        let node = self.value(0)?;
+        let node = match stream {
+            Some(stream) if self.peek() == Some(b'{') => {
+                Node { offset: self.pos, value: self.object(0, Some(stream))? }
+            }
+            _ => self.value(0)?,
+        };
         self.skip_whitespace();
         if self.pos < self.src.len() {
             return Err(self.error("unexpected content after the end of the document"));
@@ -258,7 +364,7 @@ impl<'s, 'a> Parser<'s, 'a> {
         }
         let offset = self.pos;
         let value = match self.peek() {
-            Some(b'{') => self.object(depth)?,
+            Some(b'{') => self.object(depth, None)?,
             Some(b'[') => self.array(depth)?,
             Some(b'"') => Value::String(self.string()?),
             Some(b't') => self.literal("true", Value::Bool(true))?,
@@ -352,6 +458,22 @@ impl<'s, 'a> Parser<'s, 'a> {
         }
     }
 
+    /// A string free of escapes, and the offset of its opening quote; `None`
+    /// (with the position unchanged) for anything else.
+    fn plain_string(&mut self) -> Option<(&'a str, usize)> {
+        let open = self.pos;
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let end = open + 1 + plain_run(&self.src[open + 1..]);
+        if self.src.get(end) != Some(&b'"') {
+            return None;
+        }
+        let text = self.text.get(open + 1..end)?;
+        self.pos = end + 1;
+        Some((text, open))
+    }
+
     fn escape(&mut self, out: &mut String) -> Result<(), SyntaxError> {
         let Some(c) = self.peek() else {
             return Err(self.error("unfinished escape sequence"));
@@ -419,8 +541,11 @@ impl<'s, 'a> Parser<'s, 'a> {
         }
     }
 
-    /// The top-level array whose items go to the stream; returns it empty.
-    fn streamed_array(&mut self) -> Result<Node<'a>, SyntaxError> {
+    /// The top-level array whose items go to `on_item`; returns it empty.
+    fn streamed_array(
+        &mut self,
+        on_item: &mut dyn FnMut(Item<'_, 'a>) -> Result<(), SyntaxError>,
+    ) -> Result<Node<'a>, SyntaxError> {
         let offset = self.pos;
         self.pos += 1;
         self.skip_whitespace();
@@ -430,17 +555,15 @@ impl<'s, 'a> Parser<'s, 'a> {
         }
         loop {
             self.skip_whitespace();
-            let item = self.value(2)?;
-            if let Some((_, on_item)) = self.stream.as_mut() {
-                on_item(item);
-            }
+            on_item(Item { start: self.pos, parser: self, depth: 2, keys_read: 0 })?;
             if self.after_item(b']')? {
                 return Ok(Node { offset, value: Value::Array(Vec::new()) });
             }
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value<'a>, SyntaxError> {
+    /// An object; the array under the `stream` key, if any, goes to the stream.
+    fn object(&mut self, depth: usize, mut stream: Option<Stream<'_, 'a>>) -> Result<Value<'a>, SyntaxError> {
         self.pos += 1;
         // Package entries have around eight keys: avoid growing the vector key by key.
         let mut members = Vec::with_capacity(8);
@@ -462,9 +585,12 @@ impl<'s, 'a> Parser<'s, 'a> {
             }
             self.pos += 1;
             self.skip_whitespace();
-            let streamed =
-                depth == 0 && self.peek() == Some(b'[') && self.stream.as_ref().is_some_and(|(k, _)| key == *k);
-            let value = if streamed { self.streamed_array()? } else { self.value(depth + 1)? };
+            let value = match stream.as_mut() {
+                Some((streamed, on_item)) if key == *streamed && self.peek() == Some(b'[') => {
+                    self.streamed_array(&mut **on_item)?
+                }
+                _ => self.value(depth + 1)?,
+            };
             members.push(Member { key_offset, key, value });
             if self.after_item(b'}')? {
                 return Ok(Value::Object(members));

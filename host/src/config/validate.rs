@@ -2,15 +2,17 @@
 //! problem as a diagnostic instead of stopping at the first.
 //!
 //! This runs on every `loktar` call, for repositories with thousands of
-//! packages, so the happy path allocates little: strings are borrowed from
-//! the source, and positions stay byte offsets until an error needs a line.
+//! packages, so the happy path allocates little: an entry with nothing to
+//! report is read straight from the text into its package, without a tree;
+//! strings are borrowed from the source, and positions stay byte offsets
+//! until an error needs a line.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
 use std::path::Path;
 
 use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
-use super::json::{self, Member, Node, Value};
+use super::json::{self, Member, Node, NotPlain, Value};
 use super::{BuildInfo, NO_TEST, Package, PackageKind, PackageTable, Positions, Providers, SourceFile, show_dir};
 use crate::diagnostic::Diagnostic;
 use crate::suggest::closest;
@@ -23,11 +25,14 @@ pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>
     // copies it again and again into fresh memory.
     let mut packages = Vec::with_capacity(expected_packages(&source.text));
     let mut number = 0;
-    let mut on_package = |item: Node<'_>| {
+    let parsed = json::parse_streaming(&source.text, "packages", &mut |mut item| {
         number += 1;
-        packages.extend(validator.package(number, &item));
-    };
-    let parsed = json::parse_streaming(&source.text, "packages", &mut on_package);
+        match validator.plain_package(&mut item) {
+            Ok(package) => packages.push(package),
+            Err(NotPlain) => packages.extend(validator.package(number, &item.node()?)),
+        }
+        Ok(())
+    });
     let root = match parsed {
         Ok(root) => root,
         Err(error) => {
@@ -199,7 +204,7 @@ struct Entry<'n> {
 
 /// Indices into [`PACKAGE_FIELDS`], computed at compile time.
 mod key {
-    use super::field_index;
+    use super::{PACKAGE_FIELDS, field_index};
     pub(super) const PKG_NAME: usize = field_index("pkg_name");
     pub(super) const PKG_TYPE: usize = field_index("pkg_type");
     pub(super) const TEST_TYPE: usize = field_index("test_type");
@@ -212,6 +217,19 @@ mod key {
     pub(super) const ARTIFACT_NAME: usize = field_index("artifact_name");
     pub(super) const ARTIFACT_TYPE: usize = field_index("artifact_type");
     pub(super) const ARTIFACT_DIR: usize = field_index("artifact_dir");
+
+    /// For each field that is an older name, the index of the field it names.
+    pub(super) const ALIAS_OF: [Option<usize>; PACKAGE_FIELDS.len()] = {
+        let mut table = [None; PACKAGE_FIELDS.len()];
+        let mut index = 0;
+        while index < PACKAGE_FIELDS.len() {
+            if let Some(of) = PACKAGE_FIELDS[index].alias_of {
+                table[index] = Some(field_index(of));
+            }
+            index += 1;
+        }
+        table
+    };
 
     /// The index of a key. A `match` rather than a scan of the table: this
     /// runs for every key of every package.
@@ -299,7 +317,7 @@ impl std::fmt::Display for InBuildInfo<'_> {
     }
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
     /// The members of an object, first occurrence of each key only; reports
     /// every repeated key, prefixed with `context` (empty at the top level).
     fn unique<'m>(&mut self, context: &dyn std::fmt::Display, members: &'m [Member<'m>]) -> Vec<&'m Member<'m>> {
@@ -369,11 +387,12 @@ impl Validator<'_> {
         let label = Label { name, number };
         let problems_before = self.problems.len();
         let entry = self.read_entry(label, members);
-        for (index, field) in PACKAGE_FIELDS.iter().enumerate() {
-            if let (Some(of), Some(member)) = (field.alias_of, entry.get(index))
-                && entry.has(field_index(of))
+        for (index, alias_of) in key::ALIAS_OF.iter().enumerate() {
+            if let (Some(of), Some(member)) = (*alias_of, entry.get(index))
+                && entry.has(of)
             {
-                let message = format!("{label}: both `{of}` and its older name `{}` are set", field.name);
+                let (of, older) = (PACKAGE_FIELDS[of].name, PACKAGE_FIELDS[index].name);
+                let message = format!("{label}: both `{of}` and its older name `{older}` are set");
                 self.report(member.key_offset, message, Some(format!("keep only `{of}`")));
             }
         }
@@ -387,7 +406,7 @@ impl Validator<'_> {
             }
             return None;
         };
-        if let Some(bad) = name.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        if let Some(bad) = bad_name_char(name) {
             let hint = "use letters, digits, `_`, `-` and `.` only".to_string();
             self.report(name_offset, format!("{label}: the name contains `{bad}`"), Some(hint));
         }
@@ -395,28 +414,126 @@ impl Validator<'_> {
         if self.problems.len() > problems_before {
             return None;
         }
-        let (dir, dir_offset, dir_written) = folder?;
         let depends = entry.list(key::DEPENDS_ON);
-        Some(Package {
-            name: name.to_string(),
-            dir,
-            pkg_type: entry.text(key::PKG_TYPE).or(entry.text(key::ARTIFACT_TYPE)).map(|(t, _)| t.to_string()),
-            test_type: entry.text(key::TEST_TYPE).map(|(t, _)| t).filter(|t| *t != NO_TEST).map(str::to_string),
-            kind: entry.text(key::TYPE).map(|(t, _)| match t {
-                "service" => PackageKind::Service,
-                _ => PackageKind::Library,
-            }),
-            build_info: build_info(&entry),
-            depends_on: depends.iter().map(|(d, _)| (*d).to_string()).collect(),
-            dependencies_type: entry.strings(key::DEPENDENCIES_TYPE),
-            exclude_keywords: entry.strings(key::EXCLUDE_KEYWORDS),
-            positions: Positions {
+        let text = |key: usize| entry.text(key).map(|(text, _)| text);
+        let build_info = match entry.get(key::BUILD_INFO).map(|member| &member.value.value) {
+            Some(Value::Object(members)) => build_info(members),
+            _ => BuildInfo::default(),
+        };
+        Some(
+            Valid {
+                name,
                 entry: node.offset,
-                dir: dir_offset,
-                dir_written,
-                depends_on: depends.iter().map(|(_, offset)| *offset).collect(),
-            },
-        })
+                folder: folder?,
+                pkg_type: text(key::PKG_TYPE).or(text(key::ARTIFACT_TYPE)),
+                test_type: text(key::TEST_TYPE),
+                kind: text(key::TYPE),
+                build_info,
+                depends_on: depends.iter().map(|(name, _)| (*name).to_string()).collect(),
+                depends_at: depends.iter().map(|(_, offset)| *offset).collect(),
+                dependencies_type: entry.strings(key::DEPENDENCIES_TYPE),
+                exclude_keywords: entry.strings(key::EXCLUDE_KEYWORDS),
+            }
+            .into_package(),
+        )
+    }
+
+    /// Reads a package entry that has nothing to report, without building a
+    /// tree of it: known keys, once each, with strings (free of escapes) and
+    /// arrays of strings where the fields want them, and nothing a message
+    /// would be about. Any other entry is [`NotPlain`] — found at the first
+    /// thing out of the ordinary — and is then read whole by
+    /// [`Validator::package`], which explains what is wrong. Most entries
+    /// are plain, and building their trees was most of the time a plan took.
+    fn plain_package(&mut self, item: &mut json::Item<'_, 'a>) -> Result<Package, NotPlain> {
+        // A plain entry has no empty string anywhere: each field rejects one.
+        let filled =
+            |(text, offset): (&'a str, usize)| if text.is_empty() { Err(NotPlain) } else { Ok((text, offset)) };
+        let providers = self.providers;
+        let accepted = |role: Role, text: &str| if role.accepts(providers, text) { Ok(()) } else { Err(NotPlain) };
+        let mut texts: [Option<(&'a str, usize)>; PACKAGE_FIELDS.len()] = [None; PACKAGE_FIELDS.len()];
+        let mut seen = [false; PACKAGE_FIELDS.len()];
+        let (mut depends_on, mut depends_at) = (Vec::new(), Vec::new());
+        let (mut dependencies_type, mut exclude_keywords) = (Vec::new(), Vec::new());
+        let mut build_info = BuildInfo::default();
+        let mut all_filled = true;
+        while let Some(key) = item.next_key()? {
+            let index = key::of(key).ok_or(NotPlain)?;
+            if std::mem::replace(&mut seen[index], true) {
+                return Err(NotPlain);
+            }
+            match PACKAGE_FIELDS[index].shape {
+                Shape::Text | Shape::Folder => texts[index] = Some(filled(item.string()?)?),
+                Shape::Kind => {
+                    let (kind, offset) = item.string()?;
+                    if kind != "service" && kind != "library" {
+                        return Err(NotPlain);
+                    }
+                    texts[index] = Some((kind, offset));
+                }
+                Shape::Provider(role) => {
+                    let (name, offset) = item.string()?;
+                    accepted(role, name)?;
+                    texts[index] = Some((name, offset));
+                }
+                Shape::Providers(role) if item.at_string() => {
+                    let (name, _) = item.string()?;
+                    accepted(role, name)?;
+                    dependencies_type.push(name.to_string());
+                }
+                Shape::Providers(role) => {
+                    item.strings(|name, _| dependencies_type.push(name.to_string()))?;
+                    dependencies_type.iter().try_for_each(|name| accepted(role, name))?;
+                }
+                Shape::Names => item.strings(|name, offset| {
+                    all_filled &= !name.is_empty();
+                    depends_on.push(name.to_string());
+                    depends_at.push(offset);
+                })?,
+                Shape::Keywords => item.strings(|keyword, _| {
+                    all_filled &= !keyword.is_empty();
+                    exclude_keywords.push(keyword.to_string());
+                })?,
+                Shape::BuildInfo => {
+                    let node = item.value()?;
+                    let Value::Object(members) = &node.value else {
+                        return Err(NotPlain);
+                    };
+                    let problems_before = self.problems.len();
+                    self.check_build_info(Label { name: None, number: 0 }, members);
+                    if self.problems.len() > problems_before {
+                        self.problems.truncate(problems_before);
+                        return Err(NotPlain);
+                    }
+                    build_info = self::build_info(members);
+                }
+            }
+        }
+        let both_names =
+            key::ALIAS_OF.iter().enumerate().any(|(index, of)| of.is_some_and(|of| seen[index] && seen[of]));
+        if !all_filled || both_names {
+            return Err(NotPlain);
+        }
+        let (name, _) = texts[key::PKG_NAME].or(texts[key::ARTIFACT_NAME]).ok_or(NotPlain)?;
+        if bad_name_char(name).is_some() {
+            return Err(NotPlain);
+        }
+        let folder = resolve_folder(name, texts[key::PKG_DIR], texts[key::ARTIFACT_DIR], item.offset());
+        let text = |key: usize| texts[key].map(|(text, _)| text);
+        Ok(Valid {
+            name,
+            entry: item.offset(),
+            folder: folder.map_err(|_| NotPlain)?,
+            pkg_type: text(key::PKG_TYPE).or(text(key::ARTIFACT_TYPE)),
+            test_type: text(key::TEST_TYPE),
+            kind: text(key::TYPE),
+            build_info,
+            depends_on,
+            depends_at,
+            dependencies_type,
+            exclude_keywords,
+        }
+        .into_package())
     }
 
     /// Sorts the members into known fields, reporting unknown and repeated keys and wrong shapes.
@@ -444,31 +561,17 @@ impl Validator<'_> {
         entry
     }
 
-    /// Works out the package folder: `pkg_dir`, `artifact_dir/<name>`, or the name.
-    fn folder(
-        &mut self,
-        label: Label<'_>,
-        name: &str,
-        entry: &Entry<'_>,
-        entry_offset: usize,
-    ) -> Option<(String, usize, bool)> {
-        let (written, offset, key) = if let Some((dir, offset)) = entry.text(key::PKG_DIR) {
-            (Cow::Borrowed(dir), offset, "pkg_dir")
-        } else if let Some((parent, offset)) = entry.text(key::ARTIFACT_DIR) {
-            (Cow::Owned(format!("{parent}/{name}")), offset, "artifact_dir")
-        } else {
-            return match normalize_dir(name) {
-                Ok(dir) => Some((dir, entry_offset, false)),
-                Err(problem) => {
-                    let message = format!("{label}: the name cannot be used as a folder: {problem}");
-                    self.report(entry_offset, message, Some("set `pkg_dir`".into()));
-                    None
-                }
-            };
-        };
-        match normalize_dir(&written) {
-            Ok(dir) => Some((dir, offset, true)),
-            Err(problem) => {
+    /// Works out the package folder (see [`resolve_folder`]), reporting why it cannot be used.
+    fn folder(&mut self, label: Label<'_>, name: &str, entry: &Entry<'_>, entry_offset: usize) -> Option<Folder> {
+        let written = (entry.text(key::PKG_DIR), entry.text(key::ARTIFACT_DIR));
+        match resolve_folder(name, written.0, written.1, entry_offset) {
+            Ok(folder) => Some(folder),
+            Err(FolderProblem::Name(problem)) => {
+                let message = format!("{label}: the name cannot be used as a folder: {problem}");
+                self.report(entry_offset, message, Some("set `pkg_dir`".into()));
+                None
+            }
+            Err(FolderProblem::Written { key, offset, problem }) => {
                 let hint = "write a folder relative to the repository root, like `services/api`".to_string();
                 self.report(offset, format!("{label}: `{key}` {problem}"), Some(hint));
                 None
@@ -602,11 +705,9 @@ impl Validator<'_> {
     }
 }
 
-fn build_info(entry: &Entry<'_>) -> BuildInfo {
+/// The settings of a `build_info` object.
+fn build_info(members: &[Member<'_>]) -> BuildInfo {
     let mut info = BuildInfo::default();
-    let Some(Node { value: Value::Object(members), .. }) = entry.get(key::BUILD_INFO).map(|m| &m.value) else {
-        return info;
-    };
     for member in members {
         let text = match &member.value.value {
             Value::String(s) => Some(s.to_string()),
@@ -622,6 +723,81 @@ fn build_info(entry: &Entry<'_>) -> BuildInfo {
         }
     }
     info
+}
+
+/// A package folder: `a/b` form, the offset of where it is written (the
+/// entry's when implied by the name), and whether it is written.
+type Folder = (String, usize, bool);
+
+/// Why a package has no usable folder.
+enum FolderProblem {
+    /// The folder is implied by the name, which cannot be one.
+    Name(String),
+    /// The folder written under `key` cannot be used.
+    Written { key: &'static str, offset: usize, problem: String },
+}
+
+/// The package folder: `pkg_dir`, else `artifact_dir/<name>`, else the name.
+fn resolve_folder(
+    name: &str,
+    pkg_dir: Option<(&str, usize)>,
+    artifact_dir: Option<(&str, usize)>,
+    entry_offset: usize,
+) -> Result<Folder, FolderProblem> {
+    let (written, offset, key) = match (pkg_dir, artifact_dir) {
+        (Some((dir, offset)), _) => (Cow::Borrowed(dir), offset, "pkg_dir"),
+        (None, Some((parent, offset))) => (Cow::Owned(format!("{parent}/{name}")), offset, "artifact_dir"),
+        (None, None) => {
+            return normalize_dir(name).map(|dir| (dir, entry_offset, false)).map_err(FolderProblem::Name);
+        }
+    };
+    match normalize_dir(&written) {
+        Ok(dir) => Ok((dir, offset, true)),
+        Err(problem) => Err(FolderProblem::Written { key, offset, problem }),
+    }
+}
+
+/// The first character a package name may not hold, if any.
+fn bad_name_char(name: &str) -> Option<char> {
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
+    // Nearly every name is ASCII: checked byte by byte before any decoding.
+    if name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        return None;
+    }
+    name.chars().find(|&c| !allowed(c))
+}
+
+/// Everything a valid package entry says, however it was read.
+struct Valid<'t> {
+    name: &'t str,
+    entry: usize,
+    folder: Folder,
+    pkg_type: Option<&'t str>,
+    test_type: Option<&'t str>,
+    kind: Option<&'t str>,
+    build_info: BuildInfo,
+    depends_on: Vec<String>,
+    depends_at: Vec<usize>,
+    dependencies_type: Vec<String>,
+    exclude_keywords: Vec<String>,
+}
+
+impl Valid<'_> {
+    fn into_package(self) -> Package {
+        let (dir, dir_offset, dir_written) = self.folder;
+        Package {
+            name: self.name.to_string(),
+            dir,
+            pkg_type: self.pkg_type.map(str::to_string),
+            test_type: self.test_type.filter(|test| *test != NO_TEST).map(str::to_string),
+            kind: self.kind.map(|kind| if kind == "service" { PackageKind::Service } else { PackageKind::Library }),
+            build_info: self.build_info,
+            depends_on: self.depends_on,
+            dependencies_type: self.dependencies_type,
+            exclude_keywords: self.exclude_keywords,
+            positions: Positions { entry: self.entry, dir: dir_offset, dir_written, depends_on: self.depends_at },
+        }
+    }
 }
 
 /// Normalises a folder written in `loktar.json` to `a/b` form (`""` for the root).
@@ -715,6 +891,95 @@ mod tests {
         assert_eq!(check(&["a", "c", "z"]), Vec::<String>::new());
         assert_eq!(check(&["a", "b"]), ["package `b`: `group/b` is a file, not a folder"]);
         assert_eq!(check(&["z", "d"]), ["package `d`: folder `group/d` does not exist"]);
+    }
+
+    /// Reads one entry both ways: plainly if it can be, then whole.
+    fn both_ways(entry: &str) -> (Option<Package>, Option<Package>, Vec<String>) {
+        let source = SourceFile::new("loktar.json", format!(r#"{{"packages": [{entry}]}}"#));
+        let providers = Providers::builtin();
+        let mut validator = Validator { source: &source, providers: &providers, problems: Vec::new() };
+        let (mut plain, mut whole) = (None, None);
+        json::parse_streaming(&source.text, "packages", &mut |mut item| {
+            plain = validator.plain_package(&mut item).ok();
+            whole = validator.package(1, &item.node()?);
+            Ok(())
+        })
+        .expect("valid JSON");
+        (plain, whole, validator.problems.into_iter().map(|problem| problem.message).collect())
+    }
+
+    #[test]
+    fn an_entry_is_read_plainly_exactly_when_it_has_nothing_to_report() {
+        let plain = [
+            r#"{"pkg_name": "a"}"#,
+            r#"{ "pkg_name" : "a" , "pkg_dir" : "x/./y/" }"#,
+            r#"{"pkg_name": "api", "pkg_dir": "rest/api", "pkg_type": "docker", "test_type": "make",
+                "type": "service", "depends_on": ["lib", "base"], "dependencies_type": "dockerfile",
+                "exclude_dependencies_only_on_keywords": ["CLN", "DOC"],
+                "build_info": {"build_type": "local", "registry_type": "quay", "storage_type": "s3", "n": [1]}}"#,
+            r#"{"artifact_name": "lib", "artifact_dir": "libs", "artifact_type": "whl", "build_info": {}}"#,
+            r#"{"pkg_name": "svc", "test_type": "no-test", "depends_on": [], "type": "library",
+                "dependencies_type": ["python_requirements", "docker_compose"]}"#,
+            r#"{"pkg_name": "é-ü_1.0"}"#,
+        ];
+        for entry in plain {
+            let (plain, whole, problems) = both_ways(entry);
+            assert_eq!(problems, Vec::<String>::new(), "{entry}");
+            assert!(plain.is_some(), "{entry}");
+            assert_eq!(plain, whole, "{entry}");
+        }
+        let reported = [
+            "{}",
+            "[]",
+            r#""a""#,
+            r#"{"pkg_dir": "a"}"#,
+            r#"{"pkg_name": ""}"#,
+            r#"{"pkg_name": "a b"}"#,
+            r#"{"pkg_name": ".."}"#,
+            r#"{"pkg_name": "a", "pkg_name": "b"}"#,
+            r#"{"pkg_nmae": "a"}"#,
+            r#"{"pkg_name": "a", "artifact_name": "a"}"#,
+            r#"{"pkg_name": "a", "pkg_dir": "../x"}"#,
+            r#"{"pkg_name": "a", "pkg_dir": 3}"#,
+            r#"{"pkg_name": "a", "type": "daemon"}"#,
+            r#"{"pkg_name": "a", "pkg_type": "rpm"}"#,
+            r#"{"pkg_name": "a", "test_type": ""}"#,
+            r#"{"pkg_name": "a", "depends_on": "b"}"#,
+            r#"{"pkg_name": "a", "depends_on": ["b", ""]}"#,
+            r#"{"pkg_name": "a", "depends_on": ["b", 1]}"#,
+            r#"{"pkg_name": "a", "dependencies_type": ["dockerfile", "nope"]}"#,
+            r#"{"pkg_name": "a", "dependencies_type": "nope"}"#,
+            r#"{"pkg_name": "a", "exclude_dependencies_only_on_keywords": [""]}"#,
+            r#"{"pkg_name": "a", "build_info": {"registry_type": "nope"}}"#,
+            r#"{"pkg_name": "a", "build_info": {"build_type": "local", "build_type": "url"}}"#,
+            r#"{"pkg_name": "a", "build_info": []}"#,
+        ];
+        for entry in reported {
+            let (plain, _, problems) = both_ways(entry);
+            assert!(plain.is_none() && !problems.is_empty(), "{entry}: {problems:?}");
+        }
+        // Escapes need decoding, so the entry is read whole, to the same effect.
+        let (plain, whole, problems) = both_ways(r#"{"pkg_name": "a\u0062", "pkg_dir": "x\/y"}"#);
+        assert!(plain.is_none() && problems.is_empty());
+        assert_eq!(whole.map(|package| (package.name, package.dir)), Some(("ab".into(), "x/y".into())));
+    }
+
+    #[test]
+    fn entries_after_one_read_whole_are_read_in_place() {
+        let source = SourceFile::new(
+            "loktar.json",
+            "{\"packages\": [{\"pkg_name\": \"a\"},\n {\"pkg_name\": \"b\", \"x\": 1},\n {\"pkg_name\": \"c\"}]}"
+                .to_string(),
+        );
+        let (packages, _, problems) = parse(&source, &Providers::builtin());
+        let names: Vec<&str> = packages.iter().map(|package| package.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            (problems[0].message.as_str(), problems[0].location.as_ref().map(|l| (l.line, l.column))),
+            ("package `b`: unknown key `x`", Some((2, 20)))
+        );
+        assert_eq!(packages[1].positions.entry, source.text.rfind('{').expect("third entry"));
     }
 
     #[test]
