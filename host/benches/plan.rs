@@ -1,6 +1,8 @@
 //! Benchmark: `loktar plan` against plain `git diff --name-only` on the same
-//! range of a synthetic monorepo, reported as a ratio of medians (the two
-//! commands run in turns), with the spread of the ratios within each turn.
+//! range of a synthetic monorepo, reported as a ratio of medians (the
+//! commands run in turns), with the spread of the ratios within each turn,
+//! and the ratio in a fresh clone, where loktar has not yet remembered
+//! which package folders exist.
 //!
 //! `cargo bench --bench plan` runs the two sizes the project tracks (1,000 and
 //! 10,000 packages, 20 files each, 1,000 changed files); `cargo bench --bench
@@ -52,9 +54,22 @@ fn main() {
             "--head",
             &synthetic.head,
         ]);
-        let turns = measure_alternately(&mut git_diff, &mut loktar_plan);
-        let (git, loktar) = (median(turns.iter().map(|t| t.0).collect()), median(turns.iter().map(|t| t.1).collect()));
-        let mut per_turn: Vec<f64> = turns.iter().map(|(git, loktar)| ratio(*loktar, *git)).collect();
+        // Once the checkout is a second old, loktar remembers which package
+        // folders exist (see `config::folders`); a fresh clone has not yet.
+        std::thread::sleep(Duration::from_millis(1_100));
+        let forget_folders = || {
+            let _ = std::fs::remove_file(repo.join(".git/loktar/folders"));
+        };
+        let mut fresh_plan = Command::new(env!("CARGO_BIN_EXE_loktar"));
+        fresh_plan.current_dir(&repo).args(loktar_plan.get_args());
+        let turns = measure_alternately(&mut [
+            (&mut git_diff, None),
+            (&mut loktar_plan, None),
+            (&mut fresh_plan, Some(&forget_folders)),
+        ]);
+        let series = |index: usize| median(turns.iter().map(|turn| turn[index]).collect());
+        let (git, loktar, fresh) = (series(0), series(1), series(2));
+        let mut per_turn: Vec<f64> = turns.iter().map(|turn| ratio(turn[1], turn[0])).collect();
         per_turn.sort_by(f64::total_cmp);
         let quartile = |q: usize| per_turn[(per_turn.len() - 1) * q / 4];
         println!(
@@ -67,26 +82,42 @@ fn main() {
             quartile(1),
             quartile(3),
         );
+        println!(
+            "          (in a fresh clone, before the folders are remembered: {:.1}ms, ratio {:.2})",
+            ms(fresh),
+            ratio(fresh, git)
+        );
         let _ = std::io::stdout().flush();
         check_plan(&repo, &synthetic);
     }
 }
 
-/// The wall times of `RUNS` turns of two commands that must succeed, each
-/// turn running one then the other so that both see the same machine: a
+/// A command to time, and what to do before each of its runs, untimed.
+type Benchmarked<'a> = (&'a mut Command, Option<&'a dyn Fn()>);
+
+/// The wall times of `RUNS` turns of commands that must succeed, each turn
+/// running each command once, in order, so that all see the same machine: a
 /// shared virtual machine speeds up and slows down over seconds, which would
 /// favour whichever command happened to run in a quiet spell. The spread of
-/// the per-turn ratios shows how much the machine drifted.
-fn measure_alternately(first: &mut Command, second: &mut Command) -> Vec<(Duration, Duration)> {
-    let time = |command: &mut Command| {
-        let start = Instant::now();
-        let status = command.stdout(Stdio::null()).status().expect("start command");
-        assert!(status.success(), "benchmarked command failed: {status}");
-        start.elapsed()
+/// the per-turn ratios shows how much the machine drifted. A command's
+/// `before`, if any, runs untimed before each of its runs.
+fn measure_alternately(commands: &mut [Benchmarked<'_>]) -> Vec<Vec<Duration>> {
+    let mut turn = || {
+        commands
+            .iter_mut()
+            .map(|(command, before)| {
+                if let Some(before) = before {
+                    before();
+                }
+                let start = Instant::now();
+                let status = command.stdout(Stdio::null()).status().expect("start command");
+                assert!(status.success(), "benchmarked command failed: {status}");
+                start.elapsed()
+            })
+            .collect()
     };
-    time(first);
-    time(second);
-    (0..RUNS).map(|_| (time(first), time(second))).collect()
+    turn();
+    (0..RUNS).map(|_| turn()).collect()
 }
 
 /// The benchmark must time a real plan: the affected set is not empty.

@@ -5,6 +5,7 @@
 //! and all of them are reported together.
 
 mod fields;
+mod folders;
 pub mod json;
 mod providers;
 mod table;
@@ -165,7 +166,7 @@ impl Workspace {
         let (packages, indexed, mut problems) = validate::parse(&manifest, providers);
         tracing::debug!(elapsed = ?started.elapsed(), packages = packages.len(), "loktar.json parsed");
         if !problems.is_empty() {
-            problems.extend(validate::check_folders(root, &manifest, &packages));
+            problems.extend(folders::check_folders(root, &manifest, &packages));
             return Err(in_file_order(problems));
         }
         // Validation has indexed the packages and resolved their dependencies already.
@@ -176,7 +177,7 @@ impl Workspace {
     /// Checks that every package folder exists in the working tree.
     pub fn check_folders(&self) -> Result<(), Diagnostics> {
         let started = std::time::Instant::now();
-        let problems = validate::check_folders(&self.root, &self.manifest, &self.packages);
+        let problems = folders::check_folders(&self.root, &self.manifest, &self.packages);
         tracing::debug!(elapsed = ?started.elapsed(), "package folders checked");
         if problems.is_empty() { Ok(()) } else { Err(in_file_order(problems)) }
     }

@@ -7,9 +7,7 @@
 //! strings are borrowed from the source, and positions stay byte offsets
 //! until an error needs a line.
 
-use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
-use std::path::Path;
 
 use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
 use super::json::{self, Member, Node, NotPlain, Value};
@@ -67,111 +65,6 @@ fn expected_packages(text: &str) -> usize {
     // (a plugin setting ending so only makes the guess larger).
     let names = memchr::memmem::find_iter(text.as_bytes(), b"_name\"").count();
     names.min(text.len() / "{\"pkg_name\":\"x\"}".len())
-}
-
-/// Checks that every package folder exists in the working tree.
-///
-/// Each parent folder is listed once instead of asking about every package
-/// folder: with thousands of packages this is the difference between a few
-/// dozen system calls and thousands. The listing is read in place, without
-/// keeping or copying the names of the entries.
-pub(super) fn check_folders(root: &Path, source: &SourceFile, packages: &[Package]) -> Vec<Diagnostic> {
-    let mut by_parent: HashMap<&str, Vec<(&str, &Package)>> = HashMap::default();
-    for package in packages.iter().filter(|package| !package.dir.is_empty()) {
-        let (parent, leaf) = package.dir.rsplit_once('/').unwrap_or(("", &package.dir));
-        by_parent.entry(parent).or_default().push((leaf, package));
-    }
-    let mut problems = Vec::new();
-    let mut buffer = vec![std::mem::MaybeUninit::uninit(); 64 * 1024];
-    for (parent, wanted) in by_parent {
-        // Each wanted name, then whether the listing has it and it is a folder.
-        let mut found: HashMap<&[u8], Option<bool>> = wanted.iter().map(|(leaf, _)| (leaf.as_bytes(), None)).collect();
-        find_entries(&root.join(parent), &mut found, &mut buffer);
-        for (leaf, package) in wanted {
-            match found.get(leaf.as_bytes()).copied().flatten() {
-                Some(true) => {}
-                Some(false) => problems.push(
-                    Diagnostic::new(format!(
-                        "package `{}`: `{}` is a file, not a folder",
-                        package.name,
-                        show_dir(&package.dir)
-                    ))
-                    .at(source.location(package.positions.dir))
-                    .hint("set `pkg_dir` to the folder that holds the package"),
-                ),
-                None => problems.push(missing_folder(root, source, package)),
-            }
-        }
-    }
-    problems
-}
-
-/// Lists `dir` and records, for each name in `found` that it holds, whether
-/// that entry is a folder (symlinks followed). A folder that cannot be
-/// listed holds none of them. Listing stops once every name is found,
-/// which saves the last read: it only reports the end of the listing, yet
-/// on ext4 costs about a third as much as reading two hundred names.
-fn find_entries(dir: &Path, found: &mut HashMap<&[u8], Option<bool>>, buffer: &mut [std::mem::MaybeUninit<u8>]) {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
-
-    let Ok(fd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
-        return;
-    };
-    let mut entries = RawDir::new(&fd, buffer);
-    // A listing names each entry once, so each name is found at most once.
-    let mut unfound = found.len();
-    while unfound > 0
-        && let Some(Ok(entry)) = entries.next()
-    {
-        let Some(slot) = found.get_mut(entry.file_name().to_bytes()) else {
-            continue;
-        };
-        unfound -= 1;
-        *slot = Some(match entry.file_type() {
-            FileType::Directory => true,
-            FileType::Symlink | FileType::Unknown => rustix::fs::statat(&fd, entry.file_name(), AtFlags::empty())
-                .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory),
-            _ => false,
-        });
-    }
-}
-
-fn missing_folder(root: &Path, source: &SourceFile, package: &Package) -> Diagnostic {
-    let guess = closest_existing_folder(root, &package.dir);
-    let message = format!("package `{}`: folder `{}` does not exist", package.name, package.dir);
-    let hint = match (package.positions.dir_written, guess) {
-        (false, Some(guess)) => format!(
-            "without `pkg_dir` the folder is the package name; set `\"pkg_dir\": \"{guess}\"` if that is its folder"
-        ),
-        (false, None) => {
-            "without `pkg_dir` the folder is the package name; set `pkg_dir` to the package's folder".to_string()
-        }
-        (true, Some(guess)) => format!("did you mean `{guess}`? `pkg_dir` is relative to the repository root"),
-        (true, None) => "`pkg_dir` is relative to the repository root; create the folder or fix the path".to_string(),
-    };
-    Diagnostic::new(message).at(source.location(package.positions.dir)).hint(hint)
-}
-
-/// Walks `dir` component by component, replacing each missing one with the
-/// closest existing folder, to suggest what the user probably meant.
-fn closest_existing_folder(root: &Path, dir: &str) -> Option<String> {
-    let mut found: Vec<String> = Vec::new();
-    for part in dir.split('/') {
-        let here = root.join(found.join("/"));
-        if here.join(part).is_dir() {
-            found.push(part.to_string());
-            continue;
-        }
-        let folders: Vec<String> = std::fs::read_dir(&here)
-            .ok()?
-            .filter_map(Result::ok)
-            .filter(|entry| entry.path().is_dir())
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| name != ".git")
-            .collect();
-        found.push(closest(part, folders.iter().map(String::as_str))?.to_string());
-    }
-    Some(found.join("/"))
 }
 
 /// How a package is named in messages: by name, or by position when it has none.
@@ -870,27 +763,6 @@ mod tests {
         assert_eq!(normalize_dir(".gitx/..y").as_deref(), Ok(".gitx/..y"));
         assert!(normalize_dir("a\\b").is_err());
         assert!(normalize_dir("a/..").is_err());
-    }
-
-    #[test]
-    fn checks_folders_among_many_entries_of_one_parent() {
-        let root = tempfile::tempdir().expect("temp dir");
-        for name in ["a", "c", "x", "y", "z"] {
-            std::fs::create_dir_all(root.path().join("group").join(name)).expect("mkdir");
-        }
-        std::fs::write(root.path().join("group/b"), "").expect("write");
-        let check = |names: &[&str]| {
-            let entries: Vec<String> =
-                names.iter().map(|n| format!(r#"{{"pkg_name": "{n}", "pkg_dir": "group/{n}"}}"#)).collect();
-            let source = SourceFile::new("loktar.json", format!(r#"{{"packages": [{}]}}"#, entries.join(", ")));
-            let (packages, _, problems) = parse(&source, &Providers::builtin());
-            assert_eq!(problems, []);
-            let problems = check_folders(root.path(), &source, &packages);
-            problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
-        };
-        assert_eq!(check(&["a", "c", "z"]), Vec::<String>::new());
-        assert_eq!(check(&["a", "b"]), ["package `b`: `group/b` is a file, not a folder"]);
-        assert_eq!(check(&["z", "d"]), ["package `d`: folder `group/d` does not exist"]);
     }
 
     /// Reads one entry both ways: plainly if it can be, then whole.
