@@ -15,12 +15,12 @@
 //! after a listing could leave it unchanged. So a parent is remembered only
 //! once it has been left alone for [`SETTLED`].
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::BuildHasher;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 
 use super::{Package, SourceFile, show_dir};
 use crate::diagnostic::Diagnostic;
@@ -46,7 +46,7 @@ struct Checked {
 fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Duration) -> Checked {
     let mut by_parent: HashMap<&str, Vec<(&str, &Package)>> = HashMap::default();
     for package in packages.iter().filter(|package| !package.dir.is_empty()) {
-        let (parent, leaf) = package.dir.rsplit_once('/').unwrap_or(("", &package.dir));
+        let (parent, leaf) = split_parent(&package.dir);
         by_parent.entry(parent).or_default().push((leaf, package));
     }
     let memory = Memory::of(root);
@@ -135,11 +135,29 @@ impl Seen {
     }
 }
 
+/// A folder's parent (`""` for the root) and its own name.
+fn split_parent(dir: &str) -> (&str, &str) {
+    // The last `/` is near the end, and found without a searcher's set-up.
+    match dir.bytes().rposition(|byte| byte == b'/') {
+        Some(slash) => (&dir[..slash], &dir[slash + 1..]),
+        None => ("", dir),
+    }
+}
+
 /// A digest of a set of names that does not depend on their order: the sum
-/// of a strong hash of each (SipHash with fixed keys).
+/// of a hash of each, mixed so that sums of hashes do not cancel out as
+/// sums of the plain multiplicative hashes would (`p1 + p2` and `p0 + p3`).
 fn digest<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    names.fold(0u64, |sum, name| sum.wrapping_add(hasher.hash_one(name)))
+    names.fold(0u64, |sum, name| sum.wrapping_add(mix(FxBuildHasher.hash_one(name))))
+}
+
+/// MurmurHash3's finalizer: every bit of the input affects every bit of the output.
+fn mix(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 /// Where the parents found complete are remembered: in the repository's git

@@ -57,14 +57,14 @@ pub(super) struct Indexed {
     pub(super) dependencies: Vec<u32>,
 }
 
-/// About how many packages the text holds, counted far faster than parsing
-/// it: the keys that name a package, but never more entries than fit in the
-/// text (none is shorter than `{"pkg_name":"x"}`).
+/// At least as many packages as the text holds, counted far faster than
+/// parsing it: the opening braces (each entry has one; the top level, and a
+/// `build_info`, only make the guess larger, which costs no memory that is
+/// not written), but never more entries than fit in the text (none is
+/// shorter than `{"pkg_name":"x"}`).
 fn expected_packages(text: &str) -> usize {
-    // One pass for both keys: `"pkg_name"` and `"artifact_name"` end alike
-    // (a plugin setting ending so only makes the guess larger).
-    let names = memchr::memmem::find_iter(text.as_bytes(), b"_name\"").count();
-    names.min(text.len() / "{\"pkg_name\":\"x\"}".len())
+    let braces = memchr::memchr_iter(b'{', text.as_bytes()).count();
+    braces.min(text.len() / "{\"pkg_name\":\"x\"}".len())
 }
 
 /// How a package is named in messages: by name, or by position when it has none.
@@ -696,8 +696,7 @@ impl Valid<'_> {
 /// Normalises a folder written in `loktar.json` to `a/b` form (`""` for the root).
 fn normalize_dir(written: &str) -> Result<String, String> {
     // Nearly every folder is already normal; this runs for each package.
-    let plain = |part: &[u8]| !matches!(part, b"" | b"." | b".." | b".git");
-    if !written.as_bytes().contains(&b'\\') && written.as_bytes().split(|&b| b == b'/').all(plain) {
+    if is_normal(written.as_bytes()) {
         return Ok(written.to_string());
     }
     if written.starts_with('/') {
@@ -716,6 +715,22 @@ fn normalize_dir(written: &str) -> Result<String, String> {
         }
     }
     Ok(parts.join("/"))
+}
+
+/// Whether a folder is already in `a/b` form: no `\\`, and no part empty,
+/// `.`, `..` or `.git`. One pass over the bytes.
+fn is_normal(dir: &[u8]) -> bool {
+    let plain = |part: &[u8]| !matches!(part, b"" | b"." | b".." | b".git");
+    let mut part_start = 0;
+    for (index, &byte) in dir.iter().enumerate() {
+        match byte {
+            b'\\' => return false,
+            b'/' if !plain(&dir[part_start..index]) => return false,
+            b'/' => part_start = index + 1,
+            _ => {}
+        }
+    }
+    plain(&dir[part_start..])
 }
 
 fn to_serde(value: &Value<'_>) -> serde_json::Value {
@@ -744,11 +759,11 @@ mod tests {
     }
 
     #[test]
-    fn expects_as_many_packages_as_names_within_the_text() {
-        assert_eq!(expected_packages(r#"{"packages": [{"pkg_name": "a"}, {"artifact_name": "b"}]}"#), 2);
-        assert_eq!(expected_packages(r#"{"packages": []}"#), 0);
-        // Keys without room for entries do not reserve room for packages.
-        assert_eq!(expected_packages(&"\"pkg_name\"".repeat(8)), 5);
+    fn expects_at_least_as_many_packages_as_the_text_holds() {
+        assert_eq!(expected_packages(r#"{"packages": [{"pkg_name": "a"}, {"artifact_name": "b"}]}"#), 3);
+        assert_eq!(expected_packages(r#"{"packages": []}"#), 1);
+        // Braces without room for entries do not reserve room for packages.
+        assert_eq!(expected_packages(&"{".repeat(80)), 5);
     }
 
     #[test]
@@ -763,6 +778,22 @@ mod tests {
         assert_eq!(normalize_dir(".gitx/..y").as_deref(), Ok(".gitx/..y"));
         assert!(normalize_dir("a\\b").is_err());
         assert!(normalize_dir("a/..").is_err());
+    }
+
+    #[test]
+    fn a_folder_is_normal_exactly_when_no_part_needs_normalizing() {
+        let parts = ["", ".", "..", ".git", "a", ".gitx", "..y", "é", "a\\b"];
+        let slow =
+            |dir: &str| !dir.contains('\\') && dir.split('/').all(|part| !matches!(part, "" | "." | ".." | ".git"));
+        for first in parts {
+            for second in parts {
+                for third in parts {
+                    for dir in [first.to_string(), format!("{first}/{second}"), format!("{first}/{second}/{third}")] {
+                        assert_eq!(is_normal(dir.as_bytes()), slow(&dir), "{dir:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// Reads one entry both ways: plainly if it can be, then whole.
