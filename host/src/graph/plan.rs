@@ -128,7 +128,8 @@ impl Plan {
         }
         let order = by_level(&level);
         let mut position = vec![UNSET; count];
-        let mut because_of = Vec::new();
+        // At most every dependency of every package: sized once, not grown step by step.
+        let mut because_of = Vec::with_capacity(graph.dependencies.len());
         let steps: Vec<Step> = order
             .into_iter()
             .enumerate()
