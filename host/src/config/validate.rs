@@ -402,9 +402,9 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        let both_names =
+        let older_beside_newer =
             key::ALIAS_OF.iter().enumerate().any(|(index, of)| of.is_some_and(|of| seen[index] && seen[of]));
-        if !all_filled || both_names {
+        if !all_filled || older_beside_newer {
             return Err(NotPlain);
         }
         let (name, _) = texts[key::PKG_NAME].or(texts[key::ARTIFACT_NAME]).ok_or(NotPlain)?;
