@@ -55,7 +55,8 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
     let now = SystemTime::now();
     let mut checked = Checked { problems: Vec::new(), listed: Vec::new() };
     let mut verified: HashMap<String, Seen> = HashMap::default();
-    let mut buffer = vec![std::mem::MaybeUninit::uninit(); 64 * 1024];
+    // For listings: none when every parent is remembered.
+    let mut buffer = Vec::new();
     for (parent, wanted) in by_parent {
         let dir = root.join(parent);
         // Only worth knowing when the parent can be remembered: a line of the file each.
@@ -70,6 +71,7 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
         checked.listed.push(parent.to_string());
         // Each wanted name, then whether the listing has it and it is a folder.
         let mut found: HashMap<&[u8], Option<bool>> = wanted.iter().map(|(leaf, _)| (leaf.as_bytes(), None)).collect();
+        buffer.resize(64 * 1024, std::mem::MaybeUninit::uninit());
         let followed_links = find_entries(&dir, &mut found, &mut buffer);
         let problems_before = checked.problems.len();
         for (leaf, package) in wanted {
