@@ -369,25 +369,26 @@ impl<'a> Validator<'a> {
                     accepted(role, name)?;
                     texts[index] = Some((name, offset));
                 }
-                Shape::Providers(role) if item.at_string() => {
+                // The lists and `build_info` each have a place of their own below.
+                Shape::Providers(role) if index == key::DEPENDENCIES_TYPE && item.at_string() => {
                     let (name, _) = item.string()?;
                     accepted(role, name)?;
                     dependencies_type.push(name.to_string());
                 }
-                Shape::Providers(role) => {
+                Shape::Providers(role) if index == key::DEPENDENCIES_TYPE => {
                     item.strings(|name, _| dependencies_type.push(name.to_string()))?;
                     dependencies_type.iter().try_for_each(|name| accepted(role, name))?;
                 }
-                Shape::Names => item.strings(|name, offset| {
+                Shape::Names if index == key::DEPENDS_ON => item.strings(|name, offset| {
                     all_filled &= !name.is_empty();
                     depends_on.push(name.to_string());
                     depends_at.push(offset);
                 })?,
-                Shape::Keywords => item.strings(|keyword, _| {
+                Shape::Keywords if index == key::EXCLUDE_KEYWORDS => item.strings(|keyword, _| {
                     all_filled &= !keyword.is_empty();
                     exclude_keywords.push(keyword.to_string());
                 })?,
-                Shape::BuildInfo => {
+                Shape::BuildInfo if index == key::BUILD_INFO => {
                     let node = item.value()?;
                     let Value::Object(members) = &node.value else {
                         return Err(NotPlain);
@@ -400,6 +401,8 @@ impl<'a> Validator<'a> {
                     }
                     build_info = self::build_info(members);
                 }
+                // A field of these shapes with no place here yet: read whole.
+                Shape::Providers(_) | Shape::Names | Shape::Keywords | Shape::BuildInfo => return Err(NotPlain),
             }
         }
         let older_beside_newer =
