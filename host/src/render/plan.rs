@@ -130,6 +130,9 @@ impl Report<'_> {
     /// fresh memory would cost more than writing it. `fixed` holds the
     /// workspace's packages, written beforehand.
     pub fn write_json(&self, fixed: &PackageJson, sink: &mut dyn Write) -> io::Result<()> {
+        if self.plan.steps.len() * PackageJson::READ_THROUGH_SHARE >= self.workspace.packages.len() {
+            fixed.read_through();
+        }
         let mut out = JsonOut { text: String::with_capacity(JsonOut::CHUNK + 4096), sink };
         let origin = serde_json::to_string(&self.changes.origin).unwrap_or_else(|_| "null".into());
         out.raw(&format!("{{\"schema_version\":{SCHEMA_VERSION},\"base\":"));
@@ -256,6 +259,23 @@ impl PackageJson {
             starts.push(text.len());
         }
         PackageJson { text, starts, name_ends }
+    }
+
+    /// A plan with at least 1 in this many of the packages reads the fixed
+    /// fields through before writing (see [`PackageJson::read_through`]).
+    const READ_THROUGH_SHARE: usize = 32;
+
+    /// Reads the fixed fields through once, in order, for writing the plan
+    /// to find them in the CPU's caches. Written while git reads the range,
+    /// they have left the caches by the time the plan is known, and the plan
+    /// visits its packages out of order (by level), each visit waiting for
+    /// memory: about 1 ms at 10,000 packages. Read in order, one byte of each
+    /// 64-byte cache line, they come back in a tenth of that time.
+    fn read_through(&self) {
+        const LINE: usize = 64;
+        let text = self.text.as_bytes().chunks(LINE).fold(0u8, |sum, line| sum ^ line[0]);
+        let offsets = |offsets: &[usize]| offsets.chunks(LINE / size_of::<usize>()).fold(0, |sum, line| sum ^ line[0]);
+        std::hint::black_box((text, offsets(&self.starts), offsets(&self.name_ends)));
     }
 
     /// Package `index`'s fixed fields, from the opening brace on.
