@@ -269,8 +269,8 @@ impl PackageJson {
     /// to find them in the CPU's caches. Written while git reads the range,
     /// they have left the caches by the time the plan is known, and the plan
     /// visits its packages out of order (by level), each visit waiting for
-    /// memory: about 1 ms at 10,000 packages. Read in order, one byte of each
-    /// 64-byte cache line, they come back in a tenth of that time.
+    /// memory: two thirds of a millisecond at 10,000 packages. Read in order,
+    /// one byte of each 64-byte cache line, they come back in 0.08 ms.
     fn read_through(&self) {
         const LINE: usize = 64;
         let text = self.text.as_bytes().chunks(LINE).fold(0u8, |sum, line| sum ^ line[0]);
