@@ -280,11 +280,12 @@ pub(crate) fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {
 
 /// Touches fresh memory and frees it again, for the allocator to hand out
 /// without a page fault later. Memory is faulted in when first written: here
-/// about 0.3 ms for each 2 MB huge page, and the plan and its output take a
-/// few fresh ones once git is done, when every millisecond counts. Done
-/// while this thread would otherwise wait for git, it takes that time off
-/// the plan (about 1 ms at 10,000 packages): the allocator keeps freed
-/// memory for a while before returning it, and reuses it first.
+/// about 0.3 ms for each 2 MB huge page, and the plan and its output may take
+/// fresh ones once git is done, when every millisecond counts. mimalloc keeps
+/// freed memory for a second before returning it, so later allocations can
+/// reuse it; whether they do is up to the allocator. When added this saved
+/// about 1 ms at 10,000 packages; with the allocator settings of
+/// `.cargo/config.toml` the difference is within the benchmark's noise.
 fn warm_allocator() {
     const WARMED: usize = 4 << 20;
     // Written, not only allocated: fresh memory is known to be zero, and

@@ -274,7 +274,7 @@ impl PackageJson {
     fn read_through(&self) {
         const LINE: usize = 64;
         let text = self.text.as_bytes().chunks(LINE).fold(0u8, |sum, line| sum ^ line[0]);
-        let offsets = |offsets: &[usize]| offsets.chunks(LINE / size_of::<usize>()).fold(0, |sum, line| sum ^ line[0]);
+        let offsets = |values: &[usize]| values.chunks(LINE / size_of::<usize>()).fold(0, |sum, line| sum ^ line[0]);
         std::hint::black_box((text, offsets(&self.starts), offsets(&self.name_ends)));
     }
 
