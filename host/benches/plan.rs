@@ -1,8 +1,13 @@
 //! Benchmark: `loktar plan` against plain `git diff --name-only` on the same
-//! range of a synthetic monorepo, reported as a ratio of medians (the
-//! commands run in turns), with the spread of the ratios within each turn,
-//! and the ratio in a fresh clone, where loktar has not yet remembered
-//! which package folders exist.
+//! range of a synthetic monorepo. The commands run in turns, and the ratio
+//! reported is the median over the turns of each turn's loktar time ÷ its
+//! git time: a shared virtual machine speeds up and slows down over
+//! seconds, and a ratio taken within one turn compares the two commands on
+//! the same machine, where a ratio of the two medians can compare a slow
+//! spell of one with a quick spell of the other. The quartiles of the
+//! per-turn ratios and the ratio of medians are shown beside it. A third
+//! command in each turn plans in a fresh clone, where loktar has not yet
+//! remembered which package folders exist.
 //!
 //! `cargo bench --bench plan` runs the two sizes the project tracks (1,000 and
 //! 10,000 packages, 20 files each, 1,000 changed files); `cargo bench --bench
@@ -17,8 +22,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Timed runs of each command, after one warm-up run.
-const RUNS: usize = 41;
+/// Timed turns, after one warm-up turn.
+const RUNS: usize = 101;
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -26,10 +31,10 @@ fn main() {
         [packages, files, changed] => vec![(packages, files, changed)],
         _ => vec![(1_000, 20, 1_000), (10_000, 20, 1_000)],
     };
-    println!("loktar plan vs git diff --name-only (median of {RUNS} runs each, in turns)");
+    println!("loktar plan vs git diff --name-only ({RUNS} turns; ratio: median of each turn's loktar ÷ git)");
     println!(
-        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>7} {:>19}",
-        "packages", "files", "changed", "git diff", "loktar plan", "ratio", "per turn (p25–p75)"
+        "{:>9} {:>9} {:>8} {:>12} {:>12} {:>18} {:>17}",
+        "packages", "files", "changed", "git diff", "loktar plan", "ratio (p25–p75)", "ratio of medians"
     );
     for (packages, files_per_package, changed) in sizes {
         let temp = tempfile::Builder::new().prefix("loktar-bench").tempdir().expect("temp dir");
@@ -69,27 +74,30 @@ fn main() {
         ]);
         let series = |index: usize| median(turns.iter().map(|turn| turn[index]).collect());
         let (git, loktar, fresh) = (series(0), series(1), series(2));
-        let mut per_turn: Vec<f64> = turns.iter().map(|turn| ratio(turn[1], turn[0])).collect();
-        per_turn.sort_by(f64::total_cmp);
-        let quartile = |q: usize| per_turn[(per_turn.len() - 1) * q / 4];
+        let (low, middle, high) = per_turn_ratios(&turns, 1);
         println!(
-            "{packages:>9} {:>9} {changed:>8} {:>10.1}ms {:>10.1}ms {:>7.2} {:>6.2} ({:.2}–{:.2})",
+            "{packages:>9} {:>9} {changed:>8} {:>10.1}ms {:>10.1}ms {middle:>7.2} ({low:.2}–{high:.2}) {:>17.2}",
             packages * files_per_package,
             ms(git),
             ms(loktar),
             ratio(loktar, git),
-            quartile(2),
-            quartile(1),
-            quartile(3),
         );
+        let (_, fresh_middle, _) = per_turn_ratios(&turns, 2);
         println!(
-            "          (in a fresh clone, before the folders are remembered: {:.1}ms, ratio {:.2})",
-            ms(fresh),
-            ratio(fresh, git)
+            "          (in a fresh clone, before the folders are remembered: {:.1}ms, ratio {fresh_middle:.2})",
+            ms(fresh)
         );
         let _ = std::io::stdout().flush();
         check_plan(&repo, &synthetic);
     }
+}
+
+/// The quartiles of the ratios of command `index` to the first command (git) within each turn.
+fn per_turn_ratios(turns: &[Vec<Duration>], index: usize) -> (f64, f64, f64) {
+    let mut ratios: Vec<f64> = turns.iter().map(|turn| ratio(turn[index], turn[0])).collect();
+    ratios.sort_by(f64::total_cmp);
+    let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+    (quartile(1), quartile(2), quartile(3))
 }
 
 /// A command to time, and what to do before each of its runs, untimed.
