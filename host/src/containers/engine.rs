@@ -131,13 +131,8 @@ impl Engine {
             return Err(Failure::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
                 .hint("add one, or name it with `build_info.dockerfile` in loktar.json"));
         }
-        let (context, file) = (request.context.clone(), request.dockerfile.clone());
-        let archive = tokio::task::spawn_blocking(move || super::context::archive(&context, &file, Vec::new()))
-            .await
-            .map_err(|e| Failure::new(format!("archiving the build context failed: {e}")))?
-            .map_err(|e| {
-                Failure::new(format!("cannot archive the build context `{}`: {e}", request.context.display()))
-            })?;
+        // Dropped with this future when the call's deadline passes or its run is cancelled.
+        let archive = super::context::archive_to_memory(&request.context, &request.dockerfile).await?;
         let build_args: HashMap<&str, &str> =
             request.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let labels: HashMap<&str, &str> = request.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
