@@ -1,7 +1,9 @@
 //! Progress on stderr. Every stage start and end is one timestamped line,
-//! suited to CI logs; a failed stage also shows its last log lines. On a
-//! terminal a live footer below those lines shows what runs now (package,
-//! stage, elapsed) and the overall counts.
+//! suited to CI logs; a failed stage also shows its last log lines (each
+//! cut to [`TAIL_LINE`] bytes: a flood of one giant line stays in its log
+//! file). On a terminal a live footer below those lines shows what runs now
+//! (package, stage, elapsed) and the overall counts. Secret values are
+//! hidden from everything it prints.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -10,10 +12,14 @@ use std::time::{Instant, SystemTime};
 
 use super::{Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome, Subscriber};
 use crate::pipeline::stage::Stage;
+use crate::runtime::stage_log::redact;
 use crate::timefmt;
 
 /// Log lines shown under a failed stage.
 const TAIL: usize = 15;
+
+/// Bytes of one log line shown under a failed stage.
+const TAIL_LINE: usize = 500;
 
 /// The progress display.
 #[derive(Debug)]
@@ -111,7 +117,7 @@ impl Console {
         let mut lines = Vec::new();
         match outcome {
             StageOutcome::Passed { summary } => {
-                let summary = summary.as_ref().map(|s| format!(" — {s}")).unwrap_or_default();
+                let summary = summary.as_deref().map(|s| format!(" — {}", redact(s))).unwrap_or_default();
                 lines.push(format!("{} {name}: {stage} passed in {time}{summary}", self.paint("32", "✓")));
             }
             // The summary shows them; a line each would bury what ran.
@@ -120,9 +126,10 @@ impl Console {
                 lines.push(format!("{} {name}: {stage} cancelled after {time}", self.paint("33", "⊘")));
             }
             StageOutcome::Failed { message, hint, .. } => {
+                let message = redact(message);
                 lines.push(format!("{} {name}: {stage} failed in {time}: {message}", self.paint("31", "✗")));
                 if let Some(hint) = hint {
-                    lines.push(format!("    hint: {hint}"));
+                    lines.push(format!("    hint: {}", redact(hint)));
                 }
                 if !tail.is_empty() {
                     let log = self.run.as_ref().map(|run| crate::render::shown_path(&run.log_path(package, stage)));
@@ -163,7 +170,7 @@ impl Subscriber for Console {
                     if tail.len() == TAIL {
                         tail.pop_front();
                     }
-                    tail.push_back(line.text.clone());
+                    tail.push_back(shortened(&line.text));
                 }
             }
             Event::StageFinished { package, stage, outcome, duration } => {
@@ -208,7 +215,33 @@ impl Subscriber for Console {
     }
 }
 
+/// A log line as shown under a failed stage: at most [`TAIL_LINE`] bytes.
+/// (Log lines hide secrets already, when they are written.)
+fn shortened(text: &str) -> String {
+    if text.len() <= TAIL_LINE {
+        return text.to_string();
+    }
+    let mut end = TAIL_LINE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}
+
 /// Columns of the terminal (`COLUMNS`), else 100.
 fn terminal_width() -> usize {
     std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100).max(20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_tail_lines_are_cut_on_a_character_boundary() {
+        assert_eq!(shortened("short"), "short");
+        let long = format!("{}é{}", "x".repeat(TAIL_LINE - 1), "y".repeat(1000));
+        let shown = shortened(&long);
+        assert_eq!(shown, format!("{}… (1002 more bytes)", "x".repeat(TAIL_LINE - 1)));
+    }
 }

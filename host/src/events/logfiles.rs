@@ -1,5 +1,6 @@
 //! Writes each stage's log to `.loktar/runs/<run>/<package>/<stage>.log`,
-//! ending with a line that says how the stage ended.
+//! ending with a line that says how the stage ended. Log lines hide secret
+//! values when they are written; the ending hides them here.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -9,7 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::{Event, RunInfo, StageOutcome, Subscriber};
 use crate::pipeline::stage::Stage;
-use crate::runtime::stage_log::Source;
+use crate::runtime::stage_log::{Source, redact};
 
 /// Writes the stage log files of a run.
 #[derive(Debug, Default)]
@@ -73,7 +74,7 @@ impl Subscriber for LogFiles {
                         }
                         other => format!("-- loktar: {stage} {} after {time}", other.name()),
                     };
-                    if let Err(error) = writeln!(file, "{ending}").and_then(|()| file.flush()) {
+                    if let Err(error) = writeln!(file, "{}", redact(&ending)).and_then(|()| file.flush()) {
                         self.warn(&error);
                     }
                 }

@@ -1,7 +1,8 @@
 //! Writes the run record: each stage and package outcome into the run
 //! store as it happens, so an interrupted or crashed run still shows how far
-//! it got. Writes are grouped into a transaction committed at least every
-//! [`COMMIT_EVERY`]: one commit per row would cost more than a small stage.
+//! it got, with secret values hidden from the messages it keeps. Writes are
+//! grouped into a transaction committed at least every [`COMMIT_EVERY`]:
+//! one commit per row would cost more than a small stage.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::{Event, RunInfo, StageOutcome, Subscriber};
 use crate::pipeline::stage::Stage;
+use crate::runtime::stage_log::redact;
 use crate::store::RunStore;
 
 /// The longest a recorded outcome waits for its commit.
@@ -116,10 +118,11 @@ impl Recorder {
 
 /// The message stored beside a stage: the failure with its hint, or the summary.
 fn outcome_detail(outcome: &StageOutcome) -> Option<String> {
-    match outcome {
+    let detail = match outcome {
         StageOutcome::Failed { message, hint: Some(hint), .. } => Some(format!("{message}\nhint: {hint}")),
         other => other.detail().map(str::to_string),
-    }
+    };
+    detail.map(|detail| redact(&detail).into_owned())
 }
 
 fn position(package: usize) -> i64 {

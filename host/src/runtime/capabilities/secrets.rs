@@ -1,5 +1,8 @@
 //! `secrets`: a plugin reads the named secrets the host configuration grants
-//! it, from the environment variables `[secrets]` names. Never logged.
+//! it, from the environment variables `[secrets]` names. Never logged: a
+//! value read is hidden from every log line and message of the process from
+//! then on, not only from the reading call's (see
+//! [`stage_log::hide_everywhere`](crate::runtime::stage_log::hide_everywhere)).
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -22,6 +25,7 @@ impl secrets::Host for StoreState {
         };
         match std::env::var(variable) {
             Ok(value) if !value.is_empty() => {
+                // Before the plugin has it: nothing it passes on may show it.
                 self.log.hide(&value);
                 Ok(value)
             }
@@ -41,7 +45,7 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::stage_log::StageLog;
+    use crate::runtime::stage_log::{Level, Source, StageLog};
     use crate::runtime::state::{CallEnv, Grants};
     use crate::settings::Limits;
 
@@ -62,16 +66,24 @@ mod tests {
 
     #[test]
     fn reads_only_granted_secrets_from_their_variables() {
-        let home = std::env::var("HOME").expect("HOME is set in tests");
-        let mut granted =
-            state(&[Capability::Secrets], &[("token", "HOME"), ("missing", "LOKTAR_TEST_UNSET_VARIABLE")]);
-        assert_eq!(get(&mut granted, "token").ok(), Some(home));
+        // Cargo sets it for test runs; read as a secret it is hidden process-wide, so
+        // it must be a value no other test logs.
+        let description = std::env::var("CARGO_PKG_DESCRIPTION").expect("cargo sets it for tests");
+        let mut granted = state(
+            &[Capability::Secrets],
+            &[("token", "CARGO_PKG_DESCRIPTION"), ("missing", "LOKTAR_TEST_UNSET_VARIABLE")],
+        );
+        assert_eq!(get(&mut granted, "token").ok(), Some(description.clone()));
         let other = get(&mut granted, "other").expect_err("not granted");
         assert_eq!(other.message, "plugin `quay` was not granted secret `other`");
         let unset = get(&mut granted, "missing").expect_err("unset");
         assert!(unset.message.contains("`LOKTAR_TEST_UNSET_VARIABLE` is empty"), "{}", unset.message);
-        let mut ungranted = state(&[Capability::Log], &[("token", "HOME")]);
+        let mut ungranted = state(&[Capability::Log], &[("token", "CARGO_PKG_DESCRIPTION")]);
         let error = get(&mut ungranted, "token").expect_err("capability not granted");
         assert_eq!(error.message, "plugin `quay` was not granted capability `secrets`");
+        // Read by one call, hidden from every other call's log too.
+        let other_call = StageLog::new(1024, "other");
+        other_call.push(Source::Program, Level::Info, &format!("echo: {description}"));
+        assert_eq!(other_call.lines()[0].text, "echo: [secret]");
     }
 }

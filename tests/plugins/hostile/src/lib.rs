@@ -46,6 +46,21 @@ impl Tester for Hostile {
             "flood" => loop {
                 println!("flooding the log with a line that goes on and on and on");
             },
+            "flood-blank" => loop {
+                println!();
+            },
+            "flood-giant" => {
+                // One line that never ends: no newline, ever.
+                let chunk = "x".repeat(64 * 1024);
+                loop {
+                    print!("{chunk}");
+                }
+            }
+            "ld-preload" => process::run(&Command::new("env").env("LD_PRELOAD", "/artifacts/evil.so"))
+                .map(|s| s.stdout)
+                .map_err(|e| e.message),
+            // `rootlink` is a link to `/` committed in the package folder.
+            "cwd-link" => process::run(&Command::new("env").cwd("rootlink")).map(|s| s.stdout).map_err(|e| e.message),
             "panic" => panic!("the hostile plugin panics on purpose"),
             "none" => Ok("behaved".into()),
             other => Err(format!("unknown attack `{other}`")),
