@@ -36,7 +36,7 @@ fn main() {
         parse(&SourceFile::new("loktar.json", r#"{"packages": [{"pkg_name": "p"}]}"#.into()), &Providers::builtin())
             .expect("package")
             .remove(0);
-    let env = CallEnv::with_mounts(Mounts { package: dir.path().to_path_buf(), artifacts: None });
+    let env = CallEnv::with_mounts(Mounts { root: dir.path().to_path_buf(), package: String::new(), artifacts: None });
     let context = RunContext {
         run_id: "bench".into(),
         commit: String::new(),

@@ -30,7 +30,11 @@ pub async fn discover(workspace: &Workspace, runtime: &Runtime) -> Result<Vec<Di
     let mut found = Vec::new();
     let mut problems = Vec::new();
     for (from, package) in workspace.packages.iter().enumerate() {
-        let env = CallEnv::with_mounts(Mounts { package: workspace.root.join(&package.dir), artifacts: None });
+        let env = CallEnv::with_mounts(Mounts {
+            root: workspace.root.clone(),
+            package: package.dir.clone(),
+            artifacts: None,
+        });
         for plugin in &package.dependencies_type {
             match runtime.discover(plugin, package, &env).await {
                 Ok(outcome) => {

@@ -5,6 +5,7 @@
 //! a plan, which [`render`] prints. See `DESIGN.md` for the whole map.
 
 pub mod affected;
+pub mod beneath;
 pub mod cancel;
 pub mod cli;
 pub mod config;

@@ -22,7 +22,12 @@ pub fn find(name: &str) -> Option<PathBuf> {
         .iter()
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(name))
-        .find(|path| path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0));
+        .find(|path| is_executable(path));
     found.insert(name.to_string(), path.clone());
     path
+}
+
+/// Whether `path` is an executable file (links followed).
+pub fn is_executable(path: &std::path::Path) -> bool {
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

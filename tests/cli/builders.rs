@@ -309,7 +309,7 @@ fn pom(version: &str, dependencies: &str) -> String {
 
 /// `loktar args…` with Maven pointed at the repository of Debian's Maven plugins (offline).
 fn loktar_maven(repo: &TestRepo, args: &[&str]) -> crate::support::Run {
-    crate::support::loktar_with_env(repo.path(), args, &[("MAVEN_OPTS", "-Dmaven.repo.local=/usr/share/maven-repo")])
+    repo.loktar_with_env(args, &[("MAVEN_OPTS", "-Dmaven.repo.local=/usr/share/maven-repo")])
 }
 
 #[test]

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::containers::{DockerEngine, ImageRegistry, REGISTRY_PASSWORD, REGISTRY_USER, free_port, host_config};
 use crate::recorder::{Recorded, Recorder, Reply};
 use crate::s3_server::{ACCESS_KEY, S3Server, SECRET_KEY};
-use crate::support::{Run, TestRepo, assert_secrets_hidden, loktar_with_env};
+use crate::support::{Run, TestRepo, assert_secrets_hidden};
 
 const DOCKERFILE: &str = "FROM busybox:loktar\nARG GREETING=hello\nCOPY message.txt /message.txt\n\
 RUN echo \"$GREETING from pet_api\" > /greeting && echo \"greeting written\"\nCMD [\"cat\", \"/greeting\", \"/message.txt\"]\n";
@@ -24,7 +24,7 @@ const ORIGIN: &str = "https://github.com/acme/monorepo.git";
 /// A repository with one docker service `pet_api` published with `quay`, committed on `main`.
 fn docker_repo(engine: &DockerEngine, registry_url: &str) -> TestRepo {
     let repo = TestRepo::new();
-    repo.write("loktar.toml", &host_config(engine, registry_url));
+    repo.host_config(&host_config(engine, registry_url));
     repo.write(
         "loktar.json",
         r#"{ "packages": [ { "pkg_name": "pet_api", "pkg_type": "docker", "test_type": "no-test", "type": "service",
@@ -39,7 +39,7 @@ fn docker_repo(engine: &DockerEngine, registry_url: &str) -> TestRepo {
 
 /// `loktar args…` with the registry password in its secret's variable.
 fn loktar(repo: &TestRepo, password: &str, args: &[&str]) -> Run {
-    loktar_with_env(repo.path(), args, &[("TEST_QUAY_TOKEN", password)])
+    repo.loktar_with_env(args, &[("TEST_QUAY_TOKEN", password)])
 }
 
 /// The published artifacts of `pet_api` in a JSON summary: (tag, location, digest).
@@ -212,10 +212,7 @@ fn registry_and_engine_failures_name_what_failed_and_the_fix() {
     // On a branch the build needs no registry: it goes straight to the engine.
     repo.git(&["checkout", "--quiet", "topic"]);
     let socket = format!("/tmp/loktar-no-engine-{}.sock", free_port());
-    repo.write(
-        "loktar.toml",
-        &host_config(&engine, &registry.url()).replace(&engine.host(), &format!("unix://{socket}")),
-    );
+    repo.host_config(&host_config(&engine, &registry.url()).replace(&engine.host(), &format!("unix://{socket}")));
     let run = loktar(&repo, REGISTRY_PASSWORD, &["run", "--all"]).expect_code(1);
     run.says(&[&format!(
             "pet_api build: plugin `docker`: cannot reach the container engine at `unix://{socket}`: no socket at `{socket}`"
@@ -251,7 +248,7 @@ fn loktar_with_api(repo: &TestRepo, args: &[&str]) -> Run {
         ("TEST_S3_KEY", ACCESS_KEY),
         ("TEST_S3_SECRET", SECRET_KEY),
     ];
-    loktar_with_env(repo.path(), args, &secrets)
+    repo.loktar_with_env(args, &secrets)
 }
 
 /// Quay's answers about one repository, `loktar/pet_api`, which exists once created.
@@ -294,7 +291,7 @@ fn quay_creates_a_missing_repository_through_its_api_before_pushing() {
         })
     };
     let repo = docker_repo(&engine, &registry.url());
-    repo.write("loktar.toml", &config_with_api(&engine, &registry, &api.url(), None));
+    repo.host_config(&config_with_api(&engine, &registry, &api.url(), None));
     repo.commit("Quay's API");
 
     loktar_with_api(&repo, &["run", "--all"]).expect_code(0);
@@ -442,7 +439,7 @@ fn remote_build_setup(
         })
     };
     let repo = docker_repo(engine, &registry.url());
-    repo.write("loktar.toml", &config_with_api(engine, registry, &api.url(), Some(s3)));
+    repo.host_config(&config_with_api(engine, registry, &api.url(), Some(s3)));
     repo.write(
         "loktar.json",
         r#"{ "packages": [ { "pkg_name": "pet_api", "pkg_type": "docker", "test_type": "no-test", "type": "service",

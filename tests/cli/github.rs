@@ -12,7 +12,7 @@ use loktar::settings::GithubSettings;
 use serde_json::json;
 
 use crate::recorder::{Recorder, Reply};
-use crate::support::{Run, TestRepo, loktar_with_env};
+use crate::support::{Run, TestRepo};
 
 const TOKEN: &str = "canary-github-token-31f0";
 
@@ -125,9 +125,7 @@ fn without_credentials_the_error_says_what_to_configure() {
 /// A repository on GitHub (`origin`): `a`, `b` depending on `a`, `c` on `b`; `b`'s tests fail when `fail`.
 fn repo_with_statuses(api_url: &str, fail: bool, retries: u32) -> TestRepo {
     let repo = TestRepo::new();
-    repo.write(
-        "loktar.toml",
-        &format!(
+    repo.host_config(&format!(
             "[plugins.github]\nrole = \"notifier\"\n\n[github]\napi_url = \"{api_url}\"\ntoken_secret = \"gh\"\nretries = {retries}\n\n\
              [secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n\n[notifications]\nrun_url = \"https://ci.example.com/runs/{{run}}\"\n"
         ),
@@ -149,7 +147,7 @@ fn repo_with_statuses(api_url: &str, fail: bool, retries: u32) -> TestRepo {
 }
 
 fn run_loktar(repo: &TestRepo, args: &[&str]) -> Run {
-    loktar_with_env(repo.path(), args, &[("TEST_GITHUB_TOKEN", TOKEN)])
+    repo.loktar_with_env(args, &[("TEST_GITHUB_TOKEN", TOKEN)])
 }
 
 /// (context, state, description) of each status posted, in order.
@@ -265,9 +263,7 @@ fn a_github_app_signs_in_as_its_installation() {
 fn a_crashed_plugin_is_an_error_status_and_a_failing_package_a_failure() {
     let recorder = Recorder::start(|_| Reply::json(201, json!({"state": "ok"})));
     let repo = TestRepo::new();
-    repo.write(
-        "loktar.toml",
-        &format!(
+    repo.host_config(&format!(
             "[plugins.github]\nrole = \"notifier\"\n\n[plugins.hostile]\npath = {:?}\nrole = \"tester\"\n\
              capabilities = [\"log\", \"process\"]\n\n[github]\napi_url = \"{}\"\ntoken_secret = \"gh\"\nretries = 0\n\n\
              [secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n",

@@ -43,7 +43,7 @@ fn context() -> RunContext {
 
 fn run_test(runtime: &Runtime, provider: &str, dir: &Path, settings: &str) -> Result<Outcome<TestReport>, PluginError> {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
-    let env = CallEnv::with_mounts(Mounts { package: dir.to_path_buf(), artifacts: None });
+    let env = CallEnv::with_mounts(Mounts { root: dir.to_path_buf(), package: String::new(), artifacts: None });
     tokio.block_on(runtime.test(provider, &context(), &package("pkg", settings), &env))
 }
 
@@ -173,8 +173,11 @@ fn the_artifact_folder_is_the_one_writable_place() {
     let runtime = hostile_runtime(host.path());
     let package = tempfile::tempdir().expect("temp dir");
     let artifacts = host.path().join("artifacts");
-    let env =
-        CallEnv::with_mounts(Mounts { package: package.path().to_path_buf(), artifacts: Some(artifacts.clone()) });
+    let env = CallEnv::with_mounts(Mounts {
+        root: package.path().to_path_buf(),
+        package: String::new(),
+        artifacts: Some(artifacts.clone()),
+    });
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let hostile = package_with("write-artifacts");
     let outcome = tokio.block_on(runtime.test("hostile", &context(), &hostile, &env)).expect("writing artifacts works");
@@ -260,7 +263,7 @@ fn loktar_json_accepts_configured_providers_and_plugins_lists_them() {
     let run = repo.loktar(&["graph"]).expect_code(2);
     assert!(run.stderr.contains("`test_type` names `shout`, which is not a known plugin"), "{}", run.stderr);
 
-    repo.write("loktar.toml", &shout_config("shout"));
+    repo.host_config(&shout_config("shout"));
     repo.loktar(&["graph"]).ok();
     let listing = repo.loktar(&["plugins", "--format", "json"]).json();
     let shout = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "shout")).expect("shout listed");
@@ -277,12 +280,22 @@ fn loktar_json_accepts_configured_providers_and_plugins_lists_them() {
 fn a_broken_plugin_file_is_reported_by_name() {
     let repo = TestRepo::new();
     repo.write("loktar.json", r#"{"packages": []}"#);
-    repo.write("broken.wasm", "not wasm at all");
-    repo.write("loktar.toml", "[plugins.broken]\npath = \"broken.wasm\"\nrole = \"tester\"\n");
-    let listing = repo.loktar(&["plugins", "--format", "json"]).json();
-    let broken = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "broken")).expect("listed");
-    let error = broken["error"].as_str().unwrap_or_default();
-    assert!(error.starts_with("plugin `broken` is not a valid WebAssembly component"), "{error}");
+    // A secret-looking text file, a core module and a truncated component.
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("key.pem", b"-----BEGIN PRIVATE KEY----- hunter2", "is not a WebAssembly file"),
+        ("module.wasm", b"\0asm\x01\0\0\0", "is a WebAssembly module, not a component"),
+        ("broken.wasm", b"\0asm\x0d\0\x01\0\xff", "is not a valid WebAssembly component"),
+    ];
+    for (file, bytes, says) in cases {
+        let path = repo.path().join(file);
+        std::fs::write(&path, bytes).expect("write");
+        repo.host_config(&format!("[plugins.broken]\npath = \"{}\"\nrole = \"tester\"\n", path.display()));
+        let listing = repo.loktar(&["plugins", "--format", "json"]).json();
+        let broken = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "broken")).expect("listed");
+        let error = broken["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("plugin `broken`") && error.contains(says), "{file}: {error}");
+        assert!(!error.contains("BEGIN") && !error.contains("hunter2"), "the file's bytes are shown: {error}");
+    }
 }
 
 /// Where the built-in discovery plugins find dependencies.

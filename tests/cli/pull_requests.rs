@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Value, json};
 
 use crate::recorder::{Recorded, Recorder, Reply};
-use crate::support::{Run, TestRepo, loktar_with_env};
+use crate::support::{Run, TestRepo};
 
 const TOKEN: &str = "canary-github-token-pr-91c3";
 const BASE: &str = "1111111111111111111111111111111111111111";
@@ -24,9 +24,7 @@ fn repo(api_url: &str) -> TestRepo {
 /// [`repo`] with more lines under `[github]`.
 fn repo_with(api_url: &str, github: &str) -> TestRepo {
     let repo = TestRepo::new();
-    repo.write(
-        "loktar.toml",
-        &format!(
+    repo.host_config(&format!(
             "[github]\n{github}api_url = \"{api_url}\"\ntoken_secret = \"gh\"\nretries = 0\n\n[secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n\n\
              [plugins.github]\nrole = \"notifier\"\n"
         ),
@@ -47,7 +45,7 @@ fn repo_with(api_url: &str, github: &str) -> TestRepo {
 }
 
 fn loktar(repo: &TestRepo, args: &[&str]) -> Run {
-    loktar_with_env(repo.path(), args, &[("TEST_GITHUB_TOKEN", TOKEN)])
+    repo.loktar_with_env(args, &[("TEST_GITHUB_TOKEN", TOKEN)])
 }
 
 fn pull(commits: u64, changed_files: u64) -> Value {

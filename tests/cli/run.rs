@@ -1,12 +1,12 @@
 //! `loktar run` on real repositories whose Makefiles append `start`, `end`
-//! and `clean` lines with nanosecond timestamps to a shared timeline: the
+//! and `clean` lines with nanosecond timestamps to timelines in their folders: the
 //! order of those lines is what the scheduler really did.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{TestRepo, loktar_command};
+use crate::support::TestRepo;
 
 /// One package of a test repository: its name, what it depends on, and its `make ci` recipe.
 struct Pkg {
@@ -20,7 +20,7 @@ const fn pkg(name: &'static str, depends_on: &'static [&'static str], ci: &'stat
     Pkg { name, depends_on, ci, clean: "" }
 }
 
-/// A repository whose packages record what they do in `timeline` at its root.
+/// A repository whose packages record what they do in a `timeline` file in their folders.
 fn repo(packages: &[Pkg]) -> TestRepo {
     let repo = TestRepo::new();
     let entries: Vec<String> = packages
@@ -32,7 +32,8 @@ fn repo(packages: &[Pkg]) -> TestRepo {
         .collect();
     repo.write("loktar.json", &format!("{{ \"packages\": [\n  {}\n] }}\n", entries.join(",\n  ")));
     for p in packages {
-        let mark = |what: &str| format!("\t@echo \"{what} {} $$(date +%s%N)\" >> ../timeline\n", p.name);
+        // Each package writes in its own folder: programs see nothing else of the repository.
+        let mark = |what: &str| format!("\t@echo \"{what} {} $$(date +%s%N)\" >> timeline\n", p.name);
         let mut makefile = format!("ci:\n{}\t@echo hello-from-{}\n", mark("start"), p.name);
         for line in p.ci.lines().filter(|l| !l.is_empty()) {
             makefile.push_str(&format!("\t{line}\n"));
@@ -50,15 +51,20 @@ fn repo(packages: &[Pkg]) -> TestRepo {
     repo
 }
 
-/// The timeline: (event, package, nanoseconds), in the order written.
+/// The timeline: (event, package, nanoseconds), in the order written —
+/// the packages' own `timeline` files merged by time.
 fn timeline(repo: &TestRepo) -> Vec<(String, String, u128)> {
-    let text = std::fs::read_to_string(repo.path().join("timeline")).unwrap_or_default();
-    text.lines()
-        .map(|line| {
+    let mut events: Vec<(String, String, u128)> = Vec::new();
+    for entry in std::fs::read_dir(repo.path()).expect("list the repository").flatten() {
+        let text = std::fs::read_to_string(entry.path().join("timeline")).unwrap_or_default();
+        events.extend(text.lines().filter_map(|line| {
             let parts: Vec<&str> = line.split_whitespace().collect();
-            (parts[0].to_string(), parts[1].to_string(), parts[2].parse().expect("timestamp"))
-        })
-        .collect()
+            // A line being written when read is left for the next look.
+            Some((parts.first()?.to_string(), parts.get(1)?.to_string(), parts.get(2)?.parse().ok()?))
+        }));
+    }
+    events.sort_by_key(|(_, _, at)| *at);
+    events
 }
 
 #[track_caller]
@@ -179,13 +185,7 @@ impl Drop for Background {
 
 /// Starts `loktar run` in the background and waits until `mark` of `package` is in the timeline.
 fn start_and_wait(repo: &TestRepo, args: &[&str], package: &str, mark: &str) -> Background {
-    let child = loktar_command()
-        .current_dir(repo.path())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start loktar");
+    let child = repo.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start loktar");
     let child = Background(Some(child));
     let deadline = Instant::now() + Duration::from_secs(120);
     while !happened(&timeline(repo), mark, package) {
@@ -315,7 +315,7 @@ fn artifacts_go_from_build_to_publish_to_store_and_notifiers_never_fail_a_packag
             path.display()
         ));
     }
-    repo.write("loktar.toml", &toml);
+    repo.host_config(&toml);
     repo.write(
         "loktar.json",
         r#"{ "packages": [
@@ -375,7 +375,7 @@ fn on_a_terminal_a_live_footer_shows_what_runs() {
 
 /// Runs `command` under `script`, in a pseudo-terminal, and returns what it printed there.
 fn loktar_command_in_terminal(repo: &TestRepo, command: &str) -> String {
-    let template = loktar_command();
+    let template = repo.command();
     let mut script = std::process::Command::new("script");
     script.args(["--quiet", "--return", "--command", command, "/dev/null"]).current_dir(repo.path());
     for (key, value) in template.get_envs() {

@@ -17,7 +17,7 @@ fn config(endpoint: &str, bucket: &str, threshold_mib: u64) -> String {
 /// A `deb` package `data` whose install tree holds `size` bytes of noise, stored with `s3`.
 fn repo(endpoint: &str, bucket: &str, size: usize, threshold_mib: u64) -> TestRepo {
     let repo = TestRepo::new();
-    repo.write("loktar.toml", &config(endpoint, bucket, threshold_mib));
+    repo.host_config(&config(endpoint, bucket, threshold_mib));
     repo.write(
         "loktar.json",
         r#"{ "packages": [ { "pkg_name": "data", "pkg_type": "deb", "build_info": { "storage_type": "s3",
@@ -40,7 +40,7 @@ fn repo(endpoint: &str, bucket: &str, size: usize, threshold_mib: u64) -> TestRe
 }
 
 fn run(repo: &TestRepo, key: &str, secret: &str) -> crate::support::Run {
-    crate::support::loktar_with_env(repo.path(), &["run", "--all"], &[("TEST_S3_KEY", key), ("TEST_S3_SECRET", secret)])
+    repo.loktar_with_env(&["run", "--all"], &[("TEST_S3_KEY", key), ("TEST_S3_SECRET", secret)])
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use crate::recorder::{Recorder, Reply};
-use crate::support::{Run, TestRepo, assert_secrets_hidden, loktar_with_env};
+use crate::support::{Run, TestRepo, assert_secrets_hidden};
 
 /// The secret part of the webhook URL.
 const WEBHOOK_PATH: &str = "/services/T0CANARY/B0CANARY/canary-webhook-secret-77f1";
@@ -18,9 +18,7 @@ const BOT_TOKEN: &str = "xoxb-canary-bot-token-5c2e";
 /// section of `loktar.toml` is `settings`, allowing `allowed_host`.
 fn repo(settings: &str, allowed_host: &str, fail: bool) -> TestRepo {
     let repo = TestRepo::new();
-    repo.write(
-        "loktar.toml",
-        &format!(
+    repo.host_config(&format!(
             "[plugins.slack]\nrole = \"notifier\"\nsecrets = [\"slack_webhook\", \"slack_bot\"]\nhttp_hosts = [\"{allowed_host}\"]\n\n\
              [plugins.slack.settings]\n{settings}\n\n\
              [secrets.slack_webhook]\nenv = \"TEST_SLACK_WEBHOOK\"\n\n[secrets.slack_bot]\nenv = \"TEST_SLACK_TOKEN\"\n\n\
@@ -45,7 +43,7 @@ fn repo(settings: &str, allowed_host: &str, fail: bool) -> TestRepo {
 
 fn run(repo: &TestRepo, server: &Recorder, args: &[&str]) -> Run {
     let webhook = format!("{}{WEBHOOK_PATH}", server.url());
-    loktar_with_env(repo.path(), args, &[("TEST_SLACK_WEBHOOK", &webhook), ("TEST_SLACK_TOKEN", BOT_TOKEN)])
+    repo.loktar_with_env(args, &[("TEST_SLACK_WEBHOOK", &webhook), ("TEST_SLACK_TOKEN", BOT_TOKEN)])
 }
 
 fn host(server: &Recorder) -> String {

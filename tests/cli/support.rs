@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A git repository in a temporary folder, removed on drop.
+/// A git repository in a temporary folder, removed on drop, and the host
+/// configuration its runs use, kept outside it as an operator's would be.
 pub struct TestRepo {
     dir: tempfile::TempDir,
+    host: tempfile::TempDir,
 }
 
 /// What a `loktar` run printed and how it exited.
@@ -52,7 +54,8 @@ impl TestRepo {
     /// An empty repository whose default branch is `main`.
     pub fn new() -> TestRepo {
         let dir = tempfile::Builder::new().prefix("loktar-test").tempdir().expect("temp dir");
-        let repo = TestRepo { dir };
+        let host = tempfile::Builder::new().prefix("loktar-host").tempdir().expect("temp dir");
+        let repo = TestRepo { dir, host };
         repo.git(&["init", "--quiet", "--initial-branch=main"]);
         repo
     }
@@ -85,6 +88,17 @@ impl TestRepo {
     /// The repository's root folder.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Writes the host configuration (`loktar.toml` outside the repository)
+    /// that every `loktar` run of this repository is given through `LOKTAR_CONFIG`.
+    pub fn host_config(&self, content: &str) {
+        std::fs::write(self.host_config_path(), content).expect("write the host configuration");
+    }
+
+    /// Where [`TestRepo::host_config`] writes.
+    pub fn host_config_path(&self) -> PathBuf {
+        self.host.path().join("loktar.toml")
     }
 
     /// Writes a file, creating its folders.
@@ -141,7 +155,32 @@ impl TestRepo {
 
     /// Runs `loktar args…` in `dir`.
     pub fn loktar_in(&self, dir: &Path, args: &[&str]) -> Run {
-        loktar_with_env(dir, args, &[])
+        self.run_loktar(dir, args, &[])
+    }
+
+    /// Runs `loktar args…` in the repository with extra environment variables (secrets, say).
+    pub fn loktar_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.run_loktar(self.path(), args, env)
+    }
+
+    /// A `loktar` command for this repository: [`loktar_command`] with its host configuration, if written.
+    pub fn command(&self) -> Command {
+        let mut command = loktar_command();
+        let config = self.host_config_path();
+        if config.is_file() {
+            command.env("LOKTAR_CONFIG", config);
+        }
+        command.current_dir(self.path());
+        command
+    }
+
+    fn run_loktar(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output = self.command().current_dir(dir).args(args).envs(env.iter().copied()).output().expect("run loktar");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     /// Replaces what varies between runs, for snapshots: the repository path and commit hashes.
@@ -154,22 +193,16 @@ impl TestRepo {
     }
 }
 
-/// Runs `loktar args…` in `dir` with extra environment variables (secrets, say).
-pub fn loktar_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = loktar_command().current_dir(dir).args(args).envs(env.iter().copied()).output().expect("run loktar");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// Every file below `dir` (none when it does not exist).
+/// Every file below `dir` (none when it does not exist); links to folders are not followed.
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.is_dir() { found.extend(files_below(&path)) } else { found.push(path) }
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            found.extend(files_below(&path))
+        } else {
+            found.push(path)
+        }
     }
     found
 }
@@ -193,7 +226,13 @@ pub fn loktar_command() -> Command {
     for var in ["LOKTAR_BASE", "LOKTAR_HEAD", "LOKTAR_REPO", "LOKTAR_DEFAULT_BRANCH", "RUST_LOG"] {
         command.env_remove(var);
     }
-    command.env("NO_COLOR", "1").env("LOKTAR_CACHE_DIR", wasm_cache_dir()).env_remove("LOKTAR_CONFIG");
+    // No host configuration but the one a test gives: not the machine user's either.
+    let no_user_config = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-user-config");
+    command
+        .env("NO_COLOR", "1")
+        .env("LOKTAR_CACHE_DIR", wasm_cache_dir())
+        .env_remove("LOKTAR_CONFIG")
+        .env("XDG_CONFIG_HOME", no_user_config);
     command
 }
 

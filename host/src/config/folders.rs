@@ -14,6 +14,13 @@
 //! A timestamp is only as fine as the file system keeps it: a change soon
 //! after a listing could leave it unchanged. So a parent is remembered only
 //! once it has been left alone for [`SETTLED`].
+//!
+//! A package folder must be a real folder inside the repository: a link as
+//! the folder or anywhere on its way is an error naming the link, since a
+//! pull request could otherwise point a package at any folder of the
+//! machine. Parents are opened from the root with `RESOLVE_NO_SYMLINKS`, so
+//! that costs no extra call. (Plugins reach the folder only through a handle
+//! opened the same way, [`crate::beneath`]; this check tells the user early.)
 
 use std::hash::BuildHasher;
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags};
+use rustix::io::Errno;
+use std::os::fd::OwnedFd;
 
 use super::{Package, SourceFile, show_dir};
 use crate::diagnostic::Diagnostic;
@@ -57,6 +67,7 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
     let mut verified: HashMap<String, Seen> = HashMap::default();
     // For listings: none when every parent is remembered.
     let mut buffer = Vec::new();
+    let root_fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
     for (parent, wanted) in by_parent {
         let dir = root.join(parent);
         // Only worth knowing when the parent can be remembered: a line of the file each.
@@ -69,15 +80,29 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
             continue;
         }
         checked.listed.push(parent.to_string());
-        // Each wanted name, then whether the listing has it and it is a folder.
-        let mut found: HashMap<&[u8], Option<bool>> = wanted.iter().map(|(leaf, _)| (leaf.as_bytes(), None)).collect();
+        // Each wanted name, then what the listing has under it.
+        let mut found: HashMap<&[u8], Option<Entry>> = wanted.iter().map(|(leaf, _)| (leaf.as_bytes(), None)).collect();
         buffer.resize(64 * 1024, std::mem::MaybeUninit::uninit());
-        let followed_links = find_entries(&dir, &mut found, &mut buffer);
         let problems_before = checked.problems.len();
+        let parent_fd = match open_parent(root_fd.as_ref(), parent) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => {
+                let link = first_link(root, parent);
+                for (_, package) in wanted {
+                    checked.problems.push(link_on_the_way(source, package, &link));
+                }
+                continue;
+            }
+            Err(_) => None,
+        };
+        if let Some(fd) = &parent_fd {
+            find_entries(fd, &mut found, &mut buffer);
+        }
         for (leaf, package) in wanted {
             match found.get(leaf.as_bytes()).copied().flatten() {
-                Some(true) => {}
-                Some(false) => checked.problems.push(
+                Some(Entry::Folder) => {}
+                Some(Entry::Link) => checked.problems.push(link_on_the_way(source, package, &package.dir)),
+                Some(Entry::Other) => checked.problems.push(
                     Diagnostic::new(format!(
                         "package `{}`: `{}` is a file, not a folder",
                         package.name,
@@ -89,8 +114,7 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
                 None => checked.problems.push(missing_folder(root, source, package)),
             }
         }
-        // A link's target can change without its parent changing.
-        let all_there = checked.problems.len() == problems_before && !followed_links;
+        let all_there = checked.problems.len() == problems_before;
         if let Some(seen) = seen.filter(|seen| all_there && seen.settled_by(now, settled)) {
             verified.insert(parent.to_string(), seen);
         }
@@ -119,7 +143,8 @@ struct Seen {
 
 impl Seen {
     fn of<'a>(dir: &Path, names: impl Iterator<Item = &'a str>) -> Option<Seen> {
-        let metadata = std::fs::metadata(dir).ok()?;
+        // The parent itself, not what it may link to: a parent turned into a link is not the one remembered.
+        let metadata = std::fs::symlink_metadata(dir).ok()?;
         let nanos = |seconds: i64, nanoseconds: i64| i128::from(seconds) * 1_000_000_000 + i128::from(nanoseconds);
         Some(Seen {
             device: metadata.dev(),
@@ -220,24 +245,65 @@ fn parse_line(line: &str) -> Option<(String, Seen)> {
     Some((parent, seen))
 }
 
-/// Lists `dir` and records, for each name in `found` that it holds, whether
-/// that entry is a folder (symlinks followed); returns whether any of them
-/// was a symlink. A folder that cannot be listed holds none of them. Listing
-/// stops once every name is found, which saves the last read: it only
-/// reports the end of the listing, yet on ext4 costs about a third as much
-/// as reading two hundred names.
-fn find_entries(
-    dir: &Path,
-    found: &mut HashMap<&[u8], Option<bool>>,
-    buffer: &mut [std::mem::MaybeUninit<u8>],
-) -> bool {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
+/// What a package folder's name is in its parent's listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Folder,
+    Link,
+    Other,
+}
 
-    let Ok(fd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
-        return false;
+/// Opens `parent` below the root with no link on its way; `Ok(None)` when
+/// it cannot be listed (its packages' folders are then missing).
+fn open_parent(root: Option<&OwnedFd>, parent: &str) -> Result<Option<OwnedFd>, Errno> {
+    let Some(root) = root else { return Ok(None) };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    let parent = if parent.is_empty() { "." } else { parent };
+    loop {
+        match rustix::fs::openat2(root, parent, flags, Mode::empty(), resolve) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(Errno::AGAIN) => {}
+            Err(Errno::LOOP) => return Err(Errno::LOOP),
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The first link on the way to `dir` below `root`, for the message.
+fn first_link(root: &Path, dir: &str) -> String {
+    let mut walked = String::new();
+    for part in dir.split('/') {
+        if !walked.is_empty() {
+            walked.push('/');
+        }
+        walked.push_str(part);
+        if std::fs::symlink_metadata(root.join(&walked)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return walked;
+        }
+    }
+    dir.to_string()
+}
+
+fn link_on_the_way(source: &SourceFile, package: &Package, link: &str) -> Diagnostic {
+    let what = if link == package.dir {
+        format!("package `{}`: folder `{}` is a link", package.name, show_dir(&package.dir))
+    } else {
+        format!("package `{}`: `{link}` on the way to its folder `{}` is a link", package.name, show_dir(&package.dir))
     };
-    let mut entries = RawDir::new(&fd, buffer);
-    let mut followed_links = false;
+    Diagnostic::new(what)
+        .at(source.location(package.positions.dir))
+        .hint("a package folder must be a real folder inside the repository: point `pkg_dir` at the folder itself, not at a link")
+}
+
+/// Lists the folder `fd` and records, for each name in `found` that it
+/// holds, whether that entry is a folder, a link or something else. A
+/// folder that cannot be listed holds none of them. Listing stops once
+/// every name is found, which saves the last read: it only reports the end
+/// of the listing, yet on ext4 costs about a third as much as reading two
+/// hundred names.
+fn find_entries(fd: &OwnedFd, found: &mut HashMap<&[u8], Option<Entry>>, buffer: &mut [std::mem::MaybeUninit<u8>]) {
+    let mut entries = RawDir::new(fd, buffer);
     // A listing names each entry once, so each name is found at most once.
     let mut unfound = found.len();
     while unfound > 0
@@ -247,17 +313,17 @@ fn find_entries(
             continue;
         };
         unfound -= 1;
-        *slot = Some(match entry.file_type() {
-            FileType::Directory => true,
-            FileType::Symlink | FileType::Unknown => {
-                followed_links = true;
-                rustix::fs::statat(&fd, entry.file_name(), AtFlags::empty())
-                    .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory)
-            }
-            _ => false,
+        let kind = match entry.file_type() {
+            FileType::Unknown => rustix::fs::statat(fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(FileType::Unknown, |stat| FileType::from_raw_mode(stat.st_mode)),
+            kind => kind,
+        };
+        *slot = Some(match kind {
+            FileType::Directory => Entry::Folder,
+            FileType::Symlink => Entry::Link,
+            _ => Entry::Other,
         });
     }
-    followed_links
 }
 
 fn missing_folder(root: &Path, source: &SourceFile, package: &Package) -> Diagnostic {
@@ -393,7 +459,9 @@ mod tests {
         std::os::unix::fs::symlink("../b/target", root.path().join("a/link")).expect("symlink");
         std::thread::sleep(Duration::from_millis(100));
         check_quickly(root.path(), &["a/link", "b/target"]);
-        assert_eq!(check_quickly(root.path(), &["a/link", "b/target"]).1, ["a"]);
+        let (problems, listed) = check_quickly(root.path(), &["a/link", "b/target"]);
+        assert_eq!(listed, ["a"]);
+        assert_eq!(problems, ["package `a-link`: folder `a/link` is a link"]);
         // Not settled: `check_folders` waits a second.
         let (source, packages) = packages(&["b/target"]);
         let fresh = tempfile::tempdir().expect("temp dir");
@@ -401,6 +469,24 @@ mod tests {
         std::fs::create_dir_all(fresh.path().join("b/target")).expect("mkdir");
         assert_eq!(check_folders(fresh.path(), &source, &packages), []);
         assert_eq!(check(fresh.path(), &source, &packages, SETTLED).listed, ["b"]);
+    }
+
+    #[test]
+    fn links_on_the_way_to_a_folder_are_refused_even_once_remembered() {
+        let root = settled_repository(&["real/pkg", "other/pkg"]);
+        check_quickly(root.path(), &["real/pkg", "other/pkg"]);
+        assert_eq!(check_quickly(root.path(), &["real/pkg", "other/pkg"]), (vec![], vec![]));
+        // A pull request replaces a parent with a link to somewhere else.
+        std::fs::remove_dir_all(root.path().join("other")).expect("rm");
+        std::os::unix::fs::symlink("/", root.path().join("other")).expect("symlink");
+        let (problems, _) = check_quickly(root.path(), &["real/pkg", "other/pkg", "other/etc"]);
+        assert_eq!(
+            problems,
+            [
+                "package `other-pkg`: `other` on the way to its folder `other/pkg` is a link",
+                "package `other-etc`: `other` on the way to its folder `other/etc` is a link"
+            ]
+        );
     }
 
     #[test]

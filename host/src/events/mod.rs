@@ -49,10 +49,18 @@ impl RunInfo {
     }
 }
 
-/// `<run dir>/<package>/<stage>.log`, with the package name made safe as a file name.
+/// `<run dir>/<package>/<stage>.log`, with the package name made safe as a
+/// file name: `%`, `/`, `\`, NUL and a leading `.` are written `%XX`, so
+/// that two names never share a folder (`.x` and `_.x` once did).
 pub fn log_path(run_dir: &Path, package: &str, stage: Stage) -> PathBuf {
-    let safe: String = package.chars().map(|c| if matches!(c, '/' | '\\' | '\0') { '_' } else { c }).collect();
-    let safe = if safe.starts_with('.') { format!("_{safe}") } else { safe };
+    let mut safe = String::with_capacity(package.len());
+    for (index, c) in package.char_indices() {
+        match c {
+            '%' | '/' | '\\' | '\0' => safe.push_str(&format!("%{:02X}", c as u32)),
+            '.' if index == 0 => safe.push_str("%2E"),
+            c => safe.push(c),
+        }
+    }
     run_dir.join(safe).join(format!("{}.log", stage.name()))
 }
 
@@ -283,7 +291,13 @@ mod tests {
     fn log_paths_stay_inside_the_run_folder() {
         let run = Path::new("/r/.loktar/runs/7");
         assert_eq!(log_path(run, "pet_api", Stage::Test), Path::new("/r/.loktar/runs/7/pet_api/test.log"));
-        assert_eq!(log_path(run, "../x/y", Stage::Build), Path::new("/r/.loktar/runs/7/_.._x_y/build.log"));
-        assert_eq!(log_path(run, "..", Stage::Store), Path::new("/r/.loktar/runs/7/_../store.log"));
+        assert_eq!(log_path(run, "../x/y", Stage::Build), Path::new("/r/.loktar/runs/7/%2E.%2Fx%2Fy/build.log"));
+        assert_eq!(log_path(run, "..", Stage::Store), Path::new("/r/.loktar/runs/7/%2E./store.log"));
+        // Names that once shared a folder, and names that look like an escape.
+        let folders: std::collections::BTreeSet<PathBuf> = [".x", "_.x", "%2Ex", "a/b", "a%2Fb", "a_b"]
+            .into_iter()
+            .map(|name| log_path(run, name, Stage::Test))
+            .collect();
+        assert_eq!(folders.len(), 6, "{folders:?}");
     }
 }

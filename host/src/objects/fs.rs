@@ -1,9 +1,13 @@
 //! The `fs` backend: objects are files below a folder, written beside and
-//! renamed into place so a reader never sees half an object.
+//! renamed into place so a reader never sees half an object. Keys are
+//! resolved through the folder's handle ([`crate::beneath`]): a link put in
+//! the store's folder (it may sit inside a repository) leads nowhere.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{Failure, ObjectInfo, sha256_of};
+use crate::beneath::Folder;
 
 /// A store in a folder.
 #[derive(Debug, Clone)]
@@ -26,44 +30,56 @@ impl FsStore {
         &self.name
     }
 
-    fn failed(&self, what: &str, error: &std::io::Error) -> Failure {
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) -> Failure {
         Failure::new(format!("store `{}`: cannot {what}: {error}", self.name))
     }
 
-    pub(super) async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
-        let target = self.dir.join(key);
-        let source = file.to_path_buf();
-        let written = target.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Some(parent) = written.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let partial = written.with_extension(PARTIAL);
-            std::fs::copy(&source, &partial)?;
-            std::fs::rename(&partial, &written)
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|result| result)
-        .map_err(|e| self.failed(&format!("put `{key}`"), &e))?;
-        self.describe(key, &target).await
+    /// The store's folder, made if needed.
+    fn folder(&self) -> Result<Folder, Failure> {
+        Folder::create(&self.dir).map_err(|e| self.failed(&format!("open `{}`", self.dir.display()), &e))
     }
 
-    pub(super) async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
-        let source = self.dir.join(key);
-        if let Some(parent) = file.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| self.failed(&format!("get `{key}`"), &e))?;
-        }
-        tokio::fs::copy(&source, file).await.map_err(|e| self.failed(&format!("get `{key}`"), &e))?;
-        self.describe(key, &source).await
+    pub(super) async fn put(&self, key: &str, mut source: File) -> Result<ObjectInfo, Failure> {
+        let folder = self.folder()?;
+        let target = PathBuf::from(key);
+        let partial = target.with_extension(PARTIAL);
+        let written = tokio::task::spawn_blocking(move || {
+            let copied = folder
+                .create_file(&partial)
+                .map_err(|e| e.to_string())
+                .and_then(|mut file| std::io::copy(&mut source, &mut file).map_err(|e| e.to_string()))
+                .and_then(|_| folder.rename(&partial, &target).map_err(|e| e.to_string()));
+            if copied.is_err() {
+                let _ = folder.remove_file(&partial);
+            }
+            copied
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|result| result);
+        written.map_err(|e| self.failed(&format!("put `{key}`"), &e))?;
+        self.describe(key).await
+    }
+
+    pub(super) async fn get(&self, key: &str, target: File) -> Result<ObjectInfo, Failure> {
+        use tokio::io::AsyncWriteExt;
+        let failed = |e: &dyn std::fmt::Display| self.failed(&format!("get `{key}`"), e);
+        let source = self.folder()?.open_file(Path::new(key)).map_err(|e| failed(&e))?;
+        // Hashing reads by offset: the copy below still starts at the beginning.
+        let info = self.describe_file(key, &source).await?;
+        let mut reader = tokio::fs::File::from_std(source);
+        let mut writer = tokio::fs::File::from_std(target);
+        tokio::io::copy(&mut reader, &mut writer).await.map_err(|e| failed(&e))?;
+        writer.flush().await.map_err(|e| failed(&e))?;
+        Ok(info)
     }
 
     pub(super) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Failure> {
-        let object = self.dir.join(key);
-        if !tokio::fs::metadata(&object).await.is_ok_and(|m| m.is_file()) {
+        // Anything but a plain file under that key is no object.
+        let Ok(file) = self.folder()?.open_file(Path::new(key)) else {
             return Ok(None);
-        }
-        self.describe(key, &object).await.map(Some)
+        };
+        self.describe_file(key, &file).await.map(Some)
     }
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
@@ -73,9 +89,13 @@ impl FsStore {
             let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { continue };
             while let Some(entry) = entries.next_entry().await.map_err(|e| self.failed("list", &e))? {
                 let path = entry.path();
-                if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+                // Not following links: a link is neither a folder nor an object.
+                let Ok(kind) = entry.file_type().await else { continue };
+                if kind.is_dir() {
                     pending.push(path);
-                } else if let Ok(relative) = path.strip_prefix(&self.dir) {
+                } else if kind.is_file()
+                    && let Ok(relative) = path.strip_prefix(&self.dir)
+                {
                     let key = relative.to_string_lossy().into_owned();
                     if key.starts_with(prefix) && !key.ends_with(PARTIAL) {
                         keys.push(key);
@@ -86,14 +106,21 @@ impl FsStore {
         keys.sort();
         let mut found = Vec::with_capacity(keys.len());
         for key in keys {
-            found.push(self.describe(&key, &self.dir.join(&key)).await?);
+            found.push(self.describe(&key).await?);
         }
         Ok(found)
     }
 
-    async fn describe(&self, key: &str, path: &Path) -> Result<ObjectInfo, Failure> {
-        let (sha256, size) = sha256_of(path).await.map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
-        let absolute = std::path::absolute(path).map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
+    /// The info of the object at `key`.
+    async fn describe(&self, key: &str) -> Result<ObjectInfo, Failure> {
+        let file = self.folder()?.open_file(Path::new(key)).map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
+        self.describe_file(key, &file).await
+    }
+
+    async fn describe_file(&self, key: &str, file: &File) -> Result<ObjectInfo, Failure> {
+        let (sha256, size) = sha256_of(file).await.map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
+        let absolute =
+            std::path::absolute(self.dir.join(key)).map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
         Ok(ObjectInfo {
             key: key.to_string(),
             size,

@@ -9,6 +9,7 @@
 mod fs;
 mod s3;
 
+use std::fs::File;
 use std::path::{Component, Path};
 
 pub use s3::S3Store;
@@ -51,8 +52,8 @@ impl ObjectStore {
         }
     }
 
-    /// Uploads `file` to `key`.
-    pub async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
+    /// Uploads the content of `file` (opened for reading) to `key`.
+    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.put(key, file).await,
@@ -60,8 +61,8 @@ impl ObjectStore {
         }
     }
 
-    /// Downloads `key` into `file`.
-    pub async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
+    /// Downloads `key` into `file` (a new file, opened for writing).
+    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.get(key, file).await,
@@ -111,18 +112,18 @@ pub fn checked_key(key: &str) -> Result<&str, Failure> {
     }
 }
 
-/// The SHA-256 of a file, lowercase hex, and its size.
-pub async fn sha256_of(file: &Path) -> std::io::Result<(String, u64)> {
-    let file = file.to_path_buf();
+/// The SHA-256 of an open file's content, lowercase hex, and its size. It
+/// reads by offset, so the file's own position is left where it was.
+pub async fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
+    let file = file.try_clone()?;
     tokio::task::spawn_blocking(move || {
         use sha2::{Digest, Sha256};
-        use std::io::Read;
-        let mut reader = std::fs::File::open(&file)?;
+        use std::os::unix::fs::FileExt;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 1 << 20];
         let mut size = 0u64;
         loop {
-            let read = reader.read(&mut buffer)?;
+            let read = file.read_at(&mut buffer, size)?;
             if read == 0 {
                 break;
             }

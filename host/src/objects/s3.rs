@@ -5,7 +5,7 @@
 //! `sha256` metadata, which `head` reports. Files above the multipart
 //! threshold go up in parts, a few at a time, each with its own checksum.
 
-use std::path::Path;
+use std::fs::File;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -93,15 +93,18 @@ impl S3Store {
         ObjectInfo { key: key.to_string(), size, sha256, url: format!("s3://{}/{}", self.bucket, self.full_key(key)) }
     }
 
-    /// Uploads `file` to `key`: in one request, or in parts above the threshold.
-    pub async fn put(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
+    /// Uploads the content of `file` to `key`: in one request, or in parts above the threshold.
+    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
         self.check_bucket().await?;
-        let (sha256, size) =
-            sha256_of(file).await.map_err(|e| self.local(&format!("read `{}`", file.display()), &e))?;
+        let (sha256, size) = sha256_of(&file).await.map_err(|e| self.local(&format!("read `{key}`"), &e))?;
         if size > self.multipart_threshold {
-            self.put_in_parts(key, file, &sha256, size).await?;
+            self.put_in_parts(key, &file, &sha256, size).await?;
         } else {
-            let body = ByteStream::from_path(file)
+            // Read through the open file's handle, which a retry can open again.
+            let body = ByteStream::read_from()
+                .path(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)))
+                .length(aws_sdk_s3::primitives::Length::Exact(size))
+                .build()
                 .await
                 .map_err(|e| self.local("read the file", &std::io::Error::other(e)))?;
             self.client
@@ -131,7 +134,7 @@ impl S3Store {
         }
     }
 
-    async fn put_in_parts(&self, key: &str, file: &Path, sha256: &str, size: u64) -> Result<(), Failure> {
+    async fn put_in_parts(&self, key: &str, file: &File, sha256: &str, size: u64) -> Result<(), Failure> {
         let full_key = self.full_key(key);
         let upload = self
             .client
@@ -179,7 +182,7 @@ impl S3Store {
         key: &str,
         full_key: &str,
         upload_id: &str,
-        file: &Path,
+        file: &File,
         size: u64,
     ) -> Result<Vec<CompletedPart>, Failure> {
         use futures_util::{StreamExt, TryStreamExt};
@@ -198,7 +201,7 @@ impl S3Store {
         key: &str,
         full_key: &str,
         upload_id: &str,
-        file: &Path,
+        file: &File,
         offset: u64,
         size: u64,
         number: i32,
@@ -223,7 +226,7 @@ impl S3Store {
     }
 
     /// Downloads `key` into `file`, checking its SHA-256 when the object has one.
-    pub async fn get(&self, key: &str, file: &Path) -> Result<ObjectInfo, Failure> {
+    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
         let output = self
             .client
             .get_object()
@@ -233,10 +236,7 @@ impl S3Store {
             .await
             .map_err(|e| self.remote(&format!("get `{key}`"), e))?;
         let expected = output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned();
-        if let Some(parent) = file.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| self.local("make the folder", &e))?;
-        }
-        let mut writer = tokio::fs::File::create(file).await.map_err(|e| self.local("write the file", &e))?;
+        let mut writer = tokio::fs::File::from_std(file);
         let mut body = output.body;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -347,14 +347,17 @@ impl S3Store {
     }
 }
 
-/// `length` bytes of `file` from `offset`.
-async fn read_chunk(file: &Path, offset: u64, length: u64) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut reader = tokio::fs::File::open(file).await?;
-    reader.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut chunk = vec![0u8; usize::try_from(length).map_err(std::io::Error::other)?];
-    reader.read_exact(&mut chunk).await?;
-    Ok(chunk)
+/// `length` bytes of `file` from `offset`, read by offset (parts are read side by side).
+async fn read_chunk(file: &File, offset: u64, length: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = vec![0u8; usize::try_from(length).map_err(std::io::Error::other)?];
+        file.read_exact_at(&mut chunk, offset)?;
+        Ok(chunk)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The base64 form of a hex digest, as `x-amz-checksum-sha256` wants it.

@@ -370,7 +370,7 @@ fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancel) -> 
     let tap: LineTap =
         Arc::new(move |line: &Line| emitter.emit(Event::Log { package: position, stage, line: line.clone() }));
     CallEnv {
-        mounts: Some(Mounts { package: shared.spec.root.join(&package.dir), artifacts }),
+        mounts: Some(Mounts { root: shared.spec.root.clone(), package: package.dir.clone(), artifacts }),
         cancel: Some(cancel.clone()),
         tap: Some(tap),
     }

@@ -4,7 +4,7 @@
 //! `describe()` and granted by the host configuration. Deny by default.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wasmtime::component::{Component, InstancePre};
 
@@ -76,6 +76,24 @@ pub(super) fn exists(runtime: &Runtime, name: &str) -> bool {
     runtime.settings.plugins.get(name).is_some_and(|plugin| plugin.path.is_some()) || builtin_names().any(|b| b == name)
 }
 
+/// Refuses a file that is not a WebAssembly component before compiling it,
+/// by its header alone: the compiler's own message would quote the file's
+/// first bytes, which may be anything (a text file, a key).
+fn check_component_header(name: &str, path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const COMPONENT_LAYER: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
+    let shown = path.display();
+    if !bytes.starts_with(MAGIC) {
+        return Err(PluginError::new(format!("plugin `{name}`: `{shown}` is not a WebAssembly file"))
+            .hint(format!("point `path` under `[plugins.{name}]` at the `.wasm` component the plugin's build made")));
+    }
+    if bytes.get(4..8) != Some(COMPONENT_LAYER) {
+        return Err(PluginError::new(format!("plugin `{name}`: `{shown}` is a WebAssembly module, not a component"))
+            .hint("build it for `wasm32-wasip2` (or wrap the module with `wasm-tools component new`)"));
+    }
+    Ok(())
+}
+
 pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, PluginError> {
     let settings = runtime.settings.plugins.get(name).cloned().unwrap_or_default();
     let (origin, bytes) = match &settings.path {
@@ -84,6 +102,7 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
                 PluginError::new(format!("cannot read plugin `{name}` from `{}`: {e}", path.display()))
                     .hint(format!("check `path` under `[plugins.{name}]` in the host configuration"))
             })?;
+            check_component_header(name, path, &bytes)?;
             (Origin::Path(path.clone()), bytes)
         }
         None => match BUILTIN.iter().find(|(builtin, _)| *builtin == name) {

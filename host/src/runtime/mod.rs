@@ -10,6 +10,7 @@
 pub mod bindings;
 mod calls;
 mod capabilities;
+pub mod isolation;
 mod load;
 pub mod stage_log;
 pub mod state;
@@ -101,6 +102,14 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Starts the engine with the compile cache in `cache_dir`.
     pub fn new(settings: Settings, cache_dir: Option<&Path>) -> Result<Runtime, PluginError> {
+        // Before any plugin or program runs: whatever prints a configured secret, it is hidden.
+        stage_log::hide_configured_secrets(&settings);
+        if settings.isolation.mode == crate::settings::IsolationMode::None {
+            tracing::warn!(
+                "program isolation is off (`mode = \"none\"` under `[isolation]`): tests and builds run with \
+                 Loktar's own rights and can read its secrets and configuration"
+            );
+        }
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true).wasm_component_model(true);
         // Loktar does not use component-model async; leaving it off makes every call cheaper.

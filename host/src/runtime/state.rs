@@ -11,12 +11,13 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::capabilities::http::Outbound;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
+use crate::beneath::Folder;
 use crate::cancel::Cancel;
 use crate::containers::Containers;
 use crate::failure::Failure;
 use crate::github::Github;
 use crate::objects::ObjectStore;
-use crate::settings::{Capability, Limits, PluginSettings, Settings};
+use crate::settings::{Capability, IsolationSettings, Limits, PluginSettings, Settings};
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
@@ -44,6 +45,8 @@ pub struct Grants {
     pub github: Option<Arc<Github>>,
     /// Hosts `http` may reach.
     pub http_hosts: Vec<String>,
+    /// How the programs it runs are isolated.
+    pub isolation: IsolationSettings,
 }
 
 impl Grants {
@@ -72,6 +75,7 @@ impl Grants {
             containers: granted(Capability::ContainerEngine).then(|| Arc::new(Containers::from_settings(settings))),
             github: granted(Capability::Github).then(|| Arc::new(Github::from_settings(settings))),
             http_hosts: plugin.http_hosts.clone().unwrap_or_default(),
+            isolation: settings.isolation.clone(),
             capabilities,
         }
     }
@@ -85,9 +89,14 @@ impl Grants {
 /// The folders one call works in.
 #[derive(Debug, Clone)]
 pub struct Mounts {
-    /// The package folder on the host, mounted read-only.
-    pub package: PathBuf,
-    /// The artifact folder on the host, mounted read-write, if the role has one.
+    /// The repository's root folder on the host.
+    pub root: PathBuf,
+    /// The package folder, relative to the root, mounted read-only: it must
+    /// be a real folder inside the repository, with no link on its path.
+    pub package: String,
+    /// The artifact folder on the host, mounted read-write, if the role has
+    /// one (a folder Loktar makes; what the plugin puts in it is reached
+    /// only through its handle).
     pub artifacts: Option<PathBuf>,
 }
 
@@ -127,10 +136,10 @@ pub struct StoreState {
     pub(crate) grants: Grants,
     /// Its log.
     pub(crate) log: StageLog,
-    /// The package folder on the host, where programs run.
-    pub(crate) package_dir: PathBuf,
-    /// The artifact folder on the host, when the call has one.
-    pub(crate) artifacts_dir: Option<PathBuf>,
+    /// The package folder, where programs run; `None` for a call without folders.
+    pub(crate) package_dir: Option<Folder>,
+    /// The artifact folder, when the call has one.
+    pub(crate) artifacts_dir: Option<Folder>,
     /// Limits, for the process timeout.
     pub(crate) process_timeout: std::time::Duration,
     /// The run's cancel token, if the call belongs to a run.
@@ -159,16 +168,19 @@ impl StoreState {
         // cheaper than a hop to tokio's blocking pool for every operation.
         wasi.allow_blocking_current_thread(true);
         wasi.stdout(PluginOutput::new(&log, Source::Stdout)).stderr(PluginOutput::new(&log, Source::Stderr));
-        let mut package_dir = PathBuf::new();
+        let mut package_dir = None;
         let mut artifacts_dir = None;
         if let Some(mounts) = &env.mounts {
-            preopen(&mut wasi, &mounts.package, PACKAGE_MOUNT, false)?;
+            let package = open_package(&mounts.root, &mounts.package)?;
+            preopen(&mut wasi, &package, PACKAGE_MOUNT, false)?;
             if let Some(artifacts) = &mounts.artifacts {
-                std::fs::create_dir_all(artifacts)?;
-                preopen(&mut wasi, artifacts, ARTIFACTS_MOUNT, true)?;
-                artifacts_dir = Some(artifacts.clone());
+                let artifacts = Folder::create(artifacts).map_err(|e| {
+                    std::io::Error::other(format!("cannot make the artifact folder `{}`: {e}", artifacts.display()))
+                })?;
+                preopen(&mut wasi, &artifacts, ARTIFACTS_MOUNT, true)?;
+                artifacts_dir = Some(artifacts);
             }
-            package_dir = mounts.package.clone();
+            package_dir = Some(package);
         }
         let memory = usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         let outbound = Outbound::new(plugin, grants.allows(Capability::Http), &grants.http_hosts, log.clone());
@@ -195,11 +207,29 @@ impl StoreState {
     }
 }
 
-fn preopen(wasi: &mut wasmtime_wasi::WasiCtxBuilder, host: &Path, guest: &str, writable: bool) -> std::io::Result<()> {
+/// The package folder `dir` of the repository at `root`, opened with no
+/// link on its way: a repository could otherwise make `/package` any
+/// folder of this machine.
+pub fn open_package(root: &Path, dir: &str) -> std::io::Result<Folder> {
+    let shown = if dir.is_empty() { "." } else { dir };
+    let root = Folder::open(root)
+        .map_err(|e| std::io::Error::other(format!("cannot open the repository folder `{}`: {e}", root.display())))?;
+    root.folder(Path::new(shown))
+        .map_err(|e| std::io::Error::other(format!("cannot open the package folder `{shown}`: {e}")))
+}
+
+/// Mounts `folder` at `guest`, through its handle: the mount is the folder
+/// that was checked, whatever its name points at now.
+fn preopen(
+    wasi: &mut wasmtime_wasi::WasiCtxBuilder,
+    folder: &Folder,
+    guest: &str,
+    writable: bool,
+) -> std::io::Result<()> {
     let perms = if writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-    wasi.preopened_dir(host, guest, perms)
+    wasi.preopened_dir(folder.handle_path(), guest, perms)
         .map(|_| ())
-        .map_err(|e| std::io::Error::other(format!("cannot mount `{}` at `{guest}`: {e}", host.display())))
+        .map_err(|e| std::io::Error::other(format!("cannot mount `{}` at `{guest}`: {e}", folder.shown().display())))
 }
 
 impl WasiView for StoreState {

@@ -4,9 +4,13 @@
 //! providers (`"test_type": "make"`). The host configuration, written by
 //! whoever runs Loktar, says which plugin answers to each name, what it may
 //! do, and the limits every plugin call runs under. It is a TOML file:
-//! `--config`, else `LOKTAR_CONFIG`, else `loktar.toml` beside `loktar.json`,
-//! else `loktar/loktar.toml` in the user's config folder; without any, the
-//! built-in defaults apply.
+//! `--config`, else `LOKTAR_CONFIG`, else `loktar/loktar.toml` in the user's
+//! config folder; without any, the built-in defaults apply.
+//!
+//! Never a file of the repository being built: whoever opens a pull request
+//! writes that repository, and a host configuration there would let them
+//! grant their code capabilities, drop the limits and send the operator's
+//! credentials to endpoints of their choosing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +19,7 @@ use serde::Deserialize;
 
 use crate::diagnostic::Diagnostic;
 
-/// The file name looked for beside `loktar.json`.
+/// The file name of the host configuration in the user's config folder.
 pub const FILE_NAME: &str = "loktar.toml";
 
 /// A plugin role, as written in the host configuration.
@@ -266,6 +270,31 @@ pub struct Secret {
     pub env: String,
 }
 
+/// How programs that plugins run (tests, builds) are kept apart from the
+/// host (`[isolation]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IsolationSettings {
+    /// `namespaces` (the default): each program in Linux namespaces made by
+    /// bubblewrap, seeing only the toolchains, its package folder, its
+    /// artifact folder and a private `/tmp`. `none`: programs run with
+    /// Loktar's own rights — for repositories whose every author you trust.
+    pub mode: IsolationMode,
+    /// More host folders programs may read (a toolchain outside `/usr` and `/opt`).
+    pub read_only: Vec<PathBuf>,
+}
+
+/// Whether programs are isolated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationMode {
+    /// Linux namespaces, through bubblewrap.
+    #[default]
+    Namespaces,
+    /// No isolation.
+    None,
+}
+
 /// Limits on every plugin call.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -274,7 +303,9 @@ pub struct Limits {
     pub timeout_secs: u64,
     /// Linear memory a plugin may use, in MiB.
     pub memory_mib: u64,
-    /// Log output one plugin call may write, in KiB.
+    /// Log output one plugin call may write, in KiB: line ends count as a
+    /// byte each, and at most 64 lines per KiB are kept (blank ones too), so
+    /// a flood of empty lines is stopped like any other.
     pub log_kib: u64,
     /// Default and maximum run time of one program started through `process`, in seconds.
     pub process_timeout_secs: u64,
@@ -301,6 +332,7 @@ struct File {
     github: Option<GithubSettings>,
     notifications: Option<NotificationSettings>,
     limits: Option<Limits>,
+    isolation: Option<IsolationSettings>,
 }
 
 /// The host configuration in force: the built-in defaults overlaid with the user's file.
@@ -322,6 +354,8 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// Limits on every plugin call.
     pub limits: Limits,
+    /// How programs are isolated.
+    pub isolation: IsolationSettings,
     /// The file read, if any.
     pub source: Option<PathBuf>,
 }
@@ -339,6 +373,7 @@ impl Settings {
             github: file.github.unwrap_or_default(),
             notifications: file.notifications.unwrap_or_default(),
             limits: Limits::default(),
+            isolation: IsolationSettings::default(),
             source: None,
         }
     }
@@ -358,8 +393,8 @@ impl Settings {
         let chosen = explicit
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("LOKTAR_CONFIG").map(PathBuf::from))
-            .or_else(|| Some(root.join(FILE_NAME)).filter(|p| p.is_file()))
             .or_else(|| user_config_dir().map(|d| d.join("loktar").join(FILE_NAME)).filter(|p| p.is_file()));
+        warn_of_repository_config(root, chosen.as_deref());
         let mut settings = Settings::builtin();
         let Some(path) = chosen else {
             return Ok(settings.resolve_store_folders(root));
@@ -388,6 +423,19 @@ impl Settings {
             overlay(entry, plugin);
         }
         if let Some(limits) = file.limits {
+            // A zero would fail every stage at once, or keep no log at all: never what an operator means.
+            let zero = [
+                ("timeout_secs", limits.timeout_secs),
+                ("memory_mib", limits.memory_mib),
+                ("log_kib", limits.log_kib),
+                ("process_timeout_secs", limits.process_timeout_secs),
+            ]
+            .into_iter()
+            .find(|(_, value)| *value == 0);
+            if let Some((key, _)) = zero {
+                return Err(Diagnostic::new(format!("`{}`: `{key}` under `[limits]` is 0", path.display()))
+                    .hint(format!("give `{key}` a value of at least 1, or remove it for the default")));
+            }
             settings.limits = limits;
         }
         settings.secrets = file.secrets;
@@ -401,6 +449,17 @@ impl Settings {
         }
         if let Some(notifications) = file.notifications {
             settings.notifications = notifications;
+        }
+        if let Some(isolation) = file.isolation {
+            if let Some(relative) = isolation.read_only.iter().find(|folder| !folder.is_absolute()) {
+                return Err(Diagnostic::new(format!(
+                    "`{}`: `{}` in `read_only` under `[isolation]` is not an absolute path",
+                    path.display(),
+                    relative.display()
+                ))
+                .hint("name host folders from the root: `read_only = [\"/opt/toolchain\"]`"));
+            }
+            settings.isolation = isolation;
         }
         // Every secret named anywhere must be defined under `[secrets]`.
         let github = &settings.github;
@@ -438,6 +497,28 @@ impl Settings {
     }
 }
 
+/// Says once that a `loktar.toml` in the repository is not read (it was,
+/// before the host configuration became the operator's alone), unless the
+/// operator chose that very file.
+fn warn_of_repository_config(root: &Path, chosen: Option<&Path>) {
+    let in_repository = root.join(FILE_NAME);
+    if !in_repository.is_file() {
+        return;
+    }
+    let same = |chosen: &Path| match (chosen.canonicalize(), in_repository.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if chosen.is_some_and(same) {
+        return;
+    }
+    tracing::warn!(
+        "`{FILE_NAME}` in the repository is not read: the host configuration comes from `--config`, \
+         `LOKTAR_CONFIG` or `~/.config/loktar/{FILE_NAME}`, never from the repository being built\n\
+         hint: if you run Loktar on your own repository, pass it yourself: `--config {FILE_NAME}`"
+    );
+}
+
 /// Fields the user sets replace the built-in ones; the others stay.
 fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.path = user.path.or(base.path.take());
@@ -467,6 +548,19 @@ fn user_config_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_of_zero_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        for key in ["timeout_secs", "memory_mib", "log_kib", "process_timeout_secs"] {
+            std::fs::write(&path, format!("[limits]\n{key} = 0\n")).expect("write");
+            let error = Settings::load(Some(&path), dir.path()).expect_err("a zero limit");
+            assert!(error.message.ends_with(&format!("`{key}` under `[limits]` is 0")), "{}", error.message);
+        }
+        std::fs::write(&path, "[limits]\ntimeout_secs = 1\n").expect("write");
+        assert_eq!(Settings::load(Some(&path), dir.path()).expect("valid").limits.timeout_secs, 1);
+    }
 
     #[test]
     fn builtin_settings_grant_make_only_make() {

@@ -108,6 +108,14 @@ impl RunStore {
     /// Opens (creating if needed) the store of the repository at `root`.
     pub fn open(root: &Path) -> Result<RunStore, Diagnostic> {
         let dir = root.join(DIR);
+        // The repository could carry these as links, to have Loktar write its logs and artifacts anywhere.
+        for own in [DIR, "loktar.db", "runs", "artifacts"] {
+            let path = if own == DIR { dir.clone() } else { dir.join(own) };
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Diagnostic::new(format!("`{}` is a link: Loktar keeps its runs there and follows no link", path.display()))
+                    .hint(format!("remove the link: `{DIR}` is Loktar's own folder, never part of a repository")));
+            }
+        }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", dir.display())))?;
         // Git ignores the whole folder without the user touching .gitignore.
@@ -121,7 +129,32 @@ impl RunStore {
         connection.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
         // WAL without a sync per commit: a crash may lose the last stage, never corrupt the file.
         connection.execute_batch(SCHEMA).map_err(fail)?;
-        Ok(RunStore { connection, path })
+        migrate(&connection).map_err(fail)?;
+        let store = RunStore { connection, path };
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    /// Marks `interrupted` the runs still `running` whose process, on this
+    /// machine, is gone (killed, or the machine restarted): nothing will
+    /// ever finish them.
+    fn mark_interrupted(&self) -> Result<(), Diagnostic> {
+        let mut query = self
+            .connection
+            .prepare("SELECT id, owner FROM runs WHERE status = 'running' AND owner IS NOT NULL")
+            .map_err(|e| self.fail(e))?;
+        let running: Vec<(i64, String)> = query
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        for (id, owner) in running {
+            if Owner::parse(&owner).is_some_and(|owner| owner.is_gone()) {
+                self.connection
+                    .execute("UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running'", [id])
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts grouping writes into one transaction, until [`RunStore::commit`].
@@ -148,8 +181,8 @@ impl RunStore {
     pub fn begin_run(&self, run: &NewRun) -> Result<i64, Diagnostic> {
         self.connection
             .execute(
-                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency)
-                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, owner)
+                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     run.started_ms,
                     run.selection,
@@ -157,7 +190,8 @@ impl RunStore {
                     run.base,
                     run.branch,
                     i64::try_from(run.packages).unwrap_or(i64::MAX),
-                    i64::try_from(run.concurrency).unwrap_or(i64::MAX)
+                    i64::try_from(run.concurrency).unwrap_or(i64::MAX),
+                    Owner::this_process().to_string()
                 ],
             )
             .map_err(|e| self.fail(e))?;
@@ -289,6 +323,70 @@ impl RunStore {
     }
 }
 
+/// The process that runs a run: machine, pid, and when the process started
+/// (so that a pid used again by another process is not taken for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    host: String,
+    pid: i32,
+    started: u64,
+}
+
+impl Owner {
+    fn this_process() -> Owner {
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        Owner { host: host_name(), pid, started: process_start(pid).unwrap_or_default() }
+    }
+
+    /// `host pid started`, as stored.
+    fn parse(text: &str) -> Option<Owner> {
+        let mut parts = text.rsplitn(3, ' ');
+        let started = parts.next()?.parse().ok()?;
+        let pid = parts.next()?.parse().ok()?;
+        Some(Owner { host: parts.next()?.to_string(), pid, started })
+    }
+
+    /// Whether the owner is known to be dead: on this machine, and its pid is
+    /// free or belongs to a process started at another time. A run of
+    /// another machine sharing the folder is never judged from here.
+    fn is_gone(&self) -> bool {
+        self.host == host_name() && process_start(self.pid) != Some(self.started)
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.host, self.pid, self.started)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default()
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Brings an older database up to this schema.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version < 1 {
+        let has_owner = connection
+            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'owner'")?
+            .exists([])?;
+        if !has_owner {
+            connection.execute_batch("ALTER TABLE runs ADD COLUMN owner TEXT")?;
+        }
+        connection.execute_batch("PRAGMA user_version = 1")?;
+    }
+    Ok(())
+}
+
 fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: row.get(0)?,
@@ -317,7 +415,8 @@ CREATE TABLE IF NOT EXISTS runs (
     base        TEXT,
     branch      TEXT,
     packages    INTEGER NOT NULL,
-    concurrency INTEGER NOT NULL
+    concurrency INTEGER NOT NULL,
+    owner       TEXT
 );
 CREATE TABLE IF NOT EXISTS packages (
     run_id   INTEGER NOT NULL REFERENCES runs(id),

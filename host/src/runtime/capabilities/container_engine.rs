@@ -1,7 +1,7 @@
 //! `container-engine`: images built from the package folder, tagged, pushed
 //! to the registries of the host configuration and inspected, through
 //! [`crate::containers`]. Build and push output goes to the stage log; a
-//! cancelled run stops a build or push in flight.
+//! cancelled run stops a build, push or context archiving in flight.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::not_granted;
+use super::object_store::Access;
 use crate::cancel::Cancel;
 use crate::containers::{self, Containers};
 use crate::failure::Failure;
@@ -42,8 +43,13 @@ impl container_engine::Host for StoreState {
     async fn archive_context(&mut self, context: String, dockerfile: String, path: String) -> Result<u64, Error> {
         self.containers()?;
         let context = self.package_path(&context)?;
-        let file = self.artifact_file(&path)?;
-        containers::context::archive_to_file(&context, &dockerfile, &file).await.map_err(Error::from)
+        let file = self.artifact_file(&path, Access::Create)?;
+        // The new file, named by its handle: nothing the plugin renames or links changes where it goes.
+        let handle = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)));
+        // Dropping the archiving stops it: here when the run is cancelled, and with
+        // the whole call when the plugin's deadline passes.
+        let archive = containers::context::archive_to_file(&context, &dockerfile, &handle);
+        unless_cancelled(self.cancel.clone(), "archiving the build context", archive).await
     }
 
     async fn tag(&mut self, image: String, tag: String) -> Result<(), Error> {
@@ -138,7 +144,16 @@ impl StoreState {
                 hint: Some("name the build context relative to the package folder, without `..`".to_string()),
             });
         }
-        Ok(self.package_dir.join(path))
+        let package = self
+            .package_dir
+            .as_ref()
+            .ok_or_else(|| Error { message: "this call has no package folder".to_string(), hint: None })?;
+        // Checked link by link now; the archive is then walked without following links.
+        let folder = package.folder(path).map_err(|e| Error {
+            message: format!("cannot use `{relative}` as the build context: {e}"),
+            hint: Some("name a real folder inside the package, with no link on its path".to_string()),
+        })?;
+        Ok(folder.shown().to_path_buf())
     }
 }
 

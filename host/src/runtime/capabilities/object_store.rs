@@ -3,7 +3,7 @@
 //! [`crate::objects`]. Files come from and go
 //! to the plugin's artifact folder only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -16,14 +16,16 @@ use crate::settings::Capability;
 
 impl object_store::Host for StoreState {
     async fn put(&mut self, store: String, key: String, path: String) -> Result<ObjectInfo, Error> {
-        let file = self.artifact_file(&path)?;
-        let info = self.store(&store)?.put(&key, &file).await.map_err(Error::from)?;
+        let store = self.store(&store)?;
+        let file = self.artifact_file(&path, Access::Read)?;
+        let info = store.put(&key, file).await.map_err(Error::from)?;
         Ok(wit_info(info))
     }
 
     async fn get(&mut self, store: String, key: String, path: String) -> Result<ObjectInfo, Error> {
-        let file = self.artifact_file(&path)?;
-        let info = self.store(&store)?.get(&key, &file).await.map_err(Error::from)?;
+        let store = self.store(&store)?;
+        let file = self.artifact_file(&path, Access::Create)?;
+        let info = store.get(&key, file).await.map_err(Error::from)?;
         Ok(wit_info(info))
     }
 
@@ -63,14 +65,32 @@ impl StoreState {
         }
     }
 
-    /// The host path of `/artifacts/…`, the only place objects come from and go to.
-    pub(super) fn artifact_file(&self, path: &str) -> Result<PathBuf, Error> {
+    /// Opens `/artifacts/…`, the only place objects come from and go to,
+    /// through the artifact folder's handle: a link the plugin made there
+    /// (or a file with other names) is refused, never followed.
+    pub(super) fn artifact_file(&self, path: &str, access: Access) -> Result<std::fs::File, Error> {
         let outside = || Error { message: format!("`{path}` is not a file under `{ARTIFACTS_MOUNT}`"), hint: None };
         let relative = path.strip_prefix(ARTIFACTS_MOUNT).and_then(|p| p.strip_prefix('/')).ok_or_else(outside)?;
         let folder = self.artifacts_dir.as_ref().ok_or_else(outside)?;
-        let relative = objects::checked_key(relative).map_err(|_| outside())?;
-        Ok(folder.join(Path::new(relative)))
+        let relative = Path::new(objects::checked_key(relative).map_err(|_| outside())?);
+        let opened = match access {
+            Access::Read => folder.open_file(relative),
+            Access::Create => folder.create_file(relative),
+        };
+        opened.map_err(|e| Error {
+            message: format!("plugin `{}`: cannot use `{path}`: {e}", self.plugin),
+            hint: Some(format!("write a plain file under `{ARTIFACTS_MOUNT}`, not a link or a special file")),
+        })
     }
+}
+
+/// What a capability does with a file under `/artifacts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Reads an existing plain file.
+    Read,
+    /// Makes a new file (replacing one of that name).
+    Create,
 }
 
 fn wit_info(info: objects::ObjectInfo) -> ObjectInfo {

@@ -7,7 +7,8 @@
 //! clean-up) run normally, bounded by the call's grace period.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path};
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -18,9 +19,10 @@ use wasmtime::component::{HasSelf, Linker};
 use super::not_granted;
 use crate::runtime::bindings::host::loktar::plugin::process::{self, Command, ExitStatus, HostFolders};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
+use crate::runtime::isolation;
 use crate::runtime::stage_log::{Level, Source, StageLog};
 use crate::runtime::state::StoreState;
-use crate::settings::Capability;
+use crate::settings::{Capability, IsolationMode};
 
 /// Standard output handed back to the plugin is cut here (it is all in the log).
 const STDOUT_RETURNED: usize = 1024 * 1024;
@@ -31,8 +33,8 @@ impl process::Host for StoreState {
             return Err(not_granted(self, Capability::Process));
         }
         Ok(HostFolders {
-            package: self.package_dir.display().to_string(),
-            artifacts: self.artifacts_dir.as_ref().map(|dir| dir.display().to_string()),
+            package: self.package_dir.as_ref().map(|dir| dir.shown().display().to_string()).unwrap_or_default(),
+            artifacts: self.artifacts_dir.as_ref().map(|dir| dir.shown().display().to_string()),
         })
     }
 
@@ -53,39 +55,66 @@ impl process::Host for StoreState {
         if program.contains('/') {
             return Err(error(format!("`{program}` must be a program name, not a path")));
         }
-        let cwd = match &command.cwd {
-            Some(folder) => inside(&self.package_dir, folder)
-                .ok_or_else(|| error(format!("folder `{folder}` is outside the package folder")))?,
-            None => self.package_dir.clone(),
-        };
+        // The working folder is opened link-free below the package folder and
+        // entered through its handle, so no name can turn it into another folder.
+        let package = self.package_dir.as_ref().ok_or_else(|| error("this call has no package folder".into()))?;
+        let cwd = package
+            .folder(Path::new(command.cwd.as_deref().unwrap_or(".")))
+            .map_err(|e| error(format!("cannot run `{program}` there: {e}")))?;
         let limit = self.process_timeout;
         let timeout = command.timeout_ms.map_or(limit, |ms| Duration::from_millis(ms).min(limit));
 
-        let Some(path) = crate::programs::find(program) else {
+        let Some(path) = isolation::find_program(&self.grants.isolation, program) else {
+            let isolated = self.grants.isolation.mode != IsolationMode::None;
             return Err(Error {
-                message: format!("`{program}` is not installed: it is not in the `PATH` of loktar"),
-                hint: Some(format!("install `{program}` on this machine, or add its folder to `PATH`")),
+                message: if isolated {
+                    format!(
+                        "`{program}` is not installed where isolated programs see it: not in a folder of the `PATH` of loktar under `/usr`, `/opt` or `read_only` of `[isolation]`"
+                    )
+                } else {
+                    format!("`{program}` is not installed: it is not in the `PATH` of loktar")
+                },
+                hint: Some(if isolated {
+                    format!(
+                        "install `{program}` on this machine (under `/usr` or `/opt`), or add its folder to `read_only` under `[isolation]` in the host configuration"
+                    )
+                } else {
+                    format!("install `{program}` on this machine, or add its folder to `PATH`")
+                }),
             });
         };
-        let mut child = tokio::process::Command::new(path);
-        child
-            .args(&command.args)
-            .current_dir(&cwd)
-            .env_clear()
+        if let Some((name, _)) = command.env.iter().find(|(name, _)| isolation::is_loader_variable(name)) {
+            return Err(Error {
+                message: format!("plugin `{}` may not set `{name}` for `{program}`", self.plugin),
+                hint: Some("loader variables (`LD_*` and the like) would let it run code of its choosing".to_string()),
+            });
+        }
+        let mut env: Vec<(OsString, OsString)> = Vec::new();
+        for name in ["PATH", "HOME"].iter().copied().chain(self.grants.env.iter().map(String::as_str)) {
+            if let Some(value) = std::env::var_os(name) {
+                env.push((name.into(), value));
+            }
+        }
+        env.extend(command.env.iter().map(|(key, value)| (key.into(), value.into())));
+        let launch = isolation::Launch {
+            program: &path,
+            args: &command.args,
+            env,
+            package,
+            artifacts: self.artifacts_dir.as_ref(),
+            cwd: &cwd,
+        };
+        let mut prepared = isolation::prepare(&self.grants.isolation, launch)
+            .map_err(|e| Error { message: format!("cannot run `{program}`: {e}"), hint: e.hint() })?;
+        prepared
+            .command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             // Its own process group, so a timeout stops what it started too.
             .process_group(0);
-        for name in ["PATH", "HOME"].iter().copied().chain(self.grants.env.iter().map(String::as_str)) {
-            if let Some(value) = std::env::var_os(name) {
-                child.env(name, value);
-            }
-        }
-        for (key, value) in &command.env {
-            child.env(key, value);
-        }
+        let child = &mut prepared.command;
         // Started before the cancellation: stop it when it comes. Started after: it is clean-up.
         let mut cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
         let mut child = child.spawn().map_err(|e| error(format!("cannot run `{program}`: {e}")))?;
@@ -105,8 +134,18 @@ impl process::Host for StoreState {
                 None => std::future::pending().await,
             }
         };
+        // Once the program has exited, what it left running in its group
+        // goes too (isolated, its namespace is already gone), so no child
+        // outlives the stage or holds its output open.
+        let exited = async {
+            let status = child.wait().await;
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            status
+        };
         let finished = tokio::select! {
-            finished = tokio::time::timeout(timeout, async { tokio::join!(output, child.wait()) }) => finished,
+            finished = tokio::time::timeout(timeout, async { tokio::join!(output, exited) }) => finished,
             () = cancelled => {
                 stop(group, &mut child).await;
                 self.log.push(Source::Program, Level::Warn, &format!("`{program}` stopped: the run was cancelled"));
@@ -161,31 +200,31 @@ pub fn kill_running_programs() {
     }
 }
 
+/// Bytes read from a program's pipe at once (a Linux pipe holds 64 KiB).
+const READ_SIZE: usize = 64 * 1024;
+
 /// Streams a pipe into the log line by line; returns what it read when `keep` is set.
+/// The pipe is read to its end even once the log is full, so the program never
+/// blocks on it; what the log cannot take is counted and dropped, not kept.
 async fn forward(pipe: Option<impl AsyncRead + Unpin>, log: &StageLog, level: Level, keep: bool) -> String {
     let Some(mut pipe) = pipe else {
         return String::new();
     };
     let mut writer = log.writer(Source::Program, level);
     let mut kept = Vec::new();
-    let mut buffer = [0u8; 8192];
+    let mut buffer = vec![0u8; READ_SIZE];
     while let Ok(read) = pipe.read(&mut buffer).await {
         if read == 0 {
             break;
         }
-        writer.accept(&buffer[..read]);
+        let bytes = &buffer[..read];
+        writer.accept(bytes);
         if keep && kept.len() < STDOUT_RETURNED {
-            kept.extend_from_slice(&buffer[..read.min(STDOUT_RETURNED - kept.len())]);
+            kept.extend_from_slice(&bytes[..read.min(STDOUT_RETURNED - kept.len())]);
         }
     }
     writer.flush_partial();
     String::from_utf8_lossy(&kept).into_owned()
-}
-
-/// `base/relative` when `relative` stays inside `base`.
-fn inside(base: &Path, relative: &str) -> Option<std::path::PathBuf> {
-    let relative = Path::new(relative);
-    relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)).then(|| base.join(relative))
 }
 
 fn error(message: String) -> Error {

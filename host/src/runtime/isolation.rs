@@ -1,0 +1,246 @@
+//! Program isolation: how a program a plugin runs (a package's tests, a
+//! build tool) is started so that it sees only what it needs.
+//!
+//! With `[isolation] mode = "namespaces"` (the default) every program runs
+//! under bubblewrap in new Linux namespaces: its own process tree (Loktar
+//! and the other jobs are not in its `/proc`), its own mounts — the
+//! toolchains read-only (`/usr`, `/opt`, the few `/etc` files programs
+//! read, and the operator's `read_only` folders), its package folder and
+//! artifact folder, a private `/tmp` — and nothing else: not the operator's
+//! configuration, not the plugin cache, not the rest of the repository,
+//! not Loktar's environment. When the program ends, everything it started
+//! ends with it (the namespace's first process is gone), and if Loktar dies
+//! the sandbox is killed with it. The network is shared: tests may talk to
+//! services.
+//!
+//! The package and artifact folders are handed to bubblewrap as the open
+//! handles Loktar checked ([`crate::beneath`]), never by name, so a link
+//! swapped in meanwhile changes nothing.
+//!
+//! `mode = "none"` runs programs with Loktar's own rights, for repositories
+//! whose every author the operator trusts; Loktar then warns once per run.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use command_fds::{CommandFdExt, FdMapping};
+
+use crate::beneath::Folder;
+use crate::settings::{IsolationMode, IsolationSettings};
+
+/// Host folders every isolated program reads: where toolchains live.
+const TOOLCHAIN_ROOTS: [&str; 8] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"];
+
+/// The files of `/etc` programs commonly read (name resolution, users,
+/// the dynamic loader, certificates, the alternatives that point `java` at
+/// its JDK, the JVM's and Python's own settings); the rest of `/etc`
+/// (keys, `shadow`) stays out.
+const ETC_ENTRIES: [&str; 21] = [
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hostname",
+    "hosts",
+    "java-17-openjdk",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "maven",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "resolv.conf",
+    "ssl",
+];
+
+/// Where the handles of the package and artifact folders arrive in bubblewrap.
+const PACKAGE_FD: i32 = 10;
+const ARTIFACTS_FD: i32 = 11;
+
+/// Variables that make the dynamic loader or libc load code or data of the
+/// setter's choosing: a plugin may not set them for a program.
+const LOADER_VARIABLES: [&str; 11] = [
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TZDIR",
+];
+
+/// Whether a plugin may not set the environment variable `name` for a program.
+pub fn is_loader_variable(name: &str) -> bool {
+    name.starts_with("LD_") || LOADER_VARIABLES.contains(&name)
+}
+
+/// Why a program could not be started isolated.
+#[derive(Debug, thiserror::Error)]
+pub enum IsolationError {
+    /// bubblewrap is not installed.
+    #[error("programs run isolated with bubblewrap, and `bwrap` is not in the `PATH` of loktar")]
+    NoBubblewrap,
+    /// The private temporary folder could not be made.
+    #[error("cannot make a private temporary folder: {0}")]
+    Temporary(std::io::Error),
+    /// A folder handle could not be passed on.
+    #[error("cannot hand the folders to bubblewrap: {0}")]
+    Handles(String),
+}
+
+impl IsolationError {
+    /// The obvious fix.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            IsolationError::NoBubblewrap => Some(
+                "install bubblewrap (`apt-get install bubblewrap`); only for repositories whose every author \
+                 you trust, turn isolation off with `mode = \"none\"` under `[isolation]` in the host configuration"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// What a program is started with.
+#[derive(Debug)]
+pub struct Launch<'a> {
+    /// The program, found in Loktar's `PATH`.
+    pub program: &'a Path,
+    /// Its arguments.
+    pub args: &'a [String],
+    /// Its whole environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// The package folder (read-write: tests write their own output there).
+    pub package: &'a Folder,
+    /// The artifact folder, if the stage has one.
+    pub artifacts: Option<&'a Folder>,
+    /// Where it starts, the package folder or a folder below it.
+    pub cwd: &'a Folder,
+}
+
+/// A program ready to start, and what must live as long as it runs.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The command to spawn.
+    pub command: tokio::process::Command,
+    /// The private temporary folder, removed when dropped.
+    _temporary: Option<tempfile::TempDir>,
+}
+
+/// The program `name` as a program started under `settings` finds it:
+/// with isolation, only in the folders of `PATH` the sandbox shows (a
+/// program elsewhere, say behind a version manager's shims in the home
+/// folder, would not find its own files there).
+pub fn find_program(settings: &IsolationSettings, name: &str) -> Option<PathBuf> {
+    match settings.mode {
+        IsolationMode::None => crate::programs::find(name),
+        IsolationMode::Namespaces => std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .filter(|folder| folder.is_absolute() && under_toolchains(folder, settings))
+            .map(|folder| folder.join(name))
+            .find(|path| crate::programs::is_executable(path)),
+    }
+}
+
+/// Prepares `launch` under `settings`.
+pub fn prepare(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepared, IsolationError> {
+    match settings.mode {
+        IsolationMode::None => {
+            let mut command = tokio::process::Command::new(launch.program);
+            command.args(launch.args).current_dir(launch.cwd.handle_path()).env_clear().envs(launch.env);
+            Ok(Prepared { command, _temporary: None })
+        }
+        IsolationMode::Namespaces => namespaces(settings, launch),
+    }
+}
+
+fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepared, IsolationError> {
+    let bwrap = crate::programs::find("bwrap").ok_or(IsolationError::NoBubblewrap)?;
+    let temporary = tempfile::Builder::new().prefix("loktar-tmp").tempdir().map_err(IsolationError::Temporary)?;
+    let mut command = tokio::process::Command::new(bwrap);
+    command.env_clear();
+    let mut args: Vec<OsString> = Vec::new();
+    let mut arg = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+    arg(&[&"--die-with-parent", &"--new-session", &"--unshare-all", &"--share-net"]);
+    arg(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+    for root in TOOLCHAIN_ROOTS.iter().map(Path::new).chain(settings.read_only.iter().map(PathBuf::as_path)) {
+        mount_read_only(&mut arg, root);
+    }
+    for entry in ETC_ENTRIES {
+        mount_read_only(&mut arg, &Path::new("/etc").join(entry));
+    }
+    // `/tmp` first: the package may live below it, and is mounted on top.
+    arg(&[&"--bind", &temporary.path(), &"/tmp"]);
+    let mut mappings = vec![FdMapping { parent_fd: dup(launch.package)?, child_fd: PACKAGE_FD }];
+    arg(&[&"--bind-fd", &PACKAGE_FD.to_string(), &launch.package.shown()]);
+    if let Some(artifacts) = launch.artifacts {
+        mappings.push(FdMapping { parent_fd: dup(artifacts)?, child_fd: ARTIFACTS_FD });
+        arg(&[&"--bind-fd", &ARTIFACTS_FD.to_string(), &artifacts.shown()]);
+    }
+    arg(&[&"--chdir", &launch.cwd.shown()]);
+    for (name, value) in launch.env {
+        let value = if name == "HOME" || name == "TMPDIR" { OsString::from("/tmp") } else { value };
+        arg(&[&"--setenv", &name, &value]);
+    }
+    arg(&[&"--setenv", &"TMPDIR", &"/tmp"]);
+    arg(&[&"--", &launch.program]);
+    args.extend(launch.args.iter().map(OsString::from));
+    command.args(args);
+    command.fd_mappings(mappings).map_err(|e| IsolationError::Handles(e.to_string()))?;
+    Ok(Prepared { command, _temporary: Some(temporary) })
+}
+
+/// Adds a read-only mount of `path` as it is on the host: a link stays a
+/// link (merged `/usr` systems link `/bin` to `usr/bin`), a missing path is left out.
+fn mount_read_only(arg: &mut impl FnMut(&[&dyn AsRef<std::ffi::OsStr>]), path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            if let Ok(target) = std::fs::read_link(path) {
+                arg(&[&"--symlink", &target, &path]);
+            }
+        }
+        Ok(_) => arg(&[&"--ro-bind", &path, &path]),
+        Err(_) => {}
+    }
+}
+
+fn under_toolchains(folder: &Path, settings: &IsolationSettings) -> bool {
+    TOOLCHAIN_ROOTS.iter().map(Path::new).chain(settings.read_only.iter().map(PathBuf::as_path)).any(|root| {
+        // `/bin` may be a link to `usr/bin`: compare where both really are.
+        let real = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        real(folder).starts_with(real(root))
+    })
+}
+
+fn dup(folder: &Folder) -> Result<OwnedFd, IsolationError> {
+    use std::os::fd::AsFd;
+    folder.as_fd().try_clone_to_owned().map_err(|e| IsolationError::Handles(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_variables_are_recognised() {
+        for name in ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "GCONV_PATH", "LOCPATH"] {
+            assert!(is_loader_variable(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "MAVEN_OPTS", "OLD_PRELOAD"] {
+            assert!(!is_loader_variable(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Hostile tests of program isolation: what a package's `make ci` can see
+//! and leave behind, and what a plugin may set for the programs it runs.
+//! Each attack is run once isolated (it must fail to see or touch
+//! anything) and, where that proves the check could fail, once with
+//! `mode = "none"` (it must then succeed).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{TestRepo, test_plugin, wasm_cache_dir};
+
+/// A secret in Loktar's environment that no program may read.
+const SECRET: &str = "s3cr3t-canary-77d1e0";
+
+/// A package `a` whose `make ci` prints `LEAK <what>` for everything
+/// outside its sandbox it can reach, and fails if it reached anything.
+fn snooping_repo(isolation: &str, outside: &Path) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.host_config(&format!("[secrets.canary]\nenv = \"TEST_CANARY\"\n\n[isolation]\nmode = \"{isolation}\"\n"));
+    let config = repo.host_config_path();
+    let checks = [
+        ("environ", format!("grep -qs {SECRET} /proc/*/environ")),
+        ("configuration", format!("test -e {}", config.display())),
+        ("cache", format!("test -e {}", wasm_cache_dir().display())),
+        ("outside-file", format!("test -e {}", outside.join("canary").display())),
+        ("repository", "test -e ../loktar.json".to_string()),
+        ("write-outside", format!("touch {}", outside.join("written").display())),
+    ];
+    let mut makefile = String::from("ci:\n");
+    for (what, check) in &checks {
+        makefile.push_str(&format!("\t@if {check} 2>/dev/null; then echo LEAK {what}; touch leaked; fi\n"));
+    }
+    makefile.push_str("\t@test ! -e leaked\n\nclean:\n\t@rm -f leaked\n");
+    repo.write("a/Makefile", &makefile);
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
+    repo.commit("ENH: a test that looks around");
+    repo
+}
+
+#[test]
+fn an_isolated_test_sees_nothing_of_loktar_the_operator_or_the_rest_of_the_machine() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    std::fs::write(outside.path().join("canary"), "canary").expect("write");
+    let repo = snooping_repo("namespaces", outside.path());
+    let run = repo.loktar_with_env(&["run", "--all"], &[("TEST_CANARY", SECRET)]);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/a/test.log")).unwrap_or_default();
+    assert_eq!(run.code, 0, "something leaked:\n{log}\n{}", run.stderr);
+    assert!(!log.contains("LEAK"), "{log}");
+    assert!(!outside.path().join("written").exists(), "the test wrote outside its folder");
+
+    // The same test without isolation reaches all of it: the checks can fail.
+    let repo = snooping_repo("none", outside.path());
+    let run = repo.loktar_with_env(&["run", "--all"], &[("TEST_CANARY", SECRET)]).expect_code(1);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/a/test.log")).unwrap_or_default();
+    for what in ["environ", "configuration", "cache", "outside-file", "repository", "write-outside"] {
+        assert!(log.contains(&format!("LEAK {what}")), "`{what}` was not reached without isolation:\n{log}");
+    }
+    assert_eq!(run.stderr.matches("program isolation is off").count(), 1, "warned once:\n{}", run.stderr);
+    assert!(!run.stderr.contains(SECRET) && !log.contains(SECRET), "the secret itself is still never shown");
+}
+
+/// Pids of running processes whose command line is `sleep <seconds>`.
+fn sleeping(seconds: &str) -> Vec<u32> {
+    let wanted = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc")
+        .expect("list /proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted.as_bytes()))
+        .collect()
+}
+
+#[test]
+fn what_a_test_leaves_running_ends_with_its_stage() {
+    for isolation in ["namespaces", "none"] {
+        leaves_nothing_running(isolation);
+    }
+}
+
+fn leaves_nothing_running(isolation: &str) {
+    let repo = TestRepo::new();
+    repo.host_config(&format!("[isolation]\nmode = \"{isolation}\"\n"));
+    // One child in the background, one more that keeps the output open.
+    repo.write("a/Makefile", "ci:\n\t@sleep 313 &\n\t@(sleep 314; echo late) &\n\t@echo done\n\nclean:\n\t@true\n");
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
+    repo.commit("ENH: a test that leaves children behind");
+    let mut child = repo
+        .command()
+        .args(["run", "--all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start loktar");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{isolation}: the stage waited for the children it left behind");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{isolation}: {status}");
+    assert_eq!((sleeping("313"), sleeping("314")), (vec![], vec![]), "{isolation}: children outlived their stage");
+}
+
+/// A repository whose package `a` is tested by the hostile plugin with `attack`.
+fn hostile_repo(attack: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.host_config(&format!(
+        "[plugins.hostile]\npath = \"{}\"\nrole = \"tester\"\ncapabilities = [\"log\", \"process\"]\n\
+         programs = [\"env\"]\n",
+        test_plugin("hostile").display()
+    ));
+    repo.write(
+        "loktar.json",
+        &format!(
+            r#"{{"packages": [{{"pkg_name": "a", "test_type": "hostile", "build_info": {{"attack": "{attack}"}}}}]}}"#
+        ),
+    );
+    repo.write("a/README", "a");
+    std::os::unix::fs::symlink("/", repo.path().join("a/rootlink")).expect("symlink");
+    repo.commit("ENH: hostile");
+    repo
+}
+
+#[test]
+fn a_plugin_may_not_set_loader_variables_for_a_program() {
+    let run = hostile_repo("ld-preload").loktar(&["run", "--all"]).expect_code(1);
+    assert!(run.stderr.contains("plugin `hostile` may not set `LD_PRELOAD` for `env`"), "{}", run.stderr);
+}
+
+#[test]
+fn a_program_cannot_be_started_in_a_link_out_of_the_package() {
+    let run = hostile_repo("cwd-link").loktar(&["run", "--all"]).expect_code(1);
+    assert!(run.stderr.contains("cannot run `env` there: `rootlink` is a link"), "{}", run.stderr);
+}

@@ -1,0 +1,182 @@
+//! Hostile tests of the sandbox's edges that are paths and configuration:
+//! links a plugin makes in its artifact folder, package folders that are
+//! links, and a host configuration a pull request commits. Each asserts
+//! that nothing outside was read or written (a canary's content searched in
+//! every output and file of the run) and that the run ends with a clear
+//! message and the right exit code.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::recorder::{Recorder, Reply};
+use crate::support::{TestRepo, files_below, test_plugin};
+
+/// The canary's content: it must never show anywhere Loktar writes.
+const CANARY: &str = "canary-9f2c1d-never-copied";
+
+/// A file outside the repository holding [`CANARY`].
+fn canary() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("shadow");
+    std::fs::write(&file, CANARY).expect("write canary");
+    let file = file.canonicalize().expect("canonical");
+    (dir, file)
+}
+
+/// Asserts that [`CANARY`] is in none of `outputs` and no file below `dir`
+/// (links the attack left there are not followed: they are not copies).
+#[track_caller]
+fn assert_no_canary(outputs: &[&str], dir: &Path) {
+    assert!(!outputs.iter().any(|output| output.contains(CANARY)), "the canary leaked into the output");
+    let mut files = 0;
+    for file in files_below(dir) {
+        if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read(&file).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&text).contains(CANARY), "the canary leaked into {}", file.display());
+    }
+    assert!(files > 0, "the run wrote no file below {}: nothing was searched", dir.display());
+}
+
+/// A repository whose package `a` is built by the `zip` test builder with
+/// `build_info` `settings`, then stored by the built-in `fs` storage.
+fn zip_repo(settings: serde_json::Value) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.host_config(&format!(
+        "[plugins.zip]\npath = \"{}\"\nrole = \"builder\"\ncapabilities = [\"log\"]\n",
+        test_plugin("zip").display()
+    ));
+    let mut build_info = settings;
+    build_info["storage_type"] = json!("fs");
+    let manifest = json!({"packages": [{"pkg_name": "a", "pkg_type": "zip", "build_info": build_info}]});
+    repo.write("loktar.json", &manifest.to_string());
+    repo.write("a/README", "a");
+    repo.commit("ENH: a");
+    repo
+}
+
+#[test]
+fn a_relative_link_in_the_artifact_folder_is_refused_not_followed() {
+    let (_outside, canary) = canary();
+    let repo = zip_repo(json!({}));
+    // The run's artifact folder is `.loktar/runs/1/a/artifacts`: climb from there to `/`.
+    let artifacts = repo.path().canonicalize().expect("canonical").join(".loktar/runs/1/a/artifacts");
+    let climb = "../".repeat(artifacts.components().count() - 1);
+    let target = format!("{climb}{}", canary.display().to_string().trim_start_matches('/'));
+    let manifest = json!({"packages": [{"pkg_name": "a", "pkg_type": "zip",
+        "build_info": {"storage_type": "fs", "link": target}}]});
+    repo.write("loktar.json", &manifest.to_string());
+    repo.commit("ENH: link to the canary");
+
+    let run = repo.loktar(&["run", "--all", "-j", "1"]).expect_code(1);
+    assert!(run.stderr.contains("`a.txt` is a link: links are not followed here"), "{}", run.stderr);
+    assert!(run.stderr.contains("write a plain file under `/artifacts`"), "{}", run.stderr);
+    assert_no_canary(&[&run.stdout, &run.stderr], repo.path());
+    assert_eq!(std::fs::read_to_string(&canary).expect("canary"), CANARY, "the canary was changed");
+}
+
+#[test]
+fn an_absolute_link_in_the_artifact_folder_leads_nowhere() {
+    let (_outside, canary) = canary();
+    let repo = zip_repo(json!({ "link": canary.display().to_string() }));
+    // WASI itself refuses an absolute target, or the host refuses the link: either way nothing is copied.
+    let run = repo.loktar(&["run", "--all", "-j", "1"]).expect_code(1);
+    assert!(run.stderr.contains("a: build failed") || run.stderr.contains("a: store failed"), "{}", run.stderr);
+    assert_no_canary(&[&run.stdout, &run.stderr], repo.path());
+}
+
+/// A repository with package `pkg` in `pkg_dir`, a `make ci` that leaves a
+/// marker where it runs, and a folder outside the repository that holds
+/// such a package too.
+fn repo_with_package_in(pkg_dir: &str) -> (TestRepo, tempfile::TempDir) {
+    let outside = tempfile::tempdir().expect("temp dir");
+    let makefile = "ci:\n\t@touch ran-here\n\t@cat /dev/null\n\nclean:\n\t@true\n";
+    std::fs::create_dir_all(outside.path().join("inner")).expect("mkdir");
+    std::fs::write(outside.path().join("Makefile"), makefile).expect("write");
+    std::fs::write(outside.path().join("inner/Makefile"), makefile).expect("write");
+    let repo = TestRepo::new();
+    let manifest = json!({"packages": [
+        {"pkg_name": "ok", "test_type": "make"},
+        {"pkg_name": "pkg", "pkg_dir": pkg_dir, "test_type": "make"}
+    ]});
+    repo.write("loktar.json", &manifest.to_string());
+    repo.write("ok/Makefile", makefile);
+    (repo, outside)
+}
+
+#[test]
+fn a_package_folder_that_is_a_link_is_refused_by_name() {
+    let (repo, outside) = repo_with_package_in("linked");
+    std::os::unix::fs::symlink(outside.path(), repo.path().join("linked")).expect("symlink");
+    repo.commit("ENH: a package folder that is a link");
+    for command in [&["plan"][..], &["run", "--all"]] {
+        let run = repo.loktar(command).expect_code(2);
+        assert!(run.stderr.contains("package `pkg`: folder `linked` is a link"), "{}", run.stderr);
+        assert!(run.stderr.contains("must be a real folder inside the repository"), "{}", run.stderr);
+    }
+    assert!(!outside.path().join("ran-here").exists(), "make ran in the folder the link points to");
+}
+
+#[test]
+fn a_link_on_the_way_to_a_package_folder_is_refused_by_name() {
+    let (repo, outside) = repo_with_package_in("outer/inner");
+    std::os::unix::fs::symlink(outside.path(), repo.path().join("outer")).expect("symlink");
+    repo.commit("ENH: a parent folder that is a link");
+    let run = repo.loktar(&["run", "--all"]).expect_code(2);
+    assert!(
+        run.stderr.contains("package `pkg`: `outer` on the way to its folder `outer/inner` is a link"),
+        "{}",
+        run.stderr
+    );
+    assert!(!outside.path().join("inner/ran-here").exists(), "make ran in the folder the link points to");
+}
+
+#[test]
+fn a_host_configuration_committed_in_the_repository_is_not_read() {
+    let repo = TestRepo::new();
+    // The pull request's own configuration: a plugin of its choosing, more programs, no limits.
+    repo.write(
+        "loktar.toml",
+        &format!(
+            "[plugins.shout]\npath = \"{}\"\nrole = \"tester\"\ncapabilities = [\"log\"]\n\n\
+             [plugins.make]\nprograms = [\"make\", \"cat\"]\n\n[limits]\ntimeout_secs = 99999\n",
+            test_plugin("shout").display()
+        ),
+    );
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "app", "test_type": "shout"}]}"#);
+    repo.write("app/shout.txt", "LOKTAR\n");
+    repo.commit("ENH: bring my own host configuration");
+    let run = repo.loktar(&["run", "--all"]).expect_code(2);
+    assert!(run.stderr.contains("`test_type` names `shout`, which is not a known plugin"), "{}", run.stderr);
+    assert!(run.stderr.contains("`loktar.toml` in the repository is not read"), "{}", run.stderr);
+    assert!(run.stderr.contains("--config loktar.toml"), "{}", run.stderr);
+}
+
+#[test]
+fn a_committed_configuration_cannot_send_the_operators_token_elsewhere() {
+    let operator = Recorder::start(|_| Reply::json(201, json!({})));
+    let attacker = Recorder::start(|_| Reply::json(201, json!({})));
+    let repo = TestRepo::new();
+    repo.host_config(&format!(
+        "[plugins.github]\nrole = \"notifier\"\n\n[github]\napi_url = \"{}\"\ntoken_secret = \"gh\"\n\n\
+         [secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n",
+        operator.url()
+    ));
+    repo.write(
+        "loktar.toml",
+        &format!("[plugins.github]\nrole = \"notifier\"\n\n[github]\napi_url = \"{}\"\n", attacker.url()),
+    );
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
+    repo.write("a/Makefile", "ci:\n\t@echo ok\n\nclean:\n\t@true\n");
+    repo.git(&["remote", "add", "origin", "git@github.com:acme/monorepo.git"]);
+    repo.commit("ENH: send the token to me");
+    let run = repo.loktar_with_env(&["run", "--all"], &[("TEST_GITHUB_TOKEN", "ghp_operator_token_1234")]);
+    let run = run.expect_code(0);
+    assert!(attacker.requests().is_empty(), "the repository's configuration was used: {:?}", attacker.requests());
+    let sent = operator.requests();
+    assert!(!sent.is_empty(), "no status reached the operator's GitHub\n{}", run.stderr);
+    assert!(sent.iter().all(|r| r.header("authorization") == Some("Bearer ghp_operator_token_1234")));
+}
