@@ -12,6 +12,7 @@ mod docker;
 mod github;
 mod graph;
 mod hostile_context;
+mod hostile_faults;
 mod hostile_isolation;
 mod hostile_output;
 mod hostile_paths;

@@ -24,15 +24,16 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use regex::{RegexSet, RegexSetBuilder};
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
+use crate::beneath;
 use crate::failure::Failure;
 
 /// The ignore file in a context folder.
@@ -50,9 +51,6 @@ pub enum ContextError {
     /// The context folder could not be opened.
     #[error("cannot open the context folder: {0}")]
     Open(#[source] std::io::Error),
-    /// The context folder is a link.
-    #[error("the context folder is a link")]
-    ContextIsLink,
     /// An entry could not be read or written.
     #[error("cannot archive `{path}`: {source}")]
     Entry {
@@ -100,7 +98,6 @@ impl ContextError {
             ContextError::Special { .. } | ContextError::NotUtf8 { .. } => {
                 Some("remove it from the package, or add it to `.dockerignore`")
             }
-            ContextError::ContextIsLink => Some("name the folder itself as the build context, not a link to it"),
             ContextError::IgnoreFile(_) => Some("make `.dockerignore` a small text file in the context folder"),
             ContextError::Ignore(_) => Some("fix or remove the pattern; `.dockerignore` follows Docker's rules"),
             _ => None,
@@ -141,15 +138,9 @@ pub enum IgnoreError {
 /// The context folder, filtered by its `.dockerignore`, as a tar archive
 /// written into `into`. Stops with [`ContextError::Stopped`] soon after
 /// `stop` is set.
-pub fn archive<W: Write>(context: &Path, dockerfile: &str, into: W, stop: &AtomicBool) -> Result<W, ContextError> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let root = rustix::fs::openat(CWD, context, flags, Mode::empty()).map_err(|errno| {
-        // With `O_DIRECTORY` a link to a folder is `ENOTDIR`, not `ELOOP`.
-        match rustix::fs::statat(CWD, context, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => ContextError::ContextIsLink,
-            _ => ContextError::Open(errno.into()),
-        }
-    })?;
+pub fn archive<W: Write>(context: &beneath::Folder, dockerfile: &str, into: W, stop: &AtomicBool) -> Result<W, ContextError> {
+    // The folder's own handle, checked link by link when it was opened: no name is looked up again.
+    let root = context.as_fd().try_clone_to_owned().map_err(ContextError::Open)?;
     let ignore = match read_ignore_file(&root)? {
         Some(text) => DockerIgnore::parse(&text)?,
         None => DockerIgnore::default(),
@@ -162,11 +153,10 @@ pub fn archive<W: Write>(context: &Path, dockerfile: &str, into: W, stop: &Atomi
 
 /// Writes the context folder as a gzipped tar to `file`; returns its size.
 /// Dropping the future stops the archiving.
-pub async fn archive_to_file(context: &Path, dockerfile: &str, file: &Path) -> Result<u64, Failure> {
-    let (context, dockerfile, file) = (context.to_path_buf(), dockerfile.to_string(), file.to_path_buf());
+pub async fn archive_to_file(context: beneath::Folder, dockerfile: &str, file: std::fs::File) -> Result<u64, Failure> {
+    let dockerfile = dockerfile.to_string();
     stoppable(move |stop| {
-        let written = std::fs::File::create(&file).map_err(ContextError::Write)?;
-        let gzip = flate2::write::GzEncoder::new(written, flate2::Compression::default());
+        let gzip = flate2::write::GzEncoder::new(file, flate2::Compression::default());
         let written = archive(&context, &dockerfile, gzip, stop)?.finish().map_err(ContextError::Write)?;
         written.sync_all().map_err(ContextError::Write)?;
         Ok(written.metadata().map_err(ContextError::Write)?.len())
@@ -175,8 +165,8 @@ pub async fn archive_to_file(context: &Path, dockerfile: &str, file: &Path) -> R
 }
 
 /// The context folder as a tar archive in memory. Dropping the future stops the archiving.
-pub async fn archive_to_memory(context: &Path, dockerfile: &str) -> Result<Vec<u8>, Failure> {
-    let (context, dockerfile) = (context.to_path_buf(), dockerfile.to_string());
+pub async fn archive_to_memory(context: beneath::Folder, dockerfile: &str) -> Result<Vec<u8>, Failure> {
+    let dockerfile = dockerfile.to_string();
     stoppable(move |stop| archive(&context, &dockerfile, Vec::new(), stop)).await
 }
 
@@ -750,11 +740,11 @@ mod tests {
         }
 
         fn mkfifo(path: &Path) {
-            rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o644), 0).expect("a FIFO");
+            rustix::fs::mknodat(rustix::fs::CWD, path, FileType::Fifo, Mode::from_raw_mode(0o644), 0).expect("a FIFO");
         }
 
         fn archived(dir: &Path) -> Result<Vec<u8>, ContextError> {
-            archive(dir, "Dockerfile", Vec::new(), &AtomicBool::new(false))
+            archive(&beneath::Folder::open(dir).expect("open"), "Dockerfile", Vec::new(), &AtomicBool::new(false))
         }
 
         #[test]
@@ -817,7 +807,8 @@ mod tests {
             write(dir.path(), "docker/Dockerfile", "FROM scratch\n", 0o644);
             write(dir.path(), "docker/other", "x\n", 0o644);
             write(dir.path(), ".dockerignore", "docker\n.dockerignore\n", 0o644);
-            let found = archive(dir.path(), "./docker/Dockerfile", Vec::new(), &AtomicBool::new(false));
+            let context = beneath::Folder::open(dir.path()).expect("open");
+            let found = archive(&context, "./docker/Dockerfile", Vec::new(), &AtomicBool::new(false));
             let names: Vec<String> = entries(&found.expect("archived")).into_iter().map(|e| e.0).collect();
             assert_eq!(names, [".dockerignore", "docker/Dockerfile"]);
 
@@ -830,13 +821,6 @@ mod tests {
             write(dir.path(), ".dockerignore", &"a\n".repeat(600 * 1024), 0o644);
             let error = archived(dir.path()).expect_err("a huge ignore file is refused");
             assert_eq!(error.to_string(), "`.dockerignore` is larger than 1 MiB");
-        }
-
-        #[test]
-        fn a_context_that_is_a_link_is_refused() {
-            let dir = tempfile::tempdir().expect("a temp dir");
-            symlink("/etc", dir.path().join("ctx")).expect("a link");
-            assert!(matches!(archived(&dir.path().join("ctx")), Err(ContextError::ContextIsLink)));
         }
 
         /// A sink that sets `stop` at its first write, as a deadline passing mid-walk would.
@@ -866,7 +850,7 @@ mod tests {
             }
             let stop = AtomicBool::new(false);
             let sink = StopAtFirstWrite { stop: &stop, written: 0 };
-            let result = archive(dir.path(), "Dockerfile", sink, &stop);
+            let result = archive(&beneath::Folder::open(dir.path()).expect("open"), "Dockerfile", sink, &stop);
             assert!(matches!(result, Err(ContextError::Stopped)), "{result:?}");
 
             // Stopped in the middle of a file too.
@@ -887,7 +871,7 @@ mod tests {
             let big = std::fs::File::create(dir.path().join("big")).expect("a file");
             big.set_len(1 << 40).expect("a sparse size");
             let (done, finished) = std::sync::mpsc::channel();
-            let context = dir.path().to_path_buf();
+            let context = beneath::Folder::open(dir.path()).expect("open");
             let call = stoppable(move |stop| {
                 let result = archive(&context, "Dockerfile", std::io::sink(), stop).map(drop);
                 let stopped = matches!(result, Err(ContextError::Stopped));

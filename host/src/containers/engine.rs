@@ -6,7 +6,7 @@
 //! so a configuration without docker services never needs an engine.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -17,6 +17,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+use crate::beneath::Folder;
 use crate::failure::Failure;
 use crate::settings::EngineSettings;
 
@@ -26,11 +27,11 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// How long one engine request may take (a build or a push is one request), in seconds.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
 
-/// An image build, with the context already resolved to a host folder.
-#[derive(Debug, Clone, Default)]
+/// An image build, with the context already opened (link-free, below the package folder).
+#[derive(Debug)]
 pub struct BuildRequest {
-    /// The context folder on the host.
-    pub context: PathBuf,
+    /// The context folder.
+    pub context: Folder,
     /// The Dockerfile, relative to the context.
     pub dockerfile: String,
     /// The stage to build.
@@ -126,13 +127,13 @@ impl Engine {
     /// Builds an image; each line of build output goes to `log`. Returns the image id.
     pub async fn build(&self, request: BuildRequest, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, Failure> {
         let docker = self.docker().await?;
-        let dockerfile = request.context.join(&request.dockerfile);
-        if !dockerfile.is_file() {
+        if request.context.open_file(Path::new(request.dockerfile.trim_start_matches("./"))).is_err() {
+            let dockerfile = request.context.shown().join(&request.dockerfile);
             return Err(Failure::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
-                .hint("add one, or name it with `build_info.dockerfile` in loktar.json"));
+                .hint("add one (a plain file, not a link), or name it with `build_info.dockerfile` in loktar.json"));
         }
         // Dropped with this future when the call's deadline passes or its run is cancelled.
-        let archive = super::context::archive_to_memory(&request.context, &request.dockerfile).await?;
+        let archive = super::context::archive_to_memory(request.context, &request.dockerfile).await?;
         let build_args: HashMap<&str, &str> =
             request.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let labels: HashMap<&str, &str> = request.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

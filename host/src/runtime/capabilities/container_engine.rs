@@ -3,13 +3,14 @@
 //! [`crate::containers`]. Build and push output goes to the stage log; a
 //! cancelled run stops a build, push or context archiving in flight.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::not_granted;
 use super::object_store::Access;
+use crate::beneath::Folder;
 use crate::cancel::Cancel;
 use crate::containers::{self, Containers};
 use crate::failure::Failure;
@@ -44,11 +45,9 @@ impl container_engine::Host for StoreState {
         self.containers()?;
         let context = self.package_path(&context)?;
         let file = self.artifact_file(&path, Access::Create)?;
-        // The new file, named by its handle: nothing the plugin renames or links changes where it goes.
-        let handle = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)));
         // Dropping the archiving stops it: here when the run is cancelled, and with
         // the whole call when the plugin's deadline passes.
-        let archive = containers::context::archive_to_file(&context, &dockerfile, &handle);
+        let archive = containers::context::archive_to_file(context, &dockerfile, file);
         unless_cancelled(self.cancel.clone(), "archiving the build context", archive).await
     }
 
@@ -135,8 +134,8 @@ impl StoreState {
         }
     }
 
-    /// The host path of a folder relative to the package folder, which it may not leave.
-    fn package_path(&self, relative: &str) -> Result<PathBuf, Error> {
+    /// A folder below the package folder, opened with no link on its way.
+    fn package_path(&self, relative: &str) -> Result<Folder, Error> {
         let path = Path::new(relative);
         if path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
             return Err(Error {
@@ -148,12 +147,10 @@ impl StoreState {
             .package_dir
             .as_ref()
             .ok_or_else(|| Error { message: "this call has no package folder".to_string(), hint: None })?;
-        // Checked link by link now; the archive is then walked without following links.
-        let folder = package.folder(path).map_err(|e| Error {
+        package.folder(path).map_err(|e| Error {
             message: format!("cannot use `{relative}` as the build context: {e}"),
             hint: Some("name a real folder inside the package, with no link on its path".to_string()),
-        })?;
-        Ok(folder.shown().to_path_buf())
+        })
     }
 }
 
