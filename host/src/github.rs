@@ -52,7 +52,7 @@ impl Github {
     pub fn from_settings(settings: &Settings) -> Github {
         let secret = |name: &Option<String>| {
             let name = name.as_ref()?;
-            settings.secrets.get(name).and_then(|s| std::env::var(&s.env).ok())
+            settings.secrets.get(name).and_then(|s| crate::vault::value(&s.env))
         };
         let (token, app_key) = (secret(&settings.github.token_secret), secret(&settings.github.app_key_secret));
         Github::new(settings.github.clone(), token, app_key)

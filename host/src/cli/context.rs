@@ -148,6 +148,8 @@ impl Context {
         before_plugins: impl FnOnce(),
     ) -> Result<(Context, Folders), Diagnostics> {
         let settings = Settings::load(options.config.as_deref(), &root)?;
+        // Before any plugin or program runs, and before the secrets are read.
+        crate::vault::seal(&settings)?;
         let providers = Providers::from_settings(&settings);
         let shown_as = shown_path(&root.join(MANIFEST));
         let workspace = Workspace::read(&root, &shown_as, &providers)?;

@@ -29,7 +29,7 @@ impl Containers {
     /// The engine and registries `settings` describe; registry passwords are
     /// read from their secrets' environment variables now.
     pub fn from_settings(settings: &Settings) -> Containers {
-        let secret = |name: &str| settings.secrets.get(name).and_then(|s| std::env::var(&s.env).ok());
+        let secret = |name: &str| settings.secrets.get(name).and_then(|s| crate::vault::value(&s.env));
         let registries = settings
             .registries
             .iter()

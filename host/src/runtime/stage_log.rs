@@ -431,7 +431,7 @@ pub fn hide_everywhere(secret: &str) {
 /// may be handed one through `env` and print it.
 pub fn hide_configured_secrets(settings: &Settings) {
     for secret in settings.secrets.values() {
-        if let Ok(value) = std::env::var(&secret.env) {
+        if let Some(value) = crate::vault::value(&secret.env) {
             hide_everywhere(&value);
         }
     }

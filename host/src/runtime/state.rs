@@ -68,7 +68,7 @@ impl Grants {
                 .chain(plugin.stores.iter().flatten().map(String::as_str).filter(|store| *store != name))
                 .filter_map(|store| {
                     let config = settings.stores.get(store)?;
-                    let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| std::env::var(&s.env).ok());
+                    let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| crate::vault::value(&s.env));
                     Some((store.to_string(), ObjectStore::open(store, config, secret)))
                 })
                 .collect(),

@@ -23,8 +23,8 @@ impl secrets::Host for StoreState {
                 hint: Some(format!("add \"{name}\" to `secrets` under `[plugins.{}]` in loktar.toml", self.plugin)),
             });
         };
-        match std::env::var(variable) {
-            Ok(value) if !value.is_empty() => {
+        match crate::vault::value(variable) {
+            Some(value) if !value.is_empty() => {
                 // Before the plugin has it: nothing it passes on may show it.
                 self.log.hide(&value);
                 Ok(value)
