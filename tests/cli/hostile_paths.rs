@@ -180,3 +180,21 @@ fn a_committed_configuration_cannot_send_the_operators_token_elsewhere() {
     assert!(!sent.is_empty(), "no status reached the operator's GitHub\n{}", run.stderr);
     assert!(sent.iter().all(|r| r.header("authorization") == Some("Bearer ghp_operator_token_1234")));
 }
+
+#[test]
+fn a_plugin_cache_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let repo = TestRepo::new();
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
+    repo.write("a/Makefile", "ci:\n\t@true\n\nclean:\n\t@true\n");
+    repo.commit("ENH: a");
+    let output = repo.command().args(["run", "--all"]).env("LOKTAR_CACHE_DIR", shared.path()).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("not using the plugin cache"), "{stderr}");
+    assert!(stderr.contains("can be changed by others than you"), "{stderr}");
+    let cached: Vec<_> = files_below(shared.path()).into_iter().filter(|f| f.is_file()).collect();
+    assert_eq!(cached, Vec::<PathBuf>::new(), "compiled plugins were written to the shared folder");
+}

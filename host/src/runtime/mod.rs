@@ -40,6 +40,39 @@ const MAX_PLUGIN_MEMORY: usize = 4 << 30;
 /// How long a cancelled call may go on cleaning up before it is stopped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
+/// Whether the compile cache folder `dir` (made if missing, for this user
+/// alone) is safe to load compiled code from: a compiled plugin is run as
+/// it is found, so a folder that another user, or a program of a build,
+/// could write to would let them run code inside Loktar. Programs that
+/// plugins run never see it when isolated; across users, the folder and
+/// its parents up to the user's own folder must be writable by its owner
+/// alone. An unsafe folder is not used (plugins are then compiled on every
+/// start), with a warning.
+fn private_cache(dir: &Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let me = rustix::process::geteuid().as_raw();
+    let unsafe_folder = dir.ancestors().take(3).find(|folder| {
+        std::fs::metadata(folder).is_ok_and(|m| {
+            // Sticky shared folders such as `/tmp` keep each entry to its owner.
+            let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+            (m.uid() != me && m.uid() != 0) || others_write
+        })
+    });
+    match unsafe_folder {
+        Some(folder) => {
+            tracing::warn!(
+                "not using the plugin cache `{}`: `{}` can be changed by others than you, and compiled plugins \
+                 are run as they are found\nhint: make it yours alone (`chmod go-w`), or set `LOKTAR_CACHE_DIR`",
+                dir.display(),
+                folder.display()
+            );
+            false
+        }
+        None => true,
+    }
+}
+
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -123,7 +156,7 @@ impl Runtime {
             .total_stacks(POOL_INSTANCES)
             .max_memory_size(MAX_PLUGIN_MEMORY);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = cache_dir {
+        if let Some(dir) = cache_dir.filter(|dir| private_cache(dir)) {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
             let cache = wasmtime::Cache::new(cache)
