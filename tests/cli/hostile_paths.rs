@@ -198,3 +198,67 @@ fn a_plugin_cache_others_can_write_is_not_used() {
     let cached: Vec<_> = files_below(shared.path()).into_iter().filter(|f| f.is_file()).collect();
     assert_eq!(cached, Vec::<PathBuf>::new(), "compiled plugins were written to the shared folder");
 }
+
+/// A repository that commits the hostile test plugin as `ci/hostile.wasm`,
+/// declares it in `loktar.json` asking for `process` and `env`, and tests
+/// package `a` with it, printing the environment.
+fn repository_plugin_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    std::fs::create_dir_all(repo.path().join("ci")).expect("mkdir");
+    std::fs::copy(test_plugin("hostile"), repo.path().join("ci/hostile.wasm")).expect("copy the plugin");
+    let manifest = json!({
+        "plugins": {"hostile": {"path": "ci/hostile.wasm", "role": "tester",
+                                "capabilities": ["log", "process"], "programs": ["env"]}},
+        "packages": [{"pkg_name": "a", "test_type": "hostile", "build_info": {"attack": "print-env"}}]
+    });
+    repo.write("loktar.json", &manifest.to_string());
+    repo.write("a/README", "a");
+    repo.commit("ENH: our own tester");
+    repo
+}
+
+#[test]
+fn a_repository_plugin_gets_no_more_than_the_operators_policy() {
+    let repo = repository_plugin_repo();
+    // No policy: a repository plugin gets `log` alone.
+    let run = repo.loktar(&["run", "--all"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "repository plugin `hostile` asked for `process`, program `env`, which the host's policy does not grant"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("attack succeeded"), "{}", run.stderr);
+
+    // The operator allows it: now it runs, and `loktar plugins` says where it comes from.
+    repo.host_config("[policy.repository_plugins]\ncapabilities = [\"log\", \"process\"]\nprograms = [\"env\"]\n");
+    repo.loktar(&["run", "--all"]).expect_code(0);
+    let listing = repo.loktar(&["plugins", "--format", "json"]).json();
+    let hostile = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "hostile")).expect("listed");
+    assert_eq!(hostile["source"], "repository: ci/hostile.wasm");
+    assert_eq!(hostile["granted"], json!(["log", "process"]));
+}
+
+#[test]
+fn a_repository_plugin_cannot_take_a_provided_name_or_live_behind_a_link() {
+    let repo = repository_plugin_repo();
+    let manifest = std::fs::read_to_string(repo.path().join("loktar.json")).expect("read");
+    repo.write("loktar.json", &manifest.replace("\"hostile\"", "\"make\""));
+    repo.commit("ENH: replace make");
+    let run = repo.loktar(&["plan"]).expect_code(2);
+    assert!(run.stderr.contains("plugin `make` is provided by Loktar or the host configuration"), "{}", run.stderr);
+
+    // The component as a link to a file outside the repository.
+    let (_outside, canary) = canary();
+    repo.write("loktar.json", &manifest);
+    std::fs::remove_file(repo.path().join("ci/hostile.wasm")).expect("rm");
+    std::os::unix::fs::symlink(&canary, repo.path().join("ci/hostile.wasm")).expect("symlink");
+    repo.commit("ENH: our tester, elsewhere");
+    repo.host_config("[policy.repository_plugins]\ncapabilities = [\"log\", \"process\"]\nprograms = [\"env\"]\n");
+    let run = repo.loktar(&["run", "--all"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("`ci/hostile.wasm` is a link"), "{}", run.stderr);
+    assert!(!run.stderr.contains(CANARY), "{}", run.stderr);
+}

@@ -147,12 +147,17 @@ impl Context {
         folders: Folders,
         before_plugins: impl FnOnce(),
     ) -> Result<(Context, Folders), Diagnostics> {
-        let settings = Settings::load(options.config.as_deref(), &root)?;
+        let mut settings = Settings::load(options.config.as_deref(), &root)?;
         // Before any plugin or program runs, and before the secrets are read.
         crate::vault::seal(&settings)?;
-        let providers = Providers::from_settings(&settings);
         let shown_as = shown_path(&root.join(MANIFEST));
-        let workspace = Workspace::read(&root, &shown_as, &providers)?;
+        let source = Workspace::read_source(&root, &shown_as)?;
+        let declared = crate::config::plugins::declared(&source)?;
+        for note in crate::config::plugins::grant(&mut settings, &root, &source, declared)? {
+            tracing::warn!("{note}");
+        }
+        let providers = Providers::from_settings(&settings);
+        let workspace = Workspace::from_source(&root, source, &providers)?;
         let discovering = discover::needed(&workspace);
         // Plugins read the folders: a missing one is reported before a plugin fails on it.
         let folders = if discovering { Folders::CheckNow } else { folders };

@@ -3,16 +3,26 @@
 use std::collections::BTreeSet;
 
 use super::context::{Options, block_on, find_root, plugin_runtime};
+use crate::config::{MANIFEST, Workspace, plugins};
 use crate::diagnostic::Diagnostics;
 use crate::render::plan::to_json;
 use crate::runtime::{Origin, PluginListing, Runtime, builtin_names, role_name};
 use crate::settings::Settings;
+use crate::terminal::escaped;
 
 /// Lists the built-in plugins and those the host configuration adds.
 pub(super) fn list(options: &Options, json: bool) -> Result<String, Diagnostics> {
     // Outside a repository only the user's configuration applies.
     let root = find_root(options.repo.as_deref()).unwrap_or_default();
-    let runtime = plugin_runtime(Settings::load(options.config.as_deref(), &root)?)?;
+    let mut settings = Settings::load(options.config.as_deref(), &root)?;
+    // Inside a repository, its own plugins too, granted what the policy allows.
+    if let Ok(source) = Workspace::read_source(&root, MANIFEST) {
+        let declared = plugins::declared(&source)?;
+        for note in plugins::grant(&mut settings, &root, &source, declared)? {
+            tracing::warn!("{note}");
+        }
+    }
+    let runtime = plugin_runtime(settings)?;
     let mut names: BTreeSet<String> = builtin_names().map(str::to_string).collect();
     names.extend(runtime.settings().plugins.keys().cloned());
     let listings = block_on(listings(&runtime, names))?;
@@ -39,7 +49,11 @@ async fn listings(runtime: &Runtime, names: BTreeSet<String>) -> Vec<PluginListi
                 roles: settings.role.into_iter().collect(),
                 requested: Vec::new(),
                 granted: settings.capabilities.clone().unwrap_or_default(),
-                source: settings.path.as_ref().map_or(source(&Origin::BuiltIn), |p| source(&Origin::Path(p.clone()))),
+                source: match (&settings.path, &settings.declared_in) {
+                    (Some(path), Some(_)) => source(&Origin::Repository(path.clone())),
+                    (Some(path), None) => source(&Origin::Path(path.clone())),
+                    (None, _) => source(&Origin::BuiltIn),
+                },
                 error: Some(error.message),
             },
         };
@@ -52,6 +66,7 @@ fn source(origin: &Origin) -> String {
     match origin {
         Origin::BuiltIn => "built-in".to_string(),
         Origin::Path(path) => path.display().to_string(),
+        Origin::Repository(path) => format!("repository: {}", path.display()),
     }
 }
 
@@ -62,9 +77,10 @@ fn text(listings: &[PluginListing]) -> String {
             let caps = |c: &[crate::settings::Capability]| {
                 if c.is_empty() { "-".to_string() } else { c.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ") }
             };
+            // Names and versions come from plugins' own `describe()`: escaped for the terminal.
             [
-                l.name.clone(),
-                l.version.clone().unwrap_or_else(|| "-".into()),
+                escaped(&l.name).into_owned(),
+                l.version.as_deref().map_or_else(|| "-".into(), |v| escaped(v).into_owned()),
                 if l.roles.is_empty() {
                     "-".into()
                 } else {
@@ -73,8 +89,8 @@ fn text(listings: &[PluginListing]) -> String {
                 caps(&l.requested),
                 caps(&l.granted),
                 match &l.error {
-                    Some(error) => format!("{}  (error: {error})", l.source),
-                    None => l.source.clone(),
+                    Some(error) => format!("{}  (error: {})", escaped(&l.source), escaped(error)),
+                    None => escaped(&l.source).into_owned(),
                 },
             ]
         })

@@ -132,7 +132,7 @@ pub const BUILD_INFO_FIELDS: &[Field] = &[
 ];
 
 /// Keys allowed at the top level of `loktar.json`.
-pub const TOP_LEVEL_KEYS: &[&str] = &["packages", "$schema"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["packages", "plugins", "$schema"];
 
 /// The JSON Schema (draft 2020-12) of `loktar.json`.
 pub fn schema(providers: &Providers) -> Value {
@@ -159,6 +159,21 @@ pub fn schema(providers: &Providers) -> Value {
         "additionalProperties": false,
         "properties": {
             "$schema": { "type": "string" },
+            "plugins": {
+                "type": "object",
+                "description": "The repository's own plugins, by provider name; the host's policy caps what they are granted.",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["path", "role"],
+                    "properties": {
+                        "path": { "type": "string", "minLength": 1, "description": "The component, relative to the repository root." },
+                        "role": { "enum": ["tester", "builder", "registry", "storage", "discovery"] },
+                        "capabilities": { "type": "array", "items": { "enum": ["log", "process", "container-engine", "object-store", "github", "http", "secrets"] } },
+                        "programs": { "type": "array", "items": { "type": "string" } },
+                    },
+                },
+            },
             "packages": {
                 "type": "array",
                 "items": {

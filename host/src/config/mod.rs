@@ -7,6 +7,7 @@
 mod fields;
 mod folders;
 pub mod json;
+pub mod plugins;
 mod providers;
 mod table;
 mod validate;
@@ -147,6 +148,11 @@ impl Workspace {
     /// — unless the file has problems of its own: any with the folders are
     /// then reported with them.
     pub fn read(root: &Path, shown_as: &str, providers: &Providers) -> Result<Workspace, Diagnostics> {
+        Workspace::from_source(root, Workspace::read_source(root, shown_as)?, providers)
+    }
+
+    /// The text of `loktar.json` in `root`, unchecked.
+    pub fn read_source(root: &Path, shown_as: &str) -> Result<SourceFile, Diagnostics> {
         let path = root.join(MANIFEST);
         let source = match std::fs::read_to_string(&path) {
             Ok(source) => source,
@@ -161,8 +167,12 @@ impl Workspace {
                 return Err(Diagnostic::new(format!("cannot read `{}`: {error}", path.display())).into());
             }
         };
+        Ok(SourceFile::new(shown_as, source))
+    }
+
+    /// Validates the text of `loktar.json`, like [`Workspace::read`].
+    pub fn from_source(root: &Path, manifest: SourceFile, providers: &Providers) -> Result<Workspace, Diagnostics> {
         let started = std::time::Instant::now();
-        let manifest = SourceFile::new(shown_as, source);
         let (packages, indexed, mut problems) = validate::parse(&manifest, providers);
         tracing::debug!(elapsed = ?started.elapsed(), packages = packages.len(), "loktar.json parsed");
         if !problems.is_empty() {

@@ -246,10 +246,11 @@ impl<'a> Validator<'a> {
         for member in self.unique(&"", members) {
             match member.key.as_ref() {
                 "packages" => packages_node = Some(&member.value),
-                "$schema" => {}
+                // Read and checked before the packages: see `config::plugins`.
+                "$schema" | "plugins" => {}
                 other => {
                     let hint = closest(other, TOP_LEVEL_KEYS.iter().copied())
-                        .map_or("the top level holds only `packages` (and `$schema`)".to_string(), |k| {
+                        .map_or("the top level holds only `packages`, `plugins` and `$schema`".to_string(), |k| {
                             format!("did you mean `{k}`?")
                         });
                     self.report(member.key_offset, format!("unknown key `{other}` at the top level"), Some(hint));

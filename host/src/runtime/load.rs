@@ -22,6 +22,8 @@ pub enum Origin {
     BuiltIn,
     /// A component file named in the host configuration.
     Path(PathBuf),
+    /// A component file the repository declares (`plugins` in `loktar.json`), relative to its root.
+    Repository(PathBuf),
 }
 
 /// A plugin ready to be called.
@@ -76,6 +78,16 @@ pub(super) fn exists(runtime: &Runtime, name: &str) -> bool {
     runtime.settings.plugins.get(name).is_some_and(|plugin| plugin.path.is_some()) || builtin_names().any(|b| b == name)
 }
 
+/// The bytes of `relative` below the repository `root`, read through its handle.
+fn read_in_repository(root: &Path, relative: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let folder = crate::beneath::Folder::open(root).map_err(|e| e.to_string())?;
+    let mut file = folder.open_file(relative).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 /// Refuses a file that is not a WebAssembly component before compiling it,
 /// by its header alone: the compiler's own message would quote the file's
 /// first bytes, which may be anything (a text file, a key).
@@ -98,12 +110,20 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
     let settings = runtime.settings.plugins.get(name).cloned().unwrap_or_default();
     let (origin, bytes) = match &settings.path {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                PluginError::new(format!("cannot read plugin `{name}` from `{}`: {e}", path.display()))
-                    .hint(format!("check `path` under `[plugins.{name}]` in the host configuration"))
+            let (origin, read) = match &settings.declared_in {
+                // Inside the repository, with no link on the way: a pull request could point one anywhere.
+                Some(root) => (Origin::Repository(path.clone()), read_in_repository(root, path)),
+                None => (Origin::Path(path.clone()), std::fs::read(path).map_err(|e| e.to_string())),
+            };
+            let bytes = read.map_err(|e| {
+                let hint = match origin {
+                    Origin::Repository(_) => format!("check `path` of plugin `{name}` under `plugins` in loktar.json"),
+                    _ => format!("check `path` under `[plugins.{name}]` in the host configuration"),
+                };
+                PluginError::new(format!("cannot read plugin `{name}` from `{}`: {e}", path.display())).hint(hint)
             })?;
             check_component_header(name, path, &bytes)?;
-            (Origin::Path(path.clone()), bytes)
+            (origin, bytes)
         }
         None => match BUILTIN.iter().find(|(builtin, _)| *builtin == name) {
             Some((_, bytes)) => (Origin::BuiltIn, bytes.to_vec()),

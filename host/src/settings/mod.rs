@@ -98,6 +98,11 @@ pub struct PluginSettings {
     pub http_hosts: Option<Vec<String>>,
     /// The plugin's own settings, handed to it as JSON (`[plugins.<name>.settings]`).
     pub settings: Option<toml::Table>,
+    /// For a plugin the repository declares in `loktar.json`: the
+    /// repository's root, which its `path` is relative to (and read below,
+    /// with no link on the way). Never from the host configuration.
+    #[serde(skip)]
+    pub declared_in: Option<PathBuf>,
 }
 
 /// Where a named object store keeps its objects. A storage plugin uses the
@@ -295,6 +300,32 @@ pub enum IsolationMode {
     None,
 }
 
+/// What the operator lets a repository's own plugins have (`[policy]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// `[policy.repository_plugins]`.
+    pub repository_plugins: RepositoryPluginPolicy,
+}
+
+/// The most a plugin declared in `loktar.json` is granted, whatever it asks
+/// for. Secrets, stores, hosts and variables it gets only from a
+/// `[plugins.<name>]` section the operator writes for it by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepositoryPluginPolicy {
+    /// Capabilities a repository plugin may be granted (default: `log`).
+    pub capabilities: Vec<Capability>,
+    /// Programs its `process` capability may run (default: none).
+    pub programs: Vec<String>,
+}
+
+impl Default for RepositoryPluginPolicy {
+    fn default() -> Self {
+        RepositoryPluginPolicy { capabilities: vec![Capability::Log], programs: Vec::new() }
+    }
+}
+
 /// Limits on every plugin call.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -304,7 +335,7 @@ pub struct Limits {
     /// Linear memory a plugin may use, in MiB.
     pub memory_mib: u64,
     /// Log output one plugin call may write, in KiB: line ends count as a
-    /// byte each, and at most 64 lines per KiB are kept (blank ones too), so
+    /// byte each, and at most 16 lines per KiB are kept (blank ones too), so
     /// a flood of empty lines is stopped like any other.
     pub log_kib: u64,
     /// Default and maximum run time of one program started through `process`, in seconds.
@@ -333,6 +364,7 @@ struct File {
     notifications: Option<NotificationSettings>,
     limits: Option<Limits>,
     isolation: Option<IsolationSettings>,
+    policy: Option<Policy>,
 }
 
 /// The host configuration in force: the built-in defaults overlaid with the user's file.
@@ -356,6 +388,8 @@ pub struct Settings {
     pub limits: Limits,
     /// How programs are isolated.
     pub isolation: IsolationSettings,
+    /// What a repository's own plugins may have.
+    pub policy: Policy,
     /// The file read, if any.
     pub source: Option<PathBuf>,
 }
@@ -374,6 +408,7 @@ impl Settings {
             notifications: file.notifications.unwrap_or_default(),
             limits: Limits::default(),
             isolation: IsolationSettings::default(),
+            policy: Policy::default(),
             source: None,
         }
     }
@@ -449,6 +484,9 @@ impl Settings {
         }
         if let Some(notifications) = file.notifications {
             settings.notifications = notifications;
+        }
+        if let Some(policy) = file.policy {
+            settings.policy = policy;
         }
         if let Some(isolation) = file.isolation {
             if let Some(relative) = isolation.read_only.iter().find(|folder| !folder.is_absolute()) {
@@ -530,6 +568,7 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.stores = user.stores.or(base.stores.take());
     base.http_hosts = user.http_hosts.or(base.http_hosts.take());
     base.settings = user.settings.or(base.settings.take());
+    base.declared_in = None;
 }
 
 fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {

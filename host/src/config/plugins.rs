@@ -1,0 +1,325 @@
+//! Plugins a repository declares in its own `loktar.json`:
+//!
+//! ```json
+//! { "plugins": { "zip": { "path": "ci/zip.wasm", "role": "builder",
+//!                         "capabilities": ["log", "process"], "programs": ["zip"] } },
+//!   "packages": [ { "pkg_name": "app", "pkg_type": "zip" } ] }
+//! ```
+//!
+//! The repository *asks*; the operator's policy (`[policy.repository_plugins]`
+//! in the host configuration) caps what it gets: capabilities and programs
+//! beyond the policy are not granted, and secrets, stores, hosts and
+//! variables come only from a `[plugins.<name>]` section the operator
+//! writes for that plugin by name. A repository plugin may not take the
+//! name of a plugin the operator or Loktar provides. Its component is read
+//! from inside the repository, with no link on the way.
+
+use std::path::{Component, Path};
+
+use super::SourceFile;
+use super::json::{self, Member, Node, Value};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::settings::{Capability, PluginSettings, Role, Settings};
+
+/// The top-level key.
+pub const KEY: &str = "plugins";
+
+/// One plugin as the repository declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredPlugin {
+    /// Its provider name.
+    pub name: String,
+    /// Its component, relative to the repository root.
+    pub path: String,
+    /// Its role.
+    pub role: Role,
+    /// The capabilities it asks for.
+    pub capabilities: Vec<Capability>,
+    /// The programs it asks to run.
+    pub programs: Vec<String>,
+}
+
+/// The plugins `loktar.json` declares (none without a `plugins` key).
+pub fn declared(source: &SourceFile) -> Result<Vec<DeclaredPlugin>, Diagnostics> {
+    // Most files have none: no parse at all for them.
+    if memchr::memmem::find(source.text.as_bytes(), b"\"plugins\"").is_none() {
+        return Ok(Vec::new());
+    }
+    // A file that is no valid JSON is reported, with its position, by the package validation.
+    let Ok(root) = json::parse(&source.text) else { return Ok(Vec::new()) };
+    let Value::Object(members) = &root.value else { return Ok(Vec::new()) };
+    let Some(list) = members.iter().find(|member| member.key == KEY) else { return Ok(Vec::new()) };
+    let mut problems = Vec::new();
+    let mut report = |offset: usize, message: String, hint: &str| {
+        problems.push(Diagnostic::new(message).at(source.location(offset)).hint(hint.to_string()));
+    };
+    let Value::Object(entries) = &list.value.value else {
+        let found = list.value.value.type_name();
+        report(list.value.offset, format!("`plugins` must be an object, found {found}"), EXAMPLE);
+        return Err(Diagnostics(problems));
+    };
+    let mut plugins = Vec::new();
+    for entry in entries {
+        if let Some(plugin) = read_entry(entry, &mut report) {
+            plugins.push(plugin);
+        }
+    }
+    if problems.is_empty() { Ok(plugins) } else { Err(Diagnostics(problems)) }
+}
+
+const EXAMPLE: &str = r#"write `"plugins": { "zip": { "path": "ci/zip.wasm", "role": "builder" } }`"#;
+
+fn read_entry(entry: &Member<'_>, report: &mut impl FnMut(usize, String, &str)) -> Option<DeclaredPlugin> {
+    let name = entry.key.to_string();
+    let Value::Object(fields) = &entry.value.value else {
+        let found = entry.value.value.type_name();
+        report(entry.value.offset, format!("plugin `{name}` must be an object, found {found}"), EXAMPLE);
+        return None;
+    };
+    let (mut path, mut role, mut capabilities, mut programs) = (None, None, vec![Capability::Log], Vec::new());
+    let mut complete = true;
+    for field in fields {
+        match field.key.as_ref() {
+            "path" => match string(&field.value) {
+                Some(text) if is_inside(text) => path = Some(text.to_string()),
+                _ => {
+                    let message = format!("plugin `{name}`: `path` must name a file inside the repository");
+                    report(field.value.offset, message, "a path relative to the repository root, without `..`");
+                    complete = false;
+                }
+            },
+            "role" => match string(&field.value).and_then(repository_role) {
+                Some(found) => role = Some(found),
+                None => {
+                    let message =
+                        format!("plugin `{name}`: `role` must be one of tester, builder, registry, storage, discovery");
+                    report(field.value.offset, message, "notifiers are chosen by the host configuration alone");
+                    complete = false;
+                }
+            },
+            "capabilities" => match strings(&field.value).map(|names| names.into_iter().map(capability).collect()) {
+                Some(Some(found)) => capabilities = found,
+                _ => {
+                    let message = format!("plugin `{name}`: `capabilities` must be a list of capability names");
+                    let hint = "log, process, container-engine, object-store, github, http, secrets";
+                    report(field.value.offset, message, hint);
+                    complete = false;
+                }
+            },
+            "programs" => match strings(&field.value) {
+                Some(found) => programs = found.into_iter().map(str::to_string).collect(),
+                None => {
+                    let message = format!("plugin `{name}`: `programs` must be a list of program names");
+                    report(field.value.offset, message, r#"`"programs": ["make"]`"#);
+                    complete = false;
+                }
+            },
+            other => {
+                let message = format!("plugin `{name}`: unknown key `{other}`");
+                report(
+                    field.key_offset,
+                    message,
+                    "a repository plugin has `path`, `role`, `capabilities` and `programs`",
+                );
+                complete = false;
+            }
+        }
+    }
+    let missing = [("path", path.is_none()), ("role", role.is_none())];
+    for (key, _) in missing.iter().filter(|(_, missing)| *missing) {
+        report(entry.key_offset, format!("plugin `{name}` has no `{key}`"), EXAMPLE);
+        complete = false;
+    }
+    if !complete {
+        return None;
+    }
+    Some(DeclaredPlugin { name, path: path?, role: role?, capabilities, programs })
+}
+
+fn string<'a>(node: &'a Node<'_>) -> Option<&'a str> {
+    match &node.value {
+        Value::String(text) => Some(text.as_ref()),
+        _ => None,
+    }
+}
+
+fn strings<'a>(node: &'a Node<'_>) -> Option<Vec<&'a str>> {
+    match &node.value {
+        Value::Array(items) => items.iter().map(string).collect(),
+        _ => None,
+    }
+}
+
+fn is_inside(path: &str) -> bool {
+    let path = Path::new(path);
+    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+fn repository_role(name: &str) -> Option<Role> {
+    Some(match name {
+        "tester" => Role::Tester,
+        "builder" => Role::Builder,
+        "registry" => Role::Registry,
+        "storage" => Role::Storage,
+        "discovery" => Role::Discovery,
+        _ => return None,
+    })
+}
+
+fn capability(name: &str) -> Option<Capability> {
+    [
+        Capability::Log,
+        Capability::Process,
+        Capability::ContainerEngine,
+        Capability::ObjectStore,
+        Capability::Github,
+        Capability::Http,
+        Capability::Secrets,
+    ]
+    .into_iter()
+    .find(|capability| capability.name() == name)
+}
+
+/// Adds the repository's plugins to `settings`, each granted what it asks
+/// for within the operator's policy, and returns, for each plugin that
+/// asked for more than it got, a sentence saying so.
+pub fn grant(
+    settings: &mut Settings,
+    root: &Path,
+    source: &SourceFile,
+    declared: Vec<DeclaredPlugin>,
+) -> Result<Vec<String>, Diagnostics> {
+    let policy = settings.policy.repository_plugins.clone();
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    for plugin in declared {
+        let operator = settings.plugins.get(&plugin.name).cloned();
+        let provided = crate::runtime::builtin_names().any(|builtin| builtin == plugin.name)
+            || operator.as_ref().is_some_and(|settings| settings.path.is_some());
+        if provided {
+            let location = source.location(source.text.find(&format!("\"{}\"", plugin.name)).unwrap_or(0));
+            problems.push(
+                Diagnostic::new(format!(
+                    "plugin `{}` is provided by Loktar or the host configuration: the repository cannot redefine it",
+                    plugin.name
+                ))
+                .at(location)
+                .hint("give the repository's plugin a name of its own"),
+            );
+            continue;
+        }
+        // The operator may name more for this plugin by name; the policy caps what it asks for.
+        let operator = operator.unwrap_or_default();
+        let allowed = |capability: &Capability| {
+            policy.capabilities.contains(capability)
+                || operator.capabilities.as_ref().is_some_and(|granted| granted.contains(capability))
+        };
+        let capabilities: Vec<Capability> = plugin.capabilities.iter().copied().filter(allowed).collect();
+        let programs: Vec<String> = plugin
+            .programs
+            .iter()
+            .filter(|program| {
+                policy.programs.contains(program)
+                    || operator.programs.as_ref().is_some_and(|granted| granted.contains(program))
+            })
+            .cloned()
+            .collect();
+        let refused: Vec<String> = plugin
+            .capabilities
+            .iter()
+            .filter(|c| !capabilities.contains(c))
+            .map(|c| format!("`{}`", c.name()))
+            .chain(plugin.programs.iter().filter(|p| !programs.contains(p)).map(|p| format!("program `{p}`")))
+            .collect();
+        if !refused.is_empty() {
+            notes.push(format!(
+                "repository plugin `{}` asked for {}, which the host's policy does not grant \
+                 (`[policy.repository_plugins]`, or `[plugins.{}]` in the host configuration)",
+                plugin.name,
+                refused.join(", "),
+                plugin.name
+            ));
+        }
+        settings.plugins.insert(
+            plugin.name.clone(),
+            PluginSettings {
+                path: Some(plugin.path.into()),
+                role: Some(plugin.role),
+                capabilities: Some(capabilities),
+                programs: Some(programs),
+                declared_in: Some(root.to_path_buf()),
+                ..operator
+            },
+        );
+    }
+    if problems.is_empty() { Ok(notes) } else { Err(Diagnostics(problems)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declare(text: &str) -> Result<Vec<DeclaredPlugin>, Vec<String>> {
+        let source = SourceFile::new("loktar.json", text.to_string());
+        declared(&source).map_err(|problems| problems.0.into_iter().map(|p| p.message).collect())
+    }
+
+    #[test]
+    fn declared_plugins_are_read_and_checked() {
+        let found = declare(
+            r#"{"plugins": {"zip": {"path": "ci/zip.wasm", "role": "builder", "programs": ["zip"]}}, "packages": []}"#,
+        );
+        assert_eq!(
+            found,
+            Ok(vec![DeclaredPlugin {
+                name: "zip".into(),
+                path: "ci/zip.wasm".into(),
+                role: Role::Builder,
+                capabilities: vec![Capability::Log],
+                programs: vec!["zip".into()],
+            }])
+        );
+        assert_eq!(declare(r#"{"packages": []}"#), Ok(vec![]));
+        let problems = declare(
+            r#"{"plugins": {"a": {"path": "../x.wasm", "role": "notifier", "capabilities": ["root"], "x": 1}}}"#,
+        )
+        .expect_err("problems");
+        assert_eq!(
+            problems,
+            [
+                "plugin `a`: `path` must name a file inside the repository",
+                "plugin `a`: `role` must be one of tester, builder, registry, storage, discovery",
+                "plugin `a`: `capabilities` must be a list of capability names",
+                "plugin `a`: unknown key `x`",
+                "plugin `a` has no `path`",
+                "plugin `a` has no `role`",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_policy_caps_what_a_repository_plugin_gets() {
+        let source = SourceFile::new("loktar.json", String::new());
+        let mut settings = Settings::builtin();
+        settings.policy.repository_plugins.programs = vec!["zip".into()];
+        let asked = DeclaredPlugin {
+            name: "zip".into(),
+            path: "ci/zip.wasm".into(),
+            role: Role::Builder,
+            capabilities: vec![Capability::Log, Capability::Process, Capability::Secrets],
+            programs: vec!["zip".into(), "curl".into()],
+        };
+        let notes = grant(&mut settings, Path::new("/repo"), &source, vec![asked.clone()]).expect("granted");
+        let zip = &settings.plugins["zip"];
+        assert_eq!(zip.capabilities.as_deref(), Some(&[Capability::Log][..]));
+        assert_eq!(zip.programs.as_deref(), Some(&["zip".to_string()][..]));
+        assert_eq!(zip.secrets, None);
+        assert_eq!(zip.declared_in.as_deref(), Some(Path::new("/repo")));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("`process`, `secrets`, program `curl`"), "{}", notes[0]);
+
+        let taken = DeclaredPlugin { name: "make".into(), ..asked };
+        let error = grant(&mut settings, Path::new("/repo"), &source, vec![taken]).expect_err("a built-in name");
+        assert!(error.0[0].message.starts_with("plugin `make` is provided by Loktar"), "{}", error.0[0].message);
+    }
+}
