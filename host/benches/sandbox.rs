@@ -77,10 +77,7 @@ fn log_path(rounds: usize, cache: &Path) {
     // 100-byte lines (99 characters and the newline), `OUTPUT` bytes in all.
     let line = "x".repeat(99);
     let lines = OUTPUT / 100;
-    write(
-        &repo.path().join("a/Makefile"),
-        &format!("ci:\n\t@yes {line} | head -n {lines}\n\nclean:\n\t@true\n"),
-    );
+    write(&repo.path().join("a/Makefile"), &format!("ci:\n\t@yes {line} | head -n {lines}\n\nclean:\n\t@true\n"));
     write(&repo.path().join("loktar.json"), r#"{ "packages": [{ "pkg_name": "a", "test_type": "make" }] }"#);
     commit(repo.path());
     let capped = configs.path().join("capped.toml");

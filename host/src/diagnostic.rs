@@ -3,8 +3,12 @@
 //! Every error a user can cause (a bad `loktar.json`, an unknown package, a
 //! git range that cannot be resolved) becomes a [`Diagnostic`]. Several can be
 //! reported at once so that one run shows every problem in a file.
+//! Reports name what the user wrote — file names, revisions, package
+//! names — so they are shown with control characters escaped.
 
 use std::fmt;
+
+use crate::terminal::escaped;
 
 /// A place in a file, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +23,7 @@ pub struct Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+        write!(f, "{}:{}:{}", escaped(&self.file), self.line, self.column)
     }
 }
 
@@ -58,16 +62,17 @@ impl Diagnostic {
         self
     }
 
-    /// Renders the report, with colour when `color` is set.
+    /// Renders the report, with colour when `color` is set. Message and
+    /// hint are one line each: a newline in them is escaped as well.
     pub fn render(&self, color: bool) -> String {
         let (red, blue, cyan, reset) =
             if color { ("\x1b[1;31m", "\x1b[1;34m", "\x1b[1;36m", "\x1b[0m") } else { ("", "", "", "") };
-        let mut out = format!("{red}error{reset}: {}", self.message);
+        let mut out = format!("{red}error{reset}: {}", escaped(&self.message));
         if let Some(location) = &self.location {
             out.push_str(&format!("\n  {blue}-->{reset} {location}"));
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("\n  {cyan}hint{reset}: {hint}"));
+            out.push_str(&format!("\n  {cyan}hint{reset}: {}", escaped(hint)));
         }
         out
     }
@@ -100,5 +105,23 @@ impl std::error::Error for Diagnostics {}
 impl From<Diagnostic> for Diagnostics {
     fn from(diagnostic: Diagnostic) -> Self {
         Diagnostics(vec![diagnostic])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_a_report_are_escaped() {
+        let diagnostic = Diagnostic::new("no package named `\u{1b}[2J` in loktar.json")
+            .at(Location { file: "a\nb.json".to_string(), line: 1, column: 2 })
+            .hint("did you mean `x\u{1b}]0;title\u{7}`?");
+        let shown = diagnostic.render(true);
+        assert_eq!(
+            shown,
+            "\x1b[1;31merror\x1b[0m: no package named `\\u{1b}[2J` in loktar.json\n  \x1b[1;34m-->\x1b[0m a\\nb.json:1:2\n  \x1b[1;36mhint\x1b[0m: did you mean `x\\u{1b}]0;title\\u{7}`?"
+        );
+        assert_eq!(diagnostic.to_string().lines().count(), 3);
     }
 }

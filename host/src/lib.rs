@@ -28,5 +28,6 @@ pub mod scm;
 pub mod settings;
 pub mod store;
 pub mod suggest;
+pub mod terminal;
 pub mod timefmt;
 pub mod vault;

@@ -63,8 +63,8 @@ pub fn seal(settings: &Settings) -> Result<(), Diagnostic> {
         Diagnostic::new(format!("cannot take the secrets out of loktar's environment: {e}"))
             .hint("Loktar needs `memfd_create` and `/proc/self/exe` (Linux)")
     };
-    let file = rustix::fs::memfd_create("loktar-secrets", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| failed(e.into()))?;
+    let file =
+        rustix::fs::memfd_create("loktar-secrets", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| failed(e.into()))?;
     let mut file = std::fs::File::from(file);
     for (variable, value) in &values {
         file.write_all(variable.as_bytes()).and_then(|()| file.write_all(b"\0")).map_err(failed)?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::support::{TestRepo, assert_secrets_hidden, files_below, loktar_command, test_plugin};
 
 /// How much more memory than a quiet run a flooded one may take: the 4 MiB
-/// log, its 262 144 lines and their events, with room to spare. Before the
+/// log, its 65 536 lines and their events, with room to spare. Before the
 /// cap counted lines, 30 MB of empty lines took 1.9 GB.
 const HEADROOM_KIB: u64 = 96 * 1024;
 
@@ -27,7 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const CAP_MESSAGE: &str = "wrote more than 4096 KiB of log output and was stopped";
 
 /// The line a full log ends with.
-const FULL_NOTE: &str = "-- loktar: the log is full (`4096` KiB or `262144` lines); output past this line is dropped";
+const FULL_NOTE: &str = "-- loktar: the log is full (`4096` KiB or `65536` lines); output past this line is dropped";
 
 /// A secret value no test writes anywhere but into Loktar's environment.
 const CANARY: &str = "canary-5e0f7a13c9d2b864";
@@ -226,8 +226,8 @@ fn empty_lines_from_a_program_are_capped_by_count() {
         let repo = repo("make", "{}", ci);
         flood(shape, "make", &repo, 60);
         let log = stage_log_text(&repo);
-        // All but the 262 144 lines kept (one of them the plugin's `running make ci`).
-        assert_eq!(dropped(&log)[0], (30_000_000 - 262_143, 30_000_000 - 262_143), "{shape}:\n{}", tail(&log));
+        // All but the 65 536 lines kept (one of them the plugin's `running make ci`).
+        assert_eq!(dropped(&log)[0], (30_000_000 - 65_535, 30_000_000 - 65_535), "{shape}:\n{}", tail(&log));
     }
 }
 
@@ -255,7 +255,7 @@ fn yes_is_drained_to_its_end_and_stopped_by_its_timeout() {
     let repo = repo("make", "{}", "yes | head -c 100000000");
     flood("100 MB of `yes`", "make", &repo, 60);
     let log = stage_log_text(&repo);
-    let lines = 50_000_000 - 262_143;
+    let lines = 50_000_000 - 65_535;
     assert_eq!(dropped(&log)[0], (lines, 2 * lines), "{}", tail(&log));
 
     // `yes` alone never ends: drained at constant memory until the process timeout stops it.

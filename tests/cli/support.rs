@@ -60,6 +60,16 @@ impl TestRepo {
         repo
     }
 
+    /// An empty repository like [`TestRepo::new`], in a folder made inside `parent`
+    /// (a small file system, say); its host configuration stays in the system's temp folder.
+    pub fn new_in(parent: &Path) -> TestRepo {
+        let dir = tempfile::Builder::new().prefix("loktar-test").tempdir_in(parent).expect("temp dir");
+        let host = tempfile::Builder::new().prefix("loktar-host").tempdir().expect("temp dir");
+        let repo = TestRepo { dir, host };
+        repo.git(&["init", "--quiet", "--initial-branch=main"]);
+        repo
+    }
+
     /// The repository in the layout of Loktar's own example, committed on `main`:
     /// `webfront` → `pet_api` → `awesome_lib`, and `rest_services/stock_api` not in CI.
     pub fn seed() -> TestRepo {

@@ -17,6 +17,7 @@ use crate::config::{Providers, schema};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::render::plan::PackageJson;
 use crate::render::{self, Format, View};
+use crate::terminal::escaped;
 use context::{Context, Options, Planned};
 
 /// Continuous integration for polyglot monorepos.
@@ -213,7 +214,8 @@ fn write_stdout(output: Output) -> ExitCode {
         // A reader that stopped early (`loktar plan | head`) is not an error.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: cannot write to stdout: {error}");
+            // Not `eprintln!`: stderr may be unwritable too (a full disk), and that must not panic.
+            let _ = writeln!(std::io::stderr(), "error: cannot write to stdout: {error}");
             ExitCode::from(2)
         }
     }
@@ -394,14 +396,14 @@ pub(crate) fn unknown_package(context: &Context, name: &str) -> Diagnostic {
 /// Explains why a package is (or is not) in the plan.
 fn why(context: &Context, planned: &Planned, package: usize) -> String {
     let packages = &context.workspace.packages;
-    let name = &packages[package].name;
+    let shown = |package: usize| escaped(&packages[package].name);
+    let name = shown(package);
     let report = planned.report(context);
     let mut out = format!("{}\n", report.range_line());
     if let Some(commit) = &planned.detection.nobuild {
-        out.push_str(&format!(
-            "`{name}` is not affected: commit `{}` says NOBUILD\n",
-            &commit.sha[..commit.sha.len().min(10)]
-        ));
+        // A pull request's commits come from GitHub's API, not from git.
+        let sha: String = commit.sha.chars().take(10).collect();
+        out.push_str(&format!("`{name}` is not affected: commit `{}` says NOBUILD\n", escaped(&sha)));
         return out;
     }
     if !planned.plan.contains(package) {
@@ -418,14 +420,14 @@ fn why(context: &Context, planned: &Planned, package: usize) -> String {
                 0 => String::new(),
                 n => format!(" (and {})", render::plan::plural(n, "more file")),
             };
-            out.push_str(&format!("  `{first}` changed{more}\n"));
-            out.push_str(&format!("  → `{}` owns it\n", packages[origin].name));
+            out.push_str(&format!("  `{}` changed{more}\n", escaped(first)));
+            out.push_str(&format!("  → `{}` owns it\n", shown(origin)));
         } else if seed.manifest.is_some() {
-            out.push_str(&format!("  the entry of `{}` in loktar.json changed\n", packages[origin].name));
+            out.push_str(&format!("  the entry of `{}` in loktar.json changed\n", shown(origin)));
         }
     }
     for pair in chain.windows(2) {
-        out.push_str(&format!("  → `{}` depends on `{}`\n", packages[pair[1]].name, packages[pair[0]].name));
+        out.push_str(&format!("  → `{}` depends on `{}`\n", shown(pair[1]), shown(pair[0])));
     }
     out
 }

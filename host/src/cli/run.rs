@@ -1,7 +1,11 @@
 //! `loktar run`: choose the packages (from git, `--all` or `--package`),
 //! then run them through their stages with progress on stderr, log files,
 //! the run record, and a summary on stdout.
+//!
+//! A run whose logs or record could not be written (a full disk) exits 1
+//! whatever its packages did, after saying on stderr which file and why.
 
+use std::io::Write;
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
-use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber};
+use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber, WriteFailure, WriteHealth};
 use crate::github::Github;
 use crate::pipeline::run::{NotRebuilt, RunSpec, execute, notify_nothing_to_run};
 use crate::pipeline::scheduler::{self, Canceller};
@@ -26,6 +30,7 @@ use crate::render;
 use crate::runtime::bindings::types::RunContext;
 use crate::settings::Role;
 use crate::store::{self, NewRun, RunStore};
+use crate::terminal::escaped;
 use crate::{scm, timefmt};
 
 /// Exit code of an interrupted run.
@@ -116,7 +121,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
 
     let mut output: String = not_rebuilt
         .iter()
-        .map(|green| format!("not rebuilt: `{}` is green on `{}`\n", green.name, short(&green.commit)))
+        .map(|green| format!("not rebuilt: `{}` is green on `{}`\n", escaped(&green.name), short(&green.commit)))
         .collect();
     if selection.packages.is_empty() {
         let because = match (&selection.empty_because, not_rebuilt.is_empty()) {
@@ -140,7 +145,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
             };
             let runtime = plugin_runtime(context.settings.clone())?;
             for failure in block_on(notify_nothing_to_run(&runtime, &spec, &because))? {
-                output.push_str(&format!("notify: {failure}\n"));
+                output.push_str(&format!("notify: {}\n", escaped(&failure.to_string())));
             }
         }
         return Ok(Done::with_output(output));
@@ -152,18 +157,21 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     }
 
     let head = scm::head(&context.git, args.range.default_branch.as_deref());
-    let store = RunStore::open(&workspace.root)?;
+    let loktar_dir = workspace.root.join(store::DIR);
+    let store = RunStore::open(&workspace.root).map_err(|problem| when_full(problem, &loktar_dir))?;
     let started = std::time::SystemTime::now();
-    let id = store.begin_run(&NewRun {
-        started_ms: timefmt::unix_millis(started),
-        selection: selection.kind.to_string(),
-        head: selection.head.clone().or_else(|| head.commit.clone()),
-        base: selection.base.clone(),
-        branch: head.branch.clone(),
-        packages: selection.packages.len(),
-        concurrency,
-    })?;
-    let dir = workspace.root.join(store::DIR).join("runs").join(id.to_string());
+    let id = store
+        .begin_run(&NewRun {
+            started_ms: timefmt::unix_millis(started),
+            selection: selection.kind.to_string(),
+            head: selection.head.clone().or_else(|| head.commit.clone()),
+            base: selection.base.clone(),
+            branch: head.branch.clone(),
+            packages: selection.packages.len(),
+            concurrency,
+        })
+        .map_err(|problem| when_full(problem, &loktar_dir))?;
+    let dir = loktar_dir.join("runs").join(id.to_string());
     let info = Arc::new(RunInfo { id, started, packages: planned, concurrency, dir });
     let spec = RunSpec {
         root: workspace.root.clone(),
@@ -177,13 +185,17 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     };
     let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let subscribers: Vec<Box<dyn Subscriber>> =
-        vec![Box::new(Console::new(live, color)), Box::new(LogFiles::new()), Box::new(Recorder::new(store))];
-    let (bus, emitter) =
-        EventBus::start(subscribers).map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
+    let health = WriteHealth::new();
+    let subscribers: Vec<Box<dyn Subscriber>> = vec![
+        Box::new(Console::new(live, color)),
+        Box::new(LogFiles::new(health.clone())),
+        Box::new(Recorder::new(store, health.clone())),
+    ];
+    let (bus, emitter) = EventBus::start(subscribers, health.clone())
+        .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
-    let report = block_on(async {
+    let mut report = block_on(async {
         let (canceller, _) = Canceller::new();
         let root = workspace.root.clone();
         let abandon = move || {
@@ -197,6 +209,12 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     })?;
     bus.finish();
 
+    // Only the record's last writes can fail after the run decided its outcome; they fail it too.
+    let failures = health.failures();
+    if report.outcome == RunOutcome::Passed && !failures.is_empty() {
+        report.outcome = RunOutcome::Failed;
+    }
+    tell_write_failures(&failures, id, report.outcome, &loktar_dir, color);
     let output = match args.format {
         ListFormat::Text => output + &render::run::summary(&report),
         ListFormat::Json => render::run::json(&report),
@@ -209,13 +227,43 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     Ok(Done::printing(Output::Text(output), code))
 }
 
+/// Says on stderr what the run could not write, and what that means for its record.
+fn tell_write_failures(
+    failures: &[WriteFailure],
+    run: i64,
+    outcome: RunOutcome,
+    loktar_dir: &std::path::Path,
+    color: bool,
+) {
+    let Some(first) = failures.first() else { return };
+    let mut stderr = std::io::stderr().lock();
+    for failure in failures {
+        let problem = match failure {
+            WriteFailure::Record { .. } => {
+                format!("{failure}; the record of run `{run}` is incomplete: `loktar runs` may not show how it ended")
+            }
+            WriteFailure::StageLog { .. } => failure.to_string(),
+        };
+        let _ = writeln!(stderr, "{}", Diagnostic::new(problem).render(color));
+    }
+    let ended = if outcome == RunOutcome::Interrupted { "was interrupted, and" } else { "failed:" };
+    let summary = Diagnostic::new(format!("run `{run}` {ended} its logs or record could not be written"));
+    let _ = writeln!(stderr, "{}\n", summary.hint(first.hint(loktar_dir)).render(color));
+}
+
+/// `problem` with a hint to free space, when a full disk caused it.
+fn when_full(problem: Diagnostic, loktar_dir: &std::path::Path) -> Diagnostic {
+    let failure = WriteFailure::Record { message: problem.message.clone() };
+    if failure.is_disk_full(loktar_dir) { problem.hint(failure.hint(loktar_dir)) } else { problem }
+}
+
 /// Chooses the packages: named ones, all of them, or those the change affects.
 fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Diagnostics> {
     if !args.all && args.packages.is_empty() {
         let (context, planned) = Context::load_and_plan(options, &args.range)?;
         let empty_because = if let Some(commit) = &planned.detection.nobuild {
             let sha: String = commit.sha.chars().take(10).collect();
-            Some(format!("commit `{sha}` says NOBUILD ({})", commit.subject()))
+            Some(format!("commit `{sha}` says NOBUILD ({})", escaped(commit.subject())))
         } else {
             Some(format!("no package is affected; {}", planned.report(&context).range_line()))
         };
@@ -362,10 +410,14 @@ fn watch_signals(canceller: Canceller, interrupted: Arc<AtomicBool>, abandon: im
                 if let Some(abandon) = abandon.take() {
                     abandon();
                 }
-                eprintln!("interrupted again: stopped at once, without cleaning up");
+                // Not `eprintln!`: it panics when stderr cannot be written (a log file on a full disk).
+                let _ = writeln!(std::io::stderr(), "interrupted again: stopped at once, without cleaning up");
                 std::process::exit(i32::from(INTERRUPTED));
             }
-            eprintln!("interrupted: cancelling running stages and cleaning up (interrupt again to quit at once)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "interrupted: cancelling running stages and cleaning up (interrupt again to quit at once)"
+            );
             canceller.cancel();
         }
     });

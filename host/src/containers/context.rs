@@ -138,7 +138,12 @@ pub enum IgnoreError {
 /// The context folder, filtered by its `.dockerignore`, as a tar archive
 /// written into `into`. Stops with [`ContextError::Stopped`] soon after
 /// `stop` is set.
-pub fn archive<W: Write>(context: &beneath::Folder, dockerfile: &str, into: W, stop: &AtomicBool) -> Result<W, ContextError> {
+pub fn archive<W: Write>(
+    context: &beneath::Folder,
+    dockerfile: &str,
+    into: W,
+    stop: &AtomicBool,
+) -> Result<W, ContextError> {
     // The folder's own handle, checked link by link when it was opened: no name is looked up again.
     let root = context.as_fd().try_clone_to_owned().map_err(ContextError::Open)?;
     let ignore = match read_ignore_file(&root)? {

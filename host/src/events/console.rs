@@ -3,8 +3,9 @@
 //! cut to [`TAIL_LINE`] bytes: a flood of one giant line stays in its log
 //! file). On a terminal a live footer below those lines shows what runs now
 //! (package, stage, elapsed) and the overall counts. Secret values are
-//! hidden from everything it prints.
+//! hidden from everything it prints, and control characters escaped.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::{Instant, SystemTime};
 use super::{Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome, Subscriber};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::redact;
+use crate::terminal::escaped;
 use crate::timefmt;
 
 /// Log lines shown under a failed stage.
@@ -58,8 +60,8 @@ impl Console {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
 
-    fn name(&self, package: usize) -> &str {
-        self.run.as_ref().map_or("?", |run| run.packages[package].name.as_str())
+    fn name(&self, package: usize) -> Cow<'_, str> {
+        escaped(self.run.as_ref().map_or("?", |run| run.packages[package].name.as_str()))
     }
 
     /// Prints lines above the footer.
@@ -117,7 +119,7 @@ impl Console {
         let mut lines = Vec::new();
         match outcome {
             StageOutcome::Passed { summary } => {
-                let summary = summary.as_deref().map(|s| format!(" — {}", redact(s))).unwrap_or_default();
+                let summary = summary.as_deref().map(|s| format!(" — {}", shown(s))).unwrap_or_default();
                 lines.push(format!("{} {name}: {stage} passed in {time}{summary}", self.paint("32", "✓")));
             }
             // The summary shows them; a line each would bury what ran.
@@ -126,15 +128,15 @@ impl Console {
                 lines.push(format!("{} {name}: {stage} cancelled after {time}", self.paint("33", "⊘")));
             }
             StageOutcome::Failed { message, hint, .. } => {
-                let message = redact(message);
+                let message = shown(message);
                 lines.push(format!("{} {name}: {stage} failed in {time}: {message}", self.paint("31", "✗")));
                 if let Some(hint) = hint {
-                    lines.push(format!("    hint: {}", redact(hint)));
+                    lines.push(format!("    hint: {}", shown(hint)));
                 }
                 if !tail.is_empty() {
                     let log = self.run.as_ref().map(|run| crate::render::shown_path(&run.log_path(package, stage)));
                     lines.push(format!("    last lines of {}:", log.unwrap_or_default()));
-                    lines.extend(tail.iter().map(|line| format!("    │ {line}")));
+                    lines.extend(tail.iter().map(|line| format!("    │ {}", escaped(line))));
                 }
             }
         }
@@ -182,8 +184,11 @@ impl Subscriber for Console {
                 match outcome {
                     PackageOutcome::Failed { .. } => self.failed += 1,
                     PackageOutcome::Skipped { dependency } => {
-                        let line =
-                            format!("{} {name}: skipped: dependency `{dependency}` failed", self.paint("33", "⊘"));
+                        let line = format!(
+                            "{} {name}: skipped: dependency `{}` failed",
+                            self.paint("33", "⊘"),
+                            escaped(dependency)
+                        );
                         self.print(&[line]);
                     }
                     PackageOutcome::Passed | PackageOutcome::Cancelled => {}
@@ -213,6 +218,12 @@ impl Subscriber for Console {
             self.draw_footer();
         }
     }
+}
+
+/// A plugin's text as shown: secrets hidden first (a multi-line secret is
+/// found across its newlines), then control characters escaped.
+fn shown(text: &str) -> String {
+    escaped(&redact(text)).into_owned()
 }
 
 /// A log line as shown under a failed stage: at most [`TAIL_LINE`] bytes.

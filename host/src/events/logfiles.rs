@@ -1,6 +1,11 @@
 //! Writes each stage's log to `.loktar/runs/<run>/<package>/<stage>.log`,
 //! ending with a line that says how the stage ended. Log lines hide secret
 //! values when they are written; the ending hides them here.
+//!
+//! A log that cannot be written (a full disk) is reported to the run's
+//! [`WriteHealth`] once, naming the file and the system's error, and is
+//! then left alone: the stage fails for it at its [`Checkpoint`], and
+//! nothing more is tried on that file.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -8,25 +13,25 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{Event, RunInfo, StageOutcome, Subscriber};
+use super::{Checkpoint, Event, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::{Source, redact};
 
 /// Writes the stage log files of a run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogFiles {
     run: Option<Arc<RunInfo>>,
     open: HashMap<(usize, Stage), BufWriter<File>>,
-    warned: bool,
+    health: WriteHealth,
 }
 
 impl LogFiles {
-    /// No files yet: they are made as stages start.
-    pub fn new() -> LogFiles {
-        LogFiles::default()
+    /// No files yet: they are made as stages start. What cannot be written is reported to `health`.
+    pub fn new(health: WriteHealth) -> LogFiles {
+        LogFiles { run: None, open: HashMap::default(), health }
     }
 
-    fn create(&mut self, run: &RunInfo, package: usize, stage: Stage) -> std::io::Result<BufWriter<File>> {
+    fn create(run: &RunInfo, package: usize, stage: Stage) -> std::io::Result<BufWriter<File>> {
         let path = run.log_path(package, stage);
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder)?;
@@ -34,10 +39,25 @@ impl LogFiles {
         Ok(BufWriter::new(File::create(path)?))
     }
 
-    fn warn(&mut self, error: &std::io::Error) {
-        if !self.warned {
-            self.warned = true;
-            tracing::warn!("cannot write a stage log file: {error}");
+    /// Reports that the log of `stage` of `package` could not be written and
+    /// closes it without writing what it still buffers: the disk said no already.
+    fn failed(&mut self, package: usize, stage: Stage, error: &std::io::Error) {
+        if let Some(file) = self.open.remove(&(package, stage)) {
+            discard(file);
+        }
+        if let Some(run) = &self.run {
+            self.health.report(WriteFailure::stage_log(package, stage, run.log_path(package, stage), error));
+        }
+    }
+
+    /// Writes out what the log of `stage` of `package` buffers.
+    fn flush(&mut self, package: usize, stage: Stage) {
+        let flushed = match self.open.get_mut(&(package, stage)) {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        };
+        if let Err(error) = flushed {
+            self.failed(package, stage, &error);
         }
     }
 }
@@ -48,19 +68,18 @@ impl Subscriber for LogFiles {
             Event::RunStarted(run) => self.run = Some(run.clone()),
             Event::StageStarted { package, stage } => {
                 let Some(run) = self.run.clone() else { return };
-                match self.create(&run, *package, *stage) {
+                match LogFiles::create(&run, *package, *stage) {
                     Ok(file) => {
                         self.open.insert((*package, *stage), file);
                     }
-                    Err(error) => self.warn(&error),
+                    Err(error) => self.failed(*package, *stage, &error),
                 }
             }
             Event::Log { package, stage, line } => {
                 if let Some(file) = self.open.get_mut(&(*package, *stage)) {
                     let marker = if line.source == Source::Stderr { "stderr: " } else { "" };
-                    let written = writeln!(file, "{marker}{}", line.text);
-                    if let Err(error) = written {
-                        self.warn(&error);
+                    if let Err(error) = writeln!(file, "{marker}{}", line.text) {
+                        self.failed(*package, *stage, &error);
                     }
                 }
             }
@@ -75,11 +94,98 @@ impl Subscriber for LogFiles {
                         other => format!("-- loktar: {stage} {} after {time}", other.name()),
                     };
                     if let Err(error) = writeln!(file, "{}", redact(&ending)).and_then(|()| file.flush()) {
-                        self.warn(&error);
+                        discard(file);
+                        self.failed(*package, *stage, &error);
                     }
                 }
             }
             Event::PackageFinished { .. } | Event::RunFinished { .. } => {}
         }
+    }
+
+    fn checkpoint(&mut self, at: Checkpoint) {
+        match at {
+            Checkpoint::Stage { package, stage } => self.flush(package, stage),
+            Checkpoint::Run => {
+                let open: Vec<(usize, Stage)> = self.open.keys().copied().collect();
+                for (package, stage) in open {
+                    self.flush(package, stage);
+                }
+            }
+        }
+    }
+}
+
+/// Closes `file` without another try at writing what it buffers (dropping
+/// a `BufWriter` would try, and ignore the error).
+fn discard(file: BufWriter<File>) {
+    let (file, _unwritten) = file.into_parts();
+    drop(file);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::events::RunPackage;
+    use crate::runtime::stage_log::{Level, Line};
+
+    fn run_in(dir: &std::path::Path) -> Arc<RunInfo> {
+        Arc::new(RunInfo {
+            id: 1,
+            started: SystemTime::now(),
+            packages: vec![RunPackage { name: "pet_api".into(), stages: Vec::new() }],
+            concurrency: 1,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn line(text: &str) -> Event {
+        let line = Line { source: Source::Program, level: Level::Info, text: text.into() };
+        Event::Log { package: 0, stage: Stage::Test, line }
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_is_reported_once_naming_the_file() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        // The package's folder is a file: its log cannot be made.
+        std::fs::write(dir.path().join("pet_api"), "in the way").expect("a file");
+        let health = WriteHealth::new();
+        let mut logs = LogFiles::new(health.clone());
+        logs.on_event(&Event::RunStarted(run_in(dir.path())));
+        logs.on_event(&Event::StageStarted { package: 0, stage: Stage::Test });
+        logs.on_event(&line("hello"));
+        logs.checkpoint(Checkpoint::Stage { package: 0, stage: Stage::Test });
+        let failure = health.stage_failure(0, Stage::Test).expect("the failure is reported");
+        let path = dir.path().join("pet_api/test.log");
+        assert!(
+            failure.to_string().starts_with(&format!("cannot write the stage log `{}`: ", path.display())),
+            "{failure}"
+        );
+        assert_eq!(health.failures().len(), 1);
+        assert!(health.stage_failure(0, Stage::Build).is_none());
+    }
+
+    #[test]
+    fn a_full_device_fails_at_the_checkpoint_as_a_full_disk() {
+        // `/dev/full` answers every write with `ENOSPC`, as a full disk does.
+        let full = File::options().write(true).open("/dev/full").expect("open /dev/full");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let health = WriteHealth::new();
+        let mut logs = LogFiles::new(health.clone());
+        logs.on_event(&Event::RunStarted(run_in(dir.path())));
+        logs.open.insert((0, Stage::Test), BufWriter::new(full));
+        logs.on_event(&line("hello"));
+        assert!(health.is_healthy(), "the line is only buffered so far");
+        logs.checkpoint(Checkpoint::Stage { package: 0, stage: Stage::Test });
+        let failure = health.stage_failure(0, Stage::Test).expect("the failure is reported");
+        assert!(matches!(failure, WriteFailure::StageLog { full: true, .. }), "{failure:?}");
+        assert!(failure.to_string().ends_with("No space left on device (os error 28)"), "{failure}");
+        // The file is left alone from then on: its ending is not tried again.
+        assert!(logs.open.is_empty());
+        let outcome = StageOutcome::Passed { summary: None };
+        logs.on_event(&Event::StageFinished { package: 0, stage: Stage::Test, outcome, duration: Duration::ZERO });
+        assert_eq!(health.failures().len(), 1);
     }
 }

@@ -2,14 +2,17 @@
 //! store as it happens, so an interrupted or crashed run still shows how far
 //! it got, with secret values hidden from the messages it keeps. Writes are
 //! grouped into a transaction committed at least every [`COMMIT_EVERY`]:
-//! one commit per row would cost more than a small stage.
+//! one commit per row would cost more than a small stage; the run's
+//! [`Checkpoint`] commits at once, so that a record that cannot be written
+//! (a full disk) is known before the run's outcome is decided. Such a
+//! failure goes to the run's [`WriteHealth`], which fails the run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{Event, RunInfo, StageOutcome, Subscriber};
+use super::{Checkpoint, Event, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::redact;
 use crate::store::RunStore;
@@ -25,13 +28,14 @@ pub struct Recorder {
     started: HashMap<(usize, Stage), Instant>,
     /// When the open transaction began, if one is open.
     batch: Option<Instant>,
-    warned: bool,
+    health: WriteHealth,
 }
 
 impl Recorder {
-    /// Records into `store` (the run itself was begun there already).
-    pub fn new(store: RunStore) -> Recorder {
-        Recorder { store, run: None, started: HashMap::default(), batch: None, warned: false }
+    /// Records into `store` (the run itself was begun there already); what
+    /// cannot be written is reported to `health`.
+    pub fn new(store: RunStore, health: WriteHealth) -> Recorder {
+        Recorder { store, run: None, started: HashMap::default(), batch: None, health }
     }
 
     /// Opens a transaction for the next writes, if none is open.
@@ -53,11 +57,8 @@ impl Recorder {
     }
 
     fn check(&mut self, result: Result<(), crate::diagnostic::Diagnostic>) {
-        if let Err(problem) = result
-            && !self.warned
-        {
-            self.warned = true;
-            tracing::warn!("the run record is incomplete: {}", problem.message);
+        if let Err(problem) = result {
+            self.health.report(WriteFailure::Record { message: problem.message });
         }
     }
 }
@@ -73,6 +74,12 @@ impl Subscriber for Recorder {
 
     fn tick(&mut self) {
         self.commit(true);
+    }
+
+    fn checkpoint(&mut self, at: Checkpoint) {
+        if at == Checkpoint::Run {
+            self.commit(true);
+        }
     }
 }
 

@@ -10,6 +10,12 @@
 //! Notifiers hear of the run's start, of each package however it ended
 //! (also one that never started), and of the run's end; what they say back
 //! never changes an outcome.
+//!
+//! What the run could not write (a stage log, the run record: a full
+//! disk) does change outcomes: a stage whose log could not be written
+//! fails, naming the file and the system's error, and a run with any such
+//! failure is `failed`, never `passed`. Each outcome is decided after a
+//! [`Checkpoint`], once the subscribers have written what came before it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::scheduler::{self, Cancel, Canceller, JobOutcome, Status};
 use super::stage::{Stage, StagePlan};
 use crate::config::Package;
-use crate::events::{Emitter, Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome};
+use crate::events::{Checkpoint, Emitter, Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome};
 use crate::runtime::bindings::types::{Artifact, RunContext};
 use crate::runtime::stage_log::{Line, LineTap};
 use crate::runtime::{CallEnv, Mounts, PluginError, Runtime};
@@ -165,9 +171,11 @@ pub async fn execute(
         }
         packages.push(report);
     }
+    // Logs and record rows written so far decide too: a run that could not write them has not passed.
+    emitter.checkpoint(Checkpoint::Run).await;
     let outcome = if interrupted.load(Ordering::SeqCst) {
         RunOutcome::Interrupted
-    } else if packages.iter().all(|p| p.outcome == PackageOutcome::Passed) {
+    } else if packages.iter().all(|p| p.outcome == PackageOutcome::Passed) && emitter.health().is_healthy() {
         RunOutcome::Passed
     } else {
         RunOutcome::Failed
@@ -224,6 +232,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: Cancel) -> JobOut
             }
             Err(error) => StageOutcome::Failed { message: error.message, hint: error.hint, internal: error.internal },
         };
+        let outcome = with_its_log(shared, position, plan.stage, outcome).await;
         shared.emitter.emit(Event::StageFinished {
             package: position,
             stage: plan.stage,
@@ -286,11 +295,32 @@ async fn notify_package(
     } else {
         StageOutcome::Failed { message: failures.join("; "), hint: None, internal: false }
     };
+    let outcome = with_its_log(shared, position, Stage::Notify, outcome).await;
     let duration = started.elapsed();
     let finished = Event::StageFinished { package: position, stage: Stage::Notify, outcome: outcome.clone(), duration };
     shared.emitter.emit(finished);
     let log = Some(shared.info.log_path(position, Stage::Notify));
     report.stages.push(StageReport { stage: Stage::Notify, outcome, duration, log });
+}
+
+/// How a stage that ended with `outcome` is reported: failed, naming the
+/// file and the system's error, when its log could not be written.
+async fn with_its_log(shared: &Shared, position: usize, stage: Stage, outcome: StageOutcome) -> StageOutcome {
+    shared.emitter.checkpoint(Checkpoint::Stage { package: position, stage }).await;
+    let Some(failure) = shared.emitter.health().stage_failure(position, stage) else { return outcome };
+    let hint = failure.hint(&shared.info.dir);
+    match outcome {
+        // Its log is missing, not its work undone: a cancelled stage stays cancelled.
+        StageOutcome::Cancelled | StageOutcome::Skipped { .. } => outcome,
+        StageOutcome::Passed { .. } => {
+            StageOutcome::Failed { message: failure.to_string(), hint: Some(hint), internal: true }
+        }
+        StageOutcome::Failed { message, hint: own_hint, internal } => StageOutcome::Failed {
+            message: format!("{message}; and {failure}"),
+            hint: Some(own_hint.unwrap_or(hint)),
+            internal,
+        },
+    }
 }
 
 /// What a stage that succeeded produced.

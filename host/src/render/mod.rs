@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::config::Workspace;
 use crate::graph::DependencyGraph;
 use crate::graph::plan::Plan;
+use crate::terminal::escaped;
 
 /// How to print a plan or a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,13 +119,15 @@ fn pad(text: &str, width: usize) -> String {
     format!("{text}{}", " ".repeat(width.saturating_sub(len)))
 }
 
-/// A path as people should see it: relative to the current folder when inside it.
+/// A path as people should see it: relative to the current folder when
+/// inside it, control characters escaped.
 pub fn shown_path(path: &Path) -> String {
-    std::env::current_dir()
+    let shown = std::env::current_dir()
         .ok()
         .and_then(|cwd| path.strip_prefix(&cwd).ok())
         .filter(|relative| !relative.as_os_str().is_empty())
         .unwrap_or(path)
         .display()
-        .to_string()
+        .to_string();
+    escaped(&shown).into_owned()
 }

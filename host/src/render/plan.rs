@@ -4,6 +4,7 @@
 //! `docs/plan-json.md`): fields are only ever added, and `schema_version`
 //! changes if one is removed or changes meaning.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -13,6 +14,7 @@ use crate::affected::Detection;
 use crate::config::{PackageKind, Workspace, json, show_dir};
 use crate::graph::plan::{ManifestChange, Plan, Step};
 use crate::scm::{BaseOrigin, ChangeSet};
+use crate::terminal::escaped;
 
 /// Version of the JSON shape.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,16 +38,19 @@ const FILES_SHOWN: usize = 3;
 impl Report<'_> {
     /// The one-line description of the range.
     pub fn range_line(&self) -> String {
-        let short = |sha: &str| sha.chars().take(10).collect::<String>();
+        // A pull request's commits come from GitHub's API, not from git.
+        let short = |sha: &str| escaped(&sha.chars().take(10).collect::<String>()).into_owned();
         let head = self.changes.head.as_deref().map_or("the work tree".to_string(), |h| format!("`{}`", short(h)));
         let base = self.changes.base.as_deref().map(|b| format!("`{}`", short(b)));
         let origin = match &self.changes.origin {
             BaseOrigin::Given => "given".to_string(),
-            BaseOrigin::MergeBase { branch } => format!("merge-base with `{branch}`"),
-            BaseOrigin::Parent { branch } => format!("parent commit, on `{branch}`"),
+            BaseOrigin::MergeBase { branch } => format!("merge-base with `{}`", escaped(branch)),
+            BaseOrigin::Parent { branch } => format!("parent commit, on `{}`", escaped(branch)),
             BaseOrigin::RootCommit => "first commit".to_string(),
             BaseOrigin::Worktree => String::new(),
-            BaseOrigin::PullRequest { number, branch } => format!("pull request #{number} into `{branch}`"),
+            BaseOrigin::PullRequest { number, branch } => {
+                format!("pull request #{number} into `{}`", escaped(branch))
+            }
         };
         let files = plural(self.changes.files.len(), "changed file");
         match (base, &self.changes.origin) {
@@ -69,7 +74,11 @@ impl Report<'_> {
         out.push('\n');
         if let Some(commit) = &self.detection.nobuild {
             let sha: String = commit.sha.chars().take(10).collect();
-            out.push_str(&format!("nothing to do: commit `{sha}` says NOBUILD ({})\n", commit.subject()));
+            out.push_str(&format!(
+                "nothing to do: commit `{}` says NOBUILD ({})\n",
+                escaped(&sha),
+                escaped(commit.subject())
+            ));
             return out;
         }
         let total = self.workspace.packages.len();
@@ -78,11 +87,15 @@ impl Report<'_> {
         for level in self.plan.levels() {
             out.push_str(&format!("\nlevel {}\n", level[0].level));
             for step in level {
-                out.push_str(&format!("  {}  {}\n", pad(self.name(step), width), self.why(step)));
+                out.push_str(&format!("  {}  {}\n", pad(&self.name(step), width), self.why(step)));
             }
         }
         for (name, files) in &self.detection.removed {
-            out.push_str(&format!("\nremoved from loktar.json: `{name}` ({})\n", plural(files.len(), "changed file")));
+            out.push_str(&format!(
+                "\nremoved from loktar.json: `{}` ({})\n",
+                escaped(name),
+                plural(files.len(), "changed file")
+            ));
         }
         if !self.detection.unowned.is_empty() {
             out.push_str(&format!(
@@ -94,8 +107,8 @@ impl Report<'_> {
         out
     }
 
-    fn name(&self, step: &Step) -> &str {
-        &self.workspace.packages[step.package].name
+    fn name(&self, step: &Step) -> Cow<'_, str> {
+        escaped(&self.workspace.packages[step.package].name)
     }
 
     fn why(&self, step: &Step) -> String {
@@ -113,13 +126,15 @@ impl Report<'_> {
                 None => {}
             }
             if let Some(keywords) = &seed.held_back {
-                parts.push(format!("dependents not rebuilt: only {} commits", keywords.join("/")));
+                parts.push(format!("dependents not rebuilt: only {} commits", escaped(&keywords.join("/"))));
             }
         }
         let because_of = self.plan.because_of(step);
         if !because_of.is_empty() {
-            let names: Vec<String> =
-                because_of.iter().map(|&d| format!("`{}`", self.workspace.packages[d as usize].name)).collect();
+            let names: Vec<String> = because_of
+                .iter()
+                .map(|&d| format!("`{}`", escaped(&self.workspace.packages[d as usize].name)))
+                .collect();
             parts.push(format!("depends on {}", names.join(", ")));
         }
         parts.join("; ")
@@ -394,7 +409,7 @@ pub fn to_json(document: &impl Serialize) -> String {
 }
 
 fn list_files(files: &[String]) -> String {
-    let shown: Vec<String> = files.iter().take(FILES_SHOWN).map(|f| format!("`{f}`")).collect();
+    let shown: Vec<String> = files.iter().take(FILES_SHOWN).map(|f| format!("`{}`", escaped(f))).collect();
     match files.len().saturating_sub(FILES_SHOWN) {
         0 => shown.join(", "),
         more => format!("{} and {more} more", shown.join(", ")),

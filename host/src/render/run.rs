@@ -10,6 +10,7 @@ use crate::events::{PackageOutcome, RunPackage, StageOutcome};
 use crate::pipeline::run::RunReport;
 use crate::pipeline::stage::Stage;
 use crate::store::{RunRow, StageRow};
+use crate::terminal::escaped;
 use crate::timefmt;
 
 /// The packages in run order, with the stages each would go through.
@@ -17,13 +18,14 @@ pub fn dry_run(packages: &[RunPackage], dependencies: &[Vec<usize>], names: &[&s
     let count = packages.len();
     let mut out =
         format!("would run {} {}, {concurrency} at once:\n", count, if count == 1 { "package" } else { "packages" });
+    let names: Vec<_> = names.iter().map(|name| escaped(name)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     for (position, package) in packages.iter().enumerate() {
         let stages: Vec<String> = package
             .stages
             .iter()
             .filter(|plan| !plan.is_skipped())
-            .map(|plan| format!("{} ({})", plan.stage, plan.providers.join(", ")))
+            .map(|plan| format!("{} ({})", plan.stage, escaped(&plan.providers.join(", "))))
             .collect();
         let stages = if stages.is_empty() { "nothing to do".to_string() } else { stages.join(" → ") };
         let after = match dependencies[position].as_slice() {
@@ -32,7 +34,7 @@ pub fn dry_run(packages: &[RunPackage], dependencies: &[Vec<usize>], names: &[&s
                 format!("   after {}", deps.iter().map(|&d| format!("`{}`", names[d])).collect::<Vec<_>>().join(", "))
             }
         };
-        out.push_str(&format!("  {:>3}. {}  {stages}{after}\n", position + 1, pad(&package.name, width)));
+        out.push_str(&format!("  {:>3}. {}  {stages}{after}\n", position + 1, pad(&escaped(&package.name), width)));
     }
     out
 }
@@ -77,9 +79,9 @@ pub fn summary(report: &RunReport) -> String {
         rows.push(row);
         for stage in &package.stages {
             if let StageOutcome::Failed { message, hint, .. } = &stage.outcome {
-                let mut note = format!("{} {}: {message}", package.name, stage.stage);
+                let mut note = format!("{} {}: {}", escaped(&package.name), stage.stage, escaped(message));
                 if let Some(hint) = hint {
-                    note.push_str(&format!("\n  hint: {hint}"));
+                    note.push_str(&format!("\n  hint: {}", escaped(hint)));
                 }
                 if let Some(log) = &stage.log {
                     note.push_str(&format!("\n  log: {}", shown_path(log)));
@@ -89,7 +91,7 @@ pub fn summary(report: &RunReport) -> String {
         }
     }
     for failure in &report.notify_failures {
-        notes.push(format!("notify: {failure}"));
+        notes.push(format!("notify: {}", escaped(failure)));
     }
     let mut out = table(&rows);
     if !notes.is_empty() {
@@ -200,11 +202,15 @@ pub fn run_record(run: &RunRow, stages: &[StageRow]) -> String {
     let time = run
         .duration_ms
         .map_or_else(|| "still running or stopped abruptly".to_string(), |ms| timefmt::duration(millis(ms)));
-    let mut out =
-        format!("run {}: {} · started {} UTC · {time}\n", run.id, run.status, timefmt::datetime(run.started_ms));
-    out.push_str(&format!("selection: {} · commit {}", run.selection, short_commit(run)));
+    let mut out = format!(
+        "run {}: {} · started {} UTC · {time}\n",
+        run.id,
+        escaped(&run.status),
+        timefmt::datetime(run.started_ms)
+    );
+    out.push_str(&format!("selection: {} · commit {}", escaped(&run.selection), escaped(&short_commit(run))));
     if let Some(base) = &run.base {
-        out.push_str(&format!(" · base {}", base.chars().take(10).collect::<String>()));
+        out.push_str(&format!(" · base {}", escaped(&base.chars().take(10).collect::<String>())));
     }
     out.push_str("\n\n");
     let mut rows =
@@ -222,7 +228,10 @@ pub fn run_record(run: &RunRow, stages: &[StageRow]) -> String {
             && stage.status != "passed"
         {
             let what = stage.stage.as_deref().map_or(stage.package.clone(), |s| format!("{} {s}", stage.package));
-            details.push(format!("{what}: {detail}"));
+            // A failure's detail is its message, then its hint on a line of
+            // its own: each line escaped, the hint indented as in the summary.
+            let lines: Vec<_> = detail.split('\n').map(escaped).collect();
+            details.push(format!("{}: {}", escaped(&what), lines.join("\n  ")));
         }
     }
     out.push_str(&table(&rows));
@@ -248,8 +257,10 @@ fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or_default())
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Left-aligned columns separated by two spaces; the last column is not
+/// padded. Cells are shown escaped: most hold names, paths and messages.
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<_>> = rows.iter().map(|row| row.iter().map(|cell| escaped(cell)).collect()).collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().filter(|r| r.len() > c + 1).map(|r| r[c].chars().count()).max().unwrap_or(0))

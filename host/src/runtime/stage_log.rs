@@ -24,9 +24,10 @@ use tokio::io::AsyncWrite;
 use crate::settings::Settings;
 
 /// A log holds at most one line per this many bytes of its byte cap, blank
-/// lines included: 262 144 lines under the default 4096 KiB. A line costs
-/// memory beyond its text, so a flood of empty lines must be capped too.
-pub const BYTES_PER_LINE: usize = 16;
+/// lines included: 65 536 lines under the default 4096 KiB (an average line
+/// of 64 bytes). A line costs memory beyond its text — in the log and in the
+/// run's event stream — so a flood of empty lines must be capped too.
+pub const BYTES_PER_LINE: usize = 64;
 
 /// The fewest lines a log holds, however small its byte cap.
 const MIN_LINES: usize = 64;
@@ -531,7 +532,7 @@ mod tests {
         assert_eq!(lines.len(), 6400 + 2);
         assert_eq!(
             lines[6400].text,
-            "-- loktar: the log is full (`100` KiB or `6400` lines); output past this line is dropped"
+            "-- loktar: the log is full (`400` KiB or `6400` lines); output past this line is dropped"
         );
         let dropped = 2 * (1 << 20) - 6400;
         assert_eq!(

@@ -265,25 +265,39 @@ fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<CommitFiles, Diagno
         None => head.clone(),
     };
     let output = git
-        .run(&["log", "--no-merges", "-z", "--format=%x01%H", "--name-only", "--no-renames", &range])
+        .run(&["log", "--no-merges", "-z", "--format=%x01%H", "--name-status", "--no-renames", &range, "--"])
         .map_err(GitFailure::into_diagnostic)?;
+    Ok(parse_commit_files(&output))
+}
+
+/// Parses `git log -z --format=%x01%H --name-status` output: each commit is
+/// a field `\x01<sha>`, then a status field and a path field per file.
+/// A path may hold any byte but NUL — a leading newline, a `\x01` — so it
+/// is never looked at: only its position says it is a path.
+fn parse_commit_files(output: &[u8]) -> CommitFiles {
+    let text = |field: &[u8]| String::from_utf8_lossy(field).into_owned();
+    let mut parts = byte_fields(output);
     let mut commits: CommitFiles = Vec::new();
-    for field in fields(&output) {
-        // Each commit starts with "\x01<sha>"; git puts a newline between it and the first path.
-        let field = field.trim_start_matches('\n');
-        if let Some(sha) = field.strip_prefix('\u{1}') {
-            let (sha, first) = sha.split_once('\n').unwrap_or((sha, ""));
-            commits.push((sha.to_string(), Vec::new()));
-            if let (Some(last), false) = (commits.last_mut(), first.is_empty()) {
-                last.1.push(first.to_string());
-            }
-        } else if let Some(last) = commits.last_mut()
-            && !field.is_empty()
-        {
-            last.1.push(field.to_string());
+    while let Some(field) = parts.next() {
+        if let Some(sha) = field.strip_prefix(b"\x01") {
+            commits.push((text(sha), Vec::new()));
+            continue;
+        }
+        // A status; git puts a newline between a commit's sha and its first one.
+        let status = field.strip_prefix(b"\n").unwrap_or(field);
+        // `--no-renames` gives each status one path; should git still pair
+        // paths, a rename counts at both ends and a copy at its new one.
+        let (skip, keep) = match status.first() {
+            Some(b'R') => (0, 2),
+            Some(b'C') => (1, 1),
+            _ => (0, 1),
+        };
+        let touched: Vec<String> = parts.by_ref().take(skip + keep).skip(skip).map(text).collect();
+        if let Some((_, files)) = commits.last_mut() {
+            files.extend(touched);
         }
     }
-    Ok(commits)
+    commits
 }
 
 /// The text of a file at a commit, `None` when it does not exist there.
@@ -482,6 +496,22 @@ mod tests {
         assert_eq!(files[1].paths().collect::<Vec<_>>(), ["new name", "old name"]);
         assert_eq!(files[2].paths().collect::<Vec<_>>(), ["y"]);
         assert_eq!(files[3].status, Status::Deleted);
+    }
+
+    #[test]
+    fn paths_of_each_commit_are_read_by_position_whatever_they_hold() {
+        // As `git log -z --format=%x01%H --name-status --no-renames` writes
+        // it: an empty commit, then a commit with hostile names — one that
+        // starts with a newline, one that looks like a commit of its own.
+        let output = b"\x01aaa\0\x01bbb\0\nA\0\nrest_services/pet_api/x\0A\0\x01aaa\0M\0lib/a.py\0\
+                       \x01ccc\0\nD\0\x1b[2J\0R100\0old\0new\0C100\0src\0copy\0";
+        let commits = parse_commit_files(output);
+        let expected: CommitFiles = vec![
+            ("aaa".into(), vec![]),
+            ("bbb".into(), vec!["\nrest_services/pet_api/x".into(), "\u{1}aaa".into(), "lib/a.py".into()]),
+            ("ccc".into(), vec!["\u{1b}[2J".into(), "old".into(), "new".into(), "copy".into()]),
+        ];
+        assert_eq!(commits, expected);
     }
 
     #[test]

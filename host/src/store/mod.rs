@@ -112,8 +112,11 @@ impl RunStore {
         for own in [DIR, "loktar.db", "runs", "artifacts"] {
             let path = if own == DIR { dir.clone() } else { dir.join(own) };
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(Diagnostic::new(format!("`{}` is a link: Loktar keeps its runs there and follows no link", path.display()))
-                    .hint(format!("remove the link: `{DIR}` is Loktar's own folder, never part of a repository")));
+                return Err(Diagnostic::new(format!(
+                    "`{}` is a link: Loktar keeps its runs there and follows no link",
+                    path.display()
+                ))
+                .hint(format!("remove the link: `{DIR}` is Loktar's own folder, never part of a repository")));
             }
         }
         std::fs::create_dir_all(&dir)
@@ -376,9 +379,8 @@ fn process_start(pid: i32) -> Option<u64> {
 fn migrate(connection: &Connection) -> rusqlite::Result<()> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version < 1 {
-        let has_owner = connection
-            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'owner'")?
-            .exists([])?;
+        let has_owner =
+            connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'owner'")?.exists([])?;
         if !has_owner {
             connection.execute_batch("ALTER TABLE runs ADD COLUMN owner TEXT")?;
         }

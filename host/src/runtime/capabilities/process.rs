@@ -91,7 +91,8 @@ impl process::Host for StoreState {
         }
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         for name in ["PATH", "HOME"].iter().copied().chain(self.grants.env.iter().map(String::as_str)) {
-            if let Some(value) = std::env::var_os(name) {
+            // A granted variable may hold a secret, which then lives in Loktar's memory, not its environment.
+            if let Some(value) = std::env::var_os(name).or_else(|| crate::vault::value(name).map(OsString::from)) {
                 env.push((name.into(), value));
             }
         }

@@ -1,0 +1,58 @@
+//! Text from outside Loktar as a terminal may show it.
+//!
+//! Names and paths come from git, `loktar.json`, plugins and the programs
+//! they run; a file named `\e[2J` would clear the screen, `\e]0;…\a` would
+//! set the window's title, and a newline would split a line of the plan in
+//! two. Text output writes each such value through [`escaped`]; JSON output
+//! keeps it exact, as JSON escapes it already.
+
+use std::borrow::Cow;
+
+/// `text` with each control character (C0, DEL and C1) written as Rust's
+/// `char::escape_debug` writes it — `\n`, `\t`, `\u{1b}` — and everything
+/// else, other Unicode and backslashes included, as it is.
+pub fn escaped(text: &str) -> Cow<'_, str> {
+    // A control character is below 0x20, 0x7f, or 0xc2 0x80–0x9f in UTF-8:
+    // a byte scan finds that most text has none and can be shown as it is.
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        return Cow::Borrowed(text);
+    }
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(escaped("\u{1b}[2Jclear"), "\\u{1b}[2Jclear");
+        assert_eq!(escaped("\u{1b}]0;title\u{7}"), "\\u{1b}]0;title\\u{7}");
+        assert_eq!(escaped("\nrest_services/pet_api/x"), "\\nrest_services/pet_api/x");
+        assert_eq!(escaped("tab\there\r\0"), "tab\\there\\r\\0");
+        assert_eq!(escaped("del\u{7f} csi\u{9b}"), "del\\u{7f} csi\\u{9b}");
+        for plain in ["rest_services/pet_api/app.py", "çà 日本語 😀 ©", "back\\slash \"quoted\"", ""] {
+            assert!(matches!(escaped(plain), std::borrow::Cow::Borrowed(_)), "{plain}");
+            assert_eq!(escaped(plain), plain);
+        }
+    }
+
+    #[test]
+    fn escaped_text_holds_no_control_character() {
+        let all: String = (0u32..0x110000).filter_map(char::from_u32).filter(|c| c.is_control()).collect();
+        let shown = escaped(&all);
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert_eq!(shown.matches('\\').count(), all.chars().count());
+    }
+}
