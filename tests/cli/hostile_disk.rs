@@ -80,11 +80,12 @@ impl Drop for Tmpfs {
 }
 
 /// A repository in `parent` with one package `flood` whose `make ci`
-/// prints about 3 MB (under the 4096 KiB log cap, over what the disks here hold).
+/// prints about 3 MB in 109-byte lines (under the log caps of 4096 KiB and
+/// 65 536 lines, over what the disks here hold).
 fn flood_repo(parent: &Path) -> TestRepo {
     let repo = TestRepo::new_in(parent);
     repo.write("loktar.json", r#"{ "packages": [ { "pkg_name": "flood", "test_type": "make" } ] }"#);
-    repo.write("flood/Makefile", "ci:\n\t@yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 3000000\n");
+    repo.write("flood/Makefile", "ci:\n\t@yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c 3000000\n");
     repo.commit("a package that prints a lot");
     repo
 }

@@ -32,8 +32,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = "LOKTAR_REPO")]
     repo: Option<PathBuf>,
 
-    /// The host configuration (TOML) [default: `LOKTAR_CONFIG`, else loktar.toml
-    /// beside loktar.json, else ~/.config/loktar/loktar.toml]
+    /// The host configuration (TOML), never read from the repository being
+    /// built [default: `LOKTAR_CONFIG`, else ~/.config/loktar/loktar.toml]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
