@@ -140,3 +140,42 @@ fn a_program_cannot_be_started_in_a_link_out_of_the_package() {
     let run = hostile_repo("cwd-link").loktar(&["run", "--all"]).expect_code(1);
     assert!(run.stderr.contains("cannot run `env` there: `rootlink` is a link"), "{}", run.stderr);
 }
+
+/// A secret granted to a program (its own value: other tests look for [`SECRET`] in every process).
+const GRANTED: &str = "granted-canary-4c9e21";
+
+#[test]
+fn a_secret_handed_to_a_program_is_in_no_command_line() {
+    let repo = TestRepo::new();
+    repo.host_config("[plugins.make]\nenv = [\"TEST_CANARY\"]\n\n[secrets.canary]\nenv = \"TEST_CANARY\"\n");
+    // The program gets the secret (it is granted), and takes its time.
+    repo.write("a/Makefile", "ci:\n\t@test -n \"$$TEST_CANARY\"\n\t@sleep 2\n\nclean:\n\t@true\n");
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
+    repo.commit("ENH: a test with a token");
+    let mut child = repo
+        .command()
+        .args(["run", "--all"])
+        .env("TEST_CANARY", GRANTED)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start loktar");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let status = loop {
+        // Every process's command line: readable by every user of the machine.
+        for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+            let line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&line).contains(GRANTED) {
+                seen.push(String::from_utf8_lossy(&line).replace('\0', " "));
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "loktar did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(seen, Vec::<String>::new(), "the secret was on a command line");
+}

@@ -262,3 +262,46 @@ fn a_repository_plugin_cannot_take_a_provided_name_or_live_behind_a_link() {
     assert!(run.stderr.contains("`ci/hostile.wasm` is a link"), "{}", run.stderr);
     assert!(!run.stderr.contains(CANARY), "{}", run.stderr);
 }
+
+#[test]
+fn links_committed_under_loktar_are_never_written_through() {
+    let (outside, canary) = canary();
+    let victim = outside.path().join("victim");
+    std::fs::create_dir(&victim).expect("mkdir");
+    let repo = zip_repo(json!({}));
+    let manifest = json!({"packages": [{"pkg_name": "a", "pkg_type": "zip", "test_type": "make",
+        "build_info": {"storage_type": "fs"}}]});
+    repo.write("loktar.json", &manifest.to_string());
+    repo.write("a/Makefile", "ci:\n\t@echo written-through-the-link\n\nclean:\n\t@true\n");
+    // The pull request commits Loktar's own folder, with links where it writes.
+    std::fs::create_dir_all(repo.path().join(".loktar/runs/1/a")).expect("mkdir");
+    std::os::unix::fs::symlink(&canary, repo.path().join(".loktar/runs/1/a/test.log")).expect("symlink");
+    std::os::unix::fs::symlink(&victim, repo.path().join(".loktar/runs/1/a/artifacts")).expect("symlink");
+    repo.git(&["add", "--all", "--force"]);
+    repo.commit("ENH: bring my own .loktar");
+    let run = repo.loktar(&["run", "--all"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("is a link"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&canary).expect("canary"), CANARY, "the log was written through a link");
+    assert_eq!(std::fs::read_dir(&victim).expect("victim").count(), 0, "an artifact was written through a link");
+}
+
+#[test]
+fn a_package_at_the_root_cannot_touch_git_or_loktar() {
+    let repo = TestRepo::new();
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "root", "pkg_dir": ".", "test_type": "make"}]}"#);
+    let makefile = "ci:\n\t-@echo '[core]' >> .git/config\n\t-@touch .git/hooks/post-checkout\n\
+                    \t-@mkdir -p .loktar/runs && touch .loktar/planted\n\t@true\n\nclean:\n\t@true\n";
+    repo.write("Makefile", makefile);
+    repo.commit("ENH: a package at the root");
+    let config = std::fs::read(repo.path().join(".git/config")).expect("config");
+    repo.loktar(&["run", "--all"]).expect_code(0);
+    assert_eq!(std::fs::read(repo.path().join(".git/config")).expect("config"), config, ".git/config was changed");
+    assert!(!repo.path().join(".git/hooks/post-checkout").exists(), "a hook was planted");
+    assert!(!repo.path().join(".loktar/planted").exists(), "the test wrote into .loktar");
+    let bad = json!({"packages": [{"pkg_name": "inside", "pkg_dir": ".loktar/runs", "test_type": "make"}]});
+    repo.write("loktar.json", &bad.to_string());
+    repo.commit("ENH: a package in .loktar");
+    let run = repo.loktar(&["plan"]).expect_code(2);
+    assert!(run.stderr.contains("points into `.loktar`"), "{}", run.stderr);
+}

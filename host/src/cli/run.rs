@@ -172,6 +172,19 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         })
         .map_err(|problem| when_full(problem, &loktar_dir))?;
     let dir = loktar_dir.join("runs").join(id.to_string());
+    // Made below the repository with no link on the way: a repository could commit
+    // `.loktar/runs/<n>` as links to have logs and artifacts written anywhere.
+    crate::beneath::Folder::open(&workspace.root)
+        .map_err(|e| e.to_string())
+        .and_then(|root| {
+            root.create_folder(&std::path::Path::new(store::DIR).join("runs").join(id.to_string()))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            Diagnostic::new(format!("cannot make the run folder `{}`: {e}", dir.display()))
+                .hint(format!("`{}` is Loktar's own folder: remove any link in it", store::DIR))
+        })?;
     let info = Arc::new(RunInfo { id, started, packages: planned, concurrency, dir });
     let spec = RunSpec {
         root: workspace.root.clone(),

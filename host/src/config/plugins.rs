@@ -24,6 +24,10 @@ use crate::settings::{Capability, PluginSettings, Role, Settings};
 /// The top-level key.
 pub const KEY: &str = "plugins";
 
+/// Capabilities the policy cannot grant a repository plugin: only a
+/// `[plugins.<name>]` section the operator writes for it by name.
+const OPERATOR_ONLY: [Capability; 3] = [Capability::ContainerEngine, Capability::Github, Capability::ObjectStore];
+
 /// One plugin as the repository declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclaredPlugin {
@@ -133,6 +137,10 @@ fn read_entry(entry: &Member<'_>, report: &mut impl FnMut(usize, String, &str)) 
     if !complete {
         return None;
     }
+    // Every plugin writes its log; asking for other capabilities does not take it away.
+    if !capabilities.contains(&Capability::Log) {
+        capabilities.insert(0, Capability::Log);
+    }
     Some(DeclaredPlugin { name, path: path?, role: role?, capabilities, programs })
 }
 
@@ -210,8 +218,10 @@ pub fn grant(
         }
         // The operator may name more for this plugin by name; the policy caps what it asks for.
         let operator = operator.unwrap_or_default();
+        // The engine and its registries, GitHub and the stores act with the
+        // operator's own credentials: only the operator's grant by name opens them.
         let allowed = |capability: &Capability| {
-            policy.capabilities.contains(capability)
+            (policy.capabilities.contains(capability) && !OPERATOR_ONLY.contains(capability))
                 || operator.capabilities.as_ref().is_some_and(|granted| granted.contains(capability))
         };
         let capabilities: Vec<Capability> = plugin.capabilities.iter().copied().filter(allowed).collect();
@@ -317,6 +327,19 @@ mod tests {
         assert_eq!(zip.declared_in.as_deref(), Some(Path::new("/repo")));
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("`process`, `secrets`, program `curl`"), "{}", notes[0]);
+
+        // The engine, GitHub and stores only by the operator's grant by name.
+        settings.policy.repository_plugins.capabilities = vec![Capability::Log, Capability::ContainerEngine];
+        let engine =
+            DeclaredPlugin { name: "pusher".into(), capabilities: vec![Capability::ContainerEngine], ..asked.clone() };
+        grant(&mut settings, Path::new("/repo"), &source, vec![engine.clone()]).expect("granted");
+        assert_eq!(settings.plugins["pusher"].capabilities.as_deref(), Some(&[Capability::Log][..]));
+        let named =
+            PluginSettings { capabilities: Some(vec![Capability::ContainerEngine]), ..PluginSettings::default() };
+        settings.plugins.insert("pusher".into(), named);
+        grant(&mut settings, Path::new("/repo"), &source, vec![engine]).expect("granted");
+        let both = [Capability::Log, Capability::ContainerEngine];
+        assert_eq!(settings.plugins["pusher"].capabilities.as_deref(), Some(&both[..]));
 
         let taken = DeclaredPlugin { name: "make".into(), ..asked };
         let error = grant(&mut settings, Path::new("/repo"), &source, vec![taken]).expect_err("a built-in name");

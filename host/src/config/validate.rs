@@ -715,6 +715,7 @@ fn normalize_dir(written: &str) -> Result<String, String> {
             "" | "." => {}
             ".." => return Err(format!("`{written}` leaves the repository with `..`")),
             ".git" => return Err(format!("`{written}` points into `.git`")),
+            ".loktar" => return Err(format!("`{written}` points into `.loktar`, Loktar's own folder")),
             part => parts.push(part),
         }
     }
@@ -722,9 +723,9 @@ fn normalize_dir(written: &str) -> Result<String, String> {
 }
 
 /// Whether a folder is already in `a/b` form: no `\\`, and no part empty,
-/// `.`, `..` or `.git`. One pass over the bytes.
+/// `.`, `..`, `.git` or `.loktar`. One pass over the bytes.
 fn is_normal(dir: &[u8]) -> bool {
-    let plain = |part: &[u8]| !matches!(part, b"" | b"." | b".." | b".git");
+    let plain = |part: &[u8]| !matches!(part, b"" | b"." | b".." | b".git" | b".loktar");
     let mut part_start = 0;
     for (index, &byte) in dir.iter().enumerate() {
         match byte {
@@ -787,8 +788,9 @@ mod tests {
     #[test]
     fn a_folder_is_normal_exactly_when_no_part_needs_normalizing() {
         let parts = ["", ".", "..", ".git", "a", ".gitx", "..y", "é", "a\\b"];
-        let slow =
-            |dir: &str| !dir.contains('\\') && dir.split('/').all(|part| !matches!(part, "" | "." | ".." | ".git"));
+        let slow = |dir: &str| {
+            !dir.contains('\\') && dir.split('/').all(|part| !matches!(part, "" | "." | ".." | ".git" | ".loktar"))
+        };
         for first in parts {
             for second in parts {
                 for third in parts {

@@ -31,12 +31,13 @@ impl LogFiles {
         LogFiles { run: None, open: HashMap::default(), health }
     }
 
+    /// Makes the log file below the run folder (made link-free when the run
+    /// started) with no link on the way, replacing any file of that name.
     fn create(run: &RunInfo, package: usize, stage: Stage) -> std::io::Result<BufWriter<File>> {
         let path = run.log_path(package, stage);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)?;
-        }
-        Ok(BufWriter::new(File::create(path)?))
+        let relative = path.strip_prefix(&run.dir).map_err(std::io::Error::other)?;
+        let file = crate::beneath::Folder::open(&run.dir)?.create_file(relative).map_err(std::io::Error::other)?;
+        Ok(BufWriter::new(file))
     }
 
     /// Reports that the log of `stage` of `package` could not be written and

@@ -63,6 +63,8 @@ const ETC_ENTRIES: [&str; 21] = [
 /// Where the handles of the package and artifact folders arrive in bubblewrap.
 const PACKAGE_FD: i32 = 10;
 const ARTIFACTS_FD: i32 = 11;
+/// And of a `.git` folder in the package folder.
+const GIT_FD: i32 = 12;
 
 /// Variables that make the dynamic loader or libc load code or data of the
 /// setter's choosing: a plugin may not set them for a program.
@@ -174,7 +176,7 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepar
     command.env_clear();
     let mut args: Vec<OsString> = Vec::new();
     let mut arg = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
-    arg(&[&"--die-with-parent", &"--new-session", &"--unshare-all", &"--share-net"]);
+    arg(&[&"--die-with-parent", &"--new-session", &"--unshare-all", &"--share-net", &"--cap-drop", &"ALL"]);
     arg(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
     for root in TOOLCHAIN_ROOTS.iter().map(Path::new).chain(settings.read_only.iter().map(PathBuf::as_path)) {
         mount_read_only(&mut arg, root);
@@ -186,16 +188,26 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepar
     arg(&[&"--bind", &temporary.path(), &"/tmp"]);
     let mut mappings = vec![FdMapping { parent_fd: dup(launch.package)?, child_fd: PACKAGE_FD }];
     arg(&[&"--bind-fd", &PACKAGE_FD.to_string(), &launch.package.shown()]);
+    // A package at the repository's root would see `.git` (whose configuration
+    // and hooks git runs on the host) and `.loktar` (logs, records and
+    // artifacts Loktar writes): the first read-only, the second not at all.
+    let git = launch.package.folder(Path::new(".git")).ok();
+    if let Some(git) = &git {
+        mappings.push(FdMapping { parent_fd: dup(git)?, child_fd: GIT_FD });
+        arg(&[&"--ro-bind-fd", &GIT_FD.to_string(), &git.shown()]);
+    }
+    if launch.package.folder(Path::new(crate::store::DIR)).is_ok() {
+        arg(&[&"--tmpfs", &launch.package.shown().join(crate::store::DIR)]);
+    }
     if let Some(artifacts) = launch.artifacts {
         mappings.push(FdMapping { parent_fd: dup(artifacts)?, child_fd: ARTIFACTS_FD });
         arg(&[&"--bind-fd", &ARTIFACTS_FD.to_string(), &artifacts.shown()]);
     }
     arg(&[&"--chdir", &launch.cwd.shown()]);
-    for (name, value) in launch.env {
-        let value = if name == "HOME" || name == "TMPDIR" { OsString::from("/tmp") } else { value };
-        arg(&[&"--setenv", &name, &value]);
-    }
-    arg(&[&"--setenv", &"TMPDIR", &"/tmp"]);
+    // The environment goes to bubblewrap's own process, which hands it on: as
+    // `--setenv` arguments it would show in `/proc/<pid>/cmdline` to every user.
+    command.envs(launch.env.into_iter().filter(|(name, _)| name != "HOME" && name != "TMPDIR"));
+    arg(&[&"--setenv", &"HOME", &"/tmp", &"--setenv", &"TMPDIR", &"/tmp"]);
     arg(&[&"--", &launch.program]);
     args.extend(launch.args.iter().map(OsString::from));
     command.args(args);

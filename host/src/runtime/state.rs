@@ -64,7 +64,9 @@ impl Grants {
             programs: plugin.programs.clone().unwrap_or_default(),
             env: plugin.env.clone().unwrap_or_default(),
             secrets,
+            // A repository's plugin does not get the store named after it: only those the operator lists for it.
             stores: std::iter::once(name)
+                .filter(|_| plugin.declared_in.is_none())
                 .chain(plugin.stores.iter().flatten().map(String::as_str).filter(|store| *store != name))
                 .filter_map(|store| {
                     let config = settings.stores.get(store)?;
@@ -174,7 +176,14 @@ impl StoreState {
             let package = open_package(&mounts.root, &mounts.package)?;
             preopen(&mut wasi, &package, PACKAGE_MOUNT, false)?;
             if let Some(artifacts) = &mounts.artifacts {
-                let artifacts = Folder::create(artifacts).map_err(|e| {
+                let made = match artifacts.strip_prefix(&mounts.root) {
+                    // Inside the repository (`.loktar/runs/…`): no link on the way, whatever it committed.
+                    Ok(relative) => Folder::open(&mounts.root)
+                        .map_err(|e| e.to_string())
+                        .and_then(|root| root.create_folder(relative).map_err(|e| e.to_string())),
+                    Err(_) => Folder::create(artifacts).map_err(|e| e.to_string()),
+                };
+                let artifacts = made.map_err(|e| {
                     std::io::Error::other(format!("cannot make the artifact folder `{}`: {e}", artifacts.display()))
                 })?;
                 preopen(&mut wasi, &artifacts, ARTIFACTS_MOUNT, true)?;

@@ -45,6 +45,8 @@ impl Git {
             .arg("-C")
             .arg(&self.root)
             .args(["-c", "core.quotepath=off", "-c", "color.ui=never"])
+            // A repository's own configuration must not make git run programs of its choosing.
+            .args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"])
             .args(args)
             // Reading must never take the index lock away from a concurrent git.
             .env("GIT_OPTIONAL_LOCKS", "0")
