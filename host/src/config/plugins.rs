@@ -330,8 +330,11 @@ mod tests {
 
         // The engine, GitHub and stores only by the operator's grant by name.
         settings.policy.repository_plugins.capabilities = vec![Capability::Log, Capability::ContainerEngine];
-        let engine =
-            DeclaredPlugin { name: "pusher".into(), capabilities: vec![Capability::ContainerEngine], ..asked.clone() };
+        let engine = DeclaredPlugin {
+            name: "pusher".into(),
+            capabilities: vec![Capability::Log, Capability::ContainerEngine],
+            ..asked.clone()
+        };
         grant(&mut settings, Path::new("/repo"), &source, vec![engine.clone()]).expect("granted");
         assert_eq!(settings.plugins["pusher"].capabilities.as_deref(), Some(&[Capability::Log][..]));
         let named =
