@@ -231,10 +231,19 @@ fn a_repository_plugin_gets_no_more_than_the_operators_policy() {
         run.stderr
     );
     assert!(!run.stderr.contains("attack succeeded"), "{}", run.stderr);
+    let plan = repo.loktar(&["plan"]).ok();
+    assert!(
+        plan.ends_with(
+            "repository plugin `hostile` (ci/hostile.wasm): asked for `log`, `process`, program `env`; granted `log`\n"
+        ),
+        "{plan}"
+    );
 
     // The operator allows it: now it runs, and `loktar plugins` says where it comes from.
     repo.host_config("[policy.repository_plugins]\ncapabilities = [\"log\", \"process\"]\nprograms = [\"env\"]\n");
     repo.loktar(&["run", "--all"]).expect_code(0);
+    let plan = repo.loktar(&["plan"]).ok();
+    assert!(plan.contains("granted `log`, `process`, program `env`\n"), "{plan}");
     let listing = repo.loktar(&["plugins", "--format", "json"]).json();
     let hostile = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "hostile")).expect("listed");
     assert_eq!(hostile["source"], "repository: ci/hostile.wasm");

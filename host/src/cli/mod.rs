@@ -346,7 +346,8 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
             let output = if matches!(args.format, Format::Dot | Format::Svg) {
                 picture(&View::of_plan(&context.workspace, &context.graph, &planned.plan), args.format)
             } else {
-                planned.report(&context).text()
+                // The repository's own plugins, with what they asked for and got, end the text plan.
+                planned.report(&context).text() + &crate::config::plugins::summary(&context.settings)
             };
             exiting_soon((context, planned));
             output

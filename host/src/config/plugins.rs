@@ -19,7 +19,7 @@ use std::path::{Component, Path};
 use super::SourceFile;
 use super::json::{self, Member, Node, Value};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::settings::{Capability, PluginSettings, Role, Settings};
+use crate::settings::{Asked, Capability, PluginSettings, Role, Settings};
 
 /// The top-level key.
 pub const KEY: &str = "plugins";
@@ -188,6 +188,34 @@ fn capability(name: &str) -> Option<Capability> {
     .find(|capability| capability.name() == name)
 }
 
+/// One line per repository plugin for the text plan: what it asked for and
+/// what it was granted (none when the repository declares no plugin).
+pub fn summary(settings: &Settings) -> String {
+    let names = |capabilities: &[Capability], programs: &[String]| {
+        let mut all: Vec<String> = capabilities.iter().map(|c| format!("`{}`", c.name())).collect();
+        all.extend(programs.iter().map(|p| format!("program `{}`", crate::terminal::escaped(p))));
+        if all.is_empty() { "nothing".to_string() } else { all.join(", ") }
+    };
+    let mut out = String::new();
+    for (name, plugin) in settings.plugins.iter().filter(|(_, plugin)| plugin.declared_in.is_some()) {
+        let Some(asked) = &plugin.asked else { continue };
+        let granted =
+            names(plugin.capabilities.as_deref().unwrap_or_default(), plugin.programs.as_deref().unwrap_or_default());
+        out.push_str(&format!(
+            "\nrepository plugin `{}` ({}): asked for {}; granted {}",
+            crate::terminal::escaped(name),
+            plugin
+                .path
+                .as_deref()
+                .map(|p| crate::terminal::escaped(&p.display().to_string()).into_owned())
+                .unwrap_or_default(),
+            names(&asked.capabilities, &asked.programs),
+            granted
+        ));
+    }
+    if out.is_empty() { out } else { format!("{out}\n") }
+}
+
 /// Adds the repository's plugins to `settings`, each granted what it asks
 /// for within the operator's policy, and returns, for each plugin that
 /// asked for more than it got, a sentence saying so.
@@ -258,6 +286,7 @@ pub fn grant(
                 capabilities: Some(capabilities),
                 programs: Some(programs),
                 declared_in: Some(root.to_path_buf()),
+                asked: Some(Asked { capabilities: plugin.capabilities.clone(), programs: plugin.programs.clone() }),
                 ..operator
             },
         );

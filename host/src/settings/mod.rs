@@ -103,6 +103,19 @@ pub struct PluginSettings {
     /// with no link on the way). Never from the host configuration.
     #[serde(skip)]
     pub declared_in: Option<PathBuf>,
+    /// For a plugin the repository declares: what it asked for, before the
+    /// policy (`capabilities` and `programs` above are what it was granted).
+    #[serde(skip)]
+    pub asked: Option<Asked>,
+}
+
+/// What a repository's plugin asks for in `loktar.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// Capabilities.
+    pub capabilities: Vec<Capability>,
+    /// Programs for `process`.
+    pub programs: Vec<String>,
 }
 
 /// Where a named object store keeps its objects. A storage plugin uses the
@@ -569,6 +582,7 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.http_hosts = user.http_hosts.or(base.http_hosts.take());
     base.settings = user.settings.or(base.settings.take());
     base.declared_in = None;
+    base.asked = None;
 }
 
 fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
