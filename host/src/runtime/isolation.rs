@@ -6,9 +6,9 @@
 //! and the other jobs are not in its `/proc`), its own mounts — the
 //! toolchains read-only (`/usr`, `/opt`, the few `/etc` files programs
 //! read, and the operator's `read_only` folders), its package folder and
-//! artifact folder, a private `/tmp` — and nothing else: not the operator's
-//! configuration, not the plugin cache, not the rest of the repository,
-//! not Loktar's environment. When the program ends, everything it started
+//! artifact folder, a private `/tmp` in memory — and nothing else: not the
+//! operator's configuration, not the plugin cache, not the rest of the
+//! repository, not Loktar's environment. When the program ends, everything it started
 //! ends with it (the namespace's first process is gone), and if Loktar dies
 //! the sandbox is killed with it. The network is shared: tests may talk to
 //! services.
@@ -93,9 +93,6 @@ pub enum IsolationError {
     /// bubblewrap is not installed.
     #[error("programs run isolated with bubblewrap, and `bwrap` is not in the `PATH` of loktar")]
     NoBubblewrap,
-    /// The private temporary folder could not be made.
-    #[error("cannot make a private temporary folder: {0}")]
-    Temporary(std::io::Error),
     /// A folder handle could not be passed on.
     #[error("cannot hand the folders to bubblewrap: {0}")]
     Handles(String),
@@ -132,13 +129,11 @@ pub struct Launch<'a> {
     pub cwd: &'a Folder,
 }
 
-/// A program ready to start, and what must live as long as it runs.
+/// A program ready to start.
 #[derive(Debug)]
 pub struct Prepared {
     /// The command to spawn.
     pub command: tokio::process::Command,
-    /// The private temporary folder, removed when dropped.
-    _temporary: Option<tempfile::TempDir>,
 }
 
 /// The program `name` as a program started under `settings` finds it:
@@ -163,7 +158,7 @@ pub fn prepare(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepa
         IsolationMode::None => {
             let mut command = tokio::process::Command::new(launch.program);
             command.args(launch.args).current_dir(launch.cwd.handle_path()).env_clear().envs(launch.env);
-            Ok(Prepared { command, _temporary: None })
+            Ok(Prepared { command })
         }
         IsolationMode::Namespaces => namespaces(settings, launch),
     }
@@ -171,7 +166,6 @@ pub fn prepare(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepa
 
 fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepared, IsolationError> {
     let bwrap = crate::programs::find("bwrap").ok_or(IsolationError::NoBubblewrap)?;
-    let temporary = tempfile::Builder::new().prefix("loktar-tmp").tempdir().map_err(IsolationError::Temporary)?;
     let mut command = tokio::process::Command::new(bwrap);
     command.env_clear();
     let mut args: Vec<OsString> = Vec::new();
@@ -184,8 +178,9 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepar
     for entry in ETC_ENTRIES {
         mount_read_only(&mut arg, &Path::new("/etc").join(entry));
     }
-    // `/tmp` first: the package may live below it, and is mounted on top.
-    arg(&[&"--bind", &temporary.path(), &"/tmp"]);
+    // A private `/tmp` in memory, gone with the sandbox (even if Loktar is
+    // killed). First: the package may live below `/tmp`, and is mounted on top.
+    arg(&[&"--tmpfs", &"/tmp"]);
     let mut mappings = vec![FdMapping { parent_fd: dup(launch.package)?, child_fd: PACKAGE_FD }];
     arg(&[&"--bind-fd", &PACKAGE_FD.to_string(), &launch.package.shown()]);
     // A package at the repository's root would see `.git` (whose configuration
@@ -212,7 +207,7 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepar
     args.extend(launch.args.iter().map(OsString::from));
     command.args(args);
     command.fd_mappings(mappings).map_err(|e| IsolationError::Handles(e.to_string()))?;
-    Ok(Prepared { command, _temporary: Some(temporary) })
+    Ok(Prepared { command })
 }
 
 /// Adds a read-only mount of `path` as it is on the host: a link stays a
