@@ -39,3 +39,15 @@ pub fn noise(size: usize, seed: u64) -> Vec<u8> {
         .take(size)
         .collect()
 }
+
+/// Makes `root` a git repository with everything in it committed.
+pub fn commit_all(root: &std::path::Path) {
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "--all"],
+        &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"],
+    ] {
+        let status = std::process::Command::new("git").args(args).current_dir(root).status().expect("git");
+        assert!(status.success());
+    }
+}

@@ -12,7 +12,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{median, ms, ratio, timed};
+use common::{commit_all, median, ms, ratio, timed};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -87,12 +87,5 @@ fn write_repo(root: &Path) {
     }
     std::fs::write(root.join("loktar.json"), format!("{{ \"packages\": [\n  {}\n] }}\n", entries.join(",\n  ")))
         .expect("loktar.json");
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "--all"],
-        &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"],
-    ] {
-        let status = Command::new("git").args(args).current_dir(root).status().expect("git");
-        assert!(status.success());
-    }
+    commit_all(root);
 }

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{median, ms, ratio, timed};
+use common::{commit_all, median, ms, ratio, timed};
 
 const PACKAGES: usize = 100;
 /// Bytes of output in the log-path benchmark.
@@ -43,7 +43,7 @@ fn isolation(rounds: usize, cache: &Path) {
         write(&repo.path().join(&name).join("Makefile"), "ci:\n\t@true\n\nclean:\n\t@true\n");
     }
     write(&repo.path().join("loktar.json"), &format!("{{ \"packages\": [{}] }}\n", entries.join(", ")));
-    commit(repo.path());
+    commit_all(repo.path());
     let isolated = configs.path().join("isolated.toml");
     let open = configs.path().join("open.toml");
     write(&isolated, "[isolation]\nmode = \"namespaces\"\n");
@@ -79,7 +79,7 @@ fn log_path(rounds: usize, cache: &Path) {
     let lines = OUTPUT / 100;
     write(&repo.path().join("a/Makefile"), &format!("ci:\n\t@yes {line} | head -n {lines}\n\nclean:\n\t@true\n"));
     write(&repo.path().join("loktar.json"), r#"{ "packages": [{ "pkg_name": "a", "test_type": "make" }] }"#);
-    commit(repo.path());
+    commit_all(repo.path());
     let capped = configs.path().join("capped.toml");
     let whole = configs.path().join("whole.toml");
     write(&capped, "[isolation]\nmode = \"none\"\n");
@@ -172,15 +172,4 @@ fn write(path: &Path, text: &str) {
         std::fs::create_dir_all(parent).expect("folder");
     }
     std::fs::write(path, text).expect("write");
-}
-
-fn commit(root: &Path) {
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "--all"],
-        &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"],
-    ] {
-        let status = Command::new("git").args(args).current_dir(root).status().expect("git");
-        assert!(status.success());
-    }
 }

@@ -7,12 +7,12 @@
 //! the record unfinished, ends with a clear error and a non-zero exit code —
 //! never a panic, never `passed`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::support::{Run, TestRepo};
+use crate::support::{Run, TestRepo, run_bounded};
 
 /// The longest one `loktar` command may take here.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -93,34 +93,7 @@ fn flood_repo(parent: &Path) -> TestRepo {
 /// Runs `loktar args…` in `repo`, killing it after [`DEADLINE`].
 #[track_caller]
 fn loktar(repo: &TestRepo, args: &[&str]) -> Run {
-    let started = Instant::now();
-    let mut child =
-        repo.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start loktar");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for loktar") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`loktar {}` did not finish within {DEADLINE:?}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    run_bounded(repo.command().args(args), DEADLINE, |_| {})
 }
 
 /// The status `loktar runs` lists for run `id`.

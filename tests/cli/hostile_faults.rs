@@ -4,18 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::TestRepo;
-
-/// Pids of running processes whose command line is `sleep <seconds>`.
-fn sleeping(seconds: &str) -> Vec<u32> {
-    let wanted = format!("sleep\0{seconds}\0");
-    std::fs::read_dir("/proc")
-        .expect("list /proc")
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted.as_bytes()))
-        .collect()
-}
+use crate::support::{TestRepo, sleeping};
 
 /// Polls `done` every 20 ms for at most `seconds`; whether it became true.
 fn within(seconds: u64, mut done: impl FnMut() -> bool) -> bool {

@@ -5,10 +5,9 @@
 //! `mode = "none"` (it must then succeed).
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{TestRepo, test_plugin, wasm_cache_dir};
+use crate::support::{TestRepo, run_bounded, sleeping, test_plugin, wasm_cache_dir};
 
 /// A secret in Loktar's environment that no program may read.
 const SECRET: &str = "s3cr3t-canary-77d1e0";
@@ -62,17 +61,6 @@ fn an_isolated_test_sees_nothing_of_loktar_the_operator_or_the_rest_of_the_machi
     assert!(!run.stderr.contains(SECRET) && !log.contains(SECRET), "the secret itself is still never shown");
 }
 
-/// Pids of running processes whose command line is `sleep <seconds>`.
-fn sleeping(seconds: &str) -> Vec<u32> {
-    let wanted = format!("sleep\0{seconds}\0");
-    std::fs::read_dir("/proc")
-        .expect("list /proc")
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted.as_bytes()))
-        .collect()
-}
-
 #[test]
 fn what_a_test_leaves_running_ends_with_its_stage() {
     for isolation in ["namespaces", "none"] {
@@ -87,25 +75,9 @@ fn leaves_nothing_running(isolation: &str) {
     repo.write("a/Makefile", "ci:\n\t@sleep 313 &\n\t@(sleep 314; echo late) &\n\t@echo done\n\nclean:\n\t@true\n");
     repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
     repo.commit("ENH: a test that leaves children behind");
-    let mut child = repo
-        .command()
-        .args(["run", "--all"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start loktar");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{isolation}: the stage waited for the children it left behind");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{isolation}: {status}");
+    // Bounded: a stage that waited for the children it left behind would not end.
+    let run = run_bounded(repo.command().args(["run", "--all"]), Duration::from_secs(60), |_| {});
+    assert_eq!(run.code, 0, "{isolation}: {}", run.stderr);
     assert_eq!((sleeping("313"), sleeping("314")), (vec![], vec![]), "{isolation}: children outlived their stage");
 }
 
@@ -152,30 +124,17 @@ fn a_secret_handed_to_a_program_is_in_no_command_line() {
     repo.write("a/Makefile", "ci:\n\t@test -n \"$$TEST_CANARY\"\n\t@sleep 2\n\nclean:\n\t@true\n");
     repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
     repo.commit("ENH: a test with a token");
-    let mut child = repo
-        .command()
-        .args(["run", "--all"])
-        .env("TEST_CANARY", GRANTED)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start loktar");
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
-    let status = loop {
-        // Every process's command line: readable by every user of the machine.
-        for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
-            let line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&line).contains(GRANTED) {
-                seen.push(String::from_utf8_lossy(&line).replace('\0', " "));
+    let run =
+        run_bounded(repo.command().args(["run", "--all"]).env("TEST_CANARY", GRANTED), Duration::from_secs(60), |_| {
+            // Every process's command line: readable by every user of the machine.
+            for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+                let line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&line).contains(GRANTED) {
+                    seen.push(String::from_utf8_lossy(&line).replace('\0', " "));
+                }
             }
-        }
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "loktar did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+        });
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(seen, Vec::<String>::new(), "the secret was on a command line");
 }

@@ -7,13 +7,11 @@
 //! may exceed that of a quiet run by [`HEADROOM_KIB`] at most. Each run that
 //! prints a secret must leave its value in no output and no file it wrote.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{TestRepo, assert_secrets_hidden, files_below, loktar_command, test_plugin};
+use crate::support::{TestRepo, assert_secrets_hidden, files_below, loktar_command, run_bounded, test_plugin};
 
 /// How much more memory than a quiet run a flooded one may take: the 4 MiB
 /// log, its 65 536 lines and their events, with room to spare. Before the
@@ -86,49 +84,21 @@ fn host_config(process_timeout_secs: u64) -> (tempfile::TempDir, PathBuf) {
 /// resident memory until it exits.
 fn run_measured(repo: &TestRepo, config: &Path) -> Measured {
     let started = Instant::now();
-    let mut child = loktar_command()
+    let mut command = loktar_command();
+    command
         .current_dir(repo.path())
         .arg("--config")
         .arg(config)
         .args(["run", "--all", "-j", "1"])
-        .envs([("LOKTAR_TEST_CANARY", CANARY), ("LOKTAR_TEST_PEM", PEM)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start loktar");
-    let status_file = PathBuf::from(format!("/proc/{}/status", child.id()));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+        .envs([("LOKTAR_TEST_CANARY", CANARY), ("LOKTAR_TEST_PEM", PEM)]);
     let mut peak_kib = 0;
-    let status = loop {
-        if let Some(kib) = peak_rss_kib(&status_file) {
+    // Memory blown by a flood grows for as long as the flood lasts: sampling sees it.
+    let run = run_bounded(&mut command, DEADLINE, |pid| {
+        if let Some(kib) = peak_rss_kib(&PathBuf::from(format!("/proc/{pid}/status"))) {
             peak_kib = peak_kib.max(kib);
         }
-        if let Some(status) = child.try_wait().expect("wait for loktar") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("loktar did not finish within {DEADLINE:?} (peak so far {peak_kib} KiB)");
-        }
-        // Memory blown by a flood grows for as long as the flood lasts: sampling sees it.
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    Measured {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-        peak_kib,
-        took: started.elapsed(),
-    }
+    });
+    Measured { code: run.code, stdout: run.stdout, stderr: run.stderr, peak_kib, took: started.elapsed() }
 }
 
 /// `VmHWM` of a running process: its peak resident memory so far, in KiB.

@@ -28,11 +28,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags};
-use rustix::io::Errno;
-use std::os::fd::OwnedFd;
+use rustix::fs::{AtFlags, FileType, RawDir};
 
 use super::{Package, SourceFile, show_dir};
+use crate::beneath::{BeneathError, Folder};
 use crate::diagnostic::Diagnostic;
 use crate::suggest::closest;
 
@@ -67,7 +66,7 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
     let mut verified: HashMap<String, Seen> = HashMap::default();
     // For listings: none when every parent is remembered.
     let mut buffer = Vec::new();
-    let root_fd = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
+    let root_folder = Folder::open(root).ok();
     for (parent, wanted) in by_parent {
         let dir = root.join(parent);
         // Only worth knowing when the parent can be remembered: a line of the file each.
@@ -84,19 +83,17 @@ fn check(root: &Path, source: &SourceFile, packages: &[Package], settled: Durati
         let mut found: HashMap<&[u8], Option<Entry>> = wanted.iter().map(|(leaf, _)| (leaf.as_bytes(), None)).collect();
         buffer.resize(64 * 1024, std::mem::MaybeUninit::uninit());
         let problems_before = checked.problems.len();
-        let parent_fd = match open_parent(root_fd.as_ref(), parent) {
-            Ok(fd) => fd,
-            Err(Errno::LOOP) => {
-                let link = first_link(root, parent);
+        // Opened from the root with no link on the way; one that cannot be
+        // opened holds none of its packages' folders.
+        match root_folder.as_ref().map(|root| root.folder(Path::new(parent))) {
+            Some(Ok(folder)) => find_entries(&folder, &mut found, &mut buffer),
+            Some(Err(BeneathError::Link { link })) => {
                 for (_, package) in wanted {
                     checked.problems.push(link_on_the_way(source, package, &link));
                 }
                 continue;
             }
-            Err(_) => None,
-        };
-        if let Some(fd) = &parent_fd {
-            find_entries(fd, &mut found, &mut buffer);
+            Some(Err(_)) | None => {}
         }
         for (leaf, package) in wanted {
             match found.get(leaf.as_bytes()).copied().flatten() {
@@ -253,38 +250,6 @@ enum Entry {
     Other,
 }
 
-/// Opens `parent` below the root with no link on its way; `Ok(None)` when
-/// it cannot be listed (its packages' folders are then missing).
-fn open_parent(root: Option<&OwnedFd>, parent: &str) -> Result<Option<OwnedFd>, Errno> {
-    let Some(root) = root else { return Ok(None) };
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
-    let parent = if parent.is_empty() { "." } else { parent };
-    loop {
-        match rustix::fs::openat2(root, parent, flags, Mode::empty(), resolve) {
-            Ok(fd) => return Ok(Some(fd)),
-            Err(Errno::AGAIN) => {}
-            Err(Errno::LOOP) => return Err(Errno::LOOP),
-            Err(_) => return Ok(None),
-        }
-    }
-}
-
-/// The first link on the way to `dir` below `root`, for the message.
-fn first_link(root: &Path, dir: &str) -> String {
-    let mut walked = String::new();
-    for part in dir.split('/') {
-        if !walked.is_empty() {
-            walked.push('/');
-        }
-        walked.push_str(part);
-        if std::fs::symlink_metadata(root.join(&walked)).is_ok_and(|m| m.file_type().is_symlink()) {
-            return walked;
-        }
-    }
-    dir.to_string()
-}
-
 fn link_on_the_way(source: &SourceFile, package: &Package, link: &str) -> Diagnostic {
     let what = if link == package.dir {
         format!("package `{}`: folder `{}` is a link", package.name, show_dir(&package.dir))
@@ -302,7 +267,7 @@ fn link_on_the_way(source: &SourceFile, package: &Package, link: &str) -> Diagno
 /// every name is found, which saves the last read: it only reports the end
 /// of the listing, yet on ext4 costs about a third as much as reading two
 /// hundred names.
-fn find_entries(fd: &OwnedFd, found: &mut HashMap<&[u8], Option<Entry>>, buffer: &mut [std::mem::MaybeUninit<u8>]) {
+fn find_entries(fd: &Folder, found: &mut HashMap<&[u8], Option<Entry>>, buffer: &mut [std::mem::MaybeUninit<u8>]) {
     let mut entries = RawDir::new(fd, buffer);
     // A listing names each entry once, so each name is found at most once.
     let mut unfound = found.len();

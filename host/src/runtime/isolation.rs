@@ -143,12 +143,21 @@ pub struct Prepared {
 pub fn find_program(settings: &IsolationSettings, name: &str) -> Option<PathBuf> {
     match settings.mode {
         IsolationMode::None => crate::programs::find(name),
-        IsolationMode::Namespaces => std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .filter(|folder| folder.is_absolute() && under_toolchains(folder, settings))
-            .map(|folder| folder.join(name))
-            .find(|path| crate::programs::is_executable(path)),
+        IsolationMode::Namespaces => {
+            // Each root resolved once, not once per folder of `PATH`.
+            let roots: Vec<PathBuf> = visible_roots(settings).map(real).collect();
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .filter(|folder| {
+                    folder.is_absolute() && {
+                        let folder = real(folder);
+                        roots.iter().any(|root| folder.starts_with(root))
+                    }
+                })
+                .map(|folder| folder.join(name))
+                .find(|path| crate::programs::is_executable(path))
+        }
     }
 }
 
@@ -172,7 +181,7 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepar
     let mut arg = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
     arg(&[&"--die-with-parent", &"--new-session", &"--unshare-all", &"--share-net", &"--cap-drop", &"ALL"]);
     arg(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
-    for root in TOOLCHAIN_ROOTS.iter().map(Path::new).chain(settings.read_only.iter().map(PathBuf::as_path)) {
+    for root in visible_roots(settings) {
         mount_read_only(&mut arg, root);
     }
     for entry in ETC_ENTRIES {
@@ -224,12 +233,14 @@ fn mount_read_only(arg: &mut impl FnMut(&[&dyn AsRef<std::ffi::OsStr>]), path: &
     }
 }
 
-fn under_toolchains(folder: &Path, settings: &IsolationSettings) -> bool {
-    TOOLCHAIN_ROOTS.iter().map(Path::new).chain(settings.read_only.iter().map(PathBuf::as_path)).any(|root| {
-        // `/bin` may be a link to `usr/bin`: compare where both really are.
-        let real = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        real(folder).starts_with(real(root))
-    })
+/// The folders a sandbox shows read-only: the toolchain roots and the operator's.
+fn visible_roots(settings: &IsolationSettings) -> impl Iterator<Item = &Path> {
+    TOOLCHAIN_ROOTS.iter().map(Path::new).chain(settings.read_only.iter().map(PathBuf::as_path))
+}
+
+/// Where `path` really is: `/bin` may be a link to `usr/bin`.
+fn real(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn dup(folder: &Folder) -> Result<OwnedFd, IsolationError> {
