@@ -19,6 +19,7 @@ mod hostile_output;
 mod hostile_paths;
 mod hostile_terminal;
 mod plan;
+mod plugin_cache;
 mod plugins;
 mod pull_requests;
 mod range;

@@ -367,7 +367,7 @@ fn malformed_files_make_discovery_fail_clearly() {
 fn compiled(cache: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
     let mut files: Vec<(PathBuf, std::time::SystemTime)> = crate::support::files_below(cache)
         .into_iter()
-        .filter(|path| path.extension().is_none())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "cwasm"))
         .filter_map(|path| Some((path.clone(), std::fs::metadata(&path).ok()?.modified().ok()?)))
         .collect();
     files.sort();

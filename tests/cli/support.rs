@@ -242,7 +242,9 @@ pub fn loktar_command() -> Command {
         .env("NO_COLOR", "1")
         .env("LOKTAR_CACHE_DIR", wasm_cache_dir())
         .env_remove("LOKTAR_CONFIG")
-        .env("XDG_CONFIG_HOME", no_user_config);
+        .env("XDG_CONFIG_HOME", no_user_config)
+        // The key of the compile cache, shared like the cache: not the machine user's.
+        .env("XDG_DATA_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-data"));
     command
 }
 

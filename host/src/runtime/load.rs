@@ -136,11 +136,12 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
             }
         },
     };
-    let engine = runtime.engine.clone();
-    let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-        .await
-        .map_err(|e| PluginError::new(format!("compiling plugin `{name}` failed: {e}")))?
-        .map_err(|e| PluginError::new(format!("plugin `{name}` is not a valid WebAssembly component: {e:#}")))?;
+    let (engine, cache) = (runtime.engine.clone(), runtime.cache.clone());
+    let (component, _) =
+        tokio::task::spawn_blocking(move || super::compiled::component(cache.as_deref(), &engine, &bytes))
+            .await
+            .map_err(|e| PluginError::new(format!("compiling plugin `{name}` failed: {e}")))?
+            .map_err(|e| PluginError::new(format!("plugin `{name}` is not a valid WebAssembly component: {e:#}")))?;
     let imported = imported_capabilities(runtime, name, &component)?;
     let pre = runtime
         .linker

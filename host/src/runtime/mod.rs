@@ -5,11 +5,13 @@
 //! deadline (epoch interruption), a memory cap and a log cap; a plugin that
 //! traps, loops or exhausts memory fails its call with a message naming the
 //! plugin and what happened, and the host goes on. Compiled components are
-//! cached on disk, keyed by content and engine settings.
+//! cached on disk, keyed by content and engine settings, and verified before
+//! use (see [`compiled`]).
 
 pub mod bindings;
 mod calls;
 mod capabilities;
+mod compiled;
 pub mod isolation;
 mod load;
 pub mod stage_log;
@@ -121,6 +123,8 @@ pub struct Outcome<T> {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<StoreState>,
+    /// The compile cache, when there is a safe one.
+    cache: Option<Arc<compiled::Cache>>,
     settings: Settings,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     _ticker: Ticker,
@@ -156,20 +160,14 @@ impl Runtime {
             .total_stacks(POOL_INSTANCES)
             .max_memory_size(MAX_PLUGIN_MEMORY);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = cache_dir.filter(|dir| private_cache(dir)) {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache)
-                .map_err(|e| PluginError::new(format!("cannot use the plugin cache `{}`: {e}", dir.display())))?;
-            config.cache(Some(cache));
-        }
+        let cache = cache_dir.filter(|dir| private_cache(dir)).and_then(compiled::Cache::open).map(Arc::new);
         let engine =
             Engine::new(&config).map_err(|e| PluginError::new(format!("cannot start the plugin engine: {e}")))?;
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker)
             .map_err(|e| PluginError::new(format!("cannot link the host capabilities: {e}")))?;
         let ticker = Ticker::start(&engine);
-        Ok(Runtime { engine, linker, settings, loaded: Mutex::new(HashMap::new()), _ticker: ticker })
+        Ok(Runtime { engine, linker, cache, settings, loaded: Mutex::new(HashMap::new()), _ticker: ticker })
     }
 
     /// The default compile cache folder: `$LOKTAR_CACHE_DIR`, else `~/.cache/loktar/plugins`.
