@@ -395,3 +395,46 @@ fn a_second_start_takes_compiled_plugins_from_the_cache() {
     start();
     assert_eq!(compiled(cache.path()), first, "nothing was compiled or rewritten the second time");
 }
+
+#[test]
+fn the_json_plan_says_what_a_repository_plugin_asked_for_and_was_granted() {
+    let repo = TestRepo::new();
+    std::fs::create_dir_all(repo.path().join("ci")).expect("mkdir");
+    std::fs::copy(test_plugin("zip"), repo.path().join("ci/zip.wasm")).expect("copy the plugin");
+    let manifest = serde_json::json!({
+        "plugins": {"zip": {"path": "ci/zip.wasm", "role": "builder",
+                            "capabilities": ["process", "secrets"], "programs": ["zip", "curl"]}},
+        "packages": [{"pkg_name": "app", "pkg_type": "zip"}]
+    });
+    repo.write("loktar.json", &manifest.to_string());
+    repo.write("app/README", "app\n");
+    repo.commit("ENH: our own builder");
+    repo.host_config("[policy.repository_plugins]\ncapabilities = [\"log\", \"process\"]\nprograms = [\"zip\"]\n");
+    let plan = repo.loktar(&["plan", "--format", "json"]).json();
+    assert_eq!(
+        plan["repository_plugins"],
+        serde_json::json!([{
+            "name": "zip",
+            "path": "ci/zip.wasm",
+            "role": "builder",
+            "asked": {"capabilities": ["log", "process", "secrets"], "programs": ["zip", "curl"]},
+            "granted": {"capabilities": ["log", "process"], "programs": ["zip"]}
+        }])
+    );
+    // The text plan says the same.
+    let text = repo.loktar(&["plan"]).ok();
+    assert!(
+        text.ends_with(
+            "repository plugin `zip` (ci/zip.wasm): asked for `log`, `process`, `secrets`, program `zip`, \
+             program `curl`; granted `log`, `process`, program `zip`\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_json_plan_lists_no_repository_plugin_when_none_is_declared() {
+    let repo = TestRepo::seed();
+    let plan = repo.loktar(&["plan", "--format", "json"]).json();
+    assert_eq!(plan["repository_plugins"], serde_json::json!([]));
+}

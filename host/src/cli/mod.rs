@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Providers, schema};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::render::plan::PackageJson;
+use crate::render::plan::FixedJson;
 use crate::render::{self, Format, View};
 use crate::terminal::escaped;
 use context::{Context, Options, Planned};
@@ -363,14 +363,16 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     Ok(Output::Text(text))
 }
 
-/// `loktar plan --format json`: the packages' part of the JSON is written
-/// while git reads the range, the rest straight to stdout.
+/// `loktar plan --format json`: the parts of the JSON that do not depend on
+/// the change (the packages' fixed fields, the repository's plugins) are
+/// written while git reads the range, the rest straight to stdout.
 fn plan_json(options: &Options, range: &RangeArgs) -> Result<Output, Diagnostics> {
-    let (context, planned, packages) =
-        Context::load_and_plan_preparing(options, range, |context| PackageJson::new(&context.workspace))?;
+    let (context, planned, fixed) = Context::load_and_plan_preparing(options, range, |context| {
+        FixedJson::new(&context.workspace, &context.settings)
+    })?;
     Ok(Output::Stream(Box::new(move |stdout| {
-        let written = planned.report(&context).write_json(&packages, stdout);
-        exiting_soon((context, planned, packages));
+        let written = planned.report(&context).write_json(&fixed, stdout);
+        exiting_soon((context, planned, fixed));
         written
     })))
 }

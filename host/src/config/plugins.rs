@@ -14,7 +14,10 @@
 //! name of a plugin the operator or Loktar provides. Its component is read
 //! from inside the repository, with no link on the way.
 
+use std::borrow::Cow;
 use std::path::{Component, Path};
+
+use serde::Serialize;
 
 use super::SourceFile;
 use super::json::{self, Member, Node, Value};
@@ -188,29 +191,79 @@ fn capability(name: &str) -> Option<Capability> {
     .find(|capability| capability.name() == name)
 }
 
+/// A repository plugin as the plan shows it: what it asked for and what it
+/// was granted. The text plan's last lines ([`summary`]) and the JSON
+/// plan's `repository_plugins` are both made of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepositoryPlugin<'a> {
+    /// Its provider name.
+    pub name: &'a str,
+    /// Its component, relative to the repository root.
+    pub path: Cow<'a, str>,
+    /// Its role.
+    pub role: Role,
+    /// What it asked for in `loktar.json`.
+    pub asked: Grants<'a>,
+    /// What it was granted: the ask within the operator's policy, and what
+    /// the operator grants it by name.
+    pub granted: Grants<'a>,
+}
+
+/// Capabilities (by [`Capability::name`]) and programs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grants<'a> {
+    /// Capability names.
+    pub capabilities: Vec<&'static str>,
+    /// Program names.
+    pub programs: &'a [String],
+}
+
+impl<'a> Grants<'a> {
+    fn new(capabilities: &[Capability], programs: &'a [String]) -> Grants<'a> {
+        Grants { capabilities: capabilities.iter().map(|c| c.name()).collect(), programs }
+    }
+}
+
+/// The repository's plugins in `settings`, in name order (none when the
+/// repository declares no plugin).
+pub fn repository_plugins(settings: &Settings) -> Vec<RepositoryPlugin<'_>> {
+    settings
+        .plugins
+        .iter()
+        .filter(|(_, plugin)| plugin.declared_in.is_some())
+        .filter_map(|(name, plugin)| {
+            // Both are set by `grant`, for every plugin the repository declares.
+            let (Some(asked), Some(role)) = (&plugin.asked, plugin.role) else { return None };
+            Some(RepositoryPlugin {
+                name,
+                path: plugin.path.as_deref().map(|path| path.to_string_lossy()).unwrap_or_default(),
+                role,
+                asked: Grants::new(&asked.capabilities, &asked.programs),
+                granted: Grants::new(
+                    plugin.capabilities.as_deref().unwrap_or_default(),
+                    plugin.programs.as_deref().unwrap_or_default(),
+                ),
+            })
+        })
+        .collect()
+}
+
 /// One line per repository plugin for the text plan: what it asked for and
 /// what it was granted (none when the repository declares no plugin).
 pub fn summary(settings: &Settings) -> String {
-    let names = |capabilities: &[Capability], programs: &[String]| {
-        let mut all: Vec<String> = capabilities.iter().map(|c| format!("`{}`", c.name())).collect();
-        all.extend(programs.iter().map(|p| format!("program `{}`", crate::terminal::escaped(p))));
+    let names = |grants: &Grants<'_>| {
+        let mut all: Vec<String> = grants.capabilities.iter().map(|name| format!("`{name}`")).collect();
+        all.extend(grants.programs.iter().map(|p| format!("program `{}`", crate::terminal::escaped(p))));
         if all.is_empty() { "nothing".to_string() } else { all.join(", ") }
     };
     let mut out = String::new();
-    for (name, plugin) in settings.plugins.iter().filter(|(_, plugin)| plugin.declared_in.is_some()) {
-        let Some(asked) = &plugin.asked else { continue };
-        let granted =
-            names(plugin.capabilities.as_deref().unwrap_or_default(), plugin.programs.as_deref().unwrap_or_default());
+    for plugin in repository_plugins(settings) {
         out.push_str(&format!(
             "\nrepository plugin `{}` ({}): asked for {}; granted {}",
-            crate::terminal::escaped(name),
-            plugin
-                .path
-                .as_deref()
-                .map(|p| crate::terminal::escaped(&p.display().to_string()).into_owned())
-                .unwrap_or_default(),
-            names(&asked.capabilities, &asked.programs),
-            granted
+            crate::terminal::escaped(plugin.name),
+            crate::terminal::escaped(&plugin.path),
+            names(&plugin.asked),
+            names(&plugin.granted)
         ));
     }
     if out.is_empty() { out } else { format!("{out}\n") }
@@ -356,6 +409,13 @@ mod tests {
         assert_eq!(zip.declared_in.as_deref(), Some(Path::new("/repo")));
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("`process`, `secrets`, program `curl`"), "{}", notes[0]);
+        let zip = &repository_plugins(&settings)[0];
+        assert_eq!((zip.name, zip.path.as_ref(), zip.role), ("zip", "ci/zip.wasm", Role::Builder));
+        assert_eq!(zip.asked.capabilities, ["log", "process", "secrets"]);
+        assert_eq!(
+            (zip.granted.capabilities.as_slice(), zip.granted.programs),
+            (&["log"][..], &["zip".to_string()][..])
+        );
 
         // The engine, GitHub and stores only by the operator's grant by name.
         settings.policy.repository_plugins.capabilities = vec![Capability::Log, Capability::ContainerEngine];

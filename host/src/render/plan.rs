@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use super::pad;
 use crate::affected::Detection;
-use crate::config::{PackageKind, Workspace, json, show_dir};
+use crate::config::{PackageKind, Workspace, json, plugins, show_dir};
 use crate::graph::plan::{ManifestChange, Plan, Step};
 use crate::scm::{BaseOrigin, ChangeSet};
+use crate::settings::Settings;
 use crate::terminal::escaped;
 
 /// Version of the JSON shape.
@@ -142,9 +143,10 @@ impl Report<'_> {
 
     /// Writes the plan as JSON, a piece at a time: with thousands of packages
     /// this is the largest output Loktar makes, and building it whole in
-    /// fresh memory would cost more than writing it. `fixed` holds the
-    /// workspace's packages, written beforehand.
-    pub fn write_json(&self, fixed: &PackageJson, sink: &mut dyn Write) -> io::Result<()> {
+    /// fresh memory would cost more than writing it. `fixed` holds what does
+    /// not depend on the change, written beforehand.
+    pub fn write_json(&self, fixed: &FixedJson, sink: &mut dyn Write) -> io::Result<()> {
+        let FixedJson { packages: fixed, repository_plugins } = fixed;
         if self.plan.steps.len() * PackageJson::READ_THROUGH_SHARE >= self.workspace.packages.len() {
             fixed.read_through();
         }
@@ -198,7 +200,9 @@ impl Report<'_> {
             out.strings(files.iter().map(String::as_str));
             out.raw("}");
         }
-        out.raw("]}\n");
+        out.raw("],\"repository_plugins\":");
+        out.raw(repository_plugins);
+        out.raw("}\n");
         out.flush()
     }
 
@@ -228,6 +232,27 @@ impl Report<'_> {
         out.raw(",\"because_of\":");
         out.names(fixed, self.plan.because_of(step).iter().map(|&d| d as usize));
         out.raw("}");
+    }
+}
+
+/// The parts of the plan's JSON that do not depend on the change, written
+/// while git reads the range (see [`Report::write_json`]).
+#[derive(Debug)]
+pub struct FixedJson {
+    /// Each package's fixed fields.
+    packages: PackageJson,
+    /// The `repository_plugins` array: the plugins the repository declares,
+    /// each with what it asked for and what it was granted.
+    repository_plugins: String,
+}
+
+impl FixedJson {
+    /// Writes the fixed parts for `workspace` under `settings`.
+    pub fn new(workspace: &Workspace, settings: &Settings) -> FixedJson {
+        // Strings and lists of strings: serialising them cannot fail.
+        let repository_plugins =
+            serde_json::to_string(&plugins::repository_plugins(settings)).unwrap_or_else(|_| "[]".to_string());
+        FixedJson { packages: PackageJson::new(workspace), repository_plugins }
     }
 }
 
