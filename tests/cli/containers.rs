@@ -99,14 +99,45 @@ impl DockerEngine {
 
     /// `busybox:loktar`: the static busybox and the links its applets need.
     fn make_base_image(&self) {
+        self.import_image(BASE_IMAGE, &[], &["sh", "echo", "cat", "ls", "mkdir", "printf", "false", "true", "sleep"]);
+    }
+
+    /// Imports `name`: the static busybox with links for `applets` in `/bin`,
+    /// and the host files `files` at the same paths (say a program and the
+    /// libraries it loads).
+    pub fn import_image(&self, name: &str, files: &[&str], applets: &[&str]) {
         let mut archive = tar::Builder::new(Vec::new());
-        let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (scripts/setup installs busybox-static)");
-        let mut header = tar::Header::new_gnu();
-        header.set_size(busybox.len() as u64);
-        header.set_mode(0o755);
-        header.set_cksum();
-        archive.append_data(&mut header, "bin/busybox", busybox.as_slice()).expect("tar");
-        for applet in ["sh", "echo", "cat", "ls", "mkdir", "printf", "false", "true", "sleep"] {
+        // Every folder first, readable by all: a folder left for the engine to
+        // make may end up closed to a program that runs without capabilities.
+        let mut folders = std::collections::BTreeSet::from(["bin".to_string()]);
+        for file in files {
+            let mut folder = std::path::Path::new(file.trim_start_matches('/')).parent();
+            while let Some(path) = folder.filter(|path| !path.as_os_str().is_empty()) {
+                folders.insert(path.display().to_string());
+                folder = path.parent();
+            }
+        }
+        for folder in &folders {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            header.set_mode(0o755);
+            header.set_cksum();
+            archive.append_data(&mut header, folder, std::io::empty()).expect("tar");
+        }
+        let mut add_file = |path: &str, host: &str| {
+            let bytes = std::fs::read(host).unwrap_or_else(|e| panic!("{host} (scripts/setup installs it): {e}"));
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            archive.append_data(&mut header, path, bytes.as_slice()).expect("tar");
+        };
+        add_file("bin/busybox", "/bin/busybox");
+        for file in files {
+            add_file(file.trim_start_matches('/'), file);
+        }
+        for applet in applets {
             let mut link = tar::Header::new_gnu();
             link.set_entry_type(tar::EntryType::Symlink);
             link.set_size(0);
@@ -115,13 +146,13 @@ impl DockerEngine {
         }
         let archive = archive.into_inner().expect("tar");
         let mut import = self
-            .docker_command(&["import", "--change", "ENV PATH=/bin", "-", BASE_IMAGE])
+            .docker_command(&["import", "--change", "ENV PATH=/bin:/usr/bin", "-", name])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .expect("docker import");
-        import.stdin.take().expect("stdin").write_all(&archive).expect("send the base image");
-        assert!(import.wait().expect("docker import").success(), "docker import failed");
+        import.stdin.take().expect("stdin").write_all(&archive).expect("send the image");
+        assert!(import.wait().expect("docker import").success(), "docker import of {name} failed");
     }
 }
 

@@ -7,16 +7,18 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::containers::DockerEngine;
 use crate::support::{TestRepo, run_bounded, sleeping, test_plugin, wasm_cache_dir};
 
 /// A secret in Loktar's environment that no program may read.
 const SECRET: &str = "s3cr3t-canary-77d1e0";
 
 /// A package `a` whose `make ci` prints `LEAK <what>` for everything
-/// outside its sandbox it can reach, and fails if it reached anything.
+/// outside its sandbox it can reach, and fails if it reached anything;
+/// `isolation` is the body of `[isolation]` in the host configuration.
 fn snooping_repo(isolation: &str, outside: &Path) -> TestRepo {
     let repo = TestRepo::new();
-    repo.host_config(&format!("[secrets.canary]\nenv = \"TEST_CANARY\"\n\n[isolation]\nmode = \"{isolation}\"\n"));
+    repo.host_config(&format!("[secrets.canary]\nenv = \"TEST_CANARY\"\n\n[isolation]\n{isolation}\n"));
     let config = repo.host_config_path();
     let checks = [
         ("environ", format!("grep -qs {SECRET} /proc/*/environ")),
@@ -26,7 +28,8 @@ fn snooping_repo(isolation: &str, outside: &Path) -> TestRepo {
         ("repository", "test -e ../loktar.json".to_string()),
         ("write-outside", format!("touch {}", outside.join("written").display())),
     ];
-    let mut makefile = String::from("ci:\n");
+    // Where it runs: on this Debian host, or in an image without Debian's files.
+    let mut makefile = String::from("ci:\n\t@test -e /etc/debian_version || echo NOT ON THE HOST\n");
     for (what, check) in &checks {
         makefile.push_str(&format!("\t@if {check} 2>/dev/null; then echo LEAK {what}; touch leaked; fi\n"));
     }
@@ -41,7 +44,7 @@ fn snooping_repo(isolation: &str, outside: &Path) -> TestRepo {
 fn an_isolated_test_sees_nothing_of_loktar_the_operator_or_the_rest_of_the_machine() {
     let outside = tempfile::tempdir().expect("temp dir");
     std::fs::write(outside.path().join("canary"), "canary").expect("write");
-    let repo = snooping_repo("namespaces", outside.path());
+    let repo = snooping_repo("mode = \"namespaces\"", outside.path());
     let run = repo.loktar_with_env(&["run", "--all"], &[("TEST_CANARY", SECRET)]);
     let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/a/test.log")).unwrap_or_default();
     assert_eq!(run.code, 0, "something leaked:\n{log}\n{}", run.stderr);
@@ -50,7 +53,7 @@ fn an_isolated_test_sees_nothing_of_loktar_the_operator_or_the_rest_of_the_machi
 
     // The same test without isolation reaches all the rest: the checks can fail. Not
     // the secret: Loktar took it out of its environment before anything ran.
-    let repo = snooping_repo("none", outside.path());
+    let repo = snooping_repo("mode = \"none\"", outside.path());
     let run = repo.loktar_with_env(&["run", "--all"], &[("TEST_CANARY", SECRET)]).expect_code(1);
     let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/a/test.log")).unwrap_or_default();
     for what in ["configuration", "cache", "outside-file", "repository", "write-outside"] {
@@ -63,14 +66,15 @@ fn an_isolated_test_sees_nothing_of_loktar_the_operator_or_the_rest_of_the_machi
 
 #[test]
 fn what_a_test_leaves_running_ends_with_its_stage() {
-    for isolation in ["namespaces", "none"] {
+    for isolation in ["mode = \"namespaces\"", "mode = \"none\""] {
         leaves_nothing_running(isolation);
     }
 }
 
+/// Runs `make ci` that leaves children behind; `isolation` is the body of `[isolation]`.
 fn leaves_nothing_running(isolation: &str) {
     let repo = TestRepo::new();
-    repo.host_config(&format!("[isolation]\nmode = \"{isolation}\"\n"));
+    repo.host_config(&format!("[isolation]\n{isolation}\n"));
     // One child in the background, one more that keeps the output open.
     repo.write("a/Makefile", "ci:\n\t@sleep 313 &\n\t@(sleep 314; echo late) &\n\t@echo done\n\nclean:\n\t@true\n");
     repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
@@ -137,4 +141,47 @@ fn a_secret_handed_to_a_program_is_in_no_command_line() {
         });
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(seen, Vec::<String>::new(), "the secret was on a command line");
+}
+
+/// The image container-isolated tests run in: busybox's applets, and
+/// `make` with the libraries it loads, and nothing else of the host.
+const MAKE_IMAGE: &str = "make:loktar";
+
+#[test]
+fn a_test_isolated_in_a_container_sees_only_its_image_and_its_folders() {
+    let engine = DockerEngine::start();
+    let ldd = std::process::Command::new("ldd").arg("/usr/bin/make").output().expect("ldd /usr/bin/make");
+    let libraries: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+        .map(str::to_string)
+        .collect();
+    let mut files = vec!["/usr/bin/make"];
+    files.extend(libraries.iter().map(String::as_str));
+    engine.import_image(MAKE_IMAGE, &files, &["sh", "grep", "touch", "rm", "cat", "echo", "sleep", "test", "env"]);
+    let container =
+        |image: &str| format!("mode = \"container\"\nimage = \"{image}\"\n\n[engine]\nhost = \"{}\"", engine.host());
+
+    let outside = tempfile::tempdir().expect("temp dir");
+    std::fs::write(outside.path().join("canary"), "canary").expect("write");
+    let repo = snooping_repo(&container(MAKE_IMAGE), outside.path());
+    let run = repo.loktar_with_env(&["run", "--all"], &[("TEST_CANARY", SECRET)]);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/a/test.log")).unwrap_or_default();
+    assert_eq!(run.code, 0, "something leaked:\n{log}\n{}", run.stderr);
+    assert!(log.contains("NOT ON THE HOST"), "the test did not run in the image:\n{log}");
+    assert!(!log.contains("LEAK"), "{log}");
+    assert!(!outside.path().join("written").exists(), "the test wrote outside its folder");
+    let left = engine.docker_ok(&["ps", "--all", "--quiet", "--filter", "label=loktar.program"]);
+    assert_eq!(left, "", "program containers were left behind");
+
+    leaves_nothing_running(&container(MAKE_IMAGE));
+
+    // An image the engine does not have: a clear error, not the engine's words alone.
+    let repo = snooping_repo(&container("missing:image"), outside.path());
+    let run = repo.loktar(&["run", "--all"]).expect_code(1);
+    assert!(
+        run.stderr.contains("the image `missing:image` of `[isolation]` is not on the container engine"),
+        "{}",
+        run.stderr
+    );
 }

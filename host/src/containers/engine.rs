@@ -80,7 +80,7 @@ impl Engine {
         &self.address
     }
 
-    async fn docker(&self) -> Result<&Docker, Failure> {
+    pub(super) async fn docker(&self) -> Result<&Docker, Failure> {
         self.docker
             .get_or_try_init(|| async {
                 let docker = if let Some(path) = self.address.strip_prefix("unix://") {
@@ -111,7 +111,7 @@ impl Engine {
     }
 
     /// An error from a call on a connected engine.
-    fn failed(&self, what: &str, error: BollardError) -> Failure {
+    pub(super) fn failed(&self, what: &str, error: BollardError) -> Failure {
         match error {
             BollardError::DockerResponseServerError { message, .. }
             | BollardError::DockerStreamError { error: message } => {

@@ -7,11 +7,13 @@
 
 pub mod context;
 pub mod engine;
+pub mod program;
 pub mod registry;
 
 use std::collections::BTreeMap;
 
 pub use engine::{BuildRequest, Engine, ImageInfo};
+pub use program::{ContainerProgram, RunningContainer};
 pub use registry::Registry;
 
 use crate::failure::Failure;

@@ -17,6 +17,10 @@
 //! handles Loktar checked ([`crate::beneath`]), never by name, so a link
 //! swapped in meanwhile changes nothing.
 //!
+//! `mode = "container"` runs each program in a container of the operator's
+//! image on the container engine instead ([`crate::containers::program`]):
+//! the same folders, the image's toolchains.
+//!
 //! `mode = "none"` runs programs with Loktar's own rights, for repositories
 //! whose every author the operator trusts; Loktar then warns once per run.
 
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use command_fds::{CommandFdExt, FdMapping};
 
 use crate::beneath::Folder;
+use crate::containers::ContainerProgram;
 use crate::settings::{IsolationMode, IsolationSettings};
 
 /// Host folders every isolated program reads: where toolchains live.
@@ -131,9 +136,11 @@ pub struct Launch<'a> {
 
 /// A program ready to start.
 #[derive(Debug)]
-pub struct Prepared {
-    /// The command to spawn.
-    pub command: tokio::process::Command,
+pub enum Prepared<'a> {
+    /// A local process (bubblewrap's, or the program's own).
+    Process(tokio::process::Command),
+    /// A container, for the engine to make.
+    Container(ContainerProgram<'a>),
 }
 
 /// The program `name` as a program started under `settings` finds it:
@@ -143,6 +150,8 @@ pub struct Prepared {
 pub fn find_program(settings: &IsolationSettings, name: &str) -> Option<PathBuf> {
     match settings.mode {
         IsolationMode::None => crate::programs::find(name),
+        // Found by the container in the image's `PATH`.
+        IsolationMode::Container => Some(PathBuf::from(name)),
         IsolationMode::Namespaces => {
             // Each root resolved once, not once per folder of `PATH`.
             let roots: Vec<PathBuf> = visible_roots(settings).map(real).collect();
@@ -162,18 +171,39 @@ pub fn find_program(settings: &IsolationSettings, name: &str) -> Option<PathBuf>
 }
 
 /// Prepares `launch` under `settings`.
-pub fn prepare(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepared, IsolationError> {
+pub fn prepare<'a>(settings: &'a IsolationSettings, launch: Launch<'a>) -> Result<Prepared<'a>, IsolationError> {
     match settings.mode {
         IsolationMode::None => {
             let mut command = tokio::process::Command::new(launch.program);
             command.args(launch.args).current_dir(launch.cwd.handle_path()).env_clear().envs(launch.env);
-            Ok(Prepared { command })
+            Ok(Prepared::Process(command))
         }
-        IsolationMode::Namespaces => namespaces(settings, launch),
+        IsolationMode::Namespaces => namespaces(settings, launch).map(Prepared::Process),
+        IsolationMode::Container => Ok(Prepared::Container(container(settings, launch))),
     }
 }
 
-fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepared, IsolationError> {
+/// The container of `launch`: the image's `PATH`, a `/tmp` of its own.
+fn container<'a>(settings: &'a IsolationSettings, launch: Launch<'a>) -> ContainerProgram<'a> {
+    let env = launch
+        .env
+        .into_iter()
+        .filter(|(name, _)| !["PATH", "HOME", "TMPDIR"].iter().any(|own| name == own))
+        .map(|(name, value)| format!("{}={}", name.to_string_lossy(), value.to_string_lossy()))
+        .collect();
+    ContainerProgram {
+        image: settings.image.as_deref().unwrap_or_default(),
+        program: launch.program.to_str().unwrap_or_default(),
+        args: launch.args,
+        env,
+        package: launch.package,
+        artifacts: launch.artifacts,
+        cwd: launch.cwd,
+        read_only: &settings.read_only,
+    }
+}
+
+fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<tokio::process::Command, IsolationError> {
     let bwrap = crate::programs::find("bwrap").ok_or(IsolationError::NoBubblewrap)?;
     let mut command = tokio::process::Command::new(bwrap);
     command.env_clear();
@@ -216,7 +246,7 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<Prepar
     args.extend(launch.args.iter().map(OsString::from));
     command.args(args);
     command.fd_mappings(mappings).map_err(|e| IsolationError::Handles(e.to_string()))?;
-    Ok(Prepared { command })
+    Ok(command)
 }
 
 /// Adds a read-only mount of `path` as it is on the host: a link stays a

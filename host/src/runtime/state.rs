@@ -13,11 +13,11 @@ use super::capabilities::http::Outbound;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::beneath::Folder;
 use crate::cancel::Cancel;
-use crate::containers::Containers;
+use crate::containers::{Containers, Engine};
 use crate::failure::Failure;
 use crate::github::Github;
 use crate::objects::ObjectStore;
-use crate::settings::{Capability, IsolationSettings, Limits, PluginSettings, Settings};
+use crate::settings::{Capability, IsolationMode, IsolationSettings, Limits, PluginSettings, Settings};
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
@@ -47,6 +47,8 @@ pub struct Grants {
     pub http_hosts: Vec<String>,
     /// How the programs it runs are isolated.
     pub isolation: IsolationSettings,
+    /// The engine its programs run on, with `process` and `mode = "container"`.
+    pub program_engine: Option<Arc<Engine>>,
 }
 
 impl Grants {
@@ -78,6 +80,8 @@ impl Grants {
             github: granted(Capability::Github).then(|| Arc::new(Github::from_settings(settings))),
             http_hosts: plugin.http_hosts.clone().unwrap_or_default(),
             isolation: settings.isolation.clone(),
+            program_engine: (granted(Capability::Process) && settings.isolation.mode == IsolationMode::Container)
+                .then(|| Arc::new(Engine::new(&settings.engine))),
             capabilities,
         }
     }

@@ -295,11 +295,16 @@ pub struct Secret {
 pub struct IsolationSettings {
     /// `namespaces` (the default): each program in Linux namespaces made by
     /// bubblewrap, seeing only the toolchains, its package folder, its
-    /// artifact folder and a private `/tmp`. `none`: programs run with
-    /// Loktar's own rights — for repositories whose every author you trust.
+    /// artifact folder and a private `/tmp`. `container`: each program in a
+    /// container of `image` on the container engine (`[engine]`), which must
+    /// run on this machine. `none`: programs run with Loktar's own rights —
+    /// for repositories whose every author you trust.
     pub mode: IsolationMode,
     /// More host folders programs may read (a toolchain outside `/usr` and `/opt`).
     pub read_only: Vec<PathBuf>,
+    /// With `mode = "container"`: the image programs run in, with the
+    /// toolchains they need (`make`, `python3`, a JDK…).
+    pub image: Option<String>,
 }
 
 /// Whether programs are isolated.
@@ -309,6 +314,8 @@ pub enum IsolationMode {
     /// Linux namespaces, through bubblewrap.
     #[default]
     Namespaces,
+    /// A container of the container engine.
+    Container,
     /// No isolation.
     None,
 }
@@ -510,6 +517,23 @@ impl Settings {
                 ))
                 .hint("name host folders from the root: `read_only = [\"/opt/toolchain\"]`"));
             }
+            match (isolation.mode, &isolation.image) {
+                (IsolationMode::Container, None) => {
+                    return Err(Diagnostic::new(format!(
+                        "`{}`: `mode = \"container\"` under `[isolation]` needs the `image` programs run in",
+                        path.display()
+                    ))
+                    .hint("name an image with the toolchains your packages use: `image = \"debian:12\"`"));
+                }
+                (IsolationMode::Namespaces | IsolationMode::None, Some(image)) => {
+                    return Err(Diagnostic::new(format!(
+                        "`{}`: `image = \"{image}\"` under `[isolation]` is used only with `mode = \"container\"`",
+                        path.display()
+                    ))
+                    .hint("add `mode = \"container\"`, or remove `image`"));
+                }
+                _ => {}
+            }
             settings.isolation = isolation;
         }
         // Every secret named anywhere must be defined under `[secrets]`.
@@ -613,6 +637,24 @@ mod tests {
         }
         std::fs::write(&path, "[limits]\ntimeout_secs = 1\n").expect("write");
         assert_eq!(Settings::load(Some(&path), dir.path()).expect("valid").limits.timeout_secs, 1);
+    }
+
+    #[test]
+    fn container_isolation_needs_an_image_and_only_it_takes_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        std::fs::write(&path, "[isolation]\nmode = \"container\"\n").expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("no image");
+        assert!(error.message.ends_with("needs the `image` programs run in"), "{}", error.message);
+        std::fs::write(&path, "[isolation]\nimage = \"debian:12\"\n").expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("an image without containers");
+        assert!(error.message.ends_with("is used only with `mode = \"container\"`"), "{}", error.message);
+        std::fs::write(&path, "[isolation]\nmode = \"container\"\nimage = \"debian:12\"\n").expect("write");
+        let settings = Settings::load(Some(&path), dir.path()).expect("valid");
+        assert_eq!(
+            (settings.isolation.mode, settings.isolation.image.as_deref()),
+            (IsolationMode::Container, Some("debian:12"))
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -17,9 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::not_granted;
+use crate::containers::RunningContainer;
 use crate::runtime::bindings::host::loktar::plugin::process::{self, Command, ExitStatus, HostFolders};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
-use crate::runtime::isolation;
+use crate::runtime::isolation::{self, Prepared};
 use crate::runtime::stage_log::{Level, Source, StageLog};
 use crate::runtime::state::StoreState;
 use crate::settings::{Capability, IsolationMode};
@@ -105,24 +107,20 @@ impl process::Host for StoreState {
             artifacts: self.artifacts_dir.as_ref(),
             cwd: &cwd,
         };
-        let mut prepared = isolation::prepare(&self.grants.isolation, launch)
+        let prepared = isolation::prepare(&self.grants.isolation, launch)
             .map_err(|e| Error { message: format!("cannot run `{program}`: {e}"), hint: e.hint() })?;
-        prepared
-            .command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout stops what it started too.
-            .process_group(0);
-        let child = &mut prepared.command;
         // Started before the cancellation: stop it when it comes. Started after: it is clean-up.
         let mut cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
-        let mut child = child.spawn().map_err(|e| error(format!("cannot run `{program}`: {e}")))?;
-        let group = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
-        let _running = group.map(RunningGroup::register);
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let mut running = match prepared {
+            Prepared::Process(command) => {
+                Running::spawn(command).map_err(|e| error(format!("cannot run `{program}`: {e}")))?
+            }
+            Prepared::Container(container) => {
+                let engine = self.grants.program_engine.as_ref().ok_or_else(|| error("no container engine".into()))?;
+                Running::Container(engine.start_program(container).await.map_err(Error::from)?)
+            }
+        };
+        let (stdout, stderr) = running.take_output();
         let output = async {
             let (stdout, ()) = tokio::join!(forward(stdout, &self.log, Level::Info, true), async {
                 forward(stderr, &self.log, Level::Warn, false).await;
@@ -135,29 +133,19 @@ impl process::Host for StoreState {
                 None => std::future::pending().await,
             }
         };
-        // Once the program has exited, what it left running in its group
-        // goes too (isolated, its namespace is already gone), so no child
-        // outlives the stage or holds its output open.
-        let exited = async {
-            let status = child.wait().await;
-            if let Some(group) = group {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            }
-            status
-        };
         let finished = tokio::select! {
-            finished = tokio::time::timeout(timeout, async { tokio::join!(output, exited) }) => finished,
+            finished = tokio::time::timeout(timeout, async { tokio::join!(output, running.exited()) }) => finished,
             () = cancelled => {
-                stop(group, &mut child).await;
+                running.stop().await;
                 self.log.push(Source::Program, Level::Warn, &format!("`{program}` stopped: the run was cancelled"));
                 return Ok(ExitStatus { code: None, timed_out: false, stdout: String::new() });
             }
         };
         match finished {
-            Ok((stdout, Ok(status))) => Ok(ExitStatus { code: status.code(), timed_out: false, stdout }),
+            Ok((stdout, Ok(code))) => Ok(ExitStatus { code, timed_out: false, stdout }),
             Ok((_, Err(e))) => Err(error(format!("waiting for `{program}` failed: {e}"))),
             Err(_) => {
-                stop(group, &mut child).await;
+                running.stop().await;
                 let seconds = timeout.as_secs_f64();
                 self.log.push(Source::Program, Level::Error, &format!("`{program}` stopped after {seconds:.1} s"));
                 Ok(ExitStatus { code: None, timed_out: true, stdout: String::new() })
@@ -166,12 +154,71 @@ impl process::Host for StoreState {
     }
 }
 
-/// Kills a program and everything it started.
-async fn stop(group: Option<rustix::process::Pid>, child: &mut tokio::process::Child) {
-    if let Some(group) = group {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+/// A started program: a local process in its own process group, or a container.
+enum Running {
+    Process { child: tokio::process::Child, group: Option<rustix::process::Pid>, _listed: Option<RunningGroup> },
+    Container(RunningContainer),
+}
+
+/// A program's output pipe.
+type Pipe = Pin<Box<dyn AsyncRead + Send>>;
+
+impl Running {
+    fn spawn(mut command: tokio::process::Command) -> std::io::Result<Running> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group, so a timeout stops what it started too.
+            .process_group(0);
+        let child = command.spawn()?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
+        Ok(Running::Process { child, group, _listed: group.map(RunningGroup::register) })
     }
-    let _ = child.kill().await;
+
+    fn take_output(&mut self) -> (Option<Pipe>, Option<Pipe>) {
+        match self {
+            Running::Process { child, .. } => (
+                child.stdout.take().map(|pipe| Box::pin(pipe) as Pipe),
+                child.stderr.take().map(|pipe| Box::pin(pipe) as Pipe),
+            ),
+            Running::Container(container) => (
+                container.stdout.take().map(|pipe| Box::pin(pipe) as Pipe),
+                container.stderr.take().map(|pipe| Box::pin(pipe) as Pipe),
+            ),
+        }
+    }
+
+    /// Waits for the program to exit; its exit code (none if a signal ended it).
+    /// Once it has exited, what it left running goes too (isolated, its
+    /// namespace or container is already gone), so no child outlives the
+    /// stage or holds its output open.
+    async fn exited(&mut self) -> Result<Option<i32>, String> {
+        match self {
+            Running::Process { child, group, .. } => {
+                let status = child.wait().await;
+                if let Some(group) = group {
+                    let _ = rustix::process::kill_process_group(*group, rustix::process::Signal::KILL);
+                }
+                status.map(|status| status.code()).map_err(|e| e.to_string())
+            }
+            Running::Container(container) => container.wait().await,
+        }
+    }
+
+    /// Kills the program and everything it started.
+    async fn stop(&mut self) {
+        match self {
+            Running::Process { child, group, .. } => {
+                if let Some(group) = group {
+                    let _ = rustix::process::kill_process_group(*group, rustix::process::Signal::KILL);
+                }
+                let _ = child.kill().await;
+            }
+            Running::Container(container) => container.stop().await,
+        }
+    }
 }
 
 /// Process groups of programs running now, so an impatient exit can stop them.
@@ -207,7 +254,7 @@ const READ_SIZE: usize = 64 * 1024;
 /// Streams a pipe into the log line by line; returns what it read when `keep` is set.
 /// The pipe is read to its end even once the log is full, so the program never
 /// blocks on it; what the log cannot take is counted and dropped, not kept.
-async fn forward(pipe: Option<impl AsyncRead + Unpin>, log: &StageLog, level: Level, keep: bool) -> String {
+async fn forward(pipe: Option<Pipe>, log: &StageLog, level: Level, keep: bool) -> String {
     let Some(mut pipe) = pipe else {
         return String::new();
     };
