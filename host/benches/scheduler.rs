@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use loktar::pipeline::scheduler::{self, Canceller, JobOutcome, Options};
+use loktar::pipeline::scheduler::{self, JobOutcome, Options};
+use tokio_util::sync::CancellationToken;
 
 const JOBS: usize = 10_000;
 const ROUNDS: usize = 15;
@@ -19,9 +20,9 @@ fn main() {
     for _ in 0..ROUNDS {
         let start = Instant::now();
         let status = runtime.block_on(async {
-            let (canceller, cancel) = Canceller::new();
+            let cancel = CancellationToken::new();
             let options = Options { concurrency, fail_fast: false };
-            scheduler::run(&dependencies, options, &canceller, cancel, |_, _| async { JobOutcome::Succeeded }).await
+            scheduler::run(&dependencies, options, cancel, |_, _| async { JobOutcome::Succeeded }).await
         });
         scheduled.push(start.elapsed());
         assert_eq!(status.len(), JOBS);

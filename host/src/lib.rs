@@ -6,7 +6,6 @@
 
 pub mod affected;
 pub mod beneath;
-pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod containers;

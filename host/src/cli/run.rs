@@ -23,7 +23,9 @@ use crate::events::record::Recorder;
 use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber, WriteFailure, WriteHealth};
 use crate::github::Github;
 use crate::pipeline::run::{NotRebuilt, RunSpec, execute, notify_nothing_to_run};
-use crate::pipeline::scheduler::{self, Canceller};
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::scheduler;
 use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
 use crate::render;
@@ -209,7 +211,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let mut report = block_on(async {
-        let (canceller, _) = Canceller::new();
+        let cancel = CancellationToken::new();
         let root = workspace.root.clone();
         let abandon = move || {
             // Leaving at once still leaves an honest record behind.
@@ -217,8 +219,8 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
                 let _ = store.finish_run(id, RunOutcome::Interrupted.name(), started.elapsed().unwrap_or_default());
             }
         };
-        watch_signals(canceller.clone(), interrupted.clone(), abandon);
-        execute(runtime, spec, info, emitter, &canceller, &interrupted).await
+        watch_signals(cancel.clone(), interrupted.clone(), abandon);
+        execute(runtime, spec, info, emitter, &cancel, &interrupted).await
     })?;
     bus.finish();
 
@@ -404,7 +406,7 @@ fn default_jobs() -> usize {
 
 /// The first SIGINT or SIGTERM cancels the run (clean-up runs, the record is
 /// written, the exit code is 130); a second one kills what runs and exits at once.
-fn watch_signals(canceller: Canceller, interrupted: Arc<AtomicBool>, abandon: impl FnOnce() + Send + 'static) {
+fn watch_signals(cancel: CancellationToken, interrupted: Arc<AtomicBool>, abandon: impl FnOnce() + Send + 'static) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -431,7 +433,7 @@ fn watch_signals(canceller: Canceller, interrupted: Arc<AtomicBool>, abandon: im
                 std::io::stderr(),
                 "interrupted: cancelling running stages and cleaning up (interrupt again to quit at once)"
             );
-            canceller.cancel();
+            cancel.cancel();
         }
     });
 }

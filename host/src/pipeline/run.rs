@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::scheduler::{self, Cancel, Canceller, JobOutcome, Status};
+use tokio_util::sync::CancellationToken;
+
+use super::scheduler::{self, JobOutcome, Status};
 use super::stage::{Stage, StagePlan};
 use crate::config::Package;
 use crate::events::{Checkpoint, Emitter, Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome};
@@ -117,7 +119,7 @@ pub async fn execute(
     spec: RunSpec,
     info: Arc<RunInfo>,
     emitter: Emitter,
-    canceller: &Canceller,
+    cancel: &CancellationToken,
     interrupted: &AtomicBool,
 ) -> RunReport {
     let started = Instant::now();
@@ -134,7 +136,7 @@ pub async fn execute(
         Arc::new(Shared { runtime, spec, info: info.clone(), emitter: emitter.clone(), reports: Mutex::default() });
     shared.reports.lock().unwrap_or_else(PoisonError::into_inner).resize(count, None);
     let jobs = shared.clone();
-    let statuses = scheduler::run(&dependencies, options, canceller, canceller.token(), move |position, cancel| {
+    let statuses = scheduler::run(&dependencies, options, cancel.clone(), move |position, cancel| {
         let shared = jobs.clone();
         async move { run_package(&shared, position, cancel).await }
     })
@@ -192,7 +194,7 @@ pub async fn execute(
 }
 
 /// Runs one package's stages in order; records its report and emits its events.
-async fn run_package(shared: &Shared, position: usize, cancel: Cancel) -> JobOutcome {
+async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken) -> JobOutcome {
     let plans = shared.info.packages[position].stages.clone();
     let mut report = PackageReport {
         name: shared.info.packages[position].name.clone(),
@@ -282,7 +284,7 @@ async fn notify_package(
     plan: &StagePlan,
     plans: &[StagePlan],
     report: &mut PackageReport,
-    cancel: &Cancel,
+    cancel: &CancellationToken,
 ) {
     shared.emitter.emit(Event::StageStarted { package: position, stage: Stage::Notify });
     let started = Instant::now();
@@ -350,7 +352,7 @@ async fn run_stage(
     position: usize,
     plan: &StagePlan,
     artifacts: &[Artifact],
-    cancel: &Cancel,
+    cancel: &CancellationToken,
 ) -> Result<StageDone, StageError> {
     let package = &shared.spec.packages[position];
     for provider in &plan.providers {
@@ -390,7 +392,7 @@ async fn run_stage(
 
 /// The call environment of one stage: the package folder, the artifact
 /// folder, the run's cancel token and a tap sending log lines as events.
-fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancel) -> CallEnv {
+fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &CancellationToken) -> CallEnv {
     let package = &shared.spec.packages[position];
     // Testers and notifiers have no artifact folder.
     let artifacts = matches!(stage, Stage::Build | Stage::Publish | Stage::Store)

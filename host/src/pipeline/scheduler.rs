@@ -4,7 +4,7 @@
 //!
 //! It knows nothing of packages, plugins or reporting: a job is a future
 //! returning [`JobOutcome`]. When a job fails, everything that depends on it
-//! is skipped and the rest goes on; with `fail_fast` (or a [`Canceller`]),
+//! is skipped and the rest goes on; with `fail_fast` (or its cancellation token cancelled),
 //! nothing new starts and running jobs are told to stop: they finish
 //! cleanly and report themselves cancelled.
 
@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::{Notify, Semaphore};
 
-pub use crate::cancel::{Cancel, Canceller};
+use tokio_util::sync::CancellationToken;
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +64,11 @@ pub struct Options {
 pub async fn run<F, Fut>(
     dependencies: &[Vec<usize>],
     options: Options,
-    canceller: &Canceller,
-    cancel: Cancel,
+    cancel: CancellationToken,
     job: F,
 ) -> Vec<Status>
 where
-    F: Fn(usize, Cancel) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, CancellationToken) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = JobOutcome> + Send + 'static,
 {
     let count = dependencies.len();
@@ -86,7 +85,6 @@ where
         permits: Semaphore::new(options.concurrency.max(1)),
         done: Notify::new(),
         fail_fast: options.fail_fast,
-        canceller: canceller.clone(),
         cancel,
         job,
     });
@@ -119,14 +117,13 @@ struct Shared<F> {
     /// Notified once every node has a status.
     done: Notify,
     fail_fast: bool,
-    canceller: Canceller,
-    cancel: Cancel,
+    cancel: CancellationToken,
     job: F,
 }
 
 impl<F, Fut> Shared<F>
 where
-    F: Fn(usize, Cancel) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, CancellationToken) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = JobOutcome> + Send + 'static,
 {
     /// Spawns `node`'s job; it waits for a permit, then runs unless the run was cancelled.
@@ -168,7 +165,7 @@ where
                     decide(&mut decided, node, Status::Ran(JobOutcome::Failed));
                     self.decide_downstream(&mut decided, node, Status::Skipped { dependency: node });
                     if self.fail_fast {
-                        self.canceller.cancel();
+                        self.cancel.cancel();
                     }
                 }
                 Some(JobOutcome::Cancelled) => {
@@ -240,9 +237,9 @@ mod tests {
         let journal: Journal = Arc::default();
         let failing: Vec<usize> = failing.to_vec();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("tokio");
-        let (canceller, cancel) = Canceller::new();
+        let cancel = CancellationToken::new();
         let recorder = journal.clone();
-        let status = runtime.block_on(run(dependencies, options, &canceller, cancel, move |node, mut cancel| {
+        let status = runtime.block_on(run(dependencies, options, cancel, move |node, cancel| {
             let journal = recorder.clone();
             let fails = failing.contains(&node);
             async move {
@@ -335,9 +332,9 @@ mod tests {
     #[test]
     fn a_job_that_panics_has_failed() {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
-        let (canceller, cancel) = Canceller::new();
+        let cancel = CancellationToken::new();
         let options = Options { concurrency: 2, fail_fast: false };
-        let status = runtime.block_on(run(&diamond(), options, &canceller, cancel, |node, _| async move {
+        let status = runtime.block_on(run(&diamond(), options, cancel, |node, _| async move {
             assert_ne!(node, 2, "job 2 panics");
             JobOutcome::Succeeded
         }));
@@ -350,18 +347,16 @@ mod tests {
     fn a_cancelled_run_leaves_waiting_jobs_not_started() {
         let dependencies = vec![Vec::new(); 6];
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
-        let (canceller, cancel) = Canceller::new();
-        let inside = canceller.clone();
+        let cancel = CancellationToken::new();
         let status = runtime.block_on(run(
             &dependencies,
             Options { concurrency: 1, fail_fast: false },
-            &canceller,
-            cancel,
+            cancel.clone(),
             move |node, _| {
-                let canceller = inside.clone();
+                let cancel = cancel.clone();
                 async move {
                     if node == 1 {
-                        canceller.cancel();
+                        cancel.cancel();
                         return JobOutcome::Cancelled;
                     }
                     JobOutcome::Succeeded

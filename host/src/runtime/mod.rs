@@ -231,9 +231,9 @@ impl Runtime {
         store.set_epoch_deadline(ticks(deadline));
         store.epoch_deadline_trap();
         // The epoch stops wasm code; the timer also stops a plugin waiting in a host call.
-        let mut cancel = env.cancel.clone();
+        let cancel = env.cancel.clone();
         let grace_over = async {
-            match cancel.as_mut() {
+            match &cancel {
                 Some(cancel) => {
                     cancel.cancelled().await;
                     tokio::time::sleep(CANCEL_GRACE).await;

@@ -12,12 +12,12 @@ use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use super::capabilities::http::Outbound;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::beneath::Folder;
-use crate::cancel::Cancel;
 use crate::containers::{Containers, Engine};
 use crate::failure::Failure;
 use crate::github::Github;
 use crate::objects::ObjectStore;
 use crate::settings::{Capability, IsolationMode, IsolationSettings, Limits, PluginSettings, Settings};
+use tokio_util::sync::CancellationToken;
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
@@ -113,7 +113,7 @@ pub struct CallEnv {
     /// The folders it sees; `None`: no filesystem at all.
     pub mounts: Option<Mounts>,
     /// Fires when the run is cancelled: running programs stop, clean-up gets a grace period.
-    pub cancel: Option<Cancel>,
+    pub cancel: Option<CancellationToken>,
     /// Receives each log line as it is written.
     pub tap: Option<LineTap>,
 }
@@ -149,7 +149,7 @@ pub struct StoreState {
     /// Limits, for the process timeout.
     pub(crate) process_timeout: std::time::Duration,
     /// The run's cancel token, if the call belongs to a run.
-    pub(crate) cancel: Option<Cancel>,
+    pub(crate) cancel: Option<CancellationToken>,
     /// Where `wasi:http` requests may go.
     outbound: Outbound,
 }

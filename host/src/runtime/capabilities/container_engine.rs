@@ -11,7 +11,6 @@ use wasmtime::component::{HasSelf, Linker};
 use super::not_granted;
 use super::object_store::Access;
 use crate::beneath::Folder;
-use crate::cancel::Cancel;
 use crate::containers::{self, Containers};
 use crate::failure::Failure;
 use crate::runtime::bindings::host::loktar::plugin::container_engine::{
@@ -21,6 +20,7 @@ use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::stage_log::{Level, Source};
 use crate::runtime::state::StoreState;
 use crate::settings::Capability;
+use tokio_util::sync::CancellationToken;
 
 impl container_engine::Host for StoreState {
     async fn build(&mut self, request: BuildRequest) -> Result<String, Error> {
@@ -157,13 +157,13 @@ impl StoreState {
 /// Runs `work` unless the run is cancelled first; a cancelled build or
 /// push is dropped, which closes its connection and stops it.
 async fn unless_cancelled<T>(
-    cancel: Option<Cancel>,
+    cancel: Option<CancellationToken>,
     what: &str,
     work: impl Future<Output = Result<T, Failure>>,
 ) -> Result<T, Error> {
-    let mut cancel = cancel.filter(|cancel| !cancel.is_cancelled());
+    let cancel = cancel.filter(|cancel| !cancel.is_cancelled());
     let cancelled = async {
-        match cancel.as_mut() {
+        match &cancel {
             Some(cancel) => cancel.cancelled().await,
             None => std::future::pending().await,
         }

@@ -110,7 +110,7 @@ impl process::Host for StoreState {
         let prepared = isolation::prepare(&self.grants.isolation, launch)
             .map_err(|e| Error { message: format!("cannot run `{program}`: {e}"), hint: e.hint() })?;
         // Started before the cancellation: stop it when it comes. Started after: it is clean-up.
-        let mut cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
+        let cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
         let mut running = match prepared {
             Prepared::Process(command) => {
                 Running::spawn(command).map_err(|e| error(format!("cannot run `{program}`: {e}")))?
@@ -128,7 +128,7 @@ impl process::Host for StoreState {
             stdout
         };
         let cancelled = async {
-            match cancel.as_mut() {
+            match &cancel {
                 Some(cancel) => cancel.cancelled().await,
                 None => std::future::pending().await,
             }
