@@ -27,18 +27,6 @@ const PLUGINS: &[(&str, &str)] = &[
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Links the `loktar` executable at a fixed address instead of as a
-/// position-independent executable. As a PIE, every start had the dynamic
-/// loader patch some 65,000 addresses in pages it then had to copy: about a
-/// millisecond of each `loktar plan`, as much as the planning of a small
-/// change. Shared libraries, the heap and the stacks are still placed at
-/// random addresses.
-fn link_at_a_fixed_address() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-link-arg-bins=-no-pie");
-    }
-}
-
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
@@ -47,7 +35,6 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=LOKTAR_PLUGINS_TARGET_DIR");
-    link_at_a_fixed_address();
 
     let target_dir = std::env::var_os("LOKTAR_PLUGINS_TARGET_DIR")
         .map(PathBuf::from)

@@ -9,7 +9,6 @@ pub mod beneath;
 pub mod cli;
 pub mod config;
 pub mod containers;
-pub mod cores;
 pub mod diagnostic;
 pub mod discover;
 pub mod events;

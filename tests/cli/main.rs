@@ -6,6 +6,7 @@ mod recorder;
 mod s3_server;
 mod support;
 
+mod binary;
 mod builders;
 mod config_errors;
 mod docker;

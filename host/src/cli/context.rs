@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use super::RangeArgs;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
-use crate::cores;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
 use crate::github::Github;
@@ -16,7 +15,7 @@ use crate::render::plan::Report;
 use crate::runtime::Runtime;
 use crate::scm::owners::Owners;
 use crate::scm::pull_request::PullRequestReader;
-use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Later, Selection};
+use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Selection};
 use crate::settings::{PrChanges, Settings};
 
 /// A loaded repository.
@@ -42,7 +41,7 @@ impl Context {
     /// Finds the repository from `--repo` (or the current folder) and loads it.
     pub(crate) fn load(options: &Options) -> Result<Context, Diagnostics> {
         let root = find_root(options.repo.as_deref())?;
-        Context::load_at(root, options, Folders::CheckNow, || {}).map(|(context, _)| context)
+        Context::load_at(root, options, Folders::CheckNow).map(|(context, _)| context)
     }
 
     /// Loads the repository and plans the selected changes.
@@ -77,76 +76,34 @@ impl Context {
             worktree: range.worktree,
         };
         let started = std::time::Instant::now();
-        // The range's commit log waits for this thread's word (see `scm::Later`).
-        let later = &Later::when_released();
         std::thread::scope(|scope| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-            // Git reads the range on a core of its own: this thread keeps off
-            // it until its heavy work is done (see `cores`).
-            let (_reader, apart) = cores::spawn_apart(scope, move || {
-                let changes = scm::changes(&git, &selection, later);
+            let reading = scope.spawn(|| {
+                let changes = scm::changes(&git, &selection);
                 tracing::debug!(elapsed = ?started.elapsed(), "git range read");
-                // Sent rather than returned: the plan need not wait for this thread to end.
-                let _ = sender.send(changes);
+                changes
             });
-            let apart = std::cell::Cell::new(apart);
-            // Plugins get every core: their engine keeps the threads it starts.
-            let (context, folders) = Context::load_at(root.clone(), options, Folders::Defer, || drop(apart.take()))?;
+            let (context, folders) = Context::load_at(root.clone(), options, Folders::Defer)?;
             tracing::debug!(elapsed = ?started.elapsed(), "workspace loaded");
             // Ready before git is done, so that only the plan itself waits for it.
             let owners = context.workspace.owners();
             let prepared = prepare(&context);
-            // What is left before the plan needs no git, and this core would
-            // otherwise idle while git works: the range's short commit log
-            // starts here rather than beside the diff, and the package
-            // folders are checked (thousands of entries read by the kernel)
-            // on this thread. If git is done already, it has started the log
-            // itself and the folders are checked beside the plan, on its core.
-            let git_done = receiver.try_recv().ok();
-            let mut folders_checked = Ok(());
-            if git_done.is_none() {
-                later.release();
-                if folders == Folders::Defer {
-                    folders_checked = context.workspace.check_folders();
-                }
-                warm_allocator();
-            }
-            let check_beside = git_done.is_some() && folders == Folders::Defer;
-            drop(apart.take());
-            let changes = git_done
-                .or_else(|| receiver.recv().ok())
-                .unwrap_or_else(|| Err(Diagnostic::new("internal error: reading the git range failed")));
-            let planned = std::thread::scope(|beside| {
-                let checking = check_beside.then(|| beside.spawn(|| context.workspace.check_folders()));
-                let history = Box::new(context.git.clone());
-                let planned =
-                    changes.map_err(Diagnostics::from).and_then(|changes| context.plan_with(&owners, changes, history));
-                if let Some(checking) = checking {
-                    folders_checked = checking.join().unwrap_or_else(|_| {
-                        Err(Diagnostic::new("internal error: checking the package folders failed").into())
-                    });
-                }
-                // A broken configuration is reported before any git problem.
-                folders_checked?;
-                planned
-            })?;
+            let folders_checked = if folders == Folders::Defer { context.workspace.check_folders() } else { Ok(()) };
+            let changes =
+                reading.join().unwrap_or_else(|_| Err(Diagnostic::new("internal error: reading the git range failed")));
+            // A broken configuration is reported before any git problem.
+            folders_checked?;
+            let history = Box::new(context.git.clone());
+            let planned = context.plan_with(&owners, changes?, history)?;
             drop(owners);
             tracing::debug!(elapsed = ?started.elapsed(), "plan computed");
             Ok((context, planned, prepared))
         })
     }
 
-    /// Loads the context of the repository at `root`; `before_plugins` runs
-    /// before plugins discover dependencies, if any do. With
-    /// [`Folders::Defer`], whether the package folders exist is left to the
+    /// Loads the context of the repository at `root`. With [`Folders::Defer`], whether the package folders exist is left to the
     /// caller, unless plugins read them or the graph is broken: returns which
     /// of the two it did.
-    fn load_at(
-        root: PathBuf,
-        options: &Options,
-        folders: Folders,
-        before_plugins: impl FnOnce(),
-    ) -> Result<(Context, Folders), Diagnostics> {
+    fn load_at(root: PathBuf, options: &Options, folders: Folders) -> Result<(Context, Folders), Diagnostics> {
         let mut settings = Settings::load(options.config.as_deref(), &root)?;
         // Before any plugin or program runs, and before the secrets are read.
         crate::vault::seal(&settings)?;
@@ -165,7 +122,6 @@ impl Context {
             workspace.check_folders()?;
         }
         let discovered = if discovering {
-            before_plugins();
             let runtime = plugin_runtime(settings.clone())?;
             block_on(discover::discover(&workspace, &runtime))??
         } else {
@@ -228,7 +184,7 @@ impl Context {
             PrChanges::Git => {
                 let selection =
                     Selection { base: Some(pull.base.clone()), head: Some(pull.head.clone()), ..Selection::default() };
-                let mut changes = scm::changes(&self.git, &selection, &Later::now())?;
+                let mut changes = scm::changes(&self.git, &selection)?;
                 changes.origin = BaseOrigin::PullRequest { number, branch: pull.base_ref };
                 Ok((changes, Box::new(self.git.clone())))
             }
@@ -283,21 +239,6 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, D
 pub(crate) fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {
     let start = repo.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     scm::find_root(&start)
-}
-
-/// Touches fresh memory and frees it again, for the allocator to hand out
-/// without a page fault later. Memory is faulted in when first written: here
-/// about 0.3 ms for each 2 MB huge page, and the plan and its output may take
-/// fresh ones once git is done, when every millisecond counts. mimalloc keeps
-/// freed memory for a second before returning it, so later allocations can
-/// reuse it; whether they do is up to the allocator. When added this saved
-/// about 1 ms at 10,000 packages; with the allocator settings of
-/// `.cargo/config.toml` the difference is within the benchmark's noise.
-fn warm_allocator() {
-    const WARMED: usize = 4 << 20;
-    // Written, not only allocated: fresh memory is known to be zero, and
-    // would otherwise be left untouched. `black_box` keeps the whole of it.
-    drop(std::hint::black_box(vec![1u8; WARMED]));
 }
 
 /// A path as the user should see it: relative to the current folder when inside it.

@@ -204,7 +204,7 @@ fn init_logging(color: bool) {
 fn write_stdout(output: Output) -> ExitCode {
     // Whatever was printed before goes first.
     let _ = std::io::stdout().flush();
-    let mut stdout = RawStdout;
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let written = match output {
         Output::Text(text) => stdout.write_all(text.as_bytes()),
         Output::Stream(write) => write(&mut stdout),
@@ -218,22 +218,6 @@ fn write_stdout(output: Output) -> ExitCode {
             let _ = writeln!(std::io::stderr(), "error: cannot write to stdout: {error}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Standard output written straight to its file descriptor. Commands print
-/// whole texts, or large chunks of one: `std`'s line-buffered stdout would
-/// search each of them for its last newline, a sizeable part of the time
-/// `loktar plan --format json` takes to print a large plan.
-struct RawStdout;
-
-impl Write for RawStdout {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        Ok(rustix::io::write(rustix::stdio::stdout(), bytes)?)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -331,26 +315,21 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
         Command::Graph(args) => {
             let context = Context::load(&options)?;
             let view = View::whole(&context.workspace, &context.graph);
-            let output = match args.format {
+            match args.format {
                 Format::Text => render::graph::text(&view),
                 Format::Json => render::graph::json(&view),
                 Format::Dot | Format::Svg => picture(&view, args.format),
-            };
-            drop(view);
-            exiting_soon(context);
-            output
+            }
         }
         Command::Plan(args) if args.format == Format::Json => return plan_json(&options, &args.range),
         Command::Plan(args) => {
             let (context, planned) = Context::load_and_plan(&options, &args.range)?;
-            let output = if matches!(args.format, Format::Dot | Format::Svg) {
+            if matches!(args.format, Format::Dot | Format::Svg) {
                 picture(&View::of_plan(&context.workspace, &context.graph, &planned.plan), args.format)
             } else {
                 // The repository's own plugins, with what they asked for and got, end the text plan.
                 planned.report(&context).text() + &crate::config::plugins::summary(&context.settings)
-            };
-            exiting_soon((context, planned));
-            output
+            }
         }
         Command::Why(args) => {
             let (context, planned) = Context::load_and_plan(&options, &args.range)?;
@@ -370,22 +349,12 @@ fn plan_json(options: &Options, range: &RangeArgs) -> Result<Output, Diagnostics
     let (context, planned, fixed) = Context::load_and_plan_preparing(options, range, |context| {
         FixedJson::new(&context.workspace, &context.settings)
     })?;
-    Ok(Output::Stream(Box::new(move |stdout| {
-        let written = planned.report(&context).write_json(&fixed, stdout);
-        exiting_soon((context, planned, fixed));
-        written
-    })))
+    Ok(Output::Stream(Box::new(move |stdout| planned.report(&context).write_json(&fixed, stdout))))
 }
 
 /// DOT or SVG of a view.
 fn picture(view: &View<'_>, format: Format) -> String {
     if format == Format::Svg { render::svg::render(view) } else { render::dot::render(view) }
-}
-
-/// The process exits right after printing: freeing a large workspace piece
-/// by piece would cost more than printing it, so it is left to the OS.
-fn exiting_soon<T>(value: T) {
-    std::mem::forget(value);
 }
 
 pub(crate) fn unknown_package(context: &Context, name: &str) -> Diagnostic {

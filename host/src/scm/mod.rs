@@ -6,7 +6,6 @@
 //! cannot be resolved is an error with the fix — never a silent "everything".
 
 mod git;
-mod later;
 pub mod owners;
 pub mod pull_request;
 
@@ -14,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 pub use git::Git;
 use git::{GitFailure, Pending, byte_fields, fields};
-pub use later::Later;
-use later::Queued;
 
 use crate::diagnostic::Diagnostic;
 
@@ -167,25 +164,24 @@ pub fn find_root(start: &Path) -> Result<PathBuf, Diagnostic> {
     })
 }
 
-/// Reads the changes selected by `selection`; `later` says when the commit
-/// log of a range may start beside its diff.
-pub fn changes(git: &Git, selection: &Selection, later: &Later) -> Result<ChangeSet, Diagnostic> {
+/// Reads the changes selected by `selection`.
+pub fn changes(git: &Git, selection: &Selection) -> Result<ChangeSet, Diagnostic> {
     if selection.worktree {
         return worktree_changes(git);
     }
     let head_name = selection.head.as_deref().unwrap_or("HEAD");
     if let Some(base_name) = &selection.base {
-        return given_range(git, base_name, head_name, later);
+        return given_range(git, base_name, head_name);
     }
     let head = resolve(git, head_name, "head")?;
     let (base, origin) = default_base(git, &head, head_name, selection.default_branch.as_deref())?;
-    let (files, commits) = finish_range(start_range(git, base.as_deref(), &head, later)?)?;
+    let (files, commits) = finish_range(start_range(git, base.as_deref(), &head)?)?;
     Ok(ChangeSet { base, head: Some(head), origin, files, commits })
 }
 
 /// A range named by the user: resolving the names and reading the range are
 /// independent, so the three git calls overlap.
-fn given_range(git: &Git, base_name: &str, head_name: &str, later: &Later) -> Result<ChangeSet, Diagnostic> {
+fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet, Diagnostic> {
     for (name, role) in [(base_name, "base"), (head_name, "head")] {
         if name.starts_with('-') {
             return Err(
@@ -198,7 +194,7 @@ fn given_range(git: &Git, base_name: &str, head_name: &str, later: &Later) -> Re
     // The diff first: it takes longest. Full hashes, which CI systems pass,
     // need no resolving: the diff and the log fail on anything that is not
     // a commit here.
-    let reading = start_range(git, Some(&base_commit), &head_commit, later)?;
+    let reading = start_range(git, Some(&base_commit), &head_commit)?;
     let resolving = if is_full_hash(base_name) && is_full_hash(head_name) {
         None
     } else {
@@ -232,26 +228,20 @@ fn is_full_hash(name: &str) -> bool {
     matches!(name.len(), 40 | 64) && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Starts the diff of a range (from the root when `base` is `None`) and queues its log.
-fn start_range<'a>(
-    git: &Git,
-    base: Option<&str>,
-    head: &str,
-    later: &'a Later,
-) -> Result<(Pending, Queued<'a>), Diagnostic> {
+/// Starts the diff of a range (from the root when `base` is `None`) and its log.
+fn start_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Pending, Pending), Diagnostic> {
     let diff_args: Vec<&str> = match base {
         Some(base) => vec!["diff", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M", base, head, "--"],
         None => vec!["diff-tree", "-r", "--root", "--no-commit-id", "--name-status", "-z", "-M", head, "--"],
     };
     let range = base.map(|base| format!("{base}..{head}"));
     let log_args = ["log", "--no-merges", "-z", "--format=%H%x00%B", range.as_deref().unwrap_or(head), "--"];
-    let diff = git.start(&diff_args)?;
-    Ok((diff, later.queue(git, &log_args)))
+    Ok((git.start(&diff_args)?, git.start(&log_args)?))
 }
 
-fn finish_range((diff, log): (Pending, Queued<'_>)) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
+fn finish_range((diff, log): (Pending, Pending)) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
     let diff = diff.finish().map_err(GitFailure::into_diagnostic)?;
-    let log = log.started()?.finish().map_err(GitFailure::into_diagnostic)?;
+    let log = log.finish().map_err(GitFailure::into_diagnostic)?;
     Ok((parse_name_status(&diff), parse_log(&log)))
 }
 
