@@ -4,7 +4,8 @@
 ///
 /// Names that differ only in case, `-` or `_` always match (`web-front` and
 /// `webfront`); otherwise the edit distance must be at most a third of the
-/// word's length (and at least one edit is always allowed).
+/// word's length (and at least one edit is always allowed), counting
+/// Levenshtein edits over characters.
 pub fn closest<'a, I>(word: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
@@ -16,7 +17,7 @@ where
         if candidate == word {
             continue;
         }
-        let distance = if normalize(candidate) == normalized { 0 } else { edit_distance(word, candidate) };
+        let distance = if normalize(candidate) == normalized { 0 } else { strsim::levenshtein(word, candidate) };
         if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
         }
@@ -26,22 +27,6 @@ where
 
 fn normalize(word: &str) -> String {
     word.chars().filter(|c| *c != '-' && *c != '_').flat_map(char::to_lowercase).collect()
-}
-
-/// Levenshtein distance over characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -58,9 +43,9 @@ mod tests {
     }
 
     #[test]
-    fn computes_edit_distance() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("é", "e"), 1);
+    fn counts_edits_in_characters_not_bytes() {
+        // `é` is two bytes but one edit from `e`; a third of 4 characters allows 1.
+        assert_eq!(closest("café", ["cafe"]), Some("cafe"));
+        assert_eq!(closest("cafe", ["çafé"]), None);
     }
 }

@@ -5,8 +5,23 @@
 //! set the window's title, and a newline would split a line of the plan in
 //! two. Text output writes each such value through [`escaped`]; JSON output
 //! keeps it exact, as JSON escapes it already.
+//!
+//! Colour is written with [`anstyle`] styles through [`painted`].
 
 use std::borrow::Cow;
+
+use anstyle::{AnsiColor, Style};
+
+/// Timestamps.
+pub const DIM: Style = Style::new().dimmed();
+/// Failures.
+pub const RED: Style = AnsiColor::Red.on_default();
+/// Passes.
+pub const GREEN: Style = AnsiColor::Green.on_default();
+/// Cancellations and skips.
+pub const YELLOW: Style = AnsiColor::Yellow.on_default();
+/// The live footer.
+pub const CYAN: Style = AnsiColor::Cyan.on_default();
 
 /// `text` with each control character (C0, DEL and C1) written as Rust's
 /// `char::escape_debug` writes it — `\n`, `\t`, `\u{1b}` — and everything
@@ -31,9 +46,14 @@ pub fn escaped(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` in `style` (then reset) when `color` is set, else `text` as it is.
+pub fn painted(color: bool, style: Style, text: &str) -> String {
+    if color { format!("{}{text}{}", style.render(), style.render_reset()) } else { text.to_string() }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::escaped;
+    use super::{CYAN, DIM, RED, escaped, painted};
 
     #[test]
     fn control_characters_are_escaped_and_nothing_else() {
@@ -54,5 +74,12 @@ mod tests {
         let shown = escaped(&all);
         assert!(!shown.chars().any(char::is_control), "{shown}");
         assert_eq!(shown.matches('\\').count(), all.chars().count());
+    }
+
+    #[test]
+    fn painting_writes_the_ansi_codes_only_with_colour() {
+        assert_eq!(painted(true, DIM, "12:00:00"), "\x1b[2m12:00:00\x1b[0m");
+        assert_eq!(painted(true, CYAN, "x"), "\x1b[36mx\x1b[0m");
+        assert_eq!(painted(false, RED, "✗"), "✗");
     }
 }

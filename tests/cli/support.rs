@@ -291,27 +291,18 @@ pub fn loktar_bin() -> PathBuf {
 }
 
 /// Replaces runs of 10 or 40 hex digits (short and full commit hashes) with `[SHA]`.
+///
+/// A run is every lowercase hex digit between two other characters, and
+/// holds a digit: `filter` feeds plain assertions as well as snapshots, so
+/// this is done here rather than with insta's filters.
 fn replace_hashes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if (run.len() == 10 || run.len() == 40) && run.chars().any(|c| c.is_ascii_digit()) {
-            out.push_str("[SHA]");
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_hexdigit() && c.is_ascii_lowercase() || c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
+    static HEX: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new("[0-9a-f]+").expect("a valid pattern"));
+    HEX.replace_all(text, |hex: &regex::Captures<'_>| {
+        let run = &hex[0];
+        if matches!(run.len(), 10 | 40) && run.bytes().any(|b| b.is_ascii_digit()) { "[SHA]" } else { run }.to_string()
+    })
+    .into_owned()
 }
 
 /// Runs `command` (its output piped and read as it comes) to its end,

@@ -11,10 +11,12 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use anstyle::Style;
+
 use super::{Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome, Subscriber};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::redact;
-use crate::terminal::escaped;
+use crate::terminal::{CYAN, DIM, GREEN, RED, YELLOW, escaped, painted};
 use crate::timefmt;
 
 /// Log lines shown under a failed stage.
@@ -56,8 +58,8 @@ impl Console {
         }
     }
 
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    fn paint(&self, style: Style, text: &str) -> String {
+        painted(self.color, style, text)
     }
 
     fn name(&self, package: usize) -> Cow<'_, str> {
@@ -68,7 +70,7 @@ impl Console {
     fn print(&mut self, lines: &[String]) {
         let mut out = std::io::stderr().lock();
         let mut text = self.erase_footer();
-        let stamp = self.paint("2", &timefmt::time_of_day(SystemTime::now()));
+        let stamp = self.paint(DIM, &timefmt::time_of_day(SystemTime::now()));
         for line in lines {
             text.push_str(&format!("{stamp} {line}\n"));
         }
@@ -98,7 +100,7 @@ impl Console {
         lines.push(format!("  [{}/{total}] {} running{failed}", self.finished, self.running.len()));
         let mut text = self.erase_footer();
         for line in &lines {
-            text.push_str(&self.paint("36", line));
+            text.push_str(&self.paint(CYAN, line));
             text.push('\n');
         }
         self.footer = lines.len();
@@ -120,16 +122,16 @@ impl Console {
         match outcome {
             StageOutcome::Passed { summary } => {
                 let summary = summary.as_deref().map(|s| format!(" — {}", shown(s))).unwrap_or_default();
-                lines.push(format!("{} {name}: {stage} passed in {time}{summary}", self.paint("32", "✓")));
+                lines.push(format!("{} {name}: {stage} passed in {time}{summary}", self.paint(GREEN, "✓")));
             }
             // The summary shows them; a line each would bury what ran.
             StageOutcome::Skipped { .. } => return,
             StageOutcome::Cancelled => {
-                lines.push(format!("{} {name}: {stage} cancelled after {time}", self.paint("33", "⊘")));
+                lines.push(format!("{} {name}: {stage} cancelled after {time}", self.paint(YELLOW, "⊘")));
             }
             StageOutcome::Failed { message, hint, .. } => {
                 let message = shown(message);
-                lines.push(format!("{} {name}: {stage} failed in {time}: {message}", self.paint("31", "✗")));
+                lines.push(format!("{} {name}: {stage} failed in {time}: {message}", self.paint(RED, "✗")));
                 if let Some(hint) = hint {
                     lines.push(format!("    hint: {}", shown(hint)));
                 }
@@ -186,7 +188,7 @@ impl Subscriber for Console {
                     PackageOutcome::Skipped { dependency } => {
                         let line = format!(
                             "{} {name}: skipped: dependency `{}` failed",
-                            self.paint("33", "⊘"),
+                            self.paint(YELLOW, "⊘"),
                             escaped(dependency)
                         );
                         self.print(&[line]);
@@ -196,13 +198,13 @@ impl Subscriber for Console {
             }
             Event::RunFinished { outcome, duration } => {
                 self.live = false;
-                let (code, word) = match outcome {
-                    RunOutcome::Passed => ("32", "passed"),
-                    RunOutcome::Failed => ("31", "failed"),
-                    RunOutcome::Interrupted => ("33", "was interrupted"),
+                let (style, word) = match outcome {
+                    RunOutcome::Passed => (GREEN, "passed"),
+                    RunOutcome::Failed => (RED, "failed"),
+                    RunOutcome::Interrupted => (YELLOW, "was interrupted"),
                 };
                 let id = self.run.as_ref().map_or(0, |run| run.id);
-                let line = self.paint(code, &format!("run {id} {word} after {}", timefmt::duration(*duration)));
+                let line = self.paint(style, &format!("run {id} {word} after {}", timefmt::duration(*duration)));
                 self.print(&[line]);
                 let erase = self.erase_footer();
                 let _ = std::io::stderr().lock().write_all(erase.as_bytes());
