@@ -5,6 +5,7 @@
 //! a plan, which [`render`] prints. See `DESIGN.md` for the whole map.
 
 pub mod affected;
+pub mod app;
 pub mod beneath;
 pub mod cli;
 pub mod config;

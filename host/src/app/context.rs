@@ -1,9 +1,9 @@
-//! What every command needs: the repository, its validated workspace and
+//! What every use case needs: the repository, its validated workspace and
 //! dependency graph, and — for commands about a change — the plan.
 
 use std::path::{Path, PathBuf};
 
-use super::RangeArgs;
+use super::request::Range;
 use crate::affected::{self, Detection};
 use crate::config::{MANIFEST, Providers, Workspace};
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -20,7 +20,7 @@ use crate::settings::{PrChanges, Settings};
 
 /// A loaded repository.
 #[derive(Debug)]
-pub(crate) struct Context {
+pub struct Context {
     pub(crate) workspace: Workspace,
     pub(crate) graph: DependencyGraph,
     pub(crate) providers: Providers,
@@ -29,7 +29,7 @@ pub(crate) struct Context {
 }
 
 /// The plan for a change, with what it was computed from.
-pub(crate) struct Planned {
+pub struct Planned {
     pub(crate) changes: ChangeSet,
     /// Where more about the change comes from: local git, or GitHub for a pull request.
     pub(crate) history: Box<dyn History>,
@@ -45,7 +45,7 @@ impl Context {
     }
 
     /// Loads the repository and plans the selected changes.
-    pub(crate) fn load_and_plan(options: &Options, range: &RangeArgs) -> Result<(Context, Planned), Diagnostics> {
+    pub(crate) fn load_and_plan(options: &Options, range: &Range) -> Result<(Context, Planned), Diagnostics> {
         Context::load_and_plan_preparing(options, range, |_| ()).map(|(context, planned, ())| (context, planned))
     }
 
@@ -57,7 +57,7 @@ impl Context {
     /// the time a plan takes.
     pub(crate) fn load_and_plan_preparing<T>(
         options: &Options,
-        range: &RangeArgs,
+        range: &Range,
         prepare: impl FnOnce(&Context) -> T,
     ) -> Result<(Context, Planned, T), Diagnostics> {
         if let Some(number) = range.github_pr {
@@ -205,6 +205,15 @@ impl Planned {
     }
 }
 
+/// `no package named …`, with the closest name as a hint.
+pub(crate) fn unknown_package(context: &Context, name: &str) -> Diagnostic {
+    let hint = match context.workspace.closest_name(name) {
+        Some(guess) => format!("did you mean `{guess}`?"),
+        None => "`loktar graph` lists the packages".to_string(),
+    };
+    Diagnostic::new(format!("no package named `{name}` in loktar.json")).hint(hint)
+}
+
 /// Whether loading a context checks that the package folders exist, or
 /// leaves that to its caller (see [`Context::load_at`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +224,7 @@ enum Folders {
 
 /// Options every command shares.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Options {
+pub struct Options {
     /// `--repo`: any folder inside the repository.
     pub(crate) repo: Option<PathBuf>,
     /// `--config`: the host configuration file.

@@ -3,7 +3,6 @@
 //! Exit codes are a contract: 0 success, 1 a pipeline failed, 2 a usage or
 //! configuration error. Data goes to stdout; messages and logs to stderr.
 
-mod context;
 mod plugins;
 mod run;
 
@@ -13,12 +12,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::app::Range;
+use crate::app::context::{self, Context, Options, Planned, unknown_package};
 use crate::config::{Providers, schema};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::render::plan::FixedJson;
 use crate::render::{self, Format, View};
 use crate::terminal::escaped;
-use context::{Context, Options, Planned};
 
 /// Continuous integration for polyglot monorepos.
 ///
@@ -131,6 +131,18 @@ pub(crate) struct RangeArgs {
     /// the GitHub API (`[github]` in loktar.toml) instead of local git
     #[arg(long, value_name = "N", env = "LOKTAR_GITHUB_PR", conflicts_with_all = ["base", "head"])]
     github_pr: Option<u64>,
+}
+
+impl From<&RangeArgs> for Range {
+    fn from(args: &RangeArgs) -> Range {
+        Range {
+            base: args.base.clone(),
+            head: args.head.clone(),
+            default_branch: args.default_branch.clone(),
+            worktree: args.worktree,
+            github_pr: args.github_pr,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -321,9 +333,9 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
                 Format::Dot | Format::Svg => picture(&view, args.format),
             }
         }
-        Command::Plan(args) if args.format == Format::Json => return plan_json(&options, &args.range),
+        Command::Plan(args) if args.format == Format::Json => return plan_json(&options, &Range::from(&args.range)),
         Command::Plan(args) => {
-            let (context, planned) = Context::load_and_plan(&options, &args.range)?;
+            let (context, planned) = Context::load_and_plan(&options, &Range::from(&args.range))?;
             if matches!(args.format, Format::Dot | Format::Svg) {
                 picture(&View::of_plan(&context.workspace, &context.graph, &planned.plan), args.format)
             } else {
@@ -332,7 +344,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
             }
         }
         Command::Why(args) => {
-            let (context, planned) = Context::load_and_plan(&options, &args.range)?;
+            let (context, planned) = Context::load_and_plan(&options, &Range::from(&args.range))?;
             let Some(package) = context.workspace.index_of(&args.package) else {
                 return Err(unknown_package(&context, &args.package).into());
             };
@@ -345,7 +357,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
 /// `loktar plan --format json`: the parts of the JSON that do not depend on
 /// the change (the packages' fixed fields, the repository's plugins) are
 /// written while git reads the range, the rest straight to stdout.
-fn plan_json(options: &Options, range: &RangeArgs) -> Result<Output, Diagnostics> {
+fn plan_json(options: &Options, range: &Range) -> Result<Output, Diagnostics> {
     let (context, planned, fixed) = Context::load_and_plan_preparing(options, range, |context| {
         FixedJson::new(&context.workspace, &context.settings)
     })?;
@@ -355,14 +367,6 @@ fn plan_json(options: &Options, range: &RangeArgs) -> Result<Output, Diagnostics
 /// DOT or SVG of a view.
 fn picture(view: &View<'_>, format: Format) -> String {
     if format == Format::Svg { render::svg::render(view) } else { render::dot::render(view) }
-}
-
-pub(crate) fn unknown_package(context: &Context, name: &str) -> Diagnostic {
-    let hint = match context.workspace.closest_name(name) {
-        Some(guess) => format!("did you mean `{guess}`?"),
-        None => "`loktar graph` lists the packages".to_string(),
-    };
-    Diagnostic::new(format!("no package named `{name}` in loktar.json")).hint(hint)
 }
 
 /// Explains why a package is (or is not) in the plan.

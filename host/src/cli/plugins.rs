@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::context::{Options, block_on, find_root, plugin_runtime};
+use crate::app::context::{Options, block_on, find_root, plugin_runtime};
 use crate::config::{MANIFEST, Workspace, plugins};
 use crate::diagnostic::Diagnostics;
 use crate::render::plan::to_json;

@@ -13,27 +13,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
-use super::context::{Context, Options, Planned, block_on, plugin_runtime};
-use super::{Done, ListFormat, Output, RangeArgs, unknown_package};
-use crate::config::Package;
+use tokio_util::sync::CancellationToken;
+
+use super::{Done, ListFormat, Output, RangeArgs};
+use crate::app::context::{Options, block_on, plugin_runtime};
+use crate::app::run::{begin_run, plan_run};
+use crate::app::{RunRequest, RunSelection};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
-use crate::events::{EventBus, RunInfo, RunOutcome, RunPackage, Subscriber, WriteFailure, WriteHealth};
-use crate::github::Github;
-use crate::pipeline::run::{NotRebuilt, RunSpec, execute, notify_nothing_to_run};
-use tokio_util::sync::CancellationToken;
-
-use crate::pipeline::scheduler;
-use crate::pipeline::stage::{Stage, stages_of};
-use crate::rebuild::{self, Candidate, Walk};
+use crate::events::{EventBus, RunOutcome, Subscriber, WriteFailure, WriteHealth};
+use crate::pipeline::run::{execute, notify_nothing_to_run};
+use crate::pipeline::stage::Stage;
 use crate::render;
-use crate::runtime::bindings::types::RunContext;
-use crate::settings::Role;
-use crate::store::{self, NewRun, RunStore};
+use crate::store::{self, RunStore};
 use crate::terminal::escaped;
-use crate::{scm, timefmt};
 
 /// Exit code of an interrupted run.
 const INTERRUPTED: u8 = 130;
@@ -82,122 +77,54 @@ pub(crate) struct RunArgs {
     rebuild: bool,
 }
 
-/// The packages chosen, and why.
-struct Selection {
-    /// Workspace indices in dependency order.
-    packages: Vec<usize>,
-    /// What chose them, for the record: `changes`, `all`, `packages`.
-    kind: &'static str,
-    /// The base commit of the range, when chosen from git.
-    base: Option<String>,
-    /// Why nothing is selected, when nothing is.
-    empty_because: Option<String>,
-    /// The commit built, when it is not the work tree's `HEAD` (a pull request's head).
-    head: Option<String>,
-    /// The commits `--rebuild` looks back through, newest first, with their files.
-    walk: Walk,
+impl RunArgs {
+    /// The run these arguments ask for.
+    fn request(&self) -> RunRequest {
+        let selection = if self.all {
+            RunSelection::All
+        } else if self.packages.is_empty() {
+            RunSelection::Changes
+        } else {
+            RunSelection::Packages { names: self.packages.clone(), with_dependencies: self.with_deps }
+        };
+        RunRequest {
+            range: (&self.range).into(),
+            selection,
+            last_stage: self.stage,
+            concurrency: self.jobs.map_or_else(default_jobs, NonZeroUsize::get),
+            fail_fast: self.fail_fast,
+            rebuild: self.rebuild,
+        }
+    }
 }
 
 pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done, Diagnostics> {
-    let (context, mut selection) = select(options, args)?;
-    let concurrency = args.jobs.map_or_else(default_jobs, NonZeroUsize::get);
-    let notifiers: Vec<String> = context
-        .settings
-        .plugins
-        .iter()
-        .filter(|(_, plugin)| plugin.role == Some(Role::Notifier))
-        .map(|(name, _)| name.clone())
-        .collect();
-    let workspace = &context.workspace;
-    let not_rebuilt =
-        if args.rebuild { skip_green(&context, &mut selection, args.stage, &notifiers)? } else { Vec::new() };
-    let planned: Vec<RunPackage> = selection
-        .packages
-        .iter()
-        .map(|&index| {
-            let package = &workspace.packages[index];
-            RunPackage { name: package.name.clone(), stages: stages_of(package, args.stage, &notifiers) }
-        })
-        .collect();
-    let dependencies = dependencies_within(&context, &selection.packages);
-
-    let mut output: String = not_rebuilt
+    let planned = plan_run(options, &args.request())?;
+    let mut output: String = planned
+        .plan
+        .not_rebuilt
         .iter()
         .map(|green| format!("not rebuilt: `{}` is green on `{}`\n", escaped(&green.name), short(&green.commit)))
         .collect();
-    if selection.packages.is_empty() {
-        let because = match (&selection.empty_because, not_rebuilt.is_empty()) {
-            (_, false) => "every affected package is already green".to_string(),
-            (Some(because), true) => because.clone(),
-            (None, true) => "nothing is selected".to_string(),
-        };
+    if let Some(because) = planned.nothing_to_run() {
         output.push_str(&format!("nothing to run: {because}\n"));
         // Required checks must not wait for a run that builds nothing: notifiers hear of it.
-        if !notifiers.is_empty() && !args.dry_run {
-            let head = scm::head(&context.git, args.range.default_branch.as_deref());
-            let spec = RunSpec {
-                root: workspace.root.clone(),
-                packages: Vec::new(),
-                dependencies: Vec::new(),
-                context: run_context(&head, selection.head.as_deref(), String::new(), selection.base.clone()),
-                options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
-                notifiers,
-                run_url: None,
-                not_rebuilt,
-            };
-            let runtime = plugin_runtime(context.settings.clone())?;
-            for failure in block_on(notify_nothing_to_run(&runtime, &spec, &because))? {
+        if !planned.plan.notifiers.is_empty() && !args.dry_run {
+            let runtime = plugin_runtime(planned.context.settings.clone())?;
+            for failure in block_on(notify_nothing_to_run(&runtime, &planned.plan, &because))? {
                 output.push_str(&format!("notify: {}\n", escaped(&failure.to_string())));
             }
         }
         return Ok(Done::with_output(output));
     }
     if args.dry_run {
-        let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
-        output.push_str(&render::run::dry_run(&planned, &dependencies, &names, concurrency));
+        output.push_str(&render::run::dry_run(&planned.plan));
         return Ok(Done::with_output(output));
     }
 
-    let head = scm::head(&context.git, args.range.default_branch.as_deref());
-    let loktar_dir = workspace.root.join(store::DIR);
-    let store = RunStore::open(&workspace.root).map_err(|problem| when_full(problem, &loktar_dir))?;
-    let started = std::time::SystemTime::now();
-    let id = store
-        .begin_run(&NewRun {
-            started_ms: timefmt::unix_millis(started),
-            selection: selection.kind.to_string(),
-            head: selection.head.clone().or_else(|| head.commit.clone()),
-            base: selection.base.clone(),
-            branch: head.branch.clone(),
-            packages: selection.packages.len(),
-            concurrency,
-        })
-        .map_err(|problem| when_full(problem, &loktar_dir))?;
-    let dir = loktar_dir.join("runs").join(id.to_string());
-    // Made below the repository with no link on the way: a repository could commit
-    // `.loktar/runs/<n>` as links to have logs and artifacts written anywhere.
-    crate::beneath::Folder::open(&workspace.root)
-        .map_err(|e| e.to_string())
-        .and_then(|root| {
-            root.create_folder(&std::path::Path::new(store::DIR).join("runs").join(id.to_string()))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-        .map_err(|e| {
-            Diagnostic::new(format!("cannot make the run folder `{}`: {e}", dir.display()))
-                .hint(format!("`{}` is Loktar's own folder: remove any link in it", store::DIR))
-        })?;
-    let info = Arc::new(RunInfo { id, started, packages: planned, concurrency, dir });
-    let spec = RunSpec {
-        root: workspace.root.clone(),
-        packages: selection.packages.iter().map(|&i| workspace.packages[i].clone()).collect::<Vec<Package>>(),
-        dependencies,
-        context: run_context(&head, selection.head.as_deref(), id.to_string(), selection.base),
-        options: scheduler::Options { concurrency, fail_fast: args.fail_fast },
-        notifiers,
-        run_url: context.settings.notifications.run_url.as_ref().map(|url| url.replace("{run}", &id.to_string())),
-        not_rebuilt,
-    };
+    let (context, store, info) = begin_run(planned)?;
+    let (id, started, loktar_dir) = (info.id, info.started, context.workspace.root.join(store::DIR));
+    let info = Arc::new(info);
     let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let health = WriteHealth::new();
@@ -212,7 +139,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     let interrupted = Arc::new(AtomicBool::new(false));
     let mut report = block_on(async {
         let cancel = CancellationToken::new();
-        let root = workspace.root.clone();
+        let root = context.workspace.root.clone();
         let abandon = move || {
             // Leaving at once still leaves an honest record behind.
             if let Ok(store) = RunStore::open(&root) {
@@ -220,7 +147,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
             }
         };
         watch_signals(cancel.clone(), interrupted.clone(), abandon);
-        execute(runtime, spec, info, emitter, &cancel, &interrupted).await
+        execute(runtime, info, emitter, &cancel, &interrupted).await
     })?;
     bus.finish();
 
@@ -266,137 +193,8 @@ fn tell_write_failures(
     let _ = writeln!(stderr, "{}\n", summary.hint(first.hint(loktar_dir)).render(color));
 }
 
-/// `problem` with a hint to free space, when a full disk caused it.
-fn when_full(problem: Diagnostic, loktar_dir: &std::path::Path) -> Diagnostic {
-    let failure = WriteFailure::Record { message: problem.message.clone() };
-    if failure.is_disk_full(loktar_dir) { problem.hint(failure.hint(loktar_dir)) } else { problem }
-}
-
-/// Chooses the packages: named ones, all of them, or those the change affects.
-fn select(options: &Options, args: &RunArgs) -> Result<(Context, Selection), Diagnostics> {
-    if !args.all && args.packages.is_empty() {
-        let (context, planned) = Context::load_and_plan(options, &args.range)?;
-        let empty_because = if let Some(commit) = &planned.detection.nobuild {
-            let sha: String = commit.sha.chars().take(10).collect();
-            Some(format!("commit `{sha}` says NOBUILD ({})", escaped(commit.subject())))
-        } else {
-            Some(format!("no package is affected; {}", planned.report(&context).range_line()))
-        };
-        let packages = planned.plan.steps.iter().map(|step| step.package).collect();
-        let base = planned.changes.base.clone();
-        let head = match planned.changes.origin {
-            scm::BaseOrigin::PullRequest { .. } => planned.changes.head.clone(),
-            _ => None,
-        };
-        let walk = if args.rebuild { walk_of(&planned)? } else { Walk::default() };
-        return Ok((context, Selection { packages, kind: "changes", base, empty_because, head, walk }));
-    }
-    let context = Context::load(options)?;
-    let graph = &context.graph;
-    let mut wanted = vec![args.all; context.workspace.packages.len()];
-    let mut problems = Vec::new();
-    for name in &args.packages {
-        match context.workspace.index_of(name) {
-            Some(index) => wanted[index] = true,
-            None => problems.push(unknown_package(&context, name)),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Diagnostics(problems));
-    }
-    if args.with_deps {
-        let mut stack: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i]).collect();
-        while let Some(package) = stack.pop() {
-            for dependency in graph.dependencies(package) {
-                if !wanted[dependency] {
-                    wanted[dependency] = true;
-                    stack.push(dependency);
-                }
-            }
-        }
-    }
-    let packages = graph.order().iter().copied().filter(|&i| wanted[i]).collect();
-    let kind = if args.all { "all" } else { "packages" };
-    // Without a range, only the head commit's statuses can say a package is green.
-    let walk = if args.rebuild {
-        let head = scm::head(&context.git, None).commit;
-        Walk { commits: head.into_iter().map(|sha| (sha, Some(Vec::new()))).collect() }
-    } else {
-        Walk::default()
-    };
-    Ok((context, Selection { packages, kind, base: None, empty_because: None, head: None, walk }))
-}
-
-/// The head commit and the range's commits, newest first, with the files each touched.
-fn walk_of(planned: &Planned) -> Result<Walk, Diagnostic> {
-    let changes = &planned.changes;
-    let Some(head) = &changes.head else {
-        return Err(Diagnostic::new("`--rebuild` needs a commit: uncommitted work has no statuses")
-            .hint("leave out `--worktree`, or commit the work first"));
-    };
-    let mut files: std::collections::HashMap<String, Vec<String>> =
-        planned.history.files_by_commit(changes)?.into_iter().collect();
-    let mut commits = vec![(head.clone(), files.remove(head))];
-    commits.extend(changes.commits.iter().filter(|c| &c.sha != head).map(|c| (c.sha.clone(), files.remove(&c.sha))));
-    Ok(Walk { commits })
-}
-
-/// Takes the packages that are already green out of the selection; returns them.
-fn skip_green(
-    context: &Context,
-    selection: &mut Selection,
-    last_stage: Stage,
-    notifiers: &[String],
-) -> Result<Vec<NotRebuilt>, Diagnostic> {
-    let workspace = &context.workspace;
-    let candidates: Vec<Candidate> = selection
-        .packages
-        .iter()
-        .map(|&package| {
-            let name = &workspace.packages[package].name;
-            let planned = stages_of(&workspace.packages[package], last_stage, notifiers);
-            let runs = |stage: Stage| planned.iter().any(|plan| plan.stage == stage && !plan.is_skipped());
-            let mut contexts = Vec::new();
-            if runs(Stage::Test) {
-                contexts.push(format!("{name} - test"));
-            }
-            if runs(Stage::Build) {
-                contexts.push(format!("{name} - artifact"));
-            }
-            Candidate { package, contexts }
-        })
-        .collect();
-    let repository = context.github_repository()?;
-    let github = Github::from_settings(&context.settings);
-    let green = block_on(rebuild::already_green(
-        &github,
-        &repository,
-        workspace,
-        &context.graph,
-        &candidates,
-        &selection.walk,
-    ))??;
-    selection.packages.retain(|package| !green.iter().any(|g| g.package == *package));
-    Ok(green
-        .into_iter()
-        .map(|g| NotRebuilt { name: workspace.packages[g.package].name.clone(), commit: g.commit })
-        .collect())
-}
-
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
-}
-
-/// For each selected package, the positions of the selected packages it depends on.
-fn dependencies_within(context: &Context, packages: &[usize]) -> Vec<Vec<usize>> {
-    let mut position = vec![None; context.workspace.packages.len()];
-    for (at, &package) in packages.iter().enumerate() {
-        position[package] = Some(at);
-    }
-    packages
-        .iter()
-        .map(|&package| context.graph.dependencies(package).filter_map(|dependency| position[dependency]).collect())
-        .collect()
 }
 
 /// One job per core.
@@ -436,26 +234,4 @@ fn watch_signals(cancel: CancellationToken, interrupted: Arc<AtomicBool>, abando
             cancel.cancel();
         }
     });
-}
-
-/// Where and why the run happens, as plugins see it; `commit` overrides the work tree's.
-fn run_context(head: &scm::Head, commit: Option<&str>, run_id: String, base: Option<String>) -> RunContext {
-    let default_branch = head.default_branch.clone().unwrap_or_default();
-    let on_default_branch = head
-        .branch
-        .as_deref()
-        .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
-    RunContext {
-        run_id,
-        commit: commit.map(str::to_string).or_else(|| head.commit.clone()).unwrap_or_default(),
-        branch: head.branch.clone(),
-        base,
-        default_branch,
-        on_default_branch,
-        commit_time: head.commit_time.clone(),
-        repository_url: head.origin_url.clone(),
-        author: head.author.clone(),
-        // Each plugin call gets its own section; see `Runtime::role_call`.
-        settings: "{}".to_string(),
-    }
 }

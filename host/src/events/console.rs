@@ -63,7 +63,7 @@ impl Console {
     }
 
     fn name(&self, package: usize) -> Cow<'_, str> {
-        escaped(self.run.as_ref().map_or("?", |run| run.packages[package].name.as_str()))
+        escaped(self.run.as_ref().map_or("?", |run| run.package_name(package)))
     }
 
     /// Prints lines above the footer.
@@ -88,7 +88,7 @@ impl Console {
         if !self.live || self.run.is_none() {
             return;
         }
-        let total = self.run.as_ref().map_or(0, |run| run.packages.len());
+        let total = self.run.as_ref().map_or(0, |run| run.plan.packages.len());
         let width = terminal_width();
         let mut lines = Vec::new();
         for (package, stage, started) in &self.running {
@@ -151,12 +151,12 @@ impl Subscriber for Console {
         match event {
             Event::RunStarted(run) => {
                 self.run = Some(run.clone());
-                let count = run.packages.len();
+                let count = run.plan.packages.len();
                 let packages = if count == 1 { "1 package".to_string() } else { format!("{count} packages") };
                 self.print(&[format!(
                     "run {}: {packages}, {} at once, logs in {}",
                     run.id,
-                    run.concurrency,
+                    run.plan.options.concurrency,
                     crate::render::shown_path(&run.dir)
                 )]);
             }

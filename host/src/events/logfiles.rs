@@ -129,17 +129,11 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::events::RunPackage;
     use crate::runtime::stage_log::{Level, Line};
 
     fn run_in(dir: &std::path::Path) -> Arc<RunInfo> {
-        Arc::new(RunInfo {
-            id: 1,
-            started: SystemTime::now(),
-            packages: vec![RunPackage { name: "pet_api".into(), stages: Vec::new() }],
-            concurrency: 1,
-            dir: dir.to_path_buf(),
-        })
+        let plan = crate::pipeline::plan::RunPlan::of_names(dir, &["pet_api"]);
+        Arc::new(RunInfo { id: 1, started: SystemTime::now(), plan, dir: dir.to_path_buf(), url: None })
     }
 
     fn line(text: &str) -> Event {

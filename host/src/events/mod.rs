@@ -22,53 +22,41 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::pipeline::stage::{Stage, StagePlan};
+pub use crate::pipeline::plan::log_path;
+use crate::pipeline::plan::{RunPlan, artifacts_folder};
+use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::Line;
 
-/// One package of a run, as planned.
-#[derive(Debug, Clone)]
-pub struct RunPackage {
-    /// Its name.
-    pub name: String,
-    /// Its stages, skipped ones included.
-    pub stages: Vec<StagePlan>,
-}
-
-/// What a run is about to do.
+/// A run that has begun: its plan, its number and its folder.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
     /// The run's number in the run store.
     pub id: i64,
     /// When it started.
     pub started: SystemTime,
-    /// The packages, in dependency order; events refer to them by position.
-    pub packages: Vec<RunPackage>,
-    /// Jobs at once.
-    pub concurrency: usize,
+    /// What it does; events refer to its packages by position.
+    pub plan: RunPlan,
     /// The run's folder: `.loktar/runs/<id>`.
     pub dir: PathBuf,
+    /// The run's page, for notifiers to link to.
+    pub url: Option<String>,
 }
 
 impl RunInfo {
+    /// The name of the package at `position`.
+    pub fn package_name(&self, position: usize) -> &str {
+        self.plan.packages[position].name()
+    }
+
     /// Where the log of one stage of one package goes.
     pub fn log_path(&self, package: usize, stage: Stage) -> PathBuf {
-        log_path(&self.dir, &self.packages[package].name, stage)
+        log_path(&self.dir, self.package_name(package), stage)
     }
-}
 
-/// `<run dir>/<package>/<stage>.log`, with the package name made safe as a
-/// file name: `%`, `/`, `\`, NUL and a leading `.` are written `%XX`, so
-/// that two names never share a folder (`.x` and `_.x` once did).
-pub fn log_path(run_dir: &Path, package: &str, stage: Stage) -> PathBuf {
-    let mut safe = String::with_capacity(package.len());
-    for (index, c) in package.char_indices() {
-        match c {
-            '%' | '/' | '\\' | '\0' => safe.push_str(&format!("%{:02X}", c as u32)),
-            '.' if index == 0 => safe.push_str("%2E"),
-            c => safe.push(c),
-        }
+    /// Where one package's artifacts go.
+    pub fn artifacts_folder(&self, package: usize) -> PathBuf {
+        artifacts_folder(&self.dir, self.package_name(package))
     }
-    run_dir.join(safe).join(format!("{}.log", stage.name()))
 }
 
 /// How a stage ended.

@@ -97,7 +97,7 @@ impl Recorder {
                 let result = self.store.record_stage(
                     run.id,
                     position(*package),
-                    &run.packages[*package].name,
+                    run.package_name(*package),
                     *stage,
                     outcome.name(),
                     outcome_detail(outcome).as_deref(),
@@ -108,7 +108,7 @@ impl Recorder {
             }
             Event::PackageFinished { package, outcome } => {
                 let Some(run) = self.run.clone() else { return };
-                let name = &run.packages[*package].name;
+                let name = run.package_name(*package);
                 let result =
                     self.store.record_package(run.id, position(*package), name, outcome.name(), &outcome.detail());
                 self.check(result);

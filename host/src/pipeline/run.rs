@@ -24,43 +24,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::plan::RunPlan;
 use super::scheduler::{self, JobOutcome, Status};
 use super::stage::{Stage, StagePlan};
-use crate::config::Package;
 use crate::events::{Checkpoint, Emitter, Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome};
 use crate::runtime::bindings::types::{Artifact, RunContext};
 use crate::runtime::stage_log::{Line, LineTap};
 use crate::runtime::{CallEnv, Mounts, PluginError, Runtime};
-
-/// What to run.
-#[derive(Debug)]
-pub struct RunSpec {
-    /// The repository root.
-    pub root: PathBuf,
-    /// The packages, in dependency order (the order of [`RunInfo::packages`]).
-    pub packages: Vec<Package>,
-    /// For each package, the positions of the packages it depends on.
-    pub dependencies: Vec<Vec<usize>>,
-    /// Where and why the run happens, as plugins see it.
-    pub context: RunContext,
-    /// Concurrency and fail-fast.
-    pub options: scheduler::Options,
-    /// The notifier plugins, told when the run starts, as each package ends, and when it ends.
-    pub notifiers: Vec<String>,
-    /// The run's page, for notifiers to link to.
-    pub run_url: Option<String>,
-    /// Packages left out because they are already green (`--rebuild`).
-    pub not_rebuilt: Vec<NotRebuilt>,
-}
-
-/// A package `--rebuild` left out: it is green on `commit`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct NotRebuilt {
-    /// The package.
-    pub name: String,
-    /// The commit whose statuses say it is green.
-    pub commit: String,
-}
 
 /// How one stage of one package went.
 #[derive(Debug, Clone)]
@@ -106,17 +76,15 @@ pub struct RunReport {
 /// Everything the jobs share.
 struct Shared {
     runtime: Arc<Runtime>,
-    spec: RunSpec,
     info: Arc<RunInfo>,
     emitter: Emitter,
     reports: Mutex<Vec<Option<PackageReport>>>,
 }
 
-/// Runs `spec`; `info` must describe the same packages. Returns when every
-/// package has an outcome. `interrupted` says whether a signal cancelled it.
+/// Runs the plan of `info`. Returns when every package has an outcome.
+/// `interrupted` says whether a signal cancelled it.
 pub async fn execute(
     runtime: Arc<Runtime>,
-    spec: RunSpec,
     info: Arc<RunInfo>,
     emitter: Emitter,
     cancel: &CancellationToken,
@@ -125,18 +93,17 @@ pub async fn execute(
     let started = Instant::now();
     emitter.emit(Event::RunStarted(info.clone()));
     let mut notify_failures = Vec::new();
-    if !spec.notifiers.is_empty() {
-        let event = run_started_event(&spec, &info);
-        notify_failures.extend(notify(&runtime, &spec.notifiers, &spec.context, &event, &CallEnv::default()).await);
+    let plan = &info.plan;
+    if !plan.notifiers.is_empty() {
+        let event = run_started_event(&info);
+        notify_failures.extend(notify(&runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await);
     }
-    let dependencies = spec.dependencies.clone();
-    let options = spec.options;
-    let count = spec.packages.len();
-    let shared =
-        Arc::new(Shared { runtime, spec, info: info.clone(), emitter: emitter.clone(), reports: Mutex::default() });
+    let dependencies = plan.dependencies();
+    let count = plan.packages.len();
+    let shared = Arc::new(Shared { runtime, info: info.clone(), emitter: emitter.clone(), reports: Mutex::default() });
     shared.reports.lock().unwrap_or_else(PoisonError::into_inner).resize(count, None);
     let jobs = shared.clone();
-    let statuses = scheduler::run(&dependencies, options, cancel.clone(), move |position, cancel| {
+    let statuses = scheduler::run(&dependencies, plan.options, cancel.clone(), move |position, cancel| {
         let shared = jobs.clone();
         async move { run_package(&shared, position, cancel).await }
     })
@@ -145,13 +112,13 @@ pub async fn execute(
     let mut reports = std::mem::take(&mut *shared.reports.lock().unwrap_or_else(PoisonError::into_inner));
     let mut packages = Vec::with_capacity(count);
     for (position, status) in statuses.iter().enumerate() {
-        let name = info.packages[position].name.clone();
+        let name = info.package_name(position).to_string();
         let report = reports[position].take();
         let report_missing = report.is_none();
         let (outcome, stages, artifacts) = match (status, report) {
             (Status::Ran(_), Some(report)) => (report.outcome, report.stages, report.artifacts),
             (Status::Skipped { dependency }, _) => {
-                let dependency = info.packages[*dependency].name.clone();
+                let dependency = info.package_name(*dependency).to_string();
                 (PackageOutcome::Skipped { dependency }, Vec::new(), Vec::new())
             }
             // A job that panicked before reporting.
@@ -163,12 +130,12 @@ pub async fn execute(
         if report_missing {
             emitter.emit(Event::PackageFinished { package: position, outcome: report.outcome.clone() });
             // Never ran: its notifiers still hear how it ended, so nothing waits on it.
-            let notifiers = notify_providers(&info.packages[position].stages);
+            let stages = &plan.packages[position].stages;
+            let notifiers = notify_providers(stages);
             if !notifiers.is_empty() {
-                let event = package_event(&shared.spec, &info.packages[position].stages, &report);
-                notify_failures.extend(
-                    notify(&shared.runtime, notifiers, &shared.spec.context, &event, &CallEnv::default()).await,
-                );
+                let event = package_event(&info, stages, &report);
+                notify_failures
+                    .extend(notify(&shared.runtime, notifiers, &plan.context, &event, &CallEnv::default()).await);
             }
         }
         packages.push(report);
@@ -183,11 +150,10 @@ pub async fn execute(
         RunOutcome::Failed
     };
     let duration = started.elapsed();
-    if !shared.spec.notifiers.is_empty() {
-        let event = run_finished_event(&shared.spec, outcome, duration, &packages, None);
-        notify_failures.extend(
-            notify(&shared.runtime, &shared.spec.notifiers, &shared.spec.context, &event, &CallEnv::default()).await,
-        );
+    if !plan.notifiers.is_empty() {
+        let event = run_finished_event(plan, info.url.as_deref(), outcome, duration, &packages, None);
+        notify_failures
+            .extend(notify(&shared.runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await);
     }
     emitter.emit(Event::RunFinished { outcome, duration });
     RunReport { info, outcome, packages, duration, notify_failures }
@@ -195,9 +161,9 @@ pub async fn execute(
 
 /// Runs one package's stages in order; records its report and emits its events.
 async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken) -> JobOutcome {
-    let plans = shared.info.packages[position].stages.clone();
+    let plans = &shared.info.plan.packages[position].stages;
     let mut report = PackageReport {
-        name: shared.info.packages[position].name.clone(),
+        name: shared.info.package_name(position).to_string(),
         outcome: PackageOutcome::Passed,
         stages: Vec::new(),
         artifacts: Vec::new(),
@@ -261,7 +227,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
     }
     // However the package ended, its notifiers hear of it; that never fails it.
     match plans.iter().find(|plan| plan.stage == Stage::Notify) {
-        Some(plan) if !plan.is_skipped() => notify_package(shared, position, plan, &plans, &mut report, &cancel).await,
+        Some(plan) if !plan.is_skipped() => notify_package(shared, position, plan, plans, &mut report, &cancel).await,
         Some(plan) if job == JobOutcome::Succeeded => {
             let outcome = StageOutcome::Skipped { reason: format!("no `{}`", plan.stage.field()) };
             let duration = Duration::ZERO;
@@ -288,10 +254,10 @@ async fn notify_package(
 ) {
     shared.emitter.emit(Event::StageStarted { package: position, stage: Stage::Notify });
     let started = Instant::now();
-    let event = package_event(&shared.spec, plans, report);
+    let event = package_event(&shared.info, plans, report);
     // A cancelled run is told too: the calls are not cancelled.
     let env = CallEnv { cancel: None, ..call_env(shared, position, Stage::Notify, cancel) };
-    let failures = notify(&shared.runtime, &plan.providers, &shared.spec.context, &event, &env).await;
+    let failures = notify(&shared.runtime, &plan.providers, &shared.info.plan.context, &event, &env).await;
     let outcome = if failures.is_empty() {
         StageOutcome::Passed { summary: None }
     } else {
@@ -354,14 +320,14 @@ async fn run_stage(
     artifacts: &[Artifact],
     cancel: &CancellationToken,
 ) -> Result<StageDone, StageError> {
-    let package = &shared.spec.packages[position];
+    let package = &shared.info.plan.packages[position].package;
     for provider in &plan.providers {
         if !shared.runtime.has_plugin(provider) {
             return Err(missing_plugin(plan.stage, provider));
         }
     }
     let env = call_env(shared, position, plan.stage, cancel);
-    let context = &shared.spec.context;
+    let context = &shared.info.plan.context;
     let runtime = &shared.runtime;
     match plan.stage {
         Stage::Test => {
@@ -393,16 +359,15 @@ async fn run_stage(
 /// The call environment of one stage: the package folder, the artifact
 /// folder, the run's cancel token and a tap sending log lines as events.
 fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &CancellationToken) -> CallEnv {
-    let package = &shared.spec.packages[position];
+    let package = &shared.info.plan.packages[position].package;
     // Testers and notifiers have no artifact folder.
-    let artifacts = matches!(stage, Stage::Build | Stage::Publish | Stage::Store)
-        .then(|| shared.info.log_path(position, stage).parent().map(|folder| folder.join("artifacts")))
-        .flatten();
+    let artifacts =
+        matches!(stage, Stage::Build | Stage::Publish | Stage::Store).then(|| shared.info.artifacts_folder(position));
     let emitter = shared.emitter.clone();
     let tap: LineTap =
         Arc::new(move |line: &Line| emitter.emit(Event::Log { package: position, stage, line: line.clone() }));
     CallEnv {
-        mounts: Some(Mounts { root: shared.spec.root.clone(), package: package.dir.clone(), artifacts }),
+        mounts: Some(Mounts { root: shared.info.plan.root.clone(), package: package.dir.clone(), artifacts }),
         cancel: Some(cancel.clone()),
         tap: Some(tap),
     }
@@ -470,21 +435,22 @@ fn planned_stages(plans: &[StagePlan]) -> Vec<&'static str> {
 }
 
 /// `run_started`: every package and the stages it will go through.
-fn run_started_event(spec: &RunSpec, info: &RunInfo) -> String {
-    let packages: Vec<serde_json::Value> = info
+fn run_started_event(info: &RunInfo) -> String {
+    let plan = &info.plan;
+    let packages: Vec<serde_json::Value> = plan
         .packages
         .iter()
-        .map(|package| serde_json::json!({ "name": package.name, "planned": planned_stages(&package.stages) }))
+        .map(|package| serde_json::json!({ "name": package.name(), "planned": planned_stages(&package.stages) }))
         .collect();
     serde_json::json!({
-        "event": "run_started", "run": spec.context.run_id, "run_url": spec.run_url, "packages": packages,
-        "not_rebuilt": spec.not_rebuilt,
+        "event": "run_started", "run": plan.context.run_id, "run_url": info.url, "packages": packages,
+        "not_rebuilt": plan.not_rebuilt,
     })
     .to_string()
 }
 
 /// `package_finished`: how a package ended, each stage, and its artifacts.
-fn package_event(spec: &RunSpec, plans: &[StagePlan], report: &PackageReport) -> String {
+fn package_event(info: &RunInfo, plans: &[StagePlan], report: &PackageReport) -> String {
     let stages: Vec<serde_json::Value> = report
         .stages
         .iter()
@@ -511,7 +477,7 @@ fn package_event(spec: &RunSpec, plans: &[StagePlan], report: &PackageReport) ->
         .collect();
     let detail = report.outcome.detail();
     serde_json::json!({
-        "event": "package_finished", "run": spec.context.run_id, "run_url": spec.run_url,
+        "event": "package_finished", "run": info.plan.context.run_id, "run_url": info.url,
         "package": report.name, "outcome": report.outcome.name(),
         "detail": if detail.is_empty() { None } else { Some(detail) },
         "planned": planned_stages(plans), "stages": stages, "artifacts": artifacts,
@@ -521,7 +487,8 @@ fn package_event(spec: &RunSpec, plans: &[StagePlan], report: &PackageReport) ->
 
 /// `run_finished`: how the run and each package ended; with `nothing_to_run`, why no package ran.
 pub fn run_finished_event(
-    spec: &RunSpec,
+    plan: &RunPlan,
+    run_url: Option<&str>,
     outcome: RunOutcome,
     duration: Duration,
     packages: &[PackageReport],
@@ -538,17 +505,17 @@ pub fn run_finished_event(
         })
         .collect();
     serde_json::json!({
-        "event": "run_finished", "run": spec.context.run_id, "run_url": spec.run_url,
+        "event": "run_finished", "run": plan.context.run_id, "run_url": run_url,
         "outcome": outcome.name(), "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         "packages": packages, "nothing_to_run": nothing_to_run,
         // Told at the start of a run; a run that starts nothing tells them here.
-        "not_rebuilt": if nothing_to_run.is_some() { spec.not_rebuilt.as_slice() } else { &[] },
+        "not_rebuilt": if nothing_to_run.is_some() { plan.not_rebuilt.as_slice() } else { &[] },
     })
     .to_string()
 }
 
-/// Tells `spec`'s notifiers that a run found nothing to do, and why; returns what failed.
-pub async fn notify_nothing_to_run(runtime: &Runtime, spec: &RunSpec, reason: &str) -> Vec<String> {
-    let event = run_finished_event(spec, RunOutcome::Passed, Duration::ZERO, &[], Some(reason));
-    notify(runtime, &spec.notifiers, &spec.context, &event, &CallEnv::default()).await
+/// Tells `plan`'s notifiers that a run found nothing to do, and why; returns what failed.
+pub async fn notify_nothing_to_run(runtime: &Runtime, plan: &RunPlan, reason: &str) -> Vec<String> {
+    let event = run_finished_event(plan, None, RunOutcome::Passed, Duration::ZERO, &[], Some(reason));
+    notify(runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{pad, shown_path};
-use crate::events::{PackageOutcome, RunPackage, StageOutcome};
+use crate::events::{PackageOutcome, StageOutcome};
+use crate::pipeline::plan::RunPlan;
 use crate::pipeline::run::RunReport;
 use crate::pipeline::stage::Stage;
 use crate::store::{RunRow, StageRow};
@@ -14,11 +15,12 @@ use crate::terminal::escaped;
 use crate::timefmt;
 
 /// The packages in run order, with the stages each would go through.
-pub fn dry_run(packages: &[RunPackage], dependencies: &[Vec<usize>], names: &[&str], concurrency: usize) -> String {
+pub fn dry_run(plan: &RunPlan) -> String {
+    let (packages, concurrency) = (&plan.packages, plan.options.concurrency);
     let count = packages.len();
     let mut out =
         format!("would run {} {}, {concurrency} at once:\n", count, if count == 1 { "package" } else { "packages" });
-    let names: Vec<_> = names.iter().map(|name| escaped(name)).collect();
+    let names: Vec<_> = packages.iter().map(|package| escaped(package.name())).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     for (position, package) in packages.iter().enumerate() {
         let stages: Vec<String> = package
@@ -28,13 +30,13 @@ pub fn dry_run(packages: &[RunPackage], dependencies: &[Vec<usize>], names: &[&s
             .map(|plan| format!("{} ({})", plan.stage, escaped(&plan.providers.join(", "))))
             .collect();
         let stages = if stages.is_empty() { "nothing to do".to_string() } else { stages.join(" → ") };
-        let after = match dependencies[position].as_slice() {
+        let after = match package.dependencies.as_slice() {
             [] => String::new(),
             deps => {
                 format!("   after {}", deps.iter().map(|&d| format!("`{}`", names[d])).collect::<Vec<_>>().join(", "))
             }
         };
-        out.push_str(&format!("  {:>3}. {}  {stages}{after}\n", position + 1, pad(&escaped(&package.name), width)));
+        out.push_str(&format!("  {:>3}. {}  {stages}{after}\n", position + 1, pad(&names[position], width)));
     }
     out
 }
@@ -52,7 +54,8 @@ fn cell(outcome: &StageOutcome, duration: Duration) -> String {
 /// The summary table: one row per package, one column per stage, then the failures.
 pub fn summary(report: &RunReport) -> String {
     let stages: Vec<Stage> = {
-        let mut seen: Vec<Stage> = report.info.packages.iter().flat_map(|p| p.stages.iter().map(|s| s.stage)).collect();
+        let mut seen: Vec<Stage> =
+            report.info.plan.packages.iter().flat_map(|p| p.stages.iter().map(|s| s.stage)).collect();
         seen.sort_unstable();
         seen.dedup();
         seen
@@ -164,7 +167,7 @@ pub fn json(report: &RunReport) -> String {
         "run": report.info.id,
         "outcome": report.outcome.name(),
         "duration_ms": report.duration.as_millis(),
-        "concurrency": report.info.concurrency,
+        "concurrency": report.info.plan.options.concurrency,
         "log_dir": report.info.dir.display().to_string(),
         "packages": packages,
     });

@@ -1,0 +1,301 @@
+//! `loktar run`'s use case, for every front end: choose the packages of a
+//! [`RunRequest`] (from git, all of them, or by name), leave out those
+//! already green, plan each one's stages ([`RunPlan`]), then begin the run:
+//! its record in the run store and its folder.
+
+use std::path::Path;
+
+use super::context::{Context, Options, Planned, block_on, unknown_package};
+use super::request::{RunRequest, RunSelection};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::events::{RunInfo, WriteFailure};
+use crate::github::Github;
+use crate::pipeline::plan::{NotRebuilt, PlannedPackage, RunPlan};
+use crate::pipeline::scheduler;
+use crate::pipeline::stage::{Stage, stages_of};
+use crate::rebuild::{self, Candidate, Walk};
+use crate::runtime::bindings::types::RunContext;
+use crate::settings::Role;
+use crate::store::{self, NewRun, RunStore};
+use crate::terminal::escaped;
+use crate::{scm, timefmt};
+
+/// A run planned, not begun.
+#[derive(Debug)]
+pub struct PlannedRun {
+    /// The repository it runs in.
+    pub context: Context,
+    /// What it will do.
+    pub plan: RunPlan,
+    /// How the packages were chosen, and why none were when none were.
+    selection: Selection,
+    /// The work tree's head: the commit built, unless the selection names one.
+    head: scm::Head,
+}
+
+impl PlannedRun {
+    /// Why the run has nothing to do, when it has nothing to do.
+    pub fn nothing_to_run(&self) -> Option<String> {
+        if !self.plan.packages.is_empty() {
+            return None;
+        }
+        Some(match (&self.selection.empty_because, self.plan.not_rebuilt.is_empty()) {
+            (_, false) => "every affected package is already green".to_string(),
+            (Some(because), true) => because.clone(),
+            (None, true) => "nothing is selected".to_string(),
+        })
+    }
+}
+
+/// Plans the run `request` asks for in the repository `options` name.
+pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, Diagnostics> {
+    let (context, mut selection) = select(options, request)?;
+    let notifiers: Vec<String> = context
+        .settings
+        .plugins
+        .iter()
+        .filter(|(_, plugin)| plugin.role == Some(Role::Notifier))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let not_rebuilt = if request.rebuild {
+        skip_green(&context, &mut selection, request.last_stage, &notifiers)?
+    } else {
+        Vec::new()
+    };
+    let head = scm::head(&context.git, request.range.default_branch.as_deref());
+    let workspace = &context.workspace;
+    let dependencies = dependencies_within(&context, &selection.packages);
+    let plan = RunPlan {
+        root: workspace.root.clone(),
+        packages: selection
+            .packages
+            .iter()
+            .zip(dependencies)
+            .map(|(&index, dependencies)| {
+                let package = workspace.packages[index].clone();
+                let stages = stages_of(&package, request.last_stage, &notifiers);
+                PlannedPackage { package, stages, dependencies }
+            })
+            .collect(),
+        context: run_context(&head, selection.head.as_deref(), String::new(), selection.base.clone()),
+        options: scheduler::Options { concurrency: request.concurrency.max(1), fail_fast: request.fail_fast },
+        notifiers,
+        not_rebuilt,
+    };
+    Ok(PlannedRun { context, plan, selection, head })
+}
+
+/// Begins a planned run: its record in the repository's run store and its
+/// folder `.loktar/runs/<id>`. Returns the loaded repository, the store
+/// (for the run's record to be written into) and the run.
+pub fn begin_run(planned: PlannedRun) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
+    let PlannedRun { context, mut plan, selection, head } = planned;
+    let root = &context.workspace.root;
+    let loktar_dir = root.join(store::DIR);
+    let store = RunStore::open(root).map_err(|problem| when_full(problem, &loktar_dir))?;
+    let started = std::time::SystemTime::now();
+    let id = store
+        .begin_run(&NewRun {
+            started_ms: timefmt::unix_millis(started),
+            selection: selection.kind.to_string(),
+            head: selection.head.clone().or_else(|| head.commit.clone()),
+            base: selection.base.clone(),
+            branch: head.branch.clone(),
+            packages: plan.packages.len(),
+            concurrency: plan.options.concurrency,
+        })
+        .map_err(|problem| when_full(problem, &loktar_dir))?;
+    let dir = loktar_dir.join("runs").join(id.to_string());
+    // Made below the repository with no link on the way: a repository could commit
+    // `.loktar/runs/<n>` as links to have logs and artifacts written anywhere.
+    crate::beneath::Folder::open(root)
+        .map_err(|e| e.to_string())
+        .and_then(|root| {
+            root.create_folder(&Path::new(store::DIR).join("runs").join(id.to_string()))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            Diagnostic::new(format!("cannot make the run folder `{}`: {e}", dir.display()))
+                .hint(format!("`{}` is Loktar's own folder: remove any link in it", store::DIR))
+        })?;
+    plan.context.run_id = id.to_string();
+    let url = context.settings.notifications.run_url.as_ref().map(|url| url.replace("{run}", &id.to_string()));
+    Ok((context, store, RunInfo { id, started, plan, dir, url }))
+}
+
+/// The packages chosen, and why.
+#[derive(Debug)]
+struct Selection {
+    /// Workspace indices in dependency order.
+    packages: Vec<usize>,
+    /// What chose them, for the record: `changes`, `all`, `packages`.
+    kind: &'static str,
+    /// The base commit of the range, when chosen from git.
+    base: Option<String>,
+    /// Why nothing is selected, when nothing is.
+    empty_because: Option<String>,
+    /// The commit built, when it is not the work tree's `HEAD` (a pull request's head).
+    head: Option<String>,
+    /// The commits `--rebuild` looks back through, newest first, with their files.
+    walk: Walk,
+}
+
+/// Chooses the packages: named ones, all of them, or those the change affects.
+fn select(options: &Options, request: &RunRequest) -> Result<(Context, Selection), Diagnostics> {
+    let (names, with_dependencies) = match &request.selection {
+        RunSelection::Changes => return select_changes(options, request),
+        RunSelection::All => (&[][..], false),
+        RunSelection::Packages { names, with_dependencies } => (names.as_slice(), *with_dependencies),
+    };
+    let all = request.selection == RunSelection::All;
+    let context = Context::load(options)?;
+    let graph = &context.graph;
+    let mut wanted = vec![all; context.workspace.packages.len()];
+    let mut problems = Vec::new();
+    for name in names {
+        match context.workspace.index_of(name) {
+            Some(index) => wanted[index] = true,
+            None => problems.push(unknown_package(&context, name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems));
+    }
+    if with_dependencies {
+        let mut stack: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i]).collect();
+        while let Some(package) = stack.pop() {
+            for dependency in graph.dependencies(package) {
+                if !wanted[dependency] {
+                    wanted[dependency] = true;
+                    stack.push(dependency);
+                }
+            }
+        }
+    }
+    let packages = graph.order().iter().copied().filter(|&i| wanted[i]).collect();
+    let kind = request.selection.kind();
+    // Without a range, only the head commit's statuses can say a package is green.
+    let walk = if request.rebuild {
+        let head = scm::head(&context.git, None).commit;
+        Walk { commits: head.into_iter().map(|sha| (sha, Some(Vec::new()))).collect() }
+    } else {
+        Walk::default()
+    };
+    Ok((context, Selection { packages, kind, base: None, empty_because: None, head: None, walk }))
+}
+
+/// Chooses the packages the changes of the request's range affect.
+fn select_changes(options: &Options, request: &RunRequest) -> Result<(Context, Selection), Diagnostics> {
+    let (context, planned) = Context::load_and_plan(options, &request.range)?;
+    let empty_because = if let Some(commit) = &planned.detection.nobuild {
+        let sha: String = commit.sha.chars().take(10).collect();
+        Some(format!("commit `{sha}` says NOBUILD ({})", escaped(commit.subject())))
+    } else {
+        Some(format!("no package is affected; {}", planned.report(&context).range_line()))
+    };
+    let packages = planned.plan.steps.iter().map(|step| step.package).collect();
+    let base = planned.changes.base.clone();
+    let head = match planned.changes.origin {
+        scm::BaseOrigin::PullRequest { .. } => planned.changes.head.clone(),
+        _ => None,
+    };
+    let walk = if request.rebuild { walk_of(&planned)? } else { Walk::default() };
+    Ok((context, Selection { packages, kind: "changes", base, empty_because, head, walk }))
+}
+
+/// The head commit and the range's commits, newest first, with the files each touched.
+fn walk_of(planned: &Planned) -> Result<Walk, Diagnostic> {
+    let changes = &planned.changes;
+    let Some(head) = &changes.head else {
+        return Err(Diagnostic::new("`--rebuild` needs a commit: uncommitted work has no statuses")
+            .hint("leave out `--worktree`, or commit the work first"));
+    };
+    let mut files: std::collections::HashMap<String, Vec<String>> =
+        planned.history.files_by_commit(changes)?.into_iter().collect();
+    let mut commits = vec![(head.clone(), files.remove(head))];
+    commits.extend(changes.commits.iter().filter(|c| &c.sha != head).map(|c| (c.sha.clone(), files.remove(&c.sha))));
+    Ok(Walk { commits })
+}
+
+/// Takes the packages that are already green out of the selection; returns them.
+fn skip_green(
+    context: &Context,
+    selection: &mut Selection,
+    last_stage: Stage,
+    notifiers: &[String],
+) -> Result<Vec<NotRebuilt>, Diagnostic> {
+    let workspace = &context.workspace;
+    let candidates: Vec<Candidate> = selection
+        .packages
+        .iter()
+        .map(|&package| {
+            let name = &workspace.packages[package].name;
+            let planned = stages_of(&workspace.packages[package], last_stage, notifiers);
+            let runs = |stage: Stage| planned.iter().any(|plan| plan.stage == stage && !plan.is_skipped());
+            let mut contexts = Vec::new();
+            if runs(Stage::Test) {
+                contexts.push(format!("{name} - test"));
+            }
+            if runs(Stage::Build) {
+                contexts.push(format!("{name} - artifact"));
+            }
+            Candidate { package, contexts }
+        })
+        .collect();
+    let repository = context.github_repository()?;
+    let github = Github::from_settings(&context.settings);
+    let green = block_on(rebuild::already_green(
+        &github,
+        &repository,
+        workspace,
+        &context.graph,
+        &candidates,
+        &selection.walk,
+    ))??;
+    selection.packages.retain(|package| !green.iter().any(|g| g.package == *package));
+    Ok(green
+        .into_iter()
+        .map(|g| NotRebuilt { name: workspace.packages[g.package].name.clone(), commit: g.commit })
+        .collect())
+}
+
+/// For each selected package, the positions of the selected packages it depends on.
+fn dependencies_within(context: &Context, packages: &[usize]) -> Vec<Vec<usize>> {
+    let mut position = vec![None; context.workspace.packages.len()];
+    for (at, &package) in packages.iter().enumerate() {
+        position[package] = Some(at);
+    }
+    packages
+        .iter()
+        .map(|&package| context.graph.dependencies(package).filter_map(|dependency| position[dependency]).collect())
+        .collect()
+}
+
+/// `problem` with a hint to free space, when a full disk caused it.
+pub fn when_full(problem: Diagnostic, loktar_dir: &std::path::Path) -> Diagnostic {
+    let failure = WriteFailure::Record { message: problem.message.clone() };
+    if failure.is_disk_full(loktar_dir) { problem.hint(failure.hint(loktar_dir)) } else { problem }
+}
+
+/// Where and why the run happens, as plugins see it; `commit` overrides the work tree's.
+fn run_context(head: &scm::Head, commit: Option<&str>, run_id: String, base: Option<String>) -> RunContext {
+    let default_branch = head.default_branch.clone().unwrap_or_default();
+    let on_default_branch = head
+        .branch
+        .as_deref()
+        .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
+    RunContext {
+        run_id,
+        commit: commit.map(str::to_string).or_else(|| head.commit.clone()).unwrap_or_default(),
+        branch: head.branch.clone(),
+        base,
+        default_branch,
+        on_default_branch,
+        commit_time: head.commit_time.clone(),
+        repository_url: head.origin_url.clone(),
+        author: head.author.clone(),
+        // Each plugin call gets its own section; see `Runtime::role_call`.
+        settings: "{}".to_string(),
+    }
+}
