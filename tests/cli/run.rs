@@ -226,7 +226,7 @@ fn sigint_cancels_cleans_records_the_run_and_exits_130() {
 
 #[test]
 fn a_second_sigint_quits_at_once() {
-    let slow_clean = Pkg { name: "a", depends_on: &[], ci: "@sleep 60", clean: "@sleep 60" };
+    let slow_clean = Pkg { name: "a", depends_on: &[], ci: "@sleep 60", clean: "@sleep 67" };
     let repo = repo(&[slow_clean]);
     let child = start_and_wait(&repo, &["run", "--all"], "a", "start");
     interrupt(child.child());
@@ -240,6 +240,7 @@ fn a_second_sigint_quits_at_once() {
     assert_eq!(output.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted again: stopped at once"));
     assert!(!happened(&timeline(&repo), "clean", "a"), "the clean-up was abandoned");
+    assert_eq!(crate::support::sleeping("67"), Vec::<u32>::new(), "the clean-up was left running");
     let record = repo.loktar(&["runs", "show", "1", "--format", "json"]).json();
     assert_eq!(record["run"]["status"], "interrupted");
 }

@@ -27,6 +27,7 @@ use crate::events::{EventBus, RunOutcome, Subscriber, WriteFailure, WriteHealth}
 use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
 use crate::render;
+use crate::runtime::RunningPrograms;
 use crate::store::{self, RunStore};
 use crate::terminal::escaped;
 
@@ -137,18 +138,29 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
-    let mut report = block_on(async {
+    let programs = RunningPrograms::default();
+    let finished = block_on(async {
         let cancel = CancellationToken::new();
-        let root = context.workspace.root.clone();
-        let abandon = move || {
-            // Leaving at once still leaves an honest record behind.
-            if let Ok(store) = RunStore::open(&root) {
-                let _ = store.finish_run(id, RunOutcome::Interrupted.name(), started.elapsed().unwrap_or_default());
+        let abandon = CancellationToken::new();
+        watch_signals(cancel.clone(), abandon.clone(), interrupted.clone());
+        tokio::select! {
+            report = execute(runtime, info, emitter, &cancel, &programs, &interrupted) => Some(report),
+            () = abandon.cancelled() => {
+                // Interrupted again: the run's programs are stopped and nothing cleans up.
+                programs.kill_all();
+                None
             }
-        };
-        watch_signals(cancel.clone(), interrupted.clone(), abandon);
-        execute(runtime, info, emitter, &cancel, &interrupted).await
+        }
     })?;
+    let Some(mut report) = finished else {
+        // The record still says how the run ended.
+        if let Ok(store) = RunStore::open(&context.workspace.root) {
+            let _ = store.finish_run(id, RunOutcome::Interrupted.name(), started.elapsed().unwrap_or_default());
+        }
+        // Not `eprintln!`: it panics when stderr cannot be written (a log file on a full disk).
+        let _ = writeln!(std::io::stderr(), "interrupted again: stopped at once, without cleaning up");
+        return Ok(Done::printing(Output::Text(String::new()), ExitCode::from(INTERRUPTED)));
+    };
     bus.finish();
 
     // Only the record's last writes can fail after the run decided its outcome; they fail it too.
@@ -203,8 +215,9 @@ fn default_jobs() -> usize {
 }
 
 /// The first SIGINT or SIGTERM cancels the run (clean-up runs, the record is
-/// written, the exit code is 130); a second one kills what runs and exits at once.
-fn watch_signals(cancel: CancellationToken, interrupted: Arc<AtomicBool>, abandon: impl FnOnce() + Send + 'static) {
+/// written, the exit code is 130); a second one abandons it: what runs is
+/// killed and Loktar exits at once.
+fn watch_signals(cancel: CancellationToken, abandon: CancellationToken, interrupted: Arc<AtomicBool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -212,20 +225,14 @@ fn watch_signals(cancel: CancellationToken, interrupted: Arc<AtomicBool>, abando
         return;
     };
     tokio::spawn(async move {
-        let mut abandon = Some(abandon);
         loop {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
             if interrupted.swap(true, Ordering::SeqCst) {
-                crate::runtime::kill_running_programs();
-                if let Some(abandon) = abandon.take() {
-                    abandon();
-                }
-                // Not `eprintln!`: it panics when stderr cannot be written (a log file on a full disk).
-                let _ = writeln!(std::io::stderr(), "interrupted again: stopped at once, without cleaning up");
-                std::process::exit(i32::from(INTERRUPTED));
+                abandon.cancel();
+                return;
             }
             let _ = writeln!(
                 std::io::stderr(),

@@ -30,7 +30,7 @@ use super::stage::{Stage, StagePlan};
 use crate::events::{Checkpoint, Emitter, Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome};
 use crate::runtime::bindings::types::{Artifact, RunContext};
 use crate::runtime::stage_log::{Line, LineTap};
-use crate::runtime::{CallEnv, Mounts, PluginError, Runtime};
+use crate::runtime::{CallEnv, Mounts, PluginError, RunningPrograms, Runtime};
 
 /// How one stage of one package went.
 #[derive(Debug, Clone)]
@@ -76,18 +76,22 @@ pub struct RunReport {
 /// Everything the jobs share.
 struct Shared {
     runtime: Arc<Runtime>,
+    programs: RunningPrograms,
     info: Arc<RunInfo>,
     emitter: Emitter,
     reports: Mutex<Vec<Option<PackageReport>>>,
 }
 
 /// Runs the plan of `info`. Returns when every package has an outcome.
+/// `cancel` cancels it (programs stop, plugins clean up); `programs` lists
+/// the programs it runs, for a caller that must stop them at once;
 /// `interrupted` says whether a signal cancelled it.
 pub async fn execute(
     runtime: Arc<Runtime>,
     info: Arc<RunInfo>,
     emitter: Emitter,
     cancel: &CancellationToken,
+    programs: &RunningPrograms,
     interrupted: &AtomicBool,
 ) -> RunReport {
     let started = Instant::now();
@@ -100,7 +104,13 @@ pub async fn execute(
     }
     let dependencies = plan.dependencies();
     let count = plan.packages.len();
-    let shared = Arc::new(Shared { runtime, info: info.clone(), emitter: emitter.clone(), reports: Mutex::default() });
+    let shared = Arc::new(Shared {
+        runtime,
+        programs: programs.clone(),
+        info: info.clone(),
+        emitter: emitter.clone(),
+        reports: Mutex::default(),
+    });
     shared.reports.lock().unwrap_or_else(PoisonError::into_inner).resize(count, None);
     let jobs = shared.clone();
     let statuses = scheduler::run(&dependencies, plan.options, cancel.clone(), move |position, cancel| {
@@ -370,6 +380,7 @@ fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancellatio
         mounts: Some(Mounts { root: shared.info.plan.root.clone(), package: package.dir.clone(), artifacts }),
         cancel: Some(cancel.clone()),
         tap: Some(tap),
+        programs: Some(shared.programs.clone()),
     }
 }
 

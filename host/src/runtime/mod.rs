@@ -26,7 +26,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 
 pub use calls::wit_package;
-pub use capabilities::process::kill_running_programs;
+pub use capabilities::process::RunningPrograms;
 pub use load::{LoadedPlugin, Origin, PluginListing, builtin_names};
 use stage_log::{Source, StageLog};
 use state::StoreState;

@@ -10,6 +10,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::capabilities::http::Outbound;
+use super::capabilities::process::RunningPrograms;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::beneath::Folder;
 use crate::containers::{Containers, Engine};
@@ -116,6 +117,8 @@ pub struct CallEnv {
     pub cancel: Option<CancellationToken>,
     /// Receives each log line as it is written.
     pub tap: Option<LineTap>,
+    /// The run's running programs, which the programs of this call join.
+    pub programs: Option<RunningPrograms>,
 }
 
 impl std::fmt::Debug for CallEnv {
@@ -150,6 +153,8 @@ pub struct StoreState {
     pub(crate) process_timeout: std::time::Duration,
     /// The run's cancel token, if the call belongs to a run.
     pub(crate) cancel: Option<CancellationToken>,
+    /// The run's running programs, if the call belongs to a run.
+    pub(crate) programs: Option<RunningPrograms>,
     /// Where `wasi:http` requests may go.
     outbound: Outbound,
 }
@@ -209,6 +214,7 @@ impl StoreState {
             artifacts_dir,
             process_timeout: std::time::Duration::from_secs(limits.process_timeout_secs),
             cancel: env.cancel.clone(),
+            programs: env.programs.clone(),
         })
     }
 }

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -112,9 +112,8 @@ impl process::Host for StoreState {
         // Started before the cancellation: stop it when it comes. Started after: it is clean-up.
         let cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
         let mut running = match prepared {
-            Prepared::Process(command) => {
-                Running::spawn(command).map_err(|e| error(format!("cannot run `{program}`: {e}")))?
-            }
+            Prepared::Process(command) => Running::spawn(command, self.programs.as_ref())
+                .map_err(|e| error(format!("cannot run `{program}`: {e}")))?,
             Prepared::Container(container) => {
                 let engine = self.grants.program_engine.as_ref().ok_or_else(|| error("no container engine".into()))?;
                 Running::Container(engine.start_program(container).await.map_err(Error::from)?)
@@ -164,7 +163,7 @@ enum Running {
 type Pipe = Pin<Box<dyn AsyncRead + Send>>;
 
 impl Running {
-    fn spawn(mut command: tokio::process::Command) -> std::io::Result<Running> {
+    fn spawn(mut command: tokio::process::Command, programs: Option<&RunningPrograms>) -> std::io::Result<Running> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -174,7 +173,8 @@ impl Running {
             .process_group(0);
         let child = command.spawn()?;
         let group = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
-        Ok(Running::Process { child, group, _listed: group.map(RunningGroup::register) })
+        let listed = group.zip(programs).map(|(group, programs)| programs.register(group));
+        Ok(Running::Process { child, group, _listed: listed })
     }
 
     fn take_output(&mut self) -> (Option<Pipe>, Option<Pipe>) {
@@ -221,30 +221,36 @@ impl Running {
     }
 }
 
-/// Process groups of programs running now, so an impatient exit can stop them.
-static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// The process groups of the programs one run's plugins are running now,
+/// so that a run abandoned at once (a second Ctrl-C) can stop them: each
+/// run has its own, so stopping one run touches no other.
+#[derive(Debug, Clone, Default)]
+pub struct RunningPrograms(Arc<Mutex<BTreeSet<i32>>>);
 
-/// A running program's process group, listed in [`RUNNING`] while alive.
-struct RunningGroup(rustix::process::Pid);
-
-impl RunningGroup {
-    fn register(group: rustix::process::Pid) -> RunningGroup {
-        RUNNING.lock().unwrap_or_else(PoisonError::into_inner).insert(group.as_raw_nonzero().get());
-        RunningGroup(group)
+impl RunningPrograms {
+    /// Kills every program of the run, and what each started.
+    pub fn kill_all(&self) {
+        let groups = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        for group in groups.into_iter().filter_map(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
     }
+
+    fn register(&self, group: rustix::process::Pid) -> RunningGroup {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(group.as_raw_nonzero().get());
+        RunningGroup { group, programs: self.clone() }
+    }
+}
+
+/// A running program's process group, listed in its run's [`RunningPrograms`] while alive.
+struct RunningGroup {
+    group: rustix::process::Pid,
+    programs: RunningPrograms,
 }
 
 impl Drop for RunningGroup {
     fn drop(&mut self) {
-        RUNNING.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.0.as_raw_nonzero().get());
-    }
-}
-
-/// Kills every program plugins are running: for leaving at once (a second Ctrl-C).
-pub fn kill_running_programs() {
-    let groups = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(PoisonError::into_inner));
-    for group in groups.into_iter().filter_map(rustix::process::Pid::from_raw) {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        self.programs.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.group.as_raw_nonzero().get());
     }
 }
 
