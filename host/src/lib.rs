@@ -7,6 +7,7 @@
 pub mod affected;
 pub mod app;
 pub mod beneath;
+pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod containers;

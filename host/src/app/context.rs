@@ -236,13 +236,9 @@ pub(crate) fn plugin_runtime(settings: Settings) -> Result<Runtime, Diagnostic> 
     Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(|e| e.to_diagnostic())
 }
 
-/// Runs async plugin work from the synchronous command line.
+/// Waits for async work (see [`crate::blocking`]).
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Diagnostic> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Diagnostic::new(format!("cannot start the async runtime: {e}")))?;
-    Ok(runtime.block_on(future))
+    crate::blocking::wait_for(future).map_err(|failure| Diagnostic::new(failure.message))
 }
 
 pub(crate) fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {

@@ -50,7 +50,6 @@ pub struct PullRequestReader {
     /// `owner/repo`.
     repository: String,
     git: Git,
-    runtime: tokio::runtime::Runtime,
     /// Each commit's files, once asked for.
     commit_files: Mutex<Option<CommitFiles>>,
 }
@@ -59,12 +58,8 @@ impl PullRequestReader {
     /// A reader of `repository` (`owner/repo`) calling `github`; `git`
     /// answers what the local clone already has.
     pub fn new(github: Github, git: Git, repository: &str) -> Result<PullRequestReader, Diagnostic> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Diagnostic::new(format!("cannot start the async runtime: {e}")))?;
         let repository = repository.to_string();
-        Ok(PullRequestReader { github, git, repository, runtime, commit_files: Mutex::new(None) })
+        Ok(PullRequestReader { github, git, repository, commit_files: Mutex::new(None) })
     }
 
     /// The pull request `number`.
@@ -154,7 +149,7 @@ impl PullRequestReader {
 
     /// The items of every page: each page is the list, or holds it under `key`.
     fn list(&self, path: &str, key: Option<&str>) -> Result<Vec<Value>, Failure> {
-        let pages = self.runtime.block_on(self.github.pages(path))?;
+        let pages = crate::blocking::wait_for(self.github.pages(path))??;
         let mut items = Vec::new();
         for page in pages {
             let list = match key {
@@ -170,7 +165,7 @@ impl PullRequestReader {
     }
 
     fn first_page(&self, path: &str) -> Result<Value, Failure> {
-        let pages = self.runtime.block_on(self.github.pages(path))?;
+        let pages = crate::blocking::wait_for(self.github.pages(path))??;
         Ok(pages.into_iter().next().unwrap_or_default())
     }
 }
