@@ -8,6 +8,7 @@ mod support;
 
 mod binary;
 mod builders;
+mod concurrent_runs;
 mod config_errors;
 mod docker;
 mod github;

@@ -226,9 +226,9 @@ enum Folders {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--repo`: any folder inside the repository.
-    pub(crate) repo: Option<PathBuf>,
+    pub repo: Option<PathBuf>,
     /// `--config`: the host configuration file.
-    pub(crate) config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 }
 
 /// The plugin host under a host configuration.
