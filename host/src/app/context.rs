@@ -233,7 +233,7 @@ pub struct Options {
 
 /// The plugin host under a host configuration.
 pub(crate) fn plugin_runtime(settings: Settings) -> Result<Runtime, Diagnostic> {
-    Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(|e| e.to_diagnostic())
+    Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(Diagnostic::from)
 }
 
 /// Waits for async work (see [`crate::blocking`]).

@@ -103,10 +103,11 @@ impl PluginError {
         self.hint = Some(hint.into());
         self
     }
+}
 
-    /// As a user-facing diagnostic.
-    pub fn to_diagnostic(&self) -> crate::diagnostic::Diagnostic {
-        crate::diagnostic::Diagnostic::new(self.message.clone()).maybe_hint(self.hint.clone())
+impl From<PluginError> for crate::diagnostic::Diagnostic {
+    fn from(error: PluginError) -> Self {
+        crate::diagnostic::Diagnostic::new(error.message).maybe_hint(error.hint)
     }
 }
 

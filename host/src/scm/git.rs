@@ -101,10 +101,9 @@ pub enum GitFailure {
     },
 }
 
-impl GitFailure {
-    /// A diagnostic for the user.
-    pub fn into_diagnostic(self) -> Diagnostic {
-        match self {
+impl From<GitFailure> for Diagnostic {
+    fn from(failure: GitFailure) -> Self {
+        match failure {
             GitFailure::Spawn(diagnostic) => diagnostic,
             GitFailure::Failed { args, stderr } => Diagnostic::new(format!("`git {args}` failed: {}", stderr.trim())),
         }

@@ -12,7 +12,7 @@ pub mod pull_request;
 use std::path::{Path, PathBuf};
 
 pub use git::Git;
-use git::{GitFailure, Pending, byte_fields, fields};
+use git::{Pending, byte_fields, fields};
 
 use crate::diagnostic::Diagnostic;
 
@@ -240,8 +240,8 @@ fn start_range(git: &Git, base: Option<&str>, head: &str) -> Result<(Pending, Pe
 }
 
 fn finish_range((diff, log): (Pending, Pending)) -> Result<(Vec<ChangedFile>, Vec<Commit>), Diagnostic> {
-    let diff = diff.finish().map_err(GitFailure::into_diagnostic)?;
-    let log = log.finish().map_err(GitFailure::into_diagnostic)?;
+    let diff = diff.finish().map_err(Diagnostic::from)?;
+    let log = log.finish().map_err(Diagnostic::from)?;
     Ok((parse_name_status(&diff), parse_log(&log)))
 }
 
@@ -256,7 +256,7 @@ fn files_by_commit(git: &Git, changes: &ChangeSet) -> Result<CommitFiles, Diagno
     };
     let output = git
         .run(&["log", "--no-merges", "-z", "--format=%x01%H", "--name-status", "--no-renames", &range, "--"])
-        .map_err(GitFailure::into_diagnostic)?;
+        .map_err(Diagnostic::from)?;
     Ok(parse_commit_files(&output))
 }
 
@@ -424,15 +424,15 @@ fn worktree_changes(git: &Git) -> Result<ChangeSet, Diagnostic> {
     let mut files = match &head {
         Some(head) => {
             let diff = git.start(&["diff", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M", head])?;
-            parse_name_status(&diff.finish().map_err(GitFailure::into_diagnostic)?)
+            parse_name_status(&diff.finish().map_err(Diagnostic::from)?)
         }
         // No commit yet: everything staged is new.
         None => {
-            let staged = git.run(&["ls-files", "--cached", "-z"]).map_err(GitFailure::into_diagnostic)?;
+            let staged = git.run(&["ls-files", "--cached", "-z"]).map_err(Diagnostic::from)?;
             fields(&staged).map(|path| ChangedFile { path, old_path: None, status: Status::Added }).collect()
         }
     };
-    let untracked = untracked.finish().map_err(GitFailure::into_diagnostic)?;
+    let untracked = untracked.finish().map_err(Diagnostic::from)?;
     files.extend(fields(&untracked).map(|path| ChangedFile { path, old_path: None, status: Status::Added }));
     Ok(ChangeSet { base: head, head: None, origin: BaseOrigin::Worktree, files, commits: Vec::new() })
 }

@@ -25,11 +25,10 @@ pub struct StoreError {
     source: rusqlite::Error,
 }
 
-impl StoreError {
-    /// As a user-facing diagnostic.
-    pub fn to_diagnostic(&self) -> Diagnostic {
-        Diagnostic::new(self.to_string())
-            .hint(format!("if the file is damaged, move `{}` away; Loktar starts a new one", self.path.display()))
+impl From<StoreError> for Diagnostic {
+    fn from(error: StoreError) -> Self {
+        Diagnostic::new(error.to_string())
+            .hint(format!("if the file is damaged, move `{}` away; Loktar starts a new one", error.path.display()))
     }
 }
 
@@ -127,7 +126,7 @@ impl RunStore {
             let _ = std::fs::write(&ignore, "# Loktar's runs, logs and artifacts: not part of the repository.\n*\n");
         }
         let path = dir.join(DATABASE);
-        let fail = |source| StoreError { path: path.clone(), source }.to_diagnostic();
+        let fail = |source| Diagnostic::from(StoreError { path: path.clone(), source });
         let connection = Connection::open(&path).map_err(fail)?;
         connection.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
         // WAL without a sync per commit: a crash may lose the last stage, never corrupt the file.
@@ -177,7 +176,7 @@ impl RunStore {
     }
 
     fn fail(&self, source: rusqlite::Error) -> Diagnostic {
-        StoreError { path: self.path.clone(), source }.to_diagnostic()
+        Diagnostic::from(StoreError { path: self.path.clone(), source })
     }
 
     /// Records a new run; returns its number.
