@@ -108,6 +108,18 @@ impl From<Diagnostic> for Diagnostics {
     }
 }
 
+impl From<crate::failure::Failure> for Diagnostic {
+    fn from(failure: crate::failure::Failure) -> Self {
+        Diagnostic::new(failure.message).maybe_hint(failure.hint)
+    }
+}
+
+impl From<crate::failure::Failure> for Diagnostics {
+    fn from(failure: crate::failure::Failure) -> Self {
+        Diagnostic::from(failure).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

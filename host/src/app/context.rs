@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::request::Range;
 use crate::affected::{self, Detection};
+use crate::blocking::wait_for;
 use crate::config::{MANIFEST, Providers, Workspace};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
@@ -123,7 +124,7 @@ impl Context {
         }
         let discovered = if discovering {
             let runtime = plugin_runtime(settings.clone())?;
-            block_on(discover::discover(&workspace, &runtime))??
+            wait_for(discover::discover(&workspace, &runtime))??
         } else {
             Vec::new()
         };
@@ -234,11 +235,6 @@ pub struct Options {
 /// The plugin host under a host configuration.
 pub(crate) fn plugin_runtime(settings: Settings) -> Result<Runtime, Diagnostic> {
     Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(Diagnostic::from)
-}
-
-/// Waits for async work (see [`crate::blocking`]).
-pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Diagnostic> {
-    crate::blocking::wait_for(future).map_err(|failure| Diagnostic::new(failure.message))
 }
 
 pub(crate) fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {

@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
-use super::context::{Context, Options, Planned, block_on, unknown_package};
+use super::context::{Context, Options, Planned, unknown_package};
 use super::request::{RunRequest, RunSelection};
+use crate::blocking::wait_for;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::{RunInfo, WriteFailure};
 use crate::github::Github;
@@ -201,7 +202,7 @@ fn select_changes(options: &Options, request: &RunRequest) -> Result<(Context, S
         _ => None,
     };
     let walk = if request.rebuild { walk_of(&planned)? } else { Walk::default() };
-    Ok((context, Selection { packages, kind: "changes", base, empty_because, head, walk }))
+    Ok((context, Selection { packages, kind: request.selection.kind(), base, empty_because, head, walk }))
 }
 
 /// The head commit and the range's commits, newest first, with the files each touched.
@@ -245,7 +246,7 @@ fn skip_green(
         .collect();
     let repository = context.github_repository()?;
     let github = Github::from_settings(&context.settings);
-    let green = block_on(rebuild::already_green(
+    let green = wait_for(rebuild::already_green(
         &github,
         &repository,
         workspace,

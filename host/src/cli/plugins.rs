@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::app::context::{Options, block_on, find_root, plugin_runtime};
+use crate::app::context::{Options, find_root, plugin_runtime};
+use crate::blocking::wait_for;
 use crate::config::{MANIFEST, Workspace, plugins};
 use crate::diagnostic::Diagnostics;
 use crate::render::plan::to_json;
@@ -25,7 +26,7 @@ pub(super) fn list(options: &Options, json: bool) -> Result<String, Diagnostics>
     let runtime = plugin_runtime(settings)?;
     let mut names: BTreeSet<String> = builtin_names().map(str::to_string).collect();
     names.extend(runtime.settings().plugins.keys().cloned());
-    let listings = block_on(listings(&runtime, names))?;
+    let listings = wait_for(listings(&runtime, names))?;
     Ok(if json { to_json(&listings) } else { text(&listings) })
 }
 

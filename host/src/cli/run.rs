@@ -16,9 +16,10 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::{Done, ListFormat, Output, RangeArgs};
-use crate::app::context::{Options, block_on, plugin_runtime};
+use crate::app::context::{Options, plugin_runtime};
 use crate::app::run::{begin_run, plan_run};
 use crate::app::{RunRequest, RunSelection};
+use crate::blocking::wait_for;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
@@ -112,7 +113,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         // Required checks must not wait for a run that builds nothing: notifiers hear of it.
         if !planned.plan.notifiers.is_empty() && !args.dry_run {
             let runtime = plugin_runtime(planned.context.settings.clone())?;
-            for failure in block_on(notify_nothing_to_run(&runtime, &planned.plan, &because))? {
+            for failure in wait_for(notify_nothing_to_run(&runtime, &planned.plan, &because))? {
                 output.push_str(&format!("notify: {}\n", escaped(&failure.to_string())));
             }
         }
@@ -139,7 +140,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let programs = RunningPrograms::default();
-    let finished = block_on(async {
+    let finished = wait_for(async {
         let cancel = CancellationToken::new();
         let abandon = CancellationToken::new();
         watch_signals(cancel.clone(), abandon.clone(), interrupted.clone());

@@ -178,14 +178,7 @@ async fn pump(
 fn container_body(program: &ContainerProgram<'_>) -> Result<ContainerCreateBody, Failure> {
     let bind = |folder: &Folder, read_only: bool| -> Result<Mount, Failure> {
         still_the_same(folder)?;
-        let path = folder.shown().display().to_string();
-        Ok(Mount {
-            source: Some(path.clone()),
-            target: Some(path),
-            typ: Some(MountType::BIND),
-            read_only: Some(read_only),
-            ..Mount::default()
-        })
+        Ok(bind_mount(folder.shown(), read_only))
     };
     let tmpfs = |target: &Path| Mount {
         target: Some(target.display().to_string()),
@@ -203,16 +196,7 @@ fn container_body(program: &ContainerProgram<'_>) -> Result<ContainerCreateBody,
     if let Some(artifacts) = program.artifacts {
         mounts.push(bind(artifacts, false)?);
     }
-    for folder in program.read_only {
-        let path = folder.display().to_string();
-        mounts.push(Mount {
-            source: Some(path.clone()),
-            target: Some(path),
-            typ: Some(MountType::BIND),
-            read_only: Some(true),
-            ..Mount::default()
-        });
-    }
+    mounts.extend(program.read_only.iter().map(|folder| bind_mount(folder, true)));
     let user = format!("{}:{}", rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
     let mut cmd = vec![program.program.to_string()];
     cmd.extend(program.args.iter().cloned());
@@ -238,6 +222,18 @@ fn container_body(program: &ContainerProgram<'_>) -> Result<ContainerCreateBody,
         }),
         ..ContainerCreateBody::default()
     })
+}
+
+/// A host folder bound at the same path in the container.
+fn bind_mount(path: &Path, read_only: bool) -> Mount {
+    let path = path.display().to_string();
+    Mount {
+        source: Some(path.clone()),
+        target: Some(path),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        ..Mount::default()
+    }
 }
 
 /// Fails unless `folder`'s path still names the folder Loktar opened: the

@@ -336,15 +336,21 @@ mod tests {
         assert_eq!(names.len(), 2, "temporary files were left: {names:?}");
     }
 
+    /// Flips the bits `mask` of the byte at `at(length)` of the file `entry`; returns its new bytes.
+    fn flip(entry: &Path, at: impl FnOnce(usize) -> usize, mask: u8) -> Vec<u8> {
+        let mut bytes = std::fs::read(entry).expect("read");
+        let at = at(bytes.len());
+        bytes[at] ^= mask;
+        std::fs::write(entry, &bytes).expect("write");
+        bytes
+    }
+
     #[test]
     fn a_changed_byte_is_rejected_and_the_entry_rewritten() {
         let fixture = Fixture::new();
         fixture.load(EMPTY);
         let entry = fixture.entry(EMPTY);
-        let mut bytes = std::fs::read(&entry).expect("read");
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 1;
-        std::fs::write(&entry, &bytes).expect("write");
+        let bytes = flip(&entry, |length| length / 2, 1);
         assert_eq!(fixture.load(EMPTY), Source::Compiled);
         assert_ne!(std::fs::read(&entry).expect("read"), bytes, "the changed entry was kept");
         assert_eq!(fixture.load(EMPTY), Source::Cache);
@@ -354,10 +360,7 @@ mod tests {
     fn a_changed_tag_is_rejected() {
         let fixture = Fixture::new();
         fixture.load(EMPTY);
-        let entry = fixture.entry(EMPTY);
-        let mut bytes = std::fs::read(&entry).expect("read");
-        bytes[0] ^= 0x80;
-        std::fs::write(&entry, &bytes).expect("write");
+        flip(&fixture.entry(EMPTY), |_| 0, 0x80);
         assert_eq!(fixture.load(EMPTY), Source::Compiled);
     }
 
