@@ -34,10 +34,7 @@ pub struct Candidate {
     pub contexts: Vec<String>,
 }
 
-/// The context of the status a package that was not rebuilt gets.
-pub fn not_rebuilt_context(package: &str) -> String {
-    format!("{package} - Not rebuilt")
-}
+pub use loktar_protocol::status::not_rebuilt_context;
 
 /// The commits to walk, newest first, each with the files it touched (`None`: unknown).
 #[derive(Debug, Clone, Default)]

@@ -61,3 +61,8 @@ mod role;
 
 #[cfg(loktar_role)]
 pub use role::*;
+
+/// What the host and plugins agree on: stages and the run events a
+/// notifier receives (`RunEvent`, documented in Loktar's `docs/events.md`).
+#[cfg(feature = "notifier")]
+pub use loktar_protocol as protocol;

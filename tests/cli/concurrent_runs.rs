@@ -1,21 +1,24 @@
 //! Two runs in one process, as a server runs them: through the library's
 //! application layer (plan, begin, execute), on one tokio runtime and one
-//! plugin engine. Cancelling one run (its `fail_fast`) stops only its own
+//! plugin engine, each in the work folder its caller chose and with its own
+//! event stream. Cancelling one run (its `fail_fast`) stops only its own
 //! programs; the other finishes untouched.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use loktar::app::context::Options;
-use loktar::app::run::{begin_run, plan_run};
+use loktar::app::run::{RunFolder, begin_run, plan_run};
 use loktar::app::{Range, RunRequest, RunSelection};
-use loktar::events::{EventBus, PackageOutcome, WriteHealth};
+use loktar::events::logfiles::LogFiles;
+use loktar::events::{EventBus, EventKind, PackageOutcome, RunEvent, Subscriber, WriteHealth};
 use loktar::pipeline::run::{RunReport, execute};
 use loktar::pipeline::stage::Stage;
 use loktar::runtime::{RunningPrograms, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestRepo, sleeping};
+use crate::support::{TestRepo, sleeping, within};
 
 /// A repository whose packages' `make ci` run `ci` (a recipe line each).
 fn repo(packages: &[(&str, &str)]) -> TestRepo {
@@ -31,8 +34,25 @@ fn repo(packages: &[(&str, &str)]) -> TestRepo {
     repo
 }
 
-/// Plans, begins and executes `--all` in `repo` on the current runtime.
-async fn run_all(repo: &TestRepo, engine: Arc<Runtime>, fail_fast: bool) -> RunReport {
+/// Keeps every event it is given.
+struct Collect(Arc<Mutex<Vec<RunEvent>>>);
+
+impl Subscriber for Collect {
+    fn on_event(&mut self, event: &RunEvent) {
+        self.0.lock().expect("events").push(event.clone());
+    }
+}
+
+/// A run's report, its folder and the events its stream delivered.
+struct Finished {
+    report: RunReport,
+    dir: PathBuf,
+    events: Vec<RunEvent>,
+}
+
+/// Plans, begins and executes `--all` in `repo` on the current runtime,
+/// working in `folder`.
+async fn run_all(repo: &TestRepo, engine: Arc<Runtime>, fail_fast: bool, folder: RunFolder) -> Finished {
     let options = Options { repo: Some(repo.path().to_path_buf()), config: Some(repo.host_config_path()) };
     let request = RunRequest {
         range: Range { head: "HEAD".into(), ..Range::default() },
@@ -45,15 +65,22 @@ async fn run_all(repo: &TestRepo, engine: Arc<Runtime>, fail_fast: bool) -> RunR
     // Loading and planning read git and files: blocking work.
     let (_context, _store, info) = tokio::task::spawn_blocking(move || {
         let planned = plan_run(&options, &request).expect("planned");
-        begin_run(planned).expect("begun")
+        begin_run(planned, folder).expect("begun")
     })
     .await
     .expect("planning thread");
-    let (bus, emitter) = EventBus::start(Vec::new(), WriteHealth::new()).expect("events");
+    let info = Arc::new(info);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let health = WriteHealth::new();
+    let sinks: Vec<Box<dyn Subscriber>> =
+        vec![Box::new(Collect(events.clone())), Box::new(LogFiles::new(info.clone(), health.clone()))];
+    let (bus, emitter) = EventBus::start(info.id().clone(), sinks, health).expect("events");
     let (cancel, programs) = (CancellationToken::new(), RunningPrograms::default());
-    let report = execute(engine, Arc::new(info), emitter, &cancel, &programs, &AtomicBool::new(false)).await;
+    let dir = info.dir.clone();
+    let report = execute(engine, info, emitter, &cancel, &programs, &AtomicBool::new(false)).await;
     bus.finish();
-    report
+    let events = std::mem::take(&mut *events.lock().expect("events"));
+    Finished { report, dir, events }
 }
 
 fn outcome<'a>(report: &'a RunReport, package: &str) -> &'a PackageOutcome {
@@ -69,14 +96,43 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     let settings = loktar::settings::Settings::load(Some(&first.host_config_path()), first.path()).expect("settings");
     let engine = Arc::new(Runtime::new(settings, None).expect("plugin engine"));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
-    let (first_report, second_report) = runtime.block_on(async {
-        let first_run = run_all(&first, engine.clone(), true);
-        let second_run = run_all(&second, engine.clone(), false);
+    // The second run works where its caller says, as a server's would.
+    let work = tempfile::tempdir().expect("a work folder");
+    let (first_run, second_run) = runtime.block_on(async {
+        let first_run = run_all(&first, engine.clone(), true, RunFolder::InRepository);
+        let second_run = run_all(&second, engine.clone(), false, RunFolder::Under(work.path().to_path_buf()));
         tokio::join!(first_run, second_run)
     });
-    assert!(matches!(outcome(&first_report, "failing"), PackageOutcome::Failed { .. }), "{first_report:?}");
-    assert_eq!(outcome(&first_report, "slow"), &PackageOutcome::Cancelled, "{first_report:?}");
-    assert_eq!(outcome(&second_report, "steady"), &PackageOutcome::Passed, "{second_report:?}");
+    let (first_report, second_report) = (&first_run.report, &second_run.report);
+    assert!(matches!(outcome(first_report, "failing"), PackageOutcome::Failed { .. }), "{first_report:?}");
+    assert_eq!(outcome(first_report, "slow"), &PackageOutcome::Cancelled, "{first_report:?}");
+    assert_eq!(outcome(second_report, "steady"), &PackageOutcome::Passed, "{second_report:?}");
     assert!(second.path().join("steady/finished").exists(), "the other run's program was stopped");
-    assert_eq!(sleeping("71"), Vec::<u32>::new(), "the cancelled run's program is still running");
+    assert!(within(5, || sleeping("71").is_empty()), "the cancelled run's program is still running");
+
+    // Each run in its own folder: the repository's for the first, the caller's for the second.
+    assert_eq!(first_run.dir, first.path().join(".loktar/runs/1"));
+    let second_id = second_report.info.id().to_string();
+    assert_eq!(second_run.dir, work.path().join(&second_id));
+    assert!(second_run.dir.join("steady/test.log").is_file(), "the log is in the caller's folder");
+    assert!(!second.path().join(".loktar/runs").exists(), "nothing was written in the repository's run folder");
+
+    // Each stream is its own: its run's id, numbered from 0 without a gap,
+    // starting and ending the run, naming packages only of its run.
+    assert_ne!(first_report.info.id(), second_report.info.id());
+    for (finished, names) in [(&first_run, &["failing", "slow"][..]), (&second_run, &["steady"][..])] {
+        let events = &finished.events;
+        assert!(events.iter().all(|event| event.run_id == *finished.report.info.id()));
+        assert_eq!(
+            events.iter().map(|event| event.seq).collect::<Vec<_>>(),
+            (0..events.len() as u64).collect::<Vec<_>>()
+        );
+        assert!(matches!(events.first().map(|e| &e.kind), Some(EventKind::RunStarted { .. })));
+        assert!(matches!(events.last().map(|e| &e.kind), Some(EventKind::RunFinished { .. })));
+        for event in events {
+            if let EventKind::StageStarted { package, .. } | EventKind::PackageFinished { package, .. } = &event.kind {
+                assert!(names.contains(&&**package), "{package} is not in this run");
+            }
+        }
+    }
 }

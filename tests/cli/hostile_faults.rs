@@ -2,21 +2,8 @@
 //! leave no program running and no run that says `running` forever.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use crate::support::{TestRepo, sleeping};
-
-/// Polls `done` every 20 ms for at most `seconds`; whether it became true.
-fn within(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
-}
+use crate::support::{TestRepo, sleeping, within};
 
 #[test]
 fn a_killed_run_is_shown_interrupted_and_its_programs_die_with_it() {

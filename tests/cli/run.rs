@@ -240,7 +240,8 @@ fn a_second_sigint_quits_at_once() {
     assert_eq!(output.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted again: stopped at once"));
     assert!(!happened(&timeline(&repo), "clean", "a"), "the clean-up was abandoned");
-    assert_eq!(crate::support::sleeping("67"), Vec::<u32>::new(), "the clean-up was left running");
+    let gone = crate::support::within(5, || crate::support::sleeping("67").is_empty());
+    assert!(gone, "the clean-up was left running: {:?}", crate::support::sleeping("67"));
     let record = repo.loktar(&["runs", "show", "1", "--format", "json"]).json();
     assert_eq!(record["run"]["status"], "interrupted");
 }

@@ -342,6 +342,19 @@ pub fn run_bounded(command: &mut Command, deadline: std::time::Duration, mut wat
     }
 }
 
+/// Polls `done` every 20 ms for at most `seconds`; whether it became true.
+/// (A killed process is gone a moment after `kill` returns, not at once.)
+pub fn within(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
+
 /// Pids of running processes whose command line is `sleep <seconds>`.
 pub fn sleeping(seconds: &str) -> Vec<u32> {
     let wanted = format!("sleep\0{seconds}\0");

@@ -3,13 +3,13 @@
 //! already green, plan each one's stages ([`RunPlan`]), then begin the run:
 //! its record in the run store and its folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::context::{Context, Options, Planned, unknown_package};
 use super::request::{RunRequest, RunSelection};
 use crate::blocking::wait_for;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::events::{RunInfo, WriteFailure};
+use crate::events::{RunId, RunInfo, WriteFailure};
 use crate::github::Github;
 use crate::pipeline::plan::{NotRebuilt, PlannedPackage, RunPlan};
 use crate::pipeline::scheduler;
@@ -67,6 +67,7 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
     let workspace = &context.workspace;
     let dependencies = dependencies_within(&context, &selection.packages);
     let plan = RunPlan {
+        id: new_run_id(),
         root: workspace.root.clone(),
         packages: selection
             .packages
@@ -86,17 +87,29 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
     Ok(PlannedRun { context, plan, selection, head })
 }
 
+/// Where a run keeps its logs and artifacts: the caller's choice.
+#[derive(Debug, Clone)]
+pub enum RunFolder {
+    /// `.loktar/runs/<number>` in the repository, made with no link on the
+    /// way (a repository could commit links there to have logs written
+    /// anywhere): what `loktar run` uses.
+    InRepository,
+    /// `<folder>/<run id>`, e.g. under a server's or an executor's data folder.
+    Under(PathBuf),
+}
+
 /// Begins a planned run: its record in the repository's run store and its
-/// folder `.loktar/runs/<id>`. Returns the loaded repository, the store
-/// (for the run's record to be written into) and the run.
-pub fn begin_run(planned: PlannedRun) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
+/// work folder. Returns the loaded repository, the store (for the run's
+/// record to be written into) and the run.
+pub fn begin_run(planned: PlannedRun, folder: RunFolder) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
     let PlannedRun { context, mut plan, selection, head } = planned;
     let root = &context.workspace.root;
     let loktar_dir = root.join(store::DIR);
     let store = RunStore::open(root).map_err(|problem| when_full(problem, &loktar_dir))?;
     let started = std::time::SystemTime::now();
-    let id = store
+    let number = store
         .begin_run(&NewRun {
+            id: plan.id.clone(),
             started_ms: timefmt::unix_millis(started),
             selection: selection.kind.to_string(),
             head: selection.head.clone().or_else(|| head.commit.clone()),
@@ -106,23 +119,39 @@ pub fn begin_run(planned: PlannedRun) -> Result<(Context, RunStore, RunInfo), Di
             concurrency: plan.options.concurrency,
         })
         .map_err(|problem| when_full(problem, &loktar_dir))?;
-    let dir = loktar_dir.join("runs").join(id.to_string());
-    // Made below the repository with no link on the way: a repository could commit
-    // `.loktar/runs/<n>` as links to have logs and artifacts written anywhere.
-    crate::beneath::Folder::open(root)
-        .map_err(|e| e.to_string())
-        .and_then(|root| {
-            root.create_folder(&Path::new(store::DIR).join("runs").join(id.to_string()))
-                .map(drop)
+    let dir = match folder {
+        RunFolder::InRepository => {
+            let relative = Path::new(store::DIR).join("runs").join(number.to_string());
+            crate::beneath::Folder::open(root)
                 .map_err(|e| e.to_string())
-        })
-        .map_err(|e| {
-            Diagnostic::new(format!("cannot make the run folder `{}`: {e}", dir.display()))
-                .hint(format!("`{}` is Loktar's own folder: remove any link in it", store::DIR))
-        })?;
-    plan.context.run_id = id.to_string();
-    let url = context.settings.notifications.run_url.as_ref().map(|url| url.replace("{run}", &id.to_string()));
-    Ok((context, store, RunInfo { id, started, plan, dir, url }))
+                .and_then(|root| root.create_folder(&relative).map(drop).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    cannot_make_folder(&root.join(&relative), &e)
+                        .hint(format!("`{}` is Loktar's own folder: remove any link in it", store::DIR))
+                })?;
+            root.join(relative)
+        }
+        RunFolder::Under(parent) => {
+            let dir = parent.join(plan.id.as_str());
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                cannot_make_folder(&dir, &e.to_string())
+                    .hint(format!("check that `{}` can be written", parent.display()))
+            })?;
+            dir
+        }
+    };
+    plan.context.run_id = number.to_string();
+    let url = context.settings.notifications.run_url.as_ref().map(|url| url.replace("{run}", &number.to_string()));
+    Ok((context, store, RunInfo::new(number, started, plan, dir, url)))
+}
+
+/// A new run's identity: a time-ordered UUID (version 7), unique across machines.
+fn new_run_id() -> RunId {
+    RunId::new(uuid::Uuid::now_v7().to_string())
+}
+
+fn cannot_make_folder(dir: &Path, error: &str) -> Diagnostic {
+    Diagnostic::new(format!("cannot make the run folder `{}`: {error}", dir.display()))
 }
 
 /// The packages chosen, and why.
@@ -232,16 +261,12 @@ fn skip_green(
         .iter()
         .map(|&package| {
             let name = &workspace.packages[package].name;
-            let planned = stages_of(&workspace.packages[package], last_stage, notifiers);
-            let runs = |stage: Stage| planned.iter().any(|plan| plan.stage == stage && !plan.is_skipped());
-            let mut contexts = Vec::new();
-            if runs(Stage::Test) {
-                contexts.push(format!("{name} - test"));
-            }
-            if runs(Stage::Build) {
-                contexts.push(format!("{name} - artifact"));
-            }
-            Candidate { package, contexts }
+            let planned: Vec<Stage> = stages_of(&workspace.packages[package], last_stage, notifiers)
+                .iter()
+                .filter(|plan| !plan.is_skipped())
+                .map(|plan| plan.stage)
+                .collect();
+            Candidate { package, contexts: loktar_protocol::status::contexts_settled(name, &planned) }
         })
         .collect();
     let repository = context.github_repository()?;

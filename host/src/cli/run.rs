@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Done, ListFormat, Output, RangeArgs};
 use crate::app::context::{Options, plugin_runtime};
-use crate::app::run::{begin_run, plan_run};
+use crate::app::run::{RunFolder, begin_run, plan_run};
 use crate::app::{RunRequest, RunSelection};
 use crate::blocking::wait_for;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -124,18 +124,18 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         return Ok(Done::with_output(output));
     }
 
-    let (context, store, info) = begin_run(planned)?;
-    let (id, started, loktar_dir) = (info.id, info.started, context.workspace.root.join(store::DIR));
+    let (context, store, info) = begin_run(planned, RunFolder::InRepository)?;
+    let (number, started, loktar_dir) = (info.number, info.started, context.workspace.root.join(store::DIR));
     let info = Arc::new(info);
     let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let health = WriteHealth::new();
     let subscribers: Vec<Box<dyn Subscriber>> = vec![
-        Box::new(Console::new(live, color)),
-        Box::new(LogFiles::new(health.clone())),
-        Box::new(Recorder::new(store, health.clone())),
+        Box::new(Console::new(info.clone(), live, color)),
+        Box::new(LogFiles::new(info.clone(), health.clone())),
+        Box::new(Recorder::new(store, info.clone(), health.clone())),
     ];
-    let (bus, emitter) = EventBus::start(subscribers, health.clone())
+    let (bus, emitter) = EventBus::start(info.id().clone(), subscribers, health.clone())
         .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -156,7 +156,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     let Some(mut report) = finished else {
         // The record still says how the run ended.
         if let Ok(store) = RunStore::open(&context.workspace.root) {
-            let _ = store.finish_run(id, RunOutcome::Interrupted.name(), started.elapsed().unwrap_or_default());
+            let _ = store.finish_run(number, RunOutcome::Interrupted.name(), started.elapsed().unwrap_or_default());
         }
         // Not `eprintln!`: it panics when stderr cannot be written (a log file on a full disk).
         let _ = writeln!(std::io::stderr(), "interrupted again: stopped at once, without cleaning up");
@@ -169,7 +169,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     if report.outcome == RunOutcome::Passed && !failures.is_empty() {
         report.outcome = RunOutcome::Failed;
     }
-    tell_write_failures(&failures, id, report.outcome, &loktar_dir, color);
+    tell_write_failures(&failures, number, report.outcome, &loktar_dir, color);
     let output = match args.format {
         ListFormat::Text => output + &render::run::summary(&report),
         ListFormat::Json => render::run::json(&report),

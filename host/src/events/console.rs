@@ -5,15 +5,14 @@
 //! (package, stage, elapsed) and the overall counts. Secret values are
 //! hidden from everything it prints, and control characters escaped.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anstyle::Style;
 
-use super::{Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome, Subscriber};
+use super::{EventKind, PackageName, PackageOutcome, RunEvent, RunInfo, RunOutcome, StageOutcome, Subscriber};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::redact;
 use crate::terminal::{CYAN, DIM, GREEN, RED, YELLOW, escaped, painted};
@@ -30,11 +29,11 @@ const TAIL_LINE: usize = 500;
 pub struct Console {
     live: bool,
     color: bool,
-    run: Option<Arc<RunInfo>>,
+    run: Arc<RunInfo>,
     /// Stages running now, in start order.
-    running: Vec<(usize, Stage, Instant)>,
+    running: Vec<(PackageName, Stage, Instant)>,
     /// The last lines of each running stage.
-    tails: Vec<((usize, Stage), VecDeque<String>)>,
+    tails: Vec<((PackageName, Stage), VecDeque<String>)>,
     finished: usize,
     failed: usize,
     /// Lines of the live footer drawn last time.
@@ -43,12 +42,13 @@ pub struct Console {
 }
 
 impl Console {
-    /// `live`: draw the footer (stderr is a terminal); `color`: ANSI colours.
-    pub fn new(live: bool, color: bool) -> Console {
+    /// Shows the progress of `run`. `live`: draw the footer (stderr is a
+    /// terminal); `color`: ANSI colours.
+    pub fn new(run: Arc<RunInfo>, live: bool, color: bool) -> Console {
         Console {
             live,
             color,
-            run: None,
+            run,
             running: Vec::new(),
             tails: Vec::new(),
             finished: 0,
@@ -60,10 +60,6 @@ impl Console {
 
     fn paint(&self, style: Style, text: &str) -> String {
         painted(self.color, style, text)
-    }
-
-    fn name(&self, package: usize) -> Cow<'_, str> {
-        escaped(self.run.as_ref().map_or("?", |run| run.package_name(package)))
     }
 
     /// Prints lines above the footer.
@@ -85,15 +81,15 @@ impl Console {
     }
 
     fn draw_footer(&mut self) {
-        if !self.live || self.run.is_none() {
+        if !self.live {
             return;
         }
-        let total = self.run.as_ref().map_or(0, |run| run.plan.packages.len());
+        let total = self.run.plan.packages.len();
         let width = terminal_width();
         let mut lines = Vec::new();
         for (package, stage, started) in &self.running {
             let elapsed = timefmt::duration(started.elapsed());
-            let line = format!("  ▸ {:<24} {:<8} {elapsed}", self.name(*package), stage.name());
+            let line = format!("  ▸ {:<24} {:<8} {elapsed}", escaped(package), stage.name());
             lines.push(line.chars().take(width).collect::<String>());
         }
         let failed = if self.failed > 0 { format!(", {} failed", self.failed) } else { String::new() };
@@ -108,16 +104,16 @@ impl Console {
         self.dirty = false;
     }
 
-    fn stage_finished(&mut self, package: usize, stage: Stage, outcome: &StageOutcome, duration: std::time::Duration) {
-        self.running.retain(|(p, s, _)| (*p, *s) != (package, stage));
+    fn stage_finished(&mut self, package: &PackageName, stage: Stage, outcome: &StageOutcome, duration_ms: u64) {
+        self.running.retain(|(p, s, _)| (p, *s) != (package, stage));
         let tail = self
             .tails
             .iter()
-            .position(|(key, _)| *key == (package, stage))
+            .position(|((p, s), _)| (p, *s) == (package, stage))
             .map(|at| self.tails.remove(at).1)
             .unwrap_or_default();
-        let name = self.name(package).to_string();
-        let time = timefmt::duration(duration);
+        let name = escaped(package).into_owned();
+        let time = timefmt::duration(Duration::from_millis(duration_ms));
         let mut lines = Vec::new();
         match outcome {
             StageOutcome::Passed { summary } => {
@@ -136,8 +132,8 @@ impl Console {
                     lines.push(format!("    hint: {}", shown(hint)));
                 }
                 if !tail.is_empty() {
-                    let log = self.run.as_ref().map(|run| crate::render::shown_path(&run.log_path(package, stage)));
-                    lines.push(format!("    last lines of {}:", log.unwrap_or_default()));
+                    let log = crate::render::shown_path(&self.run.log_path(package, stage));
+                    lines.push(format!("    last lines of {log}:"));
                     lines.extend(tail.iter().map(|line| format!("    │ {}", escaped(line))));
                 }
             }
@@ -147,48 +143,46 @@ impl Console {
 }
 
 impl Subscriber for Console {
-    fn on_event(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted(run) => {
-                self.run = Some(run.clone());
-                let count = run.plan.packages.len();
+    fn on_event(&mut self, event: &RunEvent) {
+        match &event.kind {
+            EventKind::RunStarted { packages, .. } => {
+                let count = packages.len();
                 let packages = if count == 1 { "1 package".to_string() } else { format!("{count} packages") };
                 self.print(&[format!(
                     "run {}: {packages}, {} at once, logs in {}",
-                    run.id,
-                    run.plan.options.concurrency,
-                    crate::render::shown_path(&run.dir)
+                    self.run.number,
+                    self.run.plan.options.concurrency,
+                    crate::render::shown_path(&self.run.dir)
                 )]);
             }
-            Event::StageStarted { package, stage } => {
-                self.running.push((*package, *stage, Instant::now()));
-                self.tails.push(((*package, *stage), VecDeque::new()));
+            EventKind::StageStarted { package, stage } => {
+                self.running.push((package.clone(), *stage, Instant::now()));
+                self.tails.push(((package.clone(), *stage), VecDeque::new()));
                 if !self.live {
-                    let name = self.name(*package).to_string();
-                    self.print(&[format!("  {name}: {stage} started")]);
+                    self.print(&[format!("  {}: {stage} started", escaped(package))]);
                 }
                 self.dirty = true;
             }
-            Event::Log { package, stage, line } => {
-                if let Some((_, tail)) = self.tails.iter_mut().find(|(key, _)| *key == (*package, *stage)) {
+            EventKind::Log { package, stage, line } => {
+                if let Some((_, tail)) = self.tails.iter_mut().find(|((p, s), _)| (p, s) == (package, stage)) {
                     if tail.len() == TAIL {
                         tail.pop_front();
                     }
                     tail.push_back(shortened(&line.text));
                 }
             }
-            Event::StageFinished { package, stage, outcome, duration } => {
-                self.stage_finished(*package, *stage, outcome, *duration);
+            EventKind::StageFinished { package, stage, outcome, duration_ms } => {
+                self.stage_finished(package, *stage, outcome, *duration_ms);
             }
-            Event::PackageFinished { package, outcome } => {
+            EventKind::PackageFinished { package, outcome, .. } => {
                 self.finished += 1;
-                let name = self.name(*package).to_string();
                 match outcome {
                     PackageOutcome::Failed { .. } => self.failed += 1,
                     PackageOutcome::Skipped { dependency } => {
                         let line = format!(
-                            "{} {name}: skipped: dependency `{}` failed",
+                            "{} {}: skipped: dependency `{}` failed",
                             self.paint(YELLOW, "⊘"),
+                            escaped(package),
                             escaped(dependency)
                         );
                         self.print(&[line]);
@@ -196,15 +190,15 @@ impl Subscriber for Console {
                     PackageOutcome::Passed | PackageOutcome::Cancelled => {}
                 }
             }
-            Event::RunFinished { outcome, duration } => {
+            EventKind::RunFinished { outcome, duration_ms, .. } => {
                 self.live = false;
                 let (style, word) = match outcome {
                     RunOutcome::Passed => (GREEN, "passed"),
                     RunOutcome::Failed => (RED, "failed"),
                     RunOutcome::Interrupted => (YELLOW, "was interrupted"),
                 };
-                let id = self.run.as_ref().map_or(0, |run| run.id);
-                let line = self.paint(style, &format!("run {id} {word} after {}", timefmt::duration(*duration)));
+                let took = timefmt::duration(Duration::from_millis(*duration_ms));
+                let line = self.paint(style, &format!("run {} {word} after {took}", self.run.number));
                 self.print(&[line]);
                 let erase = self.erase_footer();
                 let _ = std::io::stderr().lock().write_all(erase.as_bytes());

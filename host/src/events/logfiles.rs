@@ -10,50 +10,53 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{Checkpoint, Event, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth};
+use super::{
+    Checkpoint, EventKind, PackageName, RunEvent, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth,
+};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::{Source, redact};
 
 /// Writes the stage log files of a run.
 #[derive(Debug)]
 pub struct LogFiles {
-    run: Option<Arc<RunInfo>>,
-    open: HashMap<(usize, Stage), BufWriter<File>>,
+    run: Arc<RunInfo>,
+    open: HashMap<(PackageName, Stage), BufWriter<File>>,
     health: WriteHealth,
 }
 
 impl LogFiles {
-    /// No files yet: they are made as stages start. What cannot be written is reported to `health`.
-    pub fn new(health: WriteHealth) -> LogFiles {
-        LogFiles { run: None, open: HashMap::default(), health }
+    /// Writes the logs of `run`, in its folder; no files yet: they are made
+    /// as stages start. What cannot be written is reported to `health`.
+    pub fn new(run: Arc<RunInfo>, health: WriteHealth) -> LogFiles {
+        LogFiles { run, open: HashMap::default(), health }
     }
 
     /// Makes the log file below the run folder (made link-free when the run
     /// started) with no link on the way, replacing any file of that name.
-    fn create(run: &RunInfo, package: usize, stage: Stage) -> std::io::Result<BufWriter<File>> {
-        let path = run.log_path(package, stage);
-        let relative = path.strip_prefix(&run.dir).map_err(std::io::Error::other)?;
-        let file = crate::beneath::Folder::open(&run.dir)?.create_file(relative).map_err(std::io::Error::other)?;
+    fn create(&self, package: &str, stage: Stage) -> std::io::Result<BufWriter<File>> {
+        let path = self.run.log_path(package, stage);
+        let relative = path.strip_prefix(&self.run.dir).map_err(std::io::Error::other)?;
+        let file = crate::beneath::Folder::open(&self.run.dir)?.create_file(relative).map_err(std::io::Error::other)?;
         Ok(BufWriter::new(file))
     }
 
     /// Reports that the log of `stage` of `package` could not be written and
     /// closes it without writing what it still buffers: the disk said no already.
-    fn failed(&mut self, package: usize, stage: Stage, error: &std::io::Error) {
-        if let Some(file) = self.open.remove(&(package, stage)) {
+    fn failed(&mut self, package: &PackageName, stage: Stage, error: &std::io::Error) {
+        if let Some(file) = self.open.remove(&(package.clone(), stage)) {
             discard(file);
         }
-        if let Some(run) = &self.run {
-            self.health.report(WriteFailure::stage_log(package, stage, run.log_path(package, stage), error));
-        }
+        let path = self.run.log_path(package, stage);
+        self.health.report(WriteFailure::stage_log(package.clone(), stage, path, error));
     }
 
     /// Writes out what the log of `stage` of `package` buffers.
-    fn flush(&mut self, package: usize, stage: Stage) {
-        let flushed = match self.open.get_mut(&(package, stage)) {
+    fn flush(&mut self, package: &PackageName, stage: Stage) {
+        let flushed = match self.open.get_mut(&(package.clone(), stage)) {
             Some(file) => file.flush(),
             None => Ok(()),
         };
@@ -64,29 +67,25 @@ impl LogFiles {
 }
 
 impl Subscriber for LogFiles {
-    fn on_event(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted(run) => self.run = Some(run.clone()),
-            Event::StageStarted { package, stage } => {
-                let Some(run) = self.run.clone() else { return };
-                match LogFiles::create(&run, *package, *stage) {
-                    Ok(file) => {
-                        self.open.insert((*package, *stage), file);
-                    }
-                    Err(error) => self.failed(*package, *stage, &error),
+    fn on_event(&mut self, event: &RunEvent) {
+        match &event.kind {
+            EventKind::StageStarted { package, stage } => match self.create(package, *stage) {
+                Ok(file) => {
+                    self.open.insert((package.clone(), *stage), file);
                 }
-            }
-            Event::Log { package, stage, line } => {
-                if let Some(file) = self.open.get_mut(&(*package, *stage)) {
+                Err(error) => self.failed(package, *stage, &error),
+            },
+            EventKind::Log { package, stage, line } => {
+                if let Some(file) = self.open.get_mut(&(package.clone(), *stage)) {
                     let marker = if line.source == Source::Stderr { "stderr: " } else { "" };
                     if let Err(error) = writeln!(file, "{marker}{}", line.text) {
-                        self.failed(*package, *stage, &error);
+                        self.failed(package, *stage, &error);
                     }
                 }
             }
-            Event::StageFinished { package, stage, outcome, duration } => {
-                if let Some(mut file) = self.open.remove(&(*package, *stage)) {
-                    let time = crate::timefmt::duration(*duration);
+            EventKind::StageFinished { package, stage, outcome, duration_ms } => {
+                if let Some(mut file) = self.open.remove(&(package.clone(), *stage)) {
+                    let time = crate::timefmt::duration(Duration::from_millis(*duration_ms));
                     let ending = match outcome {
                         StageOutcome::Failed { message, hint, .. } => {
                             let hint = hint.as_ref().map(|h| format!("\n-- hint: {h}")).unwrap_or_default();
@@ -96,21 +95,21 @@ impl Subscriber for LogFiles {
                     };
                     if let Err(error) = writeln!(file, "{}", redact(&ending)).and_then(|()| file.flush()) {
                         discard(file);
-                        self.failed(*package, *stage, &error);
+                        self.failed(package, *stage, &error);
                     }
                 }
             }
-            Event::PackageFinished { .. } | Event::RunFinished { .. } => {}
+            EventKind::RunStarted { .. } | EventKind::PackageFinished { .. } | EventKind::RunFinished { .. } => {}
         }
     }
 
     fn checkpoint(&mut self, at: Checkpoint) {
         match at {
-            Checkpoint::Stage { package, stage } => self.flush(package, stage),
+            Checkpoint::Stage { package, stage } => self.flush(&package, stage),
             Checkpoint::Run => {
-                let open: Vec<(usize, Stage)> = self.open.keys().copied().collect();
+                let open: Vec<(PackageName, Stage)> = self.open.keys().cloned().collect();
                 for (package, stage) in open {
-                    self.flush(package, stage);
+                    self.flush(&package, stage);
                 }
             }
         }
@@ -126,19 +125,29 @@ fn discard(file: BufWriter<File>) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     use super::*;
+    use crate::events::RunId;
     use crate::runtime::stage_log::{Level, Line};
 
     fn run_in(dir: &std::path::Path) -> Arc<RunInfo> {
         let plan = crate::pipeline::plan::RunPlan::of_names(dir, &["pet_api"]);
-        Arc::new(RunInfo { id: 1, started: SystemTime::now(), plan, dir: dir.to_path_buf(), url: None })
+        Arc::new(RunInfo::new(1, SystemTime::now(), plan, dir.to_path_buf(), None))
     }
 
-    fn line(text: &str) -> Event {
+    fn event(seq: u64, kind: EventKind) -> RunEvent {
+        let at = time::OffsetDateTime::now_utc();
+        RunEvent { schema_version: crate::events::SCHEMA_VERSION, run_id: RunId::new("r"), seq, at, kind }
+    }
+
+    fn pet_api() -> PackageName {
+        PackageName::from("pet_api")
+    }
+
+    fn line(text: &str) -> RunEvent {
         let line = Line { source: Source::Program, level: Level::Info, text: text.into() };
-        Event::Log { package: 0, stage: Stage::Test, line }
+        event(1, EventKind::Log { package: pet_api(), stage: Stage::Test, line })
     }
 
     #[test]
@@ -147,19 +156,18 @@ mod tests {
         // The package's folder is a file: its log cannot be made.
         std::fs::write(dir.path().join("pet_api"), "in the way").expect("a file");
         let health = WriteHealth::new();
-        let mut logs = LogFiles::new(health.clone());
-        logs.on_event(&Event::RunStarted(run_in(dir.path())));
-        logs.on_event(&Event::StageStarted { package: 0, stage: Stage::Test });
+        let mut logs = LogFiles::new(run_in(dir.path()), health.clone());
+        logs.on_event(&event(0, EventKind::StageStarted { package: pet_api(), stage: Stage::Test }));
         logs.on_event(&line("hello"));
-        logs.checkpoint(Checkpoint::Stage { package: 0, stage: Stage::Test });
-        let failure = health.stage_failure(0, Stage::Test).expect("the failure is reported");
+        logs.checkpoint(Checkpoint::Stage { package: pet_api(), stage: Stage::Test });
+        let failure = health.stage_failure("pet_api", Stage::Test).expect("the failure is reported");
         let path = dir.path().join("pet_api/test.log");
         assert!(
             failure.to_string().starts_with(&format!("cannot write the stage log `{}`: ", path.display())),
             "{failure}"
         );
         assert_eq!(health.failures().len(), 1);
-        assert!(health.stage_failure(0, Stage::Build).is_none());
+        assert!(health.stage_failure("pet_api", Stage::Build).is_none());
     }
 
     #[test]
@@ -168,19 +176,19 @@ mod tests {
         let full = File::options().write(true).open("/dev/full").expect("open /dev/full");
         let dir = tempfile::tempdir().expect("a temp dir");
         let health = WriteHealth::new();
-        let mut logs = LogFiles::new(health.clone());
-        logs.on_event(&Event::RunStarted(run_in(dir.path())));
-        logs.open.insert((0, Stage::Test), BufWriter::new(full));
+        let mut logs = LogFiles::new(run_in(dir.path()), health.clone());
+        logs.open.insert((pet_api(), Stage::Test), BufWriter::new(full));
         logs.on_event(&line("hello"));
         assert!(health.is_healthy(), "the line is only buffered so far");
-        logs.checkpoint(Checkpoint::Stage { package: 0, stage: Stage::Test });
-        let failure = health.stage_failure(0, Stage::Test).expect("the failure is reported");
+        logs.checkpoint(Checkpoint::Stage { package: pet_api(), stage: Stage::Test });
+        let failure = health.stage_failure("pet_api", Stage::Test).expect("the failure is reported");
         assert!(matches!(failure, WriteFailure::StageLog { full: true, .. }), "{failure:?}");
         assert!(failure.to_string().ends_with("No space left on device (os error 28)"), "{failure}");
         // The file is left alone from then on: its ending is not tried again.
         assert!(logs.open.is_empty());
         let outcome = StageOutcome::Passed { summary: None };
-        logs.on_event(&Event::StageFinished { package: 0, stage: Stage::Test, outcome, duration: Duration::ZERO });
+        let finished = EventKind::StageFinished { package: pet_api(), stage: Stage::Test, outcome, duration_ms: 0 };
+        logs.on_event(&event(2, finished));
         assert_eq!(health.failures().len(), 1);
     }
 }

@@ -22,208 +22,73 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+pub use loktar_protocol::{
+    EventKind, PackageName, PackageOutcome, RunEvent, RunId, RunOutcome, SCHEMA_VERSION, StageOutcome, millis,
+};
+use time::OffsetDateTime;
+
 pub use crate::pipeline::plan::log_path;
 use crate::pipeline::plan::{RunPlan, artifacts_folder};
 use crate::pipeline::stage::Stage;
-use crate::runtime::stage_log::Line;
 
 /// A run that has begun: its plan, its number and its folder.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
-    /// The run's number in the run store.
-    pub id: i64,
+    /// Its number in its repository's run store: how people name it.
+    pub number: i64,
     /// When it started.
     pub started: SystemTime,
-    /// What it does; events refer to its packages by position.
+    /// What it does.
     pub plan: RunPlan,
-    /// The run's folder: `.loktar/runs/<id>`.
+    /// The run's work folder: logs and artifacts.
     pub dir: PathBuf,
     /// The run's page, for notifiers to link to.
     pub url: Option<String>,
+    /// Each package's name, by position in the plan, as events carry it.
+    names: Vec<PackageName>,
+    /// Each package's position, by name.
+    positions: rustc_hash::FxHashMap<PackageName, usize>,
 }
 
 impl RunInfo {
+    /// The run numbered `number` in its store, started at `started`, working in `dir`.
+    pub fn new(number: i64, started: SystemTime, plan: RunPlan, dir: PathBuf, url: Option<String>) -> RunInfo {
+        let names: Vec<PackageName> = plan.packages.iter().map(|package| PackageName::from(package.name())).collect();
+        let positions = names.iter().enumerate().map(|(position, name)| (name.clone(), position)).collect();
+        RunInfo { number, started, plan, dir, url, names, positions }
+    }
+
+    /// Its identity, unique across machines.
+    pub fn id(&self) -> &RunId {
+        &self.plan.id
+    }
+
     /// The name of the package at `position`.
-    pub fn package_name(&self, position: usize) -> &str {
-        self.plan.packages[position].name()
+    pub fn package_name(&self, position: usize) -> &PackageName {
+        &self.names[position]
+    }
+
+    /// The position of the package called `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
     }
 
     /// Where the log of one stage of one package goes.
-    pub fn log_path(&self, package: usize, stage: Stage) -> PathBuf {
-        log_path(&self.dir, self.package_name(package), stage)
+    pub fn log_path(&self, package: &str, stage: Stage) -> PathBuf {
+        log_path(&self.dir, package, stage)
     }
 
     /// Where one package's artifacts go.
-    pub fn artifacts_folder(&self, package: usize) -> PathBuf {
-        artifacts_folder(&self.dir, self.package_name(package))
+    pub fn artifacts_folder(&self, package: &str) -> PathBuf {
+        artifacts_folder(&self.dir, package)
     }
 }
 
-/// How a stage ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StageOutcome {
-    /// It did its work; `summary` is the plugin's one-line report, if any.
-    Passed {
-        /// One line for the summary.
-        summary: Option<String>,
-    },
-    /// It failed.
-    Failed {
-        /// What went wrong, naming the plugin.
-        message: String,
-        /// The obvious fix, if any.
-        hint: Option<String>,
-        /// Loktar or the plugin itself broke, rather than the package (see
-        /// [`PluginError::internal`](crate::runtime::PluginError::internal)).
-        internal: bool,
-    },
-    /// The run was cancelled while it ran.
-    Cancelled,
-    /// The package does not configure it.
-    Skipped {
-        /// Why, e.g. "no `pkg_type`".
-        reason: String,
-    },
-}
-
-impl StageOutcome {
-    /// Its name in output and the run store.
-    pub fn name(&self) -> &'static str {
-        match self {
-            StageOutcome::Passed { .. } => "passed",
-            StageOutcome::Failed { .. } => "failed",
-            StageOutcome::Cancelled => "cancelled",
-            StageOutcome::Skipped { .. } => "skipped",
-        }
-    }
-
-    /// The message to show beside it, if any.
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            StageOutcome::Passed { summary } => summary.as_deref(),
-            StageOutcome::Failed { message, .. } => Some(message),
-            StageOutcome::Skipped { reason } => Some(reason),
-            StageOutcome::Cancelled => None,
-        }
-    }
-}
-
-/// How a package ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PackageOutcome {
-    /// Every stage it has passed.
-    Passed,
-    /// A stage failed.
-    Failed {
-        /// The stage that failed; `None` when Loktar itself failed.
-        stage: Option<Stage>,
-    },
-    /// Not started: a package it depends on failed.
-    Skipped {
-        /// The failed dependency.
-        dependency: String,
-    },
-    /// Cancelled while running, or never started because the run was cancelled.
-    Cancelled,
-}
-
-impl PackageOutcome {
-    /// Its name in output and the run store.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PackageOutcome::Passed => "passed",
-            PackageOutcome::Failed { .. } => "failed",
-            PackageOutcome::Skipped { .. } => "skipped",
-            PackageOutcome::Cancelled => "cancelled",
-        }
-    }
-
-    /// Why, in words.
-    pub fn detail(&self) -> String {
-        match self {
-            PackageOutcome::Passed => String::new(),
-            PackageOutcome::Failed { stage: Some(stage) } => format!("{stage} failed"),
-            PackageOutcome::Failed { stage: None } => "loktar failed while running it".to_string(),
-            PackageOutcome::Skipped { dependency } => format!("dependency `{dependency}` failed"),
-            PackageOutcome::Cancelled => "the run was cancelled".to_string(),
-        }
-    }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    /// Every package passed.
-    Passed,
-    /// Something failed.
-    Failed,
-    /// Interrupted by a signal.
-    Interrupted,
-}
-
-impl RunOutcome {
-    /// Its name in output and the run store.
-    pub fn name(self) -> &'static str {
-        match self {
-            RunOutcome::Passed => "passed",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// Something that happened in a run. Packages are positions in [`RunInfo::packages`].
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// The run begins.
-    RunStarted(Arc<RunInfo>),
-    /// A stage of a package begins.
-    StageStarted {
-        /// The package.
-        package: usize,
-        /// The stage.
-        stage: Stage,
-    },
-    /// A stage wrote a log line.
-    Log {
-        /// The package.
-        package: usize,
-        /// The stage.
-        stage: Stage,
-        /// The line.
-        line: Line,
-    },
-    /// A stage ended (or was skipped, with no `StageStarted` before it).
-    StageFinished {
-        /// The package.
-        package: usize,
-        /// The stage.
-        stage: Stage,
-        /// How it ended.
-        outcome: StageOutcome,
-        /// How long it ran.
-        duration: Duration,
-    },
-    /// A package is done, or will never start.
-    PackageFinished {
-        /// The package.
-        package: usize,
-        /// How it ended.
-        outcome: PackageOutcome,
-    },
-    /// The run is over.
-    RunFinished {
-        /// How it ended.
-        outcome: RunOutcome,
-        /// How long it took.
-        duration: Duration,
-    },
-}
-
-/// Receives every event of a run, in order, on the delivery thread.
+/// Receives every event of a run, in order, on the delivery thread: a sink
+/// of the run's event stream.
 pub trait Subscriber: Send {
     /// Takes one event.
-    fn on_event(&mut self, event: &Event);
+    fn on_event(&mut self, event: &RunEvent);
 
     /// Called about ten times a second while nothing happens (for live displays).
     fn tick(&mut self) {}
@@ -236,12 +101,12 @@ pub trait Subscriber: Send {
 
 /// A moment the pipeline is about to decide an outcome at, and waits for
 /// what was written so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checkpoint {
     /// A stage of a package has ended (its `StageFinished` is not sent yet).
     Stage {
         /// The package.
-        package: usize,
+        package: PackageName,
         /// The stage.
         stage: Stage,
     },
@@ -256,7 +121,7 @@ pub enum WriteFailure {
     #[error("cannot write the stage log `{}`: {error}", path.display())]
     StageLog {
         /// The package.
-        package: usize,
+        package: PackageName,
         /// The stage.
         stage: Stage,
         /// The log file.
@@ -276,7 +141,7 @@ pub enum WriteFailure {
 
 impl WriteFailure {
     /// A stage log's failure, from the error of writing `path`.
-    pub fn stage_log(package: usize, stage: Stage, path: PathBuf, error: &std::io::Error) -> WriteFailure {
+    pub fn stage_log(package: PackageName, stage: Stage, path: PathBuf, error: &std::io::Error) -> WriteFailure {
         let full = matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded);
         WriteFailure::StageLog { package, stage, path, error: error.to_string(), full }
     }
@@ -342,11 +207,13 @@ impl WriteHealth {
     }
 
     /// Why the log of `stage` of `package` could not be written, if it could not.
-    pub fn stage_failure(&self, package: usize, stage: Stage) -> Option<WriteFailure> {
+    pub fn stage_failure(&self, package: &str, stage: Stage) -> Option<WriteFailure> {
         let failures = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         failures
             .iter()
-            .find(|f| matches!(f, WriteFailure::StageLog { package: p, stage: s, .. } if *p == package && *s == stage))
+            .find(
+                |f| matches!(f, WriteFailure::StageLog { package: p, stage: s, .. } if &**p == package && *s == stage),
+            )
             .cloned()
     }
 
@@ -364,7 +231,7 @@ impl WriteHealth {
 /// What goes to the delivery thread.
 #[derive(Debug)]
 enum Message {
-    Event(Event),
+    Event(Arc<RunEvent>),
     /// Call [`Subscriber::checkpoint`], then answer.
     Checkpoint(Checkpoint, tokio::sync::oneshot::Sender<()>),
 }
@@ -372,14 +239,31 @@ enum Message {
 /// Sends events to the subscribers; clone it into every job.
 #[derive(Debug, Clone)]
 pub struct Emitter {
-    sender: mpsc::Sender<Message>,
+    run_id: RunId,
+    outbox: Arc<Mutex<Outbox>>,
     health: WriteHealth,
 }
 
+/// The way to the delivery thread, locked while an event is numbered and
+/// sent, so that events arrive in the order of their `seq`.
+#[derive(Debug)]
+struct Outbox {
+    next_seq: u64,
+    sender: mpsc::Sender<Message>,
+}
+
 impl Emitter {
-    /// Sends one event. Once delivery has stopped, events are dropped.
-    pub fn emit(&self, event: Event) {
-        let _ = self.sender.send(Message::Event(event));
+    /// Sends what happened, now, as the run's next event, and returns that
+    /// event (notifiers are told the very same). Once delivery has stopped,
+    /// events are dropped.
+    pub fn emit(&self, kind: EventKind) -> Arc<RunEvent> {
+        let at = OffsetDateTime::now_utc();
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = outbox.next_seq;
+        outbox.next_seq += 1;
+        let event = Arc::new(RunEvent { schema_version: SCHEMA_VERSION, run_id: self.run_id.clone(), seq, at, kind });
+        let _ = outbox.sender.send(Message::Event(event.clone()));
+        event
     }
 
     /// Waits until every event sent so far is delivered and the subscribers
@@ -387,7 +271,9 @@ impl Emitter {
     /// what could not be written. Returns at once when delivery has stopped.
     pub async fn checkpoint(&self, at: Checkpoint) {
         let (done, written) = tokio::sync::oneshot::channel();
-        if self.sender.send(Message::Checkpoint(at, done)).is_ok() {
+        let sent =
+            self.outbox.lock().unwrap_or_else(PoisonError::into_inner).sender.send(Message::Checkpoint(at, done));
+        if sent.is_ok() {
             // An error means the delivery thread is gone: nothing more will be written.
             let _ = written.await;
         }
@@ -409,8 +295,10 @@ pub struct EventBus {
 const TICK: Duration = Duration::from_millis(100);
 
 impl EventBus {
-    /// Starts delivering to `subscribers`, which report what they cannot write to `health`.
+    /// Starts delivering the events of run `run_id` to `subscribers`, which
+    /// report what they cannot write to `health`.
     pub fn start(
+        run_id: RunId,
         mut subscribers: Vec<Box<dyn Subscriber>>,
         health: WriteHealth,
     ) -> std::io::Result<(EventBus, Emitter)> {
@@ -420,12 +308,12 @@ impl EventBus {
                 match receiver.recv_timeout(TICK) {
                     Ok(Message::Event(event)) => {
                         subscribers.iter_mut().for_each(|s| s.on_event(&event));
-                        if matches!(event, Event::RunFinished { .. }) {
+                        if matches!(event.kind, EventKind::RunFinished { .. }) {
                             break;
                         }
                     }
                     Ok(Message::Checkpoint(at, done)) => {
-                        subscribers.iter_mut().for_each(|s| s.checkpoint(at));
+                        subscribers.iter_mut().for_each(|s| s.checkpoint(at.clone()));
                         let _ = done.send(());
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => subscribers.iter_mut().for_each(|s| s.tick()),
@@ -433,10 +321,12 @@ impl EventBus {
                 }
             }
         })?;
-        Ok((EventBus { thread }, Emitter { sender, health }))
+        let outbox = Arc::new(Mutex::new(Outbox { next_seq: 0, sender }));
+        let emitter = Emitter { run_id, outbox, health };
+        Ok((EventBus { thread }, emitter))
     }
 
-    /// Waits until every event up to [`Event::RunFinished`] is delivered.
+    /// Waits until every event up to [`EventKind::RunFinished`] is delivered.
     pub fn finish(self) {
         if self.thread.join().is_err() {
             tracing::error!("a run subscriber panicked; some output may be missing");
@@ -448,24 +338,24 @@ impl EventBus {
 mod tests {
     use super::*;
 
-    fn log_failure(package: usize, stage: Stage, error: &str) -> WriteFailure {
+    fn log_failure(package: &str, stage: Stage, error: &str) -> WriteFailure {
         let path = log_path(Path::new("/r/.loktar/runs/1"), "pet_api", stage);
-        WriteFailure::StageLog { package, stage, path, error: error.into(), full: true }
+        WriteFailure::StageLog { package: package.into(), stage, path, error: error.into(), full: true }
     }
 
     #[test]
     fn write_health_keeps_one_failure_per_file() {
         let health = WriteHealth::new();
         assert!(health.is_healthy());
-        health.report(log_failure(0, Stage::Test, "first"));
-        health.report(log_failure(0, Stage::Test, "again"));
+        health.report(log_failure("pet_api", Stage::Test, "first"));
+        health.report(log_failure("pet_api", Stage::Test, "again"));
         health.report(WriteFailure::Record { message: "database or disk is full".into() });
         health.report(WriteFailure::Record { message: "disk I/O error".into() });
-        health.report(log_failure(0, Stage::Build, "other file"));
+        health.report(log_failure("pet_api", Stage::Build, "other file"));
         let failures = health.failures();
         assert_eq!(failures.len(), 3, "{failures:?}");
-        assert_eq!(health.stage_failure(0, Stage::Test), Some(log_failure(0, Stage::Test, "first")));
-        assert!(health.stage_failure(1, Stage::Test).is_none());
+        assert_eq!(health.stage_failure("pet_api", Stage::Test), Some(log_failure("pet_api", Stage::Test, "first")));
+        assert!(health.stage_failure("other", Stage::Test).is_none());
         assert_eq!(
             failures[1].to_string(),
             "cannot write the run record: database or disk is full",
@@ -478,10 +368,10 @@ mod tests {
     struct SlowFailingLog(WriteHealth);
 
     impl Subscriber for SlowFailingLog {
-        fn on_event(&mut self, event: &Event) {
-            if let Event::Log { package, stage, .. } = event {
+        fn on_event(&mut self, event: &RunEvent) {
+            if let EventKind::Log { package, stage, .. } = &event.kind {
                 std::thread::sleep(Duration::from_millis(50));
-                self.0.report(log_failure(*package, *stage, "no room"));
+                self.0.report(log_failure(package, *stage, "no room"));
             }
         }
     }
@@ -489,18 +379,28 @@ mod tests {
     #[test]
     fn a_checkpoint_waits_for_what_was_sent_before_it() {
         let health = WriteHealth::new();
-        let (bus, emitter) =
-            EventBus::start(vec![Box::new(SlowFailingLog(health.clone()))], health.clone()).expect("a bus");
-        let line = Line {
+        let subscribers: Vec<Box<dyn Subscriber>> = vec![Box::new(SlowFailingLog(health.clone()))];
+        let (bus, emitter) = EventBus::start(RunId::new("r"), subscribers, health.clone()).expect("a bus");
+        let line = crate::runtime::stage_log::Line {
             source: crate::runtime::stage_log::Source::Program,
             level: crate::runtime::stage_log::Level::Info,
             text: "x".into(),
         };
-        emitter.emit(Event::Log { package: 0, stage: Stage::Test, line });
+        let package = PackageName::from("pet_api");
+        let first = emitter.emit(EventKind::Log { package: package.clone(), stage: Stage::Test, line });
+        assert_eq!((first.seq, first.run_id.as_str()), (0, "r"));
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
-        runtime.block_on(emitter.checkpoint(Checkpoint::Stage { package: 0, stage: Stage::Test }));
-        assert!(emitter.health().stage_failure(0, Stage::Test).is_some(), "the checkpoint returned too early");
-        emitter.emit(Event::RunFinished { outcome: RunOutcome::Failed, duration: Duration::ZERO });
+        runtime.block_on(emitter.checkpoint(Checkpoint::Stage { package, stage: Stage::Test }));
+        assert!(emitter.health().stage_failure("pet_api", Stage::Test).is_some(), "the checkpoint returned too early");
+        let last = emitter.emit(EventKind::RunFinished {
+            run_url: None,
+            outcome: RunOutcome::Failed,
+            duration_ms: 0,
+            packages: Vec::new(),
+            nothing_to_run: None,
+            not_rebuilt: Vec::new(),
+        });
+        assert_eq!(last.seq, 1);
         bus.finish();
         // Delivery has stopped: a checkpoint returns at once instead of waiting forever.
         runtime.block_on(emitter.checkpoint(Checkpoint::Run));

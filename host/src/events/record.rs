@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::FxHashSet as HashSet;
 
-use super::{Checkpoint, Event, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth};
+use super::{
+    Checkpoint, EventKind, PackageName, RunEvent, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth,
+};
 use crate::pipeline::stage::Stage;
 use crate::runtime::stage_log::redact;
 use crate::store::RunStore;
@@ -24,18 +26,19 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub struct Recorder {
     store: RunStore,
-    run: Option<Arc<RunInfo>>,
-    started: HashMap<(usize, Stage), Instant>,
+    run: Arc<RunInfo>,
+    /// The stages that started (and so have a log).
+    started: HashSet<(PackageName, Stage)>,
     /// When the open transaction began, if one is open.
     batch: Option<Instant>,
     health: WriteHealth,
 }
 
 impl Recorder {
-    /// Records into `store` (the run itself was begun there already); what
-    /// cannot be written is reported to `health`.
-    pub fn new(store: RunStore, health: WriteHealth) -> Recorder {
-        Recorder { store, run: None, started: HashMap::default(), batch: None, health }
+    /// Records `run` into `store` (the run itself was begun there already);
+    /// what cannot be written is reported to `health`.
+    pub fn new(store: RunStore, run: Arc<RunInfo>, health: WriteHealth) -> Recorder {
+        Recorder { store, run, started: HashSet::default(), batch: None, health }
     }
 
     /// Opens a transaction for the next writes, if none is open.
@@ -64,12 +67,12 @@ impl Recorder {
 }
 
 impl Subscriber for Recorder {
-    fn on_event(&mut self, event: &Event) {
-        if matches!(event, Event::StageFinished { .. } | Event::PackageFinished { .. }) {
+    fn on_event(&mut self, event: &RunEvent) {
+        if matches!(event.kind, EventKind::StageFinished { .. } | EventKind::PackageFinished { .. }) {
             self.batch();
         }
-        self.record(event);
-        self.commit(matches!(event, Event::RunFinished { .. }));
+        self.record(&event.kind);
+        self.commit(matches!(event.kind, EventKind::RunFinished { .. }));
     }
 
     fn tick(&mut self) {
@@ -84,42 +87,40 @@ impl Subscriber for Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted(run) => self.run = Some(run.clone()),
-            Event::StageStarted { package, stage } => {
-                self.started.insert((*package, *stage), Instant::now());
+    fn record(&mut self, event: &EventKind) {
+        let run = &self.run;
+        let result = match event {
+            EventKind::StageStarted { package, stage } => {
+                self.started.insert((package.clone(), *stage));
+                Ok(())
             }
-            Event::StageFinished { package, stage, outcome, duration } => {
-                let Some(run) = self.run.clone() else { return };
-                let ran = self.started.remove(&(*package, *stage)).is_some();
-                let log = ran.then(|| run.log_path(*package, *stage));
-                let result = self.store.record_stage(
-                    run.id,
-                    position(*package),
-                    run.package_name(*package),
+            EventKind::StageFinished { package, stage, outcome, duration_ms } => {
+                let ran = self.started.remove(&(package.clone(), *stage));
+                let log = ran.then(|| run.log_path(package, *stage));
+                self.store.record_stage(
+                    run.number,
+                    position(run, package),
+                    package,
                     *stage,
                     outcome.name(),
                     outcome_detail(outcome).as_deref(),
-                    *duration,
+                    Duration::from_millis(*duration_ms),
                     log.as_deref(),
-                );
-                self.check(result);
+                )
             }
-            Event::PackageFinished { package, outcome } => {
-                let Some(run) = self.run.clone() else { return };
-                let name = run.package_name(*package);
-                let result =
-                    self.store.record_package(run.id, position(*package), name, outcome.name(), &outcome.detail());
-                self.check(result);
+            EventKind::PackageFinished { package, outcome, .. } => self.store.record_package(
+                run.number,
+                position(run, package),
+                package,
+                outcome.name(),
+                &outcome.detail(),
+            ),
+            EventKind::RunFinished { outcome, duration_ms, .. } => {
+                self.store.finish_run(run.number, outcome.name(), Duration::from_millis(*duration_ms))
             }
-            Event::RunFinished { outcome, duration } => {
-                let Some(run) = self.run.clone() else { return };
-                let result = self.store.finish_run(run.id, outcome.name(), *duration);
-                self.check(result);
-            }
-            Event::Log { .. } => {}
-        }
+            EventKind::RunStarted { .. } | EventKind::Log { .. } => Ok(()),
+        };
+        self.check(result);
     }
 }
 
@@ -132,6 +133,7 @@ fn outcome_detail(outcome: &StageOutcome) -> Option<String> {
     detail.map(|detail| redact(&detail).into_owned())
 }
 
-fn position(package: usize) -> i64 {
-    i64::try_from(package).unwrap_or(i64::MAX)
+/// The package's position in the run, as the store keeps it.
+fn position(run: &RunInfo, package: &str) -> i64 {
+    run.position(package).and_then(|at| i64::try_from(at).ok()).unwrap_or(i64::MAX)
 }

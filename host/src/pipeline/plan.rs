@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use super::scheduler;
 use super::stage::{Stage, StagePlan};
 use crate::config::Package;
+use crate::events::RunId;
 use crate::runtime::bindings::types::RunContext;
 
 /// A run's plan.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
+    /// The run's identity, unique across machines, given when it is planned.
+    pub id: RunId,
     /// The repository root.
     pub root: PathBuf,
     /// The packages, in dependency order.
@@ -44,16 +47,17 @@ impl PlannedPackage {
     pub fn name(&self) -> &str {
         &self.package.name
     }
+
+    /// The stages it goes through: those its configuration does not skip,
+    /// `notify` aside (notifiers hear of every package).
+    pub fn planned_stages(&self) -> Vec<Stage> {
+        let planned = |plan: &&StagePlan| !plan.is_skipped() && plan.stage != Stage::Notify;
+        self.stages.iter().filter(planned).map(|plan| plan.stage).collect()
+    }
 }
 
 /// A package `--rebuild` left out: it is green on `commit`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct NotRebuilt {
-    /// The package.
-    pub name: String,
-    /// The commit whose statuses say it is green.
-    pub commit: String,
-}
+pub use loktar_protocol::NotRebuilt;
 
 impl RunPlan {
     /// For each package, the positions of the packages it waits for: the
@@ -111,6 +115,7 @@ impl RunPlan {
             dependencies: Vec::new(),
         };
         RunPlan {
+            id: RunId::new("test-run"),
             root: root.to_path_buf(),
             packages: names.iter().map(package).collect(),
             context: RunContext {

@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 use super::plan::RunPlan;
 use super::scheduler::{self, JobOutcome, Status};
 use super::stage::{Stage, StagePlan};
-use crate::events::{Checkpoint, Emitter, Event, PackageOutcome, RunInfo, RunOutcome, StageOutcome};
+use crate::events::{
+    Checkpoint, Emitter, EventKind, PackageOutcome, RunEvent, RunInfo, RunOutcome, StageOutcome, millis,
+};
 use crate::runtime::bindings::types::{Artifact, RunContext};
 use crate::runtime::stage_log::{Line, LineTap};
 use crate::runtime::{CallEnv, Mounts, PluginError, RunningPrograms, Runtime};
@@ -95,13 +97,9 @@ pub async fn execute(
     interrupted: &AtomicBool,
 ) -> RunReport {
     let started = Instant::now();
-    emitter.emit(Event::RunStarted(info.clone()));
-    let mut notify_failures = Vec::new();
     let plan = &info.plan;
-    if !plan.notifiers.is_empty() {
-        let event = run_started_event(&info);
-        notify_failures.extend(notify(&runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await);
-    }
+    let run_started = emitter.emit(run_started(&info));
+    let mut notify_failures = notify(&runtime, &plan.notifiers, &plan.context, &run_started, &CallEnv::default()).await;
     let dependencies = plan.dependencies();
     let count = plan.packages.len();
     let shared = Arc::new(Shared {
@@ -138,15 +136,11 @@ pub async fn execute(
         };
         let report = PackageReport { name, outcome, stages, artifacts };
         if report_missing {
-            emitter.emit(Event::PackageFinished { package: position, outcome: report.outcome.clone() });
+            let finished = emitter.emit(package_finished(&info, position, &report));
             // Never ran: its notifiers still hear how it ended, so nothing waits on it.
-            let stages = &plan.packages[position].stages;
-            let notifiers = notify_providers(stages);
-            if !notifiers.is_empty() {
-                let event = package_event(&info, stages, &report);
-                notify_failures
-                    .extend(notify(&shared.runtime, notifiers, &plan.context, &event, &CallEnv::default()).await);
-            }
+            let notifiers = notify_providers(&plan.packages[position].stages);
+            notify_failures
+                .extend(notify(&shared.runtime, notifiers, &plan.context, &finished, &CallEnv::default()).await);
         }
         packages.push(report);
     }
@@ -160,20 +154,18 @@ pub async fn execute(
         RunOutcome::Failed
     };
     let duration = started.elapsed();
-    if !plan.notifiers.is_empty() {
-        let event = run_finished_event(plan, info.url.as_deref(), outcome, duration, &packages, None);
-        notify_failures
-            .extend(notify(&shared.runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await);
-    }
-    emitter.emit(Event::RunFinished { outcome, duration });
+    let run_finished = emitter.emit(run_finished(info.url.as_deref(), outcome, duration, &packages, None, &[]));
+    let env = CallEnv::default();
+    notify_failures.extend(notify(&shared.runtime, &plan.notifiers, &plan.context, &run_finished, &env).await);
     RunReport { info, outcome, packages, duration, notify_failures }
 }
 
 /// Runs one package's stages in order; records its report and emits its events.
 async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken) -> JobOutcome {
     let plans = &shared.info.plan.packages[position].stages;
+    let package = shared.info.package_name(position);
     let mut report = PackageReport {
-        name: shared.info.package_name(position).to_string(),
+        name: package.to_string(),
         outcome: PackageOutcome::Passed,
         stages: Vec::new(),
         artifacts: Vec::new(),
@@ -182,11 +174,11 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
     for plan in plans.iter().filter(|plan| plan.stage != Stage::Notify) {
         if plan.is_skipped() {
             let outcome = StageOutcome::Skipped { reason: format!("no `{}`", plan.stage.field()) };
-            shared.emitter.emit(Event::StageFinished {
-                package: position,
+            shared.emitter.emit(EventKind::StageFinished {
+                package: package.clone(),
                 stage: plan.stage,
                 outcome: outcome.clone(),
-                duration: Duration::ZERO,
+                duration_ms: 0,
             });
             report.stages.push(StageReport { stage: plan.stage, outcome, duration: Duration::ZERO, log: None });
             continue;
@@ -195,7 +187,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
             job = JobOutcome::Cancelled;
             break;
         }
-        shared.emitter.emit(Event::StageStarted { package: position, stage: plan.stage });
+        shared.emitter.emit(EventKind::StageStarted { package: package.clone(), stage: plan.stage });
         let started = Instant::now();
         let result = run_stage(shared, position, plan, &report.artifacts, &cancel).await;
         let duration = started.elapsed();
@@ -211,13 +203,13 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
             Err(error) => StageOutcome::Failed { message: error.message, hint: error.hint, internal: error.internal },
         };
         let outcome = with_its_log(shared, position, plan.stage, outcome).await;
-        shared.emitter.emit(Event::StageFinished {
-            package: position,
+        shared.emitter.emit(EventKind::StageFinished {
+            package: package.clone(),
             stage: plan.stage,
             outcome: outcome.clone(),
-            duration,
+            duration_ms: millis(duration),
         });
-        let log = Some(shared.info.log_path(position, plan.stage));
+        let log = Some(shared.info.log_path(package, plan.stage));
         report.stages.push(StageReport { stage: plan.stage, outcome: outcome.clone(), duration, log });
         match outcome {
             StageOutcome::Cancelled => {
@@ -235,39 +227,45 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
     if job == JobOutcome::Cancelled {
         report.outcome = PackageOutcome::Cancelled;
     }
-    // However the package ended, its notifiers hear of it; that never fails it.
+    let finished = shared.emitter.emit(package_finished(&shared.info, position, &report));
+    // However the package ended, its notifiers hear of it in its notify
+    // stage, which comes after: they are told of that very event. It never fails the package.
     match plans.iter().find(|plan| plan.stage == Stage::Notify) {
-        Some(plan) if !plan.is_skipped() => notify_package(shared, position, plan, plans, &mut report, &cancel).await,
+        Some(plan) if !plan.is_skipped() => {
+            notify_package(shared, position, plan, &finished, &mut report, &cancel).await
+        }
         Some(plan) if job == JobOutcome::Succeeded => {
             let outcome = StageOutcome::Skipped { reason: format!("no `{}`", plan.stage.field()) };
-            let duration = Duration::ZERO;
-            let finished =
-                Event::StageFinished { package: position, stage: Stage::Notify, outcome: outcome.clone(), duration };
-            shared.emitter.emit(finished);
-            report.stages.push(StageReport { stage: Stage::Notify, outcome, duration, log: None });
+            let stage = Stage::Notify;
+            shared.emitter.emit(EventKind::StageFinished {
+                package: package.clone(),
+                stage,
+                outcome: outcome.clone(),
+                duration_ms: 0,
+            });
+            report.stages.push(StageReport { stage, outcome, duration: Duration::ZERO, log: None });
         }
         _ => {}
     }
-    shared.emitter.emit(Event::PackageFinished { package: position, outcome: report.outcome.clone() });
     shared.reports.lock().unwrap_or_else(PoisonError::into_inner)[position] = Some(report);
     job
 }
 
-/// The notify stage of a package that ended: each notifier hears how it went.
+/// The notify stage of a package that ended: each notifier hears of its `package_finished`.
 async fn notify_package(
     shared: &Shared,
     position: usize,
     plan: &StagePlan,
-    plans: &[StagePlan],
+    finished: &RunEvent,
     report: &mut PackageReport,
     cancel: &CancellationToken,
 ) {
-    shared.emitter.emit(Event::StageStarted { package: position, stage: Stage::Notify });
+    let package = shared.info.package_name(position);
+    shared.emitter.emit(EventKind::StageStarted { package: package.clone(), stage: Stage::Notify });
     let started = Instant::now();
-    let event = package_event(&shared.info, plans, report);
     // A cancelled run is told too: the calls are not cancelled.
     let env = CallEnv { cancel: None, ..call_env(shared, position, Stage::Notify, cancel) };
-    let failures = notify(&shared.runtime, &plan.providers, &shared.info.plan.context, &event, &env).await;
+    let failures = notify(&shared.runtime, &plan.providers, &shared.info.plan.context, finished, &env).await;
     let outcome = if failures.is_empty() {
         StageOutcome::Passed { summary: None }
     } else {
@@ -275,17 +273,22 @@ async fn notify_package(
     };
     let outcome = with_its_log(shared, position, Stage::Notify, outcome).await;
     let duration = started.elapsed();
-    let finished = Event::StageFinished { package: position, stage: Stage::Notify, outcome: outcome.clone(), duration };
-    shared.emitter.emit(finished);
-    let log = Some(shared.info.log_path(position, Stage::Notify));
+    shared.emitter.emit(EventKind::StageFinished {
+        package: package.clone(),
+        stage: Stage::Notify,
+        outcome: outcome.clone(),
+        duration_ms: millis(duration),
+    });
+    let log = Some(shared.info.log_path(package, Stage::Notify));
     report.stages.push(StageReport { stage: Stage::Notify, outcome, duration, log });
 }
 
 /// How a stage that ended with `outcome` is reported: failed, naming the
 /// file and the system's error, when its log could not be written.
 async fn with_its_log(shared: &Shared, position: usize, stage: Stage, outcome: StageOutcome) -> StageOutcome {
-    shared.emitter.checkpoint(Checkpoint::Stage { package: position, stage }).await;
-    let Some(failure) = shared.emitter.health().stage_failure(position, stage) else { return outcome };
+    let package = shared.info.package_name(position);
+    shared.emitter.checkpoint(Checkpoint::Stage { package: package.clone(), stage }).await;
+    let Some(failure) = shared.emitter.health().stage_failure(package, stage) else { return outcome };
     let hint = failure.hint(&shared.info.dir);
     match outcome {
         // Its log is missing, not its work undone: a cancelled stage stays cancelled.
@@ -308,20 +311,6 @@ struct StageDone {
     artifacts: Option<Vec<Artifact>>,
 }
 
-/// Why a stage failed.
-struct StageError {
-    message: String,
-    hint: Option<String>,
-    /// Loktar or the plugin broke, not the package.
-    internal: bool,
-}
-
-impl From<PluginError> for StageError {
-    fn from(error: PluginError) -> Self {
-        StageError { message: error.message, hint: error.hint, internal: error.internal }
-    }
-}
-
 /// Runs one stage: a call of each of its providers.
 async fn run_stage(
     shared: &Shared,
@@ -329,7 +318,7 @@ async fn run_stage(
     plan: &StagePlan,
     artifacts: &[Artifact],
     cancel: &CancellationToken,
-) -> Result<StageDone, StageError> {
+) -> Result<StageDone, PluginError> {
     let package = &shared.info.plan.packages[position].package;
     for provider in &plan.providers {
         if !shared.runtime.has_plugin(provider) {
@@ -346,7 +335,8 @@ async fn run_stage(
             if report.passed {
                 Ok(StageDone { summary: Some(report.summary), artifacts: None })
             } else {
-                Err(StageError { message: report.summary, hint: None, internal: false })
+                // The package failed its tests: not Loktar's or the plugin's fault.
+                Err(PluginError { internal: false, ..PluginError::new(report.summary) })
             }
         }
         Stage::Build => {
@@ -371,11 +361,13 @@ async fn run_stage(
 fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &CancellationToken) -> CallEnv {
     let package = &shared.info.plan.packages[position].package;
     // Testers and notifiers have no artifact folder.
+    let name = shared.info.package_name(position).clone();
     let artifacts =
-        matches!(stage, Stage::Build | Stage::Publish | Stage::Store).then(|| shared.info.artifacts_folder(position));
+        matches!(stage, Stage::Build | Stage::Publish | Stage::Store).then(|| shared.info.artifacts_folder(&name));
     let emitter = shared.emitter.clone();
-    let tap: LineTap =
-        Arc::new(move |line: &Line| emitter.emit(Event::Log { package: position, stage, line: line.clone() }));
+    let tap: LineTap = Arc::new(move |line: &Line| {
+        emitter.emit(EventKind::Log { package: name.clone(), stage, line: line.clone() });
+    });
     CallEnv {
         mounts: Some(Mounts { root: shared.info.plan.root.clone(), package: package.dir.clone(), artifacts }),
         cancel: Some(cancel.clone()),
@@ -384,7 +376,7 @@ fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancellatio
     }
 }
 
-fn missing_plugin(stage: Stage, provider: &str) -> StageError {
+fn missing_plugin(stage: Stage, provider: &str) -> PluginError {
     let role = match stage {
         Stage::Test => "tester",
         Stage::Build => "builder",
@@ -392,14 +384,10 @@ fn missing_plugin(stage: Stage, provider: &str) -> StageError {
         Stage::Store => "storage",
         Stage::Notify => "notifier",
     };
-    StageError {
-        internal: true,
-        message: format!("no plugin for {} `{provider}`", stage.field()),
-        hint: Some(format!(
-            "this build of Loktar has no `{provider}` {role}; configure one under `[plugins.{provider}]` in \
-             loktar.toml (`path` and `role = \"{role}\"`), or stop before this stage with `--stage`"
-        )),
-    }
+    PluginError::new(format!("no plugin for {} `{provider}`", stage.field())).hint(format!(
+        "this build of Loktar has no `{provider}` {role}; configure one under `[plugins.{provider}]` in \
+         loktar.toml (`path` and `role = \"{role}\"`), or stop before this stage with `--stage`"
+    ))
 }
 
 /// `image pet_api:42, wheel awesome_lib 1.2.0` for the summary.
@@ -420,113 +408,115 @@ async fn notify(
     runtime: &Runtime,
     notifiers: &[String],
     context: &RunContext,
-    event: &str,
+    event: &RunEvent,
     env: &CallEnv,
 ) -> Vec<String> {
+    if notifiers.is_empty() {
+        return Vec::new();
+    }
+    let event = match serde_json::to_string(event) {
+        Ok(json) => json,
+        Err(error) => return vec![format!("cannot write the event for notifiers: {error}")],
+    };
     let mut failures = Vec::new();
     for notifier in notifiers {
         if !runtime.has_plugin(notifier) {
             failures.push(format!("no notifier plugin `{notifier}`"));
             continue;
         }
-        if let Err(error) = runtime.notify(notifier, context, event, env).await {
+        if let Err(error) = runtime.notify(notifier, context, &event, env).await {
             failures.push(error.message);
         }
     }
     failures
 }
 
-/// The names of the stages a package goes through (those its configuration does not skip).
-fn planned_stages(plans: &[StagePlan]) -> Vec<&'static str> {
-    plans
-        .iter()
-        .filter(|plan| !plan.is_skipped() && plan.stage != Stage::Notify)
-        .map(|plan| plan.stage.name())
-        .collect()
-}
-
-/// `run_started`: every package and the stages it will go through.
-fn run_started_event(info: &RunInfo) -> String {
+/// `run_started`: every package, the stages it will go through and what it waits for.
+fn run_started(info: &RunInfo) -> EventKind {
     let plan = &info.plan;
-    let packages: Vec<serde_json::Value> = plan
+    let packages = plan
         .packages
         .iter()
-        .map(|package| serde_json::json!({ "name": package.name(), "planned": planned_stages(&package.stages) }))
+        .enumerate()
+        .map(|(position, package)| loktar_protocol::PlannedPackage {
+            name: info.package_name(position).clone(),
+            planned: package.planned_stages(),
+            depends_on: package.dependencies.iter().map(|&at| info.package_name(at).clone()).collect(),
+        })
         .collect();
-    serde_json::json!({
-        "event": "run_started", "run": plan.context.run_id, "run_url": info.url, "packages": packages,
-        "not_rebuilt": plan.not_rebuilt,
-    })
-    .to_string()
+    EventKind::RunStarted { run_url: info.url.clone(), packages, not_rebuilt: plan.not_rebuilt.clone() }
 }
 
-/// `package_finished`: how a package ended, each stage, and its artifacts.
-fn package_event(info: &RunInfo, plans: &[StagePlan], report: &PackageReport) -> String {
-    let stages: Vec<serde_json::Value> = report
+/// `package_finished`: how the package at `position` ended, each stage, and its artifacts.
+fn package_finished(info: &RunInfo, position: usize, report: &PackageReport) -> EventKind {
+    let stages = report
         .stages
         .iter()
-        .map(|stage| {
-            let message = match &stage.outcome {
-                StageOutcome::Failed { message, .. } => Some(message.clone()),
-                other => other.detail().map(str::to_string),
-            };
-            let internal = matches!(stage.outcome, StageOutcome::Failed { internal: true, .. });
-            serde_json::json!({
-                "stage": stage.stage.name(), "outcome": stage.outcome.name(), "message": message, "internal": internal,
-                "duration_ms": u64::try_from(stage.duration.as_millis()).unwrap_or(u64::MAX),
-            })
+        .map(|stage| loktar_protocol::StageResult {
+            stage: stage.stage,
+            outcome: stage.outcome.clone(),
+            duration_ms: millis(stage.duration),
         })
         .collect();
-    let artifacts: Vec<serde_json::Value> = report
-        .artifacts
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "kind": a.kind, "name": a.name, "version": a.version, "location": a.location, "digest": a.digest,
-            })
-        })
-        .collect();
-    let detail = report.outcome.detail();
-    serde_json::json!({
-        "event": "package_finished", "run": info.plan.context.run_id, "run_url": info.url,
-        "package": report.name, "outcome": report.outcome.name(),
-        "detail": if detail.is_empty() { None } else { Some(detail) },
-        "planned": planned_stages(plans), "stages": stages, "artifacts": artifacts,
-    })
-    .to_string()
+    EventKind::PackageFinished {
+        run_url: info.url.clone(),
+        package: info.package_name(position).clone(),
+        outcome: report.outcome.clone(),
+        planned: info.plan.packages[position].planned_stages(),
+        stages,
+        artifacts: report.artifacts.iter().map(artifact).collect(),
+    }
 }
 
-/// `run_finished`: how the run and each package ended; with `nothing_to_run`, why no package ran.
-pub fn run_finished_event(
-    plan: &RunPlan,
+/// An artifact as events describe it.
+fn artifact(artifact: &Artifact) -> loktar_protocol::Artifact {
+    loktar_protocol::Artifact {
+        kind: artifact.kind.clone(),
+        name: artifact.name.clone(),
+        version: artifact.version.clone(),
+        location: artifact.location.clone(),
+        digest: artifact.digest.clone(),
+    }
+}
+
+/// `run_finished`: how the run and each package ended; with `nothing_to_run`,
+/// why no package ran and which were `not_rebuilt`.
+fn run_finished(
     run_url: Option<&str>,
     outcome: RunOutcome,
     duration: Duration,
     packages: &[PackageReport],
     nothing_to_run: Option<&str>,
-) -> String {
-    let packages: Vec<serde_json::Value> = packages
+    not_rebuilt: &[loktar_protocol::NotRebuilt],
+) -> EventKind {
+    let packages = packages
         .iter()
-        .map(|package| {
-            let duration: Duration = package.stages.iter().map(|stage| stage.duration).sum();
-            serde_json::json!({
-                "name": package.name, "outcome": package.outcome.name(),
-                "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            })
+        .map(|package| loktar_protocol::PackageResult {
+            name: package.name.as_str().into(),
+            outcome: package.outcome.clone(),
+            duration_ms: millis(package.stages.iter().map(|stage| stage.duration).sum()),
         })
         .collect();
-    serde_json::json!({
-        "event": "run_finished", "run": plan.context.run_id, "run_url": run_url,
-        "outcome": outcome.name(), "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        "packages": packages, "nothing_to_run": nothing_to_run,
-        // Told at the start of a run; a run that starts nothing tells them here.
-        "not_rebuilt": if nothing_to_run.is_some() { plan.not_rebuilt.as_slice() } else { &[] },
-    })
-    .to_string()
+    EventKind::RunFinished {
+        run_url: run_url.map(str::to_string),
+        outcome,
+        duration_ms: millis(duration),
+        packages,
+        nothing_to_run: nothing_to_run.map(str::to_string),
+        not_rebuilt: not_rebuilt.to_vec(),
+    }
 }
 
-/// Tells `plan`'s notifiers that a run found nothing to do, and why; returns what failed.
+/// Tells `plan`'s notifiers that a run found nothing to do, and why; returns
+/// what failed. The run has no event stream: this is its only event.
 pub async fn notify_nothing_to_run(runtime: &Runtime, plan: &RunPlan, reason: &str) -> Vec<String> {
-    let event = run_finished_event(plan, None, RunOutcome::Passed, Duration::ZERO, &[], Some(reason));
+    let kind = run_finished(None, RunOutcome::Passed, Duration::ZERO, &[], Some(reason), &plan.not_rebuilt);
+    let event = RunEvent {
+        schema_version: loktar_protocol::SCHEMA_VERSION,
+        run_id: plan.id.clone(),
+        seq: 0,
+        at: time::OffsetDateTime::now_utc(),
+        kind,
+    };
     notify(runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await
 }

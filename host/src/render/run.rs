@@ -114,12 +114,12 @@ pub fn summary(report: &RunReport) -> String {
     }
     out.push_str(&format!(
         "\nrun {} {} in {}: {} · logs in {} · `loktar runs show {}`\n",
-        report.info.id,
+        report.info.number,
         report.outcome.name(),
         timefmt::duration(report.duration),
         counts.join(", "),
         shown_path(&report.info.dir),
-        report.info.id
+        report.info.number
     ));
     out
 }
@@ -164,7 +164,7 @@ pub fn json(report: &RunReport) -> String {
         })
         .collect();
     let value = json!({
-        "run": report.info.id,
+        "run": report.info.number,
         "outcome": report.outcome.name(),
         "duration_ms": report.duration.as_millis(),
         "concurrency": report.info.plan.options.concurrency,

@@ -95,11 +95,13 @@ pub struct PluginError {
 }
 
 impl PluginError {
-    fn new(message: impl Into<String>) -> Self {
+    /// Loktar or the plugin broke, saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
         PluginError { message: message.into(), hint: None, log: Vec::new(), internal: true }
     }
 
-    fn hint(mut self, hint: impl Into<String>) -> Self {
+    /// Adds the obvious fix.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }

@@ -44,44 +44,7 @@ const MIN_SECRET_LINE: usize = 8;
 /// What a hidden secret becomes.
 const HIDDEN: &str = "[secret]";
 
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The plugin, through the `log` capability.
-    Plugin,
-    /// The plugin's standard output.
-    Stdout,
-    /// The plugin's standard error (panics land here).
-    Stderr,
-    /// A program run through the `process` capability.
-    Program,
-}
-
-/// How important a line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// Details.
-    Debug,
-    /// Normal progress.
-    Info,
-    /// Worth a look.
-    Warn,
-    /// A failure.
-    Error,
-}
-
-/// One line of a stage log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Line {
-    /// Where it came from.
-    pub source: Source,
-    /// How important it is.
-    pub level: Level,
-    /// The text, without the newline.
-    pub text: String,
-}
+pub use loktar_protocol::{Level, Line, Source};
 
 #[derive(Debug)]
 struct Inner {

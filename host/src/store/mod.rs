@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::diagnostic::Diagnostic;
+use crate::events::RunId;
 use crate::pipeline::stage::Stage;
 
 /// Loktar's folder in the repository: the store, run logs, artifacts.
@@ -33,8 +34,10 @@ impl From<StoreError> for Diagnostic {
 }
 
 /// What a run is, as recorded when it starts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewRun {
+    /// Its identity, unique across machines.
+    pub id: RunId,
     /// When it started (ms since the epoch).
     pub started_ms: i64,
     /// How the packages were chosen: `changes`, `all`, `packages`.
@@ -56,6 +59,9 @@ pub struct NewRun {
 pub struct RunRow {
     /// Its number.
     pub id: i64,
+    /// Its identity across machines (the `run_id` of its events); none for
+    /// runs recorded before Loktar kept it.
+    pub uuid: Option<String>,
     /// `running`, `passed`, `failed` or `interrupted`.
     pub status: String,
     /// Start, ms since the epoch.
@@ -183,8 +189,8 @@ impl RunStore {
     pub fn begin_run(&self, run: &NewRun) -> Result<i64, Diagnostic> {
         self.connection
             .execute(
-                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, owner)
-                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, owner, uuid)
+                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     run.started_ms,
                     run.selection,
@@ -193,7 +199,8 @@ impl RunStore {
                     run.branch,
                     i64::try_from(run.packages).unwrap_or(i64::MAX),
                     i64::try_from(run.concurrency).unwrap_or(i64::MAX),
-                    Owner::this_process().to_string()
+                    Owner::this_process().to_string(),
+                    run.id.as_str()
                 ],
             )
             .map_err(|e| self.fail(e))?;
@@ -267,7 +274,7 @@ impl RunStore {
             .connection
             .prepare(
                 "SELECT id, status, started_ms, duration_ms, selection, head, base, branch, packages,
-                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed')
+                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid
                  FROM runs ORDER BY id DESC LIMIT ?1",
             )
             .map_err(|e| self.fail(e))?;
@@ -284,7 +291,7 @@ impl RunStore {
             .connection
             .query_row(
                 "SELECT id, status, started_ms, duration_ms, selection, head, base, branch, packages,
-                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed')
+                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid
                  FROM runs WHERE id = ?1",
                 [id],
                 run_row,
@@ -385,6 +392,14 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
         }
         connection.execute_batch("PRAGMA user_version = 1")?;
     }
+    if version < 2 {
+        let has_uuid = connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'uuid'")?.exists([])?;
+        if !has_uuid {
+            connection.execute_batch("ALTER TABLE runs ADD COLUMN uuid TEXT")?;
+        }
+        connection
+            .execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS runs_uuid ON runs(uuid); PRAGMA user_version = 2")?;
+    }
     Ok(())
 }
 
@@ -400,6 +415,7 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         branch: row.get(7)?,
         packages: row.get(8)?,
         failed: row.get(9)?,
+        uuid: row.get(10)?,
     })
 }
 
@@ -417,7 +433,8 @@ CREATE TABLE IF NOT EXISTS runs (
     branch      TEXT,
     packages    INTEGER NOT NULL,
     concurrency INTEGER NOT NULL,
-    owner       TEXT
+    owner       TEXT,
+    uuid        TEXT
 );
 CREATE TABLE IF NOT EXISTS packages (
     run_id   INTEGER NOT NULL REFERENCES runs(id),
@@ -448,10 +465,19 @@ mod tests {
     fn records_runs_and_returns_stages_in_pipeline_order() {
         let root = tempfile::tempdir().expect("temp dir");
         let store = RunStore::open(root.path()).expect("store");
-        let run =
-            NewRun { started_ms: 1000, selection: "all".into(), packages: 2, concurrency: 2, ..NewRun::default() };
-        let first = store.begin_run(&run).expect("begin");
-        let second = store.begin_run(&run).expect("begin");
+        let run = |id: &str| NewRun {
+            id: RunId::new(id),
+            started_ms: 1000,
+            selection: "all".into(),
+            head: None,
+            base: None,
+            branch: None,
+            packages: 2,
+            concurrency: 2,
+        };
+        let first = store.begin_run(&run("a")).expect("begin");
+        assert!(store.begin_run(&run("a")).is_err(), "a run id is recorded once");
+        let second = store.begin_run(&run("b")).expect("begin");
         assert_eq!(second, first + 1);
         let log = Path::new("/logs/a/test.log");
         let ms = Duration::from_millis(5);
@@ -466,7 +492,7 @@ mod tests {
             runs.iter().map(|r| (r.id, r.status.as_str())).collect::<Vec<_>>(),
             [(second, "running"), (first, "failed")]
         );
-        assert_eq!((runs[1].duration_ms, runs[1].failed), (Some(2000), 1));
+        assert_eq!((runs[1].duration_ms, runs[1].failed, runs[1].uuid.as_deref()), (Some(2000), 1, Some("a")));
         let (run, rows) = store.run(first).expect("read").expect("the run");
         assert_eq!(run.id, first);
         let rows: Vec<(&str, Option<&str>, &str)> =

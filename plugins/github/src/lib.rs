@@ -20,6 +20,8 @@
 //! or a GitHub Enterprise host); the host signs the calls in.
 
 use loktar_sdk::prelude::*;
+use loktar_sdk::protocol::status::{NOTHING_AFFECTED, artifact_context, not_rebuilt_context, test_context};
+use loktar_sdk::protocol::{self, EventKind, NotRebuilt, PackageOutcome, RunEvent, Stage, StageOutcome, StageResult};
 use loktar_sdk::raw::github::{self, Request};
 use serde_json::{Value, json};
 
@@ -27,8 +29,6 @@ struct Github;
 
 /// GitHub's limit on a status description.
 const DESCRIPTION_LIMIT: usize = 140;
-/// The context of the status a run with nothing affected posts.
-const NOTHING_CONTEXT: &str = "loktar";
 
 impl Notifier for Github {
     fn describe() -> PluginInfo {
@@ -37,9 +37,9 @@ impl Notifier for Github {
     }
 
     fn notify(context: RunContext, event: String) -> Result<(), Error> {
-        let event: Value = serde_json::from_str(&event)
-            .map_err(|e| Error::new(format!("the host sent an event that is not JSON: {e}")))?;
-        let statuses = statuses(&event);
+        let event: RunEvent = serde_json::from_str(&event)
+            .map_err(|e| Error::new(format!("the host sent an event this plugin cannot read: {e}")))?;
+        let statuses = statuses(&event.kind);
         if statuses.is_empty() {
             return Ok(());
         }
@@ -48,7 +48,12 @@ impl Notifier for Github {
             return Err(Error::new("the run has no commit to put statuses on")
                 .with_hint("commit the work: GitHub statuses belong to commits"));
         }
-        let target = event["run_url"].as_str();
+        let target = match &event.kind {
+            EventKind::RunStarted { run_url, .. }
+            | EventKind::PackageFinished { run_url, .. }
+            | EventKind::RunFinished { run_url, .. } => run_url.as_deref(),
+            _ => None,
+        };
         for status in statuses {
             post(&repository, &context.commit, &status, target)?;
         }
@@ -71,113 +76,92 @@ impl Status {
 }
 
 /// The statuses an event settles.
-fn statuses(event: &Value) -> Vec<Status> {
-    let mut statuses = not_rebuilt(event);
-    statuses.extend(settled(event));
-    statuses
-}
-
-/// `<package> - Not rebuilt` for each package `--rebuild` left out as already green.
-fn not_rebuilt(event: &Value) -> Vec<Status> {
-    event["not_rebuilt"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|package| {
-            let name = package["name"].as_str().unwrap_or_default();
-            let commit: String = package["commit"].as_str().unwrap_or_default().chars().take(7).collect();
-            Status::new(format!("{name} - Not rebuilt"), "success", format!("already green on {commit}: not run again"))
-        })
-        .collect()
-}
-
-/// The test and artifact statuses an event settles.
-fn settled(event: &Value) -> Vec<Status> {
-    match event["event"].as_str() {
-        Some("run_started") => event["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|package| {
-                let name = package["name"].as_str().unwrap_or_default();
-                let stages = planned(package);
-                let mut pending = Vec::new();
-                if stages.contains(&"test") {
-                    pending.push(Status::new(format!("{name} - test"), "pending", "queued"));
-                }
-                if stages.contains(&"build") {
-                    pending.push(Status::new(format!("{name} - artifact"), "pending", "queued"));
-                }
-                pending
-            })
-            .collect(),
-        Some("package_finished") => package_statuses(event),
-        Some("run_finished") => match event["nothing_to_run"].as_str() {
-            Some(reason) => {
-                vec![Status::new(NOTHING_CONTEXT.to_string(), "success", format!("nothing to build: {reason}"))]
+fn statuses(event: &EventKind) -> Vec<Status> {
+    match event {
+        EventKind::RunStarted { packages, not_rebuilt, .. } => {
+            let mut statuses = not_rebuilt_statuses(not_rebuilt);
+            for package in packages {
+                let settled = protocol::status::contexts_settled(&package.name, &package.planned);
+                statuses.extend(settled.into_iter().map(|context| Status::new(context, "pending", "queued")));
             }
-            None => Vec::new(),
-        },
+            statuses
+        }
+        EventKind::PackageFinished { package, outcome, planned, stages, artifacts, .. } => {
+            package_statuses(package, outcome, planned, stages, artifacts)
+        }
+        EventKind::RunFinished { nothing_to_run: Some(reason), not_rebuilt, .. } => {
+            let mut statuses = not_rebuilt_statuses(not_rebuilt);
+            let nothing = format!("nothing to build: {reason}");
+            statuses.push(Status::new(NOTHING_AFFECTED.to_string(), "success", nothing));
+            statuses
+        }
         _ => Vec::new(),
     }
 }
 
-/// The stages a package was planned to go through (not skipped by its configuration).
-fn planned(package: &Value) -> Vec<&str> {
-    package["planned"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+/// `<package> - Not rebuilt` for each package `--rebuild` left out as already green.
+fn not_rebuilt_statuses(not_rebuilt: &[NotRebuilt]) -> Vec<Status> {
+    not_rebuilt
+        .iter()
+        .map(|package| {
+            let commit: String = package.commit.chars().take(7).collect();
+            let description = format!("already green on {commit}: not run again");
+            Status::new(not_rebuilt_context(&package.name), "success", description)
+        })
+        .collect()
 }
 
 /// The final `test` and `artifact` statuses of a finished package.
-fn package_statuses(event: &Value) -> Vec<Status> {
-    let name = event["package"].as_str().unwrap_or_default();
-    let stages: Vec<&Value> = event["stages"].as_array().into_iter().flatten().collect();
-    let outcome_of = |stage: &str| stages.iter().find(|s| s["stage"] == stage).copied();
-    let planned = planned(event);
-    let cancelled = event["outcome"] == "cancelled";
+fn package_statuses(
+    name: &str,
+    outcome: &PackageOutcome,
+    planned: &[Stage],
+    stages: &[StageResult],
+    artifacts: &[protocol::Artifact],
+) -> Vec<Status> {
+    let outcome_of = |stage: Stage| stages.iter().find(|s| s.stage == stage).map(|s| &s.outcome);
+    let cancelled = *outcome == PackageOutcome::Cancelled;
     // Skipped because a dependency failed: it did not pass, and says why.
-    if event["outcome"] == "skipped" {
-        let why = text(event, "detail").unwrap_or("a dependency failed").to_string();
-        return ["test", "build"]
-            .iter()
-            .filter(|stage| planned.contains(stage))
-            .map(|stage| {
-                let suffix = if *stage == "test" { "test" } else { "artifact" };
-                Status::new(format!("{name} - {suffix}"), "failure", format!("not run: {why}"))
-            })
-            .collect();
+    if let PackageOutcome::Skipped { .. } = outcome {
+        let why = outcome.detail();
+        let mut statuses = Vec::new();
+        if planned.contains(&Stage::Test) {
+            statuses.push(Status::new(test_context(name), "failure", format!("not run: {why}")));
+        }
+        if planned.contains(&Stage::Build) {
+            statuses.push(Status::new(artifact_context(name), "failure", format!("not run: {why}")));
+        }
+        return statuses;
     }
     let mut statuses = Vec::new();
-    if planned.contains(&"test") {
-        let context = format!("{name} - test");
-        statuses.push(match outcome_of("test") {
-            Some(stage) if stage["outcome"] == "passed" => {
-                Status::new(context, "success", text(stage, "message").unwrap_or("tests passed"))
+    if planned.contains(&Stage::Test) {
+        let context = test_context(name);
+        statuses.push(match outcome_of(Stage::Test) {
+            Some(stage @ StageOutcome::Passed { .. }) => {
+                Status::new(context, "success", text(stage).unwrap_or("tests passed"))
             }
-            Some(stage) if stage["outcome"] == "failed" => {
-                Status::new(context, failed_state(stage), text(stage, "message").unwrap_or("tests failed"))
+            Some(stage @ StageOutcome::Failed { .. }) => {
+                Status::new(context, failed_state(stage), text(stage).unwrap_or("tests failed"))
             }
             _ if cancelled => Status::new(context, "error", "the run was cancelled"),
             _ => Status::new(context, "error", "the tests did not run"),
         });
     }
-    if planned.contains(&"build") {
-        let context = format!("{name} - artifact");
-        let artifact_stages = ["build", "publish", "store"];
-        let failed = stages
-            .iter()
-            .find(|s| artifact_stages.contains(&s["stage"].as_str().unwrap_or_default()) && s["outcome"] == "failed");
-        let built = outcome_of("build").is_some_and(|s| s["outcome"] == "passed");
+    if planned.contains(&Stage::Build) {
+        let context = artifact_context(name);
+        let failed = stages.iter().find(|s| {
+            matches!(s.stage, Stage::Build | Stage::Publish | Stage::Store)
+                && matches!(s.outcome, StageOutcome::Failed { .. })
+        });
+        let built = matches!(outcome_of(Stage::Build), Some(StageOutcome::Passed { .. }));
         statuses.push(if let Some(stage) = failed {
-            let what = stage["stage"].as_str().unwrap_or("build");
-            Status::new(
-                context,
-                failed_state(stage),
-                format!("{what} failed: {}", text(stage, "message").unwrap_or("see the run")),
-            )
+            let what = stage.stage.name();
+            let message = text(&stage.outcome).unwrap_or("see the run");
+            Status::new(context, failed_state(&stage.outcome), format!("{what} failed: {message}"))
         } else if cancelled {
             Status::new(context, "error", "the run was cancelled")
         } else if built {
-            Status::new(context, "success", artifacts(event))
+            Status::new(context, "success", describe(artifacts))
         } else {
             Status::new(context, "failure", "not built: the tests failed")
         });
@@ -186,29 +170,18 @@ fn package_statuses(event: &Value) -> Vec<Status> {
 }
 
 /// `failure` when the package failed; `error` when Loktar or the plugin itself broke.
-fn failed_state(stage: &Value) -> &'static str {
-    if stage["internal"] == true { "error" } else { "failure" }
+fn failed_state(outcome: &StageOutcome) -> &'static str {
+    if matches!(outcome, StageOutcome::Failed { internal: true, .. }) { "error" } else { "failure" }
 }
 
-fn text<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
-    value[key].as_str().filter(|t| !t.is_empty())
+/// What a stage said: its failure, or the summary it passed with; `None` when it said nothing.
+fn text(outcome: &StageOutcome) -> Option<&str> {
+    outcome.detail().filter(|text| !text.is_empty())
 }
 
 /// `image pet_api:3, wheel awesome_lib 1.2.0` for a success description.
-fn artifacts(event: &Value) -> String {
-    let described: Vec<String> = event["artifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            format!(
-                "{} {} {}",
-                a["kind"].as_str().unwrap_or("artifact"),
-                a["name"].as_str().unwrap_or_default(),
-                a["version"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
+fn describe(artifacts: &[protocol::Artifact]) -> String {
+    let described: Vec<String> = artifacts.iter().map(|a| format!("{} {} {}", a.kind, a.name, a.version)).collect();
     if described.is_empty() { "built".to_string() } else { described.join(", ") }
 }
 

@@ -15,6 +15,7 @@
 
 use loktar_sdk::http;
 use loktar_sdk::prelude::*;
+use loktar_sdk::protocol::{EventKind, PackageResult, RunEvent, RunOutcome};
 use loktar_sdk::raw::secrets;
 use serde_json::{Value, json};
 
@@ -40,17 +41,18 @@ impl Notifier for Slack {
     }
 
     fn notify(context: RunContext, event: String) -> Result<(), Error> {
-        let event: Value = serde_json::from_str(&event)
-            .map_err(|e| Error::new(format!("the host sent an event that is not JSON: {e}")))?;
-        if event["event"] != "run_finished" {
+        let event: RunEvent = serde_json::from_str(&event)
+            .map_err(|e| Error::new(format!("the host sent an event this plugin cannot read: {e}")))?;
+        let EventKind::RunFinished { outcome, duration_ms, packages, nothing_to_run, run_url, .. } = event.kind else {
             return Ok(());
-        }
+        };
         let settings = Settings::read(&context.settings)?;
-        if settings.only_on_failure && event["outcome"] == "passed" {
+        if settings.only_on_failure && outcome == RunOutcome::Passed {
             log::info("the run passed and `only_on_failure` is set: no message");
             return Ok(());
         }
-        let message = message(&context, &event);
+        let finished = Finished { outcome, duration_ms, packages, nothing_to_run, run_url };
+        let message = message(&context, &finished);
         match &settings.destination {
             Destination::Webhook { secret } => post_to_webhook(&secrets::get(secret)?, &message),
             Destination::Bot { secret, channels, api_url } => {
@@ -167,19 +169,27 @@ fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<http::Respons
     }
 }
 
+/// What a `run_finished` event says.
+struct Finished {
+    outcome: RunOutcome,
+    duration_ms: u64,
+    packages: Vec<PackageResult>,
+    nothing_to_run: Option<String>,
+    run_url: Option<String>,
+}
+
 /// The message for a finished run: Block Kit blocks and the plain-text fallback.
-fn message(context: &RunContext, event: &Value) -> Value {
-    let outcome = event["outcome"].as_str().unwrap_or("finished");
-    let run = event["run"].as_str().unwrap_or_default();
+fn message(context: &RunContext, event: &Finished) -> Value {
+    let outcome = event.outcome.name();
+    let run = &context.run_id;
     let repository = context.repository_slug().unwrap_or_else(|| "the repository".to_string());
     let branch = context.branch.clone().unwrap_or_else(|| "(detached)".to_string());
     let commit: String = context.commit.chars().take(7).collect();
     let author = context.author.as_deref().map(author_name).unwrap_or("unknown");
-    let packages: Vec<&Value> = event["packages"].as_array().into_iter().flatten().collect();
-    let nothing_to_run = event["nothing_to_run"].as_str();
-    let counted = match nothing_to_run {
+    let packages = &event.packages;
+    let counted = match &event.nothing_to_run {
         Some(reason) => format!("nothing to build: {reason}"),
-        None => counts(&packages),
+        None => counts(packages),
     };
     let title = format!("{} Loktar run {run} {}", outcome_mark(outcome), outcome_word(outcome));
     let fallback = format!(
@@ -199,7 +209,7 @@ fn message(context: &RunContext, event: &Value) -> Value {
             { "type": "mrkdwn", "text": format!("*Author*\n{}", escape(author)) },
         ]}),
     ];
-    let mut lines: Vec<String> = packages.iter().take(PACKAGE_LINES).map(|p| package_line(p)).collect();
+    let mut lines: Vec<String> = packages.iter().take(PACKAGE_LINES).map(package_line).collect();
     if packages.len() > PACKAGE_LINES {
         lines.push(format!("… and {} more", packages.len() - PACKAGE_LINES));
     }
@@ -209,11 +219,11 @@ fn message(context: &RunContext, event: &Value) -> Value {
     for text in sections(&lines) {
         blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } }));
     }
-    let duration = event["duration_ms"].as_u64().map(seconds).unwrap_or_default();
+    let duration = seconds(event.duration_ms);
     blocks.push(json!({ "type": "context", "elements": [
         { "type": "mrkdwn", "text": escape(&format!("{counted} · {duration}")) },
     ]}));
-    if let Some(url) = event["run_url"].as_str() {
+    if let Some(url) = &event.run_url {
         blocks.push(json!({ "type": "actions", "elements": [
             { "type": "button", "text": { "type": "plain_text", "text": "Open the run" }, "url": url },
         ]}));
@@ -222,12 +232,13 @@ fn message(context: &RunContext, event: &Value) -> Value {
 }
 
 /// `✅ `pet_api` passed in 3.2 s`
-fn package_line(package: &Value) -> String {
-    let outcome = package["outcome"].as_str().unwrap_or("finished");
-    let name = escape(package["name"].as_str().unwrap_or_default());
-    match package["duration_ms"].as_u64() {
-        Some(ms) if outcome != "skipped" => format!("{} `{name}` {outcome} in {}", outcome_mark(outcome), seconds(ms)),
-        _ => format!("{} `{name}` {outcome}", outcome_mark(outcome)),
+fn package_line(package: &PackageResult) -> String {
+    let outcome = package.outcome.name();
+    let name = escape(&package.name);
+    if outcome == "skipped" {
+        format!("{} `{name}` {outcome}", outcome_mark(outcome))
+    } else {
+        format!("{} `{name}` {outcome} in {}", outcome_mark(outcome), seconds(package.duration_ms))
     }
 }
 
@@ -247,10 +258,10 @@ fn sections(lines: &[String]) -> Vec<String> {
 }
 
 /// `3 passed, 1 failed, 2 skipped`
-fn counts(packages: &[&Value]) -> String {
+fn counts(packages: &[PackageResult]) -> String {
     let mut counted: Vec<(&str, usize)> = Vec::new();
     for package in packages {
-        let outcome = package["outcome"].as_str().unwrap_or("finished");
+        let outcome = package.outcome.name();
         match counted.iter_mut().find(|(name, _)| *name == outcome) {
             Some((_, count)) => *count += 1,
             None => counted.push((outcome, 1)),
@@ -347,15 +358,19 @@ mod tests {
 
     #[test]
     fn the_message_names_the_run_and_each_package() {
-        let event = json!({
-            "event": "run_finished", "run": "7", "outcome": "failed", "duration_ms": 4200,
-            "run_url": "https://ci.example.com/runs/7",
-            "packages": [
-                { "name": "awesome_lib", "outcome": "passed", "duration_ms": 1500 },
-                { "name": "pet_api", "outcome": "failed", "duration_ms": 2500 },
-                { "name": "web<front>", "outcome": "skipped", "duration_ms": 0 },
+        use loktar_sdk::protocol::{PackageOutcome, Stage};
+        let package = |name: &str, outcome, duration_ms| PackageResult { name: name.into(), outcome, duration_ms };
+        let event = Finished {
+            outcome: RunOutcome::Failed,
+            duration_ms: 4200,
+            run_url: Some("https://ci.example.com/runs/7".into()),
+            packages: vec![
+                package("awesome_lib", PackageOutcome::Passed, 1500),
+                package("pet_api", PackageOutcome::Failed { stage: Some(Stage::Test) }, 2500),
+                package("web<front>", PackageOutcome::Skipped { dependency: "pet_api".into() }, 0),
             ],
-        });
+            nothing_to_run: None,
+        };
         let message = message(&context(), &event);
         assert_eq!(
             message["text"],
