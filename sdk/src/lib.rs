@@ -62,7 +62,7 @@ mod role;
 #[cfg(loktar_role)]
 pub use role::*;
 
-/// What the host and plugins agree on: stages and the run events a
-/// notifier receives (`RunEvent`, documented in Loktar's `docs/events.md`).
-#[cfg(feature = "notifier")]
+/// What the host and plugins agree on: stages, the run events a notifier
+/// receives (`RunEvent`, documented in Loktar's `docs/events.md`), status
+/// contexts and repository names.
 pub use loktar_protocol as protocol;

@@ -291,3 +291,17 @@ fn a_crashed_plugin_is_an_error_status_and_a_failing_package_a_failure() {
     assert_eq!((finals[1].0.as_str(), finals[1].1.as_str()), ("refused - test", "failure"));
     assert!(finals[1].2.starts_with("plugin `hostile`: attack failed:"), "{}", finals[1].2);
 }
+
+#[test]
+fn statuses_go_to_the_repository_the_host_configuration_names() {
+    let recorder = Recorder::start(|_| Reply::json(201, json!({"state": "ok"})));
+    let repo = repo_with_statuses(&recorder.url(), false, 0);
+    // `origin` says acme/monorepo; the operator says the statuses belong elsewhere.
+    let config = std::fs::read_to_string(repo.host_config_path()).expect("the host configuration");
+    repo.host_config(&config.replace("[github]\n", "[github]\nrepository = \"acme/mirror\"\n"));
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    run_loktar(&repo, &["run", "--all", "-j", "1"]).expect_code(0);
+    let paths: Vec<String> = recorder.requests().iter().map(|request| request.path.clone()).collect();
+    assert_eq!(paths.len(), 6, "{paths:?}");
+    assert!(paths.iter().all(|path| *path == format!("/repos/acme/mirror/statuses/{head}")), "{paths:?}");
+}

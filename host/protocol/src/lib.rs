@@ -1,7 +1,7 @@
 //! What Loktar's host and its plugins must agree on, in one place and
 //! without any WebAssembly runtime: the stages a package goes through, the
-//! events of a run with the outcomes they report, and the commit-status
-//! contexts runs post.
+//! events of a run with the outcomes they report, the commit-status
+//! contexts runs post, and how a repository is named.
 //!
 //! The host emits [`RunEvent`]s and turns them into progress, log files and
 //! the run record; notifier plugins receive the same events as JSON
@@ -11,6 +11,7 @@
 mod event;
 mod log;
 mod outcome;
+mod repository;
 mod stage;
 pub mod status;
 
@@ -20,4 +21,5 @@ pub use event::{
 };
 pub use log::{Level, Line, Source};
 pub use outcome::{PackageOutcome, RunOutcome, StageOutcome};
+pub use repository::{repository_slug, repository_url};
 pub use stage::Stage;

@@ -167,7 +167,7 @@ impl Context {
         if let Some(repository) = &self.settings.github.repository {
             return Ok(repository.clone());
         }
-        scm::head(&self.git, None).origin_url.as_deref().and_then(scm::github_repository).ok_or_else(|| {
+        scm::head(&self.git, None).origin_url.as_deref().and_then(loktar_protocol::repository_slug).ok_or_else(|| {
             Diagnostic::new("cannot tell which GitHub repository this is").hint(
                 "set `repository = \"<owner>/<repo>\"` under `[github]` in loktar.toml, or add the `origin` remote",
             )

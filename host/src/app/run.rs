@@ -16,7 +16,7 @@ use crate::pipeline::scheduler;
 use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
 use crate::runtime::bindings::types::RunContext;
-use crate::settings::Role;
+use crate::settings::{GithubSettings, Role};
 use crate::store::{self, NewRun, RunStore};
 use crate::terminal::escaped;
 use crate::{scm, timefmt};
@@ -79,7 +79,7 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
                 PlannedPackage { package, stages, dependencies }
             })
             .collect(),
-        context: run_context(&head, selection.head.as_deref(), String::new(), selection.base.clone()),
+        context: run_context(&head, selection.head.as_deref(), selection.base.clone(), &context.settings.github),
         options: scheduler::Options { concurrency: request.concurrency.max(1), fail_fast: request.fail_fast },
         notifiers,
         not_rebuilt,
@@ -304,22 +304,29 @@ pub fn when_full(problem: Diagnostic, loktar_dir: &std::path::Path) -> Diagnosti
     if failure.is_disk_full(loktar_dir) { problem.hint(failure.hint(loktar_dir)) } else { problem }
 }
 
-/// Where and why the run happens, as plugins see it; `commit` overrides the work tree's.
-fn run_context(head: &scm::Head, commit: Option<&str>, run_id: String, base: Option<String>) -> RunContext {
+/// Where and why the run happens, as plugins see it; `commit` overrides the
+/// work tree's. The repository is the one `[github] repository` names, else
+/// the `origin` remote: plugins post to the repository the host reads from.
+/// The run's number is set when it begins.
+fn run_context(head: &scm::Head, commit: Option<&str>, base: Option<String>, github: &GithubSettings) -> RunContext {
     let default_branch = head.default_branch.clone().unwrap_or_default();
     let on_default_branch = head
         .branch
         .as_deref()
         .is_some_and(|branch| branch == default_branch || Some(branch) == default_branch.strip_prefix("origin/"));
+    let repository_url = match &github.repository {
+        Some(slug) => Some(loktar_protocol::repository_url(&github.api_url, slug)),
+        None => head.origin_url.clone(),
+    };
     RunContext {
-        run_id,
+        run_id: String::new(),
         commit: commit.map(str::to_string).or_else(|| head.commit.clone()).unwrap_or_default(),
         branch: head.branch.clone(),
         base,
         default_branch,
         on_default_branch,
         commit_time: head.commit_time.clone(),
-        repository_url: head.origin_url.clone(),
+        repository_url,
         author: head.author.clone(),
         // Each plugin call gets its own section; see `Runtime::role_call`.
         settings: "{}".to_string(),

@@ -383,18 +383,6 @@ pub fn head(git: &Git, default_branch_name: Option<&str>) -> Head {
     Head { commit, branch, default_branch, commit_time, origin_url, author }
 }
 
-/// `owner/repo` of a GitHub remote URL: `https://host/owner/repo(.git)` or `git@host:owner/repo(.git)`.
-pub fn github_repository(url: &str) -> Option<String> {
-    let path = match url.split_once("://") {
-        Some((_, rest)) => rest.split_once('/')?.1,
-        None => url.split_once(':')?.1,
-    };
-    let path = path.trim_end_matches('/').trim_end_matches(".git");
-    let (owner, repo) = path.rsplit_once('/')?;
-    let owner = owner.rsplit('/').next()?;
-    (!owner.is_empty() && !repo.is_empty()).then(|| format!("{owner}/{repo}"))
-}
-
 fn default_branch(git: &Git) -> Option<String> {
     let output = git.run(&[
         "for-each-ref",

@@ -16,8 +16,9 @@
 //!
 //! Descriptions are cut to GitHub's 140 characters; `target_url` is the
 //! run's page when the host configuration gives one (`[notifications]
-//! run_url`). The repository is the `origin` remote's (`github.com/<owner>/<repo>`,
-//! or a GitHub Enterprise host); the host signs the calls in.
+//! run_url`). The repository is the one `[github] repository` names, else the
+//! `origin` remote's (`github.com/<owner>/<repo>`, or a GitHub Enterprise
+//! host) — the host's own choice, read the same way; the host signs the calls in.
 
 use loktar_sdk::prelude::*;
 use loktar_sdk::protocol::status::{NOTHING_AFFECTED, artifact_context, not_rebuilt_context, test_context};

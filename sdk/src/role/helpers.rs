@@ -30,20 +30,11 @@ impl Error {
 }
 
 impl RunContext {
-    /// `owner/repo` of the `origin` remote (`https://host/owner/repo(.git)`
-    /// or `git@host:owner/repo(.git)`), when there is one.
+    /// `owner/repo` of the run's repository — the one the host
+    /// configuration's `[github] repository` names, else the `origin`
+    /// remote — read exactly as the host reads it, when there is one.
     pub fn repository_slug(&self) -> Option<String> {
-        let url = self.repository_url.as_deref()?;
-        let path = match url.split_once("://") {
-            Some((_, rest)) => rest.split_once('/').map(|(_, path)| path),
-            None => url.split_once(':').map(|(_, path)| path),
-        }?;
-        let path = path.trim_end_matches('/').trim_end_matches(".git");
-        let mut parts = path.rsplit('/');
-        match (parts.next(), parts.next()) {
-            (Some(repo), Some(owner)) if !repo.is_empty() && !owner.is_empty() => Some(format!("{owner}/{repo}")),
-            _ => None,
-        }
+        loktar_protocol::repository_slug(self.repository_url.as_deref()?)
     }
 }
 
