@@ -13,11 +13,12 @@
 mod support;
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use loktar::config::{Providers, SourceFile, parse};
 use loktar::runtime::bindings::types::RunContext;
-use loktar::runtime::{CallEnv, Mounts, Runtime};
+use loktar::runtime::{CallEnv, Mounts, PluginEngine, PluginSession};
 use loktar::settings::Settings;
 
 const CALLS: usize = 10_000;
@@ -31,7 +32,8 @@ fn main() {
         .expect("write config");
     let settings = Settings::load(Some(&config), dir.path()).expect("settings");
     let cache = dir.path().join("cache");
-    let runtime = Runtime::new(settings, Some(&cache)).expect("runtime");
+    let engine = Arc::new(PluginEngine::new(Some(&cache)).expect("plugin engine"));
+    let session = PluginSession::new(engine, settings);
     let package =
         parse(&SourceFile::new("loktar.json", r#"{"packages": [{"pkg_name": "p"}]}"#.into()), &Providers::builtin())
             .expect("package")
@@ -51,11 +53,11 @@ fn main() {
     };
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let plugin_calls = tokio.block_on(async {
-        runtime.test("noop", &context, &package, &env).await.expect("warm-up call");
+        session.test("noop", &context, &package, &env).await.expect("warm-up call");
         let mut times = Vec::with_capacity(CALLS);
         for _ in 0..CALLS {
             let start = Instant::now();
-            let outcome = runtime.test("noop", &context, &package, &env).await.expect("call");
+            let outcome = session.test("noop", &context, &package, &env).await.expect("call");
             times.push(start.elapsed());
             assert!(outcome.value.passed);
         }

@@ -5,7 +5,7 @@
 use crate::config::Workspace;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::graph::Edge;
-use crate::runtime::{CallEnv, Mounts, Runtime};
+use crate::runtime::{CallEnv, Mounts, PluginSession};
 
 /// A dependency a plugin found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub fn needed(workspace: &Workspace) -> bool {
 }
 
 /// Runs every package's discovery plugins and keeps the names that are packages.
-pub async fn discover(workspace: &Workspace, runtime: &Runtime) -> Result<Vec<Discovered>, Diagnostics> {
+pub async fn discover(workspace: &Workspace, plugins: &PluginSession) -> Result<Vec<Discovered>, Diagnostics> {
     let by_normalized: std::collections::HashMap<String, usize> =
         workspace.packages.iter().enumerate().map(|(i, p)| (normalize(&p.name), i)).collect();
     let mut found = Vec::new();
@@ -36,7 +36,7 @@ pub async fn discover(workspace: &Workspace, runtime: &Runtime) -> Result<Vec<Di
             artifacts: None,
         });
         for plugin in &package.dependencies_type {
-            match runtime.discover(plugin, package, &env).await {
+            match plugins.discover(plugin, package, &env).await {
                 Ok(outcome) => {
                     for dependency in outcome.value {
                         let Some(&to) = by_normalized.get(&normalize(&dependency.name)) else {

@@ -1,8 +1,10 @@
-//! Two runs in one process, as a server runs them: through the library's
-//! application layer (plan, begin, execute), on one tokio runtime and one
-//! plugin engine, each in the work folder its caller chose and with its own
-//! event stream. Cancelling one run (its `fail_fast`) stops only its own
-//! programs; the other finishes untouched.
+//! Two runs of two repositories in one process, as a server runs them:
+//! through the library's application layer (plan, begin, execute), on one
+//! tokio runtime and one plugin engine, each run with its own plugin session
+//! under its own repository's host configuration, in the work folder its
+//! caller chose and with its own event stream. Cancelling one run (its
+//! `fail_fast`) stops only its own programs; the other finishes untouched.
+//! The plugin both runs use is compiled once.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -15,7 +17,8 @@ use loktar::events::logfiles::LogFiles;
 use loktar::events::{EventBus, EventKind, PackageOutcome, RunEvent, Subscriber, WriteHealth};
 use loktar::pipeline::run::{RunReport, execute};
 use loktar::pipeline::stage::Stage;
-use loktar::runtime::{RunningPrograms, Runtime};
+use loktar::runtime::{PluginEngine, PluginSession, RunningPrograms};
+use loktar::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{TestRepo, sleeping, within};
@@ -51,8 +54,8 @@ struct Finished {
 }
 
 /// Plans, begins and executes `--all` in `repo` on the current runtime,
-/// working in `folder`.
-async fn run_all(repo: &TestRepo, engine: Arc<Runtime>, fail_fast: bool, folder: RunFolder) -> Finished {
+/// working in `folder`, with a plugin session of its own on `engine`.
+async fn run_all(repo: &TestRepo, engine: Arc<PluginEngine>, fail_fast: bool, folder: RunFolder) -> Finished {
     let options = Options { repo: Some(repo.path().to_path_buf()), config: Some(repo.host_config_path()) };
     let request = RunRequest {
         range: Range { head: "HEAD".into(), ..Range::default() },
@@ -69,6 +72,9 @@ async fn run_all(repo: &TestRepo, engine: Arc<Runtime>, fail_fast: bool, folder:
     })
     .await
     .expect("planning thread");
+    // This repository's host configuration: the plugins it provides and what each is granted.
+    let settings = Settings::load(Some(&repo.host_config_path()), repo.path()).expect("settings");
+    let session = Arc::new(PluginSession::new(engine, settings));
     let info = Arc::new(info);
     let events = Arc::new(Mutex::new(Vec::new()));
     let health = WriteHealth::new();
@@ -77,7 +83,7 @@ async fn run_all(repo: &TestRepo, engine: Arc<Runtime>, fail_fast: bool, folder:
     let (bus, emitter) = EventBus::start(info.id().clone(), sinks, health).expect("events");
     let (cancel, programs) = (CancellationToken::new(), RunningPrograms::default());
     let dir = info.dir.clone();
-    let report = execute(engine, info, emitter, &cancel, &programs, &AtomicBool::new(false)).await;
+    let report = execute(session, info, emitter, &cancel, &programs, &AtomicBool::new(false)).await;
     bus.finish();
     let events = std::mem::take(&mut *events.lock().expect("events"));
     Finished { report, dir, events }
@@ -93,8 +99,7 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     let first = repo(&[("failing", "@false"), ("slow", "@sleep 71")]);
     // The other run's program takes a while and must be left to finish.
     let second = repo(&[("steady", "@sleep 3 && touch finished")]);
-    let settings = loktar::settings::Settings::load(Some(&first.host_config_path()), first.path()).expect("settings");
-    let engine = Arc::new(Runtime::new(settings, None).expect("plugin engine"));
+    let engine = Arc::new(PluginEngine::new(None).expect("plugin engine"));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     // The second run works where its caller says, as a server's would.
     let work = tempfile::tempdir().expect("a work folder");
@@ -109,6 +114,8 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     assert_eq!(outcome(second_report, "steady"), &PackageOutcome::Passed, "{second_report:?}");
     assert!(second.path().join("steady/finished").exists(), "the other run's program was stopped");
     assert!(within(5, || sleeping("71").is_empty()), "the cancelled run's program is still running");
+    // Both runs' sessions loaded `make`, from the same bytes: compiled once.
+    assert_eq!(engine.components_made(), 1, "the tester was compiled once for both runs");
 
     // Each run in its own folder: the repository's for the first, the caller's for the second.
     assert_eq!(first_run.dir, first.path().join(".loktar/runs/1"));

@@ -3,20 +3,28 @@
 //! swapped in by configuration alone.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use loktar::config::{Package, Providers, SourceFile, parse};
 use loktar::runtime::bindings::types::{RunContext, TestReport};
-use loktar::runtime::{CallEnv, Mounts, Outcome, PluginError, Runtime};
+use loktar::runtime::{CallEnv, Mounts, Outcome, PluginEngine, PluginError, PluginSession};
 use loktar::settings::Settings;
 
 use crate::support::{TestRepo, test_plugin, wasm_cache_dir};
 
-/// A runtime whose host configuration is `toml` (written to a file in `dir`).
-fn runtime(dir: &Path, toml: &str) -> Runtime {
+/// The plugin engine these tests share, as a process's runs do: each
+/// component is compiled (or read from the cache) once.
+fn engine() -> Arc<PluginEngine> {
+    static ENGINE: OnceLock<Arc<PluginEngine>> = OnceLock::new();
+    ENGINE.get_or_init(|| Arc::new(PluginEngine::new(Some(&wasm_cache_dir())).expect("plugin engine"))).clone()
+}
+
+/// A plugin session whose host configuration is `toml` (written to a file in `dir`).
+fn session(dir: &Path, toml: &str) -> PluginSession {
     let config = dir.join("loktar.toml");
     std::fs::write(&config, toml).expect("write loktar.toml");
     let settings = Settings::load(Some(&config), dir).expect("valid host configuration");
-    Runtime::new(settings, Some(&wasm_cache_dir())).expect("runtime")
+    PluginSession::new(engine(), settings)
 }
 
 /// A package named `name` with `build_info` settings `settings` (a JSON object).
@@ -41,10 +49,15 @@ fn context() -> RunContext {
     }
 }
 
-fn run_test(runtime: &Runtime, provider: &str, dir: &Path, settings: &str) -> Result<Outcome<TestReport>, PluginError> {
+fn run_test(
+    session: &PluginSession,
+    provider: &str,
+    dir: &Path,
+    settings: &str,
+) -> Result<Outcome<TestReport>, PluginError> {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let env = CallEnv::with_mounts(Mounts { root: dir.to_path_buf(), package: String::new(), artifacts: None });
-    tokio.block_on(runtime.test(provider, &context(), &package("pkg", settings), &env))
+    tokio.block_on(session.test(provider, &context(), &package("pkg", settings), &env))
 }
 
 fn logged(lines: &[loktar::runtime::stage_log::Line]) -> String {
@@ -73,7 +86,7 @@ fn trace(dir: &Path) -> String {
 fn make_runs_ci_then_clean() {
     let repo = folder_with(&[("Makefile", &makefile("echo tests pass"))]);
     let host = tempfile::tempdir().expect("temp dir");
-    let outcome = run_test(&runtime(host.path(), ""), "make", repo.path(), "{}").expect("make ran");
+    let outcome = run_test(&session(host.path(), ""), "make", repo.path(), "{}").expect("make ran");
     assert!(outcome.value.passed, "{:?}", outcome.value);
     assert_eq!(outcome.value.summary, "`make ci` passed");
     assert_eq!(trace(repo.path()), "ci\nclean\n");
@@ -85,7 +98,7 @@ fn make_runs_ci_then_clean() {
 fn a_failing_ci_rule_fails_and_still_cleans() {
     let repo = folder_with(&[("Makefile", &makefile("exit 3"))]);
     let host = tempfile::tempdir().expect("temp dir");
-    let outcome = run_test(&runtime(host.path(), ""), "make", repo.path(), "{}").expect("make ran");
+    let outcome = run_test(&session(host.path(), ""), "make", repo.path(), "{}").expect("make ran");
     assert!(!outcome.value.passed);
     assert_eq!(outcome.value.summary, "`make ci` failed with exit code 2");
     assert_eq!(trace(repo.path()), "ci\nclean\n");
@@ -95,8 +108,8 @@ fn a_failing_ci_rule_fails_and_still_cleans() {
 fn a_ci_rule_that_runs_too_long_is_stopped_and_cleaned() {
     let repo = folder_with(&[("Makefile", &makefile("sleep 30 && echo never >> trace.txt"))]);
     let host = tempfile::tempdir().expect("temp dir");
-    let runtime = runtime(host.path(), "[limits]\nprocess_timeout_secs = 1\n");
-    let outcome = run_test(&runtime, "make", repo.path(), "{}").expect("make ran");
+    let session = session(host.path(), "[limits]\nprocess_timeout_secs = 1\n");
+    let outcome = run_test(&session, "make", repo.path(), "{}").expect("make ran");
     assert!(!outcome.value.passed);
     assert_eq!(outcome.value.summary, "`make ci` did not finish in time and was stopped");
     assert_eq!(trace(repo.path()), "ci\nclean\n", "the whole process group was stopped, then clean ran");
@@ -105,41 +118,41 @@ fn a_ci_rule_that_runs_too_long_is_stopped_and_cleaned() {
 #[test]
 fn make_without_a_ci_rule_or_a_makefile_is_a_clear_error() {
     let host = tempfile::tempdir().expect("temp dir");
-    let runtime = runtime(host.path(), "");
+    let session = session(host.path(), "");
     let repo = folder_with(&[("Makefile", "build:\n\ttrue\n")]);
-    let error = run_test(&runtime, "make", repo.path(), "{}").expect_err("no ci rule");
+    let error = run_test(&session, "make", repo.path(), "{}").expect_err("no ci rule");
     assert_eq!(error.message, "plugin `make`: the Makefile of package `pkg` has no `ci` rule");
     // A `ci` rule that only make knows (from an included file) is found too.
     let repo = folder_with(&[("Makefile", "include rules.mk\n"), ("rules.mk", "ci:\n\techo from-include\n")]);
-    let outcome = run_test(&runtime, "make", repo.path(), "{}").expect("ci from an included file");
+    let outcome = run_test(&session, "make", repo.path(), "{}").expect("ci from an included file");
     assert!(outcome.value.passed && logged(&outcome.log).contains("from-include"), "{}", logged(&outcome.log));
     assert!(logged(&outcome.log).contains("no `clean` rule"), "{}", logged(&outcome.log));
     let repo = folder_with(&[("README.md", "no makefile")]);
-    let error = run_test(&runtime, "make", repo.path(), "{}").expect_err("no Makefile");
+    let error = run_test(&session, "make", repo.path(), "{}").expect_err("no Makefile");
     assert_eq!(error.message, "plugin `make`: package `pkg` has no Makefile");
     assert!(error.hint.as_deref().is_some_and(|h| h.contains("no-test")), "{:?}", error.hint);
 }
 
 /// The host configuration for the hostile plugin: short limits, `make` allowed.
-fn hostile_runtime(dir: &Path) -> Runtime {
+fn hostile_session(dir: &Path) -> PluginSession {
     let toml = format!(
         "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\", \"process\"]\nprograms = [\"make\", \"env\"]\nenv = [\"CARGO_PKG_NAME\"]\n\n[limits]\ntimeout_secs = 2\nmemory_mib = 64\nlog_kib = 64\n",
         test_plugin("hostile").display().to_string()
     );
-    runtime(dir, &toml)
+    session(dir, &toml)
 }
 
-fn attack(runtime: &Runtime, package_dir: &Path, attack: &str) -> Result<Outcome<TestReport>, PluginError> {
-    run_test(runtime, "hostile", package_dir, &format!(r#"{{"attack": "{attack}"}}"#))
+fn attack(session: &PluginSession, package_dir: &Path, attack: &str) -> Result<Outcome<TestReport>, PluginError> {
+    run_test(session, "hostile", package_dir, &format!(r#"{{"attack": "{attack}"}}"#))
 }
 
 #[test]
 fn hostile_plugins_are_contained_and_the_host_goes_on() {
     let host = tempfile::tempdir().expect("temp dir");
-    let runtime = hostile_runtime(host.path());
+    let session = hostile_session(host.path());
     let package = folder_with(&[("Makefile", "ci:\n\ttrue\n")]);
     let refused = |name: &str| {
-        let error = attack(&runtime, package.path(), name).expect_err("the sandbox refuses");
+        let error = attack(&session, package.path(), name).expect_err("the sandbox refuses");
         assert!(error.message.starts_with("plugin `hostile`: attack failed:"), "{name}: {}", error.message);
         error.message
     };
@@ -151,7 +164,7 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
     let forbidden = refused("run-forbidden");
     assert!(forbidden.contains("plugin `hostile` may not run `cat`"), "{forbidden}");
 
-    let stopped = |name: &str| attack(&runtime, package.path(), name).expect_err("stopped").message;
+    let stopped = |name: &str| attack(&session, package.path(), name).expect_err("stopped").message;
     assert_eq!(stopped("loop"), "plugin `hostile` did not finish within 2 s and was stopped");
     let memory = stopped("memory");
     assert!(memory.starts_with("plugin `hostile` tried to use more than 64 MiB of memory"), "{memory}");
@@ -162,15 +175,15 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
     assert!(panic.starts_with("plugin `hostile` crashed (it panicked or aborted)"), "{panic}");
     assert!(panic.contains("the hostile plugin panics on purpose"), "{panic}");
 
-    // Same runtime, same plugin: everything still works.
-    let fine = attack(&runtime, package.path(), "none").expect("a well-behaved call");
+    // Same session, same plugin: everything still works.
+    let fine = attack(&session, package.path(), "none").expect("a well-behaved call");
     assert!(fine.value.passed);
 }
 
 #[test]
 fn the_artifact_folder_is_the_one_writable_place() {
     let host = tempfile::tempdir().expect("temp dir");
-    let runtime = hostile_runtime(host.path());
+    let session = hostile_session(host.path());
     let package = tempfile::tempdir().expect("temp dir");
     let artifacts = host.path().join("artifacts");
     let env = CallEnv::with_mounts(Mounts {
@@ -180,10 +193,10 @@ fn the_artifact_folder_is_the_one_writable_place() {
     });
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let hostile = package_with("write-artifacts");
-    let outcome = tokio.block_on(runtime.test("hostile", &context(), &hostile, &env)).expect("writing artifacts works");
+    let outcome = tokio.block_on(session.test("hostile", &context(), &hostile, &env)).expect("writing artifacts works");
     assert!(outcome.value.passed);
     assert_eq!(std::fs::read_to_string(artifacts.join("built.txt")).ok().as_deref(), Some("artifact"));
-    let refused = tokio.block_on(runtime.test("hostile", &context(), &package_with("write-package"), &env));
+    let refused = tokio.block_on(session.test("hostile", &context(), &package_with("write-package"), &env));
     assert!(refused.is_err_and(|e| e.message.contains("attack failed")));
 }
 
@@ -194,8 +207,8 @@ fn package_with(attack: &str) -> Package {
 #[test]
 fn programs_run_with_a_scrubbed_environment() {
     let host = tempfile::tempdir().expect("temp dir");
-    let runtime = hostile_runtime(host.path());
-    let outcome = attack(&runtime, host.path(), "print-env").expect("env ran");
+    let session = hostile_session(host.path());
+    let outcome = attack(&session, host.path(), "print-env").expect("env ran");
     let environment: Vec<&str> = outcome
         .log
         .iter()
@@ -217,7 +230,7 @@ fn raw_sockets_and_ungranted_capabilities_refuse_to_load() {
         "[plugins.sockets]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
         test_plugin("sockets").display().to_string()
     );
-    let error = run_test(&runtime(host.path(), &sockets), "sockets", host.path(), "{}").expect_err("refused");
+    let error = run_test(&session(host.path(), &sockets), "sockets", host.path(), "{}").expect_err("refused");
     assert!(error.message.starts_with("plugin `sockets` imports `wasi:sockets/"), "{}", error.message);
     assert!(error.message.contains("raw network access is never granted"), "{}", error.message);
 
@@ -225,7 +238,7 @@ fn raw_sockets_and_ungranted_capabilities_refuse_to_load() {
         "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
         test_plugin("hostile").display().to_string()
     );
-    let error = run_test(&runtime(host.path(), &ungranted), "hostile", host.path(), "{}").expect_err("refused");
+    let error = run_test(&session(host.path(), &ungranted), "hostile", host.path(), "{}").expect_err("refused");
     assert_eq!(
         error.message,
         "plugin `hostile` needs capability `process`, which the host configuration does not grant"
@@ -244,12 +257,12 @@ fn shout_config(name: &str) -> String {
 fn a_third_party_plugin_from_a_path_is_a_test_type() {
     let host = tempfile::tempdir().expect("temp dir");
     let package = folder_with(&[("shout.txt", "LOKTAR!\n")]);
-    let outcome = run_test(&runtime(host.path(), &shout_config("shout")), "shout", package.path(), "{}").expect("ran");
+    let outcome = run_test(&session(host.path(), &shout_config("shout")), "shout", package.path(), "{}").expect("ran");
     assert_eq!(outcome.value.summary, "loud enough");
     assert!(logged(&outcome.log).contains("shout.txt says LOKTAR!"));
 
     // Swapping a provider by configuration alone: `make` now means this plugin.
-    let swapped = runtime(host.path(), &shout_config("make"));
+    let swapped = session(host.path(), &shout_config("make"));
     let outcome = run_test(&swapped, "make", package.path(), "{}").expect("ran");
     assert_eq!(outcome.value.summary, "loud enough");
 }

@@ -2,6 +2,7 @@
 //! dependency graph, and — for commands about a change — the plan.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use super::request::Range;
 use crate::affected::{self, Detection};
@@ -13,7 +14,7 @@ use crate::github::Github;
 use crate::graph::plan::Plan;
 use crate::graph::{DependencyGraph, Edge};
 use crate::render::plan::Report;
-use crate::runtime::Runtime;
+use crate::runtime::{PluginEngine, PluginSession};
 use crate::scm::owners::Owners;
 use crate::scm::pull_request::PullRequestReader;
 use crate::scm::{self, BaseOrigin, ChangeSet, Git, History, Selection};
@@ -123,8 +124,8 @@ impl Context {
             workspace.check_folders()?;
         }
         let discovered = if discovering {
-            let runtime = plugin_runtime(settings.clone())?;
-            wait_for(discover::discover(&workspace, &runtime))??
+            let session = plugin_session(settings.clone())?;
+            wait_for(discover::discover(&workspace, &session))??
         } else {
             Vec::new()
         };
@@ -232,9 +233,20 @@ pub struct Options {
     pub config: Option<PathBuf>,
 }
 
-/// The plugin host under a host configuration.
-pub(crate) fn plugin_runtime(settings: Settings) -> Result<Runtime, Diagnostic> {
-    Runtime::new(settings, Runtime::default_cache_dir().as_deref()).map_err(Diagnostic::from)
+/// The process's plugin engine, started on first use and shared by every
+/// session: a component is compiled (or read from the cache) once per process.
+pub(crate) fn plugin_engine() -> Result<Arc<PluginEngine>, Diagnostic> {
+    static ENGINE: OnceLock<Arc<PluginEngine>> = OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine.clone());
+    }
+    let engine = Arc::new(PluginEngine::new(PluginEngine::default_cache_dir().as_deref())?);
+    Ok(ENGINE.get_or_init(|| engine).clone())
+}
+
+/// The plugins of a repository's host configuration, on the process's engine.
+pub(crate) fn plugin_session(settings: Settings) -> Result<PluginSession, Diagnostic> {
+    Ok(PluginSession::new(plugin_engine()?, settings))
 }
 
 pub(crate) fn find_root(repo: Option<&Path>) -> Result<PathBuf, Diagnostic> {

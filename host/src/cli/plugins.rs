@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::app::context::{Options, find_root, plugin_runtime};
+use crate::app::context::{Options, find_root, plugin_session};
 use crate::blocking::wait_for;
 use crate::config::{MANIFEST, Workspace, plugins};
 use crate::diagnostic::Diagnostics;
 use crate::render::plan::to_json;
-use crate::runtime::{Origin, PluginListing, Runtime, builtin_names, role_name};
+use crate::runtime::{Origin, PluginListing, PluginSession, builtin_names};
 use crate::settings::Settings;
 use crate::terminal::escaped;
 
@@ -23,24 +23,24 @@ pub(super) fn list(options: &Options, json: bool) -> Result<String, Diagnostics>
             tracing::warn!("{note}");
         }
     }
-    let runtime = plugin_runtime(settings)?;
+    let session = plugin_session(settings)?;
     let mut names: BTreeSet<String> = builtin_names().map(str::to_string).collect();
-    names.extend(runtime.settings().plugins.keys().cloned());
-    let listings = wait_for(listings(&runtime, names))?;
+    names.extend(session.settings().plugins.keys().cloned());
+    let listings = wait_for(listings(&session, names))?;
     Ok(if json { to_json(&listings) } else { text(&listings) })
 }
 
-async fn listings(runtime: &Runtime, names: BTreeSet<String>) -> Vec<PluginListing> {
+async fn listings(session: &PluginSession, names: BTreeSet<String>) -> Vec<PluginListing> {
     let mut listings = Vec::new();
     for name in names {
-        let settings = runtime.settings().plugins.get(&name).cloned().unwrap_or_default();
-        let listing = match runtime.load(&name).await {
+        let settings = session.settings().plugins.get(&name).cloned().unwrap_or_default();
+        let listing = match session.load(&name).await {
             Ok(plugin) => PluginListing {
                 name,
                 version: Some(plugin.version.clone()),
                 roles: plugin.roles.clone(),
                 requested: plugin.requested.iter().copied().collect(),
-                granted: plugin.grants.capabilities.iter().copied().collect(),
+                granted: plugin.grants.capabilities().into_iter().collect(),
                 source: source(&plugin.origin),
                 error: None,
             },
@@ -85,7 +85,7 @@ fn text(listings: &[PluginListing]) -> String {
                 if l.roles.is_empty() {
                     "-".into()
                 } else {
-                    l.roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", ")
+                    l.roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
                 },
                 caps(&l.requested),
                 caps(&l.granted),

@@ -16,7 +16,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::{Done, ListFormat, Output, RangeArgs};
-use crate::app::context::{Options, plugin_runtime};
+use crate::app::context::{Options, plugin_session};
 use crate::app::run::{RunFolder, begin_run, plan_run};
 use crate::app::{RunRequest, RunSelection};
 use crate::blocking::wait_for;
@@ -112,8 +112,8 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         output.push_str(&format!("nothing to run: {because}\n"));
         // Required checks must not wait for a run that builds nothing: notifiers hear of it.
         if !planned.plan.notifiers.is_empty() && !args.dry_run {
-            let runtime = plugin_runtime(planned.context.settings.clone())?;
-            for failure in wait_for(notify_nothing_to_run(&runtime, &planned.plan, &because))? {
+            let session = plugin_session(planned.context.settings.clone())?;
+            for failure in wait_for(notify_nothing_to_run(&session, &planned.plan, &because))? {
                 output.push_str(&format!("notify: {}\n", escaped(&failure.to_string())));
             }
         }
@@ -127,7 +127,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     let (context, store, info) = begin_run(planned, RunFolder::InRepository)?;
     let (number, started, loktar_dir) = (info.number, info.started, context.workspace.root.join(store::DIR));
     let info = Arc::new(info);
-    let runtime = Arc::new(plugin_runtime(context.settings.clone())?);
+    let session = Arc::new(plugin_session(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let health = WriteHealth::new();
     let subscribers: Vec<Box<dyn Subscriber>> = vec![
@@ -145,7 +145,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         let abandon = CancellationToken::new();
         watch_signals(cancel.clone(), abandon.clone(), interrupted.clone());
         tokio::select! {
-            report = execute(runtime, info, emitter, &cancel, &programs, &interrupted) => Some(report),
+            report = execute(session, info, emitter, &cancel, &programs, &interrupted) => Some(report),
             () = abandon.cancelled() => {
                 // Interrupted again: the run's programs are stopped and nothing cleans up.
                 programs.kill_all();

@@ -32,7 +32,7 @@ use crate::events::{
 };
 use crate::runtime::bindings::types::{Artifact, RunContext};
 use crate::runtime::stage_log::{Line, LineTap};
-use crate::runtime::{CallEnv, Mounts, PluginError, RunningPrograms, Runtime};
+use crate::runtime::{CallEnv, Mounts, PluginError, PluginSession, RunningPrograms};
 
 /// How one stage of one package went.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ pub struct RunReport {
 
 /// Everything the jobs share.
 struct Shared {
-    runtime: Arc<Runtime>,
+    plugins: Arc<PluginSession>,
     programs: RunningPrograms,
     info: Arc<RunInfo>,
     emitter: Emitter,
@@ -89,7 +89,7 @@ struct Shared {
 /// the programs it runs, for a caller that must stop them at once;
 /// `interrupted` says whether a signal cancelled it.
 pub async fn execute(
-    runtime: Arc<Runtime>,
+    plugins: Arc<PluginSession>,
     info: Arc<RunInfo>,
     emitter: Emitter,
     cancel: &CancellationToken,
@@ -99,11 +99,11 @@ pub async fn execute(
     let started = Instant::now();
     let plan = &info.plan;
     let run_started = emitter.emit(run_started(&info));
-    let mut notify_failures = notify(&runtime, &plan.notifiers, &plan.context, &run_started, &CallEnv::default()).await;
+    let mut notify_failures = notify(&plugins, &plan.notifiers, &plan.context, &run_started, &CallEnv::default()).await;
     let dependencies = plan.dependencies();
     let count = plan.packages.len();
     let shared = Arc::new(Shared {
-        runtime,
+        plugins,
         programs: programs.clone(),
         info: info.clone(),
         emitter: emitter.clone(),
@@ -140,7 +140,7 @@ pub async fn execute(
             // Never ran: its notifiers still hear how it ended, so nothing waits on it.
             let notifiers = notify_providers(&plan.packages[position].stages);
             notify_failures
-                .extend(notify(&shared.runtime, notifiers, &plan.context, &finished, &CallEnv::default()).await);
+                .extend(notify(&shared.plugins, notifiers, &plan.context, &finished, &CallEnv::default()).await);
         }
         packages.push(report);
     }
@@ -156,7 +156,7 @@ pub async fn execute(
     let duration = started.elapsed();
     let run_finished = emitter.emit(run_finished(info.url.as_deref(), outcome, duration, &packages, None, &[]));
     let env = CallEnv::default();
-    notify_failures.extend(notify(&shared.runtime, &plan.notifiers, &plan.context, &run_finished, &env).await);
+    notify_failures.extend(notify(&shared.plugins, &plan.notifiers, &plan.context, &run_finished, &env).await);
     RunReport { info, outcome, packages, duration, notify_failures }
 }
 
@@ -265,7 +265,7 @@ async fn notify_package(
     let started = Instant::now();
     // A cancelled run is told too: the calls are not cancelled.
     let env = CallEnv { cancel: None, ..call_env(shared, position, Stage::Notify, cancel) };
-    let failures = notify(&shared.runtime, &plan.providers, &shared.info.plan.context, finished, &env).await;
+    let failures = notify(&shared.plugins, &plan.providers, &shared.info.plan.context, finished, &env).await;
     let outcome = if failures.is_empty() {
         StageOutcome::Passed { summary: None }
     } else {
@@ -321,17 +321,17 @@ async fn run_stage(
 ) -> Result<StageDone, PluginError> {
     let package = &shared.info.plan.packages[position].package;
     for provider in &plan.providers {
-        if !shared.runtime.has_plugin(provider) {
+        if !shared.plugins.has_plugin(provider) {
             return Err(missing_plugin(plan.stage, provider));
         }
     }
     let env = call_env(shared, position, plan.stage, cancel);
     let context = &shared.info.plan.context;
-    let runtime = &shared.runtime;
+    let plugins = &shared.plugins;
     match plan.stage {
         Stage::Test => {
             let provider = &plan.providers[0];
-            let report = runtime.test(provider, context, package, &env).await?.value;
+            let report = plugins.test(provider, context, package, &env).await?.value;
             if report.passed {
                 Ok(StageDone { summary: Some(report.summary), artifacts: None })
             } else {
@@ -340,15 +340,15 @@ async fn run_stage(
             }
         }
         Stage::Build => {
-            let built = runtime.build(&plan.providers[0], context, package, &env).await?.value;
+            let built = plugins.build(&plan.providers[0], context, package, &env).await?.value;
             Ok(StageDone { summary: Some(describe_artifacts(&built)), artifacts: Some(built) })
         }
         Stage::Publish => {
-            let published = runtime.publish(&plan.providers[0], context, package, artifacts, &env).await?.value;
+            let published = plugins.publish(&plan.providers[0], context, package, artifacts, &env).await?.value;
             Ok(StageDone { summary: Some(describe_artifacts(&published)), artifacts: Some(published) })
         }
         Stage::Store => {
-            let stored = runtime.store(&plan.providers[0], context, package, artifacts, &env).await?.value;
+            let stored = plugins.store(&plan.providers[0], context, package, artifacts, &env).await?.value;
             Ok(StageDone { summary: Some(describe_artifacts(&stored)), artifacts: Some(stored) })
         }
         // Notifiers are called by `run_package` once the package has ended.
@@ -377,13 +377,7 @@ fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancellatio
 }
 
 fn missing_plugin(stage: Stage, provider: &str) -> PluginError {
-    let role = match stage {
-        Stage::Test => "tester",
-        Stage::Build => "builder",
-        Stage::Publish => "registry",
-        Stage::Store => "storage",
-        Stage::Notify => "notifier",
-    };
+    let role = stage.role();
     PluginError::new(format!("no plugin for {} `{provider}`", stage.field())).hint(format!(
         "this build of Loktar has no `{provider}` {role}; configure one under `[plugins.{provider}]` in \
          loktar.toml (`path` and `role = \"{role}\"`), or stop before this stage with `--stage`"
@@ -405,7 +399,7 @@ fn notify_providers(plans: &[StagePlan]) -> &[String] {
 
 /// Tells each notifier `event` in `env`; returns what failed, naming the plugin.
 async fn notify(
-    runtime: &Runtime,
+    plugins: &PluginSession,
     notifiers: &[String],
     context: &RunContext,
     event: &RunEvent,
@@ -420,11 +414,11 @@ async fn notify(
     };
     let mut failures = Vec::new();
     for notifier in notifiers {
-        if !runtime.has_plugin(notifier) {
+        if !plugins.has_plugin(notifier) {
             failures.push(format!("no notifier plugin `{notifier}`"));
             continue;
         }
-        if let Err(error) = runtime.notify(notifier, context, &event, env).await {
+        if let Err(error) = plugins.notify(notifier, context, &event, env).await {
             failures.push(error.message);
         }
     }
@@ -509,7 +503,7 @@ fn run_finished(
 
 /// Tells `plan`'s notifiers that a run found nothing to do, and why; returns
 /// what failed. The run has no event stream: this is its only event.
-pub async fn notify_nothing_to_run(runtime: &Runtime, plan: &RunPlan, reason: &str) -> Vec<String> {
+pub async fn notify_nothing_to_run(plugins: &PluginSession, plan: &RunPlan, reason: &str) -> Vec<String> {
     let kind = run_finished(None, RunOutcome::Passed, Duration::ZERO, &[], Some(reason), &plan.not_rebuilt);
     let event = RunEvent {
         schema_version: loktar_protocol::SCHEMA_VERSION,
@@ -518,5 +512,5 @@ pub async fn notify_nothing_to_run(runtime: &Runtime, plan: &RunPlan, reason: &s
         at: time::OffsetDateTime::now_utc(),
         kind,
     };
-    notify(runtime, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await
+    notify(plugins, &plan.notifiers, &plan.context, &event, &CallEnv::default()).await
 }

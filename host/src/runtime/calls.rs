@@ -4,11 +4,11 @@
 
 use super::bindings::{builder, discovery, notifier, registry, storage, tester, types};
 use super::state::StoreState;
-use super::{CallEnv, Outcome, PluginError, Runtime};
+use super::{CallEnv, Outcome, PluginError, PluginSession};
 use crate::config::{Package, PackageKind};
 use crate::settings::Role;
 
-impl Runtime {
+impl PluginSession {
     /// Runs a tester plugin on a package.
     pub async fn test(
         &self,
@@ -112,7 +112,7 @@ impl Runtime {
 
     /// The run context as `provider` sees it: with its own settings.
     fn plugin_context(&self, provider: &str, context: &types::RunContext) -> types::RunContext {
-        let settings = self.settings.plugins.get(provider).and_then(|plugin| plugin.settings.as_ref());
+        let settings = self.settings().plugins.get(provider).and_then(|plugin| plugin.settings.as_ref());
         let settings = settings.and_then(|table| serde_json::to_string(table).ok()).unwrap_or_else(|| "{}".into());
         types::RunContext { settings, ..context.clone() }
     }

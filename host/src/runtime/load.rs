@@ -5,13 +5,16 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::types::{self, PluginInfo};
-use super::state::{CallEnv, Grants, StoreState};
-use super::{PluginError, Runtime, role_name};
-use crate::settings::{Capability, Role};
+use super::capabilities::Grants;
+use super::state::{CallEnv, StoreState};
+use super::{PluginError, PluginSession};
+use crate::settings::{Capability, Role, Settings};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
@@ -37,7 +40,7 @@ pub struct LoadedPlugin {
     /// The capabilities it declares.
     pub requested: BTreeSet<Capability>,
     /// What the host configuration grants it.
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
     /// Where it comes from.
     pub origin: Origin,
     pub(crate) pre: InstancePre<StoreState>,
@@ -74,8 +77,8 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Whether a plugin answers to provider `name`: a built-in, or one with a `path` in the host configuration.
-pub(super) fn exists(runtime: &Runtime, name: &str) -> bool {
-    runtime.settings.plugins.get(name).is_some_and(|plugin| plugin.path.is_some()) || builtin_names().any(|b| b == name)
+pub(super) fn exists(settings: &Settings, name: &str) -> bool {
+    settings.plugins.get(name).is_some_and(|plugin| plugin.path.is_some()) || builtin_names().any(|b| b == name)
 }
 
 /// The bytes of `relative` below the repository `root`, read through its handle.
@@ -106,8 +109,8 @@ fn check_component_header(name: &str, path: &Path, bytes: &[u8]) -> Result<(), P
     Ok(())
 }
 
-pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, PluginError> {
-    let settings = runtime.settings.plugins.get(name).cloned().unwrap_or_default();
+pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPlugin, PluginError> {
+    let settings = session.settings().plugins.get(name).cloned().unwrap_or_default();
     let (origin, bytes) = match &settings.path {
         Some(path) => {
             let (origin, read) = match &settings.declared_in {
@@ -136,19 +139,15 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
             }
         },
     };
-    let (engine, cache) = (runtime.engine.clone(), runtime.cache.clone());
-    let (component, _) =
-        tokio::task::spawn_blocking(move || super::compiled::component(cache.as_deref(), &engine, &bytes))
-            .await
-            .map_err(|e| PluginError::new(format!("compiling plugin `{name}` failed: {e}")))?
-            .map_err(|e| PluginError::new(format!("plugin `{name}` is not a valid WebAssembly component: {e:#}")))?;
-    let imported = imported_capabilities(runtime, name, &component)?;
-    let pre = runtime
-        .linker
+    let engine = session.engine();
+    let component = engine.component(name, bytes).await?;
+    let imported = imported_capabilities(engine.wasmtime(), name, &component)?;
+    let pre = engine
+        .linker()
         .instantiate_pre(&component)
         .map_err(|e| PluginError::new(format!("plugin `{name}` imports something Loktar does not provide: {e:#}")))?;
-    let grants = Grants::from_settings(name, &settings, &runtime.settings);
-    let info = describe(runtime, name, &pre).await?;
+    let grants = Arc::new(Grants::from_settings(name, &settings, session.settings()));
+    let info = describe(session, name, &pre).await?;
     let roles: Vec<Role> = info.roles.iter().map(|r| role(*r)).collect();
     let requested: BTreeSet<Capability> = info.capabilities.iter().map(|c| capability(*c)).collect();
     if let Some(configured) = settings.role
@@ -156,8 +155,8 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
     {
         return Err(PluginError::new(format!(
             "plugin `{name}` is configured as a {} but its `describe()` says it plays: {}",
-            role_name(configured),
-            roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", ")
+            configured.name(),
+            roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
         )));
     }
     for capability in &imported {
@@ -169,8 +168,9 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
             .hint("a plugin must list every capability it imports; ask its author to declare it"));
         }
     }
+    let granted = grants.capabilities();
     for capability in &requested {
-        if !grants.allows(*capability) {
+        if !granted.contains(capability) {
             return Err(PluginError::new(format!(
                 "plugin `{name}` needs capability `{}`, which the host configuration does not grant",
                 capability.name()
@@ -186,12 +186,12 @@ pub(super) async fn load(runtime: &Runtime, name: &str) -> Result<LoadedPlugin, 
 
 /// The capabilities the component's imports need; refuses imports never granted.
 fn imported_capabilities(
-    runtime: &Runtime,
+    engine: &Engine,
     name: &str,
     component: &Component,
 ) -> Result<BTreeSet<Capability>, PluginError> {
     let mut needed = BTreeSet::new();
-    for (import, _) in component.component_type().imports(&runtime.engine) {
+    for (import, _) in component.component_type().imports(engine) {
         let interface = import.split('@').next().unwrap_or(import);
         let capability = match interface {
             "loktar:plugin/log" => Capability::Log,
@@ -220,17 +220,21 @@ fn is_std_socket_import(interface: &str) -> bool {
     matches!(interface, "wasi:sockets/network" | "wasi:sockets/instance-network")
 }
 
-async fn describe(runtime: &Runtime, name: &str, pre: &InstancePre<StoreState>) -> Result<PluginInfo, PluginError> {
+async fn describe(
+    session: &PluginSession,
+    name: &str,
+    pre: &InstancePre<StoreState>,
+) -> Result<PluginInfo, PluginError> {
     let probe = LoadedPlugin {
         name: name.to_string(),
         version: String::new(),
         roles: Vec::new(),
         requested: BTreeSet::new(),
-        grants: Grants::default(),
+        grants: Arc::default(),
         origin: Origin::BuiltIn,
         pre: pre.clone(),
     };
-    let outcome = runtime
+    let outcome = session
         .call(&probe, &CallEnv::default(), async |store, pre| {
             let instance = pre.instantiate_async(&mut *store).await?;
             let describe = instance.get_typed_func::<(), (PluginInfo,)>(&mut *store, "describe")?;

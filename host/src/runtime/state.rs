@@ -2,96 +2,24 @@
 //! preopens, stdout and stderr into the stage log), its resource limits, and
 //! the capabilities it was granted.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
+use super::capabilities::Grants;
 use super::capabilities::http::Outbound;
 use super::capabilities::process::RunningPrograms;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
 use crate::beneath::Folder;
-use crate::containers::{Containers, Engine};
-use crate::failure::Failure;
-use crate::github::Github;
-use crate::objects::ObjectStore;
-use crate::settings::{Capability, IsolationMode, IsolationSettings, Limits, PluginSettings, Settings};
+use crate::settings::Limits;
 use tokio_util::sync::CancellationToken;
 
 /// Where the package folder appears inside the plugin.
 pub const PACKAGE_MOUNT: &str = "/package";
 /// Where the artifact folder appears inside the plugin.
 pub const ARTIFACTS_MOUNT: &str = "/artifacts";
-
-/// What the host configuration lets one plugin do.
-#[derive(Debug, Clone, Default)]
-pub struct Grants {
-    /// Granted capabilities.
-    pub capabilities: BTreeSet<Capability>,
-    /// Programs `process` may run.
-    pub programs: Vec<String>,
-    /// Host environment variables passed to those programs.
-    pub env: Vec<String>,
-    /// Secrets it may read: name and the host environment variable holding it.
-    pub secrets: Vec<(String, String)>,
-    /// The object stores it may use, opened once when the plugin loads: the
-    /// one with its own provider name and those its `stores` grant lists,
-    /// each if configured.
-    pub stores: Vec<(String, Result<ObjectStore, Failure>)>,
-    /// The container engine and registries, with `container-engine`.
-    pub containers: Option<Arc<Containers>>,
-    /// GitHub, with `github`.
-    pub github: Option<Arc<Github>>,
-    /// Hosts `http` may reach.
-    pub http_hosts: Vec<String>,
-    /// How the programs it runs are isolated.
-    pub isolation: IsolationSettings,
-    /// The engine its programs run on, with `process` and `mode = "container"`.
-    pub program_engine: Option<Arc<Engine>>,
-}
-
-impl Grants {
-    /// The grants written in the host configuration for one plugin.
-    pub fn from_settings(name: &str, plugin: &PluginSettings, settings: &Settings) -> Grants {
-        let secrets = plugin
-            .secrets
-            .iter()
-            .flatten()
-            .filter_map(|name| settings.secrets.get(name).map(|secret| (name.clone(), secret.env.clone())))
-            .collect();
-        let capabilities: BTreeSet<Capability> = plugin.capabilities.iter().flatten().copied().collect();
-        let granted = |capability| capabilities.contains(&capability);
-        Grants {
-            programs: plugin.programs.clone().unwrap_or_default(),
-            env: plugin.env.clone().unwrap_or_default(),
-            secrets,
-            // A repository's plugin does not get the store named after it: only those the operator lists for it.
-            stores: std::iter::once(name)
-                .filter(|_| plugin.declared_in.is_none())
-                .chain(plugin.stores.iter().flatten().map(String::as_str).filter(|store| *store != name))
-                .filter_map(|store| {
-                    let config = settings.stores.get(store)?;
-                    let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| crate::vault::value(&s.env));
-                    Some((store.to_string(), ObjectStore::open(store, config, secret)))
-                })
-                .collect(),
-            containers: granted(Capability::ContainerEngine).then(|| Arc::new(Containers::from_settings(settings))),
-            github: granted(Capability::Github).then(|| Arc::new(Github::from_settings(settings))),
-            http_hosts: plugin.http_hosts.clone().unwrap_or_default(),
-            isolation: settings.isolation.clone(),
-            program_engine: (granted(Capability::Process) && settings.isolation.mode == IsolationMode::Container)
-                .then(|| Arc::new(Engine::new(&settings.engine))),
-            capabilities,
-        }
-    }
-
-    /// Whether a capability is granted.
-    pub fn allows(&self, capability: Capability) -> bool {
-        self.capabilities.contains(&capability)
-    }
-}
 
 /// The folders one call works in.
 #[derive(Debug, Clone)]
@@ -141,8 +69,8 @@ pub struct StoreState {
     pub(crate) limits: StoreLimits,
     /// The plugin's provider name, for messages.
     pub(crate) plugin: String,
-    /// What it may do.
-    pub(crate) grants: Grants,
+    /// What it may do: the grant of each capability granted.
+    pub(crate) grants: Arc<Grants>,
     /// Its log.
     pub(crate) log: StageLog,
     /// The package folder, where programs run; `None` for a call without folders.
@@ -169,7 +97,7 @@ impl StoreState {
     /// A store for one call of `plugin`, seeing only `mounts`.
     pub fn new(
         plugin: &str,
-        grants: Grants,
+        grants: Arc<Grants>,
         limits: &Limits,
         log: StageLog,
         env: &CallEnv,
@@ -201,7 +129,7 @@ impl StoreState {
             package_dir = Some(package);
         }
         let memory = usize::try_from(limits.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        let outbound = Outbound::new(plugin, grants.allows(Capability::Http), &grants.http_hosts, log.clone());
+        let outbound = Outbound::new(plugin, grants.clone(), log.clone());
         Ok(StoreState {
             outbound,
             wasi: wasi.build(),

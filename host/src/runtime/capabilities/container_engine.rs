@@ -4,12 +4,11 @@
 //! cancelled run stops a build, push or context archiving in flight.
 
 use std::path::{Component, Path};
-use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::not_granted;
 use super::object_store::Access;
+use super::{Grant, Grants};
 use crate::beneath::Folder;
 use crate::containers::{self, Containers};
 use crate::failure::Failure;
@@ -19,8 +18,27 @@ use crate::runtime::bindings::host::loktar::plugin::container_engine::{
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::stage_log::{Level, Source};
 use crate::runtime::state::StoreState;
-use crate::settings::Capability;
+use crate::settings::{Capability, PluginSettings, Settings};
 use tokio_util::sync::CancellationToken;
+
+/// The container engine and the registries of the host configuration, with
+/// their credentials (read from their secrets when the plugin loads).
+#[derive(Debug)]
+pub(crate) struct ContainerGrant {
+    containers: Containers,
+}
+
+impl Grant for ContainerGrant {
+    const CAPABILITY: Capability = Capability::ContainerEngine;
+
+    fn from_settings(_: &str, _: &PluginSettings, settings: &Settings) -> ContainerGrant {
+        ContainerGrant { containers: Containers::from_settings(settings) }
+    }
+
+    fn of(grants: &Grants) -> Option<&ContainerGrant> {
+        grants.container_engine.as_ref()
+    }
+}
 
 impl container_engine::Host for StoreState {
     async fn build(&mut self, request: BuildRequest) -> Result<String, Error> {
@@ -127,11 +145,8 @@ impl container_engine::Host for StoreState {
 
 impl StoreState {
     /// The engine and registries, when the plugin was granted them.
-    fn containers(&self) -> Result<Arc<Containers>, Error> {
-        match &self.grants.containers {
-            Some(containers) if self.grants.allows(Capability::ContainerEngine) => Ok(containers.clone()),
-            _ => Err(not_granted(self, Capability::ContainerEngine)),
-        }
+    fn containers(&self) -> Result<&Containers, Error> {
+        Ok(&self.grant::<ContainerGrant>()?.containers)
     }
 
     /// A folder below the package folder, opened with no link on its way.
@@ -177,4 +192,27 @@ async fn unless_cancelled<T>(
 /// Adds `container-engine` to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     container_engine::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::runtime::stage_log::StageLog;
+    use crate::runtime::state::CallEnv;
+    use crate::settings::Limits;
+
+    #[test]
+    fn an_ungranted_plugin_reaches_no_engine_and_no_registry() {
+        let log = StageLog::new(1024, "quay");
+        let mut state =
+            StoreState::new("quay", Arc::default(), &Limits::default(), log, &CallEnv::default()).expect("state");
+        let tokio = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+        let error = tokio.block_on(container_engine::Host::registry(&mut state, "quay".into())).expect_err("refused");
+        assert_eq!(error.message, "plugin `quay` was not granted capability `container-engine`");
+        let error =
+            tokio.block_on(container_engine::Host::tag(&mut state, "a".into(), "b".into())).expect_err("refused");
+        assert_eq!(error.message, "plugin `quay` was not granted capability `container-engine`");
+    }
 }

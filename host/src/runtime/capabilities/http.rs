@@ -4,7 +4,11 @@
 //! A request to any other host — or from a plugin without the capability —
 //! is refused before a connection is made, and the refusal is written to the
 //! stage log naming the host (never the full URL: a webhook's path is a
-//! secret).
+//! secret). Requests are not calls of a `Host` trait but go through
+//! `wasi:http`'s hooks, so the grant is checked there, in [`AllowList`]'s
+//! one `refusal`.
+
+use std::sync::Arc;
 
 use hyper::http::{self, uri::Scheme};
 use wasmtime::component::Linker;
@@ -12,8 +16,29 @@ use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use super::{Grant, Grants};
 use crate::runtime::stage_log::{Level, Source, StageLog};
 use crate::runtime::state::StoreState;
+use crate::settings::{Capability, PluginSettings, Settings};
+
+/// The hosts a plugin may reach.
+#[derive(Debug)]
+pub(crate) struct HttpGrant {
+    /// `http_hosts` under its section: `name` (HTTPS on port 443) or `name:port`.
+    hosts: Vec<String>,
+}
+
+impl Grant for HttpGrant {
+    const CAPABILITY: Capability = Capability::Http;
+
+    fn from_settings(_: &str, plugin: &PluginSettings, _: &Settings) -> HttpGrant {
+        HttpGrant { hosts: plugin.http_hosts.clone().unwrap_or_default() }
+    }
+
+    fn of(grants: &Grants) -> Option<&HttpGrant> {
+        grants.http.as_ref()
+    }
+}
 
 /// Where one call's plugin may send requests.
 #[derive(Debug)]
@@ -23,18 +48,17 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Requests allowed to `hosts` when `granted`; refusals logged to `log`.
-    pub fn new(plugin: &str, granted: bool, hosts: &[String], log: StageLog) -> Outbound {
-        let hosts = if granted { hosts.to_vec() } else { Vec::new() };
-        Outbound { ctx: WasiHttpCtx::new(), rules: AllowList { plugin: plugin.to_string(), granted, hosts, log } }
+    /// Requests allowed as `grants` say; refusals logged to `log`.
+    pub fn new(plugin: &str, grants: Arc<Grants>, log: StageLog) -> Outbound {
+        Outbound { ctx: WasiHttpCtx::new(), rules: AllowList { plugin: plugin.to_string(), grants, log } }
     }
 }
 
+/// What one call's plugin may reach: nothing without its grant.
 #[derive(Debug)]
 struct AllowList {
     plugin: String,
-    granted: bool,
-    hosts: Vec<String>,
+    grants: Arc<Grants>,
     log: StageLog,
 }
 
@@ -46,13 +70,13 @@ impl AllowList {
             Some(port) => format!("{host}:{port}"),
             None => host.to_string(),
         };
-        if !self.granted {
+        let Some(grant) = HttpGrant::of(&self.grants) else {
             return Some(format!(
                 "plugin `{}` may not make HTTP requests (to `{shown}`): capability `http` is not granted",
                 self.plugin
             ));
-        }
-        if allows(&self.hosts, uri) {
+        };
+        if allows(&grant.hosts, uri) {
             return None;
         }
         Some(format!(
@@ -144,8 +168,10 @@ mod tests {
     fn refusals_name_the_host_not_the_path() {
         let rules = AllowList {
             plugin: "slack".into(),
-            granted: true,
-            hosts: vec!["hooks.slack.com".into()],
+            grants: Arc::new(Grants {
+                http: Some(HttpGrant { hosts: vec!["hooks.slack.com".into()] }),
+                ..Grants::default()
+            }),
             log: StageLog::new(1024, "slack"),
         };
         let refusal = rules.refusal(&uri("https://evil.example:444/services/SECRET")).expect("refused");
@@ -153,7 +179,7 @@ mod tests {
             refusal,
             "plugin `slack` may not reach `evil.example:444`: it is not in `http_hosts` under `[plugins.slack]` in loktar.toml"
         );
-        let ungranted = AllowList { granted: false, ..rules };
+        let ungranted = AllowList { grants: Arc::default(), ..rules };
         let refusal = ungranted.refusal(&uri("https://hooks.slack.com/services/SECRET")).expect("refused");
         assert!(refusal.contains("capability `http` is not granted"), "{refusal}");
         assert!(!refusal.contains("SECRET"));

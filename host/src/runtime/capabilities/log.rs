@@ -2,14 +2,32 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::{Grant, Grants};
 use crate::runtime::bindings::host::loktar::plugin::log::{self, Level};
 use crate::runtime::stage_log::{self, Source};
 use crate::runtime::state::StoreState;
-use crate::settings::Capability;
+use crate::settings::{Capability, PluginSettings, Settings};
+
+/// `log` has nothing to configure: granted, the plugin writes to its stage log.
+#[derive(Debug)]
+pub(crate) struct LogGrant;
+
+impl Grant for LogGrant {
+    const CAPABILITY: Capability = Capability::Log;
+
+    fn from_settings(_: &str, _: &PluginSettings, _: &Settings) -> LogGrant {
+        LogGrant
+    }
+
+    fn of(grants: &Grants) -> Option<&LogGrant> {
+        grants.log.as_ref()
+    }
+}
 
 impl log::Host for StoreState {
     async fn write(&mut self, level: Level, message: String) {
-        if !self.grants.allows(Capability::Log) {
+        // `write` returns nothing: an ungranted plugin's lines are dropped.
+        if self.grant::<LogGrant>().is_err() {
             return;
         }
         let level = match level {
@@ -30,4 +48,30 @@ impl log::Host for StoreState {
 /// Adds `log` to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::runtime::stage_log::StageLog;
+    use crate::runtime::state::CallEnv;
+    use crate::settings::Limits;
+
+    fn write(grants: Grants, message: &str) -> Vec<String> {
+        let log = StageLog::new(1024, "make");
+        let mut state = StoreState::new("make", Arc::new(grants), &Limits::default(), log.clone(), &CallEnv::default())
+            .expect("state");
+        let tokio = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+        tokio.block_on(log::Host::write(&mut state, Level::Info, message.to_string()));
+        log.lines().into_iter().map(|line| line.text).collect()
+    }
+
+    #[test]
+    fn granted_lines_reach_the_log_and_others_are_dropped() {
+        let granted = Grants { log: Some(LogGrant), ..Grants::default() };
+        assert_eq!(write(granted, "one\ntwo"), ["one", "two"]);
+        assert!(write(Grants::default(), "dropped").is_empty());
+    }
 }

@@ -7,12 +7,44 @@ use std::path::Path;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::not_granted;
+use super::{Grant, Grants};
+use crate::failure::Failure;
 use crate::objects::{self, ObjectStore};
 use crate::runtime::bindings::host::loktar::plugin::object_store::{self, ObjectInfo};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::state::{ARTIFACTS_MOUNT, StoreState};
-use crate::settings::Capability;
+use crate::settings::{Capability, PluginSettings, Settings};
+
+/// The object stores a plugin may use, opened once when it loads.
+#[derive(Debug)]
+pub(crate) struct StoresGrant {
+    /// The store with its own provider name and those its `stores` grant
+    /// lists, each if configured under `[stores]`; a store that could not be
+    /// opened says why when used.
+    stores: Vec<(String, Result<ObjectStore, Failure>)>,
+}
+
+impl Grant for StoresGrant {
+    const CAPABILITY: Capability = Capability::ObjectStore;
+
+    fn from_settings(name: &str, plugin: &PluginSettings, settings: &Settings) -> StoresGrant {
+        let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| crate::vault::value(&s.env));
+        // A repository's plugin does not get the store named after it: only those the operator lists for it.
+        let stores = std::iter::once(name)
+            .filter(|_| plugin.declared_in.is_none())
+            .chain(plugin.stores.iter().flatten().map(String::as_str).filter(|store| *store != name))
+            .filter_map(|store| {
+                let config = settings.stores.get(store)?;
+                Some((store.to_string(), ObjectStore::open(store, config, secret)))
+            })
+            .collect();
+        StoresGrant { stores }
+    }
+
+    fn of(grants: &Grants) -> Option<&StoresGrant> {
+        grants.object_store.as_ref()
+    }
+}
 
 impl object_store::Host for StoreState {
     async fn put(&mut self, store: String, key: String, path: String) -> Result<ObjectInfo, Error> {
@@ -48,10 +80,7 @@ impl object_store::Host for StoreState {
 impl StoreState {
     /// The store `store`, which must be the one granted to this plugin.
     fn store(&self, store: &str) -> Result<ObjectStore, Error> {
-        if !self.grants.allows(Capability::ObjectStore) {
-            return Err(not_granted(self, Capability::ObjectStore));
-        }
-        match self.grants.stores.iter().find(|(name, _)| name == store) {
+        match self.grant::<StoresGrant>()?.stores.iter().find(|(name, _)| name == store) {
             Some((_, opened)) => opened.clone().map_err(Error::from),
             None => Err(Error {
                 message: format!("plugin `{}` may not use store `{store}`", self.plugin),
@@ -100,4 +129,28 @@ fn wit_info(info: objects::ObjectInfo) -> ObjectInfo {
 /// Adds `object-store` to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     object_store::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::StoreSettings;
+
+    fn granted(plugin: &PluginSettings) -> Vec<String> {
+        let mut settings = Settings::builtin();
+        for store in ["fs", "shared", "unlisted"] {
+            settings.stores.insert(store.into(), StoreSettings::Fs { dir: store.into() });
+        }
+        let grant = StoresGrant::from_settings("fs", plugin, &settings);
+        grant.stores.into_iter().map(|(name, _)| name).collect()
+    }
+
+    #[test]
+    fn a_plugin_gets_its_own_store_and_those_listed_for_it() {
+        let listed = PluginSettings { stores: Some(vec!["shared".into(), "missing".into()]), ..Default::default() };
+        assert_eq!(granted(&listed), ["fs", "shared"]);
+        // A repository's plugin does not get the store named after it.
+        let declared = PluginSettings { declared_in: Some("/repo".into()), ..listed };
+        assert_eq!(granted(&declared), ["shared"]);
+    }
 }

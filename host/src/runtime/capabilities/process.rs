@@ -17,23 +17,51 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use wasmtime::component::{HasSelf, Linker};
 
-use super::not_granted;
-use crate::containers::RunningContainer;
+use super::{Grant, Grants};
+use crate::containers::{Engine, RunningContainer};
 use crate::runtime::bindings::host::loktar::plugin::process::{self, Command, ExitStatus, HostFolders};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::isolation::{self, Prepared};
 use crate::runtime::stage_log::{Level, Source, StageLog};
 use crate::runtime::state::StoreState;
-use crate::settings::{Capability, IsolationMode};
+use crate::settings::{Capability, IsolationMode, IsolationSettings, PluginSettings, Settings};
 
 /// Standard output handed back to the plugin is cut here (it is all in the log).
 const STDOUT_RETURNED: usize = 1024 * 1024;
 
+/// The programs a plugin may run, and how they run.
+#[derive(Debug)]
+pub(crate) struct ProcessGrant {
+    /// Programs it may run, by name.
+    programs: Vec<String>,
+    /// Host environment variables passed to them.
+    env: Vec<String>,
+    /// How they are isolated (`[isolation]`).
+    isolation: IsolationSettings,
+    /// The engine they run on, with `mode = "container"`.
+    engine: Option<Engine>,
+}
+
+impl Grant for ProcessGrant {
+    const CAPABILITY: Capability = Capability::Process;
+
+    fn from_settings(_: &str, plugin: &PluginSettings, settings: &Settings) -> ProcessGrant {
+        ProcessGrant {
+            programs: plugin.programs.clone().unwrap_or_default(),
+            env: plugin.env.clone().unwrap_or_default(),
+            isolation: settings.isolation.clone(),
+            engine: (settings.isolation.mode == IsolationMode::Container).then(|| Engine::new(&settings.engine)),
+        }
+    }
+
+    fn of(grants: &Grants) -> Option<&ProcessGrant> {
+        grants.process.as_ref()
+    }
+}
+
 impl process::Host for StoreState {
     async fn folders(&mut self) -> Result<HostFolders, Error> {
-        if !self.grants.allows(Capability::Process) {
-            return Err(not_granted(self, Capability::Process));
-        }
+        self.grant::<ProcessGrant>()?;
         Ok(HostFolders {
             package: self.package_dir.as_ref().map(|dir| dir.shown().display().to_string()).unwrap_or_default(),
             artifacts: self.artifacts_dir.as_ref().map(|dir| dir.shown().display().to_string()),
@@ -41,11 +69,9 @@ impl process::Host for StoreState {
     }
 
     async fn run(&mut self, command: Command) -> Result<ExitStatus, Error> {
-        if !self.grants.allows(Capability::Process) {
-            return Err(not_granted(self, Capability::Process));
-        }
+        let grant = self.grant::<ProcessGrant>()?;
         let program = &command.program;
-        if !self.grants.programs.iter().any(|allowed| allowed == program) {
+        if !grant.programs.iter().any(|allowed| allowed == program) {
             return Err(Error {
                 message: format!("plugin `{}` may not run `{program}`", self.plugin),
                 hint: Some(format!(
@@ -66,8 +92,8 @@ impl process::Host for StoreState {
         let limit = self.process_timeout;
         let timeout = command.timeout_ms.map_or(limit, |ms| Duration::from_millis(ms).min(limit));
 
-        let Some(path) = isolation::find_program(&self.grants.isolation, program) else {
-            let isolated = self.grants.isolation.mode != IsolationMode::None;
+        let Some(path) = isolation::find_program(&grant.isolation, program) else {
+            let isolated = grant.isolation.mode != IsolationMode::None;
             return Err(Error {
                 message: if isolated {
                     format!(
@@ -92,7 +118,7 @@ impl process::Host for StoreState {
             });
         }
         let mut env: Vec<(OsString, OsString)> = Vec::new();
-        for name in ["PATH", "HOME"].iter().copied().chain(self.grants.env.iter().map(String::as_str)) {
+        for name in ["PATH", "HOME"].iter().copied().chain(grant.env.iter().map(String::as_str)) {
             // A granted variable may hold a secret, which then lives in Loktar's memory, not its environment.
             if let Some(value) = std::env::var_os(name).or_else(|| crate::vault::value(name).map(OsString::from)) {
                 env.push((name.into(), value));
@@ -107,7 +133,7 @@ impl process::Host for StoreState {
             artifacts: self.artifacts_dir.as_ref(),
             cwd: &cwd,
         };
-        let prepared = isolation::prepare(&self.grants.isolation, launch)
+        let prepared = isolation::prepare(&grant.isolation, launch)
             .map_err(|e| Error { message: format!("cannot run `{program}`: {e}"), hint: e.hint() })?;
         // Started before the cancellation: stop it when it comes. Started after: it is clean-up.
         let cancel = self.cancel.clone().filter(|cancel| !cancel.is_cancelled());
@@ -115,7 +141,7 @@ impl process::Host for StoreState {
             Prepared::Process(command) => Running::spawn(command, self.programs.as_ref())
                 .map_err(|e| error(format!("cannot run `{program}`: {e}")))?,
             Prepared::Container(container) => {
-                let engine = self.grants.program_engine.as_ref().ok_or_else(|| error("no container engine".into()))?;
+                let engine = grant.engine.as_ref().ok_or_else(|| error("no container engine".into()))?;
                 Running::Container(engine.start_program(container).await.map_err(Error::from)?)
             }
         };
@@ -288,4 +314,38 @@ fn error(message: String) -> Error {
 /// Adds `process` to the linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     process::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::state::CallEnv;
+    use crate::settings::Limits;
+
+    fn state(grant: Option<ProcessGrant>) -> StoreState {
+        let grants = Arc::new(Grants { process: grant, ..Grants::default() });
+        StoreState::new("make", grants, &Limits::default(), StageLog::new(1024, "make"), &CallEnv::default())
+            .expect("state")
+    }
+
+    fn run(state: &mut StoreState, program: &str) -> Result<ExitStatus, Error> {
+        let command =
+            Command { program: program.into(), args: Vec::new(), env: Vec::new(), cwd: None, timeout_ms: None };
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+        tokio.block_on(process::Host::run(state, command))
+    }
+
+    #[test]
+    fn only_a_granted_plugin_runs_only_its_listed_programs() {
+        let error = run(&mut state(None), "make").expect_err("not granted");
+        assert_eq!(error.message, "plugin `make` was not granted capability `process`");
+        let plugin = PluginSettings { programs: Some(vec!["make".into()]), ..PluginSettings::default() };
+        let grant = ProcessGrant::from_settings("make", &plugin, &Settings::builtin());
+        let error = run(&mut state(Some(grant)), "rm").expect_err("not listed");
+        assert_eq!(error.message, "plugin `make` may not run `rm`");
+        assert_eq!(
+            error.hint.as_deref(),
+            Some("allow it in loktar.toml: add \"rm\" to `programs` under `[plugins.make]`")
+        );
+    }
 }

@@ -6,18 +6,42 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::not_granted;
+use super::{Grant, Grants};
 use crate::runtime::bindings::host::loktar::plugin::secrets;
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
 use crate::runtime::state::StoreState;
-use crate::settings::Capability;
+use crate::settings::{Capability, PluginSettings, Settings};
+
+/// The secrets a plugin may read.
+#[derive(Debug)]
+pub(crate) struct SecretsGrant {
+    /// Each secret's name and the host environment variable holding it:
+    /// those its `secrets` grant lists that `[secrets]` configures.
+    secrets: Vec<(String, String)>,
+}
+
+impl Grant for SecretsGrant {
+    const CAPABILITY: Capability = Capability::Secrets;
+
+    fn from_settings(_: &str, plugin: &PluginSettings, settings: &Settings) -> SecretsGrant {
+        let secrets = plugin
+            .secrets
+            .iter()
+            .flatten()
+            .filter_map(|name| settings.secrets.get(name).map(|secret| (name.clone(), secret.env.clone())))
+            .collect();
+        SecretsGrant { secrets }
+    }
+
+    fn of(grants: &Grants) -> Option<&SecretsGrant> {
+        grants.secrets.as_ref()
+    }
+}
 
 impl secrets::Host for StoreState {
     async fn get(&mut self, name: String) -> Result<String, Error> {
-        if !self.grants.allows(Capability::Secrets) {
-            return Err(not_granted(self, Capability::Secrets));
-        }
-        let Some((_, variable)) = self.grants.secrets.iter().find(|(granted, _)| *granted == name) else {
+        let grant = self.grant::<SecretsGrant>()?;
+        let Some((_, variable)) = grant.secrets.iter().find(|(granted, _)| *granted == name) else {
             return Err(Error {
                 message: format!("plugin `{}` was not granted secret `{name}`", self.plugin),
                 hint: Some(format!("add \"{name}\" to `secrets` under `[plugins.{}]` in loktar.toml", self.plugin)),
@@ -44,24 +68,23 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::runtime::stage_log::{Level, Source, StageLog};
-    use crate::runtime::state::{CallEnv, Grants};
+    use crate::runtime::state::CallEnv;
     use crate::settings::Limits;
 
-    fn state(capabilities: &[Capability], secrets: &[(&str, &str)]) -> StoreState {
-        let grants = Grants {
-            capabilities: capabilities.iter().copied().collect(),
-            secrets: secrets.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            ..Grants::default()
-        };
-        StoreState::new("quay", grants, &Limits::default(), StageLog::new(1024, "quay"), &CallEnv::default())
+    fn state(granted: bool, secrets: &[(&str, &str)]) -> StoreState {
+        let secrets = secrets.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let grants = Grants { secrets: granted.then_some(SecretsGrant { secrets }), ..Grants::default() };
+        StoreState::new("quay", Arc::new(grants), &Limits::default(), StageLog::new(1024, "quay"), &CallEnv::default())
             .expect("state")
     }
 
     fn get(state: &mut StoreState, name: &str) -> Result<String, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
-        runtime.block_on(secrets::Host::get(state, name.to_string()))
+        let tokio = tokio::runtime::Builder::new_current_thread().build().expect("tokio");
+        tokio.block_on(secrets::Host::get(state, name.to_string()))
     }
 
     #[test]
@@ -69,16 +92,13 @@ mod tests {
         // Cargo sets it for test runs; read as a secret it is hidden process-wide, so
         // it must be a value no other test logs.
         let description = std::env::var("CARGO_PKG_DESCRIPTION").expect("cargo sets it for tests");
-        let mut granted = state(
-            &[Capability::Secrets],
-            &[("token", "CARGO_PKG_DESCRIPTION"), ("missing", "LOKTAR_TEST_UNSET_VARIABLE")],
-        );
+        let mut granted = state(true, &[("token", "CARGO_PKG_DESCRIPTION"), ("missing", "LOKTAR_TEST_UNSET_VARIABLE")]);
         assert_eq!(get(&mut granted, "token").ok(), Some(description.clone()));
         let other = get(&mut granted, "other").expect_err("not granted");
         assert_eq!(other.message, "plugin `quay` was not granted secret `other`");
         let unset = get(&mut granted, "missing").expect_err("unset");
         assert!(unset.message.contains("`LOKTAR_TEST_UNSET_VARIABLE` is empty"), "{}", unset.message);
-        let mut ungranted = state(&[Capability::Log], &[("token", "CARGO_PKG_DESCRIPTION")]);
+        let mut ungranted = state(false, &[("token", "CARGO_PKG_DESCRIPTION")]);
         let error = get(&mut ungranted, "token").expect_err("capability not granted");
         assert_eq!(error.message, "plugin `quay` was not granted capability `secrets`");
         // Read by one call, hidden from every other call's log too.
