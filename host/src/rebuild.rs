@@ -57,7 +57,7 @@ pub async fn already_green(
     let mut green = Vec::new();
     for candidate in candidates.iter().filter(|c| !c.contexts.is_empty()) {
         let name = &workspace.packages[candidate.package].name;
-        let relevant = with_dependencies(graph, candidate.package, workspace.packages.len());
+        let relevant = graph.with_dependencies([candidate.package]);
         let mut contexts = candidate.contexts.clone();
         contexts.push(not_rebuilt_context(name));
         for (sha, files) in &walk.commits {
@@ -86,18 +86,6 @@ pub async fn already_green(
         }
     }
     Ok(green)
-}
-
-/// `package` and everything it depends on, transitively.
-fn with_dependencies(graph: &DependencyGraph, package: usize, count: usize) -> Vec<bool> {
-    let mut relevant = vec![false; count];
-    let mut stack = vec![package];
-    while let Some(next) = stack.pop() {
-        if !std::mem::replace(&mut relevant[next], true) {
-            stack.extend(graph.dependencies(next));
-        }
-    }
-    relevant
 }
 
 /// The latest state of each status context on a commit (GitHub lists the newest first).

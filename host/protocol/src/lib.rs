@@ -1,5 +1,6 @@
 //! What Loktar's host and its plugins must agree on, in one place and
-//! without any WebAssembly runtime: the stages a package goes through, the
+//! without any WebAssembly runtime: plugin roles and host capabilities,
+//! the stages a package goes through, the
 //! events of a run with the outcomes they report, the commit-status
 //! contexts runs post, and how a repository is named.
 //!
@@ -12,6 +13,7 @@ mod event;
 mod log;
 mod outcome;
 mod repository;
+mod roles;
 mod stage;
 pub mod status;
 
@@ -22,4 +24,5 @@ pub use event::{
 pub use log::{Level, Line, Source};
 pub use outcome::{PackageOutcome, RunOutcome, StageOutcome};
 pub use repository::{repository_slug, repository_url};
+pub use roles::{Capability, Role};
 pub use stage::Stage;

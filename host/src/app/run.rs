@@ -193,15 +193,7 @@ fn select(options: &Options, request: &RunRequest) -> Result<(Context, Selection
         return Err(Diagnostics(problems));
     }
     if with_dependencies {
-        let mut stack: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i]).collect();
-        while let Some(package) = stack.pop() {
-            for dependency in graph.dependencies(package) {
-                if !wanted[dependency] {
-                    wanted[dependency] = true;
-                    stack.push(dependency);
-                }
-            }
-        }
+        wanted = graph.with_dependencies((0..wanted.len()).filter(|&i| wanted[i]));
     }
     let packages = graph.order().iter().copied().filter(|&i| wanted[i]).collect();
     let kind = request.selection.kind();
@@ -328,7 +320,7 @@ fn run_context(head: &scm::Head, commit: Option<&str>, base: Option<String>, git
         commit_time: head.commit_time.clone(),
         repository_url,
         author: head.author.clone(),
-        // Each plugin call gets its own section; see `Runtime::role_call`.
+        // Each plugin call gets its own section; see `PluginSession::role_call`.
         settings: "{}".to_string(),
     }
 }

@@ -128,8 +128,7 @@ impl Plan {
         }
         let order = by_level(&level);
         let mut position = vec![UNSET; count];
-        // At most every dependency of every package: sized once, not grown step by step.
-        let mut because_of = Vec::with_capacity(graph.dependencies.len());
+        let mut because_of = Vec::new();
         let steps: Vec<Step> = order
             .into_iter()
             .enumerate()
@@ -140,7 +139,7 @@ impl Plan {
                 // Only dependencies whose change reaches dependents pull a
                 // package in; they stay in ascending order.
                 let first = because_of.len() as u32;
-                because_of.extend(graph.dependency_slice(package).iter().filter(|&&d| distance[d as usize] != UNSET));
+                because_of.extend(graph.dependencies(package).filter(|&d| distance[d] != UNSET).map(|d| d as u32));
                 let via = (seed.is_none() && via[package] != UNSET).then_some(via[package] as usize);
                 let reasons = first..because_of.len() as u32;
                 Step { package, level: level[package] as usize, seed, because_of: reasons, via }

@@ -22,58 +22,7 @@ use crate::diagnostic::Diagnostic;
 /// The file name of the host configuration in the user's config folder.
 pub const FILE_NAME: &str = "loktar.toml";
 
-/// A plugin role, as written in the host configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// `test_type`
-    Tester,
-    /// `pkg_type`
-    Builder,
-    /// `registry_type`
-    Registry,
-    /// `storage_type`
-    Storage,
-    /// Notifications.
-    Notifier,
-    /// `dependencies_type`
-    Discovery,
-}
-
-/// A host capability, as written in the host configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Capability {
-    /// Write to the stage log.
-    Log,
-    /// Run allow-listed programs.
-    Process,
-    /// Build, tag and push images.
-    ContainerEngine,
-    /// S3-compatible object storage.
-    ObjectStore,
-    /// The GitHub REST API.
-    Github,
-    /// Outbound HTTP (`wasi:http`) to allow-listed hosts.
-    Http,
-    /// Named secrets.
-    Secrets,
-}
-
-impl Capability {
-    /// The name used in messages and configuration.
-    pub fn name(self) -> &'static str {
-        match self {
-            Capability::Log => "log",
-            Capability::Process => "process",
-            Capability::ContainerEngine => "container-engine",
-            Capability::ObjectStore => "object-store",
-            Capability::Github => "github",
-            Capability::Http => "http",
-            Capability::Secrets => "secrets",
-        }
-    }
-}
+pub use loktar_protocol::{Capability, Role};
 
 /// What the configuration says about one plugin.
 #[derive(Debug, Clone, Default, Deserialize)]
