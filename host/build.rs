@@ -8,23 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Built-in plugins: (provider name, crate name).
-const PLUGINS: &[(&str, &str)] = &[
-    ("make", "loktar-plugin-make"),
-    ("python_requirements", "loktar-plugin-python-requirements"),
-    ("dockerfile", "loktar-plugin-dockerfile"),
-    ("docker_compose", "loktar-plugin-docker-compose"),
-    ("whl", "loktar-plugin-whl"),
-    ("fs", "loktar-plugin-fs"),
-    ("deb", "loktar-plugin-deb"),
-    ("jar", "loktar-plugin-jar"),
-    ("s3", "loktar-plugin-s3"),
-    ("docker", "loktar-plugin-docker"),
-    ("quay", "loktar-plugin-quay"),
-    ("github", "loktar-plugin-github"),
-    ("slack", "loktar-plugin-slack"),
-];
-
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -42,8 +25,9 @@ fn main() {
     let mut table = String::from(
         "/// Built-in plugins: provider name and component bytes.\npub(crate) const BUILTIN: &[(&str, &[u8])] = &[\n",
     );
-    for (name, krate) in PLUGINS {
-        build_plugin(&root, &target_dir, krate);
+    for name in builtin_plugins(&root) {
+        let krate = format!("loktar-plugin-{}", name.replace('_', "-"));
+        build_plugin(&root, &target_dir, &krate);
         let file = target_dir.join(WASM_TARGET).join("release").join(format!("{}.wasm", krate.replace('-', "_")));
         let embedded = out_dir.join(format!("{name}.wasm"));
         std::fs::copy(&file, &embedded).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
@@ -51,6 +35,22 @@ fn main() {
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("builtin_plugins.rs"), table).expect("write builtin_plugins.rs");
+}
+
+/// The built-in plugins' provider names: one per folder of `plugins/` that
+/// holds a crate (`plugins/<name>`, crate `loktar-plugin-<name>`), sorted.
+/// Their roles and grants are in `src/settings/builtin.toml`.
+fn builtin_plugins(root: &Path) -> Vec<String> {
+    let folders = std::fs::read_dir(root.join("plugins")).expect("the plugins/ folder");
+    let mut names: Vec<String> = folders
+        .filter_map(|entry| {
+            let path = entry.expect("a plugins/ entry").path();
+            let name = path.file_name()?.to_str()?.to_string();
+            path.join("Cargo.toml").is_file().then_some(name)
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn env(name: &str) -> String {

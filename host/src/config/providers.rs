@@ -1,8 +1,9 @@
 //! The provider names `loktar.json` may request, per plugin role.
 //!
 //! `loktar.json` names providers (`"registry_type": "quay"`); whoever runs
-//! Loktar decides which plugin answers to each name. Until the plugin host
-//! lands, the names are the built-in ones.
+//! Loktar decides which plugin answers to each name: the built-in plugins
+//! and those the host configuration adds, each under the role its settings
+//! give it (the built-ins' are in `settings/builtin.toml`).
 
 /// Provider names accepted for each field of `loktar.json` that names a plugin.
 #[derive(Debug, Clone)]
@@ -26,10 +27,17 @@ pub const NO_TEST: &str = "no-test";
 pub const BUILD_TYPES: &[&str] = &["local", "url"];
 
 impl Providers {
-    /// The built-in providers plus every plugin the host configuration adds.
+    /// Every plugin with a role in the host configuration (the built-in
+    /// ones included), under that role.
     pub fn from_settings(settings: &crate::settings::Settings) -> Self {
         use crate::settings::Role;
-        let mut providers = Providers::builtin();
+        let mut providers = Providers {
+            testers: Vec::new(),
+            builders: Vec::new(),
+            registries: Vec::new(),
+            storages: Vec::new(),
+            discoveries: Vec::new(),
+        };
         for (name, plugin) in &settings.plugins {
             let list = match plugin.role {
                 Some(Role::Tester) => &mut providers.testers,
@@ -39,22 +47,13 @@ impl Providers {
                 Some(Role::Discovery) => &mut providers.discoveries,
                 Some(Role::Notifier) | None => continue,
             };
-            if !list.contains(name) {
-                list.push(name.clone());
-            }
+            list.push(name.clone());
         }
         providers
     }
 
     /// The providers Loktar ships.
     pub fn builtin() -> Self {
-        let owned = |names: &[&str]| names.iter().map(|name| (*name).to_string()).collect();
-        Providers {
-            testers: owned(&["make"]),
-            builders: owned(&["docker", "whl", "deb", "jar"]),
-            registries: owned(&["quay"]),
-            storages: owned(&["s3", "fs"]),
-            discoveries: owned(&["python_requirements", "dockerfile", "docker_compose"]),
-        }
+        Providers::from_settings(&crate::settings::Settings::builtin())
     }
 }

@@ -268,3 +268,26 @@ fn capability(capability: types::Capability) -> Capability {
         types::Capability::Secrets => Capability::Secrets,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    #[test]
+    fn every_built_in_plugin_has_its_grants_and_nothing_else_does() {
+        // The plugins are the folders of `plugins/`; their roles and grants
+        // are in `builtin.toml`: the two must name the same plugins.
+        let embedded: BTreeSet<&str> = builtin_names().collect();
+        let settings = Settings::builtin();
+        let configured: BTreeSet<&str> = settings.plugins.keys().map(String::as_str).collect();
+        assert_eq!(embedded, configured);
+        let without_role: Vec<&str> = settings
+            .plugins
+            .iter()
+            .filter(|(_, plugin)| plugin.role.is_none())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(without_role, ["github", "slack"], "only the notifiers wait for the operator to give a role");
+    }
+}
