@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::terminal::escaped;
+use crate::terminal::{ERROR, HINT, PLACE, escaped, painted};
 
 /// A place in a file, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +65,12 @@ impl Diagnostic {
     /// Renders the report, with colour when `color` is set. Message and
     /// hint are one line each: a newline in them is escaped as well.
     pub fn render(&self, color: bool) -> String {
-        let (red, blue, cyan, reset) =
-            if color { ("\x1b[1;31m", "\x1b[1;34m", "\x1b[1;36m", "\x1b[0m") } else { ("", "", "", "") };
-        let mut out = format!("{red}error{reset}: {}", escaped(&self.message));
+        let mut out = format!("{}: {}", painted(color, ERROR, "error"), escaped(&self.message));
         if let Some(location) = &self.location {
-            out.push_str(&format!("\n  {blue}-->{reset} {location}"));
+            out.push_str(&format!("\n  {} {location}", painted(color, PLACE, "-->")));
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("\n  {cyan}hint{reset}: {}", escaped(hint)));
+            out.push_str(&format!("\n  {}: {}", painted(color, HINT, "hint"), escaped(hint)));
         }
         out
     }
@@ -130,10 +128,18 @@ mod tests {
             .at(Location { file: "a\nb.json".to_string(), line: 1, column: 2 })
             .hint("did you mean `x\u{1b}]0;title\u{7}`?");
         let shown = diagnostic.render(true);
+        let (error, place, hint) =
+            (painted(true, ERROR, "error"), painted(true, PLACE, "-->"), painted(true, HINT, "hint"));
         assert_eq!(
             shown,
-            "\x1b[1;31merror\x1b[0m: no package named `\\u{1b}[2J` in loktar.json\n  \x1b[1;34m-->\x1b[0m a\\nb.json:1:2\n  \x1b[1;36mhint\x1b[0m: did you mean `x\\u{1b}]0;title\\u{7}`?"
+            format!(
+                "{error}: no package named `\\u{{1b}}[2J` in loktar.json\n  {place} a\\nb.json:1:2\n  {hint}: did you mean `x\\u{{1b}}]0;title\\u{{7}}`?"
+            )
         );
+        assert!(error.starts_with("\x1b[1m") && error.ends_with("error\x1b[0m"), "{error:?}");
+        // Only the three labels are coloured: without them it is the plain report.
+        let plain = shown.replace(&error, "error").replace(&place, "-->").replace(&hint, "hint");
+        assert_eq!(plain, diagnostic.render(false));
         assert_eq!(diagnostic.to_string().lines().count(), 3);
     }
 }

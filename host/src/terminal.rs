@@ -22,6 +22,12 @@ pub const GREEN: Style = AnsiColor::Green.on_default();
 pub const YELLOW: Style = AnsiColor::Yellow.on_default();
 /// The live footer.
 pub const CYAN: Style = AnsiColor::Cyan.on_default();
+/// `error` before a diagnostic.
+pub const ERROR: Style = AnsiColor::Red.on_default().bold();
+/// The `-->` before a diagnostic's place in a file.
+pub const PLACE: Style = AnsiColor::Blue.on_default().bold();
+/// `hint` before a diagnostic's fix.
+pub const HINT: Style = AnsiColor::Cyan.on_default().bold();
 
 /// `text` with each control character (C0, DEL and C1) written as Rust's
 /// `char::escape_debug` writes it — `\n`, `\t`, `\u{1b}` — and everything
