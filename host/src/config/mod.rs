@@ -6,10 +6,10 @@
 
 mod fields;
 mod folders;
-pub mod json;
 pub mod plugins;
 mod providers;
-mod table;
+mod raw;
+mod syntax;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -19,10 +19,21 @@ use rustc_hash::FxHashMap as HashMap;
 
 pub use fields::schema;
 pub use providers::{NO_TEST, Providers};
-pub use table::PackageTable;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::scm::owners::Owners;
+
+/// Package indices by one of the packages' strings, the name or the folder.
+pub type PackageIndex = HashMap<String, usize>;
+
+/// Indexes `packages` by `key`; of packages that share a key, the first.
+pub fn index_by(packages: &[Package], key: impl Fn(&Package) -> &str) -> PackageIndex {
+    let mut index = PackageIndex::with_capacity_and_hasher(packages.len(), Default::default());
+    for (position, package) in packages.iter().enumerate() {
+        index.entry(key(package).to_string()).or_insert(position);
+    }
+    index
+}
 
 /// In [`Workspace`]'s resolved dependencies, a `depends_on` item that names no package.
 const NOT_A_PACKAGE: u32 = u32::MAX;
@@ -99,7 +110,7 @@ pub struct SourceFile {
     pub shown_as: String,
     /// The whole text.
     pub text: String,
-    lines: OnceLock<json::LineIndex>,
+    lines: OnceLock<LineIndex>,
 }
 
 impl SourceFile {
@@ -110,9 +121,33 @@ impl SourceFile {
 
     /// The line and column of a byte offset; the line index is built on first use.
     pub fn location(&self, offset: usize) -> Location {
-        let lines = self.lines.get_or_init(|| json::LineIndex::new(&self.text));
+        let lines = self.lines.get_or_init(|| LineIndex::new(&self.text));
         let (line, column) = lines.position(&self.text, offset);
         Location { file: self.shown_as.clone(), line, column }
+    }
+}
+
+/// Converts byte offsets into 1-based line and column numbers.
+#[derive(Debug, Clone)]
+struct LineIndex {
+    line_starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes the line starts of `source`.
+    fn new(source: &str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(memchr::memchr_iter(b'\n', source.as_bytes()).map(|i| i + 1));
+        LineIndex { line_starts }
+    }
+
+    /// The 1-based line and column (in characters) of a byte offset.
+    fn position(&self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset).saturating_sub(1);
+        let start = self.line_starts[line];
+        let column = source.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
+        (line + 1, column)
     }
 }
 
@@ -126,9 +161,9 @@ pub struct Workspace {
     /// The packages in file order.
     pub packages: Vec<Package>,
     /// Package indices by name.
-    by_name: PackageTable,
+    by_name: PackageIndex,
     /// Package indices by folder.
-    by_dir: PackageTable,
+    by_dir: PackageIndex,
     /// The package each `depends_on` item names (or [`NOT_A_PACKAGE`]),
     /// package by package in file order: see [`Workspace::declared_dependencies`].
     dependencies: Vec<u32>,
@@ -194,11 +229,11 @@ impl Workspace {
 
     /// Builds a workspace from packages already validated.
     pub fn new(root: PathBuf, manifest: SourceFile, packages: Vec<Package>) -> Workspace {
-        let by_name = PackageTable::by_name(packages.len()).filled(&packages);
-        let by_dir = PackageTable::by_dir(packages.len()).filled(&packages);
+        let by_name = index_by(&packages, |package| &package.name);
+        let by_dir = index_by(&packages, |package| &package.dir);
         let dependencies = packages
             .iter()
-            .flat_map(|package| package.depends_on.iter().map(|name| by_name.find(&packages, name)))
+            .flat_map(|package| package.depends_on.iter().map(|name| by_name.get(name).copied()))
             .map(|index| index.map_or(NOT_A_PACKAGE, |index| index as u32))
             .collect();
         Workspace { root, manifest, packages, by_name, by_dir, dependencies }
@@ -217,12 +252,12 @@ impl Workspace {
 
     /// The index of a package by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.find(&self.packages, name)
+        self.by_name.get(name).copied()
     }
 
     /// Which package owns a path, by the packages' folders.
     pub fn owners(&self) -> Owners<'_> {
-        Owners::indexed(&self.packages, &self.by_dir)
+        Owners::indexed(&self.by_dir)
     }
 
     /// A package by name.
@@ -250,34 +285,42 @@ pub fn parse(source: &SourceFile, providers: &Providers) -> Result<Vec<Package>,
     }
 }
 
-/// Each package entry of a `loktar.json` text in canonical form, by name.
+/// Each package entry of a `loktar.json` text by name, as a JSON value:
+/// two entries that mean the same compare equal, whatever their formatting
+/// and key order.
 ///
 /// Used to find which entries changed between two revisions; returns `None`
 /// when the text is not a readable package list.
-pub fn canonical_entries(source: &str) -> Option<HashMap<String, String>> {
-    let root = json::parse(source).ok()?;
-    let json::Value::Object(members) = root.value else {
-        return None;
-    };
-    let packages = members.into_iter().find(|m| m.key == "packages")?;
-    let json::Value::Array(items) = packages.value.value else {
-        return None;
-    };
-    let mut entries = HashMap::default();
-    for item in items {
-        let json::Value::Object(fields) = &item.value else {
-            return None;
-        };
-        let name = fields.iter().find_map(|m| match (&m.key[..], &m.value.value) {
-            ("pkg_name" | "artifact_name", json::Value::String(name)) => Some(name.to_string()),
-            _ => None,
-        })?;
-        entries.insert(name, item.canonical());
+pub fn canonical_entries(source: &str) -> Option<HashMap<String, serde_json::Value>> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        packages: Vec<serde_json::Map<String, serde_json::Value>>,
     }
-    Some(entries)
+    let manifest: Manifest = serde_json::from_str(source.strip_prefix('\u{feff}').unwrap_or(source)).ok()?;
+    let named = |entry: serde_json::Map<String, serde_json::Value>| {
+        let name = ["pkg_name", "artifact_name"].into_iter().find_map(|key| entry.get(key)?.as_str())?;
+        Some((name.to_string(), serde_json::Value::Object(entry)))
+    };
+    manifest.packages.into_iter().map(named).collect()
 }
 
 /// Shows a repository-relative folder in messages (`.` for the root).
 pub fn show_dir(dir: &str) -> &str {
     if dir.is_empty() { "." } else { dir }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_keeps_the_first_package_of_a_key() {
+        let text = r#"{"packages": [{"pkg_name": "api", "pkg_dir": "services/api"}, {"pkg_name": "web"}]}"#;
+        let mut packages =
+            parse(&SourceFile::new("loktar.json", text.to_string()), &Providers::builtin()).expect("valid");
+        // Validation reports two packages in one folder; an index sees them first.
+        packages[1].dir = "services/api".to_string();
+        assert_eq!(index_by(&packages, |package| &package.dir).get("services/api"), Some(&0));
+        assert_eq!(index_by(&packages, |package| &package.name).get("web"), Some(&1));
+    }
 }

@@ -18,9 +18,10 @@ use std::borrow::Cow;
 use std::path::{Component, Path};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::SourceFile;
-use super::json::{self, Member, Node, Value};
+use super::raw::{Kind, Member, Reader, TopLevel, TopValue, Unreadable};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::settings::{Asked, Capability, PluginSettings, Role, Settings};
 
@@ -52,79 +53,97 @@ pub fn declared(source: &SourceFile) -> Result<Vec<DeclaredPlugin>, Diagnostics>
     if memchr::memmem::find(source.text.as_bytes(), b"\"plugins\"").is_none() {
         return Ok(Vec::new());
     }
-    // A file that is no valid JSON is reported, with its position, by the package validation.
-    let Ok(root) = json::parse(&source.text) else { return Ok(Vec::new()) };
-    let Value::Object(members) = &root.value else { return Ok(Vec::new()) };
-    let Some(list) = members.iter().find(|member| member.key == KEY) else { return Ok(Vec::new()) };
+    let reader = Reader::new(&source.text);
     let mut problems = Vec::new();
     let mut report = |offset: usize, message: String, hint: &str| {
         problems.push(Diagnostic::new(message).at(source.location(offset)).hint(hint.to_string()));
     };
-    let Value::Object(entries) = &list.value.value else {
-        let found = list.value.value.type_name();
-        report(list.value.offset, format!("`plugins` must be an object, found {found}"), EXAMPLE);
-        return Err(Diagnostics(problems));
-    };
-    let mut plugins = Vec::new();
-    for entry in entries {
-        if let Some(plugin) = read_entry(entry, &mut report) {
-            plugins.push(plugin);
-        }
-    }
+    // A file that is no valid JSON is reported, with its position, by the package validation.
+    let Ok(plugins) = read(reader, &mut report) else { return Ok(Vec::new()) };
     if problems.is_empty() { Ok(plugins) } else { Err(Diagnostics(problems)) }
 }
 
 const EXAMPLE: &str = r#"write `"plugins": { "zip": { "path": "ci/zip.wasm", "role": "builder" } }`"#;
 
-fn read_entry(entry: &Member<'_>, report: &mut impl FnMut(usize, String, &str)) -> Option<DeclaredPlugin> {
+/// Reads the `plugins` object, reporting what is wrong in it.
+fn read<'a>(
+    reader: Reader<'a>,
+    report: &mut impl FnMut(usize, String, &str),
+) -> Result<Vec<DeclaredPlugin>, Unreadable> {
+    // The top level as validation reads it; only `plugins` is looked at here.
+    let TopLevel::Object { members, .. } = reader.top_level("packages")? else { return Ok(Vec::new()) };
+    let Some(list) = members.iter().find(|member| member.key == KEY) else { return Ok(Vec::new()) };
+    let TopValue::Written(list) = list.value else { return Ok(Vec::new()) };
+    if Kind::of(list) != Kind::Object {
+        let found = Kind::of(list).name();
+        report(reader.offset(list), format!("`plugins` must be an object, found {found}"), EXAMPLE);
+        return Ok(Vec::new());
+    }
+    let mut plugins = Vec::new();
+    for entry in reader.members(list)? {
+        if let Some(plugin) = read_entry(reader, &entry, report)? {
+            plugins.push(plugin);
+        }
+    }
+    Ok(plugins)
+}
+
+fn read_entry<'a>(
+    reader: Reader<'a>,
+    entry: &Member<'a>,
+    report: &mut impl FnMut(usize, String, &str),
+) -> Result<Option<DeclaredPlugin>, Unreadable> {
     let name = entry.key.to_string();
-    let Value::Object(fields) = &entry.value.value else {
-        let found = entry.value.value.type_name();
-        report(entry.value.offset, format!("plugin `{name}` must be an object, found {found}"), EXAMPLE);
-        return None;
-    };
+    if Kind::of(entry.value) != Kind::Object {
+        let found = Kind::of(entry.value).name();
+        report(reader.offset(entry.value), format!("plugin `{name}` must be an object, found {found}"), EXAMPLE);
+        return Ok(None);
+    }
     let (mut path, mut role, mut capabilities, mut programs) = (None, None, vec![Capability::Log], Vec::new());
     let mut complete = true;
-    for field in fields {
+    for field in reader.members(entry.value)? {
+        let offset = reader.offset(field.value);
         match field.key.as_ref() {
-            "path" => match string(&field.value) {
-                Some(text) if is_inside(text) => path = Some(text.to_string()),
+            "path" => match string(reader, field.value)? {
+                Some(text) if is_inside(&text) => path = Some(text.into_owned()),
                 _ => {
                     let message = format!("plugin `{name}`: `path` must name a file inside the repository");
-                    report(field.value.offset, message, "a path relative to the repository root, without `..`");
+                    report(offset, message, "a path relative to the repository root, without `..`");
                     complete = false;
                 }
             },
-            "role" => match string(&field.value).and_then(repository_role) {
+            "role" => match string(reader, field.value)?.as_deref().and_then(repository_role) {
                 Some(found) => role = Some(found),
                 None => {
                     let message =
                         format!("plugin `{name}`: `role` must be one of tester, builder, registry, storage, discovery");
-                    report(field.value.offset, message, "notifiers are chosen by the host configuration alone");
+                    report(offset, message, "notifiers are chosen by the host configuration alone");
                     complete = false;
                 }
             },
-            "capabilities" => match strings(&field.value).map(|names| names.into_iter().map(capability).collect()) {
-                Some(Some(found)) => capabilities = found,
-                _ => {
-                    let message = format!("plugin `{name}`: `capabilities` must be a list of capability names");
-                    let hint = "log, process, container-engine, object-store, github, http, secrets";
-                    report(field.value.offset, message, hint);
-                    complete = false;
+            "capabilities" => {
+                match strings(reader, field.value)?.map(|names| names.iter().map(|name| capability(name)).collect()) {
+                    Some(Some(found)) => capabilities = found,
+                    _ => {
+                        let message = format!("plugin `{name}`: `capabilities` must be a list of capability names");
+                        let hint = "log, process, container-engine, object-store, github, http, secrets";
+                        report(offset, message, hint);
+                        complete = false;
+                    }
                 }
-            },
-            "programs" => match strings(&field.value) {
-                Some(found) => programs = found.into_iter().map(str::to_string).collect(),
+            }
+            "programs" => match strings(reader, field.value)? {
+                Some(found) => programs = found.into_iter().map(Cow::into_owned).collect(),
                 None => {
                     let message = format!("plugin `{name}`: `programs` must be a list of program names");
-                    report(field.value.offset, message, r#"`"programs": ["make"]`"#);
+                    report(offset, message, r#"`"programs": ["make"]`"#);
                     complete = false;
                 }
             },
             other => {
                 let message = format!("plugin `{name}`: unknown key `{other}`");
                 report(
-                    field.key_offset,
+                    reader.offset(field.key_written),
                     message,
                     "a repository plugin has `path`, `role`, `capabilities` and `programs`",
                 );
@@ -134,31 +153,41 @@ fn read_entry(entry: &Member<'_>, report: &mut impl FnMut(usize, String, &str)) 
     }
     let missing = [("path", path.is_none()), ("role", role.is_none())];
     for (key, _) in missing.iter().filter(|(_, missing)| *missing) {
-        report(entry.key_offset, format!("plugin `{name}` has no `{key}`"), EXAMPLE);
+        report(reader.offset(entry.key_written), format!("plugin `{name}` has no `{key}`"), EXAMPLE);
         complete = false;
     }
+    let (Some(path), Some(role)) = (path, role) else { return Ok(None) };
     if !complete {
-        return None;
+        return Ok(None);
     }
     // Every plugin writes its log; asking for other capabilities does not take it away.
     if !capabilities.contains(&Capability::Log) {
         capabilities.insert(0, Capability::Log);
     }
-    Some(DeclaredPlugin { name, path: path?, role: role?, capabilities, programs })
+    Ok(Some(DeclaredPlugin { name, path, role, capabilities, programs }))
 }
 
-fn string<'a>(node: &'a Node<'_>) -> Option<&'a str> {
-    match &node.value {
-        Value::String(text) => Some(text.as_ref()),
-        _ => None,
+/// The text of a string value; `None` for any other value.
+fn string<'a>(reader: Reader<'a>, value: &'a RawValue) -> Result<Option<Cow<'a, str>>, Unreadable> {
+    if Kind::of(value) != Kind::String {
+        return Ok(None);
     }
+    reader.text(value).map(Some)
 }
 
-fn strings<'a>(node: &'a Node<'_>) -> Option<Vec<&'a str>> {
-    match &node.value {
-        Value::Array(items) => items.iter().map(string).collect(),
-        _ => None,
+/// The texts of an array of strings; `None` for any other value.
+fn strings<'a>(reader: Reader<'a>, value: &'a RawValue) -> Result<Option<Vec<Cow<'a, str>>>, Unreadable> {
+    if Kind::of(value) != Kind::Array {
+        return Ok(None);
     }
+    let mut texts = Vec::new();
+    for item in reader.items(value)? {
+        match string(reader, item)? {
+            Some(text) => texts.push(text),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(texts))
 }
 
 fn is_inside(path: &str) -> bool {

@@ -1,70 +1,61 @@
-//! Turns the parsed JSON of `loktar.json` into packages, collecting every
-//! problem as a diagnostic instead of stopping at the first.
+//! Turns the text of `loktar.json` into packages, collecting every problem
+//! as a diagnostic instead of stopping at the first.
 //!
-//! This runs on every `loktar` call, for repositories with thousands of
-//! packages, so the happy path allocates little: an entry with nothing to
-//! report is read straight from the text into its package, without a tree;
-//! strings are borrowed from the source, and positions stay byte offsets
-//! until an error needs a line.
+//! serde_json reads the text ([`super::raw`]). Each package entry is read
+//! once, member by member, into the place its key's shape in
+//! [`PACKAGE_FIELDS`] says, and each key or value that is not what it should
+//! be is reported where it is written. Strings are borrowed from the text
+//! unless they hold escapes, and positions stay byte offsets until an error
+//! needs a line.
 
 use std::borrow::Cow;
+use std::mem::take;
 
-use super::fields::{BUILD_INFO_FIELDS, Field, PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
-use super::json::{self, Member, Node, NotPlain, Value};
-use super::{BuildInfo, NO_TEST, Package, PackageKind, PackageTable, Positions, Providers, SourceFile, show_dir};
+use serde_json::value::RawValue;
+
+use super::fields::{PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
+use super::raw::{Kind, Member, Reader, TopLevel, TopValue, Unreadable};
+use super::{
+    BuildInfo, NO_TEST, Package, PackageIndex, PackageKind, Positions, Providers, SourceFile, show_dir, syntax,
+};
 use crate::diagnostic::Diagnostic;
 use crate::suggest::closest;
 
 /// Parses and validates the text; returns the valid packages, indexed by
 /// name and by folder with their dependencies resolved, and every problem found.
 pub(super) fn parse(source: &SourceFile, providers: &Providers) -> (Vec<Package>, Indexed, Vec<Diagnostic>) {
-    let mut validator = Validator { source, providers, problems: Vec::new() };
-    // Sized up front: growing a vector of thousands of packages step by step
-    // copies it again and again into fresh memory.
-    let mut packages = Vec::with_capacity(expected_packages(&source.text));
-    let mut number = 0;
-    let parsed = json::parse_streaming(&source.text, "packages", &mut |mut item| {
-        number += 1;
-        match validator.plain_package(&mut item) {
-            Ok(package) => packages.push(package),
-            Err(NotPlain) => packages.extend(validator.package(number, &item.node()?)),
+    let mut validator = Validator { source, reader: Reader::new(&source.text), providers, problems: Vec::new() };
+    let (packages, indexed) = match validator.document() {
+        Ok(packages) => {
+            let indexed = validator.cross_check(&packages);
+            (packages, indexed)
         }
-        Ok(())
-    });
-    let root = match parsed {
-        Ok(root) => root,
-        Err(error) => {
-            let message = format!("`{}` is not valid JSON: {}", source.shown_as, error.message);
-            let indexed = Indexed {
-                by_name: PackageTable::by_name(0),
-                by_dir: PackageTable::by_dir(0),
-                dependencies: Vec::new(),
-            };
-            return (Vec::new(), indexed, vec![Diagnostic::new(message).at(source.location(error.offset))]);
+        Err(unreadable) => {
+            let message = format!("`{}` is not valid JSON: {}", source.shown_as, unreadable.description());
+            validator.report(unreadable.offset, message, None);
+            (Vec::new(), Indexed::default())
         }
     };
-    validator.top_level(&root);
-    let indexed = validator.cross_check(&packages);
+    if validator.problems.is_empty() {
+        return (packages, indexed, Vec::new());
+    }
+    // serde_json checks the syntax of what it skips, not its depth or
+    // escapes: a text with problems may be no valid JSON after all, and
+    // then that is the one problem to report.
+    if let Some(error) = syntax::first_error(&source.text) {
+        let message = format!("`{}` is not valid JSON: {}", source.shown_as, error.message);
+        return (Vec::new(), Indexed::default(), vec![Diagnostic::new(message).at(source.location(error.offset))]);
+    }
     (packages, indexed, validator.problems)
 }
 
 /// What validation learns about the packages as a whole.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Indexed {
-    pub(super) by_name: PackageTable,
-    pub(super) by_dir: PackageTable,
+    pub(super) by_name: PackageIndex,
+    pub(super) by_dir: PackageIndex,
     /// The package each `depends_on` item names: see [`super::Workspace`].
     pub(super) dependencies: Vec<u32>,
-}
-
-/// At least as many packages as the text holds, counted far faster than
-/// parsing it: the opening braces (each entry has one; the top level, and a
-/// `build_info`, only make the guess larger, which costs no memory that is
-/// not written), but never more entries than fit in the text (none is
-/// shorter than `{"pkg_name":"x"}`).
-fn expected_packages(text: &str) -> usize {
-    let braces = memchr::memchr_iter(b'{', text.as_bytes()).count();
-    braces.min(text.len() / "{\"pkg_name\":\"x\"}".len())
 }
 
 /// How a package is named in messages: by name, or by position when it has none.
@@ -86,13 +77,29 @@ impl std::fmt::Display for Label<'_> {
 
 struct Validator<'a> {
     source: &'a SourceFile,
+    reader: Reader<'a>,
     providers: &'a Providers,
     problems: Vec<Diagnostic>,
 }
 
-/// The members of one package entry, indexed like [`PACKAGE_FIELDS`].
-struct Entry<'n> {
-    fields: [Option<&'n Member<'n>>; PACKAGE_FIELDS.len()],
+/// What a package entry says, indexed like [`PACKAGE_FIELDS`].
+#[derive(Default)]
+struct Fields<'a> {
+    /// Where each key is first written.
+    keys: [Option<usize>; PACKAGE_FIELDS.len()],
+    /// The fields whose value is a string: the text and where it is written.
+    texts: [Option<(Cow<'a, str>, usize)>; PACKAGE_FIELDS.len()],
+    /// The fields whose value is a list: the items' texts.
+    lists: [Vec<String>; PACKAGE_FIELDS.len()],
+    /// Where each item of `depends_on` is written.
+    depends_at: Vec<usize>,
+    build_info: BuildInfo,
+}
+
+impl Fields<'_> {
+    fn take_text(&mut self, key: usize) -> Option<String> {
+        self.texts[key].take().map(|(text, _)| text.into_owned())
+    }
 }
 
 /// Indices into [`PACKAGE_FIELDS`], computed at compile time.
@@ -165,42 +172,6 @@ const fn field_index(name: &str) -> usize {
     panic!("not a package field")
 }
 
-impl<'n> Entry<'n> {
-    fn get(&self, key: usize) -> Option<&'n Member<'n>> {
-        self.fields[key]
-    }
-
-    fn has(&self, key: usize) -> bool {
-        self.get(key).is_some()
-    }
-
-    fn text(&self, key: usize) -> Option<(&'n str, usize)> {
-        match self.get(key).map(|m| &m.value) {
-            Some(Node { value: Value::String(s), offset }) => Some((s.as_ref(), *offset)),
-            _ => None,
-        }
-    }
-
-    /// A list of strings (a single string counts as a list of one), with each item's offset.
-    fn list(&self, key: usize) -> Vec<(&'n str, usize)> {
-        match self.get(key).map(|m| &m.value) {
-            Some(Node { value: Value::String(s), offset }) => vec![(s.as_ref(), *offset)],
-            Some(Node { value: Value::Array(items), .. }) => items
-                .iter()
-                .filter_map(|item| match &item.value {
-                    Value::String(s) => Some((s.as_ref(), item.offset)),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn strings(&self, key: usize) -> Vec<String> {
-        self.list(key).into_iter().map(|(s, _)| s.to_string()).collect()
-    }
-}
-
 /// `package `x`: `build_info``, formatted only when a message needs it.
 struct InBuildInfo<'a>(Label<'a>);
 
@@ -211,257 +182,265 @@ impl std::fmt::Display for InBuildInfo<'_> {
 }
 
 impl<'a> Validator<'a> {
-    /// The members of an object, first occurrence of each key only; reports
-    /// every repeated key, prefixed with `context` (empty at the top level).
-    fn unique<'m>(&mut self, context: &dyn std::fmt::Display, members: &'m [Member<'m>]) -> Vec<&'m Member<'m>> {
-        let mut kept: Vec<&'m Member<'m>> = Vec::with_capacity(members.len());
-        for member in members {
-            if kept.iter().any(|k| k.key == member.key) {
-                let prefix = context.to_string();
-                let separator = if prefix.is_empty() { "" } else { ": " };
-                let message = format!("{prefix}{separator}key `{}` is written twice", member.key);
-                self.report(member.key_offset, message, None);
-            } else {
-                kept.push(member);
-            }
-        }
-        kept
-    }
-
     fn report(&mut self, offset: usize, message: String, hint: Option<String>) {
         let diagnostic = Diagnostic::new(message).at(self.source.location(offset)).maybe_hint(hint);
         self.problems.push(diagnostic);
     }
 
-    /// Checks the top level; the package entries were validated while streaming.
-    fn top_level(&mut self, root: &Node<'_>) {
+    /// Reads the whole text; returns the valid packages.
+    fn document(&mut self) -> Result<Vec<Package>, Unreadable> {
         let file = &self.source.shown_as;
-        let Value::Object(members) = &root.value else {
-            let message = format!("the top level of `{file}` must be an object, found {}", root.value.type_name());
-            self.report(root.offset, message, Some("write `{ \"packages\": [ … ] }`".to_string()));
-            return;
+        let (root_offset, members) = match self.reader.top_level("packages")? {
+            TopLevel::Object { offset, members } => (offset, members),
+            TopLevel::Other(root) => {
+                let message = format!("the top level of `{file}` must be an object, found {}", Kind::of(root).name());
+                let hint = "write `{ \"packages\": [ … ] }`".to_string();
+                self.report(self.reader.offset(root), message, Some(hint));
+                return Ok(Vec::new());
+            }
         };
         let no_packages = format!("`{file}` has no `packages` list");
-        let mut packages_node = None;
-        for member in self.unique(&"", members) {
-            match member.key.as_ref() {
-                "packages" => packages_node = Some(&member.value),
+        let mut packages = None;
+        for (index, member) in members.iter().enumerate() {
+            let key_offset = self.reader.offset(member.key_written);
+            if members[..index].iter().any(|earlier| earlier.key == member.key) {
+                self.report(key_offset, format!("key `{}` is written twice", member.key), None);
+                continue;
+            }
+            match (member.key.as_ref(), &member.value) {
+                ("packages", TopValue::Items(entries)) => packages = Some(self.packages(entries)?),
+                ("packages", TopValue::Written(list)) => {
+                    let message = format!("`packages` must be an array, found {}", Kind::of(list).name());
+                    self.report(self.reader.offset(list), message, None);
+                    packages = Some(Vec::new());
+                }
                 // Read and checked before the packages: see `config::plugins`.
-                "$schema" | "plugins" => {}
-                other => {
+                ("$schema" | "plugins", _) => {}
+                (other, _) => {
                     let hint = closest(other, TOP_LEVEL_KEYS.iter().copied())
                         .map_or("the top level holds only `packages`, `plugins` and `$schema`".to_string(), |k| {
                             format!("did you mean `{k}`?")
                         });
-                    self.report(member.key_offset, format!("unknown key `{other}` at the top level"), Some(hint));
+                    self.report(key_offset, format!("unknown key `{other}` at the top level"), Some(hint));
                 }
             }
         }
-        let Some(list) = packages_node else {
+        if packages.is_none() {
             let hint = "add `\"packages\": [ { \"pkg_name\": \"…\" } ]`".to_string();
-            self.report(root.offset, no_packages, Some(hint));
-            return;
-        };
-        if !matches!(list.value, Value::Array(_)) {
-            let message = format!("`packages` must be an array, found {}", list.value.type_name());
-            self.report(list.offset, message, None);
+            self.report(root_offset, no_packages, Some(hint));
         }
+        Ok(packages.unwrap_or_default())
     }
 
-    fn package(&mut self, number: usize, node: &Node<'_>) -> Option<Package> {
-        let Value::Object(members) = &node.value else {
-            let found = node.value.type_name();
-            self.report(node.offset, format!("entry #{number} of `packages` must be an object, found {found}"), None);
-            return None;
-        };
-        let name = members.iter().find_map(|m| match (m.key.as_ref(), &m.value.value) {
-            ("pkg_name" | "artifact_name", Value::String(name)) if !name.is_empty() => Some(name.as_ref()),
-            _ => None,
+    /// Reads the entries of `packages`; returns their valid packages.
+    fn packages(&mut self, entries: &[&'a RawValue]) -> Result<Vec<Package>, Unreadable> {
+        let mut packages = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            packages.extend(self.package(index + 1, entry)?);
+        }
+        Ok(packages)
+    }
+
+    /// Reads entry `number` of `packages`: the package, unless it has problems.
+    fn package(&mut self, number: usize, entry: &'a RawValue) -> Result<Option<Package>, Unreadable> {
+        let entry_offset = self.reader.offset(entry);
+        if Kind::of(entry) != Kind::Object {
+            let found = Kind::of(entry).name();
+            self.report(entry_offset, format!("entry #{number} of `packages` must be an object, found {found}"), None);
+            return Ok(None);
+        }
+        let members = self.reader.members(entry)?;
+        // Messages name the package even when its name comes last.
+        let named = members.iter().filter(|member| {
+            matches!(member.key.as_ref(), "pkg_name" | "artifact_name") && Kind::of(member.value) == Kind::String
         });
-        let label = Label { name, number };
+        let mut name = None;
+        for member in named {
+            let text = self.reader.text(member.value)?;
+            if !text.is_empty() {
+                name = Some(text);
+                break;
+            }
+        }
+        let label = Label { name: name.as_deref(), number };
         let problems_before = self.problems.len();
-        let entry = self.read_entry(label, members);
+        let mut fields = Fields::default();
+        for member in &members {
+            self.field(label, member, &mut fields)?;
+        }
         for (index, alias_of) in key::ALIAS_OF.iter().enumerate() {
-            if let (Some(of), Some(member)) = (*alias_of, entry.get(index))
-                && entry.has(of)
+            if let (Some(of), Some(key_offset)) = (*alias_of, fields.keys[index])
+                && fields.keys[of].is_some()
             {
                 let (of, older) = (PACKAGE_FIELDS[of].name, PACKAGE_FIELDS[index].name);
                 let message = format!("{label}: both `{of}` and its older name `{older}` are set");
-                self.report(member.key_offset, message, Some(format!("keep only `{of}`")));
+                self.report(key_offset, message, Some(format!("keep only `{of}`")));
             }
         }
-        let name_offset = entry.text(key::PKG_NAME).or(entry.text(key::ARTIFACT_NAME)).map_or(node.offset, |(_, o)| o);
-        let Some(name) = name else {
-            if !entry.has(key::PKG_NAME) && !entry.has(key::ARTIFACT_NAME) {
+        let Some(name) = label.name else {
+            // A name written but empty or not a string is reported already.
+            if fields.keys[key::PKG_NAME].is_none() && fields.keys[key::ARTIFACT_NAME].is_none() {
                 let hint = "add `\"pkg_name\": \"<name>\"`".to_string();
-                self.report(node.offset, format!("{label} has no `pkg_name`"), Some(hint));
-            } else if self.problems.len() == problems_before {
-                self.report(name_offset, format!("{label}: `pkg_name` must not be empty"), None);
+                self.report(entry_offset, format!("{label} has no `pkg_name`"), Some(hint));
             }
-            return None;
+            return Ok(None);
         };
+        let name_offset = fields.texts[key::PKG_NAME].as_ref().or(fields.texts[key::ARTIFACT_NAME].as_ref());
+        let name_offset = name_offset.map_or(entry_offset, |(_, offset)| *offset);
         if let Some(bad) = bad_name_char(name) {
             let hint = "use letters, digits, `_`, `-` and `.` only".to_string();
             self.report(name_offset, format!("{label}: the name contains `{bad}`"), Some(hint));
         }
-        let folder = self.folder(label, name, &entry, node.offset);
+        let folder = self.folder(label, name, &fields, entry_offset);
         if self.problems.len() > problems_before {
-            return None;
+            return Ok(None);
         }
-        let depends = entry.list(key::DEPENDS_ON);
-        let text = |key: usize| entry.text(key).map(|(text, _)| text);
-        let build_info = match entry.get(key::BUILD_INFO).map(|member| &member.value.value) {
-            Some(Value::Object(members)) => build_info(members),
-            _ => BuildInfo::default(),
-        };
-        Some(
-            Valid {
-                name,
-                entry: node.offset,
-                folder: folder?,
-                pkg_type: text(key::PKG_TYPE).or(text(key::ARTIFACT_TYPE)),
-                test_type: text(key::TEST_TYPE),
-                kind: text(key::TYPE),
-                build_info,
-                depends_on: depends.iter().map(|(name, _)| (*name).to_string()).collect(),
-                depends_at: depends.iter().map(|(_, offset)| *offset).collect(),
-                dependencies_type: entry.strings(key::DEPENDENCIES_TYPE),
-                exclude_keywords: entry.strings(key::EXCLUDE_KEYWORDS),
-            }
-            .into_package(),
-        )
-    }
-
-    /// Reads a package entry that has nothing to report, without building a
-    /// tree of it: known keys, once each, with strings (free of escapes) and
-    /// arrays of strings where the fields want them, and nothing a message
-    /// would be about. Any other entry is [`NotPlain`] — found at the first
-    /// thing out of the ordinary — and is then read whole by
-    /// [`Validator::package`], which explains what is wrong. Most entries
-    /// are plain, and building their trees was most of the time a plan took.
-    fn plain_package(&mut self, item: &mut json::Item<'_, 'a>) -> Result<Package, NotPlain> {
-        // A plain entry has no empty string anywhere: each field rejects one.
-        let filled =
-            |(text, offset): (&'a str, usize)| if text.is_empty() { Err(NotPlain) } else { Ok((text, offset)) };
-        let providers = self.providers;
-        let accepted = |role: Role, text: &str| if role.accepts(providers, text) { Ok(()) } else { Err(NotPlain) };
-        let mut texts: [Option<(&'a str, usize)>; PACKAGE_FIELDS.len()] = [None; PACKAGE_FIELDS.len()];
-        let mut seen = [false; PACKAGE_FIELDS.len()];
-        let (mut depends_on, mut depends_at) = (Vec::new(), Vec::new());
-        let (mut dependencies_type, mut exclude_keywords) = (Vec::new(), Vec::new());
-        let mut build_info = BuildInfo::default();
-        let mut all_filled = true;
-        while let Some(key) = item.next_key()? {
-            let index = key::of(key).ok_or(NotPlain)?;
-            if std::mem::replace(&mut seen[index], true) {
-                return Err(NotPlain);
-            }
-            match PACKAGE_FIELDS[index].shape {
-                Shape::Text | Shape::Folder => texts[index] = Some(filled(item.string()?)?),
-                Shape::Kind => {
-                    let (kind, offset) = item.string()?;
-                    if kind != "service" && kind != "library" {
-                        return Err(NotPlain);
-                    }
-                    texts[index] = Some((kind, offset));
-                }
-                Shape::Provider(role) => {
-                    let (name, offset) = item.string()?;
-                    accepted(role, name)?;
-                    texts[index] = Some((name, offset));
-                }
-                // The lists and `build_info` each have a place of their own below.
-                Shape::Providers(role) if index == key::DEPENDENCIES_TYPE && item.at_string() => {
-                    let (name, _) = item.string()?;
-                    accepted(role, name)?;
-                    dependencies_type.push(name.to_string());
-                }
-                Shape::Providers(role) if index == key::DEPENDENCIES_TYPE => {
-                    item.strings(|name, _| dependencies_type.push(name.to_string()))?;
-                    dependencies_type.iter().try_for_each(|name| accepted(role, name))?;
-                }
-                Shape::Names if index == key::DEPENDS_ON => item.strings(|name, offset| {
-                    all_filled &= !name.is_empty();
-                    depends_on.push(name.to_string());
-                    depends_at.push(offset);
-                })?,
-                Shape::Keywords if index == key::EXCLUDE_KEYWORDS => item.strings(|keyword, _| {
-                    all_filled &= !keyword.is_empty();
-                    exclude_keywords.push(keyword.to_string());
-                })?,
-                Shape::BuildInfo if index == key::BUILD_INFO => {
-                    let node = item.value()?;
-                    let Value::Object(members) = &node.value else {
-                        return Err(NotPlain);
-                    };
-                    let problems_before = self.problems.len();
-                    self.check_build_info(Label { name: None, number: 0 }, members);
-                    if self.problems.len() > problems_before {
-                        self.problems.truncate(problems_before);
-                        return Err(NotPlain);
-                    }
-                    build_info = self::build_info(members);
-                }
-                // A field of these shapes with no place here yet: read whole.
-                Shape::Providers(_) | Shape::Names | Shape::Keywords | Shape::BuildInfo => return Err(NotPlain),
-            }
-        }
-        let older_beside_newer =
-            key::ALIAS_OF.iter().enumerate().any(|(index, of)| of.is_some_and(|of| seen[index] && seen[of]));
-        if !all_filled || older_beside_newer {
-            return Err(NotPlain);
-        }
-        let (name, _) = texts[key::PKG_NAME].or(texts[key::ARTIFACT_NAME]).ok_or(NotPlain)?;
-        if bad_name_char(name).is_some() {
-            return Err(NotPlain);
-        }
-        let folder = resolve_folder(name, texts[key::PKG_DIR], texts[key::ARTIFACT_DIR], item.offset());
-        let text = |key: usize| texts[key].map(|(text, _)| text);
-        Ok(Valid {
-            name,
-            entry: item.offset(),
-            folder: folder.map_err(|_| NotPlain)?,
-            pkg_type: text(key::PKG_TYPE).or(text(key::ARTIFACT_TYPE)),
-            test_type: text(key::TEST_TYPE),
-            kind: text(key::TYPE),
-            build_info,
+        let Some((dir, dir_offset, dir_written)) = folder else { return Ok(None) };
+        let [depends_on, dependencies_type, exclude_keywords] =
+            [key::DEPENDS_ON, key::DEPENDENCIES_TYPE, key::EXCLUDE_KEYWORDS].map(|key| take(&mut fields.lists[key]));
+        Ok(Some(Package {
+            name: name.to_string(),
+            dir,
+            pkg_type: fields.take_text(key::PKG_TYPE).or(fields.take_text(key::ARTIFACT_TYPE)),
+            test_type: fields.take_text(key::TEST_TYPE).filter(|test| test != NO_TEST),
+            kind: fields
+                .take_text(key::TYPE)
+                .map(|kind| if kind == "service" { PackageKind::Service } else { PackageKind::Library }),
+            build_info: fields.build_info,
             depends_on,
-            depends_at,
             dependencies_type,
             exclude_keywords,
-        }
-        .into_package())
+            positions: Positions { entry: entry_offset, dir: dir_offset, dir_written, depends_on: fields.depends_at },
+        }))
     }
 
-    /// Sorts the members into known fields, reporting unknown and repeated keys and wrong shapes.
-    fn read_entry<'n>(&mut self, label: Label<'_>, members: &'n [Member<'n>]) -> Entry<'n> {
-        let mut entry = Entry { fields: [None; PACKAGE_FIELDS.len()] };
-        for member in members {
-            let Some(index) = key::of(&member.key) else {
-                let hint = match closest(&member.key, PACKAGE_FIELDS.iter().map(|f| f.name)) {
-                    Some(k) => format!("did you mean `{k}`?"),
-                    None => {
-                        let known: Vec<&str> =
-                            PACKAGE_FIELDS.iter().filter(|f| f.alias_of.is_none()).map(|f| f.name).collect();
-                        format!("known keys: {}", known.join(", "))
-                    }
-                };
-                self.report(member.key_offset, format!("{label}: unknown key `{}`", member.key), Some(hint));
-                continue;
+    /// Reads one member of a package entry into `fields`, reporting an
+    /// unknown or repeated key and a value of the wrong shape.
+    fn field(&mut self, label: Label<'_>, member: &Member<'a>, fields: &mut Fields<'a>) -> Result<(), Unreadable> {
+        let key_offset = self.reader.offset(member.key_written);
+        let Some(index) = key::of(&member.key) else {
+            let hint = match closest(&member.key, PACKAGE_FIELDS.iter().map(|f| f.name)) {
+                Some(k) => format!("did you mean `{k}`?"),
+                None => {
+                    let known: Vec<&str> =
+                        PACKAGE_FIELDS.iter().filter(|f| f.alias_of.is_none()).map(|f| f.name).collect();
+                    format!("known keys: {}", known.join(", "))
+                }
             };
-            if entry.fields[index].replace(member).is_some() {
-                self.report(member.key_offset, format!("{label}: key `{}` is written twice", member.key), None);
+            self.report(key_offset, format!("{label}: unknown key `{}`", member.key), Some(hint));
+            return Ok(());
+        };
+        if fields.keys[index].replace(key_offset).is_some() {
+            self.report(key_offset, format!("{label}: key `{}` is written twice", member.key), None);
+            return Ok(());
+        }
+        let (key, shape, value) = (PACKAGE_FIELDS[index].name, PACKAGE_FIELDS[index].shape, member.value);
+        let offset = self.reader.offset(value);
+        let found = Kind::of(value);
+        let wrong = |expected: &str| format!("{label}: `{key}` must be {expected}, found {}", found.name());
+        match (shape, found) {
+            (Shape::Text | Shape::Folder, Kind::String) => {
+                let text = self.reader.text(value)?;
+                if text.is_empty() {
+                    self.report(offset, format!("{label}: `{key}` must not be empty"), None);
+                }
+                fields.texts[index] = Some((text, offset));
+            }
+            (Shape::Kind, Kind::String) => {
+                let text = self.reader.text(value)?;
+                if text != "service" && text != "library" {
+                    self.report(offset, format!("{label}: `type` must be `service` or `library`"), None);
+                }
+                fields.texts[index] = Some((text, offset));
+            }
+            (Shape::Kind, _) => self.report(offset, format!("{label}: `type` must be `service` or `library`"), None),
+            (Shape::Provider(role), Kind::String) => {
+                let text = self.reader.text(value)?;
+                self.check_provider(&label, key, role, &text, offset);
+                fields.texts[index] = Some((text, offset));
+            }
+            (Shape::Providers(role), Kind::String) => {
+                let text = self.reader.text(value)?;
+                self.check_provider(&label, key, role, &text, offset);
+                fields.lists[index].push(text.into_owned());
+            }
+            (Shape::Names | Shape::Keywords | Shape::Providers(_), Kind::Array) => {
+                for item in self.reader.items(value)? {
+                    let offset = self.reader.offset(item);
+                    if Kind::of(item) != Kind::String {
+                        let found = Kind::of(item).name();
+                        let message = format!("{label}: items of `{key}` must be strings, found {found}");
+                        self.report(offset, message, None);
+                        continue;
+                    }
+                    let text = self.reader.text(item)?;
+                    match shape {
+                        Shape::Providers(role) => self.check_provider(&label, key, role, &text, offset),
+                        _ if text.is_empty() => {
+                            self.report(offset, format!("{label}: `{key}` has an empty item"), None);
+                        }
+                        _ => {}
+                    }
+                    fields.lists[index].push(text.into_owned());
+                    if index == key::DEPENDS_ON {
+                        fields.depends_at.push(offset);
+                    }
+                }
+            }
+            (Shape::Text | Shape::Folder | Shape::Provider(_), _) => self.report(offset, wrong("a string"), None),
+            (Shape::Names | Shape::Keywords, _) => {
+                let hint = format!("write `\"{key}\": [\"…\"]`");
+                self.report(offset, wrong("an array of strings"), Some(hint));
+            }
+            (Shape::Providers(_), _) => self.report(offset, wrong("a string or an array of strings"), None),
+            (Shape::BuildInfo, Kind::Object) => fields.build_info = self.build_info(label, value)?,
+            (Shape::BuildInfo, _) => self.report(offset, wrong("an object"), None),
+        }
+        Ok(())
+    }
+
+    /// Reads a `build_info` object: the keys Loktar reads, checked, and
+    /// every other key as a plugin setting.
+    fn build_info(&mut self, label: Label<'_>, object: &'a RawValue) -> Result<BuildInfo, Unreadable> {
+        let inner = InBuildInfo(label);
+        let mut info = BuildInfo::default();
+        let members = self.reader.members(object)?;
+        for (index, member) in members.iter().enumerate() {
+            let key = member.key.as_ref();
+            if members[..index].iter().any(|earlier| earlier.key == key) {
+                let offset = self.reader.offset(member.key_written);
+                self.report(offset, format!("{inner}: key `{key}` is written twice"), None);
                 continue;
             }
-            self.check_shape(label, &PACKAGE_FIELDS[index], &member.value);
+            let (setting, role) = match key {
+                "build_type" => (&mut info.build_type, Role::BuildType),
+                "registry_type" => (&mut info.registry_type, Role::Registry),
+                "storage_type" => (&mut info.storage_type, Role::Storage),
+                _ => {
+                    info.settings.insert(key.to_string(), self.reader.parse(member.value)?);
+                    continue;
+                }
+            };
+            let offset = self.reader.offset(member.value);
+            match Kind::of(member.value) {
+                Kind::String => {
+                    let text = self.reader.text(member.value)?;
+                    self.check_provider(&inner, key, role, &text, offset);
+                    *setting = Some(text.into_owned());
+                }
+                other => {
+                    let message = format!("{inner}: `{key}` must be a string, found {}", other.name());
+                    self.report(offset, message, None);
+                }
+            }
         }
-        entry
+        Ok(info)
     }
 
     /// Works out the package folder (see [`resolve_folder`]), reporting why it cannot be used.
-    fn folder(&mut self, label: Label<'_>, name: &str, entry: &Entry<'_>, entry_offset: usize) -> Option<Folder> {
-        let written = (entry.text(key::PKG_DIR), entry.text(key::ARTIFACT_DIR));
-        match resolve_folder(name, written.0, written.1, entry_offset) {
+    fn folder(&mut self, label: Label<'_>, name: &str, fields: &Fields<'_>, entry_offset: usize) -> Option<Folder> {
+        let written = |index: usize| fields.texts[index].as_ref().map(|(text, offset)| (text.as_ref(), *offset));
+        match resolve_folder(name, written(key::PKG_DIR), written(key::ARTIFACT_DIR), entry_offset) {
             Ok(folder) => Some(folder),
             Err(FolderProblem::Name(problem)) => {
                 let message = format!("{label}: the name cannot be used as a folder: {problem}");
@@ -472,72 +451,6 @@ impl<'a> Validator<'a> {
                 let hint = "write a folder relative to the repository root, like `services/api`".to_string();
                 self.report(offset, format!("{label}: `{key}` {problem}"), Some(hint));
                 None
-            }
-        }
-    }
-
-    fn check_shape(&mut self, label: Label<'_>, field: &Field, node: &Node<'_>) {
-        let key = field.name;
-        let wrong = |expected: &str| format!("{label}: `{key}` must be {expected}, found {}", node.value.type_name());
-        match (field.shape, &node.value) {
-            (Shape::Text | Shape::Folder, Value::String(s)) if s.is_empty() => {
-                self.report(node.offset, format!("{label}: `{key}` must not be empty"), None);
-            }
-            (Shape::Text | Shape::Folder, Value::String(_)) => {}
-            (Shape::Kind, Value::String(s)) if s == "service" || s == "library" => {}
-            (Shape::Kind, _) => {
-                self.report(node.offset, format!("{label}: `type` must be `service` or `library`"), None);
-            }
-            (Shape::Provider(role) | Shape::Providers(role), Value::String(s)) => {
-                self.check_provider(&label, key, role, s, node.offset);
-            }
-            (Shape::Names | Shape::Keywords | Shape::Providers(_), Value::Array(items)) => {
-                for item in items {
-                    match (&item.value, field.shape) {
-                        (Value::String(s), Shape::Providers(role)) => {
-                            self.check_provider(&label, key, role, s, item.offset);
-                        }
-                        (Value::String(s), _) if s.is_empty() => {
-                            self.report(item.offset, format!("{label}: `{key}` has an empty item"), None);
-                        }
-                        (Value::String(_), _) => {}
-                        (other, _) => {
-                            let message =
-                                format!("{label}: items of `{key}` must be strings, found {}", other.type_name());
-                            self.report(item.offset, message, None);
-                        }
-                    }
-                }
-            }
-            (Shape::Text | Shape::Folder | Shape::Provider(_), _) => {
-                self.report(node.offset, wrong("a string"), None);
-            }
-            (Shape::Names | Shape::Keywords, _) => {
-                let hint = format!("write `\"{key}\": [\"…\"]`");
-                self.report(node.offset, wrong("an array of strings"), Some(hint));
-            }
-            (Shape::Providers(_), _) => self.report(node.offset, wrong("a string or an array of strings"), None),
-            (Shape::BuildInfo, Value::Object(members)) => self.check_build_info(label, members),
-            (Shape::BuildInfo, _) => self.report(node.offset, wrong("an object"), None),
-        }
-    }
-
-    fn check_build_info(&mut self, label: Label<'_>, members: &[Member<'_>]) {
-        let inner = InBuildInfo(label);
-        for member in self.unique(&inner, members) {
-            let key = member.key.as_ref();
-            let Some(field) = BUILD_INFO_FIELDS.iter().find(|f| f.name == key) else {
-                continue; // a plugin setting
-            };
-            match (&member.value.value, field.shape) {
-                (Value::String(s), Shape::Provider(role)) => {
-                    self.check_provider(&inner, key, role, s, member.value.offset);
-                }
-                (Value::String(_), _) => {}
-                (other, _) => {
-                    let message = format!("{inner}: `{key}` must be a string, found {}", other.type_name());
-                    self.report(member.value.offset, message, None);
-                }
             }
         }
     }
@@ -559,17 +472,20 @@ impl<'a> Validator<'a> {
     /// Checks that involve several packages (names, folders, `depends_on`),
     /// and returns the tables by name and by folder, which the workspace keeps.
     fn cross_check(&mut self, packages: &[Package]) -> Indexed {
-        let mut names = PackageTable::by_name(packages.len());
-        let mut dirs = PackageTable::by_dir(packages.len());
+        let mut names = PackageIndex::with_capacity_and_hasher(packages.len(), Default::default());
+        let mut dirs = PackageIndex::with_capacity_and_hasher(packages.len(), Default::default());
         for (index, package) in packages.iter().enumerate() {
-            if let Err(first) = names.insert(packages, index) {
+            // Of packages that share a name or a folder, the first keeps it.
+            let first = *names.entry(package.name.clone()).or_insert(index);
+            if first != index {
                 let first_at = self.source.location(packages[first].positions.entry);
                 let message = format!("package `{}` is defined twice", package.name);
                 let hint = format!("the first definition is at {first_at}; rename or remove one");
                 self.report(package.positions.entry, message, Some(hint));
                 continue;
             }
-            if let Err(first) = dirs.insert(packages, index) {
+            let first = *dirs.entry(package.dir.clone()).or_insert(index);
+            if first != index {
                 let message = format!(
                     "packages `{}` and `{}` both own folder `{}`",
                     packages[first].name,
@@ -584,7 +500,7 @@ impl<'a> Validator<'a> {
         let mut dependencies = Vec::with_capacity(packages.iter().map(|p| p.depends_on.len()).sum());
         for package in packages {
             for (target, offset) in package.depends_on.iter().zip(&package.positions.depends_on) {
-                let found = names.find(packages, target);
+                let found = names.get(target).copied();
                 dependencies.push(found.map_or(super::NOT_A_PACKAGE, |index| index as u32));
                 if found.is_some() {
                     continue;
@@ -600,26 +516,6 @@ impl<'a> Validator<'a> {
         }
         Indexed { by_name: names, by_dir: dirs, dependencies }
     }
-}
-
-/// The settings of a `build_info` object.
-fn build_info(members: &[Member<'_>]) -> BuildInfo {
-    let mut info = BuildInfo::default();
-    for member in members {
-        let text = match &member.value.value {
-            Value::String(s) => Some(s.to_string()),
-            _ => None,
-        };
-        match member.key.as_ref() {
-            "build_type" => info.build_type = text,
-            "registry_type" => info.registry_type = text,
-            "storage_type" => info.storage_type = text,
-            key => {
-                info.settings.insert(key.to_string(), to_serde(&member.value.value));
-            }
-        }
-    }
-    info
 }
 
 /// A package folder: `a/b` form, the offset of where it is written (the
@@ -664,39 +560,6 @@ fn bad_name_char(name: &str) -> Option<char> {
     name.chars().find(|&c| !allowed(c))
 }
 
-/// Everything a valid package entry says, however it was read.
-struct Valid<'t> {
-    name: &'t str,
-    entry: usize,
-    folder: Folder,
-    pkg_type: Option<&'t str>,
-    test_type: Option<&'t str>,
-    kind: Option<&'t str>,
-    build_info: BuildInfo,
-    depends_on: Vec<String>,
-    depends_at: Vec<usize>,
-    dependencies_type: Vec<String>,
-    exclude_keywords: Vec<String>,
-}
-
-impl Valid<'_> {
-    fn into_package(self) -> Package {
-        let (dir, dir_offset, dir_written) = self.folder;
-        Package {
-            name: self.name.to_string(),
-            dir,
-            pkg_type: self.pkg_type.map(str::to_string),
-            test_type: self.test_type.filter(|test| *test != NO_TEST).map(str::to_string),
-            kind: self.kind.map(|kind| if kind == "service" { PackageKind::Service } else { PackageKind::Library }),
-            build_info: self.build_info,
-            depends_on: self.depends_on,
-            dependencies_type: self.dependencies_type,
-            exclude_keywords: self.exclude_keywords,
-            positions: Positions { entry: self.entry, dir: dir_offset, dir_written, depends_on: self.depends_at },
-        }
-    }
-}
-
 /// Normalises a folder written in `loktar.json` to `a/b` form (`""` for the root).
 fn normalize_dir(written: &str) -> Result<String, String> {
     // Nearly every folder is already normal; this runs for each package.
@@ -738,19 +601,6 @@ fn is_normal(dir: &[u8]) -> bool {
     plain(&dir[part_start..])
 }
 
-fn to_serde(value: &Value<'_>) -> serde_json::Value {
-    match value {
-        Value::Null => serde_json::Value::Null,
-        Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::Number(n) => serde_json::from_str(n).unwrap_or_else(|_| serde_json::Value::String((*n).to_string())),
-        Value::String(s) => serde_json::Value::String(s.to_string()),
-        Value::Array(items) => serde_json::Value::Array(items.iter().map(|i| to_serde(&i.value)).collect()),
-        Value::Object(members) => {
-            serde_json::Value::Object(members.iter().map(|m| (m.key.to_string(), to_serde(&m.value.value))).collect())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,14 +611,6 @@ mod tests {
             assert_eq!(key::of(field.name), Some(index), "{}", field.name);
         }
         assert_eq!(key::of("pkg_nmae"), None);
-    }
-
-    #[test]
-    fn expects_at_least_as_many_packages_as_the_text_holds() {
-        assert_eq!(expected_packages(r#"{"packages": [{"pkg_name": "a"}, {"artifact_name": "b"}]}"#), 3);
-        assert_eq!(expected_packages(r#"{"packages": []}"#), 1);
-        // Braces without room for entries do not reserve room for packages.
-        assert_eq!(expected_packages(&"{".repeat(80)), 5);
     }
 
     #[test]
@@ -802,28 +644,21 @@ mod tests {
         }
     }
 
-    /// Reads one entry both ways: plainly if it can be, then whole.
-    fn both_ways(entry: &str) -> (Option<Package>, Option<Package>, Vec<String>) {
-        let source = SourceFile::new("loktar.json", format!(r#"{{"packages": [{entry}]}}"#));
-        let providers = Providers::builtin();
-        let mut validator = Validator { source: &source, providers: &providers, problems: Vec::new() };
-        let (mut plain, mut whole) = (None, None);
-        json::parse_streaming(&source.text, "packages", &mut |mut item| {
-            plain = validator.plain_package(&mut item).ok();
-            whole = validator.package(1, &item.node()?);
-            Ok(())
-        })
-        .expect("valid JSON");
-        (plain, whole, validator.problems.into_iter().map(|problem| problem.message).collect())
+    /// Reads one entry after packages `base` and `core`: its package, if
+    /// valid, and the messages about it.
+    fn read_entry(entry: &str) -> (Option<Package>, Vec<String>) {
+        let text = format!(r#"{{"packages": [{{"pkg_name": "base"}}, {{"pkg_name": "core"}}, {entry}]}}"#);
+        let (mut packages, _, problems) = parse(&SourceFile::new("loktar.json", text), &Providers::builtin());
+        (packages.drain(..).nth(2), problems.into_iter().map(|problem| problem.message).collect())
     }
 
     #[test]
-    fn an_entry_is_read_plainly_exactly_when_it_has_nothing_to_report() {
-        let plain = [
+    fn an_entry_is_a_package_exactly_when_it_has_nothing_to_report() {
+        let valid = [
             r#"{"pkg_name": "a"}"#,
             r#"{ "pkg_name" : "a" , "pkg_dir" : "x/./y/" }"#,
             r#"{"pkg_name": "api", "pkg_dir": "rest/api", "pkg_type": "docker", "test_type": "make",
-                "type": "service", "depends_on": ["lib", "base"], "dependencies_type": "dockerfile",
+                "type": "service", "depends_on": ["core", "base"], "dependencies_type": "dockerfile",
                 "exclude_dependencies_only_on_keywords": ["CLN", "DOC"],
                 "build_info": {"build_type": "local", "registry_type": "quay", "storage_type": "s3", "n": [1]}}"#,
             r#"{"artifact_name": "lib", "artifact_dir": "libs", "artifact_type": "whl", "build_info": {}}"#,
@@ -831,11 +666,10 @@ mod tests {
                 "dependencies_type": ["python_requirements", "docker_compose"]}"#,
             r#"{"pkg_name": "é-ü_1.0"}"#,
         ];
-        for entry in plain {
-            let (plain, whole, problems) = both_ways(entry);
+        for entry in valid {
+            let (package, problems) = read_entry(entry);
             assert_eq!(problems, Vec::<String>::new(), "{entry}");
-            assert!(plain.is_some(), "{entry}");
-            assert_eq!(plain, whole, "{entry}");
+            assert!(package.is_some(), "{entry}");
         }
         let reported = [
             "{}",
@@ -864,17 +698,32 @@ mod tests {
             r#"{"pkg_name": "a", "build_info": []}"#,
         ];
         for entry in reported {
-            let (plain, _, problems) = both_ways(entry);
-            assert!(plain.is_none() && !problems.is_empty(), "{entry}: {problems:?}");
+            let (package, problems) = read_entry(entry);
+            assert!(package.is_none() && !problems.is_empty(), "{entry}: {problems:?}");
         }
-        // Escapes need decoding, so the entry is read whole, to the same effect.
-        let (plain, whole, problems) = both_ways(r#"{"pkg_name": "a\u0062", "pkg_dir": "x\/y"}"#);
-        assert!(plain.is_none() && problems.is_empty());
-        assert_eq!(whole.map(|package| (package.name, package.dir)), Some(("ab".into(), "x/y".into())));
+        // Escapes are decoded.
+        let (package, problems) =
+            read_entry(r#"{"pkg_name": "a\u0062", "pkg_dir": "x\/y", "depends_on": ["\u0063ore"]}"#);
+        assert_eq!(problems, Vec::<String>::new());
+        let package = package.expect("valid");
+        assert_eq!((package.name.as_str(), package.dir.as_str()), ("ab", "x/y"));
+        assert_eq!(package.depends_on, ["core"]);
     }
 
     #[test]
-    fn entries_after_one_read_whole_are_read_in_place() {
+    fn json_that_serde_json_skipped_unchecked_is_reported_when_there_are_problems() {
+        let lone_surrogate = read_entry(r#"{"pkg_name": "\udc00"}"#).1;
+        assert_eq!(lone_surrogate, ["`loktar.json` is not valid JSON: invalid unicode escape"]);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let nested = read_entry(&deep).1;
+        assert_eq!(nested, ["`loktar.json` is not valid JSON: values are nested more than 128 levels deep"]);
+        // A number serde_json cannot hold, where a value is read whole.
+        let too_large = read_entry(r#"{"pkg_name": "a", "build_info": {"n": 1e999}}"#).1;
+        assert_eq!(too_large, ["`loktar.json` is not valid JSON: number out of range"]);
+    }
+
+    #[test]
+    fn an_entry_with_problems_does_not_hide_the_ones_after_it() {
         let source = SourceFile::new(
             "loktar.json",
             "{\"packages\": [{\"pkg_name\": \"a\"},\n {\"pkg_name\": \"b\", \"x\": 1},\n {\"pkg_name\": \"c\"}]}"

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::pad;
 use crate::affected::Detection;
-use crate::config::{PackageKind, Workspace, json, plugins, show_dir};
+use crate::config::{PackageKind, Workspace, plugins, show_dir};
 use crate::graph::plan::{ManifestChange, Plan, Step};
 use crate::scm::{BaseOrigin, ChangeSet};
 use crate::settings::Settings;
@@ -395,7 +395,7 @@ impl JsonOut<'_> {
 /// Appends a JSON string, escaped as JSON requires.
 fn push_string(out: &mut String, value: &str) {
     out.push('"');
-    if json::plain_run(value.as_bytes()) == value.len() {
+    if !value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         out.push_str(value);
     } else {
         for c in value.chars() {

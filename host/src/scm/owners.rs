@@ -3,27 +3,26 @@
 
 use std::borrow::Cow;
 
-use crate::config::{Package, PackageTable};
+use crate::config::{Package, PackageIndex, index_by};
 
 /// A lookup from folders to the packages that own them.
 #[derive(Debug)]
 pub struct Owners<'a> {
-    packages: &'a [Package],
-    by_dir: Cow<'a, PackageTable>,
+    by_dir: Cow<'a, PackageIndex>,
 }
 
 impl<'a> Owners<'a> {
     /// Indexes the folders of `packages`; the value returned by [`Owners::owner`]
     /// is an index into that slice.
     pub fn new(packages: &'a [Package]) -> Self {
-        let by_dir = PackageTable::by_dir(packages.len()).filled(packages);
-        Owners { packages, by_dir: Cow::Owned(by_dir) }
+        let by_dir = index_by(packages, |package| &package.dir);
+        Owners { by_dir: Cow::Owned(by_dir) }
     }
 
-    /// The folders of `packages`, already indexed in `by_dir`
+    /// Packages already indexed by folder
     /// ([`Workspace::owners`](crate::config::Workspace::owners)).
-    pub fn indexed(packages: &'a [Package], by_dir: &'a PackageTable) -> Self {
-        Owners { packages, by_dir: Cow::Borrowed(by_dir) }
+    pub fn indexed(by_dir: &'a PackageIndex) -> Self {
+        Owners { by_dir: Cow::Borrowed(by_dir) }
     }
 
     /// The package owning `path`, if any. Costs one hash lookup per path component.
@@ -31,12 +30,12 @@ impl<'a> Owners<'a> {
         // A path can itself be a package folder (a submodule, or a folder that became a file).
         let mut candidate = path;
         loop {
-            if let Some(index) = self.by_dir.find(self.packages, candidate) {
+            if let Some(&index) = self.by_dir.get(candidate) {
                 return Some(index);
             }
             match candidate.rfind('/') {
                 Some(slash) => candidate = &candidate[..slash],
-                None => return self.by_dir.find(self.packages, ""),
+                None => return self.by_dir.get("").copied(),
             }
         }
     }
