@@ -122,7 +122,9 @@ fn read_entry<'a>(
                 }
             },
             "capabilities" => {
-                match strings(reader, field.value)?.map(|names| names.iter().map(|name| capability(name)).collect()) {
+                match strings(reader, field.value)?
+                    .map(|names| names.iter().map(|name| Capability::from_name(name)).collect())
+                {
                     Some(Some(found)) => capabilities = found,
                     _ => {
                         let message = format!("plugin `{name}`: `capabilities` must be a list of capability names");
@@ -204,20 +206,6 @@ fn repository_role(name: &str) -> Option<Role> {
         "discovery" => Role::Discovery,
         _ => return None,
     })
-}
-
-fn capability(name: &str) -> Option<Capability> {
-    [
-        Capability::Log,
-        Capability::Process,
-        Capability::ContainerEngine,
-        Capability::ObjectStore,
-        Capability::Github,
-        Capability::Http,
-        Capability::Secrets,
-    ]
-    .into_iter()
-    .find(|capability| capability.name() == name)
 }
 
 /// A repository plugin as the plan shows it: what it asked for and what it

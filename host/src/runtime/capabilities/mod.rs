@@ -157,15 +157,7 @@ mod tests {
 
     #[test]
     fn each_capability_is_granted_alone_and_only_when_written() {
-        let all = [
-            Capability::Log,
-            Capability::Process,
-            Capability::ContainerEngine,
-            Capability::ObjectStore,
-            Capability::Github,
-            Capability::Http,
-            Capability::Secrets,
-        ];
+        let all = Capability::ALL;
         for capability in all {
             assert_eq!(granting(&[capability]).capabilities(), BTreeSet::from([capability]));
         }
