@@ -8,13 +8,13 @@
 
 use std::future::Future;
 
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 
 /// Runs `future` on the current runtime and waits for it. Must be called
 /// from a blocking thread of a runtime (`spawn_blocking`), never from
 /// inside async code.
-pub fn wait_for<F: Future>(future: F) -> Result<F::Output, Failure> {
+pub fn wait_for<F: Future>(future: F) -> Result<F::Output, Diagnostic> {
     let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| Failure::new("internal error: async work was asked for outside the async runtime"))?;
+        .map_err(|_| Diagnostic::new("internal error: async work was asked for outside the async runtime"))?;
     Ok(runtime.block_on(future))
 }

@@ -1,8 +1,12 @@
-//! User-facing error reports: what went wrong, where, and how to fix it.
+//! Loktar's one kind of problem: what went wrong, where, and how to fix it.
 //!
 //! Every error a user can cause (a bad `loktar.json`, an unknown package, a
 //! git range that cannot be resolved) becomes a [`Diagnostic`]. Several can be
-//! reported at once so that one run shows every problem in a file.
+//! reported at once so that one run shows every problem in a file. Host
+//! services (object stores, the container engine, registries, GitHub) say
+//! what failed and the fix as a `Diagnostic` too, which capabilities hand to
+//! plugins as their WIT `error`; a failed plugin call carries one in
+//! `runtime::PluginError`, with the call's log.
 //! Reports name what the user wrote — file names, revisions, package
 //! names — so they are shown with control characters escaped.
 
@@ -103,18 +107,6 @@ impl std::error::Error for Diagnostics {}
 impl From<Diagnostic> for Diagnostics {
     fn from(diagnostic: Diagnostic) -> Self {
         Diagnostics(vec![diagnostic])
-    }
-}
-
-impl From<crate::failure::Failure> for Diagnostic {
-    fn from(failure: crate::failure::Failure) -> Self {
-        Diagnostic::new(failure.message).maybe_hint(failure.hint)
-    }
-}
-
-impl From<crate::failure::Failure> for Diagnostics {
-    fn from(failure: crate::failure::Failure) -> Self {
-        Diagnostic::from(failure).into()
     }
 }
 

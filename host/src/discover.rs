@@ -54,9 +54,9 @@ pub async fn discover(workspace: &Workspace, plugins: &PluginSession) -> Result<
                 Err(error) => problems.push(
                     Diagnostic::new(format!(
                         "package `{}`: dependency discovery failed: {}",
-                        package.name, error.message
+                        package.name, error.problem.message
                     ))
-                    .maybe_hint(error.hint),
+                    .maybe_hint(error.problem.hint),
                 ),
             }
         }

@@ -18,7 +18,7 @@ use hyper::header::{self, HeaderMap};
 use octocrab::Octocrab;
 use tokio::sync::OnceCell;
 
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::settings::{GithubSettings, Settings};
 
 /// The longest pause between two tries after a 5xx answer without `Retry-After`.
@@ -63,14 +63,14 @@ impl Github {
         Github { settings, token, app_key, client: OnceCell::new() }
     }
 
-    async fn client(&self) -> Result<&Octocrab, Failure> {
+    async fn client(&self) -> Result<&Octocrab, Diagnostic> {
         self.client.get_or_try_init(|| async { self.sign_in() }).await
     }
 
-    fn sign_in(&self) -> Result<Octocrab, Failure> {
+    fn sign_in(&self) -> Result<Octocrab, Diagnostic> {
         let settings = &self.settings;
         let invalid = |e: &dyn std::fmt::Display| {
-            Failure::new(format!("cannot set up the GitHub client for `{}`: {e}", settings.api_url))
+            Diagnostic::new(format!("cannot set up the GitHub client for `{}`: {e}", settings.api_url))
                 .hint("check `api_url` under `[github]` in loktar.toml")
         };
         let builder = Octocrab::builder()
@@ -81,14 +81,14 @@ impl Github {
         match (&self.token, settings.app_id, &self.app_key, settings.installation_id) {
             (_, Some(app), Some(key), Some(installation)) => {
                 let key = octocrab::EncodingKey::from_rsa_pem(key.as_bytes()).map_err(|e| {
-                    Failure::new(format!("the GitHub App key is not an RSA private key in PEM: {e}"))
+                    Diagnostic::new(format!("the GitHub App key is not an RSA private key in PEM: {e}"))
                         .hint("put the App's private key (`-----BEGIN RSA PRIVATE KEY-----…`) in the secret `app_key_secret` names")
                 })?;
                 let app = builder.app(app.into(), key).build().map_err(|e| invalid(&e))?;
                 app.installation(installation.into()).map_err(|e| invalid(&e))
             }
             (Some(token), _, _, _) => builder.personal_token(token.clone()).build().map_err(|e| invalid(&e)),
-            _ => Err(Failure::new("Loktar has no GitHub credentials").hint(
+            _ => Err(Diagnostic::new("Loktar has no GitHub credentials").hint(
                 "set `token_secret` (or `app_id`, `app_key_secret` and `installation_id`) under `[github]` in loktar.toml, \
                  and the secret's variable",
             )),
@@ -97,12 +97,12 @@ impl Github {
 
     /// Calls `method path` (a path after `api_url`, or a full URL GitHub gave)
     /// with an optional JSON body.
-    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer, Failure> {
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer, Diagnostic> {
         let method = method.to_ascii_uppercase();
         let body: Option<serde_json::Value> = match body {
             Some(text) => Some(
                 serde_json::from_str(text)
-                    .map_err(|e| Failure::new(format!("the body of `{method} {path}` is not JSON: {e}")))?,
+                    .map_err(|e| Diagnostic::new(format!("the body of `{method} {path}` is not JSON: {e}")))?,
             ),
             None => None,
         };
@@ -123,7 +123,7 @@ impl Github {
             }
             match serde_json::from_str::<serde_json::Value>(&text) {
                 Ok(serde_json::Value::Array(items)) => merged.extend(items),
-                _ => return Err(Failure::new(format!("page `{url}` of a paginated answer is not a JSON array"))),
+                _ => return Err(Diagnostic::new(format!("page `{url}` of a paginated answer is not a JSON array"))),
             }
             next = crate::links::next_page(&headers);
         }
@@ -133,7 +133,7 @@ impl Github {
     /// `GET path` and every page after it (`Link: rel="next"`), each page's
     /// JSON as it came — for answers that are objects holding a list, such as
     /// a comparison's commits. Anything but a 2xx answer is an error.
-    pub async fn pages(&self, path: &str) -> Result<Vec<serde_json::Value>, Failure> {
+    pub async fn pages(&self, path: &str) -> Result<Vec<serde_json::Value>, Diagnostic> {
         let client = self.client().await?;
         let mut pages = Vec::new();
         let mut next = Some(path.to_string());
@@ -142,12 +142,12 @@ impl Github {
             if !(200..300).contains(&status) {
                 let said: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let message = said["message"].as_str().unwrap_or("no message");
-                return Err(Failure::new(format!("GitHub answered `GET {url}` with HTTP {status} ({message})"))
+                return Err(Diagnostic::new(format!("GitHub answered `GET {url}` with HTTP {status} ({message})"))
                     .hint("check the repository, the number, and that the credentials under `[github]` may read it"));
             }
             pages.push(
                 serde_json::from_str(&text)
-                    .map_err(|e| Failure::new(format!("GitHub's answer to `GET {url}` is not JSON: {e}")))?,
+                    .map_err(|e| Diagnostic::new(format!("GitHub's answer to `GET {url}` is not JSON: {e}")))?,
             );
             next = crate::links::next_page(&headers);
         }
@@ -161,7 +161,7 @@ impl Github {
         method: &str,
         url: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<(u16, HeaderMap, String), Failure> {
+    ) -> Result<(u16, HeaderMap, String), Diagnostic> {
         let mut attempt = 0;
         loop {
             let response = match method {
@@ -170,7 +170,7 @@ impl Github {
                 "PATCH" => client._patch(url, body).await,
                 "PUT" => client._put(url, body).await,
                 "DELETE" => client._delete(url, body).await,
-                other => return Err(Failure::new(format!("`{other}` is not a method Loktar sends to GitHub"))),
+                other => return Err(Diagnostic::new(format!("`{other}` is not a method Loktar sends to GitHub"))),
             }
             .map_err(|e| self.unreachable(&e))?;
             let (parts, body) = response.into_parts();
@@ -179,7 +179,7 @@ impl Github {
             match retry_after(status, &parts.headers, attempt) {
                 Some(wait) if attempt < self.settings.retries => {
                     if wait > Duration::from_secs(self.settings.max_wait_secs) {
-                        return Err(Failure::new(format!(
+                        return Err(Diagnostic::new(format!(
                             "GitHub's rate limit for `{method} {url}` resets in {} s, longer than Loktar waits",
                             wait.as_secs()
                         ))
@@ -194,8 +194,8 @@ impl Github {
         }
     }
 
-    fn unreachable(&self, error: &dyn std::fmt::Display) -> Failure {
-        Failure::new(format!("calling GitHub at `{}` failed: {error}", self.settings.api_url))
+    fn unreachable(&self, error: &dyn std::fmt::Display) -> Diagnostic {
+        Diagnostic::new(format!("calling GitHub at `{}` failed: {error}", self.settings.api_url))
             .hint("check the network, `api_url` under `[github]` in loktar.toml, and the credentials")
     }
 }

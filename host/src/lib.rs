@@ -14,7 +14,6 @@ pub mod containers;
 pub mod diagnostic;
 pub mod discover;
 pub mod events;
-pub mod failure;
 pub mod github;
 pub mod graph;
 pub mod links;

@@ -121,7 +121,7 @@ fn make_without_a_ci_rule_or_a_makefile_is_a_clear_error() {
     let session = session(host.path(), "");
     let repo = folder_with(&[("Makefile", "build:\n\ttrue\n")]);
     let error = run_test(&session, "make", repo.path(), "{}").expect_err("no ci rule");
-    assert_eq!(error.message, "plugin `make`: the Makefile of package `pkg` has no `ci` rule");
+    assert_eq!(error.problem.message, "plugin `make`: the Makefile of package `pkg` has no `ci` rule");
     // A `ci` rule that only make knows (from an included file) is found too.
     let repo = folder_with(&[("Makefile", "include rules.mk\n"), ("rules.mk", "ci:\n\techo from-include\n")]);
     let outcome = run_test(&session, "make", repo.path(), "{}").expect("ci from an included file");
@@ -129,8 +129,8 @@ fn make_without_a_ci_rule_or_a_makefile_is_a_clear_error() {
     assert!(logged(&outcome.log).contains("no `clean` rule"), "{}", logged(&outcome.log));
     let repo = folder_with(&[("README.md", "no makefile")]);
     let error = run_test(&session, "make", repo.path(), "{}").expect_err("no Makefile");
-    assert_eq!(error.message, "plugin `make`: package `pkg` has no Makefile");
-    assert!(error.hint.as_deref().is_some_and(|h| h.contains("no-test")), "{:?}", error.hint);
+    assert_eq!(error.problem.message, "plugin `make`: package `pkg` has no Makefile");
+    assert!(error.problem.hint.as_deref().is_some_and(|h| h.contains("no-test")), "{:?}", error.problem.hint);
 }
 
 /// The host configuration for the hostile plugin: short limits, `make` allowed.
@@ -153,8 +153,12 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
     let package = folder_with(&[("Makefile", "ci:\n\ttrue\n")]);
     let refused = |name: &str| {
         let error = attack(&session, package.path(), name).expect_err("the sandbox refuses");
-        assert!(error.message.starts_with("plugin `hostile`: attack failed:"), "{name}: {}", error.message);
-        error.message
+        assert!(
+            error.problem.message.starts_with("plugin `hostile`: attack failed:"),
+            "{name}: {}",
+            error.problem.message
+        );
+        error.problem.message
     };
     refused("read-passwd");
     refused("read-ssh");
@@ -164,7 +168,7 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
     let forbidden = refused("run-forbidden");
     assert!(forbidden.contains("plugin `hostile` may not run `cat`"), "{forbidden}");
 
-    let stopped = |name: &str| attack(&session, package.path(), name).expect_err("stopped").message;
+    let stopped = |name: &str| attack(&session, package.path(), name).expect_err("stopped").problem.message;
     assert_eq!(stopped("loop"), "plugin `hostile` did not finish within 2 s and was stopped");
     let memory = stopped("memory");
     assert!(memory.starts_with("plugin `hostile` tried to use more than 64 MiB of memory"), "{memory}");
@@ -197,7 +201,7 @@ fn the_artifact_folder_is_the_one_writable_place() {
     assert!(outcome.value.passed);
     assert_eq!(std::fs::read_to_string(artifacts.join("built.txt")).ok().as_deref(), Some("artifact"));
     let refused = tokio.block_on(session.test("hostile", &context(), &package_with("write-package"), &env));
-    assert!(refused.is_err_and(|e| e.message.contains("attack failed")));
+    assert!(refused.is_err_and(|e| e.problem.message.contains("attack failed")));
 }
 
 fn package_with(attack: &str) -> Package {
@@ -231,8 +235,8 @@ fn raw_sockets_and_ungranted_capabilities_refuse_to_load() {
         test_plugin("sockets").display().to_string()
     );
     let error = run_test(&session(host.path(), &sockets), "sockets", host.path(), "{}").expect_err("refused");
-    assert!(error.message.starts_with("plugin `sockets` imports `wasi:sockets/"), "{}", error.message);
-    assert!(error.message.contains("raw network access is never granted"), "{}", error.message);
+    assert!(error.problem.message.starts_with("plugin `sockets` imports `wasi:sockets/"), "{}", error.problem.message);
+    assert!(error.problem.message.contains("raw network access is never granted"), "{}", error.problem.message);
 
     let ungranted = format!(
         "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
@@ -240,10 +244,10 @@ fn raw_sockets_and_ungranted_capabilities_refuse_to_load() {
     );
     let error = run_test(&session(host.path(), &ungranted), "hostile", host.path(), "{}").expect_err("refused");
     assert_eq!(
-        error.message,
+        error.problem.message,
         "plugin `hostile` needs capability `process`, which the host configuration does not grant"
     );
-    assert!(error.hint.as_deref().is_some_and(|h| h.contains("[plugins.hostile]")), "{:?}", error.hint);
+    assert!(error.problem.hint.as_deref().is_some_and(|h| h.contains("[plugins.hostile]")), "{:?}", error.problem.hint);
 }
 
 fn shout_config(name: &str) -> String {

@@ -55,7 +55,7 @@ async fn listings(session: &PluginSession, names: BTreeSet<String>) -> Vec<Plugi
                     (Some(path), None) => source(&Origin::Path(path.clone())),
                     (None, _) => source(&Origin::BuiltIn),
                 },
-                error: Some(error.message),
+                error: Some(error.problem.message),
             },
         };
         listings.push(listing);

@@ -34,7 +34,7 @@ use regex::{RegexSet, RegexSetBuilder};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::beneath;
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 
 /// The ignore file in a context folder.
 const IGNORE_FILE: &str = ".dockerignore";
@@ -105,8 +105,8 @@ impl ContextError {
     }
 
     /// As a failure of the container engine capability.
-    pub fn to_failure(&self) -> Failure {
-        let failure = Failure::new(format!("cannot archive the build context: {self}"));
+    pub fn to_failure(&self) -> Diagnostic {
+        let failure = Diagnostic::new(format!("cannot archive the build context: {self}"));
         match self.hint() {
             Some(hint) => failure.hint(hint),
             None => failure,
@@ -158,7 +158,11 @@ pub fn archive<W: Write>(
 
 /// Writes the context folder as a gzipped tar to `file`; returns its size.
 /// Dropping the future stops the archiving.
-pub async fn archive_to_file(context: beneath::Folder, dockerfile: &str, file: std::fs::File) -> Result<u64, Failure> {
+pub async fn archive_to_file(
+    context: beneath::Folder,
+    dockerfile: &str,
+    file: std::fs::File,
+) -> Result<u64, Diagnostic> {
     let dockerfile = dockerfile.to_string();
     stoppable(move |stop| {
         let gzip = flate2::write::GzEncoder::new(file, flate2::Compression::default());
@@ -170,7 +174,7 @@ pub async fn archive_to_file(context: beneath::Folder, dockerfile: &str, file: s
 }
 
 /// The context folder as a tar archive in memory. Dropping the future stops the archiving.
-pub async fn archive_to_memory(context: beneath::Folder, dockerfile: &str) -> Result<Vec<u8>, Failure> {
+pub async fn archive_to_memory(context: beneath::Folder, dockerfile: &str) -> Result<Vec<u8>, Diagnostic> {
     let dockerfile = dockerfile.to_string();
     stoppable(move |stop| archive(&context, &dockerfile, Vec::new(), stop)).await
 }
@@ -178,12 +182,12 @@ pub async fn archive_to_memory(context: beneath::Folder, dockerfile: &str) -> Re
 /// Runs `work` on the blocking pool with a stop flag that is set when this future is dropped.
 async fn stoppable<T: Send + 'static>(
     work: impl FnOnce(&AtomicBool) -> Result<T, ContextError> + Send + 'static,
-) -> Result<T, Failure> {
+) -> Result<T, Diagnostic> {
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     tokio::task::spawn_blocking(move || work(stop.as_ref()))
         .await
-        .map_err(|e| Failure::new(format!("archiving the build context failed: {e}")))?
+        .map_err(|e| Diagnostic::new(format!("archiving the build context failed: {e}")))?
         .map_err(|e| e.to_failure())
 }
 

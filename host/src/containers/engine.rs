@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 use crate::beneath::Folder;
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::settings::EngineSettings;
 
 /// Where the engine is when nothing says otherwise.
@@ -80,7 +80,7 @@ impl Engine {
         &self.address
     }
 
-    pub(super) async fn docker(&self) -> Result<&Docker, Failure> {
+    pub(super) async fn docker(&self) -> Result<&Docker, Diagnostic> {
         self.docker
             .get_or_try_init(|| async {
                 let docker = if let Some(path) = self.address.strip_prefix("unix://") {
@@ -88,7 +88,7 @@ impl Engine {
                 } else if self.address.starts_with("tcp://") || self.address.starts_with("http://") {
                     Docker::connect_with_http(&self.address, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
                 } else {
-                    return Err(Failure::new(format!(
+                    return Err(Diagnostic::new(format!(
                         "the container engine address `{}` is neither `unix://…` nor `tcp://…`",
                         self.address
                     ))
@@ -100,36 +100,36 @@ impl Engine {
             .await
     }
 
-    fn unreachable(&self, error: &BollardError) -> Failure {
+    fn unreachable(&self, error: &BollardError) -> Diagnostic {
         let reason = match error {
             BollardError::SocketNotFoundError(path) => format!("no socket at `{path}`"),
             other => other.to_string(),
         };
-        Failure::new(format!("cannot reach the container engine at `{}`: {reason}", self.address)).hint(
+        Diagnostic::new(format!("cannot reach the container engine at `{}`: {reason}", self.address)).hint(
             "start the Docker Engine (`dockerd`), or point `DOCKER_HOST` or `host` under `[engine]` in loktar.toml at it",
         )
     }
 
     /// An error from a call on a connected engine.
-    pub(super) fn failed(&self, what: &str, error: BollardError) -> Failure {
+    pub(super) fn failed(&self, what: &str, error: BollardError) -> Diagnostic {
         match error {
             BollardError::DockerResponseServerError { message, .. }
             | BollardError::DockerStreamError { error: message } => {
-                Failure::new(format!("{what} failed: {}", message.trim()))
+                Diagnostic::new(format!("{what} failed: {}", message.trim()))
             }
             BollardError::HyperLegacyError { .. }
             | BollardError::IOError { .. }
             | BollardError::RequestTimeoutError => self.unreachable(&error),
-            other => Failure::new(format!("{what} failed: {other}")),
+            other => Diagnostic::new(format!("{what} failed: {other}")),
         }
     }
 
     /// Builds an image; each line of build output goes to `log`. Returns the image id.
-    pub async fn build(&self, request: BuildRequest, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, Failure> {
+    pub async fn build(&self, request: BuildRequest, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, Diagnostic> {
         let docker = self.docker().await?;
         if request.context.open_file(Path::new(request.dockerfile.trim_start_matches("./"))).is_err() {
             let dockerfile = request.context.shown().join(&request.dockerfile);
-            return Err(Failure::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
+            return Err(Diagnostic::new(format!("there is no Dockerfile at `{}`", dockerfile.display()))
                 .hint("add one (a plain file, not a link), or name it with `build_info.dockerfile` in loktar.json"));
         }
         // Dropped with this future when the call's deadline passes or its run is cancelled.
@@ -160,7 +160,7 @@ impl Engine {
             }
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_else(|| "unknown error".to_string());
-                return Err(Failure::new(format!("the image build failed: {}", message.trim())));
+                return Err(Diagnostic::new(format!("the image build failed: {}", message.trim())));
             }
             if let Some(found) = info.aux.and_then(|aux| aux.id) {
                 id = Some(found);
@@ -174,7 +174,7 @@ impl Engine {
             },
         };
         if id.is_empty() {
-            return Err(Failure::new("the image build ended without an image"));
+            return Err(Diagnostic::new("the image build ended without an image"));
         }
         for tag in request.tags.iter().skip(1) {
             self.tag(&id, tag).await?;
@@ -183,7 +183,7 @@ impl Engine {
     }
 
     /// Gives `image` the local tag `name:tag`.
-    pub async fn tag(&self, image: &str, reference: &str) -> Result<(), Failure> {
+    pub async fn tag(&self, image: &str, reference: &str) -> Result<(), Diagnostic> {
         let docker = self.docker().await?;
         let (repo, tag) = split_reference(reference);
         let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
@@ -194,7 +194,7 @@ impl Engine {
     }
 
     /// The local image `reference` (id or `name:tag`), `None` when there is none.
-    pub async fn inspect(&self, reference: &str) -> Result<Option<ImageInfo>, Failure> {
+    pub async fn inspect(&self, reference: &str) -> Result<Option<ImageInfo>, Diagnostic> {
         let docker = self.docker().await?;
         match docker.inspect_image(reference).await {
             Ok(image) => Ok(Some(ImageInfo {
@@ -213,7 +213,7 @@ impl Engine {
     }
 
     /// The tags of local images named `repository`.
-    pub async fn local_tags(&self, repository: &str) -> Result<Vec<String>, Failure> {
+    pub async fn local_tags(&self, repository: &str) -> Result<Vec<String>, Diagnostic> {
         let docker = self.docker().await?;
         let filters = HashMap::from([("reference", vec![repository])]);
         let options = ListImagesOptionsBuilder::default().filters(&filters).build();
@@ -238,7 +238,7 @@ impl Engine {
         tag: &str,
         credentials: DockerCredentials,
         log: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, Failure> {
+    ) -> Result<String, Diagnostic> {
         let reference = format!("{remote}:{tag}");
         self.tag(image, &reference).await?;
         let docker = self.docker().await?;
@@ -264,7 +264,7 @@ impl Engine {
                 let pushed = self.inspect(image).await?.and_then(|info| {
                     info.repo_digests.iter().find_map(|d| d.strip_prefix(&prefix).map(str::to_string))
                 });
-                pushed.ok_or_else(|| Failure::new(format!("pushing `{reference}` reported no digest")))
+                pushed.ok_or_else(|| Diagnostic::new(format!("pushing `{reference}` reported no digest")))
             }
         }
     }

@@ -16,7 +16,7 @@ pub use engine::{BuildRequest, Engine, ImageInfo};
 pub use program::{ContainerProgram, RunningContainer};
 pub use registry::Registry;
 
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::settings::Settings;
 
 /// The engine and the registries of one host configuration.
@@ -41,7 +41,7 @@ impl Containers {
     }
 
     /// The registry named `name` in the host configuration.
-    pub fn registry(&self, name: &str) -> Result<&Registry, Failure> {
+    pub fn registry(&self, name: &str) -> Result<&Registry, Diagnostic> {
         self.registries.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.registries.keys().map(String::as_str).collect();
             let hint = if known.is_empty() {
@@ -49,7 +49,7 @@ impl Containers {
             } else {
                 format!("configured registries: {}; or add `[registries.{name}]` to loktar.toml", known.join(", "))
             };
-            Failure::new(format!("no registry `{name}` in the host configuration")).hint(hint)
+            Diagnostic::new(format!("no registry `{name}` in the host configuration")).hint(hint)
         })
     }
 }

@@ -26,7 +26,7 @@ use tokio::io::{AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
 
 use super::Engine;
 use crate::beneath::Folder;
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 
 /// The label every program container carries, with Loktar's process id,
 /// so an operator can find what a killed Loktar left behind.
@@ -75,7 +75,7 @@ impl std::fmt::Debug for RunningContainer {
 
 impl Engine {
     /// Makes and starts the container of `program`.
-    pub async fn start_program(&self, program: ContainerProgram<'_>) -> Result<RunningContainer, Failure> {
+    pub async fn start_program(&self, program: ContainerProgram<'_>) -> Result<RunningContainer, Diagnostic> {
         let docker = self.docker().await?.clone();
         let body = container_body(&program)?;
         let made = docker.create_container(None, body).await.map_err(|e| self.program_failed(&program, e))?;
@@ -95,14 +95,14 @@ impl Engine {
         Ok(running)
     }
 
-    fn program_failed(&self, program: &ContainerProgram<'_>, error: BollardError) -> Failure {
+    fn program_failed(&self, program: &ContainerProgram<'_>, error: BollardError) -> Diagnostic {
         let text = error.to_string();
         if text.contains("executable file not found") || text.contains("no such file or directory") {
-            return Failure::new(format!("`{}` is not in the image `{}`", program.program, program.image))
+            return Diagnostic::new(format!("`{}` is not in the image `{}`", program.program, program.image))
                 .hint("install it in the image, or name an image that has it with `image` under `[isolation]`");
         }
         if matches!(&error, BollardError::DockerResponseServerError { status_code: 404, .. }) {
-            return Failure::new(format!(
+            return Diagnostic::new(format!(
                 "the image `{}` of `[isolation]` is not on the container engine",
                 program.image
             ))
@@ -175,8 +175,8 @@ async fn pump(
 }
 
 /// The container's configuration.
-fn container_body(program: &ContainerProgram<'_>) -> Result<ContainerCreateBody, Failure> {
-    let bind = |folder: &Folder, read_only: bool| -> Result<Mount, Failure> {
+fn container_body(program: &ContainerProgram<'_>) -> Result<ContainerCreateBody, Diagnostic> {
+    let bind = |folder: &Folder, read_only: bool| -> Result<Mount, Diagnostic> {
         still_the_same(folder)?;
         Ok(bind_mount(folder.shown(), read_only))
     };
@@ -238,13 +238,13 @@ fn bind_mount(path: &Path, read_only: bool) -> Mount {
 
 /// Fails unless `folder`'s path still names the folder Loktar opened: the
 /// engine binds by name, and a link swapped in since must not redirect it.
-fn still_the_same(folder: &Folder) -> Result<(), Failure> {
+fn still_the_same(folder: &Folder) -> Result<(), Diagnostic> {
     use std::os::fd::AsFd;
     let opened = rustix::fs::fstat(folder.as_fd());
     let named = rustix::fs::lstat(folder.shown());
     match (opened, named) {
         (Ok(opened), Ok(named)) if opened.st_dev == named.st_dev && opened.st_ino == named.st_ino => Ok(()),
-        _ => Err(Failure::new(format!(
+        _ => Err(Diagnostic::new(format!(
             "`{}` changed while its program was being started (a link or another folder took its place)",
             folder.shown().display()
         ))),

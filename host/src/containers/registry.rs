@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::settings::RegistrySettings;
 
 /// The manifest media types a digest is asked for, newest first.
@@ -108,15 +108,15 @@ impl Registry {
 
     /// Calls the REST API at `path` (after `api_url`) with the API token;
     /// returns the status and body, whatever the status.
-    pub async fn api(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), Failure> {
+    pub async fn api(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), Diagnostic> {
         let base = self.api_url.as_deref().ok_or_else(|| {
-            Failure::new(format!("registry `{}` has no REST API in the host configuration", self.name))
+            Diagnostic::new(format!("registry `{}` has no REST API in the host configuration", self.name))
                 .hint(format!("set `api_url` and `api_token_secret` under `[registries.{}]` in loktar.toml", self.name))
         })?;
         let method = Method::from_bytes(method.as_bytes())
-            .map_err(|_| Failure::new(format!("`{method}` is not an HTTP method")))?;
+            .map_err(|_| Diagnostic::new(format!("`{method}` is not an HTTP method")))?;
         if !path.starts_with('/') {
-            return Err(Failure::new(format!("the API path `{path}` does not start with `/`")));
+            return Err(Diagnostic::new(format!("the API path `{path}` does not start with `/`")));
         }
         let url = format!("{base}{path}");
         let mut request = Request::builder()
@@ -132,14 +132,14 @@ impl Registry {
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| Failure::new(format!("registry `{}`: `{url}` is not a valid URL: {e}", self.name)))?;
+            .map_err(|e| Diagnostic::new(format!("registry `{}`: `{url}` is not a valid URL: {e}", self.name)))?;
         let answer = self.exchange(request, base).await?;
         if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::FORBIDDEN {
             let fix = match &self.api_token_secret {
                 Some(secret) => format!("check the value of secret `{secret}` and the token's permissions"),
                 None => format!("set `api_token_secret` under `[registries.{}]`", self.name),
             };
-            return Err(Failure::new(format!(
+            return Err(Diagnostic::new(format!(
                 "registry `{}` refused the API call `{path}`: HTTP {}",
                 self.name,
                 answer.status.as_u16()
@@ -160,7 +160,7 @@ impl Registry {
     }
 
     /// Why a push was refused, with the fix, when the engine's message says so.
-    pub fn explain_push_failure(&self, error: Failure) -> Failure {
+    pub fn explain_push_failure(&self, error: Diagnostic) -> Diagnostic {
         let lower = error.message.to_lowercase();
         if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
             return error.hint(self.credentials_hint());
@@ -181,7 +181,7 @@ impl Registry {
     }
 
     /// The tags of `repository`, every page; empty when the repository does not exist.
-    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, Failure> {
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, Diagnostic> {
         #[derive(serde::Deserialize)]
         struct Page {
             tags: Option<Vec<String>>,
@@ -195,8 +195,9 @@ impl Registry {
                 return Ok(tags);
             }
             self.expect_success(&answer, &format!("listing the tags of `{path}`"))?;
-            let page: Page = serde_json::from_slice(&answer.body)
-                .map_err(|e| Failure::new(format!("registry `{}` sent a tag list that is not JSON: {e}", self.name)))?;
+            let page: Page = serde_json::from_slice(&answer.body).map_err(|e| {
+                Diagnostic::new(format!("registry `{}` sent a tag list that is not JSON: {e}", self.name))
+            })?;
             tags.extend(page.tags.unwrap_or_default());
             match crate::links::next_page(&answer.headers) {
                 Some(next) if next.starts_with('/') => url = format!("{}{next}", self.base_url),
@@ -207,7 +208,7 @@ impl Registry {
     }
 
     /// The manifest digest of `repository:tag`, `None` when the tag does not exist.
-    pub async fn digest(&self, repository: &str, tag: &str) -> Result<Option<String>, Failure> {
+    pub async fn digest(&self, repository: &str, tag: &str) -> Result<Option<String>, Diagnostic> {
         let path = format!("{}/{repository}", self.namespace);
         let url = format!("{}/v2/{path}/manifests/{tag}", self.base_url);
         let answer = self.send(Method::HEAD, &url, Some(MANIFEST_TYPES), &path).await?;
@@ -216,16 +217,16 @@ impl Registry {
         }
         self.expect_success(&answer, &format!("reading the manifest of `{path}:{tag}`"))?;
         let digest = answer.headers.get("docker-content-digest").and_then(|v| v.to_str().ok()).ok_or_else(|| {
-            Failure::new(format!("registry `{}` did not say the digest of `{path}:{tag}`", self.name))
+            Diagnostic::new(format!("registry `{}` did not say the digest of `{path}:{tag}`", self.name))
         })?;
         Ok(Some(digest.to_string()))
     }
 
-    fn expect_success(&self, answer: &Answer, what: &str) -> Result<(), Failure> {
+    fn expect_success(&self, answer: &Answer, what: &str) -> Result<(), Diagnostic> {
         if answer.status.is_success() {
             return Ok(());
         }
-        let error = Failure::new(format!(
+        let error = Diagnostic::new(format!(
             "registry `{}` refused {what}: HTTP {}{}",
             self.name,
             answer.status.as_u16(),
@@ -237,7 +238,7 @@ impl Registry {
         })
     }
 
-    fn client(&self) -> Result<&HttpClient, Failure> {
+    fn client(&self) -> Result<&HttpClient, Diagnostic> {
         let client = self.client.get_or_init(|| {
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
@@ -247,11 +248,11 @@ impl Registry {
                 .build();
             Ok(Client::builder(TokioExecutor::new()).build(connector))
         });
-        client.as_ref().map_err(|e| Failure::new(e.clone()))
+        client.as_ref().map_err(|e| Diagnostic::new(e.clone()))
     }
 
     /// Sends a request signed in for pulling `path`, answering a bearer challenge once.
-    async fn send(&self, method: Method, url: &str, accept: Option<&str>, path: &str) -> Result<Answer, Failure> {
+    async fn send(&self, method: Method, url: &str, accept: Option<&str>, path: &str) -> Result<Answer, Diagnostic> {
         let scope = format!("repository:{path}:pull");
         let cached = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(&scope).cloned();
         let authorization = cached.map(|token| format!("Bearer {token}")).or_else(|| self.basic());
@@ -274,14 +275,14 @@ impl Registry {
     }
 
     /// A token from the realm of a bearer challenge.
-    async fn token(&self, challenge: &HashMap<String, String>, scope: &str) -> Result<String, Failure> {
+    async fn token(&self, challenge: &HashMap<String, String>, scope: &str) -> Result<String, Diagnostic> {
         #[derive(serde::Deserialize)]
         struct Token {
             token: Option<String>,
             access_token: Option<String>,
         }
         let realm = challenge.get("realm").ok_or_else(|| {
-            Failure::new(format!("registry `{}` asked for a token without saying where from", self.name))
+            Diagnostic::new(format!("registry `{}` asked for a token without saying where from", self.name))
         })?;
         let mut url = format!("{realm}?scope={}", percent_encode(challenge.get("scope").map_or(scope, String::as_str)));
         if let Some(service) = challenge.get("service") {
@@ -290,12 +291,12 @@ impl Registry {
         let answer = self.request(Method::GET, &url, None, self.basic().as_deref()).await?;
         self.expect_success(&answer, "to sign in")?;
         let token: Token = serde_json::from_slice(&answer.body).map_err(|e| {
-            Failure::new(format!("registry `{}` sent a sign-in answer that is not JSON: {e}", self.name))
+            Diagnostic::new(format!("registry `{}` sent a sign-in answer that is not JSON: {e}", self.name))
         })?;
         token
             .token
             .or(token.access_token)
-            .ok_or_else(|| Failure::new(format!("registry `{}` sent a sign-in answer without a token", self.name)))
+            .ok_or_else(|| Diagnostic::new(format!("registry `{}` sent a sign-in answer without a token", self.name)))
     }
 
     async fn request(
@@ -304,7 +305,7 @@ impl Registry {
         url: &str,
         accept: Option<&str>,
         authorization: Option<&str>,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Answer, Diagnostic> {
         let mut request = Request::builder().method(method).uri(url).header(header::USER_AGENT, "loktar");
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
@@ -314,15 +315,15 @@ impl Registry {
         }
         let request = request
             .body(Full::new(Bytes::new()))
-            .map_err(|e| Failure::new(format!("registry `{}`: `{url}` is not a valid URL: {e}", self.name)))?;
+            .map_err(|e| Diagnostic::new(format!("registry `{}`: `{url}` is not a valid URL: {e}", self.name)))?;
         self.exchange(request, &self.base_url).await
     }
 
     /// Sends a request to the server at `base` and reads the whole answer.
-    async fn exchange(&self, request: Request<Full<Bytes>>, base: &str) -> Result<Answer, Failure> {
+    async fn exchange(&self, request: Request<Full<Bytes>>, base: &str) -> Result<Answer, Diagnostic> {
         let key = if base == self.base_url { "url" } else { "api_url" };
         let unreachable = |e: &dyn std::fmt::Display| {
-            Failure::new(format!("cannot reach registry `{}` at `{base}`: {e}", self.name))
+            Diagnostic::new(format!("cannot reach registry `{}` at `{base}`: {e}", self.name))
                 .hint(format!("is it running? check `{key}` under `[registries.{}]` in loktar.toml", self.name))
         };
         let response = self.client()?.request(request).await.map_err(|e| unreachable(&error_chain(&e)))?;

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::{Failure, ObjectInfo, sha256_of};
+use super::{Diagnostic, ObjectInfo, sha256_of};
 use crate::beneath::Folder;
 
 /// A store in a folder.
@@ -30,16 +30,16 @@ impl FsStore {
         &self.name
     }
 
-    fn failed(&self, what: &str, error: &dyn std::fmt::Display) -> Failure {
-        Failure::new(format!("store `{}`: cannot {what}: {error}", self.name))
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) -> Diagnostic {
+        Diagnostic::new(format!("store `{}`: cannot {what}: {error}", self.name))
     }
 
     /// The store's folder, made if needed.
-    fn folder(&self) -> Result<Folder, Failure> {
+    fn folder(&self) -> Result<Folder, Diagnostic> {
         Folder::create(&self.dir).map_err(|e| self.failed(&format!("open `{}`", self.dir.display()), &e))
     }
 
-    pub(super) async fn put(&self, key: &str, mut source: File) -> Result<ObjectInfo, Failure> {
+    pub(super) async fn put(&self, key: &str, mut source: File) -> Result<ObjectInfo, Diagnostic> {
         let folder = self.folder()?;
         let target = PathBuf::from(key);
         let partial = target.with_extension(PARTIAL);
@@ -61,7 +61,7 @@ impl FsStore {
         self.describe(key).await
     }
 
-    pub(super) async fn get(&self, key: &str, target: File) -> Result<ObjectInfo, Failure> {
+    pub(super) async fn get(&self, key: &str, target: File) -> Result<ObjectInfo, Diagnostic> {
         use tokio::io::AsyncWriteExt;
         let failed = |e: &dyn std::fmt::Display| self.failed(&format!("get `{key}`"), e);
         let source = self.folder()?.open_file(Path::new(key)).map_err(|e| failed(&e))?;
@@ -74,7 +74,7 @@ impl FsStore {
         Ok(info)
     }
 
-    pub(super) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Failure> {
+    pub(super) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Diagnostic> {
         // Anything but a plain file under that key is no object.
         let Ok(file) = self.folder()?.open_file(Path::new(key)) else {
             return Ok(None);
@@ -82,7 +82,7 @@ impl FsStore {
         self.describe_file(key, &file).await.map(Some)
     }
 
-    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
         let mut keys = Vec::new();
         let mut pending = vec![self.dir.clone()];
         while let Some(dir) = pending.pop() {
@@ -112,12 +112,12 @@ impl FsStore {
     }
 
     /// The info of the object at `key`.
-    async fn describe(&self, key: &str) -> Result<ObjectInfo, Failure> {
+    async fn describe(&self, key: &str) -> Result<ObjectInfo, Diagnostic> {
         let file = self.folder()?.open_file(Path::new(key)).map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
         self.describe_file(key, &file).await
     }
 
-    async fn describe_file(&self, key: &str, file: &File) -> Result<ObjectInfo, Failure> {
+    async fn describe_file(&self, key: &str, file: &File) -> Result<ObjectInfo, Diagnostic> {
         let (sha256, size) = sha256_of(file).await.map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
         let absolute =
             std::path::absolute(self.dir.join(key)).map_err(|e| self.failed(&format!("read `{key}`"), &e))?;

@@ -14,7 +14,7 @@ use std::path::{Component, Path};
 
 pub use s3::S3Store;
 
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::settings::StoreSettings;
 
 /// An object's metadata.
@@ -45,7 +45,7 @@ impl ObjectStore {
         name: &str,
         settings: &StoreSettings,
         secret: impl Fn(&str) -> Option<String>,
-    ) -> Result<ObjectStore, Failure> {
+    ) -> Result<ObjectStore, Diagnostic> {
         match settings {
             StoreSettings::Fs { dir } => Ok(ObjectStore::Fs(fs::FsStore::new(name, dir))),
             StoreSettings::S3(s3) => S3Store::new(name, s3, secret).map(ObjectStore::S3),
@@ -53,7 +53,7 @@ impl ObjectStore {
     }
 
     /// Uploads the content of `file` (opened for reading) to `key`.
-    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
+    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.put(key, file).await,
@@ -62,7 +62,7 @@ impl ObjectStore {
     }
 
     /// Downloads `key` into `file` (a new file, opened for writing).
-    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
+    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.get(key, file).await,
@@ -71,7 +71,7 @@ impl ObjectStore {
     }
 
     /// The metadata of `key`, or `None` when there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Failure> {
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Diagnostic> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.head(key).await,
@@ -81,10 +81,10 @@ impl ObjectStore {
 
     /// A URL anyone holding it can GET `key` from, for `expires` — for
     /// services outside this machine (a remote build fetching its context).
-    pub async fn presign(&self, key: &str, expires: std::time::Duration) -> Result<String, Failure> {
+    pub async fn presign(&self, key: &str, expires: std::time::Duration) -> Result<String, Diagnostic> {
         let key = checked_key(key)?;
         match self {
-            ObjectStore::Fs(store) => Err(Failure::new(format!(
+            ObjectStore::Fs(store) => Err(Diagnostic::new(format!(
                 "store `{}` is a folder on this machine: no other machine can fetch `{key}` from it",
                 store.name()
             ))
@@ -94,7 +94,7 @@ impl ObjectStore {
     }
 
     /// Objects whose keys start with `prefix`, sorted by key.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
         match self {
             ObjectStore::Fs(store) => store.list(prefix).await,
             ObjectStore::S3(store) => store.list(prefix).await,
@@ -103,12 +103,12 @@ impl ObjectStore {
 }
 
 /// A key as a relative path that stays inside the store.
-pub fn checked_key(key: &str) -> Result<&str, Failure> {
+pub fn checked_key(key: &str) -> Result<&str, Diagnostic> {
     let plain = !key.is_empty() && Path::new(key).components().all(|c| matches!(c, Component::Normal(_)));
     if plain {
         Ok(key)
     } else {
-        Err(Failure::new(format!("`{key}` is not a valid key")).hint("use a relative path without `..`"))
+        Err(Diagnostic::new(format!("`{key}` is not a valid key")).hint("use a relative path without `..`"))
     }
 }
 

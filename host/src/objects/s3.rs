@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Failure, ObjectInfo, hex, sha256_of};
+use super::{Diagnostic, ObjectInfo, hex, sha256_of};
 use crate::settings::S3Settings;
 
 /// Size of each part of a multipart upload.
@@ -46,10 +46,14 @@ pub struct S3Store {
 
 impl S3Store {
     /// Connects (lazily) to the store `name`; `secret` reads a named secret.
-    pub fn new(name: &str, settings: &S3Settings, secret: impl Fn(&str) -> Option<String>) -> Result<S3Store, Failure> {
+    pub fn new(
+        name: &str,
+        settings: &S3Settings,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Store, Diagnostic> {
         let read = |secret_name: &str| {
             secret(secret_name).filter(|value| !value.is_empty()).ok_or_else(|| {
-                Failure::new(format!("store `{name}`: secret `{secret_name}` is not set"))
+                Diagnostic::new(format!("store `{name}`: secret `{secret_name}` is not set"))
                     .hint(format!("set the environment variable `[secrets.{secret_name}]` names in loktar.toml"))
             })
         };
@@ -94,7 +98,7 @@ impl S3Store {
     }
 
     /// Uploads the content of `file` to `key`: in one request, or in parts above the threshold.
-    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
+    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
         self.check_bucket().await?;
         let (sha256, size) = sha256_of(&file).await.map_err(|e| self.local(&format!("read `{key}`"), &e))?;
         if size > self.multipart_threshold {
@@ -122,10 +126,10 @@ impl S3Store {
     }
 
     /// Fails clearly when the bucket does not exist (some servers would make it on the first upload).
-    async fn check_bucket(&self) -> Result<(), Failure> {
+    async fn check_bucket(&self) -> Result<(), Diagnostic> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Err(Failure::new(format!(
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Err(Diagnostic::new(format!(
                 "store `{}`: bucket `{}` does not exist on `{}`",
                 self.name, self.bucket, self.server
             ))
@@ -134,7 +138,7 @@ impl S3Store {
         }
     }
 
-    async fn put_in_parts(&self, key: &str, file: &File, sha256: &str, size: u64) -> Result<(), Failure> {
+    async fn put_in_parts(&self, key: &str, file: &File, sha256: &str, size: u64) -> Result<(), Diagnostic> {
         let full_key = self.full_key(key);
         let upload = self
             .client
@@ -146,7 +150,7 @@ impl S3Store {
             .await
             .map_err(|e| self.remote(&format!("start uploading `{key}`"), e))?;
         let Some(upload_id) = upload.upload_id else {
-            return Err(Failure::new(format!("store `{}`: the server gave no upload id for `{key}`", self.name)));
+            return Err(Diagnostic::new(format!("store `{}`: the server gave no upload id for `{key}`", self.name)));
         };
         let uploaded = self.upload_parts(key, &full_key, &upload_id, file, size).await;
         let parts = match uploaded {
@@ -184,7 +188,7 @@ impl S3Store {
         upload_id: &str,
         file: &File,
         size: u64,
-    ) -> Result<Vec<CompletedPart>, Failure> {
+    ) -> Result<Vec<CompletedPart>, Diagnostic> {
         use futures_util::{StreamExt, TryStreamExt};
         let offsets = (0..size.div_ceil(PART_SIZE)).map(|index| index * PART_SIZE);
         futures_util::stream::iter(offsets.zip(1..))
@@ -205,7 +209,7 @@ impl S3Store {
         offset: u64,
         size: u64,
         number: i32,
-    ) -> Result<CompletedPart, Failure> {
+    ) -> Result<CompletedPart, Diagnostic> {
         let length = PART_SIZE.min(size - offset);
         let chunk = read_chunk(file, offset, length).await.map_err(|e| self.local("read the file", &e))?;
         let checksum = BASE64.encode(Sha256::digest(&chunk));
@@ -226,7 +230,7 @@ impl S3Store {
     }
 
     /// Downloads `key` into `file`, checking its SHA-256 when the object has one.
-    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Failure> {
+    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
         let output = self
             .client
             .get_object()
@@ -248,13 +252,13 @@ impl S3Store {
         writer.flush().await.map_err(|e| self.local("write the file", &e))?;
         let actual = hex(&hasher.finalize());
         if expected.as_ref().is_some_and(|expected| *expected != actual) {
-            return Err(Failure::new(format!("store `{}`: `{key}` arrived damaged (SHA-256 mismatch)", self.name)));
+            return Err(Diagnostic::new(format!("store `{}`: `{key}` arrived damaged (SHA-256 mismatch)", self.name)));
         }
         Ok(self.info(key, size, Some(actual)))
     }
 
     /// The metadata of `key`, or `None` when there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Failure> {
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Diagnostic> {
         match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
             Ok(output) => {
                 let sha256 = output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned();
@@ -267,9 +271,9 @@ impl S3Store {
     }
 
     /// A presigned GET URL for `key`, valid for `expires`.
-    pub async fn presign(&self, key: &str, expires: Duration) -> Result<String, Failure> {
+    pub async fn presign(&self, key: &str, expires: Duration) -> Result<String, Diagnostic> {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-            .map_err(|e| Failure::new(format!("store `{}`: cannot sign a URL for `{key}`: {e}", self.name)))?;
+            .map_err(|e| Diagnostic::new(format!("store `{}`: cannot sign a URL for `{key}`: {e}", self.name)))?;
         let request = self
             .client
             .get_object()
@@ -282,7 +286,7 @@ impl S3Store {
     }
 
     /// Objects whose keys start with `prefix`, every page of them.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Failure> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
         let mut found = Vec::new();
         let mut token = None;
         loop {
@@ -309,8 +313,8 @@ impl S3Store {
         Ok(found)
     }
 
-    fn local(&self, what: &str, error: &std::io::Error) -> Failure {
-        Failure::new(format!("store `{}`: cannot {what}: {error}", self.name))
+    fn local(&self, what: &str, error: &std::io::Error) -> Diagnostic {
+        Diagnostic::new(format!("store `{}`: cannot {what}: {error}", self.name))
     }
 
     /// A failed request as a sentence: unreachable server, refused credentials, missing bucket.
@@ -318,11 +322,14 @@ impl S3Store {
         &self,
         what: &str,
         error: SdkError<E, HttpResponse>,
-    ) -> Failure {
+    ) -> Diagnostic {
         let store = &self.name;
         if matches!(error, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
-            return Failure::new(format!("store `{store}`: cannot reach the S3 server at `{}` to {what}", self.server))
-                .hint(format!("is the server running? check `endpoint` under `[stores.{store}]` in loktar.toml"));
+            return Diagnostic::new(format!(
+                "store `{store}`: cannot reach the S3 server at `{}` to {what}",
+                self.server
+            ))
+            .hint(format!("is the server running? check `endpoint` under `[stores.{store}]` in loktar.toml"));
         }
         // Answers to HEAD have no body: the status is all there is.
         let status = error.raw_response().map(|response| response.status().as_u16());
@@ -333,7 +340,7 @@ impl S3Store {
             (None, None) => "an error".to_string(),
         };
         let detail = error.message().map(|m| format!(": {m}")).unwrap_or_default();
-        let failure = Failure::new(format!("store `{store}`: {what} failed with {code}{detail}"));
+        let failure = Diagnostic::new(format!("store `{store}`: {what} failed with {code}{detail}"));
         match code.as_str() {
             "NoSuchBucket" => failure.hint(format!(
                 "bucket `{}` does not exist on `{}`: create it, or fix `bucket` under `[stores.{store}]` in loktar.toml",

@@ -200,7 +200,11 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
                 }
                 StageOutcome::Passed { summary: done.summary }
             }
-            Err(error) => StageOutcome::Failed { message: error.message, hint: error.hint, internal: error.internal },
+            Err(error) => StageOutcome::Failed {
+                message: error.problem.message,
+                hint: error.problem.hint,
+                internal: error.internal,
+            },
         };
         let outcome = with_its_log(shared, position, plan.stage, outcome).await;
         shared.emitter.emit(EventKind::StageFinished {
@@ -419,7 +423,7 @@ async fn notify(
             continue;
         }
         if let Err(error) = plugins.notify(notifier, context, &event, env).await {
-            failures.push(error.message);
+            failures.push(error.problem.message);
         }
     }
     failures

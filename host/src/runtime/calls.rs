@@ -6,6 +6,7 @@ use super::bindings::{builder, discovery, notifier, registry, storage, tester, t
 use super::state::StoreState;
 use super::{CallEnv, Outcome, PluginError, PluginSession};
 use crate::config::{Package, PackageKind};
+use crate::diagnostic::Diagnostic;
 use crate::settings::Role;
 
 impl PluginSession {
@@ -153,8 +154,7 @@ fn plugin_result<T>(provider: &str, outcome: Outcome<Result<T, types::Error>>) -
     match outcome.value {
         Ok(value) => Ok(Outcome { value, log: outcome.log }),
         Err(error) => Err(PluginError {
-            message: format!("plugin `{provider}`: {}", error.message),
-            hint: error.hint,
+            problem: Diagnostic::new(format!("plugin `{provider}`: {}", error.message)).maybe_hint(error.hint),
             log: outcome.log,
             internal: false,
         }),

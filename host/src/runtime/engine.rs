@@ -238,12 +238,12 @@ mod tests {
         block_on(async {
             let error = engine.component("broken", broken.clone()).await.expect_err("not a component");
             assert!(
-                error.message.starts_with("plugin `broken` is not a valid WebAssembly component: "),
+                error.problem.message.starts_with("plugin `broken` is not a valid WebAssembly component: "),
                 "{}",
-                error.message
+                error.problem.message
             );
             let again = engine.component("other", broken).await.expect_err("still not a component");
-            assert!(again.message.starts_with("plugin `other` "), "{}", again.message);
+            assert!(again.problem.message.starts_with("plugin `other` "), "{}", again.problem.message);
             assert_eq!(engine.components_made(), 0);
         });
     }

@@ -242,7 +242,10 @@ async fn describe(
             Ok(info)
         })
         .await
-        .map_err(|e| PluginError { message: format!("{} (while asking it to describe itself)", e.message), ..e })?;
+        .map_err(|mut e| {
+            e.problem.message.push_str(" (while asking it to describe itself)");
+            e
+        })?;
     Ok(outcome.value)
 }
 

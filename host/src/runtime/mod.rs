@@ -27,6 +27,8 @@ pub mod stage_log;
 pub mod state;
 
 pub use calls::wit_package;
+
+use crate::diagnostic::Diagnostic;
 pub use capabilities::Grants;
 pub use capabilities::process::RunningPrograms;
 pub use engine::PluginEngine;
@@ -34,14 +36,12 @@ pub use load::{LoadedPlugin, Origin, PluginListing, builtin_names};
 pub use session::PluginSession;
 pub use state::{CallEnv, Mounts};
 
-/// Why a plugin could not be used or a call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// Why a plugin could not be used or a call failed: the problem, with the
+/// call's log and whose fault it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginError {
-    /// What happened, naming the plugin.
-    pub message: String,
-    /// The obvious fix, if any.
-    pub hint: Option<String>,
+    /// What happened, naming the plugin, and the obvious fix.
+    pub problem: Diagnostic,
     /// The call's log, when the call ran.
     pub log: Vec<stage_log::Line>,
     /// Whether Loktar or the plugin itself broke (it could not load, crashed,
@@ -53,19 +53,19 @@ pub struct PluginError {
 impl PluginError {
     /// Loktar or the plugin broke, saying `message`.
     pub fn new(message: impl Into<String>) -> Self {
-        PluginError { message: message.into(), hint: None, log: Vec::new(), internal: true }
+        PluginError { problem: Diagnostic::new(message), log: Vec::new(), internal: true }
     }
 
     /// Adds the obvious fix.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.problem = self.problem.hint(hint);
         self
     }
 }
 
-impl From<PluginError> for crate::diagnostic::Diagnostic {
+impl From<PluginError> for Diagnostic {
     fn from(error: PluginError) -> Self {
-        crate::diagnostic::Diagnostic::new(error.message).maybe_hint(error.hint)
+        error.problem
     }
 }
 

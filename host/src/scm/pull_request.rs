@@ -21,7 +21,6 @@ use serde_json::Value;
 
 use super::{BaseOrigin, ChangeSet, ChangedFile, Commit, CommitFiles, Git, History, Status};
 use crate::diagnostic::Diagnostic;
-use crate::failure::Failure;
 use crate::github::Github;
 
 /// A pull request as GitHub describes it.
@@ -100,7 +99,7 @@ impl PullRequestReader {
     }
 
     /// The commits that are not merges, newest first.
-    fn commits(&self, pull: &PullRequest) -> Result<Vec<Commit>, Failure> {
+    fn commits(&self, pull: &PullRequest) -> Result<Vec<Commit>, Diagnostic> {
         let path = format!("/repos/{}/pulls/{}/commits?per_page=100", pull.repository, pull.number);
         let mut listed: Vec<Value> = self.list(&path, None)?;
         if (listed.len() as u64) < pull.commits {
@@ -122,13 +121,13 @@ impl PullRequestReader {
         Ok(commits)
     }
 
-    fn files(&self, pull: &PullRequest) -> Result<Vec<ChangedFile>, Failure> {
+    fn files(&self, pull: &PullRequest) -> Result<Vec<ChangedFile>, Diagnostic> {
         let path = format!("/repos/{}/pulls/{}/files?per_page=100", pull.repository, pull.number);
         Ok(self.list(&path, None)?.iter().filter_map(changed_file).collect())
     }
 
     /// Every file any of `commits` touched, each once (the last change wins).
-    fn files_of_commits(&self, commits: &[Commit]) -> Result<Vec<ChangedFile>, Failure> {
+    fn files_of_commits(&self, commits: &[Commit]) -> Result<Vec<ChangedFile>, Diagnostic> {
         let mut files: Vec<ChangedFile> = Vec::new();
         for commit in commits.iter().rev() {
             for file in self.commit(&commit.sha)? {
@@ -142,13 +141,13 @@ impl PullRequestReader {
     }
 
     /// The files one commit touched, every page.
-    fn commit(&self, sha: &str) -> Result<Vec<ChangedFile>, Failure> {
+    fn commit(&self, sha: &str) -> Result<Vec<ChangedFile>, Diagnostic> {
         let path = format!("/repos/{}/commits/{sha}?per_page=100", self.repository);
         Ok(self.list(&path, Some("files"))?.iter().filter_map(changed_file).collect())
     }
 
     /// The items of every page: each page is the list, or holds it under `key`.
-    fn list(&self, path: &str, key: Option<&str>) -> Result<Vec<Value>, Failure> {
+    fn list(&self, path: &str, key: Option<&str>) -> Result<Vec<Value>, Diagnostic> {
         let pages = crate::blocking::wait_for(self.github.pages(path))??;
         let mut items = Vec::new();
         for page in pages {
@@ -158,13 +157,13 @@ impl PullRequestReader {
             };
             match list {
                 Value::Array(list) => items.extend(list),
-                _ => return Err(Failure::new(format!("GitHub's answer to `GET {path}` is not a list"))),
+                _ => return Err(Diagnostic::new(format!("GitHub's answer to `GET {path}` is not a list"))),
             }
         }
         Ok(items)
     }
 
-    fn first_page(&self, path: &str) -> Result<Value, Failure> {
+    fn first_page(&self, path: &str) -> Result<Value, Diagnostic> {
         let pages = crate::blocking::wait_for(self.github.pages(path))??;
         Ok(pages.into_iter().next().unwrap_or_default())
     }
@@ -215,7 +214,7 @@ fn changed_file(entry: &Value) -> Option<ChangedFile> {
     Some(ChangedFile { path, old_path, status })
 }
 
-fn diagnostic(failure: Failure, context: &str) -> Diagnostic {
+fn diagnostic(failure: Diagnostic, context: &str) -> Diagnostic {
     Diagnostic::new(format!("{context}: {}", failure.message)).maybe_hint(failure.hint)
 }
 

@@ -11,7 +11,7 @@ use super::object_store::Access;
 use super::{Grant, Grants};
 use crate::beneath::Folder;
 use crate::containers::{self, Containers};
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::runtime::bindings::host::loktar::plugin::container_engine::{
     self, ApiRequest, ApiResponse, BuildRequest, ImageInfo, RegistryInfo,
 };
@@ -174,7 +174,7 @@ impl StoreState {
 async fn unless_cancelled<T>(
     cancel: Option<CancellationToken>,
     what: &str,
-    work: impl Future<Output = Result<T, Failure>>,
+    work: impl Future<Output = Result<T, Diagnostic>>,
 ) -> Result<T, Error> {
     let cancel = cancel.filter(|cancel| !cancel.is_cancelled());
     let cancelled = async {

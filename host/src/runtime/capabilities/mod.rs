@@ -140,8 +140,8 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 impl types::Host for StoreState {}
 
 /// A host service's failure, as the plugin sees it.
-impl From<crate::failure::Failure> for types::Error {
-    fn from(failure: crate::failure::Failure) -> Self {
+impl From<crate::diagnostic::Diagnostic> for types::Error {
+    fn from(failure: crate::diagnostic::Diagnostic) -> Self {
         types::Error { message: failure.message, hint: failure.hint }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{Grant, Grants};
-use crate::failure::Failure;
+use crate::diagnostic::Diagnostic;
 use crate::objects::{self, ObjectStore};
 use crate::runtime::bindings::host::loktar::plugin::object_store::{self, ObjectInfo};
 use crate::runtime::bindings::host::loktar::plugin::types::Error;
@@ -21,7 +21,7 @@ pub(crate) struct StoresGrant {
     /// The store with its own provider name and those its `stores` grant
     /// lists, each if configured under `[stores]`; a store that could not be
     /// opened says why when used.
-    stores: Vec<(String, Result<ObjectStore, Failure>)>,
+    stores: Vec<(String, Result<ObjectStore, Diagnostic>)>,
 }
 
 impl Grant for StoresGrant {
