@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
+use crate::config::owners::Owners;
 use crate::config::{self, MANIFEST, Package, Providers, Workspace};
 use crate::diagnostic::Diagnostic;
 use crate::graph::plan::{ManifestChange, Seed};
-use crate::scm::owners::Owners;
 use crate::scm::{ChangeSet, Commit, History};
 
 /// The word in a commit message that turns a run off.

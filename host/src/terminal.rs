@@ -9,6 +9,7 @@
 //! Colour is written with [`anstyle`] styles through [`painted`].
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use anstyle::{AnsiColor, Style};
 
@@ -55,6 +56,19 @@ pub fn escaped(text: &str) -> Cow<'_, str> {
 /// `text` in `style` (then reset) when `color` is set, else `text` as it is.
 pub fn painted(color: bool, style: Style, text: &str) -> String {
     if color { format!("{}{text}{}", style.render(), style.render_reset()) } else { text.to_string() }
+}
+
+/// A path as people should see it: relative to the current folder when
+/// inside it, control characters escaped.
+pub fn shown_path(path: &Path) -> String {
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok())
+        .filter(|relative| !relative.as_os_str().is_empty())
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    escaped(&shown).into_owned()
 }
 
 #[cfg(test)]

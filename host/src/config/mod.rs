@@ -6,6 +6,7 @@
 
 mod fields;
 mod folders;
+pub mod owners;
 pub mod plugins;
 mod providers;
 mod raw;
@@ -21,7 +22,7 @@ pub use fields::schema;
 pub use providers::{NO_TEST, Providers};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
-use crate::scm::owners::Owners;
+use owners::Owners;
 
 /// Package indices by one of the packages' strings, the name or the folder.
 pub type PackageIndex = HashMap<String, usize>;

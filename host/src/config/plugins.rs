@@ -298,10 +298,11 @@ pub fn grant(
     let policy = settings.policy.repository_plugins.clone();
     let mut problems = Vec::new();
     let mut notes = Vec::new();
+    let builtins = Settings::builtin().plugins;
     for plugin in declared {
         let operator = settings.plugins.get(&plugin.name).cloned();
-        let provided = crate::runtime::builtin_names().any(|builtin| builtin == plugin.name)
-            || operator.as_ref().is_some_and(|settings| settings.path.is_some());
+        let provided =
+            builtins.contains_key(&plugin.name) || operator.as_ref().is_some_and(|settings| settings.path.is_some());
         if provided {
             let location = source.location(source.text.find(&format!("\"{}\"", plugin.name)).unwrap_or(0));
             problems.push(

@@ -132,7 +132,7 @@ impl Console {
                     lines.push(format!("    hint: {}", shown(hint)));
                 }
                 if !tail.is_empty() {
-                    let log = crate::render::shown_path(&self.run.log_path(package, stage));
+                    let log = crate::terminal::shown_path(&self.run.log_path(package, stage));
                     lines.push(format!("    last lines of {log}:"));
                     lines.extend(tail.iter().map(|line| format!("    │ {}", escaped(line))));
                 }
@@ -152,7 +152,7 @@ impl Subscriber for Console {
                     "run {}: {packages}, {} at once, logs in {}",
                     self.run.number,
                     self.run.plan.options.concurrency,
-                    crate::render::shown_path(&self.run.dir)
+                    crate::terminal::shown_path(&self.run.dir)
                 )]);
             }
             EventKind::StageStarted { package, stage } => {

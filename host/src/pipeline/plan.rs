@@ -1,7 +1,7 @@
 //! What a run will do, decided before it starts: each package in
 //! dependency order with its stages and the packages of the run it waits
 //! for, where and why the run happens, and who hears of it. Front ends
-//! build it ([`crate::app`]), the pipeline executes it, and the events of
+//! build it (the `app` layer), the pipeline executes it, and the events of
 //! the run refer to its packages.
 
 use std::path::{Path, PathBuf};

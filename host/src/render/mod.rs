@@ -7,12 +7,9 @@ pub mod plan;
 pub mod run;
 pub mod svg;
 
-use std::path::Path;
-
 use crate::config::Workspace;
 use crate::graph::DependencyGraph;
 use crate::graph::plan::Plan;
-use crate::terminal::escaped;
 
 /// How to print a plan or a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,17 +114,4 @@ impl<'a> View<'a> {
 fn pad(text: &str, width: usize) -> String {
     let len = text.chars().count();
     format!("{text}{}", " ".repeat(width.saturating_sub(len)))
-}
-
-/// A path as people should see it: relative to the current folder when
-/// inside it, control characters escaped.
-pub fn shown_path(path: &Path) -> String {
-    let shown = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(&cwd).ok())
-        .filter(|relative| !relative.as_os_str().is_empty())
-        .unwrap_or(path)
-        .display()
-        .to_string();
-    escaped(&shown).into_owned()
 }

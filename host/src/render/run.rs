@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{pad, shown_path};
+use super::pad;
 use crate::events::{PackageOutcome, StageOutcome};
 use crate::pipeline::plan::RunPlan;
 use crate::pipeline::run::RunReport;
 use crate::pipeline::stage::Stage;
 use crate::store::{RunRow, StageRow};
 use crate::terminal::escaped;
+use crate::terminal::shown_path;
 use crate::timefmt;
 
 /// The packages in run order, with the stages each would go through.

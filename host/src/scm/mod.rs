@@ -6,7 +6,6 @@
 //! cannot be resolved is an error with the fix — never a silent "everything".
 
 mod git;
-pub mod owners;
 pub mod pull_request;
 
 use std::path::{Path, PathBuf};

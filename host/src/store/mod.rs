@@ -9,8 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::diagnostic::Diagnostic;
-use crate::events::RunId;
-use crate::pipeline::stage::Stage;
+use loktar_protocol::{RunId, Stage};
 
 /// Loktar's folder in the repository: the store, run logs, artifacts.
 pub const DIR: &str = ".loktar";
