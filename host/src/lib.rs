@@ -1,32 +1,38 @@
 //! Loktar: continuous integration for polyglot monorepos.
 //!
-//! The crate is the `loktar` binary's library. Data flows from `loktar.json`
-//! ([`config`]) and git ([`scm`]) through the dependency graph ([`graph`]) to
-//! a plan, which [`render`] prints. See `DESIGN.md` for the whole map.
+//! This crate is the top of Loktar's layers: the use cases every front end
+//! calls ([`app`]), the command line ([`cli`]), output formats ([`render`])
+//! and dependency discovery by plugins ([`discover`]). The layers below are
+//! crates of their own, each importing only those beneath it, and are
+//! re-exported here under their module names. From the bottom:
+//!
+//! | crate | modules | what |
+//! |---|---|---|
+//! | `loktar-protocol` | `protocol` | what the host and plugins agree on: stages, roles, run events |
+//! | `loktar-support` | [`diagnostic`], [`terminal`], [`beneath`], … | parts every layer uses |
+//! | `loktar-settings` | [`settings`], [`vault`] | the operator's `loktar.toml` and its secrets |
+//! | `loktar-config` | [`config`] | a repository's `loktar.json` |
+//! | `loktar-store` | [`store`] | the run history |
+//! | `loktar-services` | [`containers`], [`objects`], [`github`] | the outside services |
+//! | `loktar-plan` | [`scm`], [`graph`], [`affected`], [`rebuild`] | what a change touches |
+//! | `loktar-runtime` | [`runtime`] | the plugin host |
+//! | `loktar-pipeline` | [`pipeline`], [`events`] | a run's execution and its events |
+//!
+//! See `DESIGN.md` for the whole map.
 
-pub mod affected;
 pub mod app;
-pub mod beneath;
-pub mod blocking;
 pub mod cli;
-pub mod config;
-pub mod containers;
-pub mod diagnostic;
 pub mod discover;
-pub mod events;
-pub mod github;
-pub mod graph;
-pub mod links;
-pub mod objects;
-pub mod pipeline;
-pub mod programs;
-pub mod rebuild;
 pub mod render;
-pub mod runtime;
-pub mod scm;
-pub mod settings;
-pub mod store;
-pub mod suggest;
-pub mod terminal;
-pub mod timefmt;
-pub mod vault;
+
+pub use loktar_config as config;
+pub use loktar_pipeline as pipeline;
+pub use loktar_pipeline::events;
+pub use loktar_plan::{affected, graph, rebuild, scm};
+pub use loktar_protocol as protocol;
+pub use loktar_runtime as runtime;
+pub use loktar_services::{containers, github, links, objects};
+pub use loktar_settings as settings;
+pub use loktar_settings::vault;
+pub use loktar_store as store;
+pub use loktar_support::{beneath, blocking, diagnostic, programs, suggest, terminal, timefmt};

@@ -1,0 +1,142 @@
+//! Object stores: where storage plugins put artifacts, named in the host
+//! configuration (`[stores.<name>]`). Two backends: `fs`, a folder on this
+//! machine (the embedded default), and `s3`, any S3-compatible server.
+//!
+//! Keys are relative paths that cannot climb out of the store; every object
+//! carries its SHA-256, so storing the same content twice is detected and a
+//! different content under a stored key is never mistaken for it.
+
+mod fs;
+mod s3;
+
+use std::fs::File;
+use std::path::{Component, Path};
+
+pub use s3::S3Store;
+
+use loktar_settings::StoreSettings;
+use loktar_support::diagnostic::Diagnostic;
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key in the store.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, lowercase hex, when known.
+    pub sha256: Option<String>,
+    /// Where it is: `file://…` or `s3://bucket/key`.
+    pub url: String,
+}
+
+/// One configured store, ready for use.
+#[derive(Debug, Clone)]
+pub enum ObjectStore {
+    /// A folder on this machine.
+    Fs(fs::FsStore),
+    /// An S3-compatible server.
+    S3(S3Store),
+}
+
+impl ObjectStore {
+    /// Opens the store `name`; `secret` reads a named secret's value.
+    pub fn open(
+        name: &str,
+        settings: &StoreSettings,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<ObjectStore, Diagnostic> {
+        match settings {
+            StoreSettings::Fs { dir } => Ok(ObjectStore::Fs(fs::FsStore::new(name, dir))),
+            StoreSettings::S3(s3) => S3Store::new(name, s3, secret).map(ObjectStore::S3),
+        }
+    }
+
+    /// Uploads the content of `file` (opened for reading) to `key`.
+    pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.put(key, file).await,
+            ObjectStore::S3(store) => store.put(key, file).await,
+        }
+    }
+
+    /// Downloads `key` into `file` (a new file, opened for writing).
+    pub async fn get(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.get(key, file).await,
+            ObjectStore::S3(store) => store.get(key, file).await,
+        }
+    }
+
+    /// The metadata of `key`, or `None` when there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Diagnostic> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.head(key).await,
+            ObjectStore::S3(store) => store.head(key).await,
+        }
+    }
+
+    /// A URL anyone holding it can GET `key` from, for `expires` — for
+    /// services outside this machine (a remote build fetching its context).
+    pub async fn presign(&self, key: &str, expires: std::time::Duration) -> Result<String, Diagnostic> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => Err(Diagnostic::new(format!(
+                "store `{}` is a folder on this machine: no other machine can fetch `{key}` from it",
+                store.name()
+            ))
+            .hint("keep the package in an S3 store: `\"storage_type\": \"s3\"` and `[stores.s3]` in loktar.toml")),
+            ObjectStore::S3(store) => store.presign(key, expires).await,
+        }
+    }
+
+    /// Objects whose keys start with `prefix`, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
+        match self {
+            ObjectStore::Fs(store) => store.list(prefix).await,
+            ObjectStore::S3(store) => store.list(prefix).await,
+        }
+    }
+}
+
+/// A key as a relative path that stays inside the store.
+pub fn checked_key(key: &str) -> Result<&str, Diagnostic> {
+    let plain = !key.is_empty() && Path::new(key).components().all(|c| matches!(c, Component::Normal(_)));
+    if plain {
+        Ok(key)
+    } else {
+        Err(Diagnostic::new(format!("`{key}` is not a valid key")).hint("use a relative path without `..`"))
+    }
+}
+
+/// The SHA-256 of an open file's content, lowercase hex, and its size. It
+/// reads by offset, so the file's own position is left where it was.
+pub async fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::fs::FileExt;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let read = file.read_at(&mut buffer, size)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            size += read as u64;
+        }
+        Ok((hex(&hasher.finalize()), size))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,503 @@
+//! The run store: every run, its packages and their stages, in an embedded
+//! SQLite database at `.loktar/loktar.db` in the repository (the same store
+//! the server mode uses). Nothing to install, and safe to share between two
+//! `loktar run`s at once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use loktar_protocol::{RunId, Stage};
+use loktar_support::diagnostic::Diagnostic;
+
+/// Loktar's folder in the repository: the store, run logs, artifacts.
+pub const DIR: &str = ".loktar";
+/// The database file inside [`DIR`].
+const DATABASE: &str = "loktar.db";
+
+/// The store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("run store `{path}`: {source}")]
+pub struct StoreError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+impl From<StoreError> for Diagnostic {
+    fn from(error: StoreError) -> Self {
+        Diagnostic::new(error.to_string())
+            .hint(format!("if the file is damaged, move `{}` away; Loktar starts a new one", error.path.display()))
+    }
+}
+
+/// What a run is, as recorded when it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Its identity, unique across machines.
+    pub id: RunId,
+    /// When it started (ms since the epoch).
+    pub started_ms: i64,
+    /// How the packages were chosen: `changes`, `all`, `packages`.
+    pub selection: String,
+    /// The commit under test, if any.
+    pub head: Option<String>,
+    /// The base it was compared with, if any.
+    pub base: Option<String>,
+    /// The branch, if known.
+    pub branch: Option<String>,
+    /// How many packages it runs.
+    pub packages: usize,
+    /// Jobs at once.
+    pub concurrency: usize,
+}
+
+/// One run, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunRow {
+    /// Its number.
+    pub id: i64,
+    /// Its identity across machines (the `run_id` of its events); none for
+    /// runs recorded before Loktar kept it.
+    pub uuid: Option<String>,
+    /// `running`, `passed`, `failed` or `interrupted`.
+    pub status: String,
+    /// Start, ms since the epoch.
+    pub started_ms: i64,
+    /// How long it took, once finished.
+    pub duration_ms: Option<i64>,
+    /// How the packages were chosen.
+    pub selection: String,
+    /// The commit.
+    pub head: Option<String>,
+    /// The base commit.
+    pub base: Option<String>,
+    /// The branch.
+    pub branch: Option<String>,
+    /// Packages in the run.
+    pub packages: i64,
+    /// Packages that failed.
+    pub failed: i64,
+}
+
+/// One stage or package row of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StageRow {
+    /// The package's position in the run.
+    #[serde(skip)]
+    pub position: i64,
+    /// The package.
+    pub package: String,
+    /// The stage, or `None` for a package that never ran a stage.
+    pub stage: Option<String>,
+    /// Its outcome.
+    pub status: String,
+    /// The message beside it.
+    pub detail: Option<String>,
+    /// How long it ran.
+    pub duration_ms: Option<i64>,
+    /// Its log file.
+    pub log: Option<String>,
+}
+
+/// The run store of one repository.
+#[derive(Debug)]
+pub struct RunStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl RunStore {
+    /// Opens (creating if needed) the store of the repository at `root`.
+    pub fn open(root: &Path) -> Result<RunStore, Diagnostic> {
+        let dir = root.join(DIR);
+        // The repository could carry these as links, to have Loktar write its logs and artifacts anywhere.
+        for own in [DIR, "loktar.db", "runs", "artifacts"] {
+            let path = if own == DIR { dir.clone() } else { dir.join(own) };
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Diagnostic::new(format!(
+                    "`{}` is a link: Loktar keeps its runs there and follows no link",
+                    path.display()
+                ))
+                .hint(format!("remove the link: `{DIR}` is Loktar's own folder, never part of a repository")));
+            }
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", dir.display())))?;
+        // Git ignores the whole folder without the user touching .gitignore.
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            let _ = std::fs::write(&ignore, "# Loktar's runs, logs and artifacts: not part of the repository.\n*\n");
+        }
+        let path = dir.join(DATABASE);
+        let fail = |source| Diagnostic::from(StoreError { path: path.clone(), source });
+        let connection = Connection::open(&path).map_err(fail)?;
+        connection.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
+        // WAL without a sync per commit: a crash may lose the last stage, never corrupt the file.
+        connection.execute_batch(SCHEMA).map_err(fail)?;
+        migrate(&connection).map_err(fail)?;
+        let store = RunStore { connection, path };
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    /// Marks `interrupted` the runs still `running` whose process, on this
+    /// machine, is gone (killed, or the machine restarted): nothing will
+    /// ever finish them.
+    fn mark_interrupted(&self) -> Result<(), Diagnostic> {
+        let mut query = self
+            .connection
+            .prepare("SELECT id, owner FROM runs WHERE status = 'running' AND owner IS NOT NULL")
+            .map_err(|e| self.fail(e))?;
+        let running: Vec<(i64, String)> = query
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        for (id, owner) in running {
+            if Owner::parse(&owner).is_some_and(|owner| owner.is_gone()) {
+                self.connection
+                    .execute("UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running'", [id])
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts grouping writes into one transaction, until [`RunStore::commit`].
+    pub fn begin_batch(&self) -> Result<(), Diagnostic> {
+        if self.connection.is_autocommit() {
+            self.connection.execute_batch("BEGIN").map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    /// Commits the writes grouped since [`RunStore::begin_batch`].
+    pub fn commit(&self) -> Result<(), Diagnostic> {
+        if !self.connection.is_autocommit() {
+            self.connection.execute_batch("COMMIT").map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+
+    fn fail(&self, source: rusqlite::Error) -> Diagnostic {
+        Diagnostic::from(StoreError { path: self.path.clone(), source })
+    }
+
+    /// Records a new run; returns its number.
+    pub fn begin_run(&self, run: &NewRun) -> Result<i64, Diagnostic> {
+        self.connection
+            .execute(
+                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, owner, uuid)
+                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.started_ms,
+                    run.selection,
+                    run.head,
+                    run.base,
+                    run.branch,
+                    i64::try_from(run.packages).unwrap_or(i64::MAX),
+                    i64::try_from(run.concurrency).unwrap_or(i64::MAX),
+                    Owner::this_process().to_string(),
+                    run.id.as_str()
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// Records how a stage of a package ended.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_stage(
+        &self,
+        run: i64,
+        position: i64,
+        package: &str,
+        stage: Stage,
+        status: &str,
+        detail: Option<&str>,
+        duration: Duration,
+        log: Option<&Path>,
+    ) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "INSERT OR REPLACE INTO stages (run_id, position, package, stage, status, detail, duration_ms, log_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run,
+                    position,
+                    package,
+                    stage.name(),
+                    status,
+                    detail,
+                    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
+                    log.map(|p| p.display().to_string())
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records how a package ended.
+    pub fn record_package(
+        &self,
+        run: i64,
+        position: i64,
+        package: &str,
+        status: &str,
+        detail: &str,
+    ) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "INSERT OR REPLACE INTO packages (run_id, position, name, status, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run, position, package, status, detail],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records how the run ended.
+    pub fn finish_run(&self, run: i64, status: &str, duration: Duration) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "UPDATE runs SET status = ?2, duration_ms = ?3 WHERE id = ?1",
+                params![run, status, i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The latest `limit` runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, Diagnostic> {
+        let mut query = self
+            .connection
+            .prepare(
+                "SELECT id, status, started_ms, duration_ms, selection, head, base, branch, packages,
+                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid
+                 FROM runs ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = query
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], run_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        Ok(rows)
+    }
+
+    /// One run and its rows: each stage that ran or was skipped, then packages that never ran a stage.
+    pub fn run(&self, id: i64) -> Result<Option<(RunRow, Vec<StageRow>)>, Diagnostic> {
+        let run = self
+            .connection
+            .query_row(
+                "SELECT id, status, started_ms, duration_ms, selection, head, base, branch, packages,
+                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid
+                 FROM runs WHERE id = ?1",
+                [id],
+                run_row,
+            )
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        let Some(run) = run else { return Ok(None) };
+        let mut query = self
+            .connection
+            .prepare(
+                "SELECT package, stage, status, detail, duration_ms, log_path, position, 0 AS kind
+                   FROM stages WHERE run_id = ?1
+                 UNION ALL
+                 SELECT name, NULL, status, detail, NULL, NULL, position, 1 FROM packages p
+                  WHERE run_id = ?1 AND NOT EXISTS
+                        (SELECT 1 FROM stages s WHERE s.run_id = p.run_id AND s.position = p.position)
+                 ORDER BY position",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows: Vec<StageRow> = query
+            .query_map([id], |row| {
+                Ok(StageRow {
+                    position: row.get(6)?,
+                    package: row.get(0)?,
+                    stage: row.get(1)?,
+                    status: row.get(2)?,
+                    detail: row.get::<_, Option<String>>(3)?.filter(|d| !d.is_empty()),
+                    duration_ms: row.get(4)?,
+                    log: row.get(5)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        let mut rows = rows;
+        // Stages in pipeline order within each package.
+        rows.sort_by_key(|row| (row.position, row.stage.as_deref().and_then(Stage::from_name)));
+        Ok(Some((run, rows)))
+    }
+}
+
+/// The process that runs a run: machine, pid, and when the process started
+/// (so that a pid used again by another process is not taken for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    host: String,
+    pid: i32,
+    started: u64,
+}
+
+impl Owner {
+    fn this_process() -> Owner {
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        Owner { host: host_name(), pid, started: process_start(pid).unwrap_or_default() }
+    }
+
+    /// `host pid started`, as stored.
+    fn parse(text: &str) -> Option<Owner> {
+        let mut parts = text.rsplitn(3, ' ');
+        let started = parts.next()?.parse().ok()?;
+        let pid = parts.next()?.parse().ok()?;
+        Some(Owner { host: parts.next()?.to_string(), pid, started })
+    }
+
+    /// Whether the owner is known to be dead: on this machine, and its pid is
+    /// free or belongs to a process started at another time. A run of
+    /// another machine sharing the folder is never judged from here.
+    fn is_gone(&self) -> bool {
+        self.host == host_name() && process_start(self.pid) != Some(self.started)
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.host, self.pid, self.started)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default()
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Brings an older database up to this schema.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version < 1 {
+        let has_owner =
+            connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'owner'")?.exists([])?;
+        if !has_owner {
+            connection.execute_batch("ALTER TABLE runs ADD COLUMN owner TEXT")?;
+        }
+        connection.execute_batch("PRAGMA user_version = 1")?;
+    }
+    if version < 2 {
+        let has_uuid = connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'uuid'")?.exists([])?;
+        if !has_uuid {
+            connection.execute_batch("ALTER TABLE runs ADD COLUMN uuid TEXT")?;
+        }
+        connection
+            .execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS runs_uuid ON runs(uuid); PRAGMA user_version = 2")?;
+    }
+    Ok(())
+}
+
+fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: row.get(0)?,
+        status: row.get(1)?,
+        started_ms: row.get(2)?,
+        duration_ms: row.get(3)?,
+        selection: row.get(4)?,
+        head: row.get(5)?,
+        base: row.get(6)?,
+        branch: row.get(7)?,
+        packages: row.get(8)?,
+        failed: row.get(9)?,
+        uuid: row.get(10)?,
+    })
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_ms  INTEGER NOT NULL,
+    duration_ms INTEGER,
+    status      TEXT NOT NULL,
+    selection   TEXT NOT NULL,
+    head        TEXT,
+    base        TEXT,
+    branch      TEXT,
+    packages    INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL,
+    owner       TEXT,
+    uuid        TEXT
+);
+CREATE TABLE IF NOT EXISTS packages (
+    run_id   INTEGER NOT NULL REFERENCES runs(id),
+    position INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    detail   TEXT,
+    PRIMARY KEY (run_id, position)
+);
+CREATE TABLE IF NOT EXISTS stages (
+    run_id      INTEGER NOT NULL REFERENCES runs(id),
+    position    INTEGER NOT NULL,
+    package     TEXT NOT NULL,
+    stage       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    detail      TEXT,
+    duration_ms INTEGER,
+    log_path    TEXT,
+    PRIMARY KEY (run_id, position, stage)
+);
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_runs_and_returns_stages_in_pipeline_order() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let store = RunStore::open(root.path()).expect("store");
+        let run = |id: &str| NewRun {
+            id: RunId::new(id),
+            started_ms: 1000,
+            selection: "all".into(),
+            head: None,
+            base: None,
+            branch: None,
+            packages: 2,
+            concurrency: 2,
+        };
+        let first = store.begin_run(&run("a")).expect("begin");
+        assert!(store.begin_run(&run("a")).is_err(), "a run id is recorded once");
+        let second = store.begin_run(&run("b")).expect("begin");
+        assert_eq!(second, first + 1);
+        let log = Path::new("/logs/a/test.log");
+        let ms = Duration::from_millis(5);
+        store.record_stage(first, 0, "a", Stage::Notify, "skipped", Some("none"), Duration::ZERO, None).expect("row");
+        store.record_stage(first, 0, "a", Stage::Test, "passed", None, ms, Some(log)).expect("row");
+        store.record_package(first, 0, "a", "failed", "build failed").expect("row");
+        store.record_package(first, 1, "b", "skipped", "dependency `a` failed").expect("row");
+        store.finish_run(first, "failed", Duration::from_secs(2)).expect("finish");
+
+        let runs = store.runs(10).expect("list");
+        assert_eq!(
+            runs.iter().map(|r| (r.id, r.status.as_str())).collect::<Vec<_>>(),
+            [(second, "running"), (first, "failed")]
+        );
+        assert_eq!((runs[1].duration_ms, runs[1].failed, runs[1].uuid.as_deref()), (Some(2000), 1, Some("a")));
+        let (run, rows) = store.run(first).expect("read").expect("the run");
+        assert_eq!(run.id, first);
+        let rows: Vec<(&str, Option<&str>, &str)> =
+            rows.iter().map(|r| (r.package.as_str(), r.stage.as_deref(), r.status.as_str())).collect();
+        assert_eq!(rows, [("a", Some("test"), "passed"), ("a", Some("notify"), "skipped"), ("b", None, "skipped")]);
+        assert!(store.run(99).expect("read").is_none());
+        assert!(root.path().join(".loktar/.gitignore").exists());
+    }
+}
