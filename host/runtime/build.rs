@@ -1,5 +1,6 @@
 //! Builds the built-in plugins (`plugins/*`) for `wasm32-wasip2` and
-//! generates the table that embeds them in the `loktar` binary.
+//! generates the table that embeds them in `loktar-runtime`, and so in the
+//! `loktar` binary.
 //!
 //! Each plugin is built by its own `cargo` invocation: they enable different
 //! role features of `loktar-sdk`, which one invocation would unify. They
@@ -57,7 +58,7 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("cargo sets {name}"))
 }
 
-/// `target/` of the host build: OUT_DIR is `target/<profile>/build/loktar-*/out`.
+/// `target/` of the host build: OUT_DIR is `target/<profile>/build/loktar-runtime-*/out`.
 fn host_target_dir(out_dir: &Path) -> PathBuf {
     out_dir.ancestors().nth(4).map_or_else(|| out_dir.join("target"), Path::to_path_buf)
 }

@@ -3,7 +3,7 @@
 //! edges of the dependency graph, beside those written in `depends_on`.
 
 use crate::config::Workspace;
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::Diagnostics;
 use crate::graph::Edge;
 use crate::runtime::{CallEnv, Mounts, PluginSession};
 
@@ -51,13 +51,8 @@ pub async fn discover(workspace: &Workspace, plugins: &PluginSession) -> Result<
                         }
                     }
                 }
-                Err(error) => problems.push(
-                    Diagnostic::new(format!(
-                        "package `{}`: dependency discovery failed: {}",
-                        package.name, error.problem.message
-                    ))
-                    .maybe_hint(error.problem.hint),
-                ),
+                Err(error) => problems
+                    .push(error.problem.context(format!("package `{}`: dependency discovery failed", package.name))),
             }
         }
     }

@@ -8,17 +8,17 @@
 //!
 //! | crate | modules | what |
 //! |---|---|---|
-//! | `loktar-protocol` | `protocol` | what the host and plugins agree on: stages, roles, run events |
+//! | `loktar-protocol` | [`protocol`] | what the host and plugins agree on: stages, roles, run events |
 //! | `loktar-support` | [`diagnostic`], [`terminal`], [`beneath`], … | parts every layer uses |
 //! | `loktar-settings` | [`settings`], [`vault`] | the operator's `loktar.toml` and its secrets |
 //! | `loktar-config` | [`config`] | a repository's `loktar.json` |
 //! | `loktar-store` | [`store`] | the run history |
-//! | `loktar-services` | [`containers`], [`objects`], [`github`] | the outside services |
+//! | `loktar-services` | [`containers`], [`objects`], [`github`], [`links`] | the outside services |
 //! | `loktar-plan` | [`scm`], [`graph`], [`affected`], [`rebuild`] | what a change touches |
 //! | `loktar-runtime` | [`runtime`] | the plugin host |
 //! | `loktar-pipeline` | [`pipeline`], [`events`] | a run's execution and its events |
 //!
-//! See `DESIGN.md` for the whole map.
+//! `tests/cli/layers.rs` keeps each crate to the layers beneath it.
 
 pub mod app;
 pub mod cli;

@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+use loktar_settings::Capability;
+
+use super::plugins::REPOSITORY_ROLES;
 use super::providers::{BUILD_TYPES, NO_TEST, Providers};
 
 /// What a key's value must be.
@@ -14,21 +17,22 @@ pub enum Shape {
     Folder,
     /// `service` or `library`.
     Kind,
-    /// The name of a provider of the given role.
-    Provider(Role),
+    /// The name of a provider of the given kind.
+    Provider(ProviderKind),
     /// A list of package names.
     Names,
     /// A provider name or a list of them.
-    Providers(Role),
+    Providers(ProviderKind),
     /// A list of commit-message keywords.
     Keywords,
     /// The `build_info` object.
     BuildInfo,
 }
 
-/// The plugin role a provider name refers to.
+/// What a provider name in `loktar.json` names: a plugin of a role, or
+/// (`build_type`) one of Loktar's build types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum ProviderKind {
     /// `test_type`
     Tester,
     /// `pkg_type`
@@ -43,33 +47,33 @@ pub enum Role {
     BuildType,
 }
 
-impl Role {
-    /// Whether `name` is accepted for this role.
+impl ProviderKind {
+    /// Whether `name` is accepted for this kind.
     pub fn accepts(self, providers: &Providers, name: &str) -> bool {
         let listed = |names: &[String]| names.iter().any(|n| n == name);
         match self {
-            Role::Tester => name == NO_TEST || listed(&providers.testers),
-            Role::Builder => listed(&providers.builders),
-            Role::Registry => listed(&providers.registries),
-            Role::Storage => listed(&providers.storages),
-            Role::Discovery => listed(&providers.discoveries),
-            Role::BuildType => BUILD_TYPES.contains(&name),
+            ProviderKind::Tester => name == NO_TEST || listed(&providers.testers),
+            ProviderKind::Builder => listed(&providers.builders),
+            ProviderKind::Registry => listed(&providers.registries),
+            ProviderKind::Storage => listed(&providers.storages),
+            ProviderKind::Discovery => listed(&providers.discoveries),
+            ProviderKind::BuildType => BUILD_TYPES.contains(&name),
         }
     }
 
-    /// The names accepted for this role.
+    /// The names accepted for this kind.
     pub fn names(self, providers: &Providers) -> Vec<String> {
         match self {
-            Role::Tester => {
+            ProviderKind::Tester => {
                 let mut names = providers.testers.clone();
                 names.push(NO_TEST.to_string());
                 names
             }
-            Role::Builder => providers.builders.clone(),
-            Role::Registry => providers.registries.clone(),
-            Role::Storage => providers.storages.clone(),
-            Role::Discovery => providers.discoveries.clone(),
-            Role::BuildType => BUILD_TYPES.iter().map(|s| (*s).to_string()).collect(),
+            ProviderKind::Builder => providers.builders.clone(),
+            ProviderKind::Registry => providers.registries.clone(),
+            ProviderKind::Storage => providers.storages.clone(),
+            ProviderKind::Discovery => providers.discoveries.clone(),
+            ProviderKind::BuildType => BUILD_TYPES.iter().map(|s| (*s).to_string()).collect(),
         }
     }
 }
@@ -98,15 +102,19 @@ const fn alias(name: &'static str, of: &'static str, shape: Shape, description: 
 /// Every key a package entry may have.
 pub const PACKAGE_FIELDS: &[Field] = &[
     field("pkg_name", Shape::Text, "Unique name of the package."),
-    field("pkg_type", Shape::Provider(Role::Builder), "Builder plugin producing the artifact (docker, whl, deb, jar)."),
-    field("test_type", Shape::Provider(Role::Tester), "Tester plugin (make), or \"no-test\" to skip tests."),
+    field(
+        "pkg_type",
+        Shape::Provider(ProviderKind::Builder),
+        "Builder plugin producing the artifact (docker, whl, deb, jar).",
+    ),
+    field("test_type", Shape::Provider(ProviderKind::Tester), "Tester plugin (make), or \"no-test\" to skip tests."),
     field("type", Shape::Kind, "Whether the package is a deployable service or a library."),
     field("pkg_dir", Shape::Folder, "Folder of the package, relative to the repository root. Defaults to pkg_name."),
     field("build_info", Shape::BuildInfo, "Build, publish and store settings, plus free-form plugin settings."),
     field("depends_on", Shape::Names, "Names of packages this package depends on."),
     field(
         "dependencies_type",
-        Shape::Providers(Role::Discovery),
+        Shape::Providers(ProviderKind::Discovery),
         "Discovery plugins that find dependencies in the package's files.",
     ),
     field(
@@ -115,7 +123,7 @@ pub const PACKAGE_FIELDS: &[Field] = &[
         "Commit-message prefixes (e.g. CLN, DOC) that change this package without rebuilding its dependents.",
     ),
     alias("artifact_name", "pkg_name", Shape::Text, "Older name of pkg_name."),
-    alias("artifact_type", "pkg_type", Shape::Provider(Role::Builder), "Older name of pkg_type."),
+    alias("artifact_type", "pkg_type", Shape::Provider(ProviderKind::Builder), "Older name of pkg_type."),
     alias(
         "artifact_dir",
         "pkg_dir",
@@ -126,9 +134,13 @@ pub const PACKAGE_FIELDS: &[Field] = &[
 
 /// The keys of `build_info` Loktar itself reads; any other key is a plugin setting.
 pub const BUILD_INFO_FIELDS: &[Field] = &[
-    field("build_type", Shape::Provider(Role::BuildType), "local (default): build with the engine; url: remote build."),
-    field("registry_type", Shape::Provider(Role::Registry), "Registry plugin that publishes the artifact."),
-    field("storage_type", Shape::Provider(Role::Storage), "Storage plugin that stores the artifact."),
+    field(
+        "build_type",
+        Shape::Provider(ProviderKind::BuildType),
+        "local (default): build with the engine; url: remote build.",
+    ),
+    field("registry_type", Shape::Provider(ProviderKind::Registry), "Registry plugin that publishes the artifact."),
+    field("storage_type", Shape::Provider(ProviderKind::Storage), "Storage plugin that stores the artifact."),
 ];
 
 /// Keys allowed at the top level of `loktar.json`.
@@ -149,6 +161,8 @@ pub fn schema(providers: &Providers) -> Value {
             "additionalProperties": true,
         });
     }
+    let roles: Vec<&str> = REPOSITORY_ROLES.iter().map(|role| role.name()).collect();
+    let capabilities: Vec<&str> = Capability::ALL.iter().map(|capability| capability.name()).collect();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://loktar.dev/schema/loktar.json",
@@ -168,8 +182,8 @@ pub fn schema(providers: &Providers) -> Value {
                     "required": ["path", "role"],
                     "properties": {
                         "path": { "type": "string", "minLength": 1, "description": "The component, relative to the repository root." },
-                        "role": { "enum": ["tester", "builder", "registry", "storage", "discovery"] },
-                        "capabilities": { "type": "array", "items": { "enum": ["log", "process", "container-engine", "object-store", "github", "http", "secrets"] } },
+                        "role": { "enum": roles },
+                        "capabilities": { "type": "array", "items": { "enum": capabilities } },
                         "programs": { "type": "array", "items": { "type": "string" } },
                     },
                 },
@@ -194,10 +208,10 @@ fn field_schema(field: &Field, providers: &Providers) -> Value {
     let mut schema = match field.shape {
         Shape::Text | Shape::Folder => json!({ "type": "string", "minLength": 1 }),
         Shape::Kind => json!({ "enum": ["service", "library"] }),
-        Shape::Provider(role) => json!({ "enum": role.names(providers) }),
+        Shape::Provider(kind) => json!({ "enum": kind.names(providers) }),
         Shape::Names | Shape::Keywords => json!({ "type": "array", "items": { "type": "string" } }),
-        Shape::Providers(role) => {
-            let names = role.names(providers);
+        Shape::Providers(kind) => {
+            let names = kind.names(providers);
             json!({ "oneOf": [{ "enum": names }, { "type": "array", "items": { "enum": names } }] })
         }
         Shape::BuildInfo => json!({ "type": "object" }),

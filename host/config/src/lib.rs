@@ -42,6 +42,10 @@ const NOT_A_PACKAGE: u32 = u32::MAX;
 /// The file Loktar reads at the repository root.
 pub const MANIFEST: &str = "loktar.json";
 
+/// Loktar's own folder at the repository root: the run store, run logs and
+/// artifacts; never part of the repository, hidden from the programs it runs.
+pub const LOKTAR_DIR: &str = ".loktar";
+
 /// Whether a package is deployed on its own or used by other packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -115,8 +115,8 @@ fn read_entry<'a>(
             "role" => match string(reader, field.value)?.as_deref().and_then(repository_role) {
                 Some(found) => role = Some(found),
                 None => {
-                    let message =
-                        format!("plugin `{name}`: `role` must be one of tester, builder, registry, storage, discovery");
+                    let roles = REPOSITORY_ROLES.map(Role::name).join(", ");
+                    let message = format!("plugin `{name}`: `role` must be one of {roles}");
                     report(offset, message, "notifiers are chosen by the host configuration alone");
                     complete = false;
                 }
@@ -197,15 +197,12 @@ fn is_inside(path: &str) -> bool {
     !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
+/// The roles a repository plugin may play: any but notifier, which only the
+/// operator configures.
+pub const REPOSITORY_ROLES: [Role; 5] = [Role::Tester, Role::Builder, Role::Registry, Role::Storage, Role::Discovery];
+
 fn repository_role(name: &str) -> Option<Role> {
-    Some(match name {
-        "tester" => Role::Tester,
-        "builder" => Role::Builder,
-        "registry" => Role::Registry,
-        "storage" => Role::Storage,
-        "discovery" => Role::Discovery,
-        _ => return None,
-    })
+    Role::from_name(name).filter(|role| REPOSITORY_ROLES.contains(role))
 }
 
 /// A repository plugin as the plan shows it: what it asked for and what it
@@ -220,24 +217,25 @@ pub struct RepositoryPlugin<'a> {
     /// Its role.
     pub role: Role,
     /// What it asked for in `loktar.json`.
-    pub asked: Grants<'a>,
+    pub asked: Permissions<'a>,
     /// What it was granted: the ask within the operator's policy, and what
     /// the operator grants it by name.
-    pub granted: Grants<'a>,
+    pub granted: Permissions<'a>,
 }
 
-/// Capabilities (by [`Capability::name`]) and programs.
+/// Capabilities (by [`Capability::name`]) and programs, as a repository
+/// plugin asked for them or was granted them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Grants<'a> {
+pub struct Permissions<'a> {
     /// Capability names.
     pub capabilities: Vec<&'static str>,
     /// Program names.
     pub programs: &'a [String],
 }
 
-impl<'a> Grants<'a> {
-    fn new(capabilities: &[Capability], programs: &'a [String]) -> Grants<'a> {
-        Grants { capabilities: capabilities.iter().map(|c| c.name()).collect(), programs }
+impl<'a> Permissions<'a> {
+    fn new(capabilities: &[Capability], programs: &'a [String]) -> Permissions<'a> {
+        Permissions { capabilities: capabilities.iter().map(|c| c.name()).collect(), programs }
     }
 }
 
@@ -255,8 +253,8 @@ pub fn repository_plugins(settings: &Settings) -> Vec<RepositoryPlugin<'_>> {
                 name,
                 path: plugin.path.as_deref().map(|path| path.to_string_lossy()).unwrap_or_default(),
                 role,
-                asked: Grants::new(&asked.capabilities, &asked.programs),
-                granted: Grants::new(
+                asked: Permissions::new(&asked.capabilities, &asked.programs),
+                granted: Permissions::new(
                     plugin.capabilities.as_deref().unwrap_or_default(),
                     plugin.programs.as_deref().unwrap_or_default(),
                 ),
@@ -268,7 +266,7 @@ pub fn repository_plugins(settings: &Settings) -> Vec<RepositoryPlugin<'_>> {
 /// One line per repository plugin for the text plan: what it asked for and
 /// what it was granted (none when the repository declares no plugin).
 pub fn summary(settings: &Settings) -> String {
-    let names = |grants: &Grants<'_>| {
+    let names = |grants: &Permissions<'_>| {
         let mut all: Vec<String> = grants.capabilities.iter().map(|name| format!("`{name}`")).collect();
         all.extend(grants.programs.iter().map(|p| format!("program `{}`", loktar_support::terminal::escaped(p))));
         if all.is_empty() { "nothing".to_string() } else { all.join(", ") }

@@ -3,7 +3,7 @@
 //! `loktar.json` names providers (`"registry_type": "quay"`); whoever runs
 //! Loktar decides which plugin answers to each name: the built-in plugins
 //! and those the host configuration adds, each under the role its settings
-//! give it (the built-ins' are in `settings/builtin.toml`).
+//! give it (the built-ins' are in `builtin.toml` of `loktar-settings`).
 
 /// Provider names accepted for each field of `loktar.json` that names a plugin.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use std::mem::take;
 
 use serde_json::value::RawValue;
 
-use super::fields::{PACKAGE_FIELDS, Role, Shape, TOP_LEVEL_KEYS};
+use super::fields::{PACKAGE_FIELDS, ProviderKind, Shape, TOP_LEVEL_KEYS};
 use super::raw::{Kind, Member, Reader, TopLevel, TopValue, Unreadable};
 use super::{
     BuildInfo, NO_TEST, Package, PackageIndex, PackageKind, Positions, Providers, SourceFile, show_dir, syntax,
@@ -412,10 +412,10 @@ impl<'a> Validator<'a> {
                 self.report(offset, format!("{inner}: key `{key}` is written twice"), None);
                 continue;
             }
-            let (setting, role) = match key {
-                "build_type" => (&mut info.build_type, Role::BuildType),
-                "registry_type" => (&mut info.registry_type, Role::Registry),
-                "storage_type" => (&mut info.storage_type, Role::Storage),
+            let (setting, kind) = match key {
+                "build_type" => (&mut info.build_type, ProviderKind::BuildType),
+                "registry_type" => (&mut info.registry_type, ProviderKind::Registry),
+                "storage_type" => (&mut info.storage_type, ProviderKind::Storage),
                 _ => {
                     info.settings.insert(key.to_string(), self.reader.parse(member.value)?);
                     continue;
@@ -425,7 +425,7 @@ impl<'a> Validator<'a> {
             match Kind::of(member.value) {
                 Kind::String => {
                     let text = self.reader.text(member.value)?;
-                    self.check_provider(&inner, key, role, &text, offset);
+                    self.check_provider(&inner, key, kind, &text, offset);
                     *setting = Some(text.into_owned());
                 }
                 other => {
@@ -455,12 +455,19 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn check_provider(&mut self, label: &dyn std::fmt::Display, key: &str, role: Role, name: &str, offset: usize) {
-        if role.accepts(self.providers, name) {
+    fn check_provider(
+        &mut self,
+        label: &dyn std::fmt::Display,
+        key: &str,
+        kind: ProviderKind,
+        name: &str,
+        offset: usize,
+    ) {
+        if kind.accepts(self.providers, name) {
             return;
         }
-        let names = role.names(self.providers);
-        let what = if role == Role::BuildType { "build type" } else { "plugin" };
+        let names = kind.names(self.providers);
+        let what = if kind == ProviderKind::BuildType { "build type" } else { "plugin" };
         let hint = match closest(name, names.iter().map(String::as_str)) {
             Some(guess) => format!("did you mean `{guess}`?"),
             None => format!("known: {}", names.join(", ")),

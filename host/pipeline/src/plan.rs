@@ -97,7 +97,7 @@ pub fn artifacts_folder(run_dir: &Path, package: &str) -> PathBuf {
 #[cfg(test)]
 impl RunPlan {
     /// A plan of packages named `names` at the root, with nothing to do, for tests.
-    pub fn of_names(root: &Path, names: &[&str]) -> RunPlan {
+    pub(crate) fn of_names(root: &Path, names: &[&str]) -> RunPlan {
         let package = |name: &&str| PlannedPackage {
             package: Package {
                 name: (*name).to_string(),

@@ -1,6 +1,6 @@
 //! One run: every selected package through its stages (test → build →
 //! publish → store → notify), scheduled over the dependency DAG, each stage
-//! one plugin call, everything reported as [`Event`]s.
+//! one plugin call, everything reported as `RunEvent`s.
 //!
 //! A stage the package does not configure is skipped; a failed stage ends
 //! its package (its dependents are skipped by the scheduler); a cancelled
@@ -30,8 +30,9 @@ use super::stage::{Stage, StagePlan};
 use crate::events::{
     Checkpoint, Emitter, EventKind, PackageOutcome, RunEvent, RunInfo, RunOutcome, StageOutcome, millis,
 };
+use loktar_protocol::Line;
 use loktar_runtime::bindings::types::{Artifact, RunContext};
-use loktar_runtime::stage_log::{Line, LineTap};
+use loktar_runtime::stage_log::LineTap;
 use loktar_runtime::{CallEnv, Mounts, PluginError, PluginSession, RunningPrograms};
 
 /// How one stage of one package went.

@@ -34,7 +34,7 @@ pub struct Candidate {
     pub contexts: Vec<String>,
 }
 
-pub use loktar_protocol::status::not_rebuilt_context;
+use loktar_protocol::status::not_rebuilt_context;
 
 /// The commits to walk, newest first, each with the files it touched (`None`: unknown).
 #[derive(Debug, Clone, Default)]
@@ -91,10 +91,10 @@ pub async fn already_green(
 /// The latest state of each status context on a commit (GitHub lists the newest first).
 async fn latest_states(github: &Github, repository: &str, sha: &str) -> Result<HashMap<String, String>, Diagnostic> {
     let path = format!("/repos/{repository}/commits/{sha}/statuses?per_page=100");
-    let pages = github.pages(&path).await.map_err(|failure| {
-        Diagnostic::new(format!("cannot read the statuses of commit `{sha}` for `--rebuild`: {}", failure.message))
-            .maybe_hint(failure.hint)
-    })?;
+    let pages = github
+        .pages(&path)
+        .await
+        .map_err(|failure| failure.context(format!("cannot read the statuses of commit `{sha}` for `--rebuild`")))?;
     let mut states = HashMap::new();
     for status in pages.iter().filter_map(serde_json::Value::as_array).flatten() {
         if let (Some(context), Some(state)) = (status["context"].as_str(), status["state"].as_str()) {

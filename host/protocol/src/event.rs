@@ -196,13 +196,6 @@ pub struct Artifact {
     pub digest: Option<String>,
 }
 
-impl EventKind {
-    /// Whether notifier plugins hear of it: the run's start and end, and each package's end.
-    pub fn is_for_notifiers(&self) -> bool {
-        matches!(self, EventKind::RunStarted { .. } | EventKind::PackageFinished { .. } | EventKind::RunFinished { .. })
-    }
-}
-
 /// Milliseconds of `duration`, saturating.
 pub fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

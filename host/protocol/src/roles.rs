@@ -25,6 +25,10 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 6] =
+        [Role::Tester, Role::Builder, Role::Registry, Role::Storage, Role::Notifier, Role::Discovery];
+
     /// Its name in messages and the host configuration.
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +39,11 @@ impl Role {
             Role::Notifier => "notifier",
             Role::Discovery => "discovery",
         }
+    }
+
+    /// The role called `name`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
     }
 }
 
@@ -114,6 +123,12 @@ mod tests {
 
     #[test]
     fn names_match_the_configuration_spelling() {
+        for role in Role::ALL {
+            let written = format!("\"{}\"", role.name());
+            assert_eq!(serde_json::from_str::<Role>(&written).ok(), Some(role));
+            assert_eq!(Role::from_name(role.name()), Some(role));
+        }
+        assert_eq!(Role::from_name("notifiers"), None);
         for capability in Capability::ALL {
             let written = format!("\"{}\"", capability.name());
             assert_eq!(serde_json::from_str::<Capability>(&written).ok(), Some(capability));

@@ -162,7 +162,7 @@ fn plugin_result<T>(provider: &str, outcome: Outcome<Result<T, types::Error>>) -
 }
 
 /// The WIT view of a package.
-pub fn wit_package(package: &Package) -> types::Package {
+fn wit_package(package: &Package) -> types::Package {
     types::Package {
         name: package.name.clone(),
         dir: package.dir.clone(),

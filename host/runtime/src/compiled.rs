@@ -204,7 +204,7 @@ fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
     let mut compatibility = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compatibility);
     let digest = Sha256::new().chain_update(compatibility.finish().to_le_bytes()).chain_update(bytes).finalize();
-    format!("{}.cwasm", loktar_services::objects::hex(&digest))
+    format!("{digest:x}.cwasm")
 }
 
 /// The user's cache key file: `$XDG_DATA_HOME/loktar/cache.key`, else `~/.local/share/loktar/cache.key`.

@@ -155,17 +155,14 @@ pub fn find_program(settings: &IsolationSettings, name: &str) -> Option<PathBuf>
         IsolationMode::Namespaces => {
             // Each root resolved once, not once per folder of `PATH`.
             let roots: Vec<PathBuf> = visible_roots(settings).map(real).collect();
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .filter(|folder| {
-                    folder.is_absolute() && {
-                        let folder = real(folder);
-                        roots.iter().any(|root| folder.starts_with(root))
-                    }
-                })
-                .map(|folder| folder.join(name))
-                .find(|path| loktar_support::programs::is_executable(path))
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let visible = std::env::split_paths(&path).filter(|folder| {
+                folder.is_absolute() && {
+                    let folder = real(folder);
+                    roots.iter().any(|root| folder.starts_with(root))
+                }
+            });
+            loktar_support::programs::find_in(name, visible)
         }
     }
 }
@@ -230,8 +227,8 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<tokio:
         mappings.push(FdMapping { parent_fd: dup(git)?, child_fd: GIT_FD });
         arg(&[&"--ro-bind-fd", &GIT_FD.to_string(), &git.shown()]);
     }
-    if launch.package.folder(Path::new(loktar_store::DIR)).is_ok() {
-        arg(&[&"--tmpfs", &launch.package.shown().join(loktar_store::DIR)]);
+    if launch.package.folder(Path::new(loktar_config::LOKTAR_DIR)).is_ok() {
+        arg(&[&"--tmpfs", &launch.package.shown().join(loktar_config::LOKTAR_DIR)]);
     }
     if let Some(artifacts) = launch.artifacts {
         mappings.push(FdMapping { parent_fd: dup(artifacts)?, child_fd: ARTIFACTS_FD });

@@ -5,14 +5,14 @@
 //! component compiled so far, shared by every repository and run. A
 //! [`PluginSession`] is one repository's run (or command) on it: the host
 //! configuration in force, the plugins it loaded with what each is granted,
-//! and the calls into them (see [`calls`]), each in a fresh `Store`.
+//! and the calls into them (see `calls`), each in a fresh `Store`.
 //!
 //! Every call runs under a wall-clock deadline (epoch interruption), a
 //! memory cap and a log cap; a plugin that traps, loops or exhausts memory
 //! fails its call with a message naming the plugin and what happened, and
 //! the host goes on. Compiled components are cached on disk, keyed by
-//! content and engine settings, and verified before use (see [`compiled`]).
-//! Each host capability is a module of [`capabilities`] with its own grant,
+//! content and engine settings, and verified before use (see `compiled`).
+//! Each host capability is a module of `capabilities` with its own grant,
 //! built only when the host configuration grants it.
 
 pub mod bindings;
@@ -25,8 +25,6 @@ mod load;
 mod session;
 pub mod stage_log;
 pub mod state;
-
-pub use calls::wit_package;
 
 pub use capabilities::Grants;
 pub use capabilities::process::RunningPrograms;

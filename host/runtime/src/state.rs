@@ -157,8 +157,8 @@ impl StoreState {
 /// The package folder `dir` of the repository at `root`, opened with no
 /// link on its way: a repository could otherwise make `/package` any
 /// folder of this machine.
-pub fn open_package(root: &Path, dir: &str) -> std::io::Result<Folder> {
-    let shown = if dir.is_empty() { "." } else { dir };
+fn open_package(root: &Path, dir: &str) -> std::io::Result<Folder> {
+    let shown = loktar_config::show_dir(dir);
     let root = Folder::open(root)
         .map_err(|e| std::io::Error::other(format!("cannot open the repository folder `{}`: {e}", root.display())))?;
     root.folder(Path::new(shown))

@@ -50,10 +50,7 @@ impl std::fmt::Debug for Github {
 impl Github {
     /// GitHub per `settings`, the secrets read from their variables now.
     pub fn from_settings(settings: &Settings) -> Github {
-        let secret = |name: &Option<String>| {
-            let name = name.as_ref()?;
-            settings.secrets.get(name).and_then(|s| loktar_settings::vault::value(&s.env))
-        };
+        let secret = |name: &Option<String>| settings.secret_value(name.as_deref()?);
         let (token, app_key) = (secret(&settings.github.token_secret), secret(&settings.github.app_key_secret));
         Github::new(settings.github.clone(), token, app_key)
     }

@@ -1,8 +1,9 @@
-//! The outside services Loktar reaches on plugins' behalf, each behind a
-//! small client that says what failed and the fix: container engines and
-//! image registries ([`containers`]), object stores ([`objects`]) and
-//! GitHub ([`github`]), and the `Link` header their
-//! paginated answers share ([`links`]). Plugins see them through the runtime's capabilities.
+//! The outside services Loktar talks to, each behind a small client that
+//! says what failed and the fix: container engines and image registries
+//! ([`containers`]), object stores ([`objects`]) and GitHub ([`github`]),
+//! and the `Link` header their paginated answers share ([`links`]).
+//! Plugins reach them through the runtime's capabilities; planning reads
+//! pull requests and commit statuses from GitHub directly.
 
 pub mod containers;
 pub mod github;

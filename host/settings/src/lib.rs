@@ -366,6 +366,12 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The value of the secret the configuration calls `name`, if it is
+    /// defined and its variable is set.
+    pub fn secret_value(&self, name: &str) -> Option<String> {
+        self.secrets.get(name).and_then(|secret| vault::value(&secret.env))
+    }
+
     /// The built-in defaults alone.
     pub fn builtin() -> Settings {
         let file: File = toml::from_str(include_str!("builtin.toml")).unwrap_or_default();

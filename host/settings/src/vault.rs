@@ -12,7 +12,7 @@
 //! `/proc/<pid>/environ`.) Loktar also makes itself non-dumpable, so that
 //! other processes of its user cannot read its memory, environment or open
 //! files through `/proc` either; programs it runs are isolated besides
-//! (`runtime::isolation`).
+//! (the runtime's `isolation`).
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::context::{Context, Options, Planned, unknown_package};
 use super::request::{RunRequest, RunSelection};
 use crate::blocking::wait_for;
+use crate::config::LOKTAR_DIR;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::{RunId, RunInfo, WriteFailure};
 use crate::github::Github;
@@ -17,7 +18,7 @@ use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
 use crate::runtime::bindings::types::RunContext;
 use crate::settings::{GithubSettings, Role};
-use crate::store::{self, NewRun, RunStore};
+use crate::store::{NewRun, RunStore};
 use crate::terminal::escaped;
 use crate::{scm, timefmt};
 
@@ -104,7 +105,7 @@ pub enum RunFolder {
 pub fn begin_run(planned: PlannedRun, folder: RunFolder) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
     let PlannedRun { context, mut plan, selection, head } = planned;
     let root = &context.workspace.root;
-    let loktar_dir = root.join(store::DIR);
+    let loktar_dir = root.join(LOKTAR_DIR);
     let store = RunStore::open(root).map_err(|problem| when_full(problem, &loktar_dir))?;
     let started = std::time::SystemTime::now();
     let number = store
@@ -121,13 +122,13 @@ pub fn begin_run(planned: PlannedRun, folder: RunFolder) -> Result<(Context, Run
         .map_err(|problem| when_full(problem, &loktar_dir))?;
     let dir = match folder {
         RunFolder::InRepository => {
-            let relative = Path::new(store::DIR).join("runs").join(number.to_string());
+            let relative = Path::new(LOKTAR_DIR).join("runs").join(number.to_string());
             crate::beneath::Folder::open(root)
                 .map_err(|e| e.to_string())
                 .and_then(|root| root.create_folder(&relative).map(drop).map_err(|e| e.to_string()))
                 .map_err(|e| {
                     cannot_make_folder(&root.join(&relative), &e)
-                        .hint(format!("`{}` is Loktar's own folder: remove any link in it", store::DIR))
+                        .hint(format!("`{}` is Loktar's own folder: remove any link in it", LOKTAR_DIR))
                 })?;
             root.join(relative)
         }

@@ -285,7 +285,7 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
 /// `loktar runs` and `loktar runs show`.
 fn runs(options: &Options, args: &RunsArgs) -> Result<String, Diagnostics> {
     let root = context::find_root(options.repo.as_deref())?;
-    if !root.join(crate::store::DIR).join("loktar.db").exists() {
+    if !root.join(crate::config::LOKTAR_DIR).join(crate::store::DATABASE).exists() {
         return Ok(render::run::runs(&[]));
     }
     let store = crate::store::RunStore::open(&root)?;

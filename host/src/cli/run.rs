@@ -20,6 +20,7 @@ use crate::app::context::{Options, plugin_session};
 use crate::app::run::{RunFolder, begin_run, plan_run};
 use crate::app::{RunRequest, RunSelection};
 use crate::blocking::wait_for;
+use crate::config::LOKTAR_DIR;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
@@ -29,7 +30,7 @@ use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
 use crate::render;
 use crate::runtime::RunningPrograms;
-use crate::store::{self, RunStore};
+use crate::store::RunStore;
 use crate::terminal::escaped;
 
 /// Exit code of an interrupted run.
@@ -125,7 +126,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     }
 
     let (context, store, info) = begin_run(planned, RunFolder::InRepository)?;
-    let (number, started, loktar_dir) = (info.number, info.started, context.workspace.root.join(store::DIR));
+    let (number, started, loktar_dir) = (info.number, info.started, context.workspace.root.join(LOKTAR_DIR));
     let info = Arc::new(info);
     let session = Arc::new(plugin_session(context.settings.clone())?);
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());

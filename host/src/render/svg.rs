@@ -68,7 +68,7 @@ pub fn render(view: &View<'_>) -> String {
         let _ = writeln!(
             out,
             "<g><title>{}</title><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{NODE_HEIGHT}\" rx=\"8\" fill=\"{}\" stroke=\"#333\"/>",
-            escape(if package.dir.is_empty() { "." } else { &package.dir }),
+            escape(crate::config::show_dir(&package.dir)),
             p.x,
             p.y,
             p.width,

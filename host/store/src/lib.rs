@@ -1,20 +1,18 @@
 //! The run store: every run, its packages and their stages, in an embedded
-//! SQLite database at `.loktar/loktar.db` in the repository (the same store
-//! the server mode uses). Nothing to install, and safe to share between two
-//! `loktar run`s at once.
+//! SQLite database at `.loktar/loktar.db` in the repository. Nothing to
+//! install, and safe to share between two `loktar run`s at once.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use loktar_config::LOKTAR_DIR;
 use loktar_protocol::{RunId, Stage};
 use loktar_support::diagnostic::Diagnostic;
 
-/// Loktar's folder in the repository: the store, run logs, artifacts.
-pub const DIR: &str = ".loktar";
-/// The database file inside [`DIR`].
-const DATABASE: &str = "loktar.db";
+/// The database file inside [`LOKTAR_DIR`].
+pub const DATABASE: &str = "loktar.db";
 
 /// The store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -111,16 +109,16 @@ pub struct RunStore {
 impl RunStore {
     /// Opens (creating if needed) the store of the repository at `root`.
     pub fn open(root: &Path) -> Result<RunStore, Diagnostic> {
-        let dir = root.join(DIR);
+        let dir = root.join(LOKTAR_DIR);
         // The repository could carry these as links, to have Loktar write its logs and artifacts anywhere.
-        for own in [DIR, "loktar.db", "runs", "artifacts"] {
-            let path = if own == DIR { dir.clone() } else { dir.join(own) };
+        for own in [LOKTAR_DIR, DATABASE, "runs", "artifacts"] {
+            let path = if own == LOKTAR_DIR { dir.clone() } else { dir.join(own) };
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
                 return Err(Diagnostic::new(format!(
                     "`{}` is a link: Loktar keeps its runs there and follows no link",
                     path.display()
                 ))
-                .hint(format!("remove the link: `{DIR}` is Loktar's own folder, never part of a repository")));
+                .hint(format!("remove the link: `{LOKTAR_DIR}` is Loktar's own folder, never part of a repository")));
             }
         }
         std::fs::create_dir_all(&dir)

@@ -5,8 +5,8 @@
 //! reported at once so that one run shows every problem in a file. Host
 //! services (object stores, the container engine, registries, GitHub) say
 //! what failed and the fix as a `Diagnostic` too, which capabilities hand to
-//! plugins as their WIT `error`; a failed plugin call carries one in
-//! `runtime::PluginError`, with the call's log.
+//! plugins as their WIT `error`; a failed plugin call carries one in the
+//! runtime's `PluginError`, with the call's log.
 //! Reports name what the user wrote — file names, revisions, package
 //! names — so they are shown with control characters escaped.
 
@@ -57,6 +57,12 @@ impl Diagnostic {
     /// Attaches a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Says what was being done: the message becomes `{context}: {message}`.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
         self
     }
 
@@ -113,6 +119,15 @@ impl From<Diagnostic> for Diagnostics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_prefixes_the_message_and_keeps_the_rest() {
+        let place = Location { file: "loktar.json".to_string(), line: 3, column: 7 };
+        let diagnostic =
+            Diagnostic::new("HTTP 404").at(place.clone()).hint("check the token").context("cannot read #7");
+        assert_eq!(diagnostic.message, "cannot read #7: HTTP 404");
+        assert_eq!((diagnostic.location, diagnostic.hint.as_deref()), (Some(place), Some("check the token")));
+    }
 
     #[test]
     fn control_characters_in_a_report_are_escaped() {

@@ -18,7 +18,8 @@ use super::{
     Checkpoint, EventKind, PackageName, RunEvent, RunInfo, StageOutcome, Subscriber, WriteFailure, WriteHealth,
 };
 use crate::stage::Stage;
-use loktar_runtime::stage_log::{Source, redact};
+use loktar_protocol::Source;
+use loktar_runtime::stage_log::redact;
 
 /// Writes the stage log files of a run.
 #[derive(Debug)]
@@ -131,7 +132,7 @@ mod tests {
 
     use super::*;
     use crate::events::RunId;
-    use loktar_runtime::stage_log::{Level, Line};
+    use loktar_protocol::{Level, Line};
 
     fn run_in(dir: &std::path::Path) -> Arc<RunInfo> {
         let plan = crate::plan::RunPlan::of_names(dir, &["pet_api"]);

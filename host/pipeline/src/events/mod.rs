@@ -1,4 +1,4 @@
-//! What happens during a run, as one stream of [`Event`]s, and the
+//! What happens during a run, as one stream of [`RunEvent`]s, and the
 //! subscribers that turn it into progress on the terminal, CI log lines, log
 //! files and the run record.
 //!
@@ -381,9 +381,9 @@ mod tests {
         let health = WriteHealth::new();
         let subscribers: Vec<Box<dyn Subscriber>> = vec![Box::new(SlowFailingLog(health.clone()))];
         let (bus, emitter) = EventBus::start(RunId::new("r"), subscribers, health.clone()).expect("a bus");
-        let line = loktar_runtime::stage_log::Line {
-            source: loktar_runtime::stage_log::Source::Program,
-            level: loktar_runtime::stage_log::Level::Info,
+        let line = loktar_protocol::Line {
+            source: loktar_protocol::Source::Program,
+            level: loktar_protocol::Level::Info,
             text: "x".into(),
         };
         let package = PackageName::from("pet_api");

@@ -27,15 +27,6 @@ pub struct Seed {
     pub held_back: Option<Vec<String>>,
 }
 
-/// One reason a package is in the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reason {
-    /// Its own files or entry changed.
-    Changed,
-    /// A package it depends on is in the plan.
-    Dependency(usize),
-}
-
 /// One package in the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {

@@ -67,7 +67,7 @@ impl PullRequestReader {
         let path = format!("/repos/{repository}/pulls/{number}");
         let page = self
             .first_page(&path)
-            .map_err(|failure| diagnostic(failure, &format!("cannot read pull request #{number} of `{repository}`")))?;
+            .map_err(|failure| failure.context(format!("cannot read pull request #{number} of `{repository}`")))?;
         let text = |pointer: &str| page.pointer(pointer).and_then(Value::as_str).map(str::to_string);
         let (Some(base), Some(head)) = (text("/base/sha"), text("/head/sha")) else {
             return Err(Diagnostic::new(format!(
@@ -88,11 +88,11 @@ impl PullRequestReader {
     /// The pull request's files and commit messages, from the API.
     pub fn changes(&self, pull: &PullRequest) -> Result<ChangeSet, Diagnostic> {
         let context = format!("cannot read the changes of pull request #{} of `{}`", pull.number, pull.repository);
-        let commits = self.commits(pull).map_err(|f| diagnostic(f, &context))?;
-        let mut files = self.files(pull).map_err(|f| diagnostic(f, &context))?;
+        let commits = self.commits(pull).map_err(|f| f.context(&context))?;
+        let mut files = self.files(pull).map_err(|f| f.context(&context))?;
         if (files.len() as u64) < pull.changed_files {
             tracing::debug!(listed = files.len(), counted = pull.changed_files, "past GitHub's file cap: by commit");
-            files = self.files_of_commits(&commits).map_err(|f| diagnostic(f, &context))?;
+            files = self.files_of_commits(&commits).map_err(|f| f.context(&context))?;
         }
         let origin = BaseOrigin::PullRequest { number: pull.number, branch: pull.base_ref.clone() };
         Ok(ChangeSet { base: Some(pull.base.clone()), head: Some(pull.head.clone()), origin, files, commits })
@@ -179,7 +179,7 @@ impl History for PullRequestReader {
         for commit in &changes.commits {
             let files = self
                 .commit(&commit.sha)
-                .map_err(|f| diagnostic(f, &format!("cannot read the files of commit `{}`", commit.sha)))?;
+                .map_err(|f| f.context(format!("cannot read the files of commit `{}`", commit.sha)))?;
             let paths = files.iter().flat_map(|file| file.paths().map(str::to_string)).collect();
             by_commit.push((commit.sha.clone(), paths));
         }
@@ -212,10 +212,6 @@ fn changed_file(entry: &Value) -> Option<ChangedFile> {
         _ => Status::Modified,
     };
     Some(ChangedFile { path, old_path, status })
-}
-
-fn diagnostic(failure: Diagnostic, context: &str) -> Diagnostic {
-    Diagnostic::new(format!("{context}: {}", failure.message)).maybe_hint(failure.hint)
 }
 
 #[cfg(test)]

@@ -139,10 +139,10 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 
 impl types::Host for StoreState {}
 
-/// A host service's failure, as the plugin sees it.
+/// A host service's problem, as the plugin sees it.
 impl From<loktar_support::diagnostic::Diagnostic> for types::Error {
-    fn from(failure: loktar_support::diagnostic::Diagnostic) -> Self {
-        types::Error { message: failure.message, hint: failure.hint }
+    fn from(problem: loktar_support::diagnostic::Diagnostic) -> Self {
+        types::Error { message: problem.message, hint: problem.hint }
     }
 }
 

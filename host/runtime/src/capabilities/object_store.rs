@@ -28,7 +28,7 @@ impl Grant for StoresGrant {
     const CAPABILITY: Capability = Capability::ObjectStore;
 
     fn from_settings(name: &str, plugin: &PluginSettings, settings: &Settings) -> StoresGrant {
-        let secret = |secret: &str| settings.secrets.get(secret).and_then(|s| loktar_settings::vault::value(&s.env));
+        let secret = |secret: &str| settings.secret_value(secret);
         // A repository's plugin does not get the store named after it: only those the operator lists for it.
         let stores = std::iter::once(name)
             .filter(|_| plugin.declared_in.is_none())

@@ -103,14 +103,13 @@ impl ContextError {
             _ => None,
         }
     }
+}
 
-    /// As a failure of the container engine capability.
-    pub fn to_failure(&self) -> Diagnostic {
-        let failure = Diagnostic::new(format!("cannot archive the build context: {self}"));
-        match self.hint() {
-            Some(hint) => failure.hint(hint),
-            None => failure,
-        }
+/// As a failure of the container engine capability.
+impl From<ContextError> for Diagnostic {
+    fn from(error: ContextError) -> Self {
+        Diagnostic::new(format!("cannot archive the build context: {error}"))
+            .maybe_hint(error.hint().map(str::to_string))
     }
 }
 
@@ -174,7 +173,7 @@ pub async fn archive_to_file(
 }
 
 /// The context folder as a tar archive in memory. Dropping the future stops the archiving.
-pub async fn archive_to_memory(context: beneath::Folder, dockerfile: &str) -> Result<Vec<u8>, Diagnostic> {
+pub(super) async fn archive_to_memory(context: beneath::Folder, dockerfile: &str) -> Result<Vec<u8>, Diagnostic> {
     let dockerfile = dockerfile.to_string();
     stoppable(move |stop| archive(&context, &dockerfile, Vec::new(), stop)).await
 }
@@ -188,7 +187,7 @@ async fn stoppable<T: Send + 'static>(
     tokio::task::spawn_blocking(move || work(stop.as_ref()))
         .await
         .map_err(|e| Diagnostic::new(format!("archiving the build context failed: {e}")))?
-        .map_err(|e| e.to_failure())
+        .map_err(Diagnostic::from)
 }
 
 /// Sets its flag when dropped.
@@ -796,7 +795,7 @@ mod tests {
                 error.to_string(),
                 "`sub/pipe` is a named pipe (FIFO): a build context holds only files, folders and links"
             );
-            let failure = error.to_failure();
+            let failure = Diagnostic::from(error);
             assert_eq!(failure.hint.as_deref(), Some("remove it from the package, or add it to `.dockerignore`"));
 
             write(dir.path(), ".dockerignore", "sub/pipe\n", 0o644);

@@ -31,7 +31,7 @@ impl Containers {
     /// The engine and registries `settings` describe; registry passwords are
     /// read from their secrets' environment variables now.
     pub fn from_settings(settings: &Settings) -> Containers {
-        let secret = |name: &str| settings.secrets.get(name).and_then(|s| loktar_settings::vault::value(&s.env));
+        let secret = |name: &str| settings.secret_value(name);
         let registries = settings
             .registries
             .iter()

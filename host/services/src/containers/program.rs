@@ -190,8 +190,8 @@ fn container_body(program: &ContainerProgram<'_>) -> Result<ContainerCreateBody,
     if let Ok(git) = program.package.folder(Path::new(".git")) {
         mounts.push(bind(&git, true)?);
     }
-    if program.package.folder(Path::new(loktar_store::DIR)).is_ok() {
-        mounts.push(tmpfs(&program.package.shown().join(loktar_store::DIR)));
+    if program.package.folder(Path::new(loktar_config::LOKTAR_DIR)).is_ok() {
+        mounts.push(tmpfs(&program.package.shown().join(loktar_config::LOKTAR_DIR)));
     }
     if let Some(artifacts) = program.artifacts {
         mounts.push(bind(artifacts, false)?);

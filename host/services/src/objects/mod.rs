@@ -114,7 +114,7 @@ pub fn checked_key(key: &str) -> Result<&str, Diagnostic> {
 
 /// The SHA-256 of an open file's content, lowercase hex, and its size. It
 /// reads by offset, so the file's own position is left where it was.
-pub async fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
+pub(crate) async fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
     let file = file.try_clone()?;
     tokio::task::spawn_blocking(move || {
         use sha2::{Digest, Sha256};
@@ -130,13 +130,8 @@ pub async fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
             hasher.update(&buffer[..read]);
             size += read as u64;
         }
-        Ok((hex(&hasher.finalize()), size))
+        Ok((format!("{:x}", hasher.finalize()), size))
     })
     .await
     .map_err(std::io::Error::other)?
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

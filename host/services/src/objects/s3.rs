@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Diagnostic, ObjectInfo, hex, sha256_of};
+use super::{Diagnostic, ObjectInfo, sha256_of};
 use loktar_settings::S3Settings;
 
 /// Size of each part of a multipart upload.
@@ -250,7 +250,7 @@ impl S3Store {
             writer.write_all(&bytes).await.map_err(|e| self.local("write the file", &e))?;
         }
         writer.flush().await.map_err(|e| self.local("write the file", &e))?;
-        let actual = hex(&hasher.finalize());
+        let actual = format!("{:x}", hasher.finalize());
         if expected.as_ref().is_some_and(|expected| *expected != actual) {
             return Err(Diagnostic::new(format!("store `{}`: `{key}` arrived damaged (SHA-256 mismatch)", self.name)));
         }
