@@ -1,8 +1,9 @@
 //! Loktar: continuous integration for polyglot monorepos.
 //!
 //! This crate is the top of Loktar's layers: the use cases every front end
-//! calls ([`app`]), the command line ([`cli`]), output formats ([`render`])
-//! and dependency discovery by plugins ([`discover`]). The layers below are
+//! calls ([`app`]), the two front ends — the command line ([`cli`]) and the
+//! CI server ([`server`]) — output formats ([`render`]) and dependency
+//! discovery by plugins ([`discover`]). The layers below are
 //! crates of their own, each importing only those beneath it, and are
 //! re-exported here under their module names. From the bottom:
 //!
@@ -24,6 +25,7 @@ pub mod app;
 pub mod cli;
 pub mod discover;
 pub mod render;
+pub mod server;
 
 pub use loktar_config as config;
 pub use loktar_pipeline as pipeline;

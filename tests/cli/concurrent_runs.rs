@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use loktar::app::context::Options;
-use loktar::app::run::{RunFolder, begin_run, plan_run};
+use loktar::app::run::{RunPlace, begin_run, plan_run};
 use loktar::app::{Range, RunRequest, RunSelection};
 use loktar::events::logfiles::LogFiles;
 use loktar::events::{EventBus, EventKind, PackageOutcome, RunEvent, Subscriber, WriteHealth};
@@ -55,8 +55,9 @@ struct Finished {
 
 /// Plans, begins and executes `--all` in `repo` on the current runtime,
 /// working in `folder`, with a plugin session of its own on `engine`.
-async fn run_all(repo: &TestRepo, engine: Arc<PluginEngine>, fail_fast: bool, folder: RunFolder) -> Finished {
-    let options = Options { repo: Some(repo.path().to_path_buf()), config: Some(repo.host_config_path()) };
+async fn run_all(repo: &TestRepo, engine: Arc<PluginEngine>, fail_fast: bool, folder: RunPlace) -> Finished {
+    let options =
+        Options { repo: Some(repo.path().to_path_buf()), config: Some(repo.host_config_path()), ..Options::default() };
     let request = RunRequest {
         range: Range { head: "HEAD".into(), ..Range::default() },
         selection: RunSelection::All,
@@ -104,8 +105,8 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     // The second run works where its caller says, as a server's would.
     let work = tempfile::tempdir().expect("a work folder");
     let (first_run, second_run) = runtime.block_on(async {
-        let first_run = run_all(&first, engine.clone(), true, RunFolder::InRepository);
-        let second_run = run_all(&second, engine.clone(), false, RunFolder::Under(work.path().to_path_buf()));
+        let first_run = run_all(&first, engine.clone(), true, RunPlace::InRepository);
+        let second_run = run_all(&second, engine.clone(), false, RunPlace::DataDir(work.path().to_path_buf()));
         tokio::join!(first_run, second_run)
     });
     let (first_report, second_report) = (&first_run.report, &second_run.report);
@@ -120,9 +121,10 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     // Each run in its own folder: the repository's for the first, the caller's for the second.
     assert_eq!(first_run.dir, first.path().join(".loktar/runs/1"));
     let second_id = second_report.info.id().to_string();
-    assert_eq!(second_run.dir, work.path().join(&second_id));
+    assert_eq!(second_run.dir, work.path().join("runs").join(&second_id));
     assert!(second_run.dir.join("steady/test.log").is_file(), "the log is in the caller's folder");
-    assert!(!second.path().join(".loktar/runs").exists(), "nothing was written in the repository's run folder");
+    assert!(work.path().join("loktar.db").is_file(), "the record is in the caller's store");
+    assert!(!second.path().join(".loktar").exists(), "nothing was written in the repository's own folder");
 
     // Each stream is its own: its run's id, numbered from 0 without a gap,
     // starting and ending the run, naming packages only of its run.

@@ -28,4 +28,5 @@ mod pull_requests;
 mod range;
 mod run;
 mod s3;
+mod server;
 mod slack;

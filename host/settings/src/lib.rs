@@ -12,6 +12,7 @@
 //! grant their code capabilities, drop the limits and send the operator's
 //! credentials to endpoints of their choosing.
 
+pub mod server;
 pub mod vault;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use loktar_support::diagnostic::Diagnostic;
 pub const FILE_NAME: &str = "loktar.toml";
 
 pub use loktar_protocol::{Capability, Role};
+pub use server::{Collisions, RepositorySettings, ServerSettings};
 
 /// What the configuration says about one plugin.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -336,6 +338,7 @@ struct File {
     limits: Option<Limits>,
     isolation: Option<IsolationSettings>,
     policy: Option<Policy>,
+    server: Option<ServerSettings>,
 }
 
 /// The host configuration in force: the built-in defaults overlaid with the user's file.
@@ -361,6 +364,8 @@ pub struct Settings {
     pub isolation: IsolationSettings,
     /// What a repository's own plugins may have.
     pub policy: Policy,
+    /// `loktar server`.
+    pub server: ServerSettings,
     /// The file read, if any.
     pub source: Option<PathBuf>,
 }
@@ -386,6 +391,7 @@ impl Settings {
             limits: Limits::default(),
             isolation: IsolationSettings::default(),
             policy: Policy::default(),
+            server: ServerSettings::default(),
             source: None,
         }
     }
@@ -465,6 +471,10 @@ impl Settings {
         if let Some(policy) = file.policy {
             settings.policy = policy;
         }
+        if let Some(mut server) = file.server {
+            server.data_dir = base.join(&server.data_dir);
+            settings.server = server;
+        }
         if let Some(isolation) = file.isolation {
             if let Some(relative) = isolation.read_only.iter().find(|folder| !folder.is_absolute()) {
                 return Err(Diagnostic::new(format!(
@@ -511,6 +521,8 @@ impl Settings {
             named.extend(secrets.map(|secret| (format!("registry `{name}` reads"), secret)));
         }
         named.extend(github.token_secret.iter().chain(&github.app_key_secret).map(|s| ("`[github]` reads".into(), s)));
+        let server = &settings.server;
+        named.extend(server.webhook_secret.iter().chain(&server.api_tokens).map(|s| ("`[server]` reads".into(), s)));
         if let Some((who, secret)) = named.iter().find(|(_, secret)| !settings.secrets.contains_key(*secret)) {
             return Err(Diagnostic::new(format!(
                 "`{}`: {who} secret `{secret}`, which `[secrets]` does not define",

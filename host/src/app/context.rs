@@ -107,6 +107,9 @@ impl Context {
     /// of the two it did.
     fn load_at(root: PathBuf, options: &Options, folders: Folders) -> Result<(Context, Folders), Diagnostics> {
         let mut settings = Settings::load(options.config.as_deref(), &root)?;
+        if let Some(repository) = &options.github_repository {
+            settings.github.repository = Some(repository.clone());
+        }
         // Before any plugin or program runs, and before the secrets are read.
         crate::vault::seal(&settings)?;
         let shown_as = shown_path(&root.join(MANIFEST));
@@ -231,6 +234,9 @@ pub struct Options {
     pub repo: Option<PathBuf>,
     /// `--config`: the host configuration file.
     pub config: Option<PathBuf>,
+    /// The GitHub repository (`owner/repo`), over `[github] repository`: a
+    /// server knows it from the webhook.
+    pub github_repository: Option<String>,
 }
 
 /// The process's plugin engine, started on first use and shared by every

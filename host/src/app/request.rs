@@ -19,6 +19,9 @@ pub struct Range {
     pub worktree: bool,
     /// A GitHub pull request's changes instead of local git.
     pub github_pr: Option<u64>,
+    /// The branch `head` is on, when the checkout cannot say (a server's
+    /// detached work tree): what plugins are told.
+    pub branch: Option<String>,
 }
 
 /// A run to plan.

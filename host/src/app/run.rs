@@ -18,7 +18,7 @@ use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
 use crate::runtime::bindings::types::RunContext;
 use crate::settings::{GithubSettings, Role};
-use crate::store::{NewRun, RunStore};
+use crate::store::{DATABASE, NewRun, RunStore};
 use crate::terminal::escaped;
 use crate::{scm, timefmt};
 
@@ -64,7 +64,10 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
     } else {
         Vec::new()
     };
-    let head = scm::head(&context.git, request.range.default_branch.as_deref());
+    let mut head = scm::head(&context.git, request.range.default_branch.as_deref());
+    if head.branch.is_none() {
+        head.branch = request.range.branch.clone();
+    }
     let workspace = &context.workspace;
     let dependencies = dependencies_within(&context, &selection.packages);
     let plan = RunPlan {
@@ -88,25 +91,33 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
     Ok(PlannedRun { context, plan, selection, head })
 }
 
-/// Where a run keeps its logs and artifacts: the caller's choice.
+/// Where a run keeps its record, logs and artifacts: the caller's choice.
 #[derive(Debug, Clone)]
-pub enum RunFolder {
-    /// `.loktar/runs/<number>` in the repository, made with no link on the
-    /// way (a repository could commit links there to have logs written
-    /// anywhere): what `loktar run` uses.
+pub enum RunPlace {
+    /// The repository's own run store, and `.loktar/runs/<number>` made
+    /// with no link on the way (a repository could commit links there to
+    /// have logs written anywhere): what `loktar run` uses.
     InRepository,
-    /// `<folder>/<run id>`, e.g. under a server's or an executor's data folder.
-    Under(PathBuf),
+    /// The store in `<data dir>/loktar.db` and the folder `<data dir>/runs/<run id>`:
+    /// a server's, whose work trees come and go.
+    DataDir(PathBuf),
 }
 
-/// Begins a planned run: its record in the repository's run store and its
-/// work folder. Returns the loaded repository, the store (for the run's
-/// record to be written into) and the run.
-pub fn begin_run(planned: PlannedRun, folder: RunFolder) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
+/// Begins a planned run: its record in the run store and its work folder.
+/// Returns the loaded repository, the store (for the run's record to be
+/// written into) and the run.
+pub fn begin_run(planned: PlannedRun, place: RunPlace) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
     let PlannedRun { context, mut plan, selection, head } = planned;
     let root = &context.workspace.root;
-    let loktar_dir = root.join(LOKTAR_DIR);
-    let store = RunStore::open(root).map_err(|problem| when_full(problem, &loktar_dir))?;
+    let store_dir = match &place {
+        RunPlace::InRepository => root.join(LOKTAR_DIR),
+        RunPlace::DataDir(data_dir) => data_dir.clone(),
+    };
+    let store = match &place {
+        RunPlace::InRepository => RunStore::open(root),
+        RunPlace::DataDir(data_dir) => RunStore::open_file(&data_dir.join(DATABASE)),
+    }
+    .map_err(|problem| when_full(problem, &store_dir))?;
     let started = std::time::SystemTime::now();
     let number = store
         .begin_run(&NewRun {
@@ -119,9 +130,9 @@ pub fn begin_run(planned: PlannedRun, folder: RunFolder) -> Result<(Context, Run
             packages: plan.packages.len(),
             concurrency: plan.options.concurrency,
         })
-        .map_err(|problem| when_full(problem, &loktar_dir))?;
-    let dir = match folder {
-        RunFolder::InRepository => {
+        .map_err(|problem| when_full(problem, &store_dir))?;
+    let dir = match place {
+        RunPlace::InRepository => {
             let relative = Path::new(LOKTAR_DIR).join("runs").join(number.to_string());
             crate::beneath::Folder::open(root)
                 .map_err(|e| e.to_string())
@@ -132,11 +143,11 @@ pub fn begin_run(planned: PlannedRun, folder: RunFolder) -> Result<(Context, Run
                 })?;
             root.join(relative)
         }
-        RunFolder::Under(parent) => {
-            let dir = parent.join(plan.id.as_str());
+        RunPlace::DataDir(data_dir) => {
+            let dir = data_dir.join("runs").join(plan.id.as_str());
             std::fs::create_dir_all(&dir).map_err(|e| {
                 cannot_make_folder(&dir, &e.to_string())
-                    .hint(format!("check that `{}` can be written", parent.display()))
+                    .hint(format!("check that `{}` can be written", data_dir.display()))
             })?;
             dir
         }

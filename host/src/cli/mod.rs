@@ -68,6 +68,10 @@ enum Command {
     Runs(RunsArgs),
     /// List the plugins: name, version, roles, capabilities requested and granted, source
     Plugins(PluginsArgs),
+    /// Serve GitHub webhooks and the REST API: runs each push in the background, as `loktar run`
+    /// would, with `[server]` of the host configuration. Prints the address it listens on;
+    /// SIGTERM stops it after running runs finish (or, after 30 s, are cancelled)
+    Server,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,7 @@ impl From<&RangeArgs> for Range {
             default_branch: args.default_branch.clone(),
             worktree: args.worktree,
             github_pr: args.github_pr,
+            branch: None,
         }
     }
 }
@@ -274,10 +279,13 @@ impl std::fmt::Debug for Output {
 }
 
 fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
-    let options = Options { repo: cli.repo, config: cli.config };
+    let options = Options { repo: cli.repo, config: cli.config, ..Options::default() };
     match cli.command {
         Command::Run(args) => run::run(&options, &args, color),
         Command::Runs(args) => runs(&options, &args).map(Done::with_output),
+        Command::Server => {
+            crate::server::serve(&options).map(|()| Done::with_output(String::new())).map_err(Into::into)
+        }
         other => inspect(other, &options).map(|output| Done::printing(output, ExitCode::SUCCESS)),
     }
 }
@@ -319,7 +327,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     let providers = Providers::builtin();
     let options = options.clone();
     let text = match command {
-        Command::Run(_) | Command::Runs(_) => {
+        Command::Run(_) | Command::Runs(_) | Command::Server => {
             return Err(Diagnostic::new("internal error: not an inspecting command").into());
         }
         Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json)?,

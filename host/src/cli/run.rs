@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Done, ListFormat, Output, RangeArgs};
 use crate::app::context::{Options, plugin_session};
-use crate::app::run::{RunFolder, begin_run, plan_run};
+use crate::app::run::{RunPlace, begin_run, plan_run};
 use crate::app::{RunRequest, RunSelection};
 use crate::blocking::wait_for;
 use crate::config::LOKTAR_DIR;
@@ -125,7 +125,7 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         return Ok(Done::with_output(output));
     }
 
-    let (context, store, info) = begin_run(planned, RunFolder::InRepository)?;
+    let (context, store, info) = begin_run(planned, RunPlace::InRepository)?;
     let (number, started, loktar_dir) = (info.number, info.started, context.workspace.root.join(LOKTAR_DIR));
     let info = Arc::new(info);
     let session = Arc::new(plugin_session(context.settings.clone())?);

@@ -1,6 +1,11 @@
 //! The run store: every run, its packages and their stages, in an embedded
 //! SQLite database at `.loktar/loktar.db` in the repository. Nothing to
 //! install, and safe to share between two `loktar run`s at once.
+//!
+//! `loktar server` keeps one in its data folder, with what a server knows
+//! besides: the webhook deliveries it received (each starts one run however
+//! often it comes), runs queued before they are planned, and where each run
+//! came from.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,6 +82,86 @@ pub struct RunRow {
     pub packages: i64,
     /// Packages that failed.
     pub failed: i64,
+    /// The repository (`owner/repo`), for a server's runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// What asked for it (`push`, `pull_request`, `api`), for a server's runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The pull request it tests, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<i64>,
+    /// Why it ended as it did, when the outcome alone does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only this repository's.
+    pub repository: Option<String>,
+    /// Only this branch's.
+    pub branch: Option<String>,
+    /// Only this pull request's.
+    pub pull_request: Option<u64>,
+    /// Only runs with this status.
+    pub status: Option<String>,
+    /// Only runs numbered below this one (the next page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A webhook delivery, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// GitHub's `X-GitHub-Delivery`.
+    pub id: String,
+    /// Its event (`push`, `pull_request`…).
+    pub event: String,
+    /// When it arrived (ms since the epoch).
+    pub received_ms: i64,
+}
+
+/// A run a server accepted, before it is planned.
+#[derive(Debug, Clone)]
+pub struct QueuedRun {
+    /// Its identity.
+    pub id: RunId,
+    /// When it was accepted (ms since the epoch).
+    pub received_ms: i64,
+    /// How the packages will be chosen: `changes`, `all`, `packages`.
+    pub selection: String,
+    /// The repository (`owner/repo`).
+    pub repository: String,
+    /// What asked for it: `push`, `pull_request`, `api`.
+    pub trigger: String,
+    /// The branch.
+    pub branch: Option<String>,
+    /// The pull request, if any.
+    pub pull_request: Option<u64>,
+    /// The commit to build.
+    pub head: Option<String>,
+    /// The commit to compare with, if known.
+    pub base: Option<String>,
+    /// The delivery that asked for it, if a webhook did.
+    pub delivery: Option<Delivery>,
+}
+
+/// What [`RunStore::queue_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A new run, numbered so.
+    New {
+        /// Its number.
+        run: i64,
+    },
+    /// The delivery was received before; it started this run, if any.
+    Duplicate {
+        /// The run it started.
+        run: Option<i64>,
+    },
 }
 
 /// One stage or package row of a run.
@@ -128,14 +213,23 @@ impl RunStore {
         if !ignore.exists() {
             let _ = std::fs::write(&ignore, "# Loktar's runs, logs and artifacts: not part of the repository.\n*\n");
         }
-        let path = dir.join(DATABASE);
-        let fail = |source| Diagnostic::from(StoreError { path: path.clone(), source });
-        let connection = Connection::open(&path).map_err(fail)?;
+        RunStore::open_file(&dir.join(DATABASE))
+    }
+
+    /// Opens (creating if needed) the store in the database file `path`: a
+    /// server's, in its data folder.
+    pub fn open_file(path: &Path) -> Result<RunStore, Diagnostic> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", dir.display())))?;
+        }
+        let fail = |source| Diagnostic::from(StoreError { path: path.to_path_buf(), source });
+        let connection = Connection::open(path).map_err(fail)?;
         connection.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
         // WAL without a sync per commit: a crash may lose the last stage, never corrupt the file.
         connection.execute_batch(SCHEMA).map_err(fail)?;
         migrate(&connection).map_err(fail)?;
-        let store = RunStore { connection, path };
+        let store = RunStore { connection, path: path.to_path_buf() };
         store.mark_interrupted()?;
         Ok(store)
     }
@@ -182,26 +276,140 @@ impl RunStore {
         Diagnostic::from(StoreError { path: self.path.clone(), source })
     }
 
-    /// Records a new run; returns its number.
+    /// Records a new run, or starts the queued run of the same id; returns its number.
     pub fn begin_run(&self, run: &NewRun) -> Result<i64, Diagnostic> {
+        let values = params![
+            run.started_ms,
+            run.selection,
+            run.head,
+            run.base,
+            run.branch,
+            i64::try_from(run.packages).unwrap_or(i64::MAX),
+            i64::try_from(run.concurrency).unwrap_or(i64::MAX),
+            Owner::this_process().to_string(),
+            run.id.as_str()
+        ];
+        // An upsert would take a number from the sequence even when it updates: runs are numbered without gaps.
+        let queued = self
+            .connection
+            .query_row(
+                "UPDATE runs SET started_ms = ?1, status = 'running', selection = ?2, head = COALESCE(?3, head),
+                        base = COALESCE(?4, base), branch = COALESCE(?5, branch), packages = ?6, concurrency = ?7,
+                        owner = ?8
+                 WHERE uuid = ?9 AND status = 'queued' RETURNING id",
+                values,
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        if let Some(number) = queued {
+            return Ok(number);
+        }
         self.connection
             .execute(
                 "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, owner, uuid)
                  VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                values,
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// Records a run a server accepted, with the webhook delivery that asked
+    /// for it, if any, in one transaction: a delivery starts one run however
+    /// often it is received.
+    pub fn queue_run(&self, run: &QueuedRun) -> Result<Queued, Diagnostic> {
+        // Immediate: the write lock is taken (waiting for it as long as the
+        // busy timeout allows) before the delivery is looked up, so that a
+        // concurrent writer cannot make the insert fail half-way.
+        let transaction =
+            rusqlite::Transaction::new_unchecked(&self.connection, rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.fail(e))?;
+        if let Some(delivery) = &run.delivery {
+            if let Some(earlier) = self.delivered(&delivery.id)? {
+                return Ok(Queued::Duplicate { run: earlier });
+            }
+            self.insert_delivery(delivery)?;
+        }
+        let number: i64 = self
+            .connection
+            .query_row(
+                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, uuid,
+                                   repository, trigger, pull_request)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9) RETURNING id",
                 params![
-                    run.started_ms,
+                    run.received_ms,
                     run.selection,
                     run.head,
                     run.base,
                     run.branch,
-                    i64::try_from(run.packages).unwrap_or(i64::MAX),
-                    i64::try_from(run.concurrency).unwrap_or(i64::MAX),
-                    Owner::this_process().to_string(),
-                    run.id.as_str()
+                    run.id.as_str(),
+                    run.repository,
+                    run.trigger,
+                    run.pull_request.and_then(|n| i64::try_from(n).ok())
                 ],
+                |row| row.get(0),
             )
             .map_err(|e| self.fail(e))?;
-        Ok(self.connection.last_insert_rowid())
+        if let Some(delivery) = &run.delivery {
+            self.connection
+                .execute("UPDATE deliveries SET run = ?2 WHERE id = ?1", params![delivery.id, number])
+                .map_err(|e| self.fail(e))?;
+        }
+        transaction.commit().map_err(|e| self.fail(e))?;
+        Ok(Queued::New { run: number })
+    }
+
+    /// Records a delivery that starts no run (a ping, a tag); returns
+    /// whether it is new. A delivery received before answers as it did.
+    pub fn record_delivery(&self, delivery: &Delivery) -> Result<bool, Diagnostic> {
+        let inserted = self
+            .connection
+            .execute(
+                "INSERT INTO deliveries (id, event, received_ms) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+                params![delivery.id, delivery.event, delivery.received_ms],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(inserted == 1)
+    }
+
+    /// The run a delivery started, if it was received before: `Some(None)`
+    /// when it started none.
+    fn delivered(&self, id: &str) -> Result<Option<Option<i64>>, Diagnostic> {
+        self.connection
+            .query_row("SELECT run FROM deliveries WHERE id = ?1", [id], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    fn insert_delivery(&self, delivery: &Delivery) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "INSERT INTO deliveries (id, event, received_ms) VALUES (?1, ?2, ?3)",
+                params![delivery.id, delivery.event, delivery.received_ms],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Says why a run ends as it does (`superseded by …`, a planning
+    /// error), while it has not ended: an ended run keeps its story.
+    pub fn set_reason(&self, run: i64, reason: &str) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "UPDATE runs SET reason = ?2 WHERE id = ?1 AND status IN ('queued', 'running')",
+                params![run, reason],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Ends the runs still queued (accepted by a server that stopped before
+    /// starting them) as `interrupted`, saying so; returns how many.
+    pub fn abandon_queued(&self, reason: &str) -> Result<usize, Diagnostic> {
+        self.connection
+            .execute("UPDATE runs SET status = 'interrupted', reason = ?1 WHERE status = 'queued'", [reason])
+            .map_err(|e| self.fail(e))
     }
 
     /// Records how a stage of a package ended.
@@ -267,16 +475,30 @@ impl RunStore {
 
     /// The latest `limit` runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, Diagnostic> {
-        let mut query = self
-            .connection
-            .prepare(
-                "SELECT id, status, started_ms, duration_ms, selection, head, base, branch, packages,
-                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid
-                 FROM runs ORDER BY id DESC LIMIT ?1",
-            )
-            .map_err(|e| self.fail(e))?;
+        self.find_runs(&RunFilter { limit, ..RunFilter::default() })
+    }
+
+    /// The runs `filter` lets through, newest first.
+    pub fn find_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, Diagnostic> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE (?1 IS NULL OR repository = ?1) AND (?2 IS NULL OR branch = ?2)
+               AND (?3 IS NULL OR pull_request = ?3) AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR id < ?5)
+             ORDER BY id DESC LIMIT ?6"
+        );
+        let mut query = self.connection.prepare(&sql).map_err(|e| self.fail(e))?;
         let rows = query
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], run_row)
+            .query_map(
+                params![
+                    filter.repository,
+                    filter.branch,
+                    filter.pull_request.and_then(|n| i64::try_from(n).ok()),
+                    filter.status,
+                    filter.before,
+                    i64::try_from(filter.limit).unwrap_or(i64::MAX)
+                ],
+                run_row,
+            )
             .and_then(Iterator::collect)
             .map_err(|e| self.fail(e))?;
         Ok(rows)
@@ -286,13 +508,7 @@ impl RunStore {
     pub fn run(&self, id: i64) -> Result<Option<(RunRow, Vec<StageRow>)>, Diagnostic> {
         let run = self
             .connection
-            .query_row(
-                "SELECT id, status, started_ms, duration_ms, selection, head, base, branch, packages,
-                        (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid
-                 FROM runs WHERE id = ?1",
-                [id],
-                run_row,
-            )
+            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_row)
             .optional()
             .map_err(|e| self.fail(e))?;
         let Some(run) = run else { return Ok(None) };
@@ -397,6 +613,18 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
         connection
             .execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS runs_uuid ON runs(uuid); PRAGMA user_version = 2")?;
     }
+    if version < 3 {
+        // What a server knows of a run: where it came from and why it ended so.
+        for column in ["repository TEXT", "trigger TEXT", "pull_request INTEGER", "reason TEXT"] {
+            let name = column.split(' ').next().unwrap_or(column);
+            let exists =
+                connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1")?.exists([name])?;
+            if !exists {
+                connection.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column}"))?;
+            }
+        }
+        connection.execute_batch("PRAGMA user_version = 3")?;
+    }
     Ok(())
 }
 
@@ -413,8 +641,17 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         packages: row.get(8)?,
         failed: row.get(9)?,
         uuid: row.get(10)?,
+        repository: row.get(11)?,
+        trigger: row.get(12)?,
+        pull_request: row.get(13)?,
+        reason: row.get(14)?,
     })
 }
+
+/// The columns [`run_row`] reads, in its order.
+const RUN_COLUMNS: &str = "id, status, started_ms, duration_ms, selection, head, base, branch, packages,
+    (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid,
+    repository, trigger, pull_request, reason";
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -432,6 +669,12 @@ CREATE TABLE IF NOT EXISTS runs (
     concurrency INTEGER NOT NULL,
     owner       TEXT,
     uuid        TEXT
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    run         INTEGER REFERENCES runs(id)
 );
 CREATE TABLE IF NOT EXISTS packages (
     run_id   INTEGER NOT NULL REFERENCES runs(id),

@@ -223,7 +223,7 @@ fn given_range(git: &Git, base_name: &str, head_name: &str) -> Result<ChangeSet,
 }
 
 /// Whether `name` is a complete SHA-1 or SHA-256 commit hash.
-fn is_full_hash(name: &str) -> bool {
+pub fn is_full_hash(name: &str) -> bool {
     matches!(name.len(), 40 | 64) && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

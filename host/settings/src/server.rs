@@ -1,0 +1,104 @@
+//! `[server]` in the operator's `loktar.toml`: how `loktar server` listens,
+//! where it keeps its data, which repositories it builds and who may write
+//! through its API.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! data_dir = "/var/lib/loktar"
+//! public_url = "https://ci.example.com"
+//! webhook_secret = "github_webhook"     # a secret under [secrets]
+//! api_tokens = ["ci_admin"]             # secrets under [secrets]
+//!
+//! [server.repositories."acme/shop"]
+//! clone_url = "https://github.com/acme/shop.git"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// The address to listen on; port 0 takes a free one (the bound address is printed).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Run logs, repository mirrors and the database; relative to the
+    /// configuration file's folder.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The server's address as people reach it, for links in statuses and messages.
+    pub public_url: Option<String>,
+    /// The secret (under `[secrets]`) GitHub signs webhooks with.
+    pub webhook_secret: Option<String>,
+    /// Secrets (under `[secrets]`) holding the tokens that may use the API's write routes.
+    #[serde(default)]
+    pub api_tokens: Vec<String>,
+    /// Whether the API's read routes answer without a token.
+    #[serde(default = "yes")]
+    pub public_read: bool,
+    /// Runs at once, and packages at once in each [default: the number of cores].
+    pub executors: Option<usize>,
+    /// A new push to a branch, or a new head on a pull request, cancels the older run.
+    #[serde(default = "yes")]
+    pub cancel_superseded: bool,
+    /// What to do when two open pull requests affect the same packages.
+    #[serde(default)]
+    pub collisions: Collisions,
+    /// The repositories the server builds, by `owner/repo`.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositorySettings>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            public_url: None,
+            webhook_secret: None,
+            api_tokens: Vec::new(),
+            public_read: true,
+            executors: None,
+            cancel_superseded: true,
+            collisions: Collisions::Off,
+            repositories: BTreeMap::new(),
+        }
+    }
+}
+
+/// One repository the server builds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySettings {
+    /// Where it is cloned from (a URL or path git can fetch from without asking for credentials).
+    pub clone_url: String,
+}
+
+/// What the server does about pull requests that affect the same packages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Collisions {
+    /// Nothing.
+    #[default]
+    Off,
+    /// A comment on the later pull request.
+    Warn,
+    /// A comment and a failing `loktar - collisions` status.
+    Block,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_string()
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("loktar-data")
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,251 @@
+//! `loktar server`: GitHub webhooks in, runs out, in one process — the API
+//! gateway, the job service and the worker manager of Loktar's design, with
+//! the run store (SQLite) and the executors (in-process) embedded.
+//!
+//! A webhook is verified, recorded and answered at once (`202` with the
+//! run's number); the run is planned and executed in the background by
+//! the same application layer `loktar run` uses ([`crate::app`]), in a
+//! checkout of its own ([`repositories`]). The REST API ([`api`]) reads
+//! the run store.
+//!
+//! Configured under `[server]` in the operator's `loktar.toml`
+//! ([`crate::settings::ServerSettings`]); the configuration of each run
+//! (`loktar.json`, repository plugins) comes from the commit it builds.
+
+mod api;
+mod problem;
+mod repositories;
+mod runner;
+pub mod signature;
+mod webhooks;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::context::Options;
+use crate::blocking::wait_for;
+use crate::diagnostic::Diagnostic;
+use crate::settings::{ServerSettings, Settings};
+use crate::store::{DATABASE, RunStore};
+use problem::Problem;
+use repositories::Mirrors;
+
+/// The largest webhook body GitHub sends (its documented cap is 25 MB).
+const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
+
+/// How long running stages may go on after `SIGTERM` before they are cancelled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What every request and background run shares.
+pub(crate) struct Server {
+    /// `[server]` of the operator's configuration.
+    settings: ServerSettings,
+    /// The operator's configuration file, read again by each run.
+    config: Option<PathBuf>,
+    /// The run store, for the requests (each run records through its own connection).
+    store: Mutex<RunStore>,
+    mirrors: Mirrors,
+    /// The webhook secret's value; without one, every webhook is refused.
+    webhook_secret: Option<String>,
+    /// The API tokens' values.
+    api_tokens: Vec<String>,
+    /// Runs at once; each runs up to `concurrency` packages at once.
+    executors: Semaphore,
+    concurrency: usize,
+    /// Runs accepted and not finished, by number.
+    active: Mutex<HashMap<i64, Active>>,
+    /// The background runs, waited for at shutdown.
+    tasks: TaskTracker,
+    /// Cancelled at `SIGTERM`: runs not started yet never start.
+    stopping: CancellationToken,
+}
+
+/// Without the secrets' values.
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("settings", &self.settings)
+            .field("config", &self.config)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A run accepted and not finished.
+#[derive(Debug, Clone)]
+pub(crate) struct Active {
+    /// The repository (`owner/repo`).
+    repository: String,
+    /// The branch, for a push.
+    branch: Option<String>,
+    /// Cancels it (clean-up still runs).
+    cancel: CancellationToken,
+}
+
+impl Server {
+    fn store(&self) -> std::sync::MutexGuard<'_, RunStore> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Active>> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `call` on the run store, on a blocking thread (SQLite waits for
+    /// its lock there, never on the runtime's workers).
+    async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        call: impl FnOnce(&RunStore) -> Result<T, Diagnostic> + Send + 'static,
+    ) -> Result<T, Diagnostic> {
+        let server = self.clone();
+        tokio::task::spawn_blocking(move || call(&server.store()))
+            .await
+            .map_err(|e| Diagnostic::new(format!("internal error: the run store's thread failed: {e}")))?
+    }
+
+    /// The data folder: mirrors, work trees, run folders and the database.
+    fn data_dir(&self) -> &std::path::Path {
+        &self.settings.data_dir
+    }
+}
+
+/// Starts the server with the operator's configuration from `options`,
+/// prints the address it listens on, and serves until `SIGTERM` or
+/// `SIGINT`; then takes no new work, lets running runs finish for a while,
+/// cancels what is left (clean-up runs) and returns once all is recorded.
+/// Called on a blocking thread of the process's runtime.
+pub fn serve(options: &Options) -> Result<(), Diagnostic> {
+    let cwd = std::env::current_dir().map_err(|e| Diagnostic::new(format!("cannot read the current folder: {e}")))?;
+    let settings = Settings::load(options.config.as_deref(), &cwd)?;
+    // Before any secret is read, and before any thread of ours starts.
+    crate::vault::seal(&settings)?;
+    let server = settings.server.clone();
+    let webhook_secret = match &server.webhook_secret {
+        Some(name) => Some(secret(&settings, name, "webhook_secret")?),
+        None => {
+            tracing::warn!(
+                "no `webhook_secret` under `[server]`: every webhook will be refused\n\
+                 hint: set `webhook_secret` to a secret under `[secrets]`, and the same value in GitHub's webhook"
+            );
+            None
+        }
+    };
+    let api_tokens =
+        server.api_tokens.iter().map(|name| secret(&settings, name, "api_tokens")).collect::<Result<Vec<_>, _>>()?;
+    let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
+    let abandoned = store.abandon_queued("the server stopped before the run started")?;
+    if abandoned > 0 {
+        tracing::warn!("{abandoned} run(s) accepted before the server last stopped never started: marked interrupted");
+    }
+    let executors = server.executors.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let state = Arc::new(Server {
+        config: settings.source.clone(),
+        store: Mutex::new(store),
+        mirrors: Mirrors::new(server.data_dir.join("repositories")),
+        webhook_secret,
+        api_tokens,
+        executors: Semaphore::new(executors.max(1)),
+        concurrency: executors.max(1),
+        active: Mutex::default(),
+        tasks: TaskTracker::new(),
+        stopping: CancellationToken::new(),
+        settings: server,
+    });
+    wait_for(run(state))?
+}
+
+/// The value of the secret `[server] <field>` names.
+fn secret(settings: &Settings, name: &str, field: &str) -> Result<String, Diagnostic> {
+    settings.secret_value(name).filter(|value| !value.is_empty()).ok_or_else(|| {
+        let variable = settings.secrets.get(name).map_or("?", |secret| secret.env.as_str());
+        Diagnostic::new(format!("secret `{name}` of `{field}` under `[server]` is not set"))
+            .hint(format!("set the environment variable `{variable}` before starting the server"))
+    })
+}
+
+async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
+    let listen = &server.settings.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Diagnostic::new(format!("cannot listen on `{listen}`: {e}"))
+            .hint("choose another `listen` address under `[server]` (port 0 takes a free one)")
+    })?;
+    let address = listener.local_addr().map_err(|e| Diagnostic::new(format!("cannot read the bound address: {e}")))?;
+    // On stdout, first: scripts and tests read the port from it.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "loktar server listening on http://{address}");
+    let _ = stdout.flush();
+    watch_signals(server.stopping.clone());
+    let served = axum::serve(listener, router(server.clone()))
+        .with_graceful_shutdown(server.stopping.clone().cancelled_owned())
+        .await
+        .map_err(|e| Diagnostic::new(format!("the server stopped: {e}")));
+    shut_down(&server).await;
+    served
+}
+
+/// The routes.
+fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/hooks/github", post(webhooks::github))
+        .route("/api/health", get(api::health))
+        .route("/api/runs", get(api::runs))
+        .route("/api/runs/{id}", get(api::run))
+        .route("/api/runs/{id}/packages/{package}/stages/{stage}/log", get(api::log))
+        .fallback(Problem::no_route)
+        .method_not_allowed_fallback(Problem::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .with_state(server)
+}
+
+/// Lets running runs finish for [`SHUTDOWN_GRACE`], then cancels them and
+/// waits until they have recorded how they ended.
+async fn shut_down(server: &Arc<Server>) {
+    server.tasks.close();
+    let running = server.active().len();
+    if running > 0 {
+        tracing::warn!("stopping: waiting up to {}s for {running} run(s)", SHUTDOWN_GRACE.as_secs());
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, server.tasks.wait()).await.is_err() {
+        let running: Vec<i64> = server.active().keys().copied().collect();
+        let recorded = server
+            .with_store(move |store| {
+                running.iter().try_for_each(|&run| store.set_reason(run, "the server stopped before it ended"))
+            })
+            .await;
+        if let Err(problem) = recorded {
+            tracing::error!("{problem}");
+        }
+        for active in server.active().values() {
+            active.cancel.cancel();
+        }
+        server.tasks.wait().await;
+    }
+}
+
+/// `SIGTERM` or `SIGINT` stops the server.
+fn watch_signals(stopping: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::warn!("cannot watch for SIGTERM; stopping will not wait for runs");
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::warn!("stopping: no new work is taken");
+        stopping.cancel();
+    });
+}

@@ -1,0 +1,109 @@
+//! The server's copies of the repositories it builds: one bare mirror per
+//! repository in the data folder, fetched when an event names it, and for
+//! each run a checkout of its own (a detached work tree of the mirror),
+//! removed when the run ends — two runs never share a work tree.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::diagnostic::Diagnostic;
+
+/// The mirrors under one folder.
+#[derive(Debug)]
+pub(crate) struct Mirrors {
+    dir: PathBuf,
+    /// One lock per repository: two fetches of one mirror never overlap.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Mirrors {
+    pub(crate) fn new(dir: PathBuf) -> Mirrors {
+        Mirrors { dir, locks: Mutex::default() }
+    }
+
+    /// Brings the mirror of `repository` (`owner/repo`) up to date with
+    /// `clone_url`, cloning it the first time; returns its folder. Blocking.
+    pub(crate) fn fetch(&self, repository: &str, clone_url: &str) -> Result<PathBuf, Diagnostic> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(repository.to_string())
+            .or_default()
+            .clone();
+        let _fetching = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mirror = self.dir.join(format!("{}.git", repository.replace('/', "+")));
+        if mirror.join("HEAD").is_file() {
+            git(&["--git-dir", &shown(&mirror), "fetch", "--prune", "--quiet", "origin"])
+                .map_err(|e| cannot_fetch(repository, &e))?;
+        } else {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", self.dir.display())))?;
+            // Cloned beside, then renamed: a clone cut short is never taken for a mirror.
+            let partial = self.dir.join(format!(".{}.partial", repository.replace('/', "+")));
+            let _ = std::fs::remove_dir_all(&partial);
+            git(&["clone", "--mirror", "--quiet", clone_url, &shown(&partial)])
+                .map_err(|e| cannot_fetch(repository, &e))?;
+            std::fs::rename(&partial, &mirror)
+                .map_err(|e| Diagnostic::new(format!("cannot move the mirror into `{}`: {e}", mirror.display())))?;
+        }
+        Ok(mirror)
+    }
+
+    /// Checks `commit` out of `mirror` into `dir`, detached.
+    pub(crate) fn checkout(mirror: &Path, commit: &str, dir: &Path) -> Result<Checkout, Diagnostic> {
+        git(&["--git-dir", &shown(mirror), "worktree", "add", "--detach", "--quiet", &shown(dir), commit])
+            .map_err(|e| Diagnostic::new(format!("cannot check out `{commit}`: {e}")))?;
+        Ok(Checkout { mirror: mirror.to_path_buf(), dir: dir.to_path_buf() })
+    }
+}
+
+/// A run's work tree; removed when dropped.
+#[derive(Debug)]
+pub(crate) struct Checkout {
+    mirror: PathBuf,
+    dir: PathBuf,
+}
+
+impl Checkout {
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let removed = git(&["--git-dir", &shown(&self.mirror), "worktree", "remove", "--force", &shown(&self.dir)]);
+        if let Err(error) = removed {
+            tracing::warn!("cannot remove the work tree `{}`: {error}", self.dir.display());
+            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = git(&["--git-dir", &shown(&self.mirror), "worktree", "prune"]);
+        }
+    }
+}
+
+fn cannot_fetch(repository: &str, error: &str) -> Diagnostic {
+    Diagnostic::new(format!("cannot fetch `{repository}`: {error}"))
+        .hint("check `clone_url` under `[server.repositories]`: the server must be able to fetch it without a prompt")
+}
+
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Runs git without a terminal to ask for credentials; its error output when it fails.
+fn git(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("git")
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(stderr.trim().lines().last().unwrap_or("git failed").to_string())
+}

@@ -1,0 +1,211 @@
+//! A run the server accepted, from its queue to its record: the mirror
+//! fetched, the commit checked out on its own, the run planned and
+//! executed by the application layer `loktar run` uses, its logs and
+//! record in the server's data folder, the checkout removed at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Server;
+use super::repositories::{Checkout, Mirrors};
+use crate::app::context::{Options, plugin_session};
+use crate::app::run::{PlannedRun, RunPlace, begin_run, plan_run};
+use crate::app::{Range, RunRequest, RunSelection};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::events::logfiles::LogFiles;
+use crate::events::record::Recorder;
+use crate::events::{EventBus, RunId, RunOutcome, Subscriber, WriteHealth};
+use crate::pipeline::run::{execute, notify_nothing_to_run};
+use crate::pipeline::stage::Stage;
+use crate::runtime::RunningPrograms;
+
+/// Why a run accepted before `SIGTERM` never started.
+const STOPPED: &str = "the server stopped before the run started";
+
+/// A run accepted from a webhook (or the API), recorded as queued.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// Its number in the server's run store.
+    pub number: i64,
+    /// Its identity.
+    pub id: RunId,
+    /// The repository (`owner/repo`) and where it is cloned from.
+    pub repository: String,
+    pub clone_url: String,
+    /// The branch, when known.
+    pub branch: Option<String>,
+    /// The commit to build.
+    pub head: String,
+    /// The commit to compare with; `None`: the merge base with the default branch.
+    pub base: Option<String>,
+    /// The repository's default branch, as the event says.
+    pub default_branch: Option<String>,
+    /// Cancels it.
+    pub cancel: CancellationToken,
+}
+
+/// Runs `accepted` to its end and records how it ended. Never fails: what
+/// goes wrong is the run's outcome and reason.
+pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
+    let number = accepted.number;
+    let ended = match server.executors.acquire().await {
+        Ok(_permit) if server.stopping.is_cancelled() => {
+            accepted.cancel.cancel();
+            Err(Diagnostic::new(STOPPED))
+        }
+        Ok(_permit) if !accepted.cancel.is_cancelled() => execute_accepted(&server, &accepted).await,
+        _ => Err(Diagnostic::new("cancelled before it started")),
+    };
+    if let Err(problem) = ended {
+        tracing::warn!(run = number, "{problem}");
+        let cancelled = accepted.cancel.is_cancelled();
+        let outcome = if cancelled { RunOutcome::Interrupted } else { RunOutcome::Failed };
+        let reason = match &problem.hint {
+            Some(hint) => format!("{}; hint: {hint}", problem.message),
+            None => problem.message.clone(),
+        };
+        let recorded = server
+            .with_store(move |store| {
+                // A reason given by whoever cancelled it stays.
+                if !cancelled || reason == STOPPED {
+                    store.set_reason(number, &reason)?;
+                }
+                store.finish_run(number, outcome.name(), Duration::ZERO)
+            })
+            .await;
+        if let Err(problem) = recorded {
+            tracing::error!(run = number, "cannot record how the run ended: {problem}");
+        }
+    }
+    server.active().remove(&number);
+}
+
+/// The run, up to its record; an error for a run that could not begin.
+async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(), Diagnostic> {
+    let prepared = {
+        let server = server.clone();
+        let request = request(server.concurrency, accepted);
+        let (repository, clone_url, head, id) =
+            (accepted.repository.clone(), accepted.clone_url.clone(), accepted.head.clone(), accepted.id.clone());
+        tokio::task::spawn_blocking(move || prepare(&server, &repository, &clone_url, &head, id, &request))
+            .await
+            .map_err(|e| Diagnostic::new(format!("internal error: planning failed: {e}")))??
+    };
+    let Prepared { checkout, planned } = prepared;
+    let ran = run_planned(server, accepted, planned).await;
+    // Removing the work tree runs git: never on the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || drop(checkout)).await;
+    ran
+}
+
+/// Executes a planned run, recording it; an error for a run that could not begin.
+async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: PlannedRun) -> Result<(), Diagnostic> {
+    if let Some(because) = planned.nothing_to_run() {
+        let session = plugin_session(planned.context.settings.clone())?;
+        for failure in notify_nothing_to_run(&session, &planned.plan, &because).await {
+            tracing::warn!(run = accepted.number, "notify: {failure}");
+        }
+        let number = accepted.number;
+        server
+            .with_store(move |store| {
+                store.set_reason(number, &format!("nothing to run: {because}"))?;
+                store.finish_run(number, RunOutcome::Passed.name(), Duration::ZERO)
+            })
+            .await?;
+        return Ok(());
+    }
+    let data_dir = server.data_dir().to_path_buf();
+    let (context, store, info) = begin_run(planned, RunPlace::DataDir(data_dir))?;
+    let info = Arc::new(info);
+    let session = Arc::new(plugin_session(context.settings.clone())?);
+    let health = WriteHealth::new();
+    let subscribers: Vec<Box<dyn Subscriber>> = vec![
+        Box::new(LogFiles::new(info.clone(), health.clone())),
+        Box::new(Recorder::new(store, info.clone(), health.clone())),
+    ];
+    let (bus, emitter) = EventBus::start(info.id().clone(), subscribers, health.clone())
+        .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
+    let programs = RunningPrograms::default();
+    // A cancelled run (superseded, its branch deleted, the server stopping) is `interrupted`, not `failed`.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let watch = tokio::spawn({
+        let (cancel, interrupted) = (accepted.cancel.clone(), interrupted.clone());
+        async move {
+            cancel.cancelled().await;
+            interrupted.store(true, Ordering::SeqCst);
+        }
+    });
+    let report = execute(session, info, emitter, &accepted.cancel, &programs, &interrupted).await;
+    watch.abort();
+    bus.finish();
+    tracing::info!(run = accepted.number, outcome = report.outcome.name(), "run finished");
+    Ok(())
+}
+
+/// A run planned in its own checkout.
+struct Prepared {
+    checkout: Checkout,
+    planned: PlannedRun,
+}
+
+/// Fetches, checks out and plans. Blocking.
+fn prepare(
+    server: &Server,
+    repository: &str,
+    clone_url: &str,
+    head: &str,
+    id: RunId,
+    request: &RunRequest,
+) -> Result<Prepared, Diagnostic> {
+    let mirror = server.mirrors.fetch(repository, clone_url)?;
+    let checkout = Mirrors::checkout(&mirror, head, &server.data_dir().join("work").join(id.as_str()))?;
+    let options = Options {
+        repo: Some(checkout.dir().to_path_buf()),
+        config: server.config.clone(),
+        github_repository: Some(repository.to_string()),
+    };
+    let mut planned = plan_run(&options, request).map_err(first_problem)?;
+    // The run keeps the identity it was accepted with.
+    planned.plan.id = id;
+    // Statuses and messages link to the run on this server, unless the operator chose another page.
+    if let Some(public_url) = &server.settings.public_url {
+        let run_url = &mut planned.context.settings.notifications.run_url;
+        run_url.get_or_insert_with(|| format!("{}/api/runs/{{run}}", public_url.trim_end_matches('/')));
+    }
+    Ok(Prepared { checkout, planned })
+}
+
+/// What the server asks of the application layer for an accepted run.
+fn request(concurrency: usize, accepted: &Accepted) -> RunRequest {
+    RunRequest {
+        range: Range {
+            base: accepted.base.clone(),
+            head: accepted.head.clone(),
+            default_branch: accepted.default_branch.clone(),
+            worktree: false,
+            github_pr: None,
+            branch: accepted.branch.clone(),
+        },
+        selection: RunSelection::Changes,
+        last_stage: Stage::Notify,
+        concurrency,
+        fail_fast: false,
+        rebuild: false,
+    }
+}
+
+/// The first problem of several, with the count of the others.
+fn first_problem(Diagnostics(mut problems): Diagnostics) -> Diagnostic {
+    let others = problems.len().saturating_sub(1);
+    match problems.drain(..).next() {
+        Some(mut first) if others > 0 => {
+            first.message = format!("{} (and {others} more problem(s))", first.message);
+            first
+        }
+        Some(first) => first,
+        None => Diagnostic::new("the run could not be planned"),
+    }
+}
