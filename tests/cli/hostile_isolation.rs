@@ -65,6 +65,28 @@ fn an_isolated_test_sees_nothing_of_loktar_the_operator_or_the_rest_of_the_machi
 }
 
 #[test]
+fn a_read_only_folder_the_operator_grants_is_seen_even_below_tmp() {
+    // Below the system's temp folder, where the sandbox has a `/tmp` of its own.
+    let shared = tempfile::tempdir().expect("temp dir");
+    std::fs::write(shared.path().join("tool"), "version 1\n").expect("write");
+    let folder = shared.path().display().to_string();
+    let repo = TestRepo::new();
+    repo.host_config(&format!("[isolation]\nmode = \"namespaces\"\nread_only = [{folder:?}]\n"));
+    repo.write(
+        "a/Makefile",
+        &format!(
+            "ci:\n\t@grep -q 'version 1' {folder}/tool\n\t@! touch {folder}/written 2>/dev/null\n\nclean:\n\t@true\n"
+        ),
+    );
+    repo.write("loktar.json", r#"{"packages": [{"pkg_name": "a", "test_type": "make"}]}"#);
+    repo.commit("ENH: a test that reads a shared folder");
+    let run = repo.loktar(&["run", "--all"]);
+    let log = std::fs::read_to_string(repo.path().join(".loktar/runs/1/a/test.log")).unwrap_or_default();
+    assert_eq!(run.code, 0, "the granted folder was not readable:\n{log}\n{}", run.stderr);
+    assert!(!shared.path().join("written").exists(), "the read-only folder was written");
+}
+
+#[test]
 fn what_a_test_leaves_running_ends_with_its_stage() {
     for isolation in ["mode = \"namespaces\"", "mode = \"none\""] {
         leaves_nothing_running(isolation);

@@ -208,15 +208,19 @@ fn namespaces(settings: &IsolationSettings, launch: Launch<'_>) -> Result<tokio:
     let mut arg = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
     arg(&[&"--die-with-parent", &"--new-session", &"--unshare-all", &"--share-net", &"--cap-drop", &"ALL"]);
     arg(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
-    for root in visible_roots(settings) {
-        mount_read_only(&mut arg, root);
+    for root in TOOLCHAIN_ROOTS {
+        mount_read_only(&mut arg, Path::new(root));
     }
     for entry in ETC_ENTRIES {
         mount_read_only(&mut arg, &Path::new("/etc").join(entry));
     }
     // A private `/tmp` in memory, gone with the sandbox (even if Loktar is
-    // killed). First: the package may live below `/tmp`, and is mounted on top.
+    // killed). First: the package and the operator's read-only folders may
+    // live below `/tmp`, and are mounted on top.
     arg(&[&"--tmpfs", &"/tmp"]);
+    for folder in &settings.read_only {
+        mount_read_only(&mut arg, folder);
+    }
     let mut mappings = vec![FdMapping { parent_fd: dup(launch.package)?, child_fd: PACKAGE_FD }];
     arg(&[&"--bind-fd", &PACKAGE_FD.to_string(), &launch.package.shown()]);
     // A package at the repository's root would see `.git` (whose configuration
