@@ -17,6 +17,7 @@ use crate::support::{TestRepo, loktar_command, within};
 const SECRET: &str = "It's a Secret to Everybody";
 const TOKEN: &str = "ghp_server_test_token";
 const REPOSITORY: &str = "acme/shop";
+const API_TOKEN: &str = "loktar-api-token-7f3e";
 
 /// A running `loktar server`, stopped with SIGTERM when dropped.
 struct TestServer {
@@ -31,47 +32,37 @@ impl TestServer {
     /// Starts a server that builds `origin` as `acme/shop`, with `extra`
     /// appended to its `[server]` table and `github_api` as GitHub.
     fn start(origin: &Path, github_api: &str, extra: &str) -> TestServer {
+        TestServer::start_with(origin, github_api, extra, "")
+    }
+
+    /// [`TestServer::start`], with `tables` added to its configuration.
+    fn start_with(origin: &Path, github_api: &str, extra: &str, tables: &str) -> TestServer {
         let home = tempfile::Builder::new().prefix("loktar-server").tempdir().expect("temp dir");
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nwebhook_secret = \"hook\"\nexecutors = 2\n{extra}\n\
              [server.repositories.\"{REPOSITORY}\"]\nclone_url = {:?}\n\n\
              [plugins.github]\nrole = \"notifier\"\n\n[github]\napi_url = \"{github_api}\"\ntoken_secret = \"gh\"\nretries = 0\n\n\
-             [secrets.hook]\nenv = \"TEST_WEBHOOK_SECRET\"\n\n[secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n",
+             [secrets.hook]\nenv = \"TEST_WEBHOOK_SECRET\"\n\n[secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n\n\
+             [secrets.admin]\nenv = \"TEST_API_TOKEN\"\n\n{tables}\n",
             origin.display().to_string()
         );
         std::fs::write(home.path().join("loktar.toml"), config).expect("write loktar.toml");
-        let mut child = loktar_command()
-            .current_dir(home.path())
-            .args(["--config", "loktar.toml", "server"])
-            .env("TEST_WEBHOOK_SECRET", SECRET)
-            .env("TEST_GITHUB_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start loktar server");
-        let (sender, address) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        let stderr = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            // Shown with the test's output, should it fail.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("server: {line}");
-            }
-        });
-        let line = address.recv_timeout(Duration::from_secs(60)).expect("the server prints its address");
-        let url = line.strip_prefix("loktar server listening on ").expect("the address line").to_string();
+        let (child, url) = spawn_server(home.path());
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
         TestServer { child, url, home, agent }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and starts it again
+    /// on the same configuration and data folder.
+    fn kill_and_restart(&mut self) {
+        self.child.kill().expect("kill the server");
+        self.child.wait().expect("wait for the killed server");
+        let (child, url) = spawn_server(self.home.path());
+        (self.child, self.url) = (child, url);
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -101,6 +92,18 @@ impl TestServer {
         let body = payload.to_string();
         let signature = loktar::server::signature::sign(SECRET.as_bytes(), body.as_bytes());
         self.post(event, delivery, body.as_bytes(), Some(&signature))
+    }
+
+    /// `POST path` with a JSON body and, if given, a bearer token: status and JSON answer.
+    fn api_post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.agent.post(format!("{}{path}", self.url)).header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.send(body.to_string().as_bytes()).expect("post");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("read the answer");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// `GET path`: status and body.
@@ -147,6 +150,43 @@ impl Drop for TestServer {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Starts `loktar server` with the configuration in `home`; the process and
+/// the URL it prints.
+fn spawn_server(home: &Path) -> (Child, String) {
+    let mut command = loktar_command();
+    command
+        .current_dir(home)
+        .args(["--config", "loktar.toml", "server"])
+        .env("TEST_WEBHOOK_SECRET", SECRET)
+        .env("TEST_GITHUB_TOKEN", TOKEN)
+        .env("TEST_API_TOKEN", API_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // `LOKTAR_TEST_SERVER_LOG=loktar=debug cargo test server::` shows what the servers do.
+    if let Ok(filter) = std::env::var("LOKTAR_TEST_SERVER_LOG") {
+        command.env("RUST_LOG", filter);
+    }
+    let mut child = command.spawn().expect("start loktar server");
+    let (sender, address) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        // Shown with the test's output, should it fail.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("server: {line}");
+        }
+    });
+    let line = address.recv_timeout(Duration::from_secs(60)).expect("the server prints its address");
+    let url = line.strip_prefix("loktar server listening on ").expect("the address line").to_string();
+    (child, url)
 }
 
 /// A repository of three packages (`app` depends on `lib`; `other` stands
@@ -244,6 +284,20 @@ fn only_a_correctly_signed_webhook_starts_a_run() {
     let run = answer["run"].as_i64().expect("the run's number");
     assert_eq!(server.finished(run)["run"]["status"], "passed");
     assert_eq!(server.runs().len(), 1);
+
+    // What became of each delivery, and of the run, in Prometheus' format.
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "loktar_webhook_deliveries_total{result=\"unauthorized\"} 3",
+        "loktar_webhook_deliveries_total{result=\"accepted\"} 1",
+        "loktar_runs{status=\"passed\"} 1",
+        "loktar_queue_depth 0",
+        "loktar_stage_runs_total{stage=\"test\"} 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+    }
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 }
 
 #[test]
@@ -498,30 +552,356 @@ fn keys(value: &Value) -> Vec<String> {
 #[test]
 fn the_api_documentation_shows_what_the_server_answers() {
     let examples = documented_examples();
-    assert_eq!(examples.len(), 6, "an example per answer of docs/api.md");
+    assert_eq!(examples.len(), 7, "an example per answer and request of docs/api.md");
     let project = Project::new("@false");
     let recorder = github();
-    let server = TestServer::start(project.origin.path(), &recorder.url(), "");
+    let server = TestServer::start(project.origin.path(), &recorder.url(), "api_tokens = [\"admin\"]");
     let (status, accepted) = server.hook("push", "docs-1", &project.push_change("lib/a.txt"));
     assert_eq!(status, 202);
     assert_eq!(keys(&accepted), keys(&examples[1]), "the 202 answer");
     assert_eq!(keys(&server.hook("push", "docs-1", &project.push_change("lib/a.txt")).1), keys(&examples[2]));
     let run = accepted["run"].as_i64().expect("number");
     let shown = server.finished(run);
-    assert_eq!(keys(&server.get_json("/api/health")), keys(&examples[3]), "the health answer");
+    // The documented request starts the run it says.
+    let (status, triggered) = server.api_post("/api/runs", Some(API_TOKEN), &examples[3]);
+    assert_eq!(status, 202, "{triggered}");
+    assert_eq!(keys(&triggered), keys(&examples[1]));
+    let triggered = server.finished(triggered["run"].as_i64().expect("number"));
+    let names: Vec<&str> =
+        triggered["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["lib", "app"], "{triggered:#}");
+    assert_eq!(keys(&server.get_json("/api/health")), keys(&examples[4]), "the health answer");
     let listed = server.get_json("/api/runs");
-    assert_eq!(keys(&listed), keys(&examples[4]));
-    assert_eq!(keys(&listed["runs"][0]), keys(&examples[4]["runs"][0]), "a listed run");
-    assert_eq!(keys(&shown), keys(&examples[5]));
-    assert_eq!(keys(&shown["run"]), keys(&examples[5]["run"]), "a run");
+    assert_eq!(keys(&listed), keys(&examples[5]));
+    assert_eq!(keys(&listed["runs"][0]), keys(&examples[5]["runs"][0]), "a listed run");
+    assert_eq!(keys(&shown), keys(&examples[6]));
+    assert_eq!(keys(&shown["run"]), keys(&examples[6]["run"]), "a run");
     // `lib` failed: `app` never ran a stage.
-    assert_eq!(keys(&shown["packages"][0]), keys(&examples[5]["packages"][0]), "a package that ran: {shown:#}");
-    assert_eq!(keys(&shown["packages"][0]["stages"][0]), keys(&examples[5]["packages"][0]["stages"][0]), "a stage");
-    assert_eq!(keys(&shown["packages"][1]), keys(&examples[5]["packages"][1]), "a package that did not run: {shown:#}");
+    assert_eq!(keys(&shown["packages"][0]), keys(&examples[6]["packages"][0]), "a package that ran: {shown:#}");
+    assert_eq!(keys(&shown["packages"][0]["stages"][0]), keys(&examples[6]["packages"][0]["stages"][0]), "a stage");
+    assert_eq!(keys(&shown["packages"][1]), keys(&examples[6]["packages"][1]), "a package that did not run: {shown:#}");
     assert_eq!(shown["packages"][1]["status"], "skipped", "{shown:#}");
     let (status, refused) = server.hook("push", "docs-2", &json!({ "ref": "refs/heads/main", "before": "0", "after": "0", "repository": { "full_name": "acme/unknown" } }));
     assert_eq!(status, 404);
     assert_eq!(keys(&refused), keys(&examples[0]), "a refusal");
     let pong = server.hook("ping", "docs-3", &json!({ "zen": "Keep it logically awesome.", "hook_id": 1 }));
     assert_eq!(pong, (200, json!({ "message": "pong" })), "as the table of docs/api.md says");
+}
+
+#[test]
+fn the_write_routes_need_a_token_and_start_cancel_and_rerun_runs() {
+    // `lib` fails while `lib/broken` exists; `app` sleeps while `app/slow` does.
+    let project = Project::new("@if [ -e broken ]; then exit 1; fi; if [ -e slow ]; then sleep 38; fi");
+    let recorder = github();
+    let server = TestServer::start(project.origin.path(), &recorder.url(), "api_tokens = [\"admin\"]");
+    let all = json!({ "repository": REPOSITORY, "branch": "main", "packages": "all" });
+
+    let (status, answer) = server.api_post("/api/runs", None, &all);
+    assert_eq!((status, answer["error"].as_str()), (401, Some("this route needs an API token")), "{answer}");
+    let (status, answer) = server.api_post("/api/runs", Some("not-the-token"), &all);
+    assert_eq!((status, answer["error"].as_str()), (401, Some("the API token is not valid")), "{answer}");
+    assert_eq!(server.api_post("/api/runs/1/cancel", None, &json!({})).0, 401);
+    assert_eq!(server.api_post("/api/runs/1/rerun", Some("not-the-token"), &json!({})).0, 401);
+    let refused = [
+        (json!({ "repository": REPOSITORY }), 400),
+        (json!({ "repository": REPOSITORY, "branch": "--upload-pack=touch /tmp/x" }), 400),
+        (json!({ "repository": REPOSITORY, "commit": "HEAD" }), 400),
+        (json!({ "repository": REPOSITORY, "branch": "main", "packages": 3 }), 400),
+        (json!({ "repository": REPOSITORY, "branch": "main", "unknown": true }), 400),
+        (json!({ "repository": "acme/unknown", "branch": "main" }), 404),
+    ];
+    for (body, expected) in refused {
+        let (status, answer) = server.api_post("/api/runs", Some(API_TOKEN), &body);
+        assert_eq!(status, expected, "{body} → {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    assert!(server.runs().is_empty(), "a refused request started a run");
+
+    // Every package of the head of `main`: `lib` fails, so `app` is skipped.
+    project.repo.write("lib/broken", "");
+    project.repo.commit("TST: lib broken");
+    project.repo.git(&["push", "--quiet", "origin", "main"]);
+    let head = project.repo.git(&["rev-parse", "HEAD"]);
+    let (status, answer) = server.api_post("/api/runs", Some(API_TOKEN), &all);
+    assert_eq!(status, 202, "{answer}");
+    let first = server.finished(answer["run"].as_i64().expect("number"));
+    assert_eq!((&first["run"]["status"], &first["run"]["trigger"]), (&json!("failed"), &json!("api")), "{first:#}");
+    assert_eq!(first["run"]["head"], json!(head), "the branch's head was built");
+    let first_id = first["run"]["id"].as_i64().expect("number");
+
+    // Run again what did not pass: `lib` and the `app` it held back, on the same commit.
+    let (status, answer) = server.api_post(&format!("/api/runs/{first_id}/rerun"), Some(API_TOKEN), &json!({}));
+    assert_eq!(status, 202, "{answer}");
+    let again = server.finished(answer["run"].as_i64().expect("number"));
+    let names: Vec<&str> =
+        again["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["lib", "app"], "{again:#}");
+    assert_eq!((&again["run"]["trigger"], &again["run"]["head"]), (&json!("rerun"), &json!(head)));
+
+    // A slow run, cancelled.
+    project.repo.remove("lib/broken");
+    project.repo.write("app/slow", "");
+    project.repo.commit("TST: app slow");
+    project.repo.git(&["push", "--quiet", "origin", "main"]);
+    let (status, answer) = server.api_post("/api/runs", Some(API_TOKEN), &all);
+    assert_eq!(status, 202, "{answer}");
+    let slow = answer["run"].as_i64().expect("number");
+    assert!(within(60, || !crate::support::sleeping("38").is_empty()), "the slow run's `make ci` never started");
+    let (status, answer) = server.api_post(&format!("/api/runs/{slow}/cancel"), Some(API_TOKEN), &json!({}));
+    assert_eq!((status, answer), (202, json!({ "cancelled": slow })));
+    let cancelled = server.finished(slow);
+    assert_eq!(
+        (&cancelled["run"]["status"], &cancelled["run"]["reason"]),
+        (&json!("interrupted"), &json!("cancelled through the API")),
+        "{cancelled:#}"
+    );
+    assert!(within(10, || crate::support::sleeping("38").is_empty()), "the cancelled run's program still runs");
+    let (status, answer) = server.api_post(&format!("/api/runs/{slow}/cancel"), Some(API_TOKEN), &json!({}));
+    assert_eq!((status, answer["error"].as_str()), (409, Some(format!("run {slow} has ended: interrupted").as_str())));
+    assert_eq!(server.api_post("/api/runs/9999/cancel", Some(API_TOKEN), &json!({})).0, 404);
+}
+
+/// A pull request `number` from branch `name` of one commit on `main`
+/// adding `file`, pushed to the origin as GitHub keeps it
+/// (`refs/pull/<n>/head`); its head.
+fn open_pull_request(project: &Project, number: u64, name: &str, file: &str) -> String {
+    project.repo.git(&["checkout", "--quiet", "-b", name, "main"]);
+    project.repo.write(file, "new\n");
+    let head = project.repo.commit(&format!("ENH: {name}"));
+    project.repo.git(&["push", "--quiet", "origin", name, &format!("HEAD:refs/pull/{number}/head")]);
+    project.repo.git(&["checkout", "--quiet", "main"]);
+    head
+}
+
+/// A `pull_request` event as GitHub documents it.
+fn pull_request_event(action: &str, number: u64, name: &str, head: &str, base: &str) -> Value {
+    json!({
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "number": number, "state": "open", "title": format!("ENH: {name}"),
+            "head": { "sha": head, "ref": name, "label": format!("acme:{name}") },
+            "base": { "sha": base, "ref": "main", "label": "acme:main" }
+        },
+        "repository": { "full_name": REPOSITORY, "default_branch": "main" },
+        "sender": { "login": "octocat" }
+    })
+}
+
+#[test]
+fn a_pull_request_runs_its_change_set_and_closing_it_cancels_its_runs() {
+    // `other` sleeps while `other/slow` exists.
+    let project = Project::new("@if [ -e slow ]; then sleep 39; fi");
+    let base = project.repo.git(&["rev-parse", "HEAD"]);
+    let quick = open_pull_request(&project, 1, "quick", "other/x.txt");
+    let slow = open_pull_request(&project, 2, "slow", "other/slow");
+    // GitHub's API for the two pull requests: each one commit adding one file.
+    let pulls = [(1, quick.clone(), "other/x.txt"), (2, slow.clone(), "other/slow")];
+    let api_base = base.clone();
+    let recorder = Recorder::start(move |request| {
+        if request.method == "POST" {
+            return Reply::json(201, json!({ "state": "ok" }));
+        }
+        for (number, head, file) in &pulls {
+            let pull = format!("/repos/{REPOSITORY}/pulls/{number}");
+            if request.path == pull {
+                return Reply::json(
+                    200,
+                    json!({ "number": number, "commits": 1, "changed_files": 1,
+                            "base": { "sha": api_base, "ref": "main" }, "head": { "sha": head, "ref": "feature" } }),
+                );
+            }
+            if request.path == format!("{pull}/files?per_page=100") {
+                return Reply::json(200, json!([{ "filename": file, "status": "added" }]));
+            }
+            if request.path == format!("{pull}/commits?per_page=100") {
+                let commit = json!({ "sha": head, "commit": { "message": "ENH" }, "parents": [{ "sha": api_base }] });
+                return Reply::json(200, json!([commit]));
+            }
+        }
+        Reply::json(404, json!({ "message": "Not Found" }))
+    });
+    let server = TestServer::start(project.origin.path(), &recorder.url(), "");
+
+    let (status, answer) =
+        server.hook("pull_request", "pr-1", &pull_request_event("opened", 1, "quick", &quick, &base));
+    assert_eq!(status, 202, "{answer}");
+    let run = server.finished(answer["run"].as_i64().expect("number"));
+    assert_eq!(run["run"]["status"], "passed", "{run:#}");
+    assert_eq!(
+        (&run["run"]["trigger"], &run["run"]["pull_request"], &run["run"]["branch"], &run["run"]["head"]),
+        (&json!("pull_request"), &json!(1), &json!("quick"), &json!(quick))
+    );
+    let names: Vec<&str> =
+        run["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["other"], "the change set came from GitHub: {run:#}");
+    let posted = |head: &str| -> Vec<String> {
+        let path = format!("/repos/{REPOSITORY}/statuses/{head}");
+        recorder
+            .requests()
+            .iter()
+            .filter(|request| request.method == "POST" && request.path == path)
+            .map(|request| request.json()["state"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(posted(&quick), ["pending", "success"]);
+
+    let (status, answer) =
+        server.hook("pull_request", "pr-1b", &pull_request_event("labeled", 1, "quick", &quick, &base));
+    assert_eq!((status, answer["ignored"].as_str()), (200, Some("pull request action `labeled` starts no run")));
+
+    // Closing a pull request cancels its run; its checks end settled.
+    let (status, answer) = server.hook("pull_request", "pr-2", &pull_request_event("opened", 2, "slow", &slow, &base));
+    assert_eq!(status, 202, "{answer}");
+    let second = answer["run"].as_i64().expect("number");
+    assert!(
+        within(60, || !crate::support::sleeping("39").is_empty()),
+        "the slow pull request's `make ci` never started"
+    );
+    let closed = server.hook("pull_request", "pr-2b", &pull_request_event("closed", 2, "slow", &slow, &base));
+    assert_eq!(closed, (200, json!({ "cancelled": [second] })));
+    let cancelled = server.finished(second);
+    assert_eq!(
+        (&cancelled["run"]["status"], &cancelled["run"]["reason"]),
+        (&json!("interrupted"), &json!("pull request #2 was closed")),
+        "{cancelled:#}"
+    );
+    assert!(within(10, || crate::support::sleeping("39").is_empty()), "the closed pull request's program still runs");
+    let states = posted(&slow);
+    assert_eq!(states.first().map(String::as_str), Some("pending"), "{states:?}");
+    assert_ne!(states.last().map(String::as_str), Some("pending"), "a check was left pending: {states:?}");
+    assert_eq!(server.runs().len(), 2);
+}
+
+#[test]
+fn a_run_s_events_and_logs_are_followed_live_and_replayed() {
+    let project = Project::new("@echo first; sleep 3; echo second");
+    let recorder = github();
+    let server = TestServer::start(project.origin.path(), &recorder.url(), "");
+    let (status, answer) = server.hook("push", "live-1", &project.push_change("other/x.txt"));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("number");
+
+    // The log, followed from before the stage starts: `first` arrives while the run still runs.
+    let mut response = server
+        .agent
+        .get(format!("{}/api/runs/{run}/packages/other/stages/test/log?follow=true", server.url))
+        .call()
+        .expect("follow the log");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut reader = BufReader::new(response.body_mut().as_reader());
+    let mut followed = String::new();
+    while !followed.contains("first") {
+        let read = reader.read_line(&mut followed).expect("read the followed log");
+        assert!(read > 0, "the log ended before `first`: {followed}");
+    }
+    assert_eq!(server.get_json(&format!("/api/runs/{run}"))["run"]["status"], "running", "not live: the run had ended");
+    reader.read_to_string(&mut followed).expect("read the rest");
+    assert!(followed.contains("second"), "{followed}");
+    assert_eq!(server.finished(run)["run"]["status"], "passed");
+
+    // The whole log, and a part of it.
+    let (status, whole) = server.get(&format!("/api/runs/{run}/packages/other/stages/test/log"));
+    assert_eq!(status, 200);
+    assert_eq!(whole, followed, "following gave the whole log");
+    let mut part = server
+        .agent
+        .get(format!("{}/api/runs/{run}/packages/other/stages/test/log", server.url))
+        .header("Range", "bytes=2-9")
+        .call()
+        .expect("a range");
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.body_mut().read_to_string().expect("the part"), whole[2..10]);
+
+    // The events, replayed from the start, then after one of them.
+    let (status, stream) = server.get(&format!("/api/runs/{run}/events"));
+    assert_eq!(status, 200);
+    let events = sse(&stream);
+    let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{stream}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{stream}");
+    assert!(kinds.contains(&"stage_started") && kinds.contains(&"package_finished"), "{kinds:?}");
+    for (at, (id, kind, data)) in events.iter().enumerate() {
+        let event: Value = serde_json::from_str(data).expect("an event's data is its JSON");
+        assert_eq!(event["event"].as_str(), Some(kind.as_str()));
+        assert_eq!(*id, at as u64, "ids count the journal's lines");
+    }
+    let after = events[1].0;
+    let mut response = server
+        .agent
+        .get(format!("{}/api/runs/{run}/events", server.url))
+        .header("Last-Event-ID", &after.to_string())
+        .call()
+        .expect("events after one");
+    let rest = sse(&response.body_mut().read_to_string().expect("the stream"));
+    assert_eq!(rest.first().map(|(id, _, _)| *id), events.get(2).map(|(id, _, _)| *id), "resumed after {after}");
+    assert_eq!(rest.len(), events.len() - 2);
+    assert_eq!(server.get(&format!("/api/runs/{run}/packages/other/stages/lint/log")).0, 404);
+    assert_eq!(server.get(&format!("/api/runs/{run}/packages/other/stages/build/log?follow=true")).0, 404);
+}
+
+/// How many programs wait for the gate of the kill test (`sleep 0.1` in a loop).
+fn gate_waiters() -> usize {
+    crate::support::sleeping("0.1").len()
+}
+
+/// The events of a server-sent event stream: (id, event, data).
+fn sse(stream: &str) -> Vec<(u64, String, String)> {
+    stream
+        .split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|line| line.strip_prefix(name)).map(str::to_string);
+            Some((field("id: ")?.parse().ok()?, field("event: ")?, field("data: ")?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_killed_mid_run_resumes_it_and_what_passed_stays_passed() {
+    // `app` waits until the gate opens; `lib`, which it depends on, passes at once.
+    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
+    let recipe = format!(
+        "@if [ \"$$(basename $$PWD)\" = app ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
+        gate.path().display()
+    );
+    let project = Project::new(&recipe);
+    let recorder = github();
+    let isolation = format!("[isolation]\nread_only = [{:?}]\n", gate.path().display().to_string());
+    let mut server = TestServer::start_with(project.origin.path(), &recorder.url(), "", &isolation);
+    let (status, answer) = server.hook("push", "crash-1", &project.push_change("lib/a.txt"));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("number");
+    // Killed once `lib` has passed, as its record says, and `app` waits.
+    let lib_passed = within(60, || {
+        let shown = server.get_json(&format!("/api/runs/{run}"));
+        shown["packages"][0]["name"] == "lib" && shown["packages"][0]["status"] == "passed"
+    });
+    assert!(lib_passed, "`lib` never passed");
+    assert!(within(30, || gate_waiters() > 0), "`app` never started waiting");
+
+    server.kill_and_restart();
+    std::fs::write(gate.path().join("open"), "").expect("open the gate");
+    let resumed = server.finished(run);
+    assert_eq!(resumed["run"]["status"], "passed", "{resumed:#}");
+    assert_eq!(resumed["run"]["reason"], "resumed after the server stopped");
+    let names: Vec<(&str, &str)> = resumed["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["name"].as_str()?, p["status"].as_str()?)))
+        .collect();
+    assert_eq!(names, [("lib", "passed"), ("app", "passed")], "{resumed:#}");
+    assert_eq!(server.runs().len(), 1, "the delivery started one run, resumed");
+
+    // `lib` ran once: one pending and one success; `app`'s checks end settled.
+    let states = |context: &str| -> Vec<String> {
+        recorder
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.json()["context"] == context)
+            .map(|r| r.json()["state"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(states("lib - test"), ["pending", "success"]);
+    assert_eq!(states("app - test").last().map(String::as_str), Some("success"), "{:?}", states("app - test"));
 }

@@ -1,20 +1,29 @@
 //! The REST API's read routes (JSON): the server's health, its runs
 //! (newest first, filtered and paginated), one run with its packages'
-//! stages, and a stage's log. Readable without a token unless `[server]
-//! public_read = false`.
+//! stages, a run's events (server-sent events) and a stage's log.
+//! Readable without a token unless `[server] public_read = false`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
 
 use super::Server;
+use super::follow::{self, Until};
 use super::problem::Problem;
+use crate::events::journal::JOURNAL;
+use crate::pipeline::plan::log_path;
+use crate::pipeline::stage::Stage;
 use crate::store::{RunFilter, RunRow, StageRow};
 
 /// The most runs one page lists.
@@ -71,6 +80,8 @@ pub(crate) async fn run(
 ) -> Result<Response, Problem> {
     may_read(&server, &headers)?;
     let (run, rows) = find_run(&server, &id).await?;
+    let number = run.id;
+    let outcomes = server.with_store(move |store| store.package_outcomes(number)).await.map_err(Problem::internal)?;
     let mut packages: Vec<Value> = Vec::new();
     for row in &rows {
         if packages.last().is_none_or(|last| last["name"] != row.package.as_str()) {
@@ -94,38 +105,120 @@ pub(crate) async fn run(
             }
         }
     }
+    // A package's outcome is what its record says once it has one; until then it runs.
+    let running = matches!(run.status.as_str(), "queued" | "running");
     for package in &mut packages {
-        if package.get("status").is_none() {
-            package["status"] = package_status(&package["stages"]).into();
+        if package.get("status").is_some() {
+            continue;
         }
+        let recorded =
+            outcomes.iter().find(|(name, _)| package["name"] == name.as_str()).map(|(_, status)| status.clone());
+        package["status"] = match recorded {
+            Some(status) => status,
+            None if running => "running".to_string(),
+            None => package_status(&package["stages"]),
+        }
+        .into();
     }
     Ok(Json(json!({ "run": run_json(&run), "packages": packages })).into_response())
 }
 
-/// `GET /api/runs/{id}/packages/{package}/stages/{stage}/log`: the log as plain text.
+/// The query of a stage's log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogQuery {
+    /// Stream the log as it is written, until the stage ends.
+    #[serde(default)]
+    follow: bool,
+}
+
+/// `GET /api/runs/{id}/packages/{package}/stages/{stage}/log`: the log as
+/// plain text — with `Range`, or with `?follow=true` as it is written.
 pub(crate) async fn log(
     State(server): State<Arc<Server>>,
-    headers: HeaderMap,
     Path((id, package, stage)): Path<(String, String, String)>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Result<Response, Problem> {
+    may_read(&server, request.headers())?;
+    let Query(query) = query.map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text())).hint("`?follow=true`")
+    })?;
+    let Some(stage) = Stage::from_name(&stage) else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, format!("`{stage}` is not a stage"))
+            .hint("stages: test, build, publish, store, notify"));
+    };
+    let (run, _) = find_run(&server, &id).await?;
+    // The same path the run wrote: one folder below the run's, whatever the name holds.
+    let path = log_path(&run_dir(&server, &run)?, &package, stage);
+    let exists = tokio::fs::try_exists(&path).await.unwrap_or(false);
+    if query.follow {
+        let until = Until::StageEnds(run.id, package.clone(), stage);
+        if !exists && until.reached(&server).await {
+            return Err(no_log(run.id, &package, stage));
+        }
+        let body =
+            Body::from_stream(follow::chunks(server.clone(), path, until).map(Ok::<_, std::convert::Infallible>));
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
+    }
+    if !exists {
+        return Err(
+            no_log(run.id, &package, stage).hint("a stage has a log once it has started; `?follow=true` waits for it")
+        );
+    }
+    // `Range`, `If-Modified-Since` and `HEAD` as the HTTP specification says.
+    let mut response = ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(|e| {
+            Problem::internal(crate::diagnostic::Diagnostic::new(format!("cannot serve `{}`: {e}", path.display())))
+        })?
+        .map(Body::new);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(response)
+}
+
+/// `GET /api/runs/{id}/events`: the run's events as server-sent events,
+/// from the beginning or after `Last-Event-ID`, live until the run ends.
+pub(crate) async fn events(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     may_read(&server, &headers)?;
-    let (run, rows) = find_run(&server, &id).await?;
-    // Only a path the store recorded for this very stage is ever read.
-    let path = rows
-        .iter()
-        .find(|row| row.package == package && row.stage.as_deref() == Some(stage.as_str()))
-        .and_then(|row| row.log.clone())
-        .ok_or_else(|| {
-            Problem::new(StatusCode::NOT_FOUND, format!("run {} has no log of stage `{stage}` of `{package}`", run.id))
-        })?;
-    let text = tokio::fs::read(&path).await.map_err(|e| {
-        Problem::new(StatusCode::NOT_FOUND, format!("the log of `{package}` `{stage}` cannot be read: {e}"))
-    })?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    let after: Option<u64> =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let (run, _) = find_run(&server, &id).await?;
+    let path = run_dir(&server, &run)?.join(JOURNAL);
+    // Each event's id is its line in the journal, which only grows (a resumed run appends to it).
+    let events = follow::lines(server.clone(), path, Until::RunEnds(run.id)).filter_map(move |(index, line)| {
+        let event =
+            after.is_none_or(|after| index > after).then(|| serde_json::from_str::<Value>(&line).ok()).flatten().map(
+                |event| {
+                    let kind = event["event"].as_str().unwrap_or("event").to_string();
+                    Ok::<_, std::convert::Infallible>(SseEvent::default().id(index.to_string()).event(kind).data(line))
+                },
+            );
+        std::future::ready(event)
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn no_log(run: i64, package: &str, stage: Stage) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("run {run} has no log of `{package}` `{}`", stage.name()))
+}
+
+/// The folder of a run: its logs and its events.
+fn run_dir(server: &Server, run: &RunRow) -> Result<std::path::PathBuf, Problem> {
+    let uuid = run
+        .uuid
+        .as_deref()
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("run {} has no folder", run.id)))?;
+    Ok(server.data_dir().join("runs").join(uuid))
 }
 
 /// The run numbered `id`, with its rows; `404` when there is none.
-async fn find_run(server: &Arc<Server>, id: &str) -> Result<(RunRow, Vec<StageRow>), Problem> {
+pub(crate) async fn find_run(server: &Arc<Server>, id: &str) -> Result<(RunRow, Vec<StageRow>), Problem> {
     let number: i64 = id.parse().map_err(|_| {
         Problem::new(StatusCode::BAD_REQUEST, format!("`{id}` is not a run number")).hint("`GET /api/runs` lists them")
     })?;
@@ -164,7 +257,7 @@ fn package_status(stages: &Value) -> String {
 }
 
 /// Refuses a read without a valid token when `public_read = false`.
-fn may_read(server: &Server, headers: &HeaderMap) -> Result<(), Problem> {
+pub(crate) fn may_read(server: &Server, headers: &HeaderMap) -> Result<(), Problem> {
     if server.settings.public_read {
         return Ok(());
     }

@@ -3,17 +3,25 @@
 //! the run store (SQLite) and the executors (in-process) embedded.
 //!
 //! A webhook is verified, recorded and answered at once (`202` with the
-//! run's number); the run is planned and executed in the background by
-//! the same application layer `loktar run` uses ([`crate::app`]), in a
-//! checkout of its own ([`repositories`]). The REST API ([`api`]) reads
-//! the run store.
+//! run's number; [`webhooks`], [`intake`]); the run is planned and
+//! executed in the background ([`runner`]) by the same application layer
+//! `loktar run` uses ([`crate::app`]), in a checkout of its own
+//! ([`repositories`]). The REST API reads the run store ([`api`], with
+//! [`follow`] for what is still being written, and [`metrics`]) and
+//! starts, cancels and reruns runs ([`control`]). Runs a stopped or killed
+//! server left unfinished are resumed when it starts ([`recovery`]).
 //!
 //! Configured under `[server]` in the operator's `loktar.toml`
 //! ([`crate::settings::ServerSettings`]); the configuration of each run
 //! (`loktar.json`, repository plugins) comes from the commit it builds.
 
 mod api;
+mod control;
+mod follow;
+mod intake;
+mod metrics;
 mod problem;
+mod recovery;
 mod repositories;
 mod runner;
 pub mod signature;
@@ -68,6 +76,8 @@ pub(crate) struct Server {
     tasks: TaskTracker,
     /// Cancelled at `SIGTERM`: runs not started yet never start.
     stopping: CancellationToken,
+    /// Webhook deliveries by what became of them, for `/metrics`.
+    deliveries: metrics::Deliveries,
 }
 
 /// Without the secrets' values.
@@ -86,8 +96,8 @@ impl std::fmt::Debug for Server {
 pub(crate) struct Active {
     /// The repository (`owner/repo`).
     repository: String,
-    /// The branch, for a push.
-    branch: Option<String>,
+    /// What it builds: a newer run of the same cancels it.
+    subject: intake::Subject,
     /// Cancels it (clean-up still runs).
     cancel: CancellationToken,
 }
@@ -143,10 +153,6 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
     let api_tokens =
         server.api_tokens.iter().map(|name| secret(&settings, name, "api_tokens")).collect::<Result<Vec<_>, _>>()?;
     let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
-    let abandoned = store.abandon_queued("the server stopped before the run started")?;
-    if abandoned > 0 {
-        tracing::warn!("{abandoned} run(s) accepted before the server last stopped never started: marked interrupted");
-    }
     let executors = server.executors.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let state = Arc::new(Server {
         config: settings.source.clone(),
@@ -159,6 +165,7 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         active: Mutex::default(),
         tasks: TaskTracker::new(),
         stopping: CancellationToken::new(),
+        deliveries: metrics::Deliveries::default(),
         settings: server,
     });
     wait_for(run(state))?
@@ -184,6 +191,11 @@ async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "loktar server listening on http://{address}");
     let _ = stdout.flush();
+    // Before new work: what the last process left unfinished.
+    let resumed = recovery::resume(&server).await?;
+    if resumed > 0 {
+        tracing::warn!("{resumed} run(s) the server left unfinished when it last stopped are resumed");
+    }
     watch_signals(server.stopping.clone());
     let served = axum::serve(listener, router(server.clone()))
         .with_graceful_shutdown(server.stopping.clone().cancelled_owned())
@@ -198,8 +210,12 @@ fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/hooks/github", post(webhooks::github))
         .route("/api/health", get(api::health))
-        .route("/api/runs", get(api::runs))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/runs", get(api::runs).post(control::trigger))
         .route("/api/runs/{id}", get(api::run))
+        .route("/api/runs/{id}/events", get(api::events))
+        .route("/api/runs/{id}/cancel", post(control::cancel))
+        .route("/api/runs/{id}/rerun", post(control::rerun))
         .route("/api/runs/{id}/packages/{package}/stages/{stage}/log", get(api::log))
         .fallback(Problem::no_route)
         .method_not_allowed_fallback(Problem::wrong_method)

@@ -52,8 +52,17 @@ impl Mirrors {
         Ok(mirror)
     }
 
+    /// The branch the mirrored repository's `HEAD` names: its default branch.
+    pub(crate) fn default_branch(mirror: &Path) -> Option<String> {
+        git(&["--git-dir", &shown(mirror), "symbolic-ref", "--short", "HEAD"]).ok().filter(|name| !name.is_empty())
+    }
+
     /// Checks `commit` out of `mirror` into `dir`, detached.
     pub(crate) fn checkout(mirror: &Path, commit: &str, dir: &Path) -> Result<Checkout, Diagnostic> {
+        if dir.exists() {
+            // Left by a server that was killed: the run starts again from a clean tree.
+            drop(Checkout { mirror: mirror.to_path_buf(), dir: dir.to_path_buf() });
+        }
         git(&["--git-dir", &shown(mirror), "worktree", "add", "--detach", "--quiet", &shown(dir), commit])
             .map_err(|e| Diagnostic::new(format!("cannot check out `{commit}`: {e}")))?;
         Ok(Checkout { mirror: mirror.to_path_buf(), dir: dir.to_path_buf() })
@@ -93,8 +102,9 @@ fn shown(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Runs git without a terminal to ask for credentials; its error output when it fails.
-fn git(args: &[&str]) -> Result<(), String> {
+/// Runs git without a terminal to ask for credentials: what it printed, or
+/// the last line of its error output when it fails.
+fn git(args: &[&str]) -> Result<String, String> {
     let output = Command::new("git")
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -102,7 +112,7 @@ fn git(args: &[&str]) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout).trim().to_string());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(stderr.trim().lines().last().unwrap_or("git failed").to_string())

@@ -10,20 +10,19 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Server;
+use super::intake::Wanted;
 use super::repositories::{Checkout, Mirrors};
 use crate::app::context::{Options, plugin_session};
 use crate::app::run::{PlannedRun, RunPlace, begin_run, plan_run};
 use crate::app::{Range, RunRequest, RunSelection};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::events::journal::Journal;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunId, RunOutcome, Subscriber, WriteHealth};
 use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
 use crate::runtime::RunningPrograms;
-
-/// Why a run accepted before `SIGTERM` never started.
-const STOPPED: &str = "the server stopped before the run started";
 
 /// A run accepted from a webhook (or the API), recorded as queued.
 #[derive(Debug)]
@@ -32,17 +31,8 @@ pub(crate) struct Accepted {
     pub number: i64,
     /// Its identity.
     pub id: RunId,
-    /// The repository (`owner/repo`) and where it is cloned from.
-    pub repository: String,
-    pub clone_url: String,
-    /// The branch, when known.
-    pub branch: Option<String>,
-    /// The commit to build.
-    pub head: String,
-    /// The commit to compare with; `None`: the merge base with the default branch.
-    pub base: Option<String>,
-    /// The repository's default branch, as the event says.
-    pub default_branch: Option<String>,
+    /// What it runs.
+    pub wanted: Wanted,
     /// Cancels it.
     pub cancel: CancellationToken,
 }
@@ -52,12 +42,14 @@ pub(crate) struct Accepted {
 pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
     let number = accepted.number;
     let ended = match server.executors.acquire().await {
+        _ if accepted.cancel.is_cancelled() => Err(Diagnostic::new("cancelled before it started")),
         Ok(_permit) if server.stopping.is_cancelled() => {
-            accepted.cancel.cancel();
-            Err(Diagnostic::new(STOPPED))
+            // Left queued: the server runs it when it starts again.
+            server.active().remove(&number);
+            return;
         }
-        Ok(_permit) if !accepted.cancel.is_cancelled() => execute_accepted(&server, &accepted).await,
-        _ => Err(Diagnostic::new("cancelled before it started")),
+        Ok(_permit) => execute_accepted(&server, &accepted).await,
+        Err(_) => Err(Diagnostic::new("cancelled before it started")),
     };
     if let Err(problem) = ended {
         tracing::warn!(run = number, "{problem}");
@@ -70,7 +62,7 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
         let recorded = server
             .with_store(move |store| {
                 // A reason given by whoever cancelled it stays.
-                if !cancelled || reason == STOPPED {
+                if !cancelled {
                     store.set_reason(number, &reason)?;
                 }
                 store.finish_run(number, outcome.name(), Duration::ZERO)
@@ -87,10 +79,8 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
 async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(), Diagnostic> {
     let prepared = {
         let server = server.clone();
-        let request = request(server.concurrency, accepted);
-        let (repository, clone_url, head, id) =
-            (accepted.repository.clone(), accepted.clone_url.clone(), accepted.head.clone(), accepted.id.clone());
-        tokio::task::spawn_blocking(move || prepare(&server, &repository, &clone_url, &head, id, &request))
+        let (wanted, id) = (accepted.wanted.clone(), accepted.id.clone());
+        tokio::task::spawn_blocking(move || prepare(&server, wanted, id))
             .await
             .map_err(|e| Diagnostic::new(format!("internal error: planning failed: {e}")))??
     };
@@ -123,6 +113,7 @@ async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: Planned
     let session = Arc::new(plugin_session(context.settings.clone())?);
     let health = WriteHealth::new();
     let subscribers: Vec<Box<dyn Subscriber>> = vec![
+        Box::new(Journal::new(&info, health.clone())),
         Box::new(LogFiles::new(info.clone(), health.clone())),
         Box::new(Recorder::new(store, info.clone(), health.clone())),
     ];
@@ -152,22 +143,23 @@ struct Prepared {
 }
 
 /// Fetches, checks out and plans. Blocking.
-fn prepare(
-    server: &Server,
-    repository: &str,
-    clone_url: &str,
-    head: &str,
-    id: RunId,
-    request: &RunRequest,
-) -> Result<Prepared, Diagnostic> {
-    let mirror = server.mirrors.fetch(repository, clone_url)?;
-    let checkout = Mirrors::checkout(&mirror, head, &server.data_dir().join("work").join(id.as_str()))?;
+fn prepare(server: &Server, mut wanted: Wanted, id: RunId) -> Result<Prepared, Diagnostic> {
+    let repository = &wanted.repository;
+    let configured = server.settings.repositories.get(repository).ok_or_else(|| {
+        Diagnostic::new(format!("repository `{repository}` is no longer built by this server"))
+            .hint(format!("add `[server.repositories.\"{repository}\"]` back to the server's loktar.toml"))
+    })?;
+    let mirror = server.mirrors.fetch(repository, &configured.clone_url)?;
+    if wanted.default_branch.is_none() {
+        wanted.default_branch = Mirrors::default_branch(&mirror);
+    }
+    let checkout = Mirrors::checkout(&mirror, &wanted.head, &server.data_dir().join("work").join(id.as_str()))?;
     let options = Options {
         repo: Some(checkout.dir().to_path_buf()),
         config: server.config.clone(),
         github_repository: Some(repository.to_string()),
     };
-    let mut planned = plan_run(&options, request).map_err(first_problem)?;
+    let mut planned = plan_run(&options, &request(server.concurrency, &wanted)).map_err(first_problem)?;
     // The run keeps the identity it was accepted with.
     planned.plan.id = id;
     // Statuses and messages link to the run on this server, unless the operator chose another page.
@@ -179,17 +171,17 @@ fn prepare(
 }
 
 /// What the server asks of the application layer for an accepted run.
-fn request(concurrency: usize, accepted: &Accepted) -> RunRequest {
+fn request(concurrency: usize, wanted: &Wanted) -> RunRequest {
     RunRequest {
         range: Range {
-            base: accepted.base.clone(),
-            head: accepted.head.clone(),
-            default_branch: accepted.default_branch.clone(),
+            base: wanted.base.clone(),
+            head: wanted.head.clone(),
+            default_branch: wanted.default_branch.clone(),
             worktree: false,
-            github_pr: None,
-            branch: accepted.branch.clone(),
+            github_pr: wanted.pull_request.filter(|_| wanted.selection == RunSelection::Changes),
+            branch: wanted.branch.clone(),
         },
-        selection: RunSelection::Changes,
+        selection: wanted.selection.clone(),
         last_stage: Stage::Notify,
         concurrency,
         fail_fast: false,

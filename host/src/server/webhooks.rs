@@ -4,7 +4,8 @@
 //! planned and executed in the background ([`super::runner`]).
 //!
 //! A delivery (`X-GitHub-Delivery`) starts at most one run however often
-//! GitHub sends it: the run store keeps each delivery's id.
+//! GitHub sends it: the run store keeps each delivery's id. Pushes to
+//! branches and pull requests opened, pushed to or reopened start runs.
 
 use std::sync::Arc;
 
@@ -16,14 +17,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
+use super::intake::{self, Subject, Wanted};
 use super::problem::Problem;
-use super::runner::{self, Accepted};
-use super::{Active, Server, signature};
-use crate::diagnostic::Diagnostic;
-use crate::events::RunId;
-use crate::store::{Delivery, Queued, QueuedRun, RunStore};
+use super::{Server, metrics, signature};
+use crate::app::RunSelection;
+use crate::store::Delivery;
 use crate::timefmt;
 
 /// A branch that does not exist before a push, or no longer after it.
@@ -43,6 +42,29 @@ struct Push {
     repository: Repository,
 }
 
+/// A `pull_request` event, as much of it as Loktar reads.
+#[derive(Debug, Deserialize)]
+struct PullRequestEvent {
+    action: String,
+    number: u64,
+    pull_request: PullRequest,
+    repository: Repository,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequest {
+    head: GitRef,
+    base: GitRef,
+}
+
+/// A branch and the commit it points at.
+#[derive(Debug, Deserialize)]
+struct GitRef {
+    sha: String,
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
 /// The repository an event is about.
 #[derive(Debug, Deserialize)]
 struct Repository {
@@ -58,6 +80,7 @@ pub(crate) async fn github(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            metrics::count_delivery(&server.deliveries, StatusCode::PAYLOAD_TOO_LARGE);
             return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 25 MB, more than GitHub ever sends")
                 .into_response();
         }
@@ -66,10 +89,12 @@ pub(crate) async fn github(
                 .into_response();
         }
     };
-    match handle(server, &headers, &body).await {
+    let response = match handle(server.clone(), &headers, &body).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
-    }
+    };
+    metrics::count_delivery(&server.deliveries, response.status());
+    response
 }
 
 async fn handle(server: Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Result<Response, Problem> {
@@ -101,6 +126,7 @@ async fn handle(server: Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Result
             Ok((StatusCode::OK, Json(json!({ "message": "pong" }))).into_response())
         }
         "push" => push(server, delivery, parse(event, body)?).await,
+        "pull_request" => pull_request(server, delivery, parse(event, body)?).await,
         _ => Ok((StatusCode::NO_CONTENT, ()).into_response()),
     }
 }
@@ -109,140 +135,91 @@ async fn handle(server: Arc<Server>, headers: &HeaderMap, body: &[u8]) -> Result
 /// are cancelled; tags are not built.
 async fn push(server: Arc<Server>, delivery: Delivery, push: Push) -> Result<Response, Problem> {
     let repository = push.repository.full_name.clone();
-    let Some(configured) = server.settings.repositories.get(&repository) else {
+    if !server.settings.repositories.contains_key(&repository) {
         return Err(not_configured(&repository));
-    };
+    }
     let Some(branch) = push.reference.strip_prefix("refs/heads/") else {
         record(&server, delivery).await?;
         let reason = format!("`{}` is not a branch: only pushes to branches are built", push.reference);
         return Ok((StatusCode::OK, Json(json!({ "ignored": reason }))).into_response());
     };
+    let subject = Subject::Branch(branch.to_string());
     if push.deleted {
         if !record(&server, delivery).await? {
-            return Ok(duplicate(None));
+            return Ok(intake::duplicate(None));
         }
         let reason = format!("branch `{branch}` was deleted");
-        let cancelled = supersede(&server, &repository, branch, i64::MAX, None, &reason).await?;
+        let cancelled = intake::cancel_older(&server, &repository, &subject, i64::MAX, None, &reason).await?;
         return Ok((StatusCode::OK, Json(json!({ "cancelled": cancelled }))).into_response());
     }
-    for (field, commit) in [("after", &push.after), ("before", &push.before)] {
-        if !crate::scm::is_full_hash(commit) {
-            return Err(Problem::new(StatusCode::BAD_REQUEST, format!("`{field}` is not a commit hash: `{commit}`")));
-        }
-    }
+    commit_hash("after", &push.after)?;
+    commit_hash("before", &push.before)?;
     // A new branch is compared with the default branch, from where they part.
     let base = (!push.created && push.before != NO_COMMIT).then(|| push.before.clone());
-    let id = RunId::new(uuid::Uuid::now_v7().to_string());
-    let queued = QueuedRun {
-        id: id.clone(),
-        received_ms: delivery.received_ms,
-        selection: "changes".to_string(),
-        repository: repository.clone(),
-        trigger: "push".to_string(),
+    let wanted = Wanted {
+        repository,
         branch: Some(branch.to_string()),
         pull_request: None,
-        head: Some(push.after.clone()),
-        base: base.clone(),
-        delivery: Some(delivery),
-    };
-    let accepted = Accepted {
-        number: 0,
-        id: id.clone(),
-        repository,
-        clone_url: configured.clone_url.clone(),
-        branch: Some(branch.to_string()),
         head: push.after,
         base,
         default_branch: push.repository.default_branch,
-        cancel: CancellationToken::new(),
+        selection: RunSelection::Changes,
     };
-    // Recorded and handed to the background in a task of its own: a caller
-    // that hangs up half-way cannot leave a recorded run that never starts.
-    let accepting = tokio::spawn(accept(server, queued, accepted));
-    match accepting.await {
-        Ok(Ok(number)) => Ok((StatusCode::ACCEPTED, Json(json!({ "run": number, "id": id.as_str() }))).into_response()),
-        Ok(Err(answer)) => answer,
-        Err(e) => Err(Problem::internal(Diagnostic::new(format!("internal error: accepting the run failed: {e}")))),
-    }
+    intake::start(&server, "push", wanted, Some(delivery), subject).await
 }
 
-/// Records the run and starts it in the background; `Err` with the answer
-/// when it is not started (a delivery received before).
-async fn accept(
-    server: Arc<Server>,
-    queued: QueuedRun,
-    mut accepted: Accepted,
-) -> Result<i64, Result<Response, Problem>> {
-    let number = match store_call(&server, move |store| store.queue_run(&queued)).await.map_err(Err)? {
-        Queued::Duplicate { run } => return Err(Ok(duplicate(run))),
-        Queued::New { run } => run,
-    };
-    accepted.number = number;
-    if let Some(branch) = accepted.branch.clone() {
-        let short = accepted.head.get(..10).unwrap_or(&accepted.head).to_string();
-        let reason = format!("superseded by `{short}`");
-        let active = Active {
-            repository: accepted.repository.clone(),
-            branch: Some(branch.clone()),
-            cancel: accepted.cancel.clone(),
-        };
-        supersede(&server, &accepted.repository.clone(), &branch, number, Some(active), &reason).await.map_err(Err)?;
+/// A pull request opened, pushed to or reopened runs its change set, as
+/// `loktar run --github-pr` reads it; a closed one's runs are cancelled.
+async fn pull_request(server: Arc<Server>, delivery: Delivery, event: PullRequestEvent) -> Result<Response, Problem> {
+    let repository = event.repository.full_name.clone();
+    if !server.settings.repositories.contains_key(&repository) {
+        return Err(not_configured(&repository));
     }
-    server.tasks.spawn(runner::run(server.clone(), accepted));
-    Ok(number)
-}
-
-/// Under one lock: cancels the unfinished runs of a branch numbered below
-/// `number` (when `[server] cancel_superseded`, or always for `number` =
-/// `i64::MAX`: a deleted branch) and registers `newer` as running; then
-/// records why the older ones end. Returns the cancelled runs' numbers.
-async fn supersede(
-    server: &Arc<Server>,
-    repository: &str,
-    branch: &str,
-    number: i64,
-    newer: Option<Active>,
-    reason: &str,
-) -> Result<Vec<i64>, Problem> {
-    let cancelled: Vec<i64> = {
-        let mut active = server.active();
-        let cancelling = newer.is_none() || server.settings.cancel_superseded;
-        let older: Vec<i64> = active
-            .iter()
-            .filter(|(other, run)| {
-                cancelling && **other < number && run.repository == repository && run.branch.as_deref() == Some(branch)
-            })
-            .map(|(other, run)| {
-                run.cancel.cancel();
-                *other
-            })
-            .collect();
-        if let Some(newer) = newer {
-            active.insert(number, newer);
+    let number = event.number;
+    let subject = Subject::PullRequest(number);
+    match event.action.as_str() {
+        "opened" | "synchronize" | "reopened" => {}
+        "closed" => {
+            if !record(&server, delivery).await? {
+                return Ok(intake::duplicate(None));
+            }
+            let reason = format!("pull request #{number} was closed");
+            let cancelled = intake::cancel_older(&server, &repository, &subject, i64::MAX, None, &reason).await?;
+            return Ok((StatusCode::OK, Json(json!({ "cancelled": cancelled }))).into_response());
         }
-        older
+        other => {
+            record(&server, delivery).await?;
+            let reason = format!("pull request action `{other}` starts no run");
+            return Ok((StatusCode::OK, Json(json!({ "ignored": reason }))).into_response());
+        }
+    }
+    let (head, base) = (&event.pull_request.head, &event.pull_request.base);
+    commit_hash("pull_request.head.sha", &head.sha)?;
+    commit_hash("pull_request.base.sha", &base.sha)?;
+    let wanted = Wanted {
+        repository,
+        branch: Some(head.reference.clone()),
+        pull_request: Some(number),
+        head: head.sha.clone(),
+        base: Some(base.sha.clone()),
+        default_branch: Some(base.reference.clone()),
+        selection: RunSelection::Changes,
     };
-    let (reason, recorded) = (reason.to_string(), cancelled.clone());
-    store_call(server, move |store| recorded.iter().try_for_each(|&number| store.set_reason(number, &reason))).await?;
-    Ok(cancelled)
+    intake::start(&server, "pull_request", wanted, Some(delivery), subject).await
 }
 
-/// The answer to a delivery received before.
-fn duplicate(run: Option<i64>) -> Response {
-    (StatusCode::OK, Json(json!({ "duplicate": true, "run": run }))).into_response()
+/// Refuses a value that is not a full commit hash (nothing else reaches git).
+fn commit_hash(field: &str, value: &str) -> Result<(), Problem> {
+    if crate::scm::is_full_hash(value) {
+        Ok(())
+    } else {
+        Err(Problem::new(StatusCode::BAD_REQUEST, format!("`{field}` is not a commit hash: `{value}`")))
+    }
 }
 
 /// Records a delivery that starts no run; whether it is new.
 async fn record(server: &Arc<Server>, delivery: Delivery) -> Result<bool, Problem> {
-    store_call(server, move |store| store.record_delivery(&delivery)).await
-}
-
-/// Runs `call` on the run store; its failure is the server's.
-async fn store_call<T: Send + 'static>(
-    server: &Arc<Server>,
-    call: impl FnOnce(&RunStore) -> Result<T, Diagnostic> + Send + 'static,
-) -> Result<T, Problem> {
-    server.with_store(call).await.map_err(Problem::internal)
+    intake::store_call(server, move |store| store.record_delivery(&delivery)).await
 }
 
 fn parse<T: serde::de::DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, Problem> {
@@ -252,7 +229,7 @@ fn parse<T: serde::de::DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, 
     })
 }
 
-fn not_configured(repository: &str) -> Problem {
+pub(crate) fn not_configured(repository: &str) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, format!("repository `{repository}` is not built by this server"))
         .hint(format!("add `[server.repositories.\"{repository}\"]` with its `clone_url` to the server's loktar.toml"))
 }

@@ -96,6 +96,15 @@ pub struct RunRow {
     pub reason: Option<String>,
 }
 
+/// Counts over every run recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Runs by status.
+    pub runs: Vec<(String, i64)>,
+    /// Per stage: how many ran (skipped ones aside) and their time in all, in ms.
+    pub stages: Vec<(String, i64, i64)>,
+}
+
 /// Which runs to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -147,6 +156,8 @@ pub struct QueuedRun {
     pub base: Option<String>,
     /// The delivery that asked for it, if a webhook did.
     pub delivery: Option<Delivery>,
+    /// What the server needs to start it again after a restart (JSON of its own).
+    pub request: String,
 }
 
 /// What [`RunStore::queue_run`] did.
@@ -213,11 +224,14 @@ impl RunStore {
         if !ignore.exists() {
             let _ = std::fs::write(&ignore, "# Loktar's runs, logs and artifacts: not part of the repository.\n*\n");
         }
-        RunStore::open_file(&dir.join(DATABASE))
+        let store = RunStore::open_file(&dir.join(DATABASE))?;
+        store.mark_interrupted()?;
+        Ok(store)
     }
 
     /// Opens (creating if needed) the store in the database file `path`: a
-    /// server's, in its data folder.
+    /// server's, in its data folder. Runs whose process is gone are left as
+    /// they are: the server resumes them ([`RunStore::orphans`]).
     pub fn open_file(path: &Path) -> Result<RunStore, Diagnostic> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -229,9 +243,7 @@ impl RunStore {
         // WAL without a sync per commit: a crash may lose the last stage, never corrupt the file.
         connection.execute_batch(SCHEMA).map_err(fail)?;
         migrate(&connection).map_err(fail)?;
-        let store = RunStore { connection, path: path.to_path_buf() };
-        store.mark_interrupted()?;
-        Ok(store)
+        Ok(RunStore { connection, path: path.to_path_buf() })
     }
 
     /// Marks `interrupted` the runs still `running` whose process, on this
@@ -294,7 +306,7 @@ impl RunStore {
             .connection
             .query_row(
                 "UPDATE runs SET started_ms = ?1, status = 'running', selection = ?2, head = COALESCE(?3, head),
-                        base = COALESCE(?4, base), branch = COALESCE(?5, branch), packages = ?6, concurrency = ?7,
+                        base = COALESCE(?4, base), branch = COALESCE(?5, branch), packages = MAX(packages, ?6), concurrency = ?7,
                         owner = ?8
                  WHERE uuid = ?9 AND status = 'queued' RETURNING id",
                 values,
@@ -335,8 +347,8 @@ impl RunStore {
             .connection
             .query_row(
                 "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, uuid,
-                                   repository, trigger, pull_request)
-                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9) RETURNING id",
+                                   repository, trigger, pull_request, request)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9, ?10) RETURNING id",
                 params![
                     run.received_ms,
                     run.selection,
@@ -346,7 +358,8 @@ impl RunStore {
                     run.id.as_str(),
                     run.repository,
                     run.trigger,
-                    run.pull_request.and_then(|n| i64::try_from(n).ok())
+                    run.pull_request.and_then(|n| i64::try_from(n).ok()),
+                    run.request
                 ],
                 |row| row.get(0),
             )
@@ -404,11 +417,127 @@ impl RunStore {
             .map_err(|e| self.fail(e))
     }
 
-    /// Ends the runs still queued (accepted by a server that stopped before
-    /// starting them) as `interrupted`, saying so; returns how many.
-    pub fn abandon_queued(&self, reason: &str) -> Result<usize, Diagnostic> {
+    /// What the server's metrics show: how many runs have each status, and
+    /// per stage how many ran and for how long in all.
+    pub fn totals(&self) -> Result<Totals, Diagnostic> {
+        let runs = self
+            .connection
+            .prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+            .and_then(|mut query| query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+            .map_err(|e| self.fail(e))?;
+        let stages = self
+            .connection
+            .prepare(
+                "SELECT stage, COUNT(*), COALESCE(SUM(duration_ms), 0) FROM stages
+                 WHERE status <> 'skipped' GROUP BY stage ORDER BY stage",
+            )
+            .and_then(|mut query| query.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect())
+            .map_err(|e| self.fail(e))?;
+        Ok(Totals { runs, stages })
+    }
+
+    /// The runs nothing will finish: queued, or running in a process of
+    /// this machine that is gone (killed, or the machine restarted), oldest first.
+    pub fn orphans(&self) -> Result<Vec<RunRow>, Diagnostic> {
+        let mut query = self
+            .connection
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS}, owner FROM runs WHERE status IN ('queued', 'running') ORDER BY id"
+            ))
+            .map_err(|e| self.fail(e))?;
+        let rows: Vec<(RunRow, Option<String>)> = query
+            .query_map([], |row| Ok((run_row(row)?, row.get(15)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        Ok(rows
+            .into_iter()
+            .filter(|(run, owner)| {
+                run.status == "queued" || owner.as_deref().and_then(Owner::parse).is_some_and(|owner| owner.is_gone())
+            })
+            .map(|(run, _)| run)
+            .collect())
+    }
+
+    /// How each package of a run that has finished ended (`passed`,
+    /// `failed`, `skipped`, `cancelled`), in run order; packages still
+    /// running or never started are not there.
+    pub fn package_outcomes(&self, run: i64) -> Result<Vec<(String, String)>, Diagnostic> {
         self.connection
-            .execute("UPDATE runs SET status = 'interrupted', reason = ?1 WHERE status = 'queued'", [reason])
+            .prepare("SELECT name, status FROM packages WHERE run_id = ?1 ORDER BY position")
+            .and_then(|mut query| query.query_map([run], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Readies the record of a run resumed with only `rerun` of its
+    /// packages: their rows go (they are written again), and the rows of
+    /// the packages that stay as they were move before the positions the
+    /// resumed plan numbers from 0, keeping their order.
+    pub fn prepare_resume(&self, run: i64, rerun: &[String]) -> Result<(), Diagnostic> {
+        let transaction =
+            rusqlite::Transaction::new_unchecked(&self.connection, rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.fail(e))?;
+        for (table, column) in [("stages", "package"), ("packages", "name")] {
+            for package in rerun {
+                self.connection
+                    .execute(&format!("DELETE FROM {table} WHERE run_id = ?1 AND {column} = ?2"), params![run, package])
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
+        // One shift for both tables: a package's rows keep sharing its position.
+        let highest: i64 = self
+            .connection
+            .query_row(
+                "SELECT COALESCE(MAX(position), 0) FROM
+                   (SELECT position FROM stages WHERE run_id = ?1 UNION ALL SELECT position FROM packages WHERE run_id = ?1)",
+                [run],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.fail(e))?;
+        for table in ["stages", "packages"] {
+            self.connection
+                .execute(
+                    &format!("UPDATE {table} SET position = position - 1 - ?2 WHERE run_id = ?1"),
+                    params![run, highest],
+                )
+                .map_err(|e| self.fail(e))?;
+        }
+        transaction.commit().map_err(|e| self.fail(e))
+    }
+
+    /// Whether a run has ended, and, with `stage`, whether that stage of a
+    /// package has: what a reader following them asks, often.
+    pub fn has_ended(&self, run: i64, stage: Option<(&str, Stage)>) -> Result<bool, Diagnostic> {
+        let status: Option<String> = self
+            .connection
+            .query_row("SELECT status FROM runs WHERE id = ?1", [run], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        let Some(status) = status else { return Ok(true) };
+        if !matches!(status.as_str(), "queued" | "running") {
+            return Ok(true);
+        }
+        let Some((package, stage)) = stage else { return Ok(false) };
+        self.connection
+            .prepare("SELECT 1 FROM stages WHERE run_id = ?1 AND package = ?2 AND stage = ?3")
+            .and_then(|mut query| query.exists(params![run, package, stage.name()]))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Puts a run back in the queue to be started again, saying why.
+    pub fn requeue(&self, run: i64, reason: &str) -> Result<(), Diagnostic> {
+        self.connection
+            .execute("UPDATE runs SET status = 'queued', owner = NULL, reason = ?2 WHERE id = ?1", params![run, reason])
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// What a server was asked to run (JSON of its own), for a run it
+    /// accepted: kept to start it again after a restart.
+    pub fn request(&self, run: i64) -> Result<Option<String>, Diagnostic> {
+        self.connection
+            .query_row("SELECT request FROM runs WHERE id = ?1", [run], |row| row.get(0))
+            .optional()
+            .map(Option::flatten)
             .map_err(|e| self.fail(e))
     }
 
@@ -615,7 +744,7 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
     }
     if version < 3 {
         // What a server knows of a run: where it came from and why it ended so.
-        for column in ["repository TEXT", "trigger TEXT", "pull_request INTEGER", "reason TEXT"] {
+        for column in ["repository TEXT", "trigger TEXT", "pull_request INTEGER", "reason TEXT", "request TEXT"] {
             let name = column.split(' ').next().unwrap_or(column);
             let exists =
                 connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1")?.exists([name])?;

@@ -70,6 +70,19 @@ impl LogFiles {
 }
 
 impl Subscriber for LogFiles {
+    /// Writes out what the open logs buffer, so that a reader following a
+    /// log (the server's `?follow=true`) sees lines within a tick.
+    fn tick(&mut self) {
+        let failed: Vec<(PackageName, Stage, std::io::Error)> = self
+            .open
+            .iter_mut()
+            .filter_map(|((package, stage), file)| file.flush().err().map(|error| (package.clone(), *stage, error)))
+            .collect();
+        for (package, stage, error) in failed {
+            self.failed(&package, stage, &error);
+        }
+    }
+
     fn on_event(&mut self, event: &RunEvent) {
         match &event.kind {
             EventKind::StageStarted { package, stage } => match self.create(package, *stage) {

@@ -14,6 +14,7 @@
 //! logs or a record missing.
 
 pub mod console;
+pub mod journal;
 pub mod logfiles;
 pub mod record;
 
