@@ -409,7 +409,8 @@ fn a_delivery_starts_one_run_however_often_it_comes_and_none_is_lost() {
     assert_eq!(numbers.len(), 50, "two deliveries shared a run");
     assert_eq!(server.runs().len(), 51);
     for run in numbers {
-        assert_eq!(server.finished(run)["run"]["status"], "passed");
+        let shown = server.finished(run);
+        assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
     }
 }
 

@@ -396,6 +396,19 @@ impl Settings {
         }
     }
 
+    /// Moves the folders of `fs` stores that lie below the repository root
+    /// `from` (those the configuration names relative to it) below `to`: a
+    /// server keeps them in its data folder, not in a checkout that goes.
+    pub fn rebase_store_folders(&mut self, from: &Path, to: &Path) {
+        for store in self.stores.values_mut() {
+            if let StoreSettings::Fs { dir } = store
+                && let Ok(relative) = dir.strip_prefix(from)
+            {
+                *dir = to.join(relative);
+            }
+        }
+    }
+
     /// Folders of `fs` stores, relative to the repository root, made absolute.
     fn resolve_store_folders(mut self, root: &Path) -> Settings {
         for store in self.stores.values_mut() {
@@ -594,6 +607,23 @@ fn user_config_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_keeps_relative_store_folders_in_its_own_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        std::fs::write(&path, "[stores.kept]\nkind = \"fs\"\ndir = \"artifacts\"\n\n[stores.fixed]\nkind = \"fs\"\ndir = \"/srv/artifacts\"\n")
+            .expect("write");
+        let checkout = dir.path().join("work/run-1");
+        let mut settings = Settings::load(Some(&path), &checkout).expect("valid");
+        settings.rebase_store_folders(&checkout, Path::new("/data/stores/acme+shop"));
+        let folder = |name: &str| match &settings.stores[name] {
+            StoreSettings::Fs { dir } => dir.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(folder("kept"), Path::new("/data/stores/acme+shop/artifacts"));
+        assert_eq!(folder("fixed"), Path::new("/srv/artifacts"), "an absolute folder stays");
+    }
 
     #[test]
     fn a_limit_of_zero_is_refused_by_name() {

@@ -110,6 +110,9 @@ impl Context {
         if let Some(repository) = &options.github_repository {
             settings.github.repository = Some(repository.clone());
         }
+        if let Some(store_root) = &options.store_root {
+            settings.rebase_store_folders(&root, store_root);
+        }
         // Before any plugin or program runs, and before the secrets are read.
         crate::vault::seal(&settings)?;
         let shown_as = shown_path(&root.join(MANIFEST));
@@ -237,6 +240,9 @@ pub struct Options {
     /// The GitHub repository (`owner/repo`), over `[github] repository`: a
     /// server knows it from the webhook.
     pub github_repository: Option<String>,
+    /// Where `fs` stores named relative to the repository are, instead of
+    /// below it: a server's checkouts are removed after each run.
+    pub store_root: Option<PathBuf>,
 }
 
 /// The process's plugin engine, started on first use and shared by every

@@ -155,7 +155,9 @@ pub(crate) async fn cancel(
 ) -> Result<Response, Problem> {
     authorized(&server, &headers)?;
     let (run, _) = find_run(&server, &id).await?;
-    let token = server.active().get(&run.id).map(|active| active.cancel.clone());
+    // The record says first whether it has ended: the run leaves the active ones a moment later.
+    let running = matches!(run.status.as_str(), "queued" | "running");
+    let token = server.active().get(&run.id).filter(|_| running).map(|active| active.cancel.clone());
     let Some(token) = token else {
         return Err(Problem::new(StatusCode::CONFLICT, format!("run {} has ended: {}", run.id, run.status)));
     };

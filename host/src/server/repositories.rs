@@ -14,7 +14,8 @@ use crate::diagnostic::Diagnostic;
 #[derive(Debug)]
 pub(crate) struct Mirrors {
     dir: PathBuf,
-    /// One lock per repository: two fetches of one mirror never overlap.
+    /// One lock per repository: git never works on a mirror twice at once
+    /// (a fetch beside a work tree being added or removed can fail half-way).
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -26,15 +27,9 @@ impl Mirrors {
     /// Brings the mirror of `repository` (`owner/repo`) up to date with
     /// `clone_url`, cloning it the first time; returns its folder. Blocking.
     pub(crate) fn fetch(&self, repository: &str, clone_url: &str) -> Result<PathBuf, Diagnostic> {
-        let lock = self
-            .locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(repository.to_string())
-            .or_default()
-            .clone();
+        let lock = self.lock(repository);
         let _fetching = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let mirror = self.dir.join(format!("{}.git", repository.replace('/', "+")));
+        let mirror = self.mirror(repository);
         if mirror.join("HEAD").is_file() {
             git(&["--git-dir", &shown(&mirror), "fetch", "--prune", "--quiet", "origin"])
                 .map_err(|e| cannot_fetch(repository, &e))?;
@@ -57,15 +52,28 @@ impl Mirrors {
         git(&["--git-dir", &shown(mirror), "symbolic-ref", "--short", "HEAD"]).ok().filter(|name| !name.is_empty())
     }
 
-    /// Checks `commit` out of `mirror` into `dir`, detached.
-    pub(crate) fn checkout(mirror: &Path, commit: &str, dir: &Path) -> Result<Checkout, Diagnostic> {
+    /// Checks `commit` out of the mirror of `repository` into `dir`, detached.
+    pub(crate) fn checkout(&self, repository: &str, commit: &str, dir: &Path) -> Result<Checkout, Diagnostic> {
+        let lock = self.lock(repository);
+        let _adding = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mirror = self.mirror(repository);
         if dir.exists() {
             // Left by a server that was killed: the run starts again from a clean tree.
-            drop(Checkout { mirror: mirror.to_path_buf(), dir: dir.to_path_buf() });
+            remove_work_tree(&mirror, dir);
         }
-        git(&["--git-dir", &shown(mirror), "worktree", "add", "--detach", "--quiet", &shown(dir), commit])
+        git(&["--git-dir", &shown(&mirror), "worktree", "add", "--detach", "--quiet", &shown(dir), commit])
             .map_err(|e| Diagnostic::new(format!("cannot check out `{commit}`: {e}")))?;
-        Ok(Checkout { mirror: mirror.to_path_buf(), dir: dir.to_path_buf() })
+        Ok(Checkout { mirror, dir: dir.to_path_buf(), lock: lock.clone() })
+    }
+
+    /// The folder of the mirror of `repository`.
+    fn mirror(&self, repository: &str) -> PathBuf {
+        self.dir.join(format!("{}.git", repository.replace('/', "+")))
+    }
+
+    /// The lock of the mirror of `repository`.
+    fn lock(&self, repository: &str) -> Arc<Mutex<()>> {
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner).entry(repository.to_string()).or_default().clone()
     }
 }
 
@@ -74,6 +82,8 @@ impl Mirrors {
 pub(crate) struct Checkout {
     mirror: PathBuf,
     dir: PathBuf,
+    /// Its mirror's lock.
+    lock: Arc<Mutex<()>>,
 }
 
 impl Checkout {
@@ -84,12 +94,19 @@ impl Checkout {
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        let removed = git(&["--git-dir", &shown(&self.mirror), "worktree", "remove", "--force", &shown(&self.dir)]);
-        if let Err(error) = removed {
-            tracing::warn!("cannot remove the work tree `{}`: {error}", self.dir.display());
-            let _ = std::fs::remove_dir_all(&self.dir);
-            let _ = git(&["--git-dir", &shown(&self.mirror), "worktree", "prune"]);
-        }
+        let _removing = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        remove_work_tree(&self.mirror, &self.dir);
+    }
+}
+
+/// Removes the work tree `dir` of `mirror`, whatever state it is in; the
+/// caller holds the mirror's lock.
+fn remove_work_tree(mirror: &Path, dir: &Path) {
+    let removed = git(&["--git-dir", &shown(mirror), "worktree", "remove", "--force", &shown(dir)]);
+    if let Err(error) = removed {
+        tracing::warn!("cannot remove the work tree `{}`: {error}", dir.display());
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = git(&["--git-dir", &shown(mirror), "worktree", "prune"]);
     }
 }
 

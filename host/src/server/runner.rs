@@ -153,11 +153,13 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId) -> Result<Prepared, D
     if wanted.default_branch.is_none() {
         wanted.default_branch = Mirrors::default_branch(&mirror);
     }
-    let checkout = Mirrors::checkout(&mirror, &wanted.head, &server.data_dir().join("work").join(id.as_str()))?;
+    let work_tree = server.data_dir().join("work").join(id.as_str());
+    let checkout = server.mirrors.checkout(repository, &wanted.head, &work_tree)?;
     let options = Options {
         repo: Some(checkout.dir().to_path_buf()),
         config: server.config.clone(),
         github_repository: Some(repository.to_string()),
+        store_root: Some(server.data_dir().join("stores").join(repository.replace('/', "+"))),
     };
     let mut planned = plan_run(&options, &request(server.concurrency, &wanted)).map_err(first_problem)?;
     // The run keeps the identity it was accepted with.
