@@ -20,6 +20,7 @@ use tower_http::services::ServeFile;
 
 use super::Server;
 use super::follow::{self, Until};
+use super::intake::store_call;
 use super::problem::Problem;
 use crate::events::journal::JOURNAL;
 use crate::pipeline::plan::log_path;
@@ -67,7 +68,7 @@ pub(crate) async fn runs(
         before: query.before,
         limit,
     };
-    let rows = server.with_store(move |store| store.find_runs(&filter)).await.map_err(Problem::internal)?;
+    let rows = store_call(&server, move |store| store.find_runs(&filter)).await?;
     let next = if rows.len() == limit { rows.last().map(|run| run.id) } else { None };
     Ok(Json(json!({ "runs": rows.iter().map(run_json).collect::<Vec<_>>(), "next": next })).into_response())
 }
@@ -81,7 +82,7 @@ pub(crate) async fn run(
     may_read(&server, &headers)?;
     let (run, rows) = find_run(&server, &id).await?;
     let number = run.id;
-    let outcomes = server.with_store(move |store| store.package_outcomes(number)).await.map_err(Problem::internal)?;
+    let outcomes = store_call(&server, move |store| store.package_outcomes(number)).await?;
     let mut packages: Vec<Value> = Vec::new();
     for row in &rows {
         if packages.last().is_none_or(|last| last["name"] != row.package.as_str()) {
@@ -106,7 +107,7 @@ pub(crate) async fn run(
         }
     }
     // A package's outcome is what its record says once it has one; until then it runs.
-    let running = matches!(run.status.as_str(), "queued" | "running");
+    let running = run.is_unfinished();
     for package in &mut packages {
         if package.get("status").is_some() {
             continue;
@@ -222,7 +223,7 @@ pub(crate) async fn find_run(server: &Arc<Server>, id: &str) -> Result<(RunRow, 
     let number: i64 = id.parse().map_err(|_| {
         Problem::new(StatusCode::BAD_REQUEST, format!("`{id}` is not a run number")).hint("`GET /api/runs` lists them")
     })?;
-    server.with_store(move |store| store.run(number)).await.map_err(Problem::internal)?.ok_or_else(|| {
+    store_call(server, move |store| store.run(number)).await?.ok_or_else(|| {
         Problem::new(StatusCode::NOT_FOUND, format!("no run {number}")).hint("`GET /api/runs` lists them")
     })
 }

@@ -109,7 +109,7 @@ pub(crate) async fn rerun(
     };
     let which = rerun.packages.unwrap_or_else(|| "failed".to_string());
     let (run, _) = find_run(&server, &id).await?;
-    if matches!(run.status.as_str(), "queued" | "running") {
+    if run.is_unfinished() {
         return Err(Problem::new(StatusCode::CONFLICT, format!("run {} has not ended", run.id))
             .hint(format!("cancel it first: `POST /api/runs/{}/cancel`", run.id)));
     }
@@ -156,7 +156,7 @@ pub(crate) async fn cancel(
     authorized(&server, &headers)?;
     let (run, _) = find_run(&server, &id).await?;
     // The record says first whether it has ended: the run leaves the active ones a moment later.
-    let running = matches!(run.status.as_str(), "queued" | "running");
+    let running = run.is_unfinished();
     let token = server.active().get(&run.id).filter(|_| running).map(|active| active.cancel.clone());
     let Some(token) = token else {
         return Err(Problem::new(StatusCode::CONFLICT, format!("run {} has ended: {}", run.id, run.status)));

@@ -55,7 +55,7 @@ pub(crate) fn count_delivery(deliveries: &Deliveries, status: StatusCode) {
 /// `GET /metrics`: readable as the API's read routes are.
 pub(crate) async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMap) -> Result<Response, Problem> {
     super::api::may_read(&server, &headers)?;
-    let totals = server.with_store(|store| store.totals()).await.map_err(Problem::internal)?;
+    let totals = super::intake::store_call(&server, |store| store.totals()).await?;
     let mut registry = Registry::with_prefix("loktar");
     let runs = Family::<RunStatus, Gauge>::default();
     for (status, count) in &totals.runs {

@@ -105,6 +105,18 @@ pub struct Totals {
     pub stages: Vec<(String, i64, i64)>,
 }
 
+/// Whether a run of this status is still to end: `queued` or `running`.
+pub fn is_unfinished(status: &str) -> bool {
+    matches!(status, "queued" | "running")
+}
+
+impl RunRow {
+    /// Whether it is still to end.
+    pub fn is_unfinished(&self) -> bool {
+        is_unfinished(&self.status)
+    }
+}
+
 /// Which runs to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -513,7 +525,7 @@ impl RunStore {
             .optional()
             .map_err(|e| self.fail(e))?;
         let Some(status) = status else { return Ok(true) };
-        if !matches!(status.as_str(), "queued" | "running") {
+        if !is_unfinished(&status) {
             return Ok(true);
         }
         let Some((package, stage)) = stage else { return Ok(false) };
