@@ -33,7 +33,7 @@ pub use loktar_pipeline::events;
 pub use loktar_plan::{affected, graph, rebuild, scm};
 pub use loktar_protocol as protocol;
 pub use loktar_runtime as runtime;
-pub use loktar_services::{containers, github, links, objects};
+pub use loktar_services::{containers, github, links, loktar_server, objects};
 pub use loktar_settings as settings;
 pub use loktar_settings::vault;
 pub use loktar_store as store;

@@ -1,13 +1,13 @@
 //! Two runs of two repositories in one process, as a server runs them:
 //! through the library's application layer (plan, begin, execute), on one
-//! tokio runtime and one plugin engine, each run with its own plugin session
+//! tokio runtime, one plugin engine and one pool of executors taking both
+//! runs' package jobs from one queue, each run with its own plugin session
 //! under its own repository's host configuration, in the work folder its
 //! caller chose and with its own event stream. Cancelling one run (its
 //! `fail_fast`) stops only its own programs; the other finishes untouched.
 //! The plugin both runs use is compiled once.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use loktar::app::context::Options;
@@ -15,11 +15,13 @@ use loktar::app::run::{RunPlace, begin_run, plan_run};
 use loktar::app::{Range, RunRequest, RunSelection};
 use loktar::events::logfiles::LogFiles;
 use loktar::events::{EventBus, EventKind, PackageOutcome, RunEvent, Subscriber, WriteHealth};
+use loktar::pipeline::control::RunControl;
+use loktar::pipeline::executors::Executors;
+use loktar::pipeline::jobs::LocalQueue;
 use loktar::pipeline::run::{RunReport, execute};
 use loktar::pipeline::stage::Stage;
-use loktar::runtime::{PluginEngine, PluginSession, RunningPrograms};
+use loktar::runtime::{PluginEngine, PluginSession};
 use loktar::settings::Settings;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{TestRepo, sleeping, within};
 
@@ -55,7 +57,13 @@ struct Finished {
 
 /// Plans, begins and executes `--all` in `repo` on the current runtime,
 /// working in `folder`, with a plugin session of its own on `engine`.
-async fn run_all(repo: &TestRepo, engine: Arc<PluginEngine>, fail_fast: bool, folder: RunPlace) -> Finished {
+async fn run_all(
+    repo: &TestRepo,
+    engine: Arc<PluginEngine>,
+    executors: &Executors,
+    fail_fast: bool,
+    folder: RunPlace,
+) -> Finished {
     let options =
         Options { repo: Some(repo.path().to_path_buf()), config: Some(repo.host_config_path()), ..Options::default() };
     let request = RunRequest {
@@ -82,9 +90,9 @@ async fn run_all(repo: &TestRepo, engine: Arc<PluginEngine>, fail_fast: bool, fo
     let sinks: Vec<Box<dyn Subscriber>> =
         vec![Box::new(Collect(events.clone())), Box::new(LogFiles::new(info.clone(), health.clone()))];
     let (bus, emitter) = EventBus::start(info.id().clone(), sinks, health).expect("events");
-    let (cancel, programs) = (CancellationToken::new(), RunningPrograms::default());
+    let control = Arc::new(RunControl::new());
     let dir = info.dir.clone();
-    let report = execute(session, info, emitter, &cancel, &programs, &AtomicBool::new(false)).await;
+    let report = execute(session, info, emitter, &control, executors).await;
     bus.finish();
     let events = std::mem::take(&mut *events.lock().expect("events"));
     Finished { report, dir, events }
@@ -105,13 +113,16 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     // The second run works where its caller says, as a server's would.
     let work = tempfile::tempdir().expect("a work folder");
     let (first_run, second_run) = runtime.block_on(async {
-        let first_run = run_all(&first, engine.clone(), true, RunPlace::InRepository);
-        let second_run = run_all(&second, engine.clone(), false, RunPlace::DataDir(work.path().to_path_buf()));
+        // Enough for every package of both runs at once.
+        let executors = Executors::start(Arc::new(LocalQueue::new()), 3);
+        let first_run = run_all(&first, engine.clone(), &executors, true, RunPlace::InRepository);
+        let second_place = RunPlace::DataDir(work.path().to_path_buf());
+        let second_run = run_all(&second, engine.clone(), &executors, false, second_place);
         tokio::join!(first_run, second_run)
     });
     let (first_report, second_report) = (&first_run.report, &second_run.report);
     assert!(matches!(outcome(first_report, "failing"), PackageOutcome::Failed { .. }), "{first_report:?}");
-    assert_eq!(outcome(first_report, "slow"), &PackageOutcome::Cancelled, "{first_report:?}");
+    assert_eq!(outcome(first_report, "slow"), &PackageOutcome::Cancelled { reason: None }, "{first_report:?}");
     assert_eq!(outcome(second_report, "steady"), &PackageOutcome::Passed, "{second_report:?}");
     assert!(second.path().join("steady/finished").exists(), "the other run's program was stopped");
     assert!(within(5, || sleeping("71").is_empty()), "the cancelled run's program is still running");

@@ -162,6 +162,8 @@ fn spawn_server(home: &Path) -> (Child, String) {
         .env("TEST_WEBHOOK_SECRET", SECRET)
         .env("TEST_GITHUB_TOKEN", TOKEN)
         .env("TEST_API_TOKEN", API_TOKEN)
+        .env("TEST_S3_KEY", crate::s3_server::ACCESS_KEY)
+        .env("TEST_S3_SECRET", crate::s3_server::SECRET_KEY)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -323,6 +325,11 @@ fn a_push_runs_the_packages_it_affects_in_dependency_order_and_the_api_shows_the
     let names: Vec<&str> =
         shown["packages"].as_array().expect("packages").iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(names, ["lib", "app"], "{shown:#}");
+    // And why each is there: its own change, or the changed package it depends on.
+    let (lib, app) = (&shown["packages"][0], &shown["packages"][1]);
+    assert_eq!((&lib["changed_files"], &lib["because_of"]), (&json!(["lib/src.txt"]), &json!([])), "{shown:#}");
+    assert_eq!((&app["changed_files"], &app["because_of"]), (&json!([]), &json!(["lib"])), "{shown:#}");
+    assert_eq!(app["depends_on"], json!(["lib"]), "{shown:#}");
     let test = &shown["packages"][0]["stages"][0];
     assert_eq!((&test["stage"], &test["status"]), (&json!("test"), &json!("passed")), "{shown:#}");
 
@@ -438,6 +445,20 @@ fn a_newer_push_cancels_the_older_run_of_its_branch() {
     assert_eq!(first["run"]["reason"], format!("superseded by `{short}`"));
     assert!(within(10, || crate::support::sleeping("37").is_empty()), "the superseded run's program still runs");
     assert_eq!(server.finished(fast)["run"]["status"], "passed");
+    // No check of the superseded commit hangs: each ends `error`, saying what superseded it.
+    let superseded = first["run"]["head"].as_str().expect("head").to_string();
+    let mut last_state = std::collections::BTreeMap::new();
+    for request in recorder.requests() {
+        if request.path == format!("/repos/{REPOSITORY}/statuses/{superseded}") {
+            let body = request.json();
+            last_state.insert(body["context"].as_str().unwrap_or_default().to_string(), body);
+        }
+    }
+    assert_eq!(last_state.keys().collect::<Vec<_>>(), ["app - test", "lib - test"], "{last_state:#?}");
+    for status in last_state.values() {
+        assert_eq!(status["state"], "error", "{status:#}");
+        assert_eq!(status["description"], format!("superseded by `{short}`"), "{status:#}");
+    }
 }
 
 #[test]
@@ -905,4 +926,223 @@ fn a_server_killed_mid_run_resumes_it_and_what_passed_stays_passed() {
     };
     assert_eq!(states("lib - test"), ["pending", "success"]);
     assert_eq!(states("app - test").last().map(String::as_str), Some("success"), "{:?}", states("app - test"));
+}
+
+#[test]
+fn stored_artifacts_are_served_whole_in_part_and_by_tag_and_paths_out_of_the_store_are_refused() {
+    let project = Project::new("@true");
+    // `lib` is built by the `zip` test builder (`lib.txt`, version 1) and kept by the built-in `fs` store.
+    project.repo.write(
+        "loktar.json",
+        r#"{ "packages": [ { "pkg_name": "lib", "pkg_type": "zip", "build_info": { "storage_type": "fs" } } ] }"#,
+    );
+    let before = project.repo.git(&["rev-parse", "HEAD"]);
+    let after = project.repo.commit("ENH: build lib with zip");
+    project.repo.git(&["push", "--quiet", "origin", "main"]);
+    let zip = format!(
+        "[plugins.zip]\npath = \"{}\"\nrole = \"builder\"\ncapabilities = [\"log\"]\n",
+        crate::support::test_plugin("zip").display()
+    );
+    let recorder = github();
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "", &zip);
+    let (status, answer) = server.hook("push", "delivery-artifact", &push_event(&before, &after));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+
+    // The run lists what `lib` stored, with a link through the proxy.
+    let artifact = &shown["packages"][0]["artifacts"][0];
+    assert_eq!((&artifact["name"], &artifact["version"]), (&json!("lib"), &json!("1")), "{shown:#}");
+    assert!(artifact["location"].as_str().is_some_and(|l| l.starts_with("file://")), "{shown:#}");
+    let link = artifact["download"].as_str().expect("a download link");
+    assert_eq!(link, "/api/artifacts/lib/1/lib.txt");
+    let content = format!("built lib at {after}");
+
+    // Whole, with its tag.
+    let whole = server.agent.get(format!("{}{link}", server.url)).call().expect("get");
+    assert_eq!(whole.status().as_u16(), 200);
+    let etag = whole.headers().get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_string();
+    assert_eq!(whole.headers().get("accept-ranges").and_then(|v| v.to_str().ok()), Some("bytes"));
+    assert_eq!(whole.into_body().read_to_string().expect("body"), content);
+
+    // A part of it.
+    let mut part = server.agent.get(format!("{}{link}", server.url)).header("Range", "bytes=6-8").call().expect("get");
+    assert_eq!(part.status().as_u16(), 206);
+    let range = part.headers().get("content-range").and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert_eq!(range, Some(format!("bytes 6-8/{}", content.len())));
+    assert_eq!(part.body_mut().read_to_string().expect("body"), "lib");
+    // The end of it, and a range past it.
+    let mut tail = server.agent.get(format!("{}{link}", server.url)).header("Range", "bytes=-7").call().expect("get");
+    assert_eq!(tail.body_mut().read_to_string().expect("body"), &after[after.len() - 7..]);
+    let beyond = server.agent.get(format!("{}{link}", server.url)).header("Range", "bytes=999-").call().expect("get");
+    assert_eq!(beyond.status().as_u16(), 416);
+    // Unchanged since the reader's copy: nothing sent again.
+    let cached = server.agent.get(format!("{}{link}", server.url)).header("If-None-Match", &etag).call().expect("get");
+    assert_eq!(cached.status().as_u16(), 304);
+    // Narrowed to its repository: still there; another repository: not built here.
+    assert_eq!(server.get(&format!("{link}?repository={REPOSITORY}")).0, 200);
+    assert_eq!(server.get(&format!("{link}?repository=acme/other")).0, 404);
+
+    // Not stored, and paths that would leave the store.
+    let (status, body) = server.get("/api/artifacts/lib/2/lib.txt");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no store holds `lib/2/lib.txt`"), "{body}");
+    for leaving in
+        ["/api/artifacts/lib/../lib.txt", "/api/artifacts/lib/1/..%2F..%2Floktar.db", "/api/artifacts/lib/%2E%2E/x"]
+    {
+        let (status, body) = raw_get(&server.url, leaving);
+        assert_eq!(status, 400, "{leaving}: {body}");
+        assert!(body.contains("leaves the store"), "{leaving}: {body}");
+    }
+}
+
+#[test]
+fn artifacts_in_an_s3_store_are_served_through_the_proxy() {
+    let s3 = crate::s3_server::S3Server::start(&["artifacts"]);
+    // Stored as the `s3` storage lays it out, below the store's prefix.
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let object = s3.root.path().join("artifacts/ci/lib/7/lib.tar");
+    std::fs::create_dir_all(object.parent().expect("a folder")).expect("mkdir");
+    std::fs::write(&object, &content).expect("write the object");
+    let project = Project::new("@true");
+    let store = format!(
+        "[stores.s3]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"artifacts\"\nprefix = \"ci\"\n\
+         access_key_secret = \"s3_key\"\nsecret_key_secret = \"s3_secret\"\n\n\
+         [secrets.s3_key]\nenv = \"TEST_S3_KEY\"\n\n[secrets.s3_secret]\nenv = \"TEST_S3_SECRET\"\n",
+        s3.endpoint
+    );
+    let recorder = github();
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "", &store);
+    let url = format!("{}/api/artifacts/lib/7/lib.tar", server.url);
+
+    let mut whole = server.agent.get(&url).call().expect("get");
+    assert_eq!(whole.status().as_u16(), 200);
+    let etag = whole.headers().get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_string();
+    assert_eq!(whole.body_mut().with_config().limit(1 << 20).read_to_vec().expect("body"), content);
+    let mut part = server.agent.get(&url).header("Range", "bytes=1000-1999").call().expect("get");
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.body_mut().read_to_vec().expect("body"), &content[1000..2000]);
+    assert_eq!(server.agent.get(&url).header("If-None-Match", &etag).call().expect("get").status().as_u16(), 304);
+
+    // The store gone: the proxy says which store did not answer, and nothing of its credentials.
+    drop(s3);
+    let (status, body) = server.get("/api/artifacts/lib/7/lib.tar");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("store `s3` did not answer"), "{body}");
+    assert!(!body.contains(crate::s3_server::SECRET_KEY), "{body}");
+}
+
+#[test]
+fn loktar_remote_lists_shows_follows_and_controls_a_server_s_runs() {
+    let project = Project::new("@echo testing $$(basename $$PWD)");
+    let recorder = github();
+    let server = TestServer::start(project.origin.path(), &recorder.url(), "api_tokens = [\"admin\"]");
+    let remote = |args: &[&str], token: Option<&str>| {
+        let mut all = vec!["remote", "--server", server.url.as_str()];
+        all.extend_from_slice(args);
+        project.repo.loktar_with_env(&all, &token.map(|token| [("LOKTAR_TOKEN", token)]).unwrap_or_default()[..])
+    };
+    let (status, answer) = server.hook("push", "remote-1", &project.push_change("lib/a.txt"));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("number");
+    server.finished(run);
+
+    // Listed and shown as `loktar runs` lists and shows local runs.
+    let listed = remote(&["runs"], None).ok();
+    assert!(listed.starts_with("run  started (UTC)"), "{listed}");
+    assert!(
+        listed.lines().nth(1).is_some_and(|row| row.starts_with(&format!("{run} ")) && row.contains("passed")),
+        "{listed}"
+    );
+    let shown = remote(&["show", &run.to_string()], None).ok();
+    assert!(shown.starts_with(&format!("run {run}: passed")), "{shown}");
+    for package in ["lib", "app"] {
+        let row = |line: &str| line.split_whitespace().take(3).eq([package, "test", "passed"]);
+        assert!(shown.lines().any(row), "{shown}");
+    }
+    assert!(shown.contains(&format!("/api/runs/{run}/packages/lib/stages/test/log")), "{shown}");
+    let json: Value = serde_json::from_str(&remote(&["show", &run.to_string(), "--format", "json"], None).ok())
+        .expect("the server's JSON");
+    assert_eq!(json["run"]["id"], run);
+    assert_eq!(remote(&["runs", "--branch", "other"], None).ok(), "no runs on this server yet\n");
+    // A stage's log, whole and followed to its end.
+    assert!(remote(&["logs", &run.to_string(), "lib", "test"], None).ok().contains("testing lib"));
+    assert!(remote(&["logs", &run.to_string(), "app", "test", "--follow"], None).ok().contains("testing app"));
+
+    // The write routes: refused without a token, saying where it comes from; done with one.
+    let refused = remote(&["rerun", &run.to_string(), "--all"], None).expect_code(2);
+    assert!(refused.stderr.contains("this route needs an API token (HTTP 401)"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("set `LOKTAR_TOKEN`"), "{}", refused.stderr);
+    let rerun = remote(&["rerun", &run.to_string(), "--all"], Some(API_TOKEN)).ok();
+    let again: i64 = rerun
+        .strip_prefix("run ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("not a started run: {rerun}"));
+    assert_eq!(rerun, format!("run {again} started: {}/api/runs/{again}\n", server.url));
+    assert_eq!(server.finished(again)["packages"].as_array().map(Vec::len), Some(2), "--all: both packages of the run");
+    let triggered =
+        remote(&["trigger", "--repository", REPOSITORY, "--branch", "main", "--package", "other"], Some(API_TOKEN))
+            .ok();
+    let number: i64 = triggered.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("a run number");
+    let names: Vec<Value> =
+        server.finished(number)["packages"].as_array().into_iter().flatten().map(|p| p["name"].clone()).collect();
+    assert_eq!(names, [json!("other")]);
+    let ended = remote(&["cancel", &number.to_string()], Some(API_TOKEN)).expect_code(2);
+    assert!(ended.stderr.contains(&format!("run {number} has ended: passed (HTTP 409)")), "{}", ended.stderr);
+
+    // What the server refuses, and a server that is not there, said plainly.
+    let missing = remote(&["show", "999"], None).expect_code(2);
+    assert!(missing.stderr.contains("no run 999 (HTTP 404)"), "{}", missing.stderr);
+    let nowhere = project.repo.loktar(&["remote", "--server", "http://127.0.0.1:9", "runs"]).expect_code(2);
+    assert!(nowhere.stderr.contains("cannot reach the Loktar server at http://127.0.0.1:9"), "{}", nowhere.stderr);
+    let unnamed = project.repo.loktar(&["remote", "runs"]).expect_code(2);
+    assert!(
+        unnamed.stderr.contains("give `--server http://<host>:<port>`, or set `LOKTAR_SERVER`"),
+        "{}",
+        unnamed.stderr
+    );
+}
+
+#[test]
+fn repositories_are_fetched_with_github_s_credentials_sent_to_the_clone_url_alone() {
+    let project = Project::new("@true");
+    // A git host over HTTP that turns every fetch away, keeping what it was sent.
+    let git_host = Recorder::start(|_| Reply::text(403, "denied"));
+    let clone_url = format!("{}/acme/shop.git", git_host.url());
+    let recorder = github();
+    let server = TestServer::start(Path::new(&clone_url), &recorder.url(), "");
+    let (status, answer) = server.hook("push", "credentials-1", &project.push_change("lib/a.txt"));
+    assert_eq!(status, 202, "{answer}");
+    let shown = server.finished(answer["run"].as_i64().expect("number"));
+    assert_eq!(shown["run"]["status"], "failed", "{shown:#}");
+    let reason = shown["run"]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.starts_with("cannot fetch `acme/shop`: "), "{reason}");
+    assert!(reason.contains("check `clone_url` under `[server.repositories]`"), "{reason}");
+
+    // Git asked with the token of `[github]`, as GitHub takes it over HTTPS, and only the clone URL.
+    let fetches = git_host.requests();
+    assert!(!fetches.is_empty(), "git never asked the git host");
+    use base64::Engine;
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}")));
+    for fetch in &fetches {
+        assert!(fetch.path.starts_with("/acme/shop.git/info/refs"), "{fetch:?}");
+        assert_eq!(fetch.header("authorization"), Some(basic.as_str()), "{fetch:?}");
+    }
+    // Nowhere else: not in the answer, the record, a mirror's configuration.
+    crate::support::assert_secrets_hidden(&[TOKEN, &basic[6..]], &[&reason], &server.data_dir());
+}
+
+/// `GET path` sent exactly as written (no client normalises `..` away): status and body.
+fn raw_get(url: &str, path: &str) -> (u16, String) {
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
 }

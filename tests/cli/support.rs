@@ -233,7 +233,15 @@ pub fn assert_secrets_hidden(secrets: &[&str], outputs: &[&str], dir: &Path) {
 /// A `loktar` command with an environment that does not leak the caller's settings.
 pub fn loktar_command() -> Command {
     let mut command = Command::new(loktar_bin());
-    for var in ["LOKTAR_BASE", "LOKTAR_HEAD", "LOKTAR_REPO", "LOKTAR_DEFAULT_BRANCH", "RUST_LOG"] {
+    for var in [
+        "LOKTAR_BASE",
+        "LOKTAR_HEAD",
+        "LOKTAR_REPO",
+        "LOKTAR_DEFAULT_BRANCH",
+        "LOKTAR_SERVER",
+        "LOKTAR_TOKEN",
+        "RUST_LOG",
+    ] {
         command.env_remove(var);
     }
     // No host configuration but the one a test gives: not the machine user's either.

@@ -1,10 +1,15 @@
 //! Running a `RunPlan` ([`plan`]): the scheduler decides what runs when
-//! ([`scheduler`]), the stages say what each package goes through
-//! ([`stage`]), and [`run`] joins them with the plugin host, reporting
+//! ([`scheduler`]), each package that is due becomes a job on a queue
+//! ([`jobs`]) that executors take ([`executors`]), the stages say what
+//! each package goes through ([`stage`]), and [`run`] joins them with the
+//! plugin host, reporting
 //! everything as one stream of run events that its sinks — console, log
 //! files, run record — consume ([`events`]).
 
+pub mod control;
 pub mod events;
+pub mod executors;
+pub mod jobs;
 pub mod plan;
 pub mod run;
 pub mod scheduler;

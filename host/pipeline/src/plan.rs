@@ -40,6 +40,17 @@ pub struct PlannedPackage {
     pub stages: Vec<StagePlan>,
     /// The positions, in the plan, of the packages it waits for.
     pub dependencies: Vec<usize>,
+    /// Why it is in the run.
+    pub why: Why,
+}
+
+/// Why a package is in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Why {
+    /// Its files that changed.
+    pub changed_files: Vec<String>,
+    /// The changed packages it depends on that brought it in.
+    pub because_of: Vec<String>,
 }
 
 impl PlannedPackage {
@@ -113,6 +124,7 @@ impl RunPlan {
             },
             stages: Vec::new(),
             dependencies: Vec::new(),
+            why: Why::default(),
         };
         RunPlan {
             id: RunId::new("test-run"),

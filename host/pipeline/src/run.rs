@@ -18,12 +18,14 @@
 //! [`Checkpoint`], once the subscribers have written what came before it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::control::RunControl;
+use super::executors::Executors;
+use super::jobs::{Job, JobId, JobQueue};
 use super::plan::RunPlan;
 use super::scheduler::{self, JobOutcome, Status};
 use super::stage::{Stage, StagePlan};
@@ -33,7 +35,7 @@ use crate::events::{
 use loktar_protocol::Line;
 use loktar_runtime::bindings::types::{Artifact, RunContext};
 use loktar_runtime::stage_log::LineTap;
-use loktar_runtime::{CallEnv, Mounts, PluginError, PluginSession, RunningPrograms};
+use loktar_runtime::{CallEnv, Mounts, PluginError, PluginSession};
 
 /// How one stage of one package went.
 #[derive(Debug, Clone)]
@@ -76,26 +78,24 @@ pub struct RunReport {
     pub notify_failures: Vec<String>,
 }
 
-/// Everything the jobs share.
-struct Shared {
+/// Everything the jobs of a run share; executors find it by the run's id.
+pub(crate) struct Shared {
     plugins: Arc<PluginSession>,
-    programs: RunningPrograms,
-    info: Arc<RunInfo>,
+    control: Arc<RunControl>,
+    pub(crate) info: Arc<RunInfo>,
     emitter: Emitter,
     reports: Mutex<Vec<Option<PackageReport>>>,
 }
 
-/// Runs the plan of `info`. Returns when every package has an outcome.
-/// `cancel` cancels it (programs stop, plugins clean up); `programs` lists
-/// the programs it runs, for a caller that must stop them at once;
-/// `interrupted` says whether a signal cancelled it.
+/// Runs the plan of `info`: each package becomes a job for `executors`
+/// once the packages it depends on passed. Returns when every package has
+/// an outcome. `control` stops it (programs stop, plugins clean up).
 pub async fn execute(
     plugins: Arc<PluginSession>,
     info: Arc<RunInfo>,
     emitter: Emitter,
-    cancel: &CancellationToken,
-    programs: &RunningPrograms,
-    interrupted: &AtomicBool,
+    control: &Arc<RunControl>,
+    executors: &Executors,
 ) -> RunReport {
     let started = Instant::now();
     let plan = &info.plan;
@@ -105,18 +105,23 @@ pub async fn execute(
     let count = plan.packages.len();
     let shared = Arc::new(Shared {
         plugins,
-        programs: programs.clone(),
+        control: control.clone(),
         info: info.clone(),
         emitter: emitter.clone(),
         reports: Mutex::default(),
     });
     shared.reports.lock().unwrap_or_else(PoisonError::into_inner).resize(count, None);
-    let jobs = shared.clone();
-    let statuses = scheduler::run(&dependencies, plan.options, cancel.clone(), move |position, cancel| {
-        let shared = jobs.clone();
-        async move { run_package(&shared, position, cancel).await }
+    let registered = executors.register(shared.clone());
+    let queue = executors.queue().clone();
+    let run = info.clone();
+    let statuses = scheduler::run(&dependencies, plan.options, control.token().clone(), move |position, cancel| {
+        let package = run.package_name(position).clone();
+        let job = Job { id: JobId { run: run.id().clone(), package, attempt: 1 }, position };
+        let queue = queue.clone();
+        async move { dispatch(&*queue, job, &cancel).await }
     })
     .await;
+    drop(registered);
 
     let mut reports = std::mem::take(&mut *shared.reports.lock().unwrap_or_else(PoisonError::into_inner));
     let mut packages = Vec::with_capacity(count);
@@ -133,7 +138,7 @@ pub async fn execute(
             // A job that panicked before reporting.
             (Status::Ran(JobOutcome::Failed), None) => (PackageOutcome::Failed { stage: None }, Vec::new(), Vec::new()),
             // Never started: the run was cancelled first.
-            (_, _) => (PackageOutcome::Cancelled, Vec::new(), Vec::new()),
+            (_, _) => (shared.cancelled(), Vec::new(), Vec::new()),
         };
         let report = PackageReport { name, outcome, stages, artifacts };
         if report_missing {
@@ -147,7 +152,7 @@ pub async fn execute(
     }
     // Logs and record rows written so far decide too: a run that could not write them has not passed.
     emitter.checkpoint(Checkpoint::Run).await;
-    let outcome = if interrupted.load(Ordering::SeqCst) {
+    let outcome = if control.is_interrupted() {
         RunOutcome::Interrupted
     } else if packages.iter().all(|p| p.outcome == PackageOutcome::Passed) && emitter.health().is_healthy() {
         RunOutcome::Passed
@@ -161,8 +166,40 @@ pub async fn execute(
     RunReport { info, outcome, packages, duration, notify_failures }
 }
 
+impl Shared {
+    /// The outcome of a package the run's cancellation stopped, with the reason it was given.
+    fn cancelled(&self) -> PackageOutcome {
+        PackageOutcome::Cancelled { reason: self.control.reason().map(str::to_string) }
+    }
+}
+
+/// Hands `job` to an executor and waits for how it ended; cancelling the
+/// run cancels the job.
+async fn dispatch(queue: &dyn JobQueue, job: Job, cancel: &CancellationToken) -> JobOutcome {
+    let id = job.id.clone();
+    let mut ended = match queue.enqueue(job).await {
+        Ok(ended) => ended,
+        Err(problem) => {
+            tracing::error!(job = %id, "cannot hand the job to an executor: {problem}");
+            return JobOutcome::Failed;
+        }
+    };
+    tokio::select! {
+        outcome = &mut ended => return outcome.unwrap_or_else(|_| lost(&id)),
+        _ = cancel.cancelled() => {}
+    }
+    queue.cancel(&id).await;
+    ended.await.unwrap_or_else(|_| lost(&id))
+}
+
+/// The outcome of a job whose executor went away without finishing it.
+fn lost(job: &JobId) -> JobOutcome {
+    tracing::error!(%job, "the executor of the job was lost");
+    JobOutcome::Failed
+}
+
 /// Runs one package's stages in order; records its report and emits its events.
-async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken) -> JobOutcome {
+pub(crate) async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken) -> JobOutcome {
     let plans = &shared.info.plan.packages[position].stages;
     let package = shared.info.package_name(position);
     let mut report = PackageReport {
@@ -230,7 +267,7 @@ async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken
         }
     }
     if job == JobOutcome::Cancelled {
-        report.outcome = PackageOutcome::Cancelled;
+        report.outcome = shared.cancelled();
     }
     let finished = shared.emitter.emit(package_finished(&shared.info, position, &report));
     // However the package ended, its notifiers hear of it in its notify
@@ -377,7 +414,7 @@ fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancellatio
         mounts: Some(Mounts { root: shared.info.plan.root.clone(), package: package.dir.clone(), artifacts }),
         cancel: Some(cancel.clone()),
         tap: Some(tap),
-        programs: Some(shared.programs.clone()),
+        programs: Some(shared.control.programs().clone()),
     }
 }
 
@@ -441,6 +478,8 @@ fn run_started(info: &RunInfo) -> EventKind {
             name: info.package_name(position).clone(),
             planned: package.planned_stages(),
             depends_on: package.dependencies.iter().map(|&at| info.package_name(at).clone()).collect(),
+            changed_files: package.why.changed_files.clone(),
+            because_of: package.why.because_of.iter().map(|name| name.as_str().into()).collect(),
         })
         .collect();
     EventKind::RunStarted { run_url: info.url.clone(), packages, not_rebuilt: plan.not_rebuilt.clone() }

@@ -206,7 +206,7 @@ fn decide(decided: &mut Decided, node: usize, status: Status) {
 }
 
 /// Turns a panic while polling the inner future into `Err`.
-struct CatchUnwind<T>(Pin<Box<T>>);
+pub(crate) struct CatchUnwind<T>(pub(crate) Pin<Box<T>>);
 
 impl<T: Future> Future for CatchUnwind<T> {
     type Output = Result<T::Output, ()>;

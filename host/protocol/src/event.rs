@@ -147,6 +147,13 @@ pub struct PlannedPackage {
     pub planned: Vec<Stage>,
     /// The packages of the run it waits for.
     pub depends_on: Vec<PackageName>,
+    /// Why it is in the run: its files that changed (none when it was
+    /// asked for, or only depends on a changed package).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_files: Vec<String>,
+    /// The changed packages it depends on, directly or not, that brought it into the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub because_of: Vec<PackageName>,
 }
 
 /// A package left out of a run because it is already green.

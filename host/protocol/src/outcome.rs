@@ -77,7 +77,12 @@ pub enum PackageOutcome {
         dependency: String,
     },
     /// Cancelled while running, or never started because the run was cancelled.
-    Cancelled,
+    Cancelled {
+        /// Why the run was cancelled, when whoever cancelled it said
+        /// (`superseded by …`); without: at the first failure, or interrupted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl PackageOutcome {
@@ -87,7 +92,7 @@ impl PackageOutcome {
             PackageOutcome::Passed => "passed",
             PackageOutcome::Failed { .. } => "failed",
             PackageOutcome::Skipped { .. } => "skipped",
-            PackageOutcome::Cancelled => "cancelled",
+            PackageOutcome::Cancelled { .. } => "cancelled",
         }
     }
 
@@ -98,7 +103,8 @@ impl PackageOutcome {
             PackageOutcome::Failed { stage: Some(stage) } => format!("{stage} failed"),
             PackageOutcome::Failed { stage: None } => "loktar failed while running it".to_string(),
             PackageOutcome::Skipped { dependency } => format!("dependency `{dependency}` failed"),
-            PackageOutcome::Cancelled => "the run was cancelled".to_string(),
+            PackageOutcome::Cancelled { reason: Some(reason) } => reason.clone(),
+            PackageOutcome::Cancelled { reason: None } => "the run was cancelled".to_string(),
         }
     }
 }

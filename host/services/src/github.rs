@@ -92,6 +92,25 @@ impl Github {
         }
     }
 
+    /// A token git fetches with over HTTPS (as `x-access-token`): the
+    /// configured token, or a fresh installation token of the App (octocrab
+    /// keeps it while it is valid); `None` without credentials.
+    pub async fn git_token(&self) -> Result<Option<String>, Diagnostic> {
+        use octocrab::secrecy::ExposeSecret;
+        let settings = &self.settings;
+        match (&self.token, settings.app_id, &self.app_key, settings.installation_id) {
+            (_, Some(_), Some(_), Some(_)) => {
+                let token = self.client().await?.installation_token().await.map_err(|e| {
+                    Diagnostic::new(format!("cannot get an installation token of the GitHub App: {e}"))
+                        .hint("check `app_id`, `installation_id` and the key under `[github]` in loktar.toml")
+                })?;
+                Ok(Some(token.expose_secret().to_string()))
+            }
+            (Some(token), _, _, _) => Ok(Some(token.clone())),
+            _ => Ok(None),
+        }
+    }
+
     /// Calls `method path` (a path after `api_url`, or a full URL GitHub gave)
     /// with an optional JSON body.
     pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Answer, Diagnostic> {

@@ -1,5 +1,6 @@
-//! The `Link` header of a paginated HTTP answer (RFC 8288), as registries
-//! and GitHub send it: where the next page is.
+//! Links: the `Link` header of a paginated HTTP answer (RFC 8288), as
+//! registries and GitHub send it — where the next page is — and URL
+//! components escaped.
 
 use hyper::header::{self, HeaderMap};
 
@@ -9,6 +10,15 @@ pub fn next_page(headers: &HeaderMap) -> Option<String> {
         let (target, params) = link.split_once(';')?;
         params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
     })
+}
+
+/// What a URL component keeps as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `text` escaped as one URL component (a path segment, a query value).
+pub fn encode_component(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 #[cfg(test)]

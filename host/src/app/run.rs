@@ -3,6 +3,7 @@
 //! already green, plan each one's stages ([`RunPlan`]), then begin the run:
 //! its record in the run store and its folder.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::context::{Context, Options, Planned, unknown_package};
@@ -12,7 +13,7 @@ use crate::config::LOKTAR_DIR;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::events::{RunId, RunInfo, WriteFailure};
 use crate::github::Github;
-use crate::pipeline::plan::{NotRebuilt, PlannedPackage, RunPlan};
+use crate::pipeline::plan::{NotRebuilt, PlannedPackage, RunPlan, Why};
 use crate::pipeline::scheduler;
 use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
@@ -80,7 +81,8 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
             .map(|(&index, dependencies)| {
                 let package = workspace.packages[index].clone();
                 let stages = stages_of(&package, request.last_stage, &notifiers);
-                PlannedPackage { package, stages, dependencies }
+                let why = selection.why.remove(&index).unwrap_or_default();
+                PlannedPackage { package, stages, dependencies, why }
             })
             .collect(),
         context: run_context(&head, selection.head.as_deref(), selection.base.clone(), &context.settings.github),
@@ -181,6 +183,8 @@ struct Selection {
     head: Option<String>,
     /// The commits `--rebuild` looks back through, newest first, with their files.
     walk: Walk,
+    /// Why each package the change affects is in the run, by workspace index.
+    why: HashMap<usize, Why>,
 }
 
 /// Chooses the packages: named ones, all of them, or those the change affects.
@@ -216,7 +220,8 @@ fn select(options: &Options, request: &RunRequest) -> Result<(Context, Selection
     } else {
         Walk::default()
     };
-    Ok((context, Selection { packages, kind, base: None, empty_because: None, head: None, walk }))
+    let why = HashMap::new();
+    Ok((context, Selection { packages, kind, base: None, empty_because: None, head: None, walk, why }))
 }
 
 /// Chooses the packages the changes of the request's range affect.
@@ -229,13 +234,24 @@ fn select_changes(options: &Options, request: &RunRequest) -> Result<(Context, S
         Some(format!("no package is affected; {}", planned.report(&context).range_line()))
     };
     let packages = planned.plan.steps.iter().map(|step| step.package).collect();
+    let names =
+        |indices: &[u32]| indices.iter().map(|&i| context.workspace.packages[i as usize].name.clone()).collect();
+    let why = planned
+        .plan
+        .steps
+        .iter()
+        .map(|step| {
+            let changed_files = step.seed.as_ref().map(|seed| seed.files.clone()).unwrap_or_default();
+            (step.package, Why { changed_files, because_of: names(planned.plan.because_of(step)) })
+        })
+        .collect();
     let base = planned.changes.base.clone();
     let head = match planned.changes.origin {
         scm::BaseOrigin::PullRequest { .. } => planned.changes.head.clone(),
         _ => None,
     };
     let walk = if request.rebuild { walk_of(&planned)? } else { Walk::default() };
-    Ok((context, Selection { packages, kind: request.selection.kind(), base, empty_because, head, walk }))
+    Ok((context, Selection { packages, kind: request.selection.kind(), base, empty_because, head, walk, why }))
 }
 
 /// The head commit and the range's commits, newest first, with the files each touched.

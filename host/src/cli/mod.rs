@@ -4,6 +4,7 @@
 //! configuration error. Data goes to stdout; messages and logs to stderr.
 
 mod plugins;
+mod remote;
 mod run;
 
 use std::io::{IsTerminal, Write};
@@ -68,6 +69,9 @@ enum Command {
     Runs(RunsArgs),
     /// List the plugins: name, version, roles, capabilities requested and granted, source
     Plugins(PluginsArgs),
+    /// A Loktar server's runs: list, show, logs, cancel, rerun, trigger (`--server URL`,
+    /// token from `LOKTAR_TOKEN`)
+    Remote(remote::RemoteArgs),
     /// Serve GitHub webhooks and the REST API: runs each push in the background, as `loktar run`
     /// would, with `[server]` of the host configuration. Prints the address it listens on;
     /// SIGTERM stops it after running runs finish (or, after 30 s, are cancelled)
@@ -283,6 +287,7 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
     match cli.command {
         Command::Run(args) => run::run(&options, &args, color),
         Command::Runs(args) => runs(&options, &args).map(Done::with_output),
+        Command::Remote(args) => remote::remote(&args).map(Done::with_output).map_err(Into::into),
         Command::Server => {
             crate::server::serve(&options).map(|()| Done::with_output(String::new())).map_err(Into::into)
         }
@@ -327,7 +332,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     let providers = Providers::builtin();
     let options = options.clone();
     let text = match command {
-        Command::Run(_) | Command::Runs(_) | Command::Server => {
+        Command::Run(_) | Command::Runs(_) | Command::Remote(_) | Command::Server => {
             return Err(Diagnostic::new("internal error: not an inspecting command").into());
         }
         Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json)?,

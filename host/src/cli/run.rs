@@ -9,7 +9,6 @@ use std::io::Write;
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
@@ -26,10 +25,12 @@ use crate::events::console::Console;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunOutcome, Subscriber, WriteFailure, WriteHealth};
+use crate::pipeline::control::RunControl;
+use crate::pipeline::executors::Executors;
+use crate::pipeline::jobs::LocalQueue;
 use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
 use crate::render;
-use crate::runtime::RunningPrograms;
 use crate::store::RunStore;
 use crate::terminal::escaped;
 
@@ -139,17 +140,17 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
     let (bus, emitter) = EventBus::start(info.id().clone(), subscribers, health.clone())
         .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let programs = RunningPrograms::default();
+    let control = Arc::new(RunControl::new());
     let finished = wait_for(async {
-        let cancel = CancellationToken::new();
         let abandon = CancellationToken::new();
-        watch_signals(cancel.clone(), abandon.clone(), interrupted.clone());
+        watch_signals(control.clone(), abandon.clone());
+        // `-j` executors in this process, for this run alone.
+        let executors = Executors::start(Arc::new(LocalQueue::new()), info.plan.options.concurrency);
         tokio::select! {
-            report = execute(session, info, emitter, &cancel, &programs, &interrupted) => Some(report),
+            report = execute(session, info, emitter, &control, &executors) => Some(report),
             () = abandon.cancelled() => {
                 // Interrupted again: the run's programs are stopped and nothing cleans up.
-                programs.kill_all();
+                control.programs().kill_all();
                 None
             }
         }
@@ -219,7 +220,7 @@ fn default_jobs() -> usize {
 /// The first SIGINT or SIGTERM cancels the run (clean-up runs, the record is
 /// written, the exit code is 130); a second one abandons it: what runs is
 /// killed and Loktar exits at once.
-fn watch_signals(cancel: CancellationToken, abandon: CancellationToken, interrupted: Arc<AtomicBool>) {
+fn watch_signals(control: Arc<RunControl>, abandon: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -232,7 +233,7 @@ fn watch_signals(cancel: CancellationToken, abandon: CancellationToken, interrup
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
-            if interrupted.swap(true, Ordering::SeqCst) {
+            if control.interrupt(None) {
                 abandon.cancel();
                 return;
             }
@@ -240,7 +241,6 @@ fn watch_signals(cancel: CancellationToken, abandon: CancellationToken, interrup
                 std::io::stderr(),
                 "interrupted: cancelling running stages and cleaning up (interrupt again to quit at once)"
             );
-            cancel.cancel();
         }
     });
 }

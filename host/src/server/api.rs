@@ -23,6 +23,7 @@ use super::follow::{self, Until};
 use super::intake::store_call;
 use super::problem::Problem;
 use crate::events::journal::JOURNAL;
+use crate::events::{EventKind, RunEvent};
 use crate::pipeline::plan::log_path;
 use crate::pipeline::stage::Stage;
 use crate::store::{RunFilter, RunRow, StageRow};
@@ -121,7 +122,47 @@ pub(crate) async fn run(
         }
         .into();
     }
+    // What the plan said of each package and what each stored, from the run's journal.
+    if let Ok(dir) = run_dir(&server, &run) {
+        let journal = tokio::fs::read_to_string(dir.join(JOURNAL)).await.unwrap_or_default();
+        add_from_journal(&mut packages, &journal);
+    }
     Ok(Json(json!({ "run": run_json(&run), "packages": packages })).into_response())
+}
+
+/// Adds to each package what the run's journal says of it: why it is in
+/// the run and what it waited for (`run_started`), and its artifacts
+/// (its last `package_finished`: a resumed run appends), each with a link
+/// through the storage proxy when it was stored.
+fn add_from_journal(packages: &mut [Value], journal: &str) {
+    let events = journal.lines().filter_map(|line| serde_json::from_str::<RunEvent>(line).ok());
+    for event in events {
+        match event.kind {
+            EventKind::RunStarted { packages: planned, .. } => {
+                for plan in planned {
+                    if let Some(package) = packages.iter_mut().find(|p| p["name"] == *plan.name) {
+                        package["depends_on"] = json!(plan.depends_on);
+                        package["changed_files"] = json!(plan.changed_files);
+                        package["because_of"] = json!(plan.because_of);
+                    }
+                }
+            }
+            EventKind::PackageFinished { package: name, artifacts, .. } => {
+                if let Some(package) = packages.iter_mut().find(|p| p["name"] == *name) {
+                    let shown: Vec<Value> = artifacts
+                        .iter()
+                        .map(|artifact| {
+                            let mut shown = json!(artifact);
+                            shown["download"] = json!(super::artifacts::download_link(artifact));
+                            shown
+                        })
+                        .collect();
+                    package["artifacts"] = json!(shown);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The query of a stage's log.
@@ -241,6 +282,7 @@ fn run_json(run: &RunRow) -> Value {
         "base": run.base,
         "status": run.status,
         "reason": run.reason,
+        "selection": run.selection,
         "started_ms": run.started_ms,
         "duration_ms": run.duration_ms,
         "packages": run.packages,

@@ -147,6 +147,9 @@ pub(crate) async fn rerun(
     start_manual(&server, "rerun", wanted).await
 }
 
+/// Why a run cancelled through the API ended.
+const REASON: &str = "cancelled through the API";
+
 /// `POST /api/runs/{id}/cancel`: cancels a run that has not ended (its clean-up still runs).
 pub(crate) async fn cancel(
     State(server): State<Arc<Server>>,
@@ -157,13 +160,13 @@ pub(crate) async fn cancel(
     let (run, _) = find_run(&server, &id).await?;
     // The record says first whether it has ended: the run leaves the active ones a moment later.
     let running = run.is_unfinished();
-    let token = server.active().get(&run.id).filter(|_| running).map(|active| active.cancel.clone());
-    let Some(token) = token else {
+    let control = server.active().get(&run.id).filter(|_| running).map(|active| active.control.clone());
+    let Some(control) = control else {
         return Err(Problem::new(StatusCode::CONFLICT, format!("run {} has ended: {}", run.id, run.status)));
     };
     let number = run.id;
-    intake::store_call(&server, move |store| store.set_reason(number, "cancelled through the API")).await?;
-    token.cancel();
+    intake::store_call(&server, move |store| store.set_reason(number, REASON)).await?;
+    control.interrupt(Some(REASON));
     Ok((StatusCode::ACCEPTED, Json(json!({ "cancelled": number }))).into_response())
 }
 

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::problem::Problem;
 use super::runner::{self, Accepted};
@@ -19,6 +18,7 @@ use super::{Active, Server};
 use crate::app::RunSelection;
 use crate::diagnostic::Diagnostic;
 use crate::events::RunId;
+use crate::pipeline::control::RunControl;
 use crate::store::{Delivery, Queued, QueuedRun, RunStore};
 
 /// What a run builds, as far as superseding goes: a newer run of the same
@@ -83,7 +83,7 @@ pub(crate) async fn start(
         delivery,
         request,
     };
-    let accepted = Accepted { number: 0, id: id.clone(), wanted, cancel: CancellationToken::new() };
+    let accepted = Accepted { number: 0, id: id.clone(), wanted, control: Arc::new(RunControl::new()) };
     match tokio::spawn(accept(server.clone(), queued, accepted, subject)).await {
         Ok(Ok(number)) => Ok((StatusCode::ACCEPTED, Json(json!({ "run": number, "id": id.as_str() }))).into_response()),
         Ok(Err(Answer::Duplicate(run))) => Ok(duplicate(run)),
@@ -114,7 +114,7 @@ async fn accept(
     let head = &accepted.wanted.head;
     let short = head.get(..10).unwrap_or(head).to_string();
     let repository = accepted.wanted.repository.clone();
-    let newer = Active { repository: repository.clone(), subject: subject.clone(), cancel: accepted.cancel.clone() };
+    let newer = Active { repository: repository.clone(), subject: subject.clone(), control: accepted.control.clone() };
     cancel_older(&server, &repository, &subject, number, Some(newer), &format!("superseded by `{short}`"))
         .await
         .map_err(Answer::Refused)?;
@@ -144,7 +144,7 @@ pub(crate) async fn cancel_older(
                 cancelling && **other < number && run.repository == repository && run.subject == *subject
             })
             .map(|(other, run)| {
-                run.cancel.cancel();
+                run.control.interrupt(Some(reason));
                 *other
             })
             .collect();

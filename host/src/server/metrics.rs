@@ -1,5 +1,6 @@
 //! `GET /metrics`, in Prometheus' (OpenMetrics) text format: runs by
-//! status, runs waiting to start, stage durations, and webhook deliveries
+//! status, runs waiting to start, package jobs waiting for an executor
+//! and running, stage durations, and webhook deliveries
 //! by what became of them. Counts of runs and stages come from the run
 //! store, so they survive restarts; deliveries are counted since the
 //! process started, as Prometheus counters are.
@@ -66,6 +67,12 @@ pub(crate) async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMa
     let queued = totals.runs.iter().find(|(status, _)| status == "queued").map_or(0, |(_, count)| *count);
     waiting.set(queued);
     registry.register("queue_depth", "Runs accepted and not started yet", waiting);
+    let depth = crate::pipeline::jobs::JobQueue::depth(&*server.queue).await;
+    let (jobs_waiting, jobs_running) = (Gauge::<i64>::default(), Gauge::<i64>::default());
+    jobs_waiting.set(i64::try_from(depth.waiting).unwrap_or(i64::MAX));
+    jobs_running.set(i64::try_from(depth.running).unwrap_or(i64::MAX));
+    registry.register("jobs_waiting", "Package jobs waiting for an executor", jobs_waiting);
+    registry.register("jobs_running", "Package jobs an executor works on", jobs_running);
     let active = Gauge::<i64>::default();
     active.set(i64::try_from(server.active().len()).unwrap_or(i64::MAX));
     registry.register("active_runs", "Runs accepted and not ended", active);

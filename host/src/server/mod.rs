@@ -7,8 +7,9 @@
 //! executed in the background ([`runner`]) by the same application layer
 //! `loktar run` uses ([`crate::app`]), in a checkout of its own
 //! ([`repositories`]). The REST API reads the run store ([`api`], with
-//! [`follow`] for what is still being written, and [`metrics`]) and
-//! starts, cancels and reruns runs ([`control`]). Runs a stopped or killed
+//! [`follow`] for what is still being written, and [`metrics`]), serves
+//! stored artifacts ([`artifacts`]) and starts, cancels and reruns runs
+//! ([`control`]). Runs a stopped or killed
 //! server left unfinished are resumed when it starts ([`recovery`]).
 //!
 //! Configured under `[server]` in the operator's `loktar.toml`
@@ -16,6 +17,7 @@
 //! (`loktar.json`, repository plugins) comes from the commit it builds.
 
 mod api;
+mod artifacts;
 mod control;
 mod follow;
 mod intake;
@@ -43,6 +45,10 @@ use tokio_util::task::TaskTracker;
 use crate::app::context::Options;
 use crate::blocking::wait_for;
 use crate::diagnostic::Diagnostic;
+use crate::github::Github;
+use crate::pipeline::control::RunControl;
+use crate::pipeline::executors::Executors;
+use crate::pipeline::jobs::LocalQueue;
 use crate::settings::{ServerSettings, Settings};
 use crate::store::{DATABASE, RunStore};
 use problem::Problem;
@@ -67,8 +73,15 @@ pub(crate) struct Server {
     webhook_secret: Option<String>,
     /// The API tokens' values.
     api_tokens: Vec<String>,
-    /// Runs at once; each runs up to `concurrency` packages at once.
-    executors: Semaphore,
+    /// GitHub as `[github]` says: its credentials fetch the repositories.
+    github: Github,
+    /// Runs being worked at once (as many as there are executors).
+    runs_at_once: Semaphore,
+    /// The in-process executors: package jobs at once, across every run.
+    executors: Executors,
+    /// Their queue, for `/metrics`.
+    queue: Arc<LocalQueue>,
+    /// Package jobs at once of one run: every executor.
     concurrency: usize,
     /// Runs accepted and not finished, by number.
     active: Mutex<HashMap<i64, Active>>,
@@ -98,8 +111,8 @@ pub(crate) struct Active {
     repository: String,
     /// What it builds: a newer run of the same cancels it.
     subject: intake::Subject,
-    /// Cancels it (clean-up still runs).
-    cancel: CancellationToken,
+    /// Stops it (clean-up still runs).
+    control: Arc<RunControl>,
 }
 
 impl Server {
@@ -126,6 +139,11 @@ impl Server {
     /// The data folder: mirrors, work trees, run folders and the database.
     fn data_dir(&self) -> &std::path::Path {
         &self.settings.data_dir
+    }
+
+    /// Where `repository`'s `fs` stores named relative to it keep their objects.
+    fn store_root(&self, repository: &str) -> PathBuf {
+        self.data_dir().join("stores").join(repository.replace('/', "+"))
     }
 }
 
@@ -154,13 +172,17 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         server.api_tokens.iter().map(|name| secret(&settings, name, "api_tokens")).collect::<Result<Vec<_>, _>>()?;
     let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
     let executors = server.executors.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let queue = Arc::new(LocalQueue::new());
     let state = Arc::new(Server {
         config: settings.source.clone(),
         store: Mutex::new(store),
         mirrors: Mirrors::new(server.data_dir.join("repositories")),
         webhook_secret,
         api_tokens,
-        executors: Semaphore::new(executors.max(1)),
+        github: Github::from_settings(&settings),
+        runs_at_once: Semaphore::new(executors.max(1)),
+        executors: Executors::start(queue.clone(), executors),
+        queue,
         concurrency: executors.max(1),
         active: Mutex::default(),
         tasks: TaskTracker::new(),
@@ -217,6 +239,7 @@ fn router(server: Arc<Server>) -> Router {
         .route("/api/runs/{id}/cancel", post(control::cancel))
         .route("/api/runs/{id}/rerun", post(control::rerun))
         .route("/api/runs/{id}/packages/{package}/stages/{stage}/log", get(api::log))
+        .route("/api/artifacts/{package}/{version}/{file}", get(artifacts::artifact))
         .fallback(Problem::no_route)
         .method_not_allowed_fallback(Problem::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
@@ -242,7 +265,7 @@ async fn shut_down(server: &Arc<Server>) {
             tracing::error!("{problem}");
         }
         for active in server.active().values() {
-            active.cancel.cancel();
+            active.control.interrupt(Some("the server stopped before it ended"));
         }
         server.tasks.wait().await;
     }

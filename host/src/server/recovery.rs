@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
+use crate::pipeline::control::RunControl;
 
 use super::intake::{Subject, Wanted};
 use super::runner::{self, Accepted};
@@ -79,11 +79,11 @@ async fn resume_one(server: &Arc<Server>, run: RunRow) -> Result<(), Diagnostic>
         (Some("pull_request"), _, Some(pull_request)) => Subject::PullRequest(pull_request),
         _ => Subject::Manual,
     };
-    let cancel = CancellationToken::new();
-    let active = Active { repository: wanted.repository.clone(), subject, cancel: cancel.clone() };
+    let control = Arc::new(RunControl::new());
+    let active = Active { repository: wanted.repository.clone(), subject, control: control.clone() };
     server.active().insert(number, active);
     tracing::warn!(run = number, "{RESUMED}: running it again");
-    let accepted = Accepted { number, id: RunId::new(uuid), wanted, cancel };
+    let accepted = Accepted { number, id: RunId::new(uuid), wanted, control };
     server.tasks.spawn(runner::run(server.clone(), accepted));
     Ok(())
 }

@@ -25,13 +25,17 @@ impl Mirrors {
     }
 
     /// Brings the mirror of `repository` (`owner/repo`) up to date with
-    /// `clone_url`, cloning it the first time; returns its folder. Blocking.
-    pub(crate) fn fetch(&self, repository: &str, clone_url: &str) -> Result<PathBuf, Diagnostic> {
+    /// `clone_url`, cloning it the first time; returns its folder. With a
+    /// `token` (from `[github]`), git sends it to `clone_url` alone, in a
+    /// header given through its environment: never in an argument, a
+    /// URL, the mirror's configuration or a message. Blocking.
+    pub(crate) fn fetch(&self, repository: &str, clone_url: &str, token: Option<&str>) -> Result<PathBuf, Diagnostic> {
         let lock = self.lock(repository);
         let _fetching = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let mirror = self.mirror(repository);
+        let credentials = token.map(|token| credentials(clone_url, token)).unwrap_or_default();
         if mirror.join("HEAD").is_file() {
-            git(&["--git-dir", &shown(&mirror), "fetch", "--prune", "--quiet", "origin"])
+            git_with(&["--git-dir", &shown(&mirror), "fetch", "--prune", "--quiet", "origin"], &credentials)
                 .map_err(|e| cannot_fetch(repository, &e))?;
         } else {
             std::fs::create_dir_all(&self.dir)
@@ -39,7 +43,7 @@ impl Mirrors {
             // Cloned beside, then renamed: a clone cut short is never taken for a mirror.
             let partial = self.dir.join(format!(".{}.partial", repository.replace('/', "+")));
             let _ = std::fs::remove_dir_all(&partial);
-            git(&["clone", "--mirror", "--quiet", clone_url, &shown(&partial)])
+            git_with(&["clone", "--mirror", "--quiet", clone_url, &shown(&partial)], &credentials)
                 .map_err(|e| cannot_fetch(repository, &e))?;
             std::fs::rename(&partial, &mirror)
                 .map_err(|e| Diagnostic::new(format!("cannot move the mirror into `{}`: {e}", mirror.display())))?;
@@ -119,12 +123,30 @@ fn shown(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// The environment that has git send `token` to `clone_url` (and below it)
+/// as GitHub takes it over HTTPS: `Authorization: Basic x-access-token:<token>`.
+fn credentials(clone_url: &str, token: &str) -> Vec<(String, String)> {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+    vec![
+        ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+        ("GIT_CONFIG_KEY_0".to_string(), format!("http.{clone_url}.extraHeader")),
+        ("GIT_CONFIG_VALUE_0".to_string(), format!("Authorization: Basic {basic}")),
+    ]
+}
+
 /// Runs git without a terminal to ask for credentials: what it printed, or
 /// the last line of its error output when it fails.
 fn git(args: &[&str]) -> Result<String, String> {
+    git_with(args, &[])
+}
+
+/// [`git`] with `environment` added.
+fn git_with(args: &[&str], environment: &[(String, String)]) -> Result<String, String> {
     let output = Command::new("git")
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        .envs(environment.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;

@@ -4,10 +4,7 @@
 //! record in the server's data folder, the checkout removed at the end.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
 
 use super::Server;
 use super::intake::Wanted;
@@ -20,9 +17,9 @@ use crate::events::journal::Journal;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunId, RunOutcome, Subscriber, WriteHealth};
+use crate::pipeline::control::RunControl;
 use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
-use crate::runtime::RunningPrograms;
 
 /// A run accepted from a webhook (or the API), recorded as queued.
 #[derive(Debug)]
@@ -33,16 +30,16 @@ pub(crate) struct Accepted {
     pub id: RunId,
     /// What it runs.
     pub wanted: Wanted,
-    /// Cancels it.
-    pub cancel: CancellationToken,
+    /// Stops it.
+    pub control: Arc<RunControl>,
 }
 
 /// Runs `accepted` to its end and records how it ended. Never fails: what
 /// goes wrong is the run's outcome and reason.
 pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
     let number = accepted.number;
-    let ended = match server.executors.acquire().await {
-        _ if accepted.cancel.is_cancelled() => Err(Diagnostic::new("cancelled before it started")),
+    let ended = match server.runs_at_once.acquire().await {
+        _ if accepted.control.is_interrupted() => Err(Diagnostic::new("cancelled before it started")),
         Ok(_permit) if server.stopping.is_cancelled() => {
             // Left queued: the server runs it when it starts again.
             server.active().remove(&number);
@@ -53,7 +50,7 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
     };
     if let Err(problem) = ended {
         tracing::warn!(run = number, "{problem}");
-        let cancelled = accepted.cancel.is_cancelled();
+        let cancelled = accepted.control.is_interrupted();
         let outcome = if cancelled { RunOutcome::Interrupted } else { RunOutcome::Failed };
         let reason = match &problem.hint {
             Some(hint) => format!("{}; hint: {hint}", problem.message),
@@ -77,10 +74,11 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
 
 /// The run, up to its record; an error for a run that could not begin.
 async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(), Diagnostic> {
+    let token = server.github.git_token().await?;
     let prepared = {
         let server = server.clone();
         let (wanted, id) = (accepted.wanted.clone(), accepted.id.clone());
-        tokio::task::spawn_blocking(move || prepare(&server, wanted, id))
+        tokio::task::spawn_blocking(move || prepare(&server, wanted, id, token.as_deref()))
             .await
             .map_err(|e| Diagnostic::new(format!("internal error: planning failed: {e}")))??
     };
@@ -119,18 +117,8 @@ async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: Planned
     ];
     let (bus, emitter) = EventBus::start(info.id().clone(), subscribers, health.clone())
         .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
-    let programs = RunningPrograms::default();
-    // A cancelled run (superseded, its branch deleted, the server stopping) is `interrupted`, not `failed`.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let watch = tokio::spawn({
-        let (cancel, interrupted) = (accepted.cancel.clone(), interrupted.clone());
-        async move {
-            cancel.cancelled().await;
-            interrupted.store(true, Ordering::SeqCst);
-        }
-    });
-    let report = execute(session, info, emitter, &accepted.cancel, &programs, &interrupted).await;
-    watch.abort();
+    // A run interrupted (superseded, its branch deleted, the server stopping) is `interrupted`, not `failed`.
+    let report = execute(session, info, emitter, &accepted.control, &server.executors).await;
     bus.finish();
     tracing::info!(run = accepted.number, outcome = report.outcome.name(), "run finished");
     Ok(())
@@ -142,14 +130,14 @@ struct Prepared {
     planned: PlannedRun,
 }
 
-/// Fetches, checks out and plans. Blocking.
-fn prepare(server: &Server, mut wanted: Wanted, id: RunId) -> Result<Prepared, Diagnostic> {
+/// Fetches (with `token`, GitHub's credentials), checks out and plans. Blocking.
+fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<&str>) -> Result<Prepared, Diagnostic> {
     let repository = &wanted.repository;
     let configured = server.settings.repositories.get(repository).ok_or_else(|| {
         Diagnostic::new(format!("repository `{repository}` is no longer built by this server"))
             .hint(format!("add `[server.repositories.\"{repository}\"]` back to the server's loktar.toml"))
     })?;
-    let mirror = server.mirrors.fetch(repository, &configured.clone_url)?;
+    let mirror = server.mirrors.fetch(repository, &configured.clone_url, token)?;
     if wanted.default_branch.is_none() {
         wanted.default_branch = Mirrors::default_branch(&mirror);
     }
@@ -159,7 +147,7 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId) -> Result<Prepared, D
         repo: Some(checkout.dir().to_path_buf()),
         config: server.config.clone(),
         github_repository: Some(repository.to_string()),
-        store_root: Some(server.data_dir().join("stores").join(repository.replace('/', "+"))),
+        store_root: Some(server.store_root(repository)),
     };
     let mut planned = plan_run(&options, &request(server.concurrency, &wanted)).map_err(first_problem)?;
     // The run keeps the identity it was accepted with.

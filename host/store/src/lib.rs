@@ -7,6 +7,10 @@
 //! often it comes), runs queued before they are planned, and where each run
 //! came from.
 
+mod pull_requests;
+
+pub use pull_requests::OpenPullRequest;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,7 +61,7 @@ pub struct NewRun {
 }
 
 /// One run, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunRow {
     /// Its number.
     pub id: i64,
@@ -816,6 +820,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     event       TEXT NOT NULL,
     received_ms INTEGER NOT NULL,
     run         INTEGER REFERENCES runs(id)
+);
+CREATE TABLE IF NOT EXISTS pull_requests (
+    repository    TEXT NOT NULL,
+    number        INTEGER NOT NULL,
+    head          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    affected      TEXT,
+    comment       INTEGER,
+    reported_head TEXT,
+    reported      TEXT,
+    PRIMARY KEY (repository, number)
 );
 CREATE TABLE IF NOT EXISTS packages (
     run_id   INTEGER NOT NULL REFERENCES runs(id),

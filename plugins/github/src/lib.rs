@@ -121,7 +121,7 @@ fn package_statuses(
     artifacts: &[protocol::Artifact],
 ) -> Vec<Status> {
     let outcome_of = |stage: Stage| stages.iter().find(|s| s.stage == stage).map(|s| &s.outcome);
-    let cancelled = *outcome == PackageOutcome::Cancelled;
+    let cancelled = matches!(outcome, PackageOutcome::Cancelled { .. });
     // Skipped because a dependency failed: it did not pass, and says why.
     if let PackageOutcome::Skipped { .. } = outcome {
         let why = outcome.detail();
@@ -144,7 +144,7 @@ fn package_statuses(
             Some(stage @ StageOutcome::Failed { .. }) => {
                 Status::new(context, failed_state(stage), text(stage).unwrap_or("tests failed"))
             }
-            _ if cancelled => Status::new(context, "error", "the run was cancelled"),
+            _ if cancelled => Status::new(context, "error", outcome.detail()),
             _ => Status::new(context, "error", "the tests did not run"),
         });
     }
@@ -160,7 +160,7 @@ fn package_statuses(
             let message = text(&stage.outcome).unwrap_or("see the run");
             Status::new(context, failed_state(&stage.outcome), format!("{what} failed: {message}"))
         } else if cancelled {
-            Status::new(context, "error", "the run was cancelled")
+            Status::new(context, "error", outcome.detail())
         } else if built {
             Status::new(context, "success", describe(artifacts))
         } else {

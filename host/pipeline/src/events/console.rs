@@ -187,7 +187,7 @@ impl Subscriber for Console {
                         );
                         self.print(&[line]);
                     }
-                    PackageOutcome::Passed | PackageOutcome::Cancelled => {}
+                    PackageOutcome::Passed | PackageOutcome::Cancelled { .. } => {}
                 }
             }
             EventKind::RunFinished { outcome, duration_ms, .. } => {

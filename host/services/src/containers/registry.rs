@@ -19,6 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::error_chain;
+use crate::links::encode_component;
 use loktar_settings::RegistrySettings;
 use loktar_support::diagnostic::Diagnostic;
 
@@ -284,9 +286,10 @@ impl Registry {
         let realm = challenge.get("realm").ok_or_else(|| {
             Diagnostic::new(format!("registry `{}` asked for a token without saying where from", self.name))
         })?;
-        let mut url = format!("{realm}?scope={}", percent_encode(challenge.get("scope").map_or(scope, String::as_str)));
+        let mut url =
+            format!("{realm}?scope={}", encode_component(challenge.get("scope").map_or(scope, String::as_str)));
         if let Some(service) = challenge.get("service") {
-            url.push_str(&format!("&service={}", percent_encode(service)));
+            url.push_str(&format!("&service={}", encode_component(service)));
         }
         let answer = self.request(Method::GET, &url, None, self.basic().as_deref()).await?;
         self.expect_success(&answer, "to sign in")?;
@@ -355,26 +358,6 @@ fn bearer_challenge(headers: &header::HeaderMap) -> Option<HashMap<String, Strin
 fn registry_message(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("errors")?.get(0)?.get("message")?.as_str().map(str::to_string)
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-/// An error with its causes, which hyper keeps apart (`connection refused` is a cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::{Diagnostic, ObjectInfo, sha256_of};
+use super::{Diagnostic, ObjectBytes, ObjectInfo, ObjectReader, ReaderSource, sha256_of};
 use loktar_support::beneath::Folder;
 
 /// A store in a folder.
@@ -82,6 +82,21 @@ impl FsStore {
         self.describe_file(key, &file).await.map(Some)
     }
 
+    pub(super) async fn open_reader(&self, key: &str) -> Result<Option<ObjectReader>, Diagnostic> {
+        // Reading makes nothing: a store never written to has no object.
+        let Ok(folder) = Folder::open(&self.dir) else { return Ok(None) };
+        // Anything but a plain file under that key is no object.
+        let Ok(file) = folder.open_file(Path::new(key)) else { return Ok(None) };
+        let metadata = file.metadata().map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
+        let modified = metadata
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_nanos());
+        let tag = format!("{:x}-{modified:x}", metadata.len());
+        Ok(Some(ObjectReader { size: metadata.len(), tag, source: ReaderSource::Fs(file) }))
+    }
+
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
         let mut keys = Vec::new();
         let mut pending = vec![self.dir.clone()];
@@ -128,4 +143,16 @@ impl FsStore {
             url: format!("file://{}", absolute.display()),
         })
     }
+}
+
+/// The bytes `range` of an open file (all of it without).
+pub(super) async fn read(file: File, range: Option<std::ops::RangeInclusive<u64>>) -> Result<ObjectBytes, Diagnostic> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::from_std(file);
+    let Some(range) = range else { return Ok(Box::new(file)) };
+    let (start, end) = range.into_inner();
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| Diagnostic::new(format!("cannot read the object: {e}")))?;
+    Ok(Box::new(file.take(end.saturating_sub(start) + 1)))
 }

@@ -93,11 +93,53 @@ impl ObjectStore {
         }
     }
 
+    /// Opens `key` for reading, or `None` when there is no such object.
+    /// Cheap: nothing of the content is read until [`ObjectReader::read`].
+    pub async fn open_reader(&self, key: &str) -> Result<Option<ObjectReader>, Diagnostic> {
+        let key = checked_key(key)?;
+        match self {
+            ObjectStore::Fs(store) => store.open_reader(key).await,
+            ObjectStore::S3(store) => store.open_reader(key).await,
+        }
+    }
+
     /// Objects whose keys start with `prefix`, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
         match self {
             ObjectStore::Fs(store) => store.list(prefix).await,
             ObjectStore::S3(store) => store.list(prefix).await,
+        }
+    }
+}
+
+/// An object opened for reading all or part of it.
+#[derive(Debug)]
+pub struct ObjectReader {
+    /// The whole object's size in bytes.
+    pub size: u64,
+    /// Changes whenever the content does (an HTTP entity tag without its
+    /// quotes): the SHA-256 when the store keeps one, else the file's size
+    /// and modification time — objects are renamed into place, never rewritten.
+    pub tag: String,
+    source: ReaderSource,
+}
+
+#[derive(Debug)]
+enum ReaderSource {
+    Fs(File),
+    S3 { store: S3Store, key: String },
+}
+
+/// Bytes of an object, as they arrive.
+pub type ObjectBytes = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+impl ObjectReader {
+    /// The bytes `range` (offsets, both included; the whole object without),
+    /// which must lie inside the object.
+    pub async fn read(self, range: Option<std::ops::RangeInclusive<u64>>) -> Result<ObjectBytes, Diagnostic> {
+        match self.source {
+            ReaderSource::Fs(file) => fs::read(file, range).await,
+            ReaderSource::S3 { store, key } => store.read(&key, range).await,
         }
     }
 }

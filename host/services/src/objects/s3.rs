@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Diagnostic, ObjectInfo, sha256_of};
+use super::{Diagnostic, ObjectBytes, ObjectInfo, ObjectReader, ReaderSource, sha256_of};
 use loktar_settings::S3Settings;
 
 /// Size of each part of a multipart upload.
@@ -268,6 +268,41 @@ impl S3Store {
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(error) => Err(self.remote(&format!("look up `{key}`"), error)),
         }
+    }
+
+    /// Opens `key` for reading: its size and tag from a `HEAD`, or `None` when there is no such object.
+    pub(super) async fn open_reader(&self, key: &str) -> Result<Option<ObjectReader>, Diagnostic> {
+        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+            Ok(output) => {
+                let sha256 = output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned();
+                let tag = sha256.or_else(|| output.e_tag.map(|tag| tag.trim_matches('"').to_string()));
+                Ok(Some(ObjectReader {
+                    size: output.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or_default(),
+                    tag: tag.unwrap_or_default(),
+                    source: ReaderSource::S3 { store: self.clone(), key: key.to_string() },
+                }))
+            }
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(self.remote(&format!("look up `{key}`"), error)),
+        }
+    }
+
+    /// The bytes `range` of `key` (all of it without), as the server sends them.
+    pub(super) async fn read(
+        &self,
+        key: &str,
+        range: Option<std::ops::RangeInclusive<u64>>,
+    ) -> Result<ObjectBytes, Diagnostic> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .set_range(range.map(|range| format!("bytes={}-{}", range.start(), range.end())))
+            .send()
+            .await
+            .map_err(|e| self.remote(&format!("get `{key}`"), e))?;
+        Ok(Box::new(output.body.into_async_read()))
     }
 
     /// A presigned GET URL for `key`, valid for `expires`.

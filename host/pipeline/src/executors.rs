@@ -1,0 +1,137 @@
+//! In-process executors: a fixed number of workers that take package jobs
+//! from a [`JobQueue`] and run each through its stages, for whichever run
+//! of this process it belongs to.
+//!
+//! Their number is the number of packages at work at once across every
+//! run they serve (`-j` for `loktar run`, `[server] executors` for the
+//! server). A run registers itself while it executes, so a worker finds
+//! the run's plan, plugins and event stream from the job's run id; a job
+//! of a run that is not here fails. While a job runs its worker heartbeats;
+//! a refused heartbeat (the job was cancelled or handed to another
+//! executor) stops the job. Dropping [`Executors`] stops the workers once
+//! their current job is done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::events::RunId;
+use crate::jobs::{JobQueue, Lease};
+use crate::run::{Shared, run_package};
+use crate::scheduler::{CatchUnwind, JobOutcome};
+
+/// How often a working executor says so.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The workers, and the runs they serve.
+pub struct Executors {
+    bench: Arc<Bench>,
+    /// Cancelled when dropped: workers take nothing new.
+    stop: CancellationToken,
+    count: usize,
+}
+
+/// What the workers share.
+struct Bench {
+    queue: Arc<dyn JobQueue>,
+    /// The runs executing in this process, by id.
+    runs: Mutex<HashMap<RunId, Arc<Shared>>>,
+}
+
+impl Executors {
+    /// Starts `count` workers (at least one) on `queue`, on the current tokio runtime.
+    pub fn start(queue: Arc<dyn JobQueue>, count: usize) -> Executors {
+        let bench = Arc::new(Bench { queue, runs: Mutex::default() });
+        let stop = CancellationToken::new();
+        let count = count.max(1);
+        for _ in 0..count {
+            tokio::spawn(work(bench.clone(), stop.clone()));
+        }
+        Executors { bench, stop, count }
+    }
+
+    /// How many workers there are.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The queue the workers take from.
+    pub fn queue(&self) -> &Arc<dyn JobQueue> {
+        &self.bench.queue
+    }
+
+    /// Makes the jobs of `run` findable until the returned guard is dropped.
+    pub(crate) fn register(&self, run: Arc<Shared>) -> Registered {
+        let id = run.info.id().clone();
+        self.bench.runs.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), run);
+        Registered { bench: self.bench.clone(), id }
+    }
+}
+
+impl Drop for Executors {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl std::fmt::Debug for Executors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executors").field("count", &self.count).finish_non_exhaustive()
+    }
+}
+
+/// A run's registration; dropping it removes the run.
+pub(crate) struct Registered {
+    bench: Arc<Bench>,
+    id: RunId,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.bench.runs.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+/// One worker: takes a job, runs it, finishes it, until stopped.
+async fn work(bench: Arc<Bench>, stop: CancellationToken) {
+    loop {
+        let lease = tokio::select! {
+            _ = stop.cancelled() => return,
+            lease = bench.queue.take() => match lease {
+                Some(lease) => lease,
+                None => return,
+            },
+        };
+        let outcome = run_job(&bench, &lease).await;
+        let job = lease.job.id.clone();
+        if let Err(problem) = bench.queue.finish(lease, outcome).await {
+            tracing::warn!(%job, "the outcome of a job was refused: {problem}");
+        }
+    }
+}
+
+/// Runs the job of `lease` to its end, heartbeating meanwhile.
+async fn run_job(bench: &Bench, lease: &Lease) -> JobOutcome {
+    let run = bench.runs.lock().unwrap_or_else(PoisonError::into_inner).get(&lease.job.id.run).cloned();
+    let Some(run) = run else {
+        tracing::error!(job = %lease.job.id, "a job of a run that is not executing here");
+        return JobOutcome::Failed;
+    };
+    // A job that panics has failed; the worker goes on.
+    let mut job = CatchUnwind(Box::pin(run_package(&run, lease.job.position, lease.cancel.clone())));
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            outcome = &mut job => return outcome.unwrap_or(JobOutcome::Failed),
+            _ = heartbeat.tick() => {
+                if let Err(problem) = bench.queue.heartbeat(lease).await {
+                    tracing::debug!(job = %lease.job.id, "stopping: {problem}");
+                    lease.cancel.cancel();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Package jobs and the queue that hands them to executors.
+//!
+//! The worker manager — each run's [`crate::run::execute`] — enqueues a
+//! package's job as soon as every package it depends on has passed, and
+//! awaits how it ended. Executors ([`crate::executors`]) take jobs one at a
+//! time, tell the queue they are still at work with heartbeats, and finish
+//! each with its outcome. Cancelling a job drops it while it waits and
+//! tells its executor to stop once taken (clean-up still runs).
+//!
+//! [`JobQueue`] is the interface; [`LocalQueue`] is the in-process
+//! implementation that `loktar run` and the embedded server use. One
+//! across machines keeps the same promises: a job is worked by one
+//! executor at a time, its outcome reaches the run once, a job cancelled
+//! while waiting never starts, and a lease that is no longer current
+//! (finished, cancelled, handed to another executor) is refused.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{PackageName, RunId};
+use crate::scheduler::JobOutcome;
+
+/// Which job: a package of a run, in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobId {
+    /// The run.
+    pub run: RunId,
+    /// The package.
+    pub package: PackageName,
+    /// Counts from 1; a job handed out again gets the next.
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}#{}", self.run, self.package, self.attempt)
+    }
+}
+
+/// A package job: what an executor needs to find its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Which job.
+    pub id: JobId,
+    /// The package's position in its run's plan.
+    pub position: usize,
+}
+
+/// A job an executor took: it heartbeats while it works, then finishes it.
+#[derive(Debug)]
+pub struct Lease {
+    /// The job.
+    pub job: Job,
+    /// Cancelled when the job is cancelled: the executor stops it.
+    pub cancel: CancellationToken,
+    /// Which taking of the job this is.
+    number: u64,
+}
+
+/// How many jobs wait for an executor, and how many executors work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Jobs enqueued and not taken.
+    pub waiting: usize,
+    /// Jobs taken and not finished.
+    pub running: usize,
+}
+
+/// Why the queue refused a call.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue takes no more jobs (the process is stopping).
+    #[error("the job queue is closed")]
+    Closed,
+    /// The lease is not the job's current one: finished, cancelled or handed out again.
+    #[error("job {0} is no longer held by this executor")]
+    NotHeld(JobId),
+}
+
+/// Hands package jobs to executors. See the module's documentation for its promises.
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Adds `job`; the receiver hears how it ended once (dropped: its executor was lost).
+    async fn enqueue(&self, job: Job) -> Result<oneshot::Receiver<JobOutcome>, QueueError>;
+
+    /// The next job, waiting until there is one; `None` once the queue is closed.
+    async fn take(&self) -> Option<Lease>;
+
+    /// Says the executor still works on `lease`'s job; an error when it should stop.
+    async fn heartbeat(&self, lease: &Lease) -> Result<(), QueueError>;
+
+    /// Ends `lease`'s job with `outcome`, which goes to whoever enqueued it.
+    async fn finish(&self, lease: Lease, outcome: JobOutcome) -> Result<(), QueueError>;
+
+    /// Cancels `job`: a waiting job ends `Cancelled` without starting; a
+    /// taken one's executor is told to stop, and finishes it.
+    async fn cancel(&self, job: &JobId);
+
+    /// What waits and what runs.
+    async fn depth(&self) -> QueueDepth;
+}
+
+/// The in-process queue: first in, first out, for executors in this process.
+#[derive(Debug, Default)]
+pub struct LocalQueue {
+    state: Mutex<State>,
+    /// Woken when a job is added or the queue closes.
+    ready: Notify,
+    leases: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: VecDeque<(Job, oneshot::Sender<JobOutcome>)>,
+    taken: HashMap<JobId, Taken>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Taken {
+    lease: u64,
+    cancel: CancellationToken,
+    outcome: oneshot::Sender<JobOutcome>,
+}
+
+impl LocalQueue {
+    /// An empty, open queue.
+    pub fn new() -> LocalQueue {
+        LocalQueue::default()
+    }
+
+    /// Takes no more jobs; executors waiting in [`JobQueue::take`] get `None`.
+    /// Jobs already taken can still be finished.
+    pub fn close(&self) {
+        self.state().closed = true;
+        self.ready.notify_waiters();
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for LocalQueue {
+    async fn enqueue(&self, job: Job) -> Result<oneshot::Receiver<JobOutcome>, QueueError> {
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut state = self.state();
+            if state.closed {
+                return Err(QueueError::Closed);
+            }
+            state.waiting.push_back((job, sender));
+        }
+        self.ready.notify_one();
+        Ok(receiver)
+    }
+
+    async fn take(&self) -> Option<Lease> {
+        loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            // Registered before looking, so a job added in between is not missed.
+            ready.as_mut().enable();
+            {
+                let mut state = self.state();
+                if state.closed {
+                    return None;
+                }
+                if let Some((job, outcome)) = state.waiting.pop_front() {
+                    let number = self.leases.fetch_add(1, Ordering::Relaxed);
+                    let cancel = CancellationToken::new();
+                    state.taken.insert(job.id.clone(), Taken { lease: number, cancel: cancel.clone(), outcome });
+                    // Another job may be waiting for another executor.
+                    if !state.waiting.is_empty() {
+                        self.ready.notify_one();
+                    }
+                    return Some(Lease { job, cancel, number });
+                }
+            }
+            ready.await;
+        }
+    }
+
+    async fn heartbeat(&self, lease: &Lease) -> Result<(), QueueError> {
+        match self.state().taken.get(&lease.job.id) {
+            Some(taken) if taken.lease == lease.number && !taken.cancel.is_cancelled() => Ok(()),
+            _ => Err(QueueError::NotHeld(lease.job.id.clone())),
+        }
+    }
+
+    async fn finish(&self, lease: Lease, outcome: JobOutcome) -> Result<(), QueueError> {
+        let mut state = self.state();
+        match state.taken.get(&lease.job.id) {
+            Some(taken) if taken.lease == lease.number => {
+                if let Some(taken) = state.taken.remove(&lease.job.id) {
+                    // Whoever enqueued it may have gone (its run ended): nothing waits.
+                    let _ = taken.outcome.send(outcome);
+                }
+                Ok(())
+            }
+            _ => Err(QueueError::NotHeld(lease.job.id)),
+        }
+    }
+
+    async fn cancel(&self, job: &JobId) {
+        let mut state = self.state();
+        if let Some(at) = state.waiting.iter().position(|(waiting, _)| waiting.id == *job) {
+            if let Some((_, outcome)) = state.waiting.remove(at) {
+                let _ = outcome.send(JobOutcome::Cancelled);
+            }
+        } else if let Some(taken) = state.taken.get(job) {
+            taken.cancel.cancel();
+        }
+    }
+
+    async fn depth(&self) -> QueueDepth {
+        let state = self.state();
+        QueueDepth { waiting: state.waiting.len(), running: state.taken.len() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(package: &str) -> Job {
+        Job { id: JobId { run: RunId::new("r1"), package: package.into(), attempt: 1 }, position: 0 }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("tokio")
+    }
+
+    #[test]
+    fn jobs_are_taken_in_order_and_their_outcome_reaches_the_run() {
+        runtime().block_on(async {
+            let queue = LocalQueue::new();
+            let first = queue.enqueue(job("a")).await.expect("open");
+            let second = queue.enqueue(job("b")).await.expect("open");
+            assert_eq!(queue.depth().await, QueueDepth { waiting: 2, running: 0 });
+            let lease = queue.take().await.expect("a job");
+            assert_eq!(&*lease.job.id.package, "a");
+            assert_eq!(queue.depth().await, QueueDepth { waiting: 1, running: 1 });
+            queue.heartbeat(&lease).await.expect("held");
+            queue.finish(lease, JobOutcome::Failed).await.expect("held");
+            assert_eq!(first.await, Ok(JobOutcome::Failed));
+            let lease = queue.take().await.expect("a job");
+            queue.finish(lease, JobOutcome::Succeeded).await.expect("held");
+            assert_eq!(second.await, Ok(JobOutcome::Succeeded));
+            assert_eq!(queue.depth().await, QueueDepth::default());
+        });
+    }
+
+    #[test]
+    fn a_job_cancelled_while_waiting_never_starts() {
+        runtime().block_on(async {
+            let queue = LocalQueue::new();
+            let cancelled = queue.enqueue(job("a")).await.expect("open");
+            let _kept = queue.enqueue(job("b")).await.expect("open");
+            queue.cancel(&job("a").id).await;
+            assert_eq!(cancelled.await, Ok(JobOutcome::Cancelled));
+            let lease = queue.take().await.expect("a job");
+            assert_eq!(&*lease.job.id.package, "b", "the cancelled job is not handed out");
+        });
+    }
+
+    #[test]
+    fn a_taken_job_cancelled_is_told_to_stop_and_its_lease_ends_with_it() {
+        runtime().block_on(async {
+            let queue = LocalQueue::new();
+            let outcome = queue.enqueue(job("a")).await.expect("open");
+            let lease = queue.take().await.expect("a job");
+            queue.cancel(&lease.job.id).await;
+            assert!(lease.cancel.is_cancelled());
+            assert_eq!(queue.heartbeat(&lease).await, Err(QueueError::NotHeld(job("a").id)));
+            // The executor still finishes it, once: the run hears it.
+            queue.finish(lease, JobOutcome::Cancelled).await.expect("still its job");
+            assert_eq!(outcome.await, Ok(JobOutcome::Cancelled));
+        });
+    }
+
+    #[test]
+    fn a_lease_finished_once_is_refused_the_second_time() {
+        runtime().block_on(async {
+            let queue = LocalQueue::new();
+            let _outcome = queue.enqueue(job("a")).await.expect("open");
+            let lease = queue.take().await.expect("a job");
+            let stale = Lease { job: lease.job.clone(), cancel: lease.cancel.clone(), number: lease.number };
+            queue.finish(lease, JobOutcome::Succeeded).await.expect("held");
+            assert_eq!(queue.finish(stale, JobOutcome::Failed).await, Err(QueueError::NotHeld(job("a").id)));
+        });
+    }
+
+    #[test]
+    fn a_waiting_executor_wakes_for_a_new_job_and_closing_ends_the_wait() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("tokio");
+        runtime.block_on(async {
+            let queue = std::sync::Arc::new(LocalQueue::new());
+            let executors: Vec<_> = (0..2)
+                .map(|_| {
+                    let queue = queue.clone();
+                    tokio::spawn(async move {
+                        let mut taken = 0;
+                        while let Some(lease) = queue.take().await {
+                            taken += 1;
+                            queue.finish(lease, JobOutcome::Succeeded).await.expect("held");
+                        }
+                        taken
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for package in ["a", "b", "c", "d", "e"] {
+                outcomes.push(queue.enqueue(job(package)).await.expect("open"));
+            }
+            for outcome in outcomes {
+                assert_eq!(outcome.await, Ok(JobOutcome::Succeeded));
+            }
+            queue.close();
+            let mut taken = 0;
+            for executor in executors {
+                taken += executor.await.expect("an executor");
+            }
+            assert_eq!(taken, 5);
+            assert_eq!(queue.enqueue(job("f")).await.err(), Some(QueueError::Closed));
+        });
+    }
+}

@@ -1,0 +1,207 @@
+//! The storage proxy: `GET /api/artifacts/{package}/{version}/{file}`
+//! streams an artifact from the object store that keeps it, so people and
+//! executors without the store's credentials can fetch it.
+//!
+//! The key is `<package>/<version>/<file>`, as the storage plugins lay
+//! artifacts out. The stores looked in are the operator's `[stores]`, in
+//! name order, for each repository the server builds (in name order, or
+//! only `?repository=owner/repo`): an `fs` store the configuration names
+//! relative to the repository is that repository's folder in the data
+//! folder; other stores (S3, absolute folders) are looked in once. The
+//! first that has the key answers. One `Range` is honoured (several: the
+//! whole object), and `ETag` with `If-None-Match` and `If-Range`. A part
+//! of the path that would leave the store (`..`, an encoded slash) is 400.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::Server;
+use super::api::may_read;
+use super::problem::Problem;
+use crate::diagnostic::Diagnostic;
+use crate::objects::{ObjectReader, ObjectStore};
+use crate::settings::{Settings, StoreSettings};
+
+/// The query of `GET /api/artifacts/…`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ArtifactQuery {
+    /// Only this repository's stores.
+    repository: Option<String>,
+}
+
+/// `GET /api/artifacts/{package}/{version}/{file}`.
+pub(crate) async fn artifact(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    Path((package, version, file)): Path<(String, String, String)>,
+    query: Result<Query<ArtifactQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    may_read(&server, &headers)?;
+    let Query(query) = query.map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text()))
+            .hint("the only filter is `repository=owner/repo`")
+    })?;
+    for part in [&package, &version, &file] {
+        check_part(part)?;
+    }
+    let key = format!("{package}/{version}/{file}");
+    let repositories: Vec<String> = match query.repository {
+        Some(repository) if server.settings.repositories.contains_key(&repository) => vec![repository],
+        Some(repository) => {
+            return Err(Problem::new(StatusCode::NOT_FOUND, format!("repository `{repository}` is not built here"))
+                .hint("`repository` names one of the server's `[server.repositories]`"));
+        }
+        None => server.settings.repositories.keys().cloned().collect(),
+    };
+    let Some((store, reader)) = find(&server, repositories, &key).await? else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, format!("no store holds `{key}`"))
+            .hint("the name and version are the package's, as `GET /api/runs/{id}` lists its stored artifacts"));
+    };
+    tracing::debug!(%key, %store, "serving an artifact");
+    Ok(respond(reader, &headers).await)
+}
+
+/// A part of an artifact's path: a plain name that stays in its folder.
+fn check_part(part: &str) -> Result<(), Problem> {
+    let plain = !part.is_empty() && part != "." && part != ".." && !part.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(())
+    } else {
+        Err(Problem::new(StatusCode::BAD_REQUEST, format!("`{part}` leaves the store"))
+            .hint("each of package, version and file is one plain name, without `..` or slashes"))
+    }
+}
+
+/// The proxy's path for a stored artifact: when its location (`file://…`
+/// or `s3://…`) ends in `<name>/<version>/<file>`, each part a plain name
+/// that needs no escaping in a URL.
+pub(crate) fn download_link(artifact: &crate::protocol::Artifact) -> Option<String> {
+    let (scheme, path) = artifact.location.split_once("://")?;
+    if scheme != "file" && scheme != "s3" {
+        return None;
+    }
+    let mut parts = path.rsplit('/');
+    let (file, version, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let url_safe = |part: &str| {
+        check_part(part).is_ok() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~+-".contains(&b))
+    };
+    (name == artifact.name && version == artifact.version && [name, version, file].into_iter().all(url_safe))
+        .then(|| format!("/api/artifacts/{name}/{version}/{file}"))
+}
+
+/// The first store, of `repositories`' stores, that holds `key`: its name and the object.
+async fn find(
+    server: &Arc<Server>,
+    repositories: Vec<String>,
+    key: &str,
+) -> Result<Option<(String, ObjectReader)>, Problem> {
+    let stores = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || stores(&server, &repositories))
+            .await
+            .map_err(|e| Problem::internal(Diagnostic::new(format!("cannot read the stores: {e}"))))?
+            .map_err(Problem::internal)?
+    };
+    let mut unreachable = None;
+    for (name, store) in stores {
+        match store.open_reader(key).await {
+            Ok(Some(reader)) => return Ok(Some((name, reader))),
+            Ok(None) => {}
+            Err(problem) => {
+                tracing::warn!("{problem}");
+                unreachable.get_or_insert(name);
+            }
+        }
+    }
+    match unreachable {
+        // What is not found may be in the store that did not answer.
+        Some(name) => Err(Problem::new(StatusCode::BAD_GATEWAY, format!("store `{name}` did not answer"))
+            .hint("the server's log says why; try again once the store is reachable")),
+        None => Ok(None),
+    }
+}
+
+/// The stores to look in, in order, opened: each configured store as each
+/// of `repositories`' runs see it, every distinct one once.
+fn stores(server: &Server, repositories: &[String]) -> Result<Vec<(String, ObjectStore)>, Diagnostic> {
+    // A repository root no run has: only store folders named relative to the repository lie below it.
+    let root = server.data_dir().join("work");
+    let settings = Settings::load(server.config.as_deref(), &root)?;
+    let mut wanted: Vec<(String, StoreSettings)> = Vec::new();
+    for repository in repositories {
+        let mut theirs = settings.clone();
+        theirs.rebase_store_folders(&root, &server.store_root(repository));
+        for (name, store) in theirs.stores {
+            if !wanted.iter().any(|(seen, settings)| *seen == name && *settings == store) {
+                wanted.push((name, store));
+            }
+        }
+    }
+    let secret = |name: &str| settings.secret_value(name);
+    wanted
+        .into_iter()
+        .map(|(name, store)| ObjectStore::open(&name, &store, secret).map(|opened| (name, opened)))
+        .collect()
+}
+
+/// The object, or the part of it `Range` asks for, with its entity tag.
+async fn respond(reader: ObjectReader, headers: &HeaderMap) -> Response {
+    let etag = format!("\"{}\"", reader.tag);
+    let header_text = |name: header::HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
+    if header_text(header::IF_NONE_MATCH).is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag)) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let size = reader.size;
+    // A `Range` for another version of the object (`If-Range`) gets all of this one.
+    let range = header_text(header::RANGE).filter(|_| header_text(header::IF_RANGE).is_none_or(|tag| tag == etag));
+    // A malformed `Range` is ignored, as HTTP says; one outside the object is 416.
+    let ranges = range.and_then(|range| http_range_header::parse_range_header(range).ok()).map(|r| r.validate(size));
+    let (status, part) = match ranges {
+        Some(Ok(ranges)) if ranges.len() == 1 => (StatusCode::PARTIAL_CONTENT, ranges.into_iter().next()),
+        Some(Err(_)) => {
+            let unsatisfied = format!("bytes */{size}");
+            return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, unsatisfied)]).into_response();
+        }
+        _ => (StatusCode::OK, None),
+    };
+    let length = part.as_ref().map_or(size, |part| part.end() - part.start() + 1);
+    let content_range = part.as_ref().map(|part| format!("bytes {}-{}/{size}", part.start(), part.end()));
+    let bytes = match reader.read(part).await {
+        Ok(bytes) => bytes,
+        Err(problem) => return Problem::internal(problem).into_response(),
+    };
+    let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(bytes)));
+    *response.status_mut() = status;
+    let fields = response.headers_mut();
+    fields.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    fields.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    fields.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(tag) = HeaderValue::from_str(&etag) {
+        fields.insert(header::ETAG, tag);
+    }
+    if let Some(Ok(range)) = content_range.map(|range| HeaderValue::from_str(&range)) {
+        fields.insert(header::CONTENT_RANGE, range);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_parts_of_an_artifact_path() {
+        for plain in ["app", "1.2.0", "app-1.2.0.tar.gz", "..hidden"] {
+            assert!(check_part(plain).is_ok(), "{plain}");
+        }
+        for leaving in ["", ".", "..", "a/b", "a\\b", "a\0b", "../etc"] {
+            assert!(check_part(leaving).is_err(), "{leaving:?}");
+        }
+    }
+}

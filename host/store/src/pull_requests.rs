@@ -1,0 +1,143 @@
+//! The open pull requests a server knows of, per repository: their head,
+//! when they were opened, the packages their latest run planned, and what
+//! the server last said of their collisions with earlier ones (so that a
+//! comment is edited in place and said again only when it changes).
+
+use rusqlite::params;
+
+use super::RunStore;
+use loktar_support::diagnostic::Diagnostic;
+
+/// An open pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPullRequest {
+    /// Its number.
+    pub number: i64,
+    /// Its head commit.
+    pub head: String,
+    /// When it was opened (RFC 3339, as GitHub writes it): earlier ones sort first.
+    pub created_at: String,
+    /// The packages its latest run planned; `None` before its first run.
+    pub affected: Option<Vec<String>>,
+    /// The id of the comment the server keeps on it, once posted.
+    pub comment: Option<i64>,
+    /// What the server last reported of it, and for which head.
+    pub reported: Option<(String, String)>,
+}
+
+impl RunStore {
+    /// Records that pull request `number` of `repository` is open at
+    /// `head`, opened at `created_at`; what was known of it stays.
+    pub fn open_pull_request(
+        &self,
+        repository: &str,
+        number: i64,
+        head: &str,
+        created_at: &str,
+    ) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "INSERT INTO pull_requests (repository, number, head, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (repository, number) DO UPDATE SET head = ?3",
+                params![repository, number, head, created_at],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Forgets pull request `number`: it was closed.
+    pub fn close_pull_request(&self, repository: &str, number: i64) -> Result<(), Diagnostic> {
+        self.connection
+            .execute("DELETE FROM pull_requests WHERE repository = ?1 AND number = ?2", params![repository, number])
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Keeps the packages the latest run of pull request `number` planned.
+    pub fn set_affected(&self, repository: &str, number: i64, affected: &[String]) -> Result<(), Diagnostic> {
+        let affected = serde_json::to_string(affected).map_err(|e| Diagnostic::new(e.to_string()))?;
+        self.connection
+            .execute(
+                "UPDATE pull_requests SET affected = ?3 WHERE repository = ?1 AND number = ?2",
+                params![repository, number, affected],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Keeps what was reported of pull request `number` at `head`, and the id of its comment.
+    pub fn set_reported(
+        &self,
+        repository: &str,
+        number: i64,
+        head: &str,
+        text: &str,
+        comment: Option<i64>,
+    ) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "UPDATE pull_requests SET reported_head = ?3, reported = ?4, comment = COALESCE(?5, comment)
+                 WHERE repository = ?1 AND number = ?2",
+                params![repository, number, head, text, comment],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The open pull requests of `repository`, earliest opened first.
+    pub fn open_pull_requests(&self, repository: &str) -> Result<Vec<OpenPullRequest>, Diagnostic> {
+        let mut query = self
+            .connection
+            .prepare(
+                "SELECT number, head, created_at, affected, comment, reported_head, reported FROM pull_requests
+                 WHERE repository = ?1 ORDER BY created_at, number",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = query
+            .query_map([repository], |row| {
+                let affected: Option<String> = row.get(3)?;
+                let reported: (Option<String>, Option<String>) = (row.get(5)?, row.get(6)?);
+                Ok(OpenPullRequest {
+                    number: row.get(0)?,
+                    head: row.get(1)?,
+                    created_at: row.get(2)?,
+                    affected: affected.and_then(|text| serde_json::from_str(&text).ok()),
+                    comment: row.get(4)?,
+                    reported: match reported {
+                        (Some(head), Some(text)) => Some((head, text)),
+                        _ => None,
+                    },
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_pull_requests_are_kept_in_the_order_they_were_opened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = RunStore::open_file(&dir.path().join("loktar.db")).expect("store");
+        store.open_pull_request("acme/shop", 7, "b7", "2026-12-07T10:00:00Z").expect("open");
+        store.open_pull_request("acme/shop", 3, "a3", "2026-12-06T10:00:00Z").expect("open");
+        store.open_pull_request("acme/other", 1, "c1", "2026-12-01T10:00:00Z").expect("open");
+        store.set_affected("acme/shop", 3, &["lib".to_string(), "app".to_string()]).expect("affected");
+        store.set_reported("acme/shop", 3, "a3", "text", Some(42)).expect("reported");
+        // Pushed to again: a new head, the rest kept.
+        store.open_pull_request("acme/shop", 3, "a4", "ignored").expect("reopen");
+        let open = store.open_pull_requests("acme/shop").expect("list");
+        assert_eq!(open.iter().map(|pull| pull.number).collect::<Vec<_>>(), [3, 7]);
+        assert_eq!(open[0].head, "a4");
+        assert_eq!(open[0].affected.as_deref(), Some(&["lib".to_string(), "app".to_string()][..]));
+        assert_eq!((open[0].comment, open[0].reported.clone()), (Some(42), Some(("a3".into(), "text".into()))));
+        assert_eq!(open[1].affected, None);
+        store.close_pull_request("acme/shop", 3).expect("close");
+        let open = store.open_pull_requests("acme/shop").expect("list");
+        assert_eq!(open.iter().map(|pull| (pull.number, pull.head.as_str())).collect::<Vec<_>>(), [(7, "b7")]);
+    }
+}
