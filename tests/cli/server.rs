@@ -796,6 +796,110 @@ fn a_pull_request_runs_its_change_set_and_closing_it_cancels_its_runs() {
 }
 
 #[test]
+fn a_pull_request_sharing_packages_with_an_earlier_one_is_told_in_one_comment_and_blocked() {
+    let project = Project::new("@true");
+    let base = project.repo.git(&["rev-parse", "HEAD"]);
+    // Both change the shared library (`lib`, and `app` that depends on it); #3 only `other`.
+    let first = open_pull_request(&project, 1, "first", "lib/x.txt");
+    let second = open_pull_request(&project, 2, "second", "lib/y.txt");
+    let third = open_pull_request(&project, 3, "third", "other/z.txt");
+    let pulls = [(1, first.clone(), "lib/x.txt"), (2, second.clone(), "lib/y.txt"), (3, third.clone(), "other/z.txt")];
+    let api_base = base.clone();
+    let recorder = Recorder::start(move |request| {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/repos/acme/shop/pulls?state=open&per_page=100") => return Reply::json(200, json!([])),
+            ("POST", "/repos/acme/shop/issues/2/comments") => return Reply::json(201, json!({ "id": 9001 })),
+            ("PATCH", "/repos/acme/shop/issues/comments/9001") => return Reply::json(200, json!({ "id": 9001 })),
+            ("POST", _) => return Reply::json(201, json!({ "state": "ok" })),
+            _ => {}
+        }
+        for (number, head, file) in &pulls {
+            let pull = format!("/repos/{REPOSITORY}/pulls/{number}");
+            if request.path == pull {
+                return Reply::json(
+                    200,
+                    json!({ "number": number, "commits": 1, "changed_files": 1,
+                            "base": { "sha": api_base, "ref": "main" }, "head": { "sha": head, "ref": "feature" } }),
+                );
+            }
+            if request.path == format!("{pull}/files?per_page=100") {
+                return Reply::json(200, json!([{ "filename": file, "status": "added" }]));
+            }
+            if request.path == format!("{pull}/commits?per_page=100") {
+                let commit = json!({ "sha": head, "commit": { "message": "ENH" }, "parents": [{ "sha": api_base }] });
+                return Reply::json(200, json!([commit]));
+            }
+        }
+        Reply::json(404, json!({ "message": "Not Found" }))
+    });
+    let server = TestServer::start(project.origin.path(), &recorder.url(), "collisions = \"block\"");
+    let open = |number: u64, name: &str, head: &str, opened: &str| {
+        let mut event = pull_request_event("opened", number, name, head, &base);
+        event["pull_request"]["created_at"] = json!(opened);
+        let (status, answer) = server.hook("pull_request", &format!("open-{number}"), &event);
+        assert_eq!(status, 202, "{answer}");
+        server.finished(answer["run"].as_i64().expect("number"));
+    };
+    // Which pull requests are open was asked of GitHub when the server started.
+    let listed = || recorder.requests().iter().any(|r| r.path == "/repos/acme/shop/pulls?state=open&per_page=100");
+    assert!(within(10, listed), "the open pull requests were not listed");
+    open(1, "first", &first, "2026-12-07T09:00:00Z");
+    open(2, "second", &second, "2026-12-07T10:00:00Z");
+    open(3, "third", &third, "2026-12-07T11:00:00Z");
+
+    let requests = |method: &str, path: &str| -> Vec<Value> {
+        recorder.requests().iter().filter(|r| r.method == method && r.path == path).map(|r| r.json()).collect()
+    };
+    let collisions_status = |head: &str| -> Vec<(String, String)> {
+        requests("POST", &format!("/repos/{REPOSITORY}/statuses/{head}"))
+            .iter()
+            .filter(|status| status["context"] == "loktar - collisions")
+            .map(|status| {
+                (status["state"].as_str().unwrap_or("").into(), status["description"].as_str().unwrap_or("").into())
+            })
+            .collect()
+    };
+    // The later pull request is told, once, in one comment; the earlier and the unrelated ones are not.
+    assert!(within(30, || !requests("POST", "/repos/acme/shop/issues/2/comments").is_empty()), "no comment on #2");
+    assert!(within(30, || !collisions_status(&third).is_empty()), "no collisions status on #3");
+    let comments = requests("POST", "/repos/acme/shop/issues/2/comments");
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let body = comments[0]["body"].as_str().unwrap_or_default();
+    assert!(body.ends_with("\nPackages also affected by #1: `lib`, `app`"), "{body}");
+    for other in [1, 3] {
+        assert!(
+            requests("POST", &format!("/repos/acme/shop/issues/{other}/comments")).is_empty(),
+            "#{other} got a comment"
+        );
+    }
+    // `block`: the colliding head fails the collisions check; the others pass it.
+    assert_eq!(collisions_status(&second), [("failure".to_string(), "packages also affected by #1".to_string())]);
+    assert_eq!(collisions_status(&first).first().map(|s| s.0.as_str()), Some("success"));
+    assert_eq!(collisions_status(&third).first().map(|s| s.0.as_str()), Some("success"));
+
+    // #1 closed: #2's comment is edited in place, and its check passes.
+    let closed = server.hook("pull_request", "close-1", &pull_request_event("closed", 1, "first", &first, &base));
+    assert_eq!(closed.0, 200, "{}", closed.1);
+    assert!(
+        within(30, || !requests("PATCH", "/repos/acme/shop/issues/comments/9001").is_empty()),
+        "the comment stayed"
+    );
+    let edited = requests("PATCH", "/repos/acme/shop/issues/comments/9001");
+    assert!(
+        edited[0]["body"]
+            .as_str()
+            .is_some_and(|b| b.ends_with("No other open pull request affects these packages any more.")),
+        "{edited:?}"
+    );
+    assert!(
+        within(30, || collisions_status(&second).last().is_some_and(|s| s.0 == "success")),
+        "{:?}",
+        collisions_status(&second)
+    );
+    assert_eq!(requests("POST", "/repos/acme/shop/issues/2/comments").len(), 1, "a second comment was posted");
+}
+
+#[test]
 fn a_run_s_events_and_logs_are_followed_live_and_replayed() {
     let project = Project::new("@echo first; sleep 3; echo second");
     let recorder = github();
@@ -955,8 +1059,10 @@ fn stored_artifacts_are_served_whole_in_part_and_by_tag_and_paths_out_of_the_sto
     let artifact = &shown["packages"][0]["artifacts"][0];
     assert_eq!((&artifact["name"], &artifact["version"]), (&json!("lib"), &json!("1")), "{shown:#}");
     assert!(artifact["location"].as_str().is_some_and(|l| l.starts_with("file://")), "{shown:#}");
-    let link = artifact["download"].as_str().expect("a download link");
-    assert_eq!(link, "/api/artifacts/lib/1/lib.txt");
+    let download = artifact["download"].as_str().expect("a download link");
+    assert_eq!(download, "/api/artifacts/lib/1/lib.txt?repository=acme%2Fshop", "in its repository's stores");
+    assert_eq!(server.get(download).0, 200);
+    let link = "/api/artifacts/lib/1/lib.txt";
     let content = format!("built lib at {after}");
 
     // Whole, with its tag.
@@ -977,9 +1083,21 @@ fn stored_artifacts_are_served_whole_in_part_and_by_tag_and_paths_out_of_the_sto
     assert_eq!(tail.body_mut().read_to_string().expect("body"), &after[after.len() - 7..]);
     let beyond = server.agent.get(format!("{}{link}", server.url)).header("Range", "bytes=999-").call().expect("get");
     assert_eq!(beyond.status().as_u16(), 416);
-    // Unchanged since the reader's copy: nothing sent again.
-    let cached = server.agent.get(format!("{}{link}", server.url)).header("If-None-Match", &etag).call().expect("get");
-    assert_eq!(cached.status().as_u16(), 304);
+    // A suffix longer than the artifact: all of it.
+    let mut all = server.agent.get(format!("{}{link}", server.url)).header("Range", "bytes=-9999").call().expect("get");
+    assert_eq!(all.status().as_u16(), 206);
+    assert_eq!(all.body_mut().read_to_string().expect("body"), content);
+    // Unchanged since the reader's copy (its tag, weak or not): nothing sent again.
+    for tag in [etag.clone(), format!("W/{etag}"), "*".to_string()] {
+        let cached =
+            server.agent.get(format!("{}{link}", server.url)).header("If-None-Match", &tag).call().expect("get");
+        assert_eq!(cached.status().as_u16(), 304, "{tag}");
+    }
+    // Its headers alone.
+    let head = server.agent.head(format!("{}{link}", server.url)).call().expect("head");
+    assert_eq!(head.status().as_u16(), 200);
+    let length = head.headers().get("content-length").and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert_eq!(length, Some(content.len().to_string()));
     // Narrowed to its repository: still there; another repository: not built here.
     assert_eq!(server.get(&format!("{link}?repository={REPOSITORY}")).0, 200);
     assert_eq!(server.get(&format!("{link}?repository=acme/other")).0, 404);
@@ -1108,11 +1226,10 @@ fn loktar_remote_lists_shows_follows_and_controls_a_server_s_runs() {
 #[test]
 fn repositories_are_fetched_with_github_s_credentials_sent_to_the_clone_url_alone() {
     let project = Project::new("@true");
-    // A git host over HTTP that turns every fetch away, keeping what it was sent.
+    // GitHub's host (its API and its git) that turns every fetch away, keeping what it was sent.
     let git_host = Recorder::start(|_| Reply::text(403, "denied"));
     let clone_url = format!("{}/acme/shop.git", git_host.url());
-    let recorder = github();
-    let server = TestServer::start(Path::new(&clone_url), &recorder.url(), "");
+    let server = TestServer::start(Path::new(&clone_url), &git_host.url(), "");
     let (status, answer) = server.hook("push", "credentials-1", &project.push_change("lib/a.txt"));
     assert_eq!(status, 202, "{answer}");
     let shown = server.finished(answer["run"].as_i64().expect("number"));
@@ -1122,7 +1239,7 @@ fn repositories_are_fetched_with_github_s_credentials_sent_to_the_clone_url_alon
     assert!(reason.contains("check `clone_url` under `[server.repositories]`"), "{reason}");
 
     // Git asked with the token of `[github]`, as GitHub takes it over HTTPS, and only the clone URL.
-    let fetches = git_host.requests();
+    let fetches: Vec<_> = git_host.requests().into_iter().filter(|r| r.path.starts_with("/acme/shop.git/")).collect();
     assert!(!fetches.is_empty(), "git never asked the git host");
     use base64::Engine;
     let basic =
@@ -1133,6 +1250,17 @@ fn repositories_are_fetched_with_github_s_credentials_sent_to_the_clone_url_alon
     }
     // Nowhere else: not in the answer, the record, a mirror's configuration.
     crate::support::assert_secrets_hidden(&[TOKEN, &basic[6..]], &[&reason], &server.data_dir());
+
+    // Another host than GitHub's (here: another port) is never given them.
+    let elsewhere = Recorder::start(|_| Reply::text(403, "denied"));
+    let project = Project::new("@true");
+    let server = TestServer::start(Path::new(&format!("{}/acme/shop.git", elsewhere.url())), &git_host.url(), "");
+    let (status, answer) = server.hook("push", "credentials-2", &project.push_change("lib/a.txt"));
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(server.finished(answer["run"].as_i64().expect("number"))["run"]["status"], "failed");
+    let asked = elsewhere.requests();
+    assert!(!asked.is_empty(), "git never asked the other host");
+    assert!(asked.iter().all(|request| request.header("authorization").is_none()), "{asked:?}");
 }
 
 /// `GET path` sent exactly as written (no client normalises `..` away): status and body.

@@ -28,12 +28,15 @@ impl RunControl {
     /// Interrupts the run: nothing new starts, running stages are cancelled
     /// (clean-up still runs), what had not passed ends `cancelled` — because
     /// of `reason`, when given — and the run ends `interrupted`. Returns
-    /// whether it had been interrupted before (the first reason stays).
+    /// whether it had been interrupted before (the first reason given stays).
     pub fn interrupt(&self, reason: Option<&str>) -> bool {
-        let before = self.interrupted.swap(true, Ordering::SeqCst);
-        if !before && let Some(reason) = reason {
+        // The reason first: whoever sees the cancellation sees why.
+        if !self.interrupted.load(Ordering::SeqCst)
+            && let Some(reason) = reason
+        {
             let _ = self.reason.set(reason.to_string());
         }
+        let before = self.interrupted.swap(true, Ordering::SeqCst);
         self.cancel.cancel();
         before
     }

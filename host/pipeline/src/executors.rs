@@ -7,9 +7,9 @@
 //! server). A run registers itself while it executes, so a worker finds
 //! the run's plan, plugins and event stream from the job's run id; a job
 //! of a run that is not here fails. While a job runs its worker heartbeats;
-//! a refused heartbeat (the job was cancelled or handed to another
-//! executor) stops the job. Dropping [`Executors`] stops the workers once
-//! their current job is done.
+//! a refused heartbeat (the lease is no longer this worker's) stops the
+//! job. A job that panics fails, and its worker goes on. Dropping
+//! [`Executors`] stops the workers once their current job is done.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -8,11 +8,15 @@
 //! tells its executor to stop once taken (clean-up still runs).
 //!
 //! [`JobQueue`] is the interface; [`LocalQueue`] is the in-process
-//! implementation that `loktar run` and the embedded server use. One
-//! across machines keeps the same promises: a job is worked by one
-//! executor at a time, its outcome reaches the run once, a job cancelled
-//! while waiting never starts, and a lease that is no longer current
-//! (finished, cancelled, handed to another executor) is refused.
+//! implementation that `loktar run` and the embedded server use. Every
+//! implementation keeps these promises: a job is worked by one executor at
+//! a time, its outcome reaches the run once, a job cancelled while waiting
+//! never starts, and a lease that is no longer current is refused. In
+//! process, executors live and die with the queue, and a job that panics
+//! is caught and fails: a lease ends when its job is finished or
+//! cancelled. A queue across machines also loses executors — it takes
+//! their jobs back when heartbeats stop and hands them out again as the
+//! next `attempt`, refusing the older lease.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +35,7 @@ pub struct JobId {
     pub run: RunId,
     /// The package.
     pub package: PackageName,
-    /// Counts from 1; a job handed out again gets the next.
+    /// Counts from 1; a queue across machines that hands a job out again gives the next.
     pub attempt: u32,
 }
 
@@ -73,9 +77,9 @@ pub struct QueueDepth {
 /// Why the queue refused a call.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueueError {
-    /// The queue takes no more jobs (the process is stopping).
-    #[error("the job queue is closed")]
-    Closed,
+    /// The queue cannot be reached (a queue across machines whose connection is lost).
+    #[error("the job queue cannot be reached: {0}")]
+    Unreachable(String),
     /// The lease is not the job's current one: finished, cancelled or handed out again.
     #[error("job {0} is no longer held by this executor")]
     NotHeld(JobId),
@@ -84,10 +88,11 @@ pub enum QueueError {
 /// Hands package jobs to executors. See the module's documentation for its promises.
 #[async_trait::async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Adds `job`; the receiver hears how it ended once (dropped: its executor was lost).
+    /// Adds `job`; the receiver hears how it ended, once (dropped unheard:
+    /// the queue lost the job, and the run counts it failed).
     async fn enqueue(&self, job: Job) -> Result<oneshot::Receiver<JobOutcome>, QueueError>;
 
-    /// The next job, waiting until there is one; `None` once the queue is closed.
+    /// The next job, waiting until there is one; `None` when the queue can hand out no more.
     async fn take(&self) -> Option<Lease>;
 
     /// Says the executor still works on `lease`'s job; an error when it should stop.
@@ -108,7 +113,7 @@ pub trait JobQueue: Send + Sync {
 #[derive(Debug, Default)]
 pub struct LocalQueue {
     state: Mutex<State>,
-    /// Woken when a job is added or the queue closes.
+    /// Woken when a job is added.
     ready: Notify,
     leases: AtomicU64,
 }
@@ -117,7 +122,6 @@ pub struct LocalQueue {
 struct State {
     waiting: VecDeque<(Job, oneshot::Sender<JobOutcome>)>,
     taken: HashMap<JobId, Taken>,
-    closed: bool,
 }
 
 #[derive(Debug)]
@@ -133,13 +137,6 @@ impl LocalQueue {
         LocalQueue::default()
     }
 
-    /// Takes no more jobs; executors waiting in [`JobQueue::take`] get `None`.
-    /// Jobs already taken can still be finished.
-    pub fn close(&self) {
-        self.state().closed = true;
-        self.ready.notify_waiters();
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -149,13 +146,7 @@ impl LocalQueue {
 impl JobQueue for LocalQueue {
     async fn enqueue(&self, job: Job) -> Result<oneshot::Receiver<JobOutcome>, QueueError> {
         let (sender, receiver) = oneshot::channel();
-        {
-            let mut state = self.state();
-            if state.closed {
-                return Err(QueueError::Closed);
-            }
-            state.waiting.push_back((job, sender));
-        }
+        self.state().waiting.push_back((job, sender));
         self.ready.notify_one();
         Ok(receiver)
     }
@@ -168,9 +159,6 @@ impl JobQueue for LocalQueue {
             ready.as_mut().enable();
             {
                 let mut state = self.state();
-                if state.closed {
-                    return None;
-                }
                 if let Some((job, outcome)) = state.waiting.pop_front() {
                     let number = self.leases.fetch_add(1, Ordering::Relaxed);
                     let cancel = CancellationToken::new();
@@ -297,37 +285,36 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_executor_wakes_for_a_new_job_and_closing_ends_the_wait() {
+    fn waiting_executors_wake_for_new_jobs_and_each_job_is_taken_once() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("tokio");
         runtime.block_on(async {
             let queue = std::sync::Arc::new(LocalQueue::new());
+            let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let executors: Vec<_> = (0..2)
                 .map(|_| {
-                    let queue = queue.clone();
+                    let (queue, taken) = (queue.clone(), taken.clone());
                     tokio::spawn(async move {
-                        let mut taken = 0;
                         while let Some(lease) = queue.take().await {
-                            taken += 1;
+                            taken.lock().expect("taken").push(lease.job.id.package.to_string());
                             queue.finish(lease, JobOutcome::Succeeded).await.expect("held");
                         }
-                        taken
                     })
                 })
                 .collect();
             let mut outcomes = Vec::new();
             for package in ["a", "b", "c", "d", "e"] {
                 outcomes.push(queue.enqueue(job(package)).await.expect("open"));
+                tokio::task::yield_now().await;
             }
             for outcome in outcomes {
                 assert_eq!(outcome.await, Ok(JobOutcome::Succeeded));
             }
-            queue.close();
-            let mut taken = 0;
+            let mut taken = taken.lock().expect("taken").clone();
+            taken.sort();
+            assert_eq!(taken, ["a", "b", "c", "d", "e"]);
             for executor in executors {
-                taken += executor.await.expect("an executor");
+                executor.abort();
             }
-            assert_eq!(taken, 5);
-            assert_eq!(queue.enqueue(job("f")).await.err(), Some(QueueError::Closed));
         });
     }
 }

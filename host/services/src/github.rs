@@ -92,6 +92,11 @@ impl Github {
         }
     }
 
+    /// The REST API's base URL.
+    pub fn api_url(&self) -> &str {
+        &self.settings.api_url
+    }
+
     /// A token git fetches with over HTTPS (as `x-access-token`): the
     /// configured token, or a fresh installation token of the App (octocrab
     /// keeps it while it is valid); `None` without credentials.

@@ -56,6 +56,13 @@ impl LoktarServer {
         &self.base
     }
 
+    /// Whether a token would cross a network in clear: `http://` to a host other than this machine.
+    pub fn token_in_clear(&self) -> bool {
+        let Ok(uri) = self.base.parse::<hyper::Uri>() else { return false };
+        let local = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
+        uri.scheme_str() == Some("http") && !local
+    }
+
     /// `GET path`, answered with JSON.
     pub async fn get_json(&self, path: &str) -> Result<Value, Diagnostic> {
         let answer = self.send(Method::GET, path, None).await?;

@@ -74,7 +74,9 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositorySettings {
-    /// Where it is cloned from (a URL or path git can fetch from without asking for credentials).
+    /// Where it is cloned from: a URL or path git can fetch from without a
+    /// prompt. On GitHub's own host (`https://github.com/…`, or the host of a
+    /// GitHub Enterprise `api_url`), git is given `[github]`'s credentials.
     pub clone_url: String,
 }
 

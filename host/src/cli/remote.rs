@@ -16,6 +16,7 @@ use crate::links::encode_component;
 use crate::loktar_server::LoktarServer;
 use crate::render;
 use crate::store::{RunRow, StageRow};
+use crate::terminal::escaped;
 
 /// `loktar remote`.
 #[derive(Debug, Args)]
@@ -109,6 +110,12 @@ pub(crate) fn remote(args: &RemoteArgs) -> Result<String, Diagnostic> {
     })?;
     let token = std::env::var("LOKTAR_TOKEN").ok().filter(|token| !token.is_empty());
     let server = LoktarServer::new(url, token)?;
+    if std::env::var_os("LOKTAR_TOKEN").is_some() && server.token_in_clear() {
+        tracing::warn!(
+            "`LOKTAR_TOKEN` goes to {} unencrypted: use https:// for a server on another machine",
+            server.url()
+        );
+    }
     let json = args.format == ListFormat::Json;
     wait_for(async {
         match &args.action {
@@ -139,7 +146,7 @@ pub(crate) fn remote(args: &RemoteArgs) -> Result<String, Diagnostic> {
                 let run: RunRow = serde_json::from_value(answer["run"].clone()).map_err(unreadable)?;
                 let mut shown = render::run::run_record(&run, &stage_rows(&answer["packages"]));
                 if let Some(reason) = &run.reason {
-                    shown.push_str(&format!("\nreason: {}\n", crate::terminal::escaped(reason)));
+                    shown.push_str(&format!("\nreason: {}\n", escaped(reason)));
                 }
                 Ok(shown)
             }
@@ -151,12 +158,26 @@ pub(crate) fn remote(args: &RemoteArgs) -> Result<String, Diagnostic> {
                     if *follow { "?follow=true" } else { "" }
                 );
                 let mut stdout = std::io::stdout().lock();
+                // To a terminal, a program's control characters are shown, never obeyed; a pipe gets the bytes.
+                let terminal = std::io::IsTerminal::is_terminal(&stdout);
+                let mut line = Vec::new();
                 server
                     .stream(&path, |bytes| {
-                        stdout.write_all(bytes)?;
+                        if !terminal {
+                            stdout.write_all(bytes)?;
+                            return stdout.flush();
+                        }
+                        line.extend_from_slice(bytes);
+                        while let Some(end) = line.iter().position(|&b| b == b'\n') {
+                            let text: Vec<u8> = line.drain(..=end).collect();
+                            writeln!(stdout, "{}", escaped(&String::from_utf8_lossy(&text[..end])))?;
+                        }
                         stdout.flush()
                     })
                     .await?;
+                if !line.is_empty() {
+                    let _ = writeln!(stdout, "{}", escaped(String::from_utf8_lossy(&line).as_ref()));
+                }
                 Ok(String::new())
             }
             RemoteAction::Cancel { id } => {

@@ -125,7 +125,7 @@ pub(crate) async fn run(
     // What the plan said of each package and what each stored, from the run's journal.
     if let Ok(dir) = run_dir(&server, &run) {
         let journal = tokio::fs::read_to_string(dir.join(JOURNAL)).await.unwrap_or_default();
-        add_from_journal(&mut packages, &journal);
+        add_from_journal(&mut packages, &journal, run.repository.as_deref());
     }
     Ok(Json(json!({ "run": run_json(&run), "packages": packages })).into_response())
 }
@@ -134,7 +134,7 @@ pub(crate) async fn run(
 /// the run and what it waited for (`run_started`), and its artifacts
 /// (its last `package_finished`: a resumed run appends), each with a link
 /// through the storage proxy when it was stored.
-fn add_from_journal(packages: &mut [Value], journal: &str) {
+fn add_from_journal(packages: &mut [Value], journal: &str, repository: Option<&str>) {
     let events = journal.lines().filter_map(|line| serde_json::from_str::<RunEvent>(line).ok());
     for event in events {
         match event.kind {
@@ -153,7 +153,7 @@ fn add_from_journal(packages: &mut [Value], journal: &str) {
                         .iter()
                         .map(|artifact| {
                             let mut shown = json!(artifact);
-                            shown["download"] = json!(super::artifacts::download_link(artifact));
+                            shown["download"] = json!(super::artifacts::download_link(artifact, repository));
                             shown
                         })
                         .collect();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -24,7 +24,8 @@ use super::Server;
 use super::api::may_read;
 use super::problem::Problem;
 use crate::diagnostic::Diagnostic;
-use crate::objects::{ObjectReader, ObjectStore};
+use crate::links::encode_component;
+use crate::objects::{ObjectReader, ObjectStore, checked_key};
 use crate::settings::{Settings, StoreSettings};
 
 /// The query of `GET /api/artifacts/…`.
@@ -38,6 +39,7 @@ pub(crate) struct ArtifactQuery {
 /// `GET /api/artifacts/{package}/{version}/{file}`.
 pub(crate) async fn artifact(
     State(server): State<Arc<Server>>,
+    method: Method,
     headers: HeaderMap,
     Path((package, version, file)): Path<(String, String, String)>,
     query: Result<Query<ArtifactQuery>, axum::extract::rejection::QueryRejection>,
@@ -64,12 +66,12 @@ pub(crate) async fn artifact(
             .hint("the name and version are the package's, as `GET /api/runs/{id}` lists its stored artifacts"));
     };
     tracing::debug!(%key, %store, "serving an artifact");
-    Ok(respond(reader, &headers).await)
+    Ok(respond(reader, &headers, method == Method::HEAD).await)
 }
 
-/// A part of an artifact's path: a plain name that stays in its folder.
+/// A part of an artifact's path: one plain name, a key of its own.
 fn check_part(part: &str) -> Result<(), Problem> {
-    let plain = !part.is_empty() && part != "." && part != ".." && !part.contains(['/', '\\', '\0']);
+    let plain = !part.contains(['/', '\\', '\0']) && checked_key(part).is_ok();
     if plain {
         Ok(())
     } else {
@@ -81,7 +83,7 @@ fn check_part(part: &str) -> Result<(), Problem> {
 /// The proxy's path for a stored artifact: when its location (`file://…`
 /// or `s3://…`) ends in `<name>/<version>/<file>`, each part a plain name
 /// that needs no escaping in a URL.
-pub(crate) fn download_link(artifact: &crate::protocol::Artifact) -> Option<String> {
+pub(crate) fn download_link(artifact: &crate::protocol::Artifact, repository: Option<&str>) -> Option<String> {
     let (scheme, path) = artifact.location.split_once("://")?;
     if scheme != "file" && scheme != "s3" {
         return None;
@@ -91,8 +93,13 @@ pub(crate) fn download_link(artifact: &crate::protocol::Artifact) -> Option<Stri
     let url_safe = |part: &str| {
         check_part(part).is_ok() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~+-".contains(&b))
     };
-    (name == artifact.name && version == artifact.version && [name, version, file].into_iter().all(url_safe))
-        .then(|| format!("/api/artifacts/{name}/{version}/{file}"))
+    (name == artifact.name && version == artifact.version && [name, version, file].into_iter().all(url_safe)).then(
+        || {
+            // Its own repository's stores: another repository may keep a package of that name too.
+            let query = repository.map(|r| format!("?repository={}", encode_component(r))).unwrap_or_default();
+            format!("/api/artifacts/{name}/{version}/{file}{query}")
+        },
+    )
 }
 
 /// The first store, of `repositories`' stores, that holds `key`: its name and the object.
@@ -150,18 +157,25 @@ fn stores(server: &Server, repositories: &[String]) -> Result<Vec<(String, Objec
         .collect()
 }
 
-/// The object, or the part of it `Range` asks for, with its entity tag.
-async fn respond(reader: ObjectReader, headers: &HeaderMap) -> Response {
-    let etag = format!("\"{}\"", reader.tag);
+/// The object, or the part of it `Range` asks for, with its entity tag;
+/// for `HEAD` (`headers_only`) the same answer without reading it.
+async fn respond(reader: ObjectReader, headers: &HeaderMap, headers_only: bool) -> Response {
+    // A store that gave no tag: no `ETag`, and nothing is answered `304`.
+    let etag = (!reader.tag.is_empty()).then(|| format!("\"{}\"", reader.tag));
     let header_text = |name: header::HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
-    if header_text(header::IF_NONE_MATCH).is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag)) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    if let (Some(etag), Some(tags)) = (&etag, header_text(header::IF_NONE_MATCH))
+        && tags.split(',').map(|tag| tag.trim().trim_start_matches("W/")).any(|tag| tag == "*" || tag == etag)
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.clone())]).into_response();
     }
     let size = reader.size;
-    // A `Range` for another version of the object (`If-Range`) gets all of this one.
-    let range = header_text(header::RANGE).filter(|_| header_text(header::IF_RANGE).is_none_or(|tag| tag == etag));
+    // A `Range` for another version of the object (`If-Range`) gets all of this one; an empty object has no range.
+    let range = header_text(header::RANGE)
+        .filter(|_| header_text(header::IF_RANGE).is_none_or(|tag| Some(tag) == etag.as_deref()))
+        .filter(|_| size > 0)
+        .map(|range| whole_for_a_longer_suffix(range, size));
     // A malformed `Range` is ignored, as HTTP says; one outside the object is 416.
-    let ranges = range.and_then(|range| http_range_header::parse_range_header(range).ok()).map(|r| r.validate(size));
+    let ranges = range.and_then(|range| http_range_header::parse_range_header(&range).ok()).map(|r| r.validate(size));
     let (status, part) = match ranges {
         Some(Ok(ranges)) if ranges.len() == 1 => (StatusCode::PARTIAL_CONTENT, ranges.into_iter().next()),
         Some(Err(_)) => {
@@ -172,17 +186,21 @@ async fn respond(reader: ObjectReader, headers: &HeaderMap) -> Response {
     };
     let length = part.as_ref().map_or(size, |part| part.end() - part.start() + 1);
     let content_range = part.as_ref().map(|part| format!("bytes {}-{}/{size}", part.start(), part.end()));
-    let bytes = match reader.read(part).await {
-        Ok(bytes) => bytes,
-        Err(problem) => return Problem::internal(problem).into_response(),
+    let body = if headers_only {
+        Body::empty()
+    } else {
+        match reader.read(part).await {
+            Ok(bytes) => Body::from_stream(tokio_util::io::ReaderStream::new(bytes)),
+            Err(problem) => return Problem::internal(problem).into_response(),
+        }
     };
-    let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(bytes)));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let fields = response.headers_mut();
     fields.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     fields.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     fields.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(tag) = HeaderValue::from_str(&etag) {
+    if let Some(Ok(tag)) = etag.map(|etag| HeaderValue::from_str(&etag)) {
         fields.insert(header::ETAG, tag);
     }
     if let Some(Ok(range)) = content_range.map(|range| HeaderValue::from_str(&range)) {
@@ -191,9 +209,25 @@ async fn respond(reader: ObjectReader, headers: &HeaderMap) -> Response {
     response
 }
 
+/// `bytes=-N` asks for the last N bytes; an object shorter than N is sent
+/// whole (`bytes=0-`), as HTTP says, rather than refused.
+fn whole_for_a_longer_suffix(range: &str, size: u64) -> String {
+    match range.trim().strip_prefix("bytes=-").and_then(|n| n.trim().parse::<u64>().ok()) {
+        Some(suffix) if suffix >= size => "bytes=0-".to_string(),
+        _ => range.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_suffix_longer_than_the_object_asks_for_all_of_it() {
+        assert_eq!(whole_for_a_longer_suffix("bytes=-500", 100), "bytes=0-");
+        assert_eq!(whole_for_a_longer_suffix("bytes=-50", 100), "bytes=-50");
+        assert_eq!(whole_for_a_longer_suffix("bytes=10-20", 100), "bytes=10-20");
+    }
 
     #[test]
     fn only_plain_names_are_parts_of_an_artifact_path() {

@@ -67,7 +67,7 @@ pub(crate) async fn metrics(State(server): State<Arc<Server>>, headers: HeaderMa
     let queued = totals.runs.iter().find(|(status, _)| status == "queued").map_or(0, |(_, count)| *count);
     waiting.set(queued);
     registry.register("queue_depth", "Runs accepted and not started yet", waiting);
-    let depth = crate::pipeline::jobs::JobQueue::depth(&*server.queue).await;
+    let depth = server.executors.queue().depth().await;
     let (jobs_waiting, jobs_running) = (Gauge::<i64>::default(), Gauge::<i64>::default());
     jobs_waiting.set(i64::try_from(depth.waiting).unwrap_or(i64::MAX));
     jobs_running.set(i64::try_from(depth.running).unwrap_or(i64::MAX));

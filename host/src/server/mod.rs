@@ -18,6 +18,7 @@
 
 mod api;
 mod artifacts;
+mod collisions;
 mod control;
 mod follow;
 mod intake;
@@ -75,14 +76,12 @@ pub(crate) struct Server {
     api_tokens: Vec<String>,
     /// GitHub as `[github]` says: its credentials fetch the repositories.
     github: Github,
+    /// Held while a repository's pull requests are looked at for collisions.
+    collisions: tokio::sync::Mutex<()>,
     /// Runs being worked at once (as many as there are executors).
     runs_at_once: Semaphore,
     /// The in-process executors: package jobs at once, across every run.
     executors: Executors,
-    /// Their queue, for `/metrics`.
-    queue: Arc<LocalQueue>,
-    /// Package jobs at once of one run: every executor.
-    concurrency: usize,
     /// Runs accepted and not finished, by number.
     active: Mutex<HashMap<i64, Active>>,
     /// The background runs, waited for at shutdown.
@@ -99,7 +98,7 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("settings", &self.settings)
             .field("config", &self.config)
-            .field("concurrency", &self.concurrency)
+            .field("executors", &self.executors.count())
             .finish_non_exhaustive()
     }
 }
@@ -172,7 +171,6 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         server.api_tokens.iter().map(|name| secret(&settings, name, "api_tokens")).collect::<Result<Vec<_>, _>>()?;
     let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
     let executors = server.executors.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let queue = Arc::new(LocalQueue::new());
     let state = Arc::new(Server {
         config: settings.source.clone(),
         store: Mutex::new(store),
@@ -180,10 +178,9 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         webhook_secret,
         api_tokens,
         github: Github::from_settings(&settings),
+        collisions: tokio::sync::Mutex::new(()),
         runs_at_once: Semaphore::new(executors.max(1)),
-        executors: Executors::start(queue.clone(), executors),
-        queue,
-        concurrency: executors.max(1),
+        executors: Executors::start(Arc::new(LocalQueue::new()), executors),
         active: Mutex::default(),
         tasks: TaskTracker::new(),
         stopping: CancellationToken::new(),
@@ -218,6 +215,7 @@ async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
     if resumed > 0 {
         tracing::warn!("{resumed} run(s) the server left unfinished when it last stopped are resumed");
     }
+    collisions::learn_open(&server).await;
     watch_signals(server.stopping.clone());
     let served = axum::serve(listener, router(server.clone()))
         .with_graceful_shutdown(server.stopping.clone().cancelled_owned())

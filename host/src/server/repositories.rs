@@ -124,15 +124,37 @@ fn shown(path: &Path) -> String {
 }
 
 /// The environment that has git send `token` to `clone_url` (and below it)
-/// as GitHub takes it over HTTPS: `Authorization: Basic x-access-token:<token>`.
+/// as GitHub takes it over HTTPS — `Authorization: Basic x-access-token:<token>`
+/// — and follow no redirect, which would take the header elsewhere.
 fn credentials(clone_url: &str, token: &str) -> Vec<(String, String)> {
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
-    vec![
-        ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
-        ("GIT_CONFIG_KEY_0".to_string(), format!("http.{clone_url}.extraHeader")),
-        ("GIT_CONFIG_VALUE_0".to_string(), format!("Authorization: Basic {basic}")),
-    ]
+    let settings = [
+        (format!("http.{clone_url}.extraHeader"), format!("Authorization: Basic {basic}")),
+        ("http.followRedirects".to_string(), "false".to_string()),
+    ];
+    let mut environment = vec![("GIT_CONFIG_COUNT".to_string(), settings.len().to_string())];
+    for (at, (key, value)) in settings.into_iter().enumerate() {
+        environment.push((format!("GIT_CONFIG_KEY_{at}"), key));
+        environment.push((format!("GIT_CONFIG_VALUE_{at}"), value));
+    }
+    environment
+}
+
+/// Whether `clone_url` is on GitHub's own host — the scheme, host and port
+/// of `api_url`, with `api.github.com` standing for `github.com` — where
+/// `[github]`'s credentials may go.
+pub(crate) fn on_github(clone_url: &str, api_url: &str) -> bool {
+    let origin = |url: &str| -> Option<(String, String, Option<u16>)> {
+        let uri: axum::http::Uri = url.parse().ok()?;
+        let host = uri.host()?.to_ascii_lowercase();
+        let host = if host == "api.github.com" { "github.com".to_string() } else { host };
+        Some((uri.scheme_str()?.to_ascii_lowercase(), host, uri.port_u16()))
+    };
+    match (origin(clone_url), origin(api_url)) {
+        (Some(clone), Some(api)) => clone == api,
+        _ => false,
+    }
 }
 
 /// Runs git without a terminal to ask for credentials: what it printed, or
@@ -155,4 +177,29 @@ fn git_with(args: &[&str], environment: &[(String, String)]) -> Result<String, S
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(stderr.trim().lines().last().unwrap_or("git failed").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_to_github_s_own_host_alone() {
+        let github = "https://api.github.com";
+        assert!(on_github("https://github.com/acme/shop.git", github));
+        assert!(on_github("https://GitHub.com/acme/shop", github));
+        for elsewhere in [
+            "http://github.com/acme/shop.git",
+            "https://gitea.example.com/acme/shop.git",
+            "/srv/git/shop.git",
+            "git@github.com:acme/shop.git",
+            "https://github.com.evil.example/acme/shop.git",
+        ] {
+            assert!(!on_github(elsewhere, github), "{elsewhere}");
+        }
+        let enterprise = "https://ghe.example.com/api/v3";
+        assert!(on_github("https://ghe.example.com/acme/shop.git", enterprise));
+        assert!(!on_github("https://ghe.example.com:8443/acme/shop.git", enterprise));
+        assert!(!on_github("https://github.com/acme/shop.git", enterprise));
+    }
 }

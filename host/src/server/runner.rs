@@ -74,7 +74,12 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
 
 /// The run, up to its record; an error for a run that could not begin.
 async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(), Diagnostic> {
-    let token = server.github.git_token().await?;
+    // `[github]`'s credentials go to GitHub's own host only: never to another git host.
+    let clone_url = server.settings.repositories.get(&accepted.wanted.repository).map(|r| r.clone_url.as_str());
+    let token = match clone_url {
+        Some(url) if super::repositories::on_github(url, server.github.api_url()) => server.github.git_token().await?,
+        _ => None,
+    };
     let prepared = {
         let server = server.clone();
         let (wanted, id) = (accepted.wanted.clone(), accepted.id.clone());
@@ -83,6 +88,10 @@ async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(
             .map_err(|e| Diagnostic::new(format!("internal error: planning failed: {e}")))??
     };
     let Prepared { checkout, planned } = prepared;
+    if let (Some(number), RunSelection::Changes) = (accepted.wanted.pull_request, &accepted.wanted.selection) {
+        let affected = planned.plan.packages.iter().map(|package| package.name().to_string()).collect();
+        super::collisions::planned(server, &accepted.wanted.repository, number, affected).await;
+    }
     let ran = run_planned(server, accepted, planned).await;
     // Removing the work tree runs git: never on the runtime's workers.
     let _ = tokio::task::spawn_blocking(move || drop(checkout)).await;
@@ -149,7 +158,7 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<&str>) 
         github_repository: Some(repository.to_string()),
         store_root: Some(server.store_root(repository)),
     };
-    let mut planned = plan_run(&options, &request(server.concurrency, &wanted)).map_err(first_problem)?;
+    let mut planned = plan_run(&options, &request(server.executors.count(), &wanted)).map_err(first_problem)?;
     // The run keeps the identity it was accepted with.
     planned.plan.id = id;
     // Statuses and messages link to the run on this server, unless the operator chose another page.

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::intake::{self, Subject, Wanted};
 use super::problem::Problem;
-use super::{Server, metrics, signature};
+use super::{Server, collisions, metrics, signature};
 use crate::app::RunSelection;
 use crate::store::Delivery;
 use crate::timefmt;
@@ -55,6 +55,8 @@ struct PullRequestEvent {
 struct PullRequest {
     head: GitRef,
     base: GitRef,
+    /// When it was opened (RFC 3339).
+    created_at: Option<String>,
 }
 
 /// A branch and the commit it points at.
@@ -185,6 +187,7 @@ async fn pull_request(server: Arc<Server>, delivery: Delivery, event: PullReques
             }
             let reason = format!("pull request #{number} was closed");
             let cancelled = intake::cancel_older(&server, &repository, &subject, i64::MAX, None, &reason).await?;
+            collisions::closed(&server, &repository, number).await;
             return Ok((StatusCode::OK, Json(json!({ "cancelled": cancelled }))).into_response());
         }
         other => {
@@ -196,6 +199,7 @@ async fn pull_request(server: Arc<Server>, delivery: Delivery, event: PullReques
     let (head, base) = (&event.pull_request.head, &event.pull_request.base);
     commit_hash("pull_request.head.sha", &head.sha)?;
     commit_hash("pull_request.base.sha", &base.sha)?;
+    collisions::opened(&server, &repository, number, &head.sha, event.pull_request.created_at.as_deref()).await;
     let wanted = Wanted {
         repository,
         branch: Some(head.reference.clone()),

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{Diagnostic, ObjectBytes, ObjectInfo, ObjectReader, ReaderSource, sha256_of};
-use loktar_support::beneath::Folder;
+use loktar_support::beneath::{BeneathError, Folder};
 
 /// A store in a folder.
 #[derive(Debug, Clone)]
@@ -83,11 +83,27 @@ impl FsStore {
     }
 
     pub(super) async fn open_reader(&self, key: &str) -> Result<Option<ObjectReader>, Diagnostic> {
-        // Reading makes nothing: a store never written to has no object.
-        let Ok(folder) = Folder::open(&self.dir) else { return Ok(None) };
-        // Anything but a plain file under that key is no object.
-        let Ok(file) = folder.open_file(Path::new(key)) else { return Ok(None) };
-        let metadata = file.metadata().map_err(|e| self.failed(&format!("read `{key}`"), &e))?;
+        let (dir, relative) = (self.dir.clone(), PathBuf::from(key));
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Option<File>> {
+            // Reading makes nothing: a store never written to has no object.
+            let folder = match Folder::open(&dir) {
+                Ok(folder) => folder,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(error),
+            };
+            match folder.open_file(&relative) {
+                Ok(file) => Ok(Some(file)),
+                // Anything but a plain file under that key is no object.
+                Err(BeneathError::Io { source, .. }) if source.kind() != std::io::ErrorKind::NotFound => Err(source),
+                Err(_) => Ok(None),
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|opened| opened);
+        let failed = |e: &std::io::Error| self.failed(&format!("read `{key}`"), e);
+        let Some(file) = opened.map_err(|e| failed(&e))? else { return Ok(None) };
+        let metadata = file.metadata().map_err(|e| failed(&e))?;
         let modified = metadata
             .modified()
             .ok()

@@ -127,7 +127,12 @@ pub struct ObjectReader {
 #[derive(Debug)]
 enum ReaderSource {
     Fs(File),
-    S3 { store: S3Store, key: String },
+    /// `etag`: the server's own tag of the object described, which the read must still be.
+    S3 {
+        store: S3Store,
+        key: String,
+        etag: Option<String>,
+    },
 }
 
 /// Bytes of an object, as they arrive.
@@ -139,7 +144,7 @@ impl ObjectReader {
     pub async fn read(self, range: Option<std::ops::RangeInclusive<u64>>) -> Result<ObjectBytes, Diagnostic> {
         match self.source {
             ReaderSource::Fs(file) => fs::read(file, range).await,
-            ReaderSource::S3 { store, key } => store.read(&key, range).await,
+            ReaderSource::S3 { store, key, etag } => store.read(&key, etag, range).await,
         }
     }
 }

@@ -275,11 +275,12 @@ impl S3Store {
         match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
             Ok(output) => {
                 let sha256 = output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned();
-                let tag = sha256.or_else(|| output.e_tag.map(|tag| tag.trim_matches('"').to_string()));
+                let etag = output.e_tag.clone();
+                let tag = sha256.or_else(|| etag.as_ref().map(|tag| tag.trim_matches('"').to_string()));
                 Ok(Some(ObjectReader {
                     size: output.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or_default(),
                     tag: tag.unwrap_or_default(),
-                    source: ReaderSource::S3 { store: self.clone(), key: key.to_string() },
+                    source: ReaderSource::S3 { store: self.clone(), key: key.to_string(), etag },
                 }))
             }
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
@@ -287,10 +288,12 @@ impl S3Store {
         }
     }
 
-    /// The bytes `range` of `key` (all of it without), as the server sends them.
+    /// The bytes `range` of `key` (all of it without), as the server sends
+    /// them — only while the object is still the one tagged `etag`.
     pub(super) async fn read(
         &self,
         key: &str,
+        etag: Option<String>,
         range: Option<std::ops::RangeInclusive<u64>>,
     ) -> Result<ObjectBytes, Diagnostic> {
         let output = self
@@ -298,6 +301,7 @@ impl S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_if_match(etag)
             .set_range(range.map(|range| format!("bytes={}-{}", range.start(), range.end())))
             .send()
             .await

@@ -1,0 +1,262 @@
+//! Colliding pull requests (`[server] collisions = "warn" | "block"`): when
+//! the packages a pull request's latest run planned include packages of an
+//! open pull request opened before it, the later one is told — one comment,
+//! edited in place, a line per earlier pull request: "Packages also
+//! affected by #N: `a`, `b`" — and with `block` its head also gets a
+//! `loktar - collisions` status, `failure` while it collides, `success`
+//! otherwise.
+//!
+//! The server learns open pull requests from `pull_request` events and, when
+//! it starts, from GitHub's list; what each affects from its runs' plans. A
+//! repository's pull requests are looked at again whenever one of them is
+//! planned or closed; what was last said of each is kept, so nothing is
+//! posted twice. GitHub's failures are logged and tried again next time.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::Server;
+use crate::settings::Collisions;
+use crate::store::OpenPullRequest;
+
+/// The status context of `block`.
+pub(crate) const CONTEXT: &str = "loktar - collisions";
+
+/// Marks the server's comment among a pull request's comments.
+const MARKER: &str = "<!-- loktar: collisions -->";
+
+/// What the comment says once a pull request no longer collides.
+const RESOLVED: &str = "No other open pull request affects these packages any more.";
+
+/// Whether the server looks at collisions at all.
+pub(crate) fn enabled(server: &Server) -> bool {
+    server.settings.collisions != Collisions::Off
+}
+
+/// Pull request `number` of `repository` is open at `head`.
+pub(crate) async fn opened(server: &Arc<Server>, repository: &str, number: u64, head: &str, created_at: Option<&str>) {
+    if !enabled(server) {
+        return;
+    }
+    let (repository, head) = (repository.to_string(), head.to_string());
+    // Without GitHub's time, now: later than every pull request known so far.
+    let created_at = created_at.map_or_else(now, str::to_string);
+    let number = i64::try_from(number).unwrap_or(i64::MAX);
+    let kept = server.with_store(move |store| store.open_pull_request(&repository, number, &head, &created_at)).await;
+    if let Err(problem) = kept {
+        tracing::warn!("cannot keep an open pull request: {problem}");
+    }
+}
+
+/// The latest run of pull request `number` planned `affected`; its
+/// repository's pull requests are looked at again, in the background.
+pub(crate) async fn planned(server: &Arc<Server>, repository: &str, number: u64, affected: Vec<String>) {
+    if !enabled(server) {
+        return;
+    }
+    let owned = repository.to_string();
+    let number = i64::try_from(number).unwrap_or(i64::MAX);
+    let kept = server.with_store(move |store| store.set_affected(&owned, number, &affected)).await;
+    match kept {
+        Ok(()) => refresh_later(server, repository),
+        Err(problem) => tracing::warn!("cannot keep what a pull request affects: {problem}"),
+    }
+}
+
+/// Pull request `number` was closed: it collides with nothing any more.
+pub(crate) async fn closed(server: &Arc<Server>, repository: &str, number: u64) {
+    if !enabled(server) {
+        return;
+    }
+    let owned = repository.to_string();
+    let number = i64::try_from(number).unwrap_or(i64::MAX);
+    match server.with_store(move |store| store.close_pull_request(&owned, number)).await {
+        Ok(()) => refresh_later(server, repository),
+        Err(problem) => tracing::warn!("cannot forget a closed pull request: {problem}"),
+    }
+}
+
+/// At start: the open pull requests of each repository, as GitHub lists them.
+pub(crate) async fn learn_open(server: &Arc<Server>) {
+    if !enabled(server) {
+        return;
+    }
+    for repository in server.settings.repositories.keys() {
+        let path = format!("/repos/{repository}/pulls?state=open&per_page=100");
+        let listed = match server.github.call("GET", &path, None).await {
+            Ok(answer) if answer.status == 200 => serde_json::from_str::<Vec<Value>>(&answer.body).ok(),
+            Ok(answer) => {
+                tracing::warn!("GitHub answered {} to the list of {repository}'s pull requests", answer.status);
+                None
+            }
+            Err(problem) => {
+                tracing::warn!("cannot list {repository}'s pull requests: {problem}");
+                None
+            }
+        };
+        let Some(listed) = listed else { continue };
+        let open: Vec<(i64, String, String)> = listed
+            .iter()
+            .filter_map(|pull| {
+                let head = pull["head"]["sha"].as_str()?;
+                Some((
+                    pull["number"].as_i64()?,
+                    head.to_string(),
+                    pull["created_at"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect();
+        let owned = repository.clone();
+        let kept = server
+            .with_store(move |store| {
+                for pull in store.open_pull_requests(&owned)? {
+                    if !open.iter().any(|(number, _, _)| *number == pull.number) {
+                        store.close_pull_request(&owned, pull.number)?;
+                    }
+                }
+                open.iter()
+                    .try_for_each(|(number, head, created)| store.open_pull_request(&owned, *number, head, created))
+            })
+            .await;
+        if let Err(problem) = kept {
+            tracing::warn!("cannot keep {repository}'s open pull requests: {problem}");
+        }
+    }
+}
+
+/// Looks at `repository`'s pull requests again, in a task of its own.
+fn refresh_later(server: &Arc<Server>, repository: &str) {
+    let (server, repository) = (server.clone(), repository.to_string());
+    tokio::spawn(async move { refresh(&server, &repository).await });
+}
+
+/// Says, for each open pull request of `repository` whose collisions
+/// changed since last said, what it collides with.
+async fn refresh(server: &Arc<Server>, repository: &str) {
+    // One at a time: two looks at once would both post a first comment.
+    let _one = server.collisions.lock().await;
+    let owned = repository.to_string();
+    let pulls = match server.with_store(move |store| store.open_pull_requests(&owned)).await {
+        Ok(pulls) => pulls,
+        Err(problem) => return tracing::warn!("cannot read the open pull requests: {problem}"),
+    };
+    for (at, pull) in pulls.iter().enumerate() {
+        let Some(affected) = &pull.affected else { continue };
+        let text = collisions(affected, &pulls[..at]);
+        if pull.reported.as_ref().is_some_and(|(head, said)| *head == pull.head && *said == text) {
+            continue;
+        }
+        match report(server, repository, pull, &text).await {
+            Ok(comment) => {
+                let (owned, number, head) = (repository.to_string(), pull.number, pull.head.clone());
+                let kept =
+                    server.with_store(move |store| store.set_reported(&owned, number, &head, &text, comment)).await;
+                if let Err(problem) = kept {
+                    tracing::warn!("cannot keep what was said of pull request #{number}: {problem}");
+                }
+            }
+            Err(problem) => tracing::warn!("cannot tell pull request #{} of its collisions: {problem}", pull.number),
+        }
+    }
+}
+
+/// A line per earlier pull request that affects some of `affected`; empty when none does.
+fn collisions(affected: &[String], earlier: &[OpenPullRequest]) -> String {
+    let mut lines = Vec::new();
+    for other in earlier {
+        let Some(theirs) = &other.affected else { continue };
+        let shared: Vec<String> =
+            affected.iter().filter(|package| theirs.contains(package)).map(|package| format!("`{package}`")).collect();
+        if !shared.is_empty() {
+            lines.push(format!("Packages also affected by #{}: {}", other.number, shared.join(", ")));
+        }
+    }
+    lines.join("\n")
+}
+
+/// Posts or edits the comment (when what it says changed) and, with
+/// `block`, the status; returns the comment's id when one was made.
+async fn report(
+    server: &Arc<Server>,
+    repository: &str,
+    pull: &OpenPullRequest,
+    text: &str,
+) -> Result<Option<i64>, crate::diagnostic::Diagnostic> {
+    let said_before = pull.reported.as_ref().map(|(_, said)| said.as_str());
+    let mut made = None;
+    if said_before.unwrap_or("") != text {
+        let body = if text.is_empty() { RESOLVED } else { text };
+        let body = json!({ "body": format!("{MARKER}\n{body}") }).to_string();
+        match pull.comment {
+            Some(comment) => {
+                let path = format!("/repos/{repository}/issues/comments/{comment}");
+                expect_success(server.github.call("PATCH", &path, Some(&body)).await?, "edit the comment")?;
+            }
+            // Nothing to take back: a pull request that never collided gets no comment.
+            None if text.is_empty() => {}
+            None => {
+                let path = format!("/repos/{repository}/issues/{}/comments", pull.number);
+                let answer = expect_success(server.github.call("POST", &path, Some(&body)).await?, "comment")?;
+                made = serde_json::from_str::<Value>(&answer.body).ok().and_then(|comment| comment["id"].as_i64());
+            }
+        }
+    }
+    if server.settings.collisions == Collisions::Block {
+        let numbers: Vec<&str> = text.lines().filter_map(|line| line.split(':').next()?.rsplit(' ').next()).collect();
+        let (state, description) = if text.is_empty() {
+            ("success", "no earlier open pull request affects its packages".to_string())
+        } else {
+            ("failure", format!("packages also affected by {}", numbers.join(", ")))
+        };
+        let body = json!({ "state": state, "context": CONTEXT, "description": description }).to_string();
+        let path = format!("/repos/{repository}/statuses/{}", pull.head);
+        expect_success(server.github.call("POST", &path, Some(&body)).await?, "post the collisions status")?;
+    }
+    Ok(made)
+}
+
+fn expect_success(
+    answer: crate::github::Answer,
+    what: &str,
+) -> Result<crate::github::Answer, crate::diagnostic::Diagnostic> {
+    if (200..300).contains(&answer.status) {
+        Ok(answer)
+    } else {
+        Err(crate::diagnostic::Diagnostic::new(format!("GitHub answered {} when asked to {what}", answer.status)))
+    }
+}
+
+/// Now, as GitHub writes times (`2026-12-07T10:00:00Z`).
+fn now() -> String {
+    let now = crate::timefmt::datetime(crate::timefmt::unix_millis(std::time::SystemTime::now()));
+    format!("{}Z", now.replacen(' ', "T", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(number: i64, affected: &[&str]) -> OpenPullRequest {
+        OpenPullRequest {
+            number,
+            head: format!("h{number}"),
+            created_at: String::new(),
+            affected: Some(affected.iter().map(|name| (*name).to_string()).collect()),
+            comment: None,
+            reported: None,
+        }
+    }
+
+    #[test]
+    fn a_pull_request_collides_with_each_earlier_one_sharing_packages() {
+        let earlier = [pull(1, &["lib", "app"]), pull(2, &["docs"]), pull(3, &["app"])];
+        let affected = ["lib".to_string(), "app".to_string()];
+        assert_eq!(
+            collisions(&affected, &earlier),
+            "Packages also affected by #1: `lib`, `app`\nPackages also affected by #3: `app`"
+        );
+        assert_eq!(collisions(&affected, &earlier[1..2]), "");
+        assert_eq!(collisions(&affected, &[]), "");
+    }
+}
