@@ -19,7 +19,8 @@
 //! recorded exactly one run per delivery, and its resident memory before
 //! and after. `LOKTAR_BENCH_LOAD_SECS` (default 30) sets the duration.
 //!
-//! Run with `cargo bench --bench server`.
+//! Run with `cargo bench --bench server`; `LOKTAR_BENCH_SERVER_LOG=loktar=debug`
+//! shows the server's log (where its time goes).
 
 #[allow(dead_code)]
 mod common;
@@ -213,7 +214,8 @@ impl BenchServer {
         );
         std::fs::write(home.path().join("loktar.toml"), config).expect("loktar.toml");
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-wasm-cache");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loktar"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_loktar"));
+        command
             .args(["--config", "loktar.toml", "server"])
             .current_dir(home.path())
             .env("BENCH_WEBHOOK_SECRET", SECRET)
@@ -221,9 +223,12 @@ impl BenchServer {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("loktar server");
+            .stderr(Stdio::null());
+        // `LOKTAR_BENCH_SERVER_LOG=loktar=debug` shows where the server's time goes.
+        if let Ok(filter) = std::env::var("LOKTAR_BENCH_SERVER_LOG") {
+            command.env("RUST_LOG", filter).stderr(Stdio::inherit());
+        }
+        let mut child = command.spawn().expect("loktar server");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("the server's address");

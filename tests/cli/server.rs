@@ -444,6 +444,10 @@ fn a_newer_push_cancels_the_older_run_of_its_branch() {
     assert_eq!(first["run"]["status"], "interrupted", "{first:#}");
     assert_eq!(first["run"]["reason"], format!("superseded by `{short}`"));
     assert!(within(10, || crate::support::sleeping("37").is_empty()), "the superseded run's program still runs");
+    // Its clean-up ran, as the stage's log says.
+    let (status, log) = server.get(&format!("/api/runs/{slow}/packages/lib/stages/test/log"));
+    assert_eq!(status, 200, "{log}");
+    assert!(log.contains("running `make clean`"), "{log}");
     assert_eq!(server.finished(fast)["run"]["status"], "passed");
     // No check of the superseded commit hangs: each ends `error`, saying what superseded it.
     let superseded = first["run"]["head"].as_str().expect("head").to_string();

@@ -111,6 +111,7 @@ async fn accept(
         Queued::New { run } => run,
     };
     accepted.number = number;
+    tracing::debug!(run = number, "accepted");
     let head = &accepted.wanted.head;
     let short = head.get(..10).unwrap_or(head).to_string();
     let repository = accepted.wanted.repository.clone();

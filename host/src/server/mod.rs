@@ -215,7 +215,11 @@ async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
     if resumed > 0 {
         tracing::warn!("{resumed} run(s) the server left unfinished when it last stopped are resumed");
     }
-    collisions::learn_open(&server).await;
+    // In the background: GitHub's answer must not hold the first webhook back.
+    tokio::spawn({
+        let server = server.clone();
+        async move { collisions::learn_open(&server).await }
+    });
     watch_signals(server.stopping.clone());
     let served = axum::serve(listener, router(server.clone()))
         .with_graceful_shutdown(server.stopping.clone().cancelled_owned())

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::intake::Wanted;
 use crate::diagnostic::Diagnostic;
 
 /// The mirrors under one folder.
@@ -25,18 +26,38 @@ impl Mirrors {
     }
 
     /// Brings the mirror of `repository` (`owner/repo`) up to date with
-    /// `clone_url`, cloning it the first time; returns its folder. With a
-    /// `token` (from `[github]`), git sends it to `clone_url` alone, in a
-    /// header given through its environment: never in an argument, a
-    /// URL, the mirror's configuration or a message. Blocking.
-    pub(crate) fn fetch(&self, repository: &str, clone_url: &str, token: Option<&str>) -> Result<PathBuf, Diagnostic> {
+    /// `clone_url` for `wanted`, cloning it the first time; returns its
+    /// folder. Only what the run needs is fetched: nothing when its commit
+    /// is already there, else the one ref it names (the origin advertises
+    /// only that ref), else everything. With a `token` (from `[github]`),
+    /// git sends it to `clone_url` alone, in a header given through its
+    /// environment: never in an argument, a URL, the mirror's configuration
+    /// or a message. Blocking.
+    pub(crate) fn fetch(
+        &self,
+        repository: &str,
+        clone_url: &str,
+        token: Option<&str>,
+        wanted: &Wanted,
+    ) -> Result<PathBuf, Diagnostic> {
         let lock = self.lock(repository);
         let _fetching = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let mirror = self.mirror(repository);
         let credentials = token.map(|token| credentials(clone_url, token)).unwrap_or_default();
         if mirror.join("HEAD").is_file() {
-            git_with(&["--git-dir", &shown(&mirror), "fetch", "--prune", "--quiet", "origin"], &credentials)
-                .map_err(|e| cannot_fetch(repository, &e))?;
+            let git_dir = shown(&mirror);
+            let present = crate::scm::is_full_hash(&wanted.head)
+                && git(&["--git-dir", &git_dir, "cat-file", "-e", &format!("{}^{{commit}}", wanted.head)]).is_ok();
+            if present {
+                return Ok(mirror);
+            }
+            let refspec = reference(wanted).map(|name| format!("+{name}:{name}"));
+            let mut args = vec!["--git-dir", &git_dir, "fetch", "--quiet", "origin"];
+            match &refspec {
+                Some(refspec) => args.push(refspec),
+                None => args.push("--prune"),
+            }
+            git_with(&args, &credentials).map_err(|e| cannot_fetch(repository, &e))?;
         } else {
             std::fs::create_dir_all(&self.dir)
                 .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", self.dir.display())))?;
@@ -111,6 +132,19 @@ fn remove_work_tree(mirror: &Path, dir: &Path) {
         tracing::warn!("cannot remove the work tree `{}`: {error}", dir.display());
         let _ = std::fs::remove_dir_all(dir);
         let _ = git(&["--git-dir", &shown(mirror), "worktree", "prune"]);
+    }
+}
+
+/// The ref that holds what `wanted` builds: the one it names, its pull
+/// request's head, or its branch; `None` for a bare commit of no branch.
+fn reference(wanted: &Wanted) -> Option<String> {
+    if wanted.head.starts_with("refs/") {
+        return Some(wanted.head.clone());
+    }
+    match (wanted.pull_request, &wanted.branch) {
+        (Some(number), _) => Some(format!("refs/pull/{number}/head")),
+        (None, Some(branch)) => Some(format!("refs/heads/{branch}")),
+        (None, None) => None,
     }
 }
 

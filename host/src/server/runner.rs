@@ -49,7 +49,11 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
         Err(_) => Err(Diagnostic::new("cancelled before it started")),
     };
     if let Err(problem) = ended {
-        tracing::warn!(run = number, "{problem}");
+        if accepted.control.is_interrupted() {
+            tracing::info!(run = number, "{problem}");
+        } else {
+            tracing::warn!(run = number, "{problem}");
+        }
         let cancelled = accepted.control.is_interrupted();
         let outcome = if cancelled { RunOutcome::Interrupted } else { RunOutcome::Failed };
         let reason = match &problem.hint {
@@ -115,7 +119,11 @@ async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: Planned
         return Ok(());
     }
     let data_dir = server.data_dir().to_path_buf();
-    let (context, store, info) = begin_run(planned, RunPlace::DataDir(data_dir))?;
+    // Its folder and record are written to disk: never on the runtime's workers.
+    let (context, store, info) = tokio::task::spawn_blocking(move || begin_run(planned, RunPlace::DataDir(data_dir)))
+        .await
+        .map_err(|e| Diagnostic::new(format!("internal error: the run could not begin: {e}")))??;
+    tracing::debug!(run = accepted.number, "run begun");
     let info = Arc::new(info);
     let session = Arc::new(plugin_session(context.settings.clone())?);
     let health = WriteHealth::new();
@@ -146,12 +154,15 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<&str>) 
         Diagnostic::new(format!("repository `{repository}` is no longer built by this server"))
             .hint(format!("add `[server.repositories.\"{repository}\"]` back to the server's loktar.toml"))
     })?;
-    let mirror = server.mirrors.fetch(repository, &configured.clone_url, token)?;
+    let started = std::time::Instant::now();
+    let mirror = server.mirrors.fetch(repository, &configured.clone_url, token, &wanted)?;
+    tracing::debug!(elapsed = ?started.elapsed(), %repository, "mirror fetched");
     if wanted.default_branch.is_none() {
         wanted.default_branch = Mirrors::default_branch(&mirror);
     }
     let work_tree = server.data_dir().join("work").join(id.as_str());
     let checkout = server.mirrors.checkout(repository, &wanted.head, &work_tree)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "checked out");
     let options = Options {
         repo: Some(checkout.dir().to_path_buf()),
         config: server.config.clone(),
