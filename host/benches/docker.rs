@@ -37,10 +37,14 @@ fn main() {
     for round in 0..rounds {
         let repo = tempfile::Builder::new().prefix("loktar-bench-docker").tempdir().expect("temp dir");
         let package = format!("svc{round}");
-        write_repo(repo.path(), &package, round, &host_config(&engine, &registry.url()));
+        write_repo(repo.path(), &package, round);
+        // The operator's configuration, outside the repository (never read from it).
+        let operator = tempfile::tempdir().expect("temp dir");
+        let config = operator.path().join("loktar.toml");
+        std::fs::write(&config, host_config(&engine, &registry.url())).expect("loktar.toml");
         let loktar = || {
             let output = Command::new(env!("CARGO_BIN_EXE_loktar"))
-                .args(["run", "--all"])
+                .args(["--config", &config.display().to_string(), "run", "--all"])
                 .current_dir(repo.path())
                 .env("LOKTAR_CACHE_DIR", &cache)
                 .env("TEST_QUAY_TOKEN", REGISTRY_PASSWORD)
@@ -76,10 +80,9 @@ fn main() {
 }
 
 /// A repository with one docker package on `main`, its files unique to `round`.
-fn write_repo(dir: &Path, package: &str, round: usize, config: &str) {
+fn write_repo(dir: &Path, package: &str, round: usize) {
     let folder = dir.join(package);
     std::fs::create_dir_all(folder.join("data")).expect("package folder");
-    std::fs::write(dir.join("loktar.toml"), config).expect("loktar.toml");
     std::fs::write(
         dir.join("loktar.json"),
         format!(

@@ -21,6 +21,7 @@ mod hostile_output;
 mod hostile_paths;
 mod hostile_terminal;
 mod layers;
+mod manuals;
 mod plan;
 mod plugin_cache;
 mod plugins;

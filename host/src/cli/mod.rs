@@ -3,6 +3,7 @@
 //! Exit codes are a contract: 0 success, 1 a pipeline failed, 2 a usage or
 //! configuration error. Data goes to stdout; messages and logs to stderr.
 
+mod manuals;
 mod plugins;
 mod remote;
 mod run;
@@ -72,6 +73,18 @@ enum Command {
     /// A Loktar server's runs: list, show, logs, cancel, rerun, trigger (`--server URL`,
     /// token from `LOKTAR_TOKEN`)
     Remote(remote::RemoteArgs),
+    /// Print the completion script of a shell: `loktar completions bash > /etc/bash_completion.d/loktar`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or with `--dir` write it and one per command there (`loktar-run.1`, …)
+    Man {
+        /// Write the pages into this folder (e.g. /usr/local/share/man/man1) and list them
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Serve GitHub webhooks and the REST API: runs each push in the background, as `loktar run`
     /// would, with `[server]` of the host configuration. Prints the address it listens on;
     /// SIGTERM stops it after running runs finish (or, after 30 s, are cancelled)
@@ -288,6 +301,8 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
         Command::Run(args) => run::run(&options, &args, color),
         Command::Runs(args) => runs(&options, &args).map(Done::with_output),
         Command::Remote(args) => remote::remote(&args).map(Done::with_output).map_err(Into::into),
+        Command::Completions { shell } => Ok(Done::with_output(manuals::completions(shell))),
+        Command::Man { dir } => manuals::man(dir.as_deref()).map(Done::with_output).map_err(Into::into),
         Command::Server => {
             crate::server::serve(&options).map(|()| Done::with_output(String::new())).map_err(Into::into)
         }
@@ -332,7 +347,12 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     let providers = Providers::builtin();
     let options = options.clone();
     let text = match command {
-        Command::Run(_) | Command::Runs(_) | Command::Remote(_) | Command::Server => {
+        Command::Run(_)
+        | Command::Runs(_)
+        | Command::Remote(_)
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Server => {
             return Err(Diagnostic::new("internal error: not an inspecting command").into());
         }
         Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json)?,

@@ -143,11 +143,12 @@ async fn refresh(server: &Arc<Server>, repository: &str) {
     };
     for (at, pull) in pulls.iter().enumerate() {
         let Some(affected) = &pull.affected else { continue };
-        let text = collisions(affected, &pulls[..at]);
+        let found = collisions(affected, &pulls[..at]);
+        let text = said(&found);
         if pull.reported.as_ref().is_some_and(|(head, said)| *head == pull.head && *said == text) {
             continue;
         }
-        match report(server, repository, pull, &text).await {
+        match report(server, repository, pull, &found, &text).await {
             Ok(comment) => {
                 let (owned, number, head) = (repository.to_string(), pull.number, pull.head.clone());
                 let kept =
@@ -161,18 +162,28 @@ async fn refresh(server: &Arc<Server>, repository: &str) {
     }
 }
 
-/// A line per earlier pull request that affects some of `affected`; empty when none does.
-fn collisions(affected: &[String], earlier: &[OpenPullRequest]) -> String {
-    let mut lines = Vec::new();
-    for other in earlier {
-        let Some(theirs) = &other.affected else { continue };
-        let shared: Vec<String> =
-            affected.iter().filter(|package| theirs.contains(package)).map(|package| format!("`{package}`")).collect();
-        if !shared.is_empty() {
-            lines.push(format!("Packages also affected by #{}: {}", other.number, shared.join(", ")));
-        }
-    }
-    lines.join("\n")
+/// A collision: an earlier pull request and the packages of `affected` it affects too.
+type Collision = (i64, Vec<String>);
+
+/// Each earlier pull request that affects some of `affected`, with those packages.
+fn collisions(affected: &[String], earlier: &[OpenPullRequest]) -> Vec<Collision> {
+    earlier
+        .iter()
+        .filter_map(|other| {
+            let theirs = other.affected.as_ref()?;
+            let shared: Vec<String> = affected.iter().filter(|package| theirs.contains(package)).cloned().collect();
+            (!shared.is_empty()).then_some((other.number, shared))
+        })
+        .collect()
+}
+
+/// What the comment says of `collisions`: a line each; empty when there are none.
+fn said(collisions: &[Collision]) -> String {
+    let line = |(number, shared): &Collision| {
+        let names: Vec<String> = shared.iter().map(|package| format!("`{package}`")).collect();
+        format!("Packages also affected by #{number}: {}", names.join(", "))
+    };
+    collisions.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 
 /// Posts or edits the comment (when what it says changed) and, with
@@ -181,6 +192,7 @@ async fn report(
     server: &Arc<Server>,
     repository: &str,
     pull: &OpenPullRequest,
+    found: &[Collision],
     text: &str,
 ) -> Result<Option<i64>, crate::diagnostic::Diagnostic> {
     let said_before = pull.reported.as_ref().map(|(_, said)| said.as_str());
@@ -203,8 +215,8 @@ async fn report(
         }
     }
     if server.settings.collisions == Collisions::Block {
-        let numbers: Vec<&str> = text.lines().filter_map(|line| line.split(':').next()?.rsplit(' ').next()).collect();
-        let (state, description) = if text.is_empty() {
+        let numbers: Vec<String> = found.iter().map(|(number, _)| format!("#{number}")).collect();
+        let (state, description) = if found.is_empty() {
             ("success", "no earlier open pull request affects its packages".to_string())
         } else {
             ("failure", format!("packages also affected by {}", numbers.join(", ")))
@@ -252,11 +264,10 @@ mod tests {
     fn a_pull_request_collides_with_each_earlier_one_sharing_packages() {
         let earlier = [pull(1, &["lib", "app"]), pull(2, &["docs"]), pull(3, &["app"])];
         let affected = ["lib".to_string(), "app".to_string()];
-        assert_eq!(
-            collisions(&affected, &earlier),
-            "Packages also affected by #1: `lib`, `app`\nPackages also affected by #3: `app`"
-        );
-        assert_eq!(collisions(&affected, &earlier[1..2]), "");
-        assert_eq!(collisions(&affected, &[]), "");
+        let found = collisions(&affected, &earlier);
+        assert_eq!(found, [(1, vec!["lib".to_string(), "app".to_string()]), (3, vec!["app".to_string()])]);
+        assert_eq!(said(&found), "Packages also affected by #1: `lib`, `app`\nPackages also affected by #3: `app`");
+        assert!(collisions(&affected, &earlier[1..2]).is_empty());
+        assert_eq!(said(&[]), "");
     }
 }
