@@ -42,10 +42,15 @@ fn man_pages_describe_loktar_and_each_command() {
     let listed = repo.loktar(&["man", "--dir", &dir.path().display().to_string()]).ok();
     let run_page = dir.path().join("loktar-run.1");
     assert!(listed.lines().any(|line| line == run_page.display().to_string()), "{listed}");
-    assert!(dir.path().join("loktar.1").is_file() && dir.path().join("loktar-remote.1").is_file(), "{listed}");
-    // `man` renders it, options and all.
+    for page in ["loktar.1", "loktar-remote.1", "loktar-remote-runs.1"] {
+        assert!(dir.path().join(page).is_file(), "no {page}: {listed}");
+    }
+    assert_eq!(listed.lines().count(), std::fs::read_dir(dir.path()).expect("pages").count(), "{listed}");
+    // `man` renders it: its full name, its own options and the global ones.
     let rendered = Command::new("man").arg("-l").arg(&run_page).env("MANWIDTH", "100").output().expect("man");
     let text = String::from_utf8_lossy(&rendered.stdout);
     assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
-    assert!(text.contains("loktar-run") && text.contains("--fail-fast"), "{text}");
+    for expected in ["loktar-run", "loktar run", "--fail-fast", "--config"] {
+        assert!(text.contains(expected), "no {expected}: {text}");
+    }
 }

@@ -18,25 +18,26 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> String {
 }
 
 /// The man page of `loktar` (section 1); with `dir`, that page and one per
-/// command (`loktar-run.1`, …) written there instead, naming each file.
+/// command, nested ones too (`loktar-run.1`, `loktar-remote-runs.1`, …),
+/// written there instead, naming each file.
 pub(crate) fn man(dir: Option<&Path>) -> Result<String, Diagnostic> {
-    let command = Cli::command();
+    let mut command = Cli::command().disable_help_subcommand(true);
+    // Built: each command knows its full name (`loktar run`) and the global options.
+    command.build();
     let Some(dir) = dir else { return render(command) };
     std::fs::create_dir_all(dir).map_err(|e| cannot_write(dir, &e))?;
-    let mut pages = vec![("loktar".to_string(), command.clone())];
-    for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
-        let name = format!("loktar-{}", sub.get_name());
-        // The page's own name and version, as `man` shows them.
-        let page = sub.clone().display_name(name.clone()).version(env!("CARGO_PKG_VERSION"));
-        pages.push((name, page));
+    clap_mangen::generate_to(command.clone(), dir).map_err(|e| cannot_write(dir, &e))?;
+    let mut names = Vec::new();
+    page_names(&command, &mut names);
+    Ok(names.iter().map(|name| format!("{}\n", dir.join(format!("{name}.1")).display())).collect())
+}
+
+/// The page of `command` and of each command below it, as clap_mangen names them.
+fn page_names(command: &clap::Command, names: &mut Vec<String>) {
+    names.push(command.get_display_name().unwrap_or(command.get_name()).to_string());
+    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        page_names(sub, names);
     }
-    let mut written = String::new();
-    for (name, page) in pages {
-        let path = dir.join(format!("{name}.1"));
-        std::fs::write(&path, render(page)?).map_err(|e| cannot_write(&path, &e))?;
-        written.push_str(&format!("{}\n", path.display()));
-    }
-    Ok(written)
 }
 
 fn render(command: clap::Command) -> Result<String, Diagnostic> {

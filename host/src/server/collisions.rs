@@ -49,15 +49,15 @@ pub(crate) async fn opened(server: &Arc<Server>, repository: &str, number: u64, 
     }
 }
 
-/// The latest run of pull request `number` planned `affected`; its
-/// repository's pull requests are looked at again, in the background.
-pub(crate) async fn planned(server: &Arc<Server>, repository: &str, number: u64, affected: Vec<String>) {
+/// The latest run of pull request `number` planned `affected` at `head`;
+/// its repository's pull requests are looked at again, in the background.
+pub(crate) async fn planned(server: &Arc<Server>, repository: &str, number: u64, head: &str, affected: Vec<String>) {
     if !enabled(server) {
         return;
     }
-    let owned = repository.to_string();
+    let (owned, head) = (repository.to_string(), head.to_string());
     let number = i64::try_from(number).unwrap_or(i64::MAX);
-    let kept = server.with_store(move |store| store.set_affected(&owned, number, &affected)).await;
+    let kept = server.with_store(move |store| store.set_affected(&owned, number, &head, &affected)).await;
     match kept {
         Ok(()) => refresh_later(server, repository),
         Err(problem) => tracing::warn!("cannot keep what a pull request affects: {problem}"),
@@ -83,6 +83,15 @@ pub(crate) async fn learn_open(server: &Arc<Server>) {
         return;
     }
     for repository in server.settings.repositories.keys() {
+        // Only those known before GitHub was asked may be found closed: one opened since is not in its answer.
+        let owned = repository.clone();
+        let known: Vec<i64> = match server.with_store(move |store| store.open_pull_requests(&owned)).await {
+            Ok(pulls) => pulls.iter().map(|pull| pull.number).collect(),
+            Err(problem) => {
+                tracing::warn!("cannot read {repository}'s open pull requests: {problem}");
+                continue;
+            }
+        };
         let path = format!("/repos/{repository}/pulls?state=open&per_page=100");
         let listed = match server.github.call("GET", &path, None).await {
             Ok(answer) if answer.status == 200 => serde_json::from_str::<Vec<Value>>(&answer.body).ok(),
@@ -100,35 +109,32 @@ pub(crate) async fn learn_open(server: &Arc<Server>) {
             .iter()
             .filter_map(|pull| {
                 let head = pull["head"]["sha"].as_str()?;
-                Some((
-                    pull["number"].as_i64()?,
-                    head.to_string(),
-                    pull["created_at"].as_str().unwrap_or("").to_string(),
-                ))
+                let created = pull["created_at"].as_str().unwrap_or("").to_string();
+                Some((pull["number"].as_i64()?, head.to_string(), created))
             })
             .collect();
         let owned = repository.clone();
         let kept = server
             .with_store(move |store| {
-                for pull in store.open_pull_requests(&owned)? {
-                    if !open.iter().any(|(number, _, _)| *number == pull.number) {
-                        store.close_pull_request(&owned, pull.number)?;
-                    }
+                for number in known.iter().filter(|number| !open.iter().any(|(open, _, _)| open == *number)) {
+                    store.close_pull_request(&owned, *number)?;
                 }
                 open.iter()
                     .try_for_each(|(number, head, created)| store.open_pull_request(&owned, *number, head, created))
             })
             .await;
-        if let Err(problem) = kept {
-            tracing::warn!("cannot keep {repository}'s open pull requests: {problem}");
+        match kept {
+            // Those closed while the server was away collide with nothing any more.
+            Ok(()) => refresh(server, repository).await,
+            Err(problem) => tracing::warn!("cannot keep {repository}'s open pull requests: {problem}"),
         }
     }
 }
 
-/// Looks at `repository`'s pull requests again, in a task of its own.
+/// Looks at `repository`'s pull requests again, in a task of its own (one a stopping server waits for).
 fn refresh_later(server: &Arc<Server>, repository: &str) {
-    let (server, repository) = (server.clone(), repository.to_string());
-    tokio::spawn(async move { refresh(&server, &repository).await });
+    let (owned, repository) = (server.clone(), repository.to_string());
+    server.tasks.spawn(async move { refresh(&owned, &repository).await });
 }
 
 /// Says, for each open pull request of `repository` whose collisions
@@ -149,14 +155,14 @@ async fn refresh(server: &Arc<Server>, repository: &str) {
             continue;
         }
         match report(server, repository, pull, &found, &text).await {
-            Ok(comment) => {
+            Ok(()) => {
                 let (owned, number, head) = (repository.to_string(), pull.number, pull.head.clone());
-                let kept =
-                    server.with_store(move |store| store.set_reported(&owned, number, &head, &text, comment)).await;
+                let kept = server.with_store(move |store| store.set_reported(&owned, number, &head, &text)).await;
                 if let Err(problem) = kept {
                     tracing::warn!("cannot keep what was said of pull request #{number}: {problem}");
                 }
             }
+            // Tried again at the next look: nothing was marked said.
             Err(problem) => tracing::warn!("cannot tell pull request #{} of its collisions: {problem}", pull.number),
         }
     }
@@ -186,32 +192,39 @@ fn said(collisions: &[Collision]) -> String {
     collisions.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 
-/// Posts or edits the comment (when what it says changed) and, with
-/// `block`, the status; returns the comment's id when one was made.
+/// Posts or edits the comment (when what it says changed; its id kept as
+/// soon as it is made) and, with `block`, the status.
 async fn report(
     server: &Arc<Server>,
     repository: &str,
     pull: &OpenPullRequest,
     found: &[Collision],
     text: &str,
-) -> Result<Option<i64>, crate::diagnostic::Diagnostic> {
+) -> Result<(), crate::diagnostic::Diagnostic> {
     let said_before = pull.reported.as_ref().map(|(_, said)| said.as_str());
-    let mut made = None;
     if said_before.unwrap_or("") != text {
         let body = if text.is_empty() { RESOLVED } else { text };
         let body = json!({ "body": format!("{MARKER}\n{body}") }).to_string();
-        match pull.comment {
-            Some(comment) => {
-                let path = format!("/repos/{repository}/issues/comments/{comment}");
-                expect_success(server.github.call("PATCH", &path, Some(&body)).await?, "edit the comment")?;
+        let mut comment = pull.comment;
+        if let Some(id) = comment {
+            let path = format!("/repos/{repository}/issues/comments/{id}");
+            let answer = server.github.call("PATCH", &path, Some(&body)).await?;
+            // Deleted by someone: a new one is made below.
+            if answer.status == 404 {
+                comment = None;
+            } else {
+                expect_success(answer, "edit the comment")?;
             }
-            // Nothing to take back: a pull request that never collided gets no comment.
-            None if text.is_empty() => {}
-            None => {
-                let path = format!("/repos/{repository}/issues/{}/comments", pull.number);
-                let answer = expect_success(server.github.call("POST", &path, Some(&body)).await?, "comment")?;
-                made = serde_json::from_str::<Value>(&answer.body).ok().and_then(|comment| comment["id"].as_i64());
-            }
+        }
+        // Nothing to take back: a pull request that never collided gets no comment.
+        if comment.is_none() && !text.is_empty() {
+            let path = format!("/repos/{repository}/issues/{}/comments", pull.number);
+            let answer = expect_success(server.github.call("POST", &path, Some(&body)).await?, "comment")?;
+            comment = serde_json::from_str::<Value>(&answer.body).ok().and_then(|made| made["id"].as_i64());
+        }
+        if comment != pull.comment {
+            let (owned, number) = (repository.to_string(), pull.number);
+            server.with_store(move |store| store.set_comment(&owned, number, comment)).await?;
         }
     }
     if server.settings.collisions == Collisions::Block {
@@ -225,7 +238,7 @@ async fn report(
         let path = format!("/repos/{repository}/statuses/{}", pull.head);
         expect_success(server.github.call("POST", &path, Some(&body)).await?, "post the collisions status")?;
     }
-    Ok(made)
+    Ok(())
 }
 
 fn expect_success(

@@ -216,7 +216,7 @@ async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
         tracing::warn!("{resumed} run(s) the server left unfinished when it last stopped are resumed");
     }
     // In the background: GitHub's answer must not hold the first webhook back.
-    tokio::spawn({
+    server.tasks.spawn({
         let server = server.clone();
         async move { collisions::learn_open(&server).await }
     });

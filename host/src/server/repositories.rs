@@ -27,9 +27,11 @@ impl Mirrors {
 
     /// Brings the mirror of `repository` (`owner/repo`) up to date with
     /// `clone_url` for `wanted`, cloning it the first time; returns its
-    /// folder. Only what the run needs is fetched: nothing when its commit
-    /// is already there, else the one ref it names (the origin advertises
-    /// only that ref), else everything. With a `token` (from `[github]`),
+    /// folder. Only what the run needs is fetched: the one ref it builds
+    /// (its branch, its pull request's head: the origin advertises only
+    /// that ref), or for a bare commit nothing when the mirror has it;
+    /// everything (pruned) when that is not enough — the origin has no such
+    /// ref, or the commit is still missing. With a `token` (from `[github]`),
     /// git sends it to `clone_url` alone, in a header given through its
     /// environment: never in an argument, a URL, the mirror's configuration
     /// or a message. Blocking.
@@ -46,18 +48,22 @@ impl Mirrors {
         let credentials = token.map(|token| credentials(clone_url, token)).unwrap_or_default();
         if mirror.join("HEAD").is_file() {
             let git_dir = shown(&mirror);
-            let present = crate::scm::is_full_hash(&wanted.head)
-                && git(&["--git-dir", &git_dir, "cat-file", "-e", &format!("{}^{{commit}}", wanted.head)]).is_ok();
-            if present {
-                return Ok(mirror);
+            let has_head = || {
+                crate::scm::is_full_hash(&wanted.head)
+                    && git(&["--git-dir", &git_dir, "cat-file", "-e", &format!("{}^{{commit}}", wanted.head)]).is_ok()
+            };
+            let fetched_ref = match reference(wanted) {
+                Some(name) => {
+                    let refspec = format!("+{name}:{name}");
+                    git_with(&["--git-dir", &git_dir, "fetch", "--quiet", "origin", &refspec], &credentials).is_ok()
+                        && (!crate::scm::is_full_hash(&wanted.head) || has_head())
+                }
+                None => has_head(),
+            };
+            if !fetched_ref {
+                git_with(&["--git-dir", &git_dir, "fetch", "--prune", "--quiet", "origin"], &credentials)
+                    .map_err(|e| cannot_fetch(repository, &e))?;
             }
-            let refspec = reference(wanted).map(|name| format!("+{name}:{name}"));
-            let mut args = vec!["--git-dir", &git_dir, "fetch", "--quiet", "origin"];
-            match &refspec {
-                Some(refspec) => args.push(refspec),
-                None => args.push("--prune"),
-            }
-            git_with(&args, &credentials).map_err(|e| cannot_fetch(repository, &e))?;
         } else {
             std::fs::create_dir_all(&self.dir)
                 .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", self.dir.display())))?;
@@ -149,8 +155,10 @@ fn reference(wanted: &Wanted) -> Option<String> {
 }
 
 fn cannot_fetch(repository: &str, error: &str) -> Diagnostic {
-    Diagnostic::new(format!("cannot fetch `{repository}`: {error}"))
-        .hint("check `clone_url` under `[server.repositories]`: the server must be able to fetch it without a prompt")
+    Diagnostic::new(format!("cannot fetch `{repository}`: {error}")).hint(
+        "check `clone_url` under `[server.repositories]`: the server must be able to fetch it without a prompt, \
+         and a repository that moved (a redirect) is not followed: give its new address",
+    )
 }
 
 fn shown(path: &Path) -> String {
@@ -176,13 +184,14 @@ fn credentials(clone_url: &str, token: &str) -> Vec<(String, String)> {
 }
 
 /// Whether `clone_url` is on GitHub's own host — the scheme, host and port
-/// of `api_url`, with `api.github.com` standing for `github.com` — where
+/// of `api_url`, less its `api.` (`api.github.com` serves `github.com`) — where
 /// `[github]`'s credentials may go.
 pub(crate) fn on_github(clone_url: &str, api_url: &str) -> bool {
     let origin = |url: &str| -> Option<(String, String, Option<u16>)> {
         let uri: axum::http::Uri = url.parse().ok()?;
         let host = uri.host()?.to_ascii_lowercase();
-        let host = if host == "api.github.com" { "github.com".to_string() } else { host };
+        // `api.github.com` serves `github.com`, `api.<name>.ghe.com` serves `<name>.ghe.com`.
+        let host = host.strip_prefix("api.").map_or(host.clone(), str::to_string);
         Some((uri.scheme_str()?.to_ascii_lowercase(), host, uri.port_u16()))
     };
     match (origin(clone_url), origin(api_url)) {
@@ -231,6 +240,7 @@ mod tests {
         ] {
             assert!(!on_github(elsewhere, github), "{elsewhere}");
         }
+        assert!(on_github("https://octocorp.ghe.com/acme/shop.git", "https://api.octocorp.ghe.com"));
         let enterprise = "https://ghe.example.com/api/v3";
         assert!(on_github("https://ghe.example.com/acme/shop.git", enterprise));
         assert!(!on_github("https://ghe.example.com:8443/acme/shop.git", enterprise));

@@ -92,9 +92,13 @@ async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(
             .map_err(|e| Diagnostic::new(format!("internal error: planning failed: {e}")))??
     };
     let Prepared { checkout, planned } = prepared;
-    if let (Some(number), RunSelection::Changes) = (accepted.wanted.pull_request, &accepted.wanted.selection) {
+    // What a pull request's run plans is what it affects — unless a newer run has taken its place.
+    if let (Some(number), RunSelection::Changes) = (accepted.wanted.pull_request, &accepted.wanted.selection)
+        && !accepted.control.is_interrupted()
+    {
         let affected = planned.plan.packages.iter().map(|package| package.name().to_string()).collect();
-        super::collisions::planned(server, &accepted.wanted.repository, number, affected).await;
+        let repository = &accepted.wanted.repository;
+        super::collisions::planned(server, repository, number, &accepted.wanted.head, affected).await;
     }
     let ran = run_planned(server, accepted, planned).await;
     // Removing the work tree runs git: never on the runtime's workers.

@@ -185,9 +185,9 @@ async fn pull_request(server: Arc<Server>, delivery: Delivery, event: PullReques
             if !record(&server, delivery).await? {
                 return Ok(intake::duplicate(None));
             }
+            collisions::closed(&server, &repository, number).await;
             let reason = format!("pull request #{number} was closed");
             let cancelled = intake::cancel_older(&server, &repository, &subject, i64::MAX, None, &reason).await?;
-            collisions::closed(&server, &repository, number).await;
             return Ok((StatusCode::OK, Json(json!({ "cancelled": cancelled }))).into_response());
         }
         other => {

@@ -770,6 +770,15 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
         }
         connection.execute_batch("PRAGMA user_version = 3")?;
     }
+    if version < 4 {
+        // Pull requests are closed, not forgotten (a data folder of this table's first days lacks the column).
+        let exists =
+            connection.prepare("SELECT 1 FROM pragma_table_info('pull_requests') WHERE name = 'closed'")?.exists([])?;
+        if !exists {
+            connection.execute_batch("ALTER TABLE pull_requests ADD COLUMN closed INTEGER NOT NULL DEFAULT 0")?;
+        }
+        connection.execute_batch("PRAGMA user_version = 4")?;
+    }
     Ok(())
 }
 
@@ -830,6 +839,7 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     comment       INTEGER,
     reported_head TEXT,
     reported      TEXT,
+    closed        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (repository, number)
 );
 CREATE TABLE IF NOT EXISTS packages (

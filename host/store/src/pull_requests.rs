@@ -1,7 +1,9 @@
-//! The open pull requests a server knows of, per repository: their head,
-//! when they were opened, the packages their latest run planned, and what
-//! the server last said of their collisions with earlier ones (so that a
-//! comment is edited in place and said again only when it changes).
+//! The pull requests a server knows of, per repository: whether they are
+//! open, the head their latest run planned, when they were opened, the
+//! packages that run planned, the server's comment on them and what it last
+//! said of their collisions with earlier ones (so that a comment is edited
+//! in place — also after a pull request is reopened — and said again only
+//! when it changes).
 
 use rusqlite::params;
 
@@ -26,8 +28,8 @@ pub struct OpenPullRequest {
 }
 
 impl RunStore {
-    /// Records that pull request `number` of `repository` is open at
-    /// `head`, opened at `created_at`; what was known of it stays.
+    /// Records that pull request `number` of `repository` is open (at
+    /// `head` when it is new), opened at `created_at`; what was known of it stays.
     pub fn open_pull_request(
         &self,
         repository: &str,
@@ -38,47 +40,59 @@ impl RunStore {
         self.connection
             .execute(
                 "INSERT INTO pull_requests (repository, number, head, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (repository, number) DO UPDATE SET head = ?3",
+                 ON CONFLICT (repository, number) DO UPDATE SET closed = 0",
                 params![repository, number, head, created_at],
             )
             .map(drop)
             .map_err(|e| self.fail(e))
     }
 
-    /// Forgets pull request `number`: it was closed.
+    /// Pull request `number` was closed: it is no longer open (its comment is kept, should it reopen).
     pub fn close_pull_request(&self, repository: &str, number: i64) -> Result<(), Diagnostic> {
         self.connection
-            .execute("DELETE FROM pull_requests WHERE repository = ?1 AND number = ?2", params![repository, number])
-            .map(drop)
-            .map_err(|e| self.fail(e))
-    }
-
-    /// Keeps the packages the latest run of pull request `number` planned.
-    pub fn set_affected(&self, repository: &str, number: i64, affected: &[String]) -> Result<(), Diagnostic> {
-        let affected = serde_json::to_string(affected).map_err(|e| Diagnostic::new(e.to_string()))?;
-        self.connection
             .execute(
-                "UPDATE pull_requests SET affected = ?3 WHERE repository = ?1 AND number = ?2",
-                params![repository, number, affected],
+                "UPDATE pull_requests SET closed = 1 WHERE repository = ?1 AND number = ?2",
+                params![repository, number],
             )
             .map(drop)
             .map_err(|e| self.fail(e))
     }
 
-    /// Keeps what was reported of pull request `number` at `head`, and the id of its comment.
-    pub fn set_reported(
+    /// Keeps the head the latest run of pull request `number` planned, and its packages.
+    pub fn set_affected(
         &self,
         repository: &str,
         number: i64,
         head: &str,
-        text: &str,
-        comment: Option<i64>,
+        affected: &[String],
     ) -> Result<(), Diagnostic> {
+        let affected = serde_json::to_string(affected).map_err(|e| Diagnostic::new(e.to_string()))?;
         self.connection
             .execute(
-                "UPDATE pull_requests SET reported_head = ?3, reported = ?4, comment = COALESCE(?5, comment)
-                 WHERE repository = ?1 AND number = ?2",
-                params![repository, number, head, text, comment],
+                "UPDATE pull_requests SET head = ?3, affected = ?4 WHERE repository = ?1 AND number = ?2",
+                params![repository, number, head, affected],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Keeps the id of the server's comment on pull request `number` (none: it was deleted).
+    pub fn set_comment(&self, repository: &str, number: i64, comment: Option<i64>) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "UPDATE pull_requests SET comment = ?3 WHERE repository = ?1 AND number = ?2",
+                params![repository, number, comment],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Keeps what was reported of pull request `number` at `head`.
+    pub fn set_reported(&self, repository: &str, number: i64, head: &str, text: &str) -> Result<(), Diagnostic> {
+        self.connection
+            .execute(
+                "UPDATE pull_requests SET reported_head = ?3, reported = ?4 WHERE repository = ?1 AND number = ?2",
+                params![repository, number, head, text],
             )
             .map(drop)
             .map_err(|e| self.fail(e))
@@ -90,7 +104,7 @@ impl RunStore {
             .connection
             .prepare(
                 "SELECT number, head, created_at, affected, comment, reported_head, reported FROM pull_requests
-                 WHERE repository = ?1 ORDER BY created_at, number",
+                 WHERE repository = ?1 AND closed = 0 ORDER BY created_at, number",
             )
             .map_err(|e| self.fail(e))?;
         let rows = query
@@ -126,18 +140,23 @@ mod tests {
         store.open_pull_request("acme/shop", 7, "b7", "2026-12-07T10:00:00Z").expect("open");
         store.open_pull_request("acme/shop", 3, "a3", "2026-12-06T10:00:00Z").expect("open");
         store.open_pull_request("acme/other", 1, "c1", "2026-12-01T10:00:00Z").expect("open");
-        store.set_affected("acme/shop", 3, &["lib".to_string(), "app".to_string()]).expect("affected");
-        store.set_reported("acme/shop", 3, "a3", "text", Some(42)).expect("reported");
-        // Pushed to again: a new head, the rest kept.
-        store.open_pull_request("acme/shop", 3, "a4", "ignored").expect("reopen");
+        store.set_affected("acme/shop", 3, "a3", &["lib".to_string(), "app".to_string()]).expect("affected");
+        store.set_comment("acme/shop", 3, Some(42)).expect("comment");
+        store.set_reported("acme/shop", 3, "a3", "text").expect("reported");
+        // Its event again: what was known stays; the head moves when its next run plans.
+        store.open_pull_request("acme/shop", 3, "a4", "ignored").expect("again");
         let open = store.open_pull_requests("acme/shop").expect("list");
         assert_eq!(open.iter().map(|pull| pull.number).collect::<Vec<_>>(), [3, 7]);
-        assert_eq!(open[0].head, "a4");
+        assert_eq!(open[0].head, "a3");
         assert_eq!(open[0].affected.as_deref(), Some(&["lib".to_string(), "app".to_string()][..]));
         assert_eq!((open[0].comment, open[0].reported.clone()), (Some(42), Some(("a3".into(), "text".into()))));
         assert_eq!(open[1].affected, None);
         store.close_pull_request("acme/shop", 3).expect("close");
         let open = store.open_pull_requests("acme/shop").expect("list");
         assert_eq!(open.iter().map(|pull| (pull.number, pull.head.as_str())).collect::<Vec<_>>(), [(7, "b7")]);
+        // Reopened: its comment is still the one to edit.
+        store.open_pull_request("acme/shop", 3, "a5", "ignored").expect("reopen");
+        let open = store.open_pull_requests("acme/shop").expect("list");
+        assert_eq!(open[0].comment, Some(42));
     }
 }
