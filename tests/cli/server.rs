@@ -699,6 +699,30 @@ fn open_pull_request(project: &Project, number: u64, name: &str, file: &str) -> 
     head
 }
 
+/// GitHub's answer to `path` about one of `pulls` (number, head, the one
+/// file it adds), each a single commit on `base`: the pull request, its
+/// files, its commits; `None` for any other path.
+fn pull_request_api(pulls: &[(u64, String, &str)], base: &str, path: &str) -> Option<Reply> {
+    for (number, head, file) in pulls {
+        let pull = format!("/repos/{REPOSITORY}/pulls/{number}");
+        if path == pull {
+            return Some(Reply::json(
+                200,
+                json!({ "number": number, "commits": 1, "changed_files": 1,
+                        "base": { "sha": base, "ref": "main" }, "head": { "sha": head, "ref": "feature" } }),
+            ));
+        }
+        if path == format!("{pull}/files?per_page=100") {
+            return Some(Reply::json(200, json!([{ "filename": file, "status": "added" }])));
+        }
+        if path == format!("{pull}/commits?per_page=100") {
+            let commit = json!({ "sha": head, "commit": { "message": "ENH" }, "parents": [{ "sha": base }] });
+            return Some(Reply::json(200, json!([commit])));
+        }
+    }
+    None
+}
+
 /// A `pull_request` event as GitHub documents it.
 fn pull_request_event(action: &str, number: u64, name: &str, head: &str, base: &str) -> Value {
     json!({
@@ -728,24 +752,8 @@ fn a_pull_request_runs_its_change_set_and_closing_it_cancels_its_runs() {
         if request.method == "POST" {
             return Reply::json(201, json!({ "state": "ok" }));
         }
-        for (number, head, file) in &pulls {
-            let pull = format!("/repos/{REPOSITORY}/pulls/{number}");
-            if request.path == pull {
-                return Reply::json(
-                    200,
-                    json!({ "number": number, "commits": 1, "changed_files": 1,
-                            "base": { "sha": api_base, "ref": "main" }, "head": { "sha": head, "ref": "feature" } }),
-                );
-            }
-            if request.path == format!("{pull}/files?per_page=100") {
-                return Reply::json(200, json!([{ "filename": file, "status": "added" }]));
-            }
-            if request.path == format!("{pull}/commits?per_page=100") {
-                let commit = json!({ "sha": head, "commit": { "message": "ENH" }, "parents": [{ "sha": api_base }] });
-                return Reply::json(200, json!([commit]));
-            }
-        }
-        Reply::json(404, json!({ "message": "Not Found" }))
+        pull_request_api(&pulls, &api_base, &request.path)
+            .unwrap_or_else(|| Reply::json(404, json!({ "message": "Not Found" })))
     });
     let server = TestServer::start(project.origin.path(), &recorder.url(), "");
 
@@ -817,24 +825,8 @@ fn a_pull_request_sharing_packages_with_an_earlier_one_is_told_in_one_comment_an
             ("POST", _) => return Reply::json(201, json!({ "state": "ok" })),
             _ => {}
         }
-        for (number, head, file) in &pulls {
-            let pull = format!("/repos/{REPOSITORY}/pulls/{number}");
-            if request.path == pull {
-                return Reply::json(
-                    200,
-                    json!({ "number": number, "commits": 1, "changed_files": 1,
-                            "base": { "sha": api_base, "ref": "main" }, "head": { "sha": head, "ref": "feature" } }),
-                );
-            }
-            if request.path == format!("{pull}/files?per_page=100") {
-                return Reply::json(200, json!([{ "filename": file, "status": "added" }]));
-            }
-            if request.path == format!("{pull}/commits?per_page=100") {
-                let commit = json!({ "sha": head, "commit": { "message": "ENH" }, "parents": [{ "sha": api_base }] });
-                return Reply::json(200, json!([commit]));
-            }
-        }
-        Reply::json(404, json!({ "message": "Not Found" }))
+        pull_request_api(&pulls, &api_base, &request.path)
+            .unwrap_or_else(|| Reply::json(404, json!({ "message": "Not Found" })))
     });
     let server = TestServer::start(project.origin.path(), &recorder.url(), "collisions = \"block\"");
     let open = |number: u64, name: &str, head: &str, opened: &str| {
