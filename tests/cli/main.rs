@@ -20,6 +20,7 @@ mod hostile_isolation;
 mod hostile_output;
 mod hostile_paths;
 mod hostile_terminal;
+mod init;
 mod layers;
 mod manuals;
 mod plan;

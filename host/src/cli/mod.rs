@@ -56,6 +56,9 @@ enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Propose a loktar.json from the repository's folders (a Dockerfile, pyproject.toml,
+    /// setup.py, pom.xml, src/main/java, DEBIAN/control); `--write` writes it
+    Init(InitArgs),
     /// Show which packages a change affects, in dependency order, and why
     Plan(PlanArgs),
     /// Show the chain from a changed file to a package
@@ -89,6 +92,21 @@ enum Command {
     /// would, with `[server]` of the host configuration. Prints the address it listens on;
     /// SIGTERM stops it after running runs finish (or, after 30 s, are cancelled)
     Server,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Write loktar.json (without it, nothing is written)
+    #[arg(long)]
+    write: bool,
+
+    /// Replace an existing loktar.json
+    #[arg(long, requires = "write")]
+    force: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
 }
 
 #[derive(Debug, Args)]
@@ -301,6 +319,7 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
         Command::Run(args) => run::run(&options, &args, color),
         Command::Runs(args) => runs(&options, &args).map(Done::with_output),
         Command::Remote(args) => remote::remote(&args).map(Done::with_output).map_err(Into::into),
+        Command::Init(args) => init(&options, &args).map(Done::with_output),
         Command::Completions { shell } => Ok(Done::with_output(manuals::completions(shell))),
         Command::Man { dir } => manuals::man(dir.as_deref()).map(Done::with_output).map_err(Into::into),
         Command::Server => {
@@ -308,6 +327,59 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
         }
         other => inspect(other, &options).map(|output| Done::printing(output, ExitCode::SUCCESS)),
     }
+}
+
+/// `loktar init`: the proposal, and with `--write` loktar.json written and loaded back.
+fn init(options: &Options, args: &InitArgs) -> Result<String, Diagnostics> {
+    let root = context::find_root(options.repo.as_deref())?;
+    let manifest_path = root.join(crate::config::MANIFEST);
+    if manifest_path.exists() && !args.force {
+        return Err(Diagnostic::new(format!("`{}` exists already", manifest_path.display()))
+            .hint("`loktar graph` shows what it declares; `loktar init --write --force` replaces it")
+            .into());
+    }
+    let proposal = crate::app::init::propose(&root)?;
+    if proposal.packages.is_empty() {
+        return Err(Diagnostic::new("no package found: no folder holds a Dockerfile, pyproject.toml, setup.py, pom.xml, src/main/java or DEBIAN/control")
+            .hint("loktar.json can still be written by hand: see the README's `loktar.json` section")
+            .into());
+    }
+    let manifest = proposal.manifest();
+    let text = format!("{}\n", serde_json::to_string_pretty(&manifest).unwrap_or_default());
+    if args.write {
+        std::fs::write(&manifest_path, &text)
+            .map_err(|e| Diagnostic::new(format!("cannot write `{}`: {e}", manifest_path.display())))?;
+        // What was written loads as every command will load it.
+        Context::load(options)?;
+    }
+    if args.format == ListFormat::Json {
+        let packages: Vec<serde_json::Value> = proposal
+            .packages
+            .iter()
+            .map(|p| serde_json::json!({ "name": p.name, "dir": p.dir, "pkg_type": p.kind, "why": p.why }))
+            .collect();
+        let answer = serde_json::json!({ "loktar_json": manifest, "packages": packages, "notes": proposal.notes, "written": args.write });
+        return Ok(to_json(&answer));
+    }
+    let mut out = format!("{} package(s) found\n", proposal.packages.len());
+    let width = proposal.packages.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for package in &proposal.packages {
+        out.push_str(&format!(
+            "  {:width$}  {:6}  {}\n",
+            escaped(&package.name),
+            package.kind,
+            escaped(&package.why.join(", "))
+        ));
+    }
+    for note in &proposal.notes {
+        out.push_str(&format!("note: {}\n", escaped(note)));
+    }
+    if args.write {
+        out.push_str(&format!("written: {}\n", manifest_path.display()));
+    } else {
+        out.push_str(&format!("\n{text}\nnothing written: `loktar init --write` writes this loktar.json\n"));
+    }
+    Ok(out)
 }
 
 /// `loktar runs` and `loktar runs show`.
@@ -348,6 +420,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     let options = options.clone();
     let text = match command {
         Command::Run(_)
+        | Command::Init(_)
         | Command::Runs(_)
         | Command::Remote(_)
         | Command::Completions { .. }
