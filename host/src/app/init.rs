@@ -134,6 +134,8 @@ pub fn propose_from(files: &[String], read: impl Fn(&str) -> Option<String>) -> 
             mark(dir, "jar", None);
         }
     }
+    // Looked up for each package: a set, not a scan of every file.
+    let listed: std::collections::HashSet<&str> = files.iter().map(String::as_str).collect();
     let mut proposal = Proposal::default();
     for (dir, mut kinds) in found {
         kinds.sort_by_key(|(kind, _, _)| ["docker", "whl", "jar", "deb"].iter().position(|k| k == kind));
@@ -145,8 +147,8 @@ pub fn propose_from(files: &[String], read: impl Fn(&str) -> Option<String>) -> 
             }
         }
         let in_dir = |name: &str| if dir == "." { name.to_string() } else { format!("{dir}/{name}") };
-        let has = |name: &str| files.contains(&in_dir(name));
-        let make = match read(&in_dir("Makefile")).filter(|_| has("Makefile")) {
+        let has = |name: &str| listed.contains(in_dir(name).as_str());
+        let make = match has("Makefile").then(|| read(&in_dir("Makefile"))).flatten() {
             Some(text) => {
                 let rules = |rule: &str| text.lines().any(|line| line.split(':').next() == Some(rule));
                 match (rules("ci"), rules("clean")) {

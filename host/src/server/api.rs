@@ -56,10 +56,8 @@ pub(crate) async fn runs(
     query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     may_read(&server, &headers)?;
-    let Query(query) = query.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text()))
-            .hint("filters: repository, branch, pull_request, status, limit, before")
-    })?;
+    let Query(query) = query
+        .map_err(|e| Problem::bad_query(&e, "filters: repository, branch, pull_request, status, limit, before"))?;
     let limit = query.limit.unwrap_or(20).clamp(1, MAX_PAGE);
     let filter = RunFilter {
         repository: query.repository,
@@ -183,9 +181,7 @@ pub(crate) async fn log(
     request: Request,
 ) -> Result<Response, Problem> {
     may_read(&server, request.headers())?;
-    let Query(query) = query.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text())).hint("`?follow=true`")
-    })?;
+    let Query(query) = query.map_err(|e| Problem::bad_query(&e, "`?follow=true`"))?;
     let Some(stage) = Stage::from_name(&stage) else {
         return Err(Problem::new(StatusCode::NOT_FOUND, format!("`{stage}` is not a stage"))
             .hint("stages: test, build, publish, store, notify"));

@@ -3,15 +3,17 @@
 //! executors without the store's credentials can fetch it.
 //!
 //! The key is `<package>/<version>/<file>`, as the storage plugins lay
-//! artifacts out. The stores looked in are the operator's `[stores]`, in
-//! name order, for each repository the server builds (in name order, or
-//! only `?repository=owner/repo`): an `fs` store the configuration names
+//! artifacts out. The stores looked in are the operator's `[stores]` as
+//! the server read them when it started, in name order, for each
+//! repository the server builds (in name order, or only
+//! `?repository=owner/repo`): an `fs` store the configuration names
 //! relative to the repository is that repository's folder in the data
 //! folder; other stores (S3, absolute folders) are looked in once. The
 //! first that has the key answers. One `Range` is honoured (several: the
 //! whole object), and `ETag` with `If-None-Match` and `If-Range`. A part
 //! of the path that would leave the store (`..`, an encoded slash) is 400.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -45,10 +47,7 @@ pub(crate) async fn artifact(
     query: Result<Query<ArtifactQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     may_read(&server, &headers)?;
-    let Query(query) = query.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text()))
-            .hint("the only filter is `repository=owner/repo`")
-    })?;
+    let Query(query) = query.map_err(|e| Problem::bad_query(&e, "the only filter is `repository=owner/repo`"))?;
     for part in [&package, &version, &file] {
         check_part(part)?;
     }
@@ -108,21 +107,15 @@ async fn find(
     repositories: Vec<String>,
     key: &str,
 ) -> Result<Option<(String, ObjectReader)>, Problem> {
-    let stores = {
-        let server = server.clone();
-        tokio::task::spawn_blocking(move || stores(&server, &repositories))
-            .await
-            .map_err(|e| Problem::internal(Diagnostic::new(format!("cannot read the stores: {e}"))))?
-            .map_err(Problem::internal)?
-    };
+    let stores = server.artifact_stores.as_ref().map_err(|problem| Problem::internal(problem.clone()))?;
     let mut unreachable = None;
-    for (name, store) in stores {
+    for (name, store) in stores.of(&repositories) {
         match store.open_reader(key).await {
-            Ok(Some(reader)) => return Ok(Some((name, reader))),
+            Ok(Some(reader)) => return Ok(Some((name.clone(), reader))),
             Ok(None) => {}
             Err(problem) => {
                 tracing::warn!("{problem}");
-                unreachable.get_or_insert(name);
+                unreachable.get_or_insert(name.clone());
             }
         }
     }
@@ -134,27 +127,59 @@ async fn find(
     }
 }
 
-/// The stores to look in, in order, opened: each configured store as each
-/// of `repositories`' runs see it, every distinct one once.
-fn stores(server: &Server, repositories: &[String]) -> Result<Vec<(String, ObjectStore)>, Diagnostic> {
-    // A repository root no run has: only store folders named relative to the repository lie below it.
-    let root = server.data_dir().join("work");
-    let settings = Settings::load(server.config.as_deref(), &root)?;
-    let mut wanted: Vec<(String, StoreSettings)> = Vec::new();
-    for repository in repositories {
-        let mut theirs = settings.clone();
-        theirs.rebase_store_folders(&root, &server.store_root(repository));
-        for (name, store) in theirs.stores {
-            if !wanted.iter().any(|(seen, settings)| *seen == name && *settings == store) {
-                wanted.push((name, store));
+/// The stores the proxy looks in, opened once when the server starts (one
+/// client per store, its connections kept): for each repository, the
+/// operator's `[stores]` in name order as its runs see them — an `fs` store
+/// named relative to the repository is that repository's folder in the
+/// data folder; a store every repository sees alike is one and the same.
+pub(crate) struct ArtifactStores {
+    by_repository: BTreeMap<String, Vec<(String, Arc<ObjectStore>)>>,
+}
+
+impl ArtifactStores {
+    /// Opens the stores of `repositories` from the operator's configuration `config`.
+    pub(crate) fn open<'a>(
+        config: Option<&std::path::Path>,
+        data_dir: &std::path::Path,
+        repositories: impl Iterator<Item = &'a String>,
+    ) -> Result<ArtifactStores, Diagnostic> {
+        // A repository root no run has: only store folders named relative to the repository lie below it.
+        let root = data_dir.join("work");
+        let settings = Settings::load(config, &root)?;
+        let secret = |name: &str| settings.secret_value(name);
+        let mut opened: Vec<(String, StoreSettings, Arc<ObjectStore>)> = Vec::new();
+        let mut by_repository = BTreeMap::new();
+        for repository in repositories {
+            let mut theirs = settings.clone();
+            theirs.rebase_store_folders(&root, &super::store_root(data_dir, repository));
+            let mut stores = Vec::new();
+            for (name, store) in theirs.stores {
+                let same = opened.iter().find(|(seen, settings, _)| *seen == name && *settings == store);
+                let store = match same {
+                    Some((_, _, same)) => same.clone(),
+                    None => {
+                        let new = Arc::new(ObjectStore::open(&name, &store, secret)?);
+                        opened.push((name.clone(), store, new.clone()));
+                        new
+                    }
+                };
+                stores.push((name, store));
+            }
+            by_repository.insert(repository.clone(), stores);
+        }
+        Ok(ArtifactStores { by_repository })
+    }
+
+    /// The stores of `repositories`, in their order, each once.
+    fn of(&self, repositories: &[String]) -> Vec<&(String, Arc<ObjectStore>)> {
+        let mut stores: Vec<&(String, Arc<ObjectStore>)> = Vec::new();
+        for store in repositories.iter().filter_map(|repository| self.by_repository.get(repository)).flatten() {
+            if !stores.iter().any(|seen| Arc::ptr_eq(&seen.1, &store.1)) {
+                stores.push(store);
             }
         }
+        stores
     }
-    let secret = |name: &str| settings.secret_value(name);
-    wanted
-        .into_iter()
-        .map(|(name, store)| ObjectStore::open(&name, &store, secret).map(|opened| (name, opened)))
-        .collect()
 }
 
 /// The object, or the part of it `Range` asks for, with its entity tag;

@@ -29,6 +29,11 @@ const MARKER: &str = "<!-- loktar: collisions -->";
 /// What the comment says once a pull request no longer collides.
 const RESOLVED: &str = "No other open pull request affects these packages any more.";
 
+/// A pull request's number as the store keeps it.
+fn stored(number: u64) -> i64 {
+    i64::try_from(number).unwrap_or(i64::MAX)
+}
+
 /// Whether the server looks at collisions at all.
 pub(crate) fn enabled(server: &Server) -> bool {
     server.settings.collisions != Collisions::Off
@@ -41,8 +46,8 @@ pub(crate) async fn opened(server: &Arc<Server>, repository: &str, number: u64, 
     }
     let (repository, head) = (repository.to_string(), head.to_string());
     // Without GitHub's time, now: later than every pull request known so far.
-    let created_at = created_at.map_or_else(now, str::to_string);
-    let number = i64::try_from(number).unwrap_or(i64::MAX);
+    let created_at = created_at.map_or_else(|| crate::timefmt::rfc3339(std::time::SystemTime::now()), str::to_string);
+    let number = stored(number);
     let kept = server.with_store(move |store| store.open_pull_request(&repository, number, &head, &created_at)).await;
     if let Err(problem) = kept {
         tracing::warn!("cannot keep an open pull request: {problem}");
@@ -56,7 +61,7 @@ pub(crate) async fn planned(server: &Arc<Server>, repository: &str, number: u64,
         return;
     }
     let (owned, head) = (repository.to_string(), head.to_string());
-    let number = i64::try_from(number).unwrap_or(i64::MAX);
+    let number = stored(number);
     let kept = server.with_store(move |store| store.set_affected(&owned, number, &head, &affected)).await;
     match kept {
         Ok(()) => refresh_later(server, repository),
@@ -70,7 +75,7 @@ pub(crate) async fn closed(server: &Arc<Server>, repository: &str, number: u64) 
         return;
     }
     let owned = repository.to_string();
-    let number = i64::try_from(number).unwrap_or(i64::MAX);
+    let number = stored(number);
     match server.with_store(move |store| store.close_pull_request(&owned, number)).await {
         Ok(()) => refresh_later(server, repository),
         Err(problem) => tracing::warn!("cannot forget a closed pull request: {problem}"),
@@ -250,12 +255,6 @@ fn expect_success(
     } else {
         Err(crate::diagnostic::Diagnostic::new(format!("GitHub answered {} when asked to {what}", answer.status)))
     }
-}
-
-/// Now, as GitHub writes times (`2026-12-07T10:00:00Z`).
-fn now() -> String {
-    let now = crate::timefmt::datetime(crate::timefmt::unix_millis(std::time::SystemTime::now()));
-    format!("{}Z", now.replacen(' ', "T", 1))
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ pub(crate) struct Server {
     api_tokens: Vec<String>,
     /// GitHub as `[github]` says: its credentials fetch the repositories.
     github: Github,
+    /// The stores the storage proxy reads; why they cannot be opened, if so.
+    artifact_stores: Result<artifacts::ArtifactStores, Diagnostic>,
     /// Held while a repository's pull requests are looked at for collisions.
     collisions: tokio::sync::Mutex<()>,
     /// Runs being worked at once (as many as there are executors).
@@ -142,8 +144,13 @@ impl Server {
 
     /// Where `repository`'s `fs` stores named relative to it keep their objects.
     fn store_root(&self, repository: &str) -> PathBuf {
-        self.data_dir().join("stores").join(repository.replace('/', "+"))
+        store_root(self.data_dir(), repository)
     }
+}
+
+/// Where `repository`'s `fs` stores named relative to it keep their objects, below `data_dir`.
+fn store_root(data_dir: &std::path::Path, repository: &str) -> PathBuf {
+    data_dir.join("stores").join(repository.replace('/', "+"))
 }
 
 /// Starts the server with the operator's configuration from `options`,
@@ -178,6 +185,11 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         webhook_secret,
         api_tokens,
         github: Github::from_settings(&settings),
+        artifact_stores: artifacts::ArtifactStores::open(
+            settings.source.as_deref(),
+            &server.data_dir,
+            server.repositories.keys(),
+        ),
         collisions: tokio::sync::Mutex::new(()),
         runs_at_once: Semaphore::new(executors.max(1)),
         executors: Executors::start(Arc::new(LocalQueue::new()), executors),

@@ -32,6 +32,11 @@ impl Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the server failed; its log says why")
     }
 
+    /// `400` for a query string the route cannot read; `hint` says what it takes.
+    pub(crate) fn bad_query(rejection: &axum::extract::rejection::QueryRejection, hint: &str) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, format!("bad query: {}", rejection.body_text())).hint(hint)
+    }
+
     /// `404` for a path no route serves.
     pub(crate) async fn no_route(uri: axum::http::Uri) -> Problem {
         Problem::new(StatusCode::NOT_FOUND, format!("no route `{}`", uri.path()))

@@ -49,12 +49,12 @@ pub(crate) async fn run(server: Arc<Server>, accepted: Accepted) {
         Err(_) => Err(Diagnostic::new("cancelled before it started")),
     };
     if let Err(problem) = ended {
-        if accepted.control.is_interrupted() {
+        let cancelled = accepted.control.is_interrupted();
+        if cancelled {
             tracing::info!(run = number, "{problem}");
         } else {
             tracing::warn!(run = number, "{problem}");
         }
-        let cancelled = accepted.control.is_interrupted();
         let outcome = if cancelled { RunOutcome::Interrupted } else { RunOutcome::Failed };
         let reason = match &problem.hint {
             Some(hint) => format!("{}; hint: {hint}", problem.message),

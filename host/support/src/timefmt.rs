@@ -13,10 +13,20 @@ pub fn unix_millis(time: SystemTime) -> i64 {
 /// `2026-11-28 04:12:03` (UTC) for milliseconds since the epoch; `?` for
 /// a time outside years -9999 to 9999.
 pub fn datetime(millis: i64) -> String {
+    date_and_time(millis, ' ', "")
+}
+
+/// `2026-11-28T04:12:03Z`: RFC 3339, as GitHub writes times (whole seconds, UTC).
+pub fn rfc3339(time: SystemTime) -> String {
+    date_and_time(unix_millis(time), 'T', "Z")
+}
+
+/// The date, `between`, the time of day and `after`; `?` outside years -9999 to 9999.
+fn date_and_time(millis: i64, between: char, after: &str) -> String {
     match utc(millis) {
         Some(time) => {
             let (year, month, day) = time.to_calendar_date();
-            format!("{year:04}-{:02}-{day:02} {}", u8::from(month), clock(time.time()))
+            format!("{year:04}-{:02}-{day:02}{between}{}{after}", u8::from(month), clock(time.time()))
         }
         None => "?".to_string(),
     }
@@ -63,6 +73,7 @@ mod tests {
         assert_eq!(datetime(-1), "1969-12-31 23:59:59");
         assert_eq!(datetime(i64::MAX), "?");
         assert_eq!(time_of_day(UNIX_EPOCH + Duration::from_millis(1_795_838_707_999)), "04:05:07");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_838_707_999)), "2026-11-28T04:05:07Z");
         assert_eq!(duration(Duration::from_millis(400)), "0.4s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
         assert_eq!(duration(Duration::from_secs(3720)), "1h02m");

@@ -33,6 +33,15 @@ const PARTS_IN_FLIGHT: usize = 4;
 /// Metadata key holding an object's SHA-256 (hex).
 const SHA256_METADATA: &str = "sha256";
 
+/// What a `HEAD` of an object says.
+struct Head {
+    size: u64,
+    /// The `sha256` metadata Loktar stores with it.
+    sha256: Option<String>,
+    /// The server's own entity tag.
+    etag: Option<String>,
+}
+
 /// A store on an S3-compatible server.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -259,30 +268,29 @@ impl S3Store {
 
     /// The metadata of `key`, or `None` when there is no such object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, Diagnostic> {
-        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
-            Ok(output) => {
-                let sha256 = output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned();
-                let size = output.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or_default();
-                Ok(Some(self.info(key, size, sha256)))
-            }
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(error) => Err(self.remote(&format!("look up `{key}`"), error)),
-        }
+        Ok(self.described(key).await?.map(|head| self.info(key, head.size, head.sha256)))
     }
 
     /// Opens `key` for reading: its size and tag from a `HEAD`, or `None` when there is no such object.
     pub(super) async fn open_reader(&self, key: &str) -> Result<Option<ObjectReader>, Diagnostic> {
-        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
-            Ok(output) => {
-                let sha256 = output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned();
-                let etag = output.e_tag.clone();
-                let tag = sha256.or_else(|| etag.as_ref().map(|tag| tag.trim_matches('"').to_string()));
-                Ok(Some(ObjectReader {
-                    size: output.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or_default(),
-                    tag: tag.unwrap_or_default(),
-                    source: ReaderSource::S3 { store: self.clone(), key: key.to_string(), etag },
-                }))
+        Ok(self.described(key).await?.map(|head| {
+            let tag = head.sha256.or_else(|| head.etag.as_ref().map(|tag| tag.trim_matches('"').to_string()));
+            ObjectReader {
+                size: head.size,
+                tag: tag.unwrap_or_default(),
+                source: ReaderSource::S3 { store: self.clone(), key: key.to_string(), etag: head.etag },
             }
+        }))
+    }
+
+    /// What a `HEAD` of `key` says, or `None` when there is no such object.
+    async fn described(&self, key: &str) -> Result<Option<Head>, Diagnostic> {
+        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+            Ok(output) => Ok(Some(Head {
+                size: output.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or_default(),
+                sha256: output.metadata.as_ref().and_then(|m| m.get(SHA256_METADATA)).cloned(),
+                etag: output.e_tag,
+            })),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(error) => Err(self.remote(&format!("look up `{key}`"), error)),
         }
