@@ -3,7 +3,7 @@
 //! edges of the dependency graph, beside those written in `depends_on`.
 
 use crate::config::Workspace;
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::graph::Edge;
 use crate::runtime::{CallEnv, Mounts, PluginSession};
 
@@ -18,13 +18,34 @@ pub struct Discovered {
     pub source: String,
 }
 
+/// The edges of what was found.
+pub fn found_edges(found: &[Discovered]) -> Vec<Edge> {
+    found.iter().map(|discovered| discovered.edge.clone()).collect()
+}
+
 /// Whether any package asks for discovery, so the plugin host is needed at all.
 pub fn needed(workspace: &Workspace) -> bool {
     workspace.packages.iter().any(|p| !p.dependencies_type.is_empty())
 }
 
+/// What the discovery plugins found, and where they failed.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// The dependencies found.
+    pub found: Vec<Discovered>,
+    /// Each plugin that failed on a package, naming both.
+    pub problems: Vec<Diagnostic>,
+}
+
+impl Discovery {
+    /// The dependencies, or every problem.
+    pub fn into_result(self) -> Result<Vec<Discovered>, Diagnostics> {
+        if self.problems.is_empty() { Ok(self.found) } else { Err(Diagnostics(self.problems)) }
+    }
+}
+
 /// Runs every package's discovery plugins and keeps the names that are packages.
-pub async fn discover(workspace: &Workspace, plugins: &PluginSession) -> Result<Vec<Discovered>, Diagnostics> {
+pub async fn discover(workspace: &Workspace, plugins: &PluginSession) -> Discovery {
     let by_normalized: std::collections::HashMap<String, usize> =
         workspace.packages.iter().enumerate().map(|(i, p)| (normalize(&p.name), i)).collect();
     let mut found = Vec::new();
@@ -56,7 +77,7 @@ pub async fn discover(workspace: &Workspace, plugins: &PluginSession) -> Result<
             }
         }
     }
-    if problems.is_empty() { Ok(found) } else { Err(Diagnostics(problems)) }
+    Discovery { found, problems }
 }
 
 /// Names compare the way Python distributions do (PEP 503): case and runs of `-`, `_`, `.` do not matter.

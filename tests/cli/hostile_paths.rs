@@ -231,6 +231,8 @@ fn a_repository_plugin_gets_no_more_than_the_operators_policy() {
         run.stderr
     );
     assert!(!run.stderr.contains("attack succeeded"), "{}", run.stderr);
+    // Asked for in loktar.json, refused by the policy: the fix is the operator's.
+    assert!(run.stderr.contains("gets at most `capabilities` under `[policy.repository_plugins]`"), "{}", run.stderr);
     let plan = repo.loktar(&["plan"]).ok();
     assert!(
         plan.ends_with(
@@ -248,6 +250,20 @@ fn a_repository_plugin_gets_no_more_than_the_operators_policy() {
     let hostile = listing.as_array().and_then(|l| l.iter().find(|p| p["name"] == "hostile")).expect("listed");
     assert_eq!(hostile["source"], "repository: ci/hostile.wasm");
     assert_eq!(hostile["granted"], json!(["log", "process"]));
+
+    // Not asked for in loktar.json, whatever the policy: the fix is the repository's.
+    let manifest = std::fs::read_to_string(repo.path().join("loktar.json")).expect("read");
+    repo.write(
+        "loktar.json",
+        &manifest.replace("\"capabilities\":[\"log\",\"process\"]", "\"capabilities\":[\"log\"]"),
+    );
+    let run = repo.loktar(&["run", "--all"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("add `\"process\"` to `capabilities` of plugin `hostile` under `plugins` in loktar.json"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

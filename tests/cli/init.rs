@@ -43,6 +43,10 @@ fn the_example_monorepo_gets_its_packages_back_and_nothing_is_written_unasked() 
         let row = shown.lines().find(|line| line.split_whitespace().next() == Some(name)).expect(name);
         assert!(row.contains(kind) && row.ends_with(why), "{row}");
     }
+    // What the discovery plugins find between them, before anything is written.
+    assert!(shown.contains("2 dependencies found by the discovery plugins\n"), "{shown}");
+    assert!(shown.contains("  pet_api → awesome_lib  (python_requirements: `requirements.txt`)\n"), "{shown}");
+    assert!(shown.contains("  webfront → pet_api  (docker_compose: `compose.yaml`)\n"), "{shown}");
     // `stock_api` has an app.py and nothing to build: not a package.
     assert!(!shown.contains("stock_api"), "{shown}");
     assert!(shown.ends_with("nothing written: `loktar init --write` writes this loktar.json\n"), "{shown}");
@@ -57,10 +61,11 @@ fn the_example_monorepo_gets_its_packages_back_and_nothing_is_written_unasked() 
     assert_eq!(pet_api["test_type"], "make");
     assert_eq!(pet_api["dependencies_type"], serde_json::json!(["dockerfile", "python_requirements"]));
     assert_eq!(json["written"], false);
+    assert_eq!(json["dependencies"].as_array().map(Vec::len), Some(2), "{json}");
 
-    // Written, it loads: `loktar graph` finds pet_api's dependency on awesome_lib in its
-    // requirements, as the original did. webfront's on pet_api was written by hand in the
-    // original (no file of webfront names pet_api): no plugin finds it, so it is not there.
+    // Written, it loads, and `loktar graph` has the original's dependencies: pet_api's on
+    // awesome_lib from its requirements, webfront's on pet_api (a `depends_on` in the
+    // original) from the compose file webfront runs its API with.
     let written = repo.loktar(&["init", "--write"]).ok();
     assert!(written.contains("written: "), "{written}");
     let graph: Value = serde_json::from_str(&repo.loktar(&["graph", "--format", "json"]).ok()).expect("graph JSON");
@@ -70,7 +75,25 @@ fn the_example_monorepo_gets_its_packages_back_and_nothing_is_written_unasked() 
     };
     assert_eq!(depends_on("pet_api"), serde_json::json!(["awesome_lib"]));
     assert_eq!(depends_on("awesome_lib"), serde_json::json!([]));
-    assert_eq!(depends_on("webfront"), serde_json::json!([]));
+    assert_eq!(depends_on("webfront"), serde_json::json!(["pet_api"]));
+    let original: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/monorepo/loktar.json"))
+            .expect("the original"),
+    )
+    .expect("JSON");
+    let kinds = |packages: &Value| -> Vec<(String, String)> {
+        let mut kinds: Vec<(String, String)> = packages["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (p["pkg_name"].as_str().unwrap_or("").to_string(), p["pkg_type"].as_str().unwrap_or("").to_string())
+            })
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    assert_eq!(kinds(&json["loktar_json"]), kinds(&original), "the original's packages and types");
 }
 
 #[test]
@@ -123,4 +146,23 @@ fn an_empty_repository_and_an_existing_manifest_are_refused_with_the_way_out() {
     repo.loktar(&["init", "--write", "--force"]).ok();
     let replaced = std::fs::read_to_string(repo.path().join("loktar.json")).expect("replaced");
     assert!(replaced.contains("\"pkg_name\": \"app\""), "{replaced}");
+}
+
+#[test]
+fn a_discovery_plugin_failing_on_a_file_is_a_note_and_the_others_findings_stay() {
+    let repo = TestRepo::new();
+    repo.write("services/api/Dockerfile", "FROM busybox\n");
+    repo.write("services/api/requirements.txt", "lib==1.0\n");
+    repo.write("services/api/compose.yaml", "services: [\n");
+    repo.write("lib/setup.py", "");
+    repo.commit("ENH: an api");
+    let shown = repo.loktar(&["init"]).ok();
+    assert!(shown.contains("  api → lib  (python_requirements: `requirements.txt`)\n"), "{shown}");
+    let note = shown.lines().find(|line| line.starts_with("note: ") && line.contains("docker_compose")).expect(&shown);
+    assert!(note.contains("`api`") && note.contains("not valid YAML"), "{note}");
+    // A host configuration that cannot be read: the proposal still stands, with why no dependency is listed.
+    repo.host_config("[plugins.make\n");
+    let shown = repo.loktar(&["init"]).ok();
+    assert!(shown.starts_with("2 package(s) found\n"), "{shown}");
+    assert!(shown.contains("note: dependencies not listed: not a valid host configuration"), "{shown}");
 }

@@ -11,6 +11,7 @@ mod builders;
 mod concurrent_runs;
 mod config_errors;
 mod docker;
+mod doctor;
 mod github;
 mod graph;
 mod hostile_context;

@@ -169,17 +169,33 @@ pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPl
         }
     }
     let granted = grants.capabilities();
-    for capability in &requested {
-        if !granted.contains(capability) {
-            return Err(PluginError::new(format!(
-                "plugin `{name}` needs capability `{}`, which the host configuration does not grant",
-                capability.name()
-            ))
-            .hint(format!(
-                "grant it in loktar.toml: `capabilities = [\"{}\"]` under `[plugins.{name}]`",
-                capability.name()
-            )));
-        }
+    if let Some(missing) = requested.iter().find(|capability| !granted.contains(capability)) {
+        // The whole list to write: a `capabilities` list replaces the one it overrides.
+        let list: Vec<String> = Capability::ALL
+            .iter()
+            .filter(|c| granted.contains(c) || requested.contains(c))
+            .map(|c| format!("\"{}\"", c.name()))
+            .collect();
+        let asked = settings.asked.as_ref().is_some_and(|asked| asked.capabilities.contains(missing));
+        let hint = match origin {
+            // A repository's plugin is granted only what loktar.json asks for, within the policy.
+            Origin::Repository(_) if !asked => format!(
+                "add `\"{}\"` to `capabilities` of plugin `{name}` under `plugins` in loktar.json (the host's \
+                 policy must allow it too)",
+                missing.name()
+            ),
+            Origin::Repository(_) => format!(
+                "a repository's plugin gets at most `capabilities` under `[policy.repository_plugins]` in the host \
+                 configuration; to trust this one with more, give it `capabilities = [{}]` under `[plugins.{name}]` there",
+                list.join(", ")
+            ),
+            _ => format!("grant it in loktar.toml: `capabilities = [{}]` under `[plugins.{name}]`", list.join(", ")),
+        };
+        return Err(PluginError::new(format!(
+            "plugin `{name}` needs capability `{}`, which the host configuration does not grant",
+            missing.name()
+        ))
+        .hint(hint));
     }
     Ok(LoadedPlugin { name: name.to_string(), version: info.version, roles, requested, grants, origin, pre })
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use loktar_support::diagnostic::Diagnostic;
+use loktar_support::diagnostic::{Diagnostic, Location};
 
 /// The file name of the host configuration in the user's config folder.
 pub const FILE_NAME: &str = "loktar.toml";
@@ -69,6 +69,51 @@ pub struct Asked {
     pub capabilities: Vec<Capability>,
     /// Programs for `process`.
     pub programs: Vec<String>,
+}
+
+/// An entry of a plugin's `http_hosts`: `name` — HTTPS on port 443 only,
+/// so that secrets such as webhook URLs never travel in the clear — or
+/// `name:port`, that port only (IPv6 addresses in brackets: `[::1]:8080`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpHost {
+    /// The host name or address, as a URL writes it (IPv6 in brackets).
+    pub name: String,
+    /// The port, when the entry names one.
+    pub port: Option<u16>,
+}
+
+impl HttpHost {
+    /// Reads an entry; says what is wrong with a malformed one.
+    pub fn parse(entry: &str) -> Result<HttpHost, String> {
+        let (name, port) = match entry.rsplit_once(':') {
+            Some((name, port)) if !entry.ends_with(']') => {
+                let port = port.parse::<u16>().map_err(|_| format!("`{port}` is not a port"))?;
+                (name, Some(port))
+            }
+            _ => (entry, None),
+        };
+        if name.is_empty() {
+            return Err("no host name".to_string());
+        }
+        if name.contains(':') && !(name.starts_with('[') && name.ends_with(']')) {
+            return Err("an IPv6 address is written in brackets".to_string());
+        }
+        Ok(HttpHost { name: name.to_string(), port })
+    }
+
+    /// Whether a request to `host` on `port`, over HTTPS or not, matches the entry.
+    pub fn allows(&self, host: &str, port: u16, https: bool) -> bool {
+        self.name.eq_ignore_ascii_case(host)
+            && match self.port {
+                Some(wanted) => wanted == port,
+                None => https && port == 443,
+            }
+    }
+
+    /// The port a connection goes to.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(443)
+    }
 }
 
 /// Where a named object store keeps its objects. A storage plugin uses the
@@ -377,6 +422,12 @@ impl Settings {
         self.secrets.get(name).and_then(|secret| vault::value(&secret.env))
     }
 
+    /// The plugins the configuration makes notifiers: every run tells them.
+    pub fn notifiers(&self) -> Vec<String> {
+        let notifier = |(_, plugin): &(&String, &PluginSettings)| plugin.role == Some(Role::Notifier);
+        self.plugins.iter().filter(notifier).map(|(name, _)| name.clone()).collect()
+    }
+
     /// The built-in defaults alone.
     pub fn builtin() -> Settings {
         let file: File = toml::from_str(include_str!("builtin.toml")).unwrap_or_default();
@@ -435,8 +486,13 @@ impl Settings {
                 .hint("pass an existing file with `--config` or `LOKTAR_CONFIG`")
         })?;
         let file: File = toml::from_str(&text).map_err(|e| {
-            Diagnostic::new(format!("`{}` is not a valid host configuration: {}", path.display(), e.message()))
-                .maybe_hint(position_hint(&text, e.span()))
+            // The place names the file; without one, the message does.
+            match position(&path, &text, e.span()) {
+                Some(at) => Diagnostic::new(format!("not a valid host configuration: {}", e.message())).at(at),
+                None => {
+                    Diagnostic::new(format!("`{}` is not a valid host configuration: {}", path.display(), e.message()))
+                }
+            }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for (name, mut plugin) in file.plugins {
@@ -448,6 +504,15 @@ impl Settings {
                         path.display()
                     ))
                     .hint("add `role = \"tester\"` (or builder, registry, storage, notifier, discovery)"));
+                }
+            }
+            for entry in plugin.http_hosts.iter().flatten() {
+                if let Err(problem) = HttpHost::parse(entry) {
+                    return Err(Diagnostic::new(format!(
+                        "`{}`: plugin `{name}`: `http_hosts` entry `{entry}`: {problem}",
+                        path.display()
+                    ))
+                    .hint("write `name` (HTTPS on port 443), `name:port` or `[ipv6]:port`"));
                 }
             }
             let entry = settings.plugins.entry(name).or_default();
@@ -591,11 +656,12 @@ fn overlay(base: &mut PluginSettings, user: PluginSettings) {
     base.asked = None;
 }
 
-fn position_hint(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+/// Where in the file `path` (of `text`) the span starts.
+fn position(path: &Path, text: &str, span: Option<std::ops::Range<usize>>) -> Option<Location> {
     let start = span?.start.min(text.len());
     let line = text[..start].matches('\n').count() + 1;
     let column = text[..start].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Some(format!("at line {line}, column {column}"))
+    Some(Location { file: path.display().to_string(), line, column })
 }
 
 fn user_config_dir() -> Option<PathBuf> {
@@ -666,13 +732,37 @@ mod tests {
     }
 
     #[test]
+    fn http_hosts_entries_are_names_ports_or_bracketed_addresses() {
+        let parsed = |entry: &str| HttpHost::parse(entry).map(|host| (host.name, host.port));
+        assert_eq!(parsed("hooks.slack.com"), Ok(("hooks.slack.com".into(), None)));
+        assert_eq!(parsed("127.0.0.1:8080"), Ok(("127.0.0.1".into(), Some(8080))));
+        assert_eq!(parsed("[::1]:8080"), Ok(("[::1]".into(), Some(8080))));
+        assert_eq!(parsed("[::1]"), Ok(("[::1]".into(), None)));
+        assert_eq!(parsed("host:notaport"), Err("`notaport` is not a port".into()));
+        assert_eq!(parsed("::1"), Err("an IPv6 address is written in brackets".into()));
+        assert_eq!(parsed(":80"), Err("no host name".into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        std::fs::write(&path, "[plugins.slack]\nhttp_hosts = [\"hooks.slack.com:https\"]\n").expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("a malformed entry");
+        assert!(
+            error
+                .message
+                .ends_with("plugin `slack`: `http_hosts` entry `hooks.slack.com:https`: `https` is not a port"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_a_position() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("loktar.toml");
         std::fs::write(&path, "[plugins.make]\nprogams = [\"make\"]\n").expect("write");
         let error = Settings::load(Some(&path), dir.path()).expect_err("unknown key");
         assert!(error.message.contains("unknown field `progams`"), "{}", error.message);
-        assert_eq!(error.hint.as_deref(), Some("at line 2, column 1"));
+        let at = error.location.expect("a position");
+        assert_eq!((at.file, at.line, at.column), (path.display().to_string(), 2, 1));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use super::request::Range;
 use crate::affected::{self, Detection};
 use crate::blocking::wait_for;
 use crate::config::owners::Owners;
-use crate::config::{MANIFEST, Providers, Workspace};
+use crate::config::{MANIFEST, Providers, SourceFile, Workspace};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::discover;
 use crate::github::Github;
+use crate::graph::DependencyGraph;
 use crate::graph::plan::Plan;
-use crate::graph::{DependencyGraph, Edge};
 use crate::render::plan::Report;
 use crate::runtime::{PluginEngine, PluginSession};
 use crate::scm::pull_request::PullRequestReader;
@@ -106,23 +106,9 @@ impl Context {
     /// caller, unless plugins read them or the graph is broken: returns which
     /// of the two it did.
     fn load_at(root: PathBuf, options: &Options, folders: Folders) -> Result<(Context, Folders), Diagnostics> {
-        let mut settings = Settings::load(options.config.as_deref(), &root)?;
-        if let Some(repository) = &options.github_repository {
-            settings.github.repository = Some(repository.clone());
-        }
-        if let Some(store_root) = &options.store_root {
-            settings.rebase_store_folders(&root, store_root);
-        }
-        // Before any plugin or program runs, and before the secrets are read.
-        crate::vault::seal(&settings)?;
-        let shown_as = shown_path(&root.join(MANIFEST));
-        let source = Workspace::read_source(&root, &shown_as)?;
-        let declared = crate::config::plugins::declared(&source)?;
-        for note in crate::config::plugins::grant(&mut settings, &root, &source, declared)? {
-            tracing::warn!("{note}");
-        }
-        let providers = Providers::from_settings(&settings);
-        let workspace = Workspace::from_source(&root, source, &providers)?;
+        let mut settings = host_settings(&root, options)?;
+        let source = Workspace::read_source(&root, &shown_path(&root.join(MANIFEST)))?;
+        let (workspace, providers) = workspace(&root, &mut settings, source)?;
         let discovering = discover::needed(&workspace);
         // Plugins read the folders: a missing one is reported before a plugin fails on it.
         let folders = if discovering { Folders::CheckNow } else { folders };
@@ -131,11 +117,11 @@ impl Context {
         }
         let discovered = if discovering {
             let session = plugin_session(settings.clone())?;
-            wait_for(discover::discover(&workspace, &session))??
+            wait_for(discover::discover(&workspace, &session))?.into_result()?
         } else {
             Vec::new()
         };
-        let edges: Vec<Edge> = discovered.iter().map(|d| d.edge.clone()).collect();
+        let edges = discover::found_edges(&discovered);
         let graph = match DependencyGraph::from_workspace(&workspace, &edges) {
             Ok(graph) => graph,
             Err(broken) => {
@@ -171,14 +157,7 @@ impl Context {
 
     /// The repository on GitHub (`owner/repo`): `[github] repository`, else the `origin` remote's.
     pub(crate) fn github_repository(&self) -> Result<String, Diagnostic> {
-        if let Some(repository) = &self.settings.github.repository {
-            return Ok(repository.clone());
-        }
-        scm::head(&self.git, None).origin_url.as_deref().and_then(loktar_protocol::repository_slug).ok_or_else(|| {
-            Diagnostic::new("cannot tell which GitHub repository this is").hint(
-                "set `repository = \"<owner>/<repo>\"` under `[github]` in loktar.toml, or add the `origin` remote",
-            )
-        })
+        github_repository(&self.settings, &self.git)
     }
 
     /// A GitHub pull request's changes: from the API, or (`[github]
@@ -228,6 +207,48 @@ pub(crate) fn unknown_package(context: &Context, name: &str) -> Diagnostic {
 enum Folders {
     CheckNow,
     Defer,
+}
+
+/// The host configuration for the repository at `root`, with `options`'
+/// overrides, its secrets taken out of the environment ([`crate::vault`]).
+pub(crate) fn host_settings(root: &Path, options: &Options) -> Result<Settings, Diagnostic> {
+    let mut settings = Settings::load(options.config.as_deref(), root)?;
+    if let Some(repository) = &options.github_repository {
+        settings.github.repository = Some(repository.clone());
+    }
+    if let Some(store_root) = &options.store_root {
+        settings.rebase_store_folders(root, store_root);
+    }
+    // Before any plugin or program runs, and before the secrets are read.
+    crate::vault::seal(&settings)?;
+    Ok(settings)
+}
+
+/// The workspace `source` declares, its own plugins added to `settings`
+/// with what the policy grants them; no folder checked, no plugin run.
+pub(crate) fn workspace(
+    root: &Path,
+    settings: &mut Settings,
+    source: SourceFile,
+) -> Result<(Workspace, Providers), Diagnostics> {
+    let declared = crate::config::plugins::declared(&source)?;
+    for note in crate::config::plugins::grant(settings, root, &source, declared)? {
+        tracing::warn!("{note}");
+    }
+    let providers = Providers::from_settings(settings);
+    let workspace = Workspace::from_source(root, source, &providers)?;
+    Ok((workspace, providers))
+}
+
+/// The repository on GitHub (`owner/repo`): `[github] repository`, else that of `git`'s `origin` remote.
+pub(crate) fn github_repository(settings: &Settings, git: &Git) -> Result<String, Diagnostic> {
+    if let Some(repository) = &settings.github.repository {
+        return Ok(repository.clone());
+    }
+    scm::head(git, None).origin_url.as_deref().and_then(loktar_protocol::repository_slug).ok_or_else(|| {
+        Diagnostic::new("cannot tell which GitHub repository this is")
+            .hint("set `repository = \"<owner>/<repo>\"` under `[github]` in loktar.toml, or add the `origin` remote")
+    })
 }
 
 /// Options every command shares.

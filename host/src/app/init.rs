@@ -15,7 +15,11 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::diagnostic::Diagnostic;
+use super::context::{Options, host_settings, plugin_session, workspace};
+use crate::blocking::wait_for;
+use crate::config::SourceFile;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::discover;
 
 /// Folder names whose content is someone else's code.
 const VENDORED: [&str; 7] = ["vendor", "node_modules", "third_party", ".venv", "venv", "site-packages", ".loktar"];
@@ -78,6 +82,50 @@ impl Proposal {
             .collect();
         json!({ "packages": packages })
     }
+}
+
+/// A dependency between proposed packages that a discovery plugin finds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FoundDependency {
+    /// The package that depends.
+    pub package: String,
+    /// The package it depends on.
+    pub depends_on: String,
+    /// The discovery plugin that found it.
+    pub plugin: String,
+    /// The file it was found in, relative to the package's folder.
+    pub source: String,
+}
+
+/// The dependencies between the proposed packages that their discovery
+/// plugins find today, with the host configuration `options` name: what
+/// each plan will find again. A plugin that fails on a package is a problem
+/// beside what the others found.
+pub fn dependencies(
+    options: &Options,
+    root: &Path,
+    manifest: &Value,
+) -> Result<(Vec<FoundDependency>, Vec<Diagnostic>), Diagnostics> {
+    let mut settings = host_settings(root, options)?;
+    let text = serde_json::to_string_pretty(manifest).unwrap_or_default();
+    let (workspace, _) = workspace(root, &mut settings, SourceFile::new("loktar.json (proposed)", text))?;
+    if !discover::needed(&workspace) {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let session = plugin_session(settings)?;
+    let discovery = wait_for(discover::discover(&workspace, &session))?;
+    let name = |index: usize| workspace.packages[index].name.clone();
+    let found = discovery
+        .found
+        .into_iter()
+        .map(|found| FoundDependency {
+            package: name(found.edge.from),
+            depends_on: name(found.edge.to),
+            plugin: found.plugin,
+            source: found.source,
+        })
+        .collect();
+    Ok((found, discovery.problems))
 }
 
 /// Proposes the packages of the repository at `root`.

@@ -9,6 +9,7 @@
 //! into requests and render what comes back.
 
 pub mod context;
+pub mod doctor;
 pub mod init;
 pub mod request;
 pub mod run;

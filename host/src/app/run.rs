@@ -18,7 +18,7 @@ use crate::pipeline::scheduler;
 use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
 use crate::runtime::bindings::types::RunContext;
-use crate::settings::{GithubSettings, Role};
+use crate::settings::GithubSettings;
 use crate::store::{DATABASE, NewRun, RunStore};
 use crate::terminal::escaped;
 use crate::{scm, timefmt};
@@ -53,13 +53,7 @@ impl PlannedRun {
 /// Plans the run `request` asks for in the repository `options` name.
 pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, Diagnostics> {
     let (context, mut selection) = select(options, request)?;
-    let notifiers: Vec<String> = context
-        .settings
-        .plugins
-        .iter()
-        .filter(|(_, plugin)| plugin.role == Some(Role::Notifier))
-        .map(|(name, _)| name.clone())
-        .collect();
+    let notifiers = context.settings.notifiers();
     let not_rebuilt = if request.rebuild {
         skip_green(&context, &mut selection, request.last_stage, &notifiers)?
     } else {

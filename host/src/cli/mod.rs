@@ -1,8 +1,10 @@
 //! The `loktar` command line: argument parsing, dispatch and exit codes.
 //!
-//! Exit codes are a contract: 0 success, 1 a pipeline failed, 2 a usage or
+//! Exit codes are a contract: 0 success, 1 a pipeline failed (or `loktar
+//! doctor` found a problem), 2 a usage or
 //! configuration error. Data goes to stdout; messages and logs to stderr.
 
+mod doctor;
 mod manuals;
 mod plugins;
 mod remote;
@@ -56,6 +58,10 @@ enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check what a run needs before one does: the configuration, each plugin and its grants, secrets,
+    /// programs, isolation, the container engine, registries, stores, GitHub, hosts. Exits 1 if
+    /// anything fails
+    Doctor(DoctorArgs),
     /// Propose a loktar.json from the repository's folders (a Dockerfile, pyproject.toml,
     /// setup.py, pom.xml, src/main/java, DEBIAN/control); `--write` writes it
     Init(InitArgs),
@@ -103,6 +109,17 @@ struct InitArgs {
     /// Replace an existing loktar.json
     #[arg(long, requires = "write")]
     force: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// How long a network check waits for an answer, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    timeout: u64,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
@@ -320,6 +337,7 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
         Command::Runs(args) => runs(&options, &args).map(Done::with_output),
         Command::Remote(args) => remote::remote(&args).map(Done::with_output).map_err(Into::into),
         Command::Init(args) => init(&options, &args).map(Done::with_output),
+        Command::Doctor(args) => doctor::doctor(&options, args.format, args.timeout),
         Command::Completions { shell } => Ok(Done::with_output(manuals::completions(shell))),
         Command::Man { dir } => manuals::man(dir.as_deref()).map(Done::with_output).map_err(Into::into),
         Command::Server => {
@@ -345,6 +363,18 @@ fn init(options: &Options, args: &InitArgs) -> Result<String, Diagnostics> {
             .into());
     }
     let manifest = proposal.manifest();
+    // A discovery plugin that fails on a file is a note: the proposal still stands.
+    // Without a usable host configuration, the proposal still stands.
+    let (dependencies, discovery_failures) =
+        crate::app::init::dependencies(options, &root, &manifest).unwrap_or_else(|problems| {
+            let listed = problems.0.into_iter().map(|problem| problem.context("dependencies not listed")).collect();
+            (Vec::new(), listed)
+        });
+    let mut notes = proposal.notes.clone();
+    notes.extend(discovery_failures.into_iter().map(|problem| match problem.hint {
+        Some(hint) => format!("{} ({hint})", problem.message),
+        None => problem.message,
+    }));
     let text = format!("{}\n", serde_json::to_string_pretty(&manifest).unwrap_or_default());
     if args.write {
         std::fs::write(&manifest_path, &text)
@@ -358,7 +388,13 @@ fn init(options: &Options, args: &InitArgs) -> Result<String, Diagnostics> {
             .iter()
             .map(|p| serde_json::json!({ "name": p.name, "dir": p.dir, "pkg_type": p.kind, "why": p.why }))
             .collect();
-        let answer = serde_json::json!({ "loktar_json": manifest, "packages": packages, "notes": proposal.notes, "written": args.write });
+        let answer = serde_json::json!({
+            "loktar_json": manifest,
+            "packages": packages,
+            "dependencies": dependencies,
+            "notes": notes,
+            "written": args.write,
+        });
         return Ok(to_json(&answer));
     }
     let mut out = format!("{} package(s) found\n", proposal.packages.len());
@@ -371,7 +407,23 @@ fn init(options: &Options, args: &InitArgs) -> Result<String, Diagnostics> {
             escaped(&package.why.join(", "))
         ));
     }
-    for note in &proposal.notes {
+    if !dependencies.is_empty() {
+        out.push_str(&format!(
+            "{} dependenc{} found by the discovery plugins\n",
+            dependencies.len(),
+            if dependencies.len() == 1 { "y" } else { "ies" }
+        ));
+    }
+    for found in &dependencies {
+        out.push_str(&format!(
+            "  {} → {}  ({}: `{}`)\n",
+            escaped(&found.package),
+            escaped(&found.depends_on),
+            escaped(&found.plugin),
+            escaped(&found.source)
+        ));
+    }
+    for note in &notes {
         out.push_str(&format!("note: {}\n", escaped(note)));
     }
     if args.write {
@@ -420,6 +472,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
     let options = options.clone();
     let text = match command {
         Command::Run(_)
+        | Command::Doctor(_)
         | Command::Init(_)
         | Command::Runs(_)
         | Command::Remote(_)

@@ -61,7 +61,7 @@ mod tests {
         assert_eq!(error.message, "plugin `slack` was not granted capability `github`");
         assert_eq!(
             error.hint.as_deref(),
-            Some("grant it in loktar.toml: `capabilities = [\"github\"]` under `[plugins.slack]`")
+            Some("grant it: add `\"github\"` to `capabilities` under `[plugins.slack]` in loktar.toml")
         );
     }
 }

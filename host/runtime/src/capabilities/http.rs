@@ -19,20 +19,21 @@ use wasmtime_wasi_http::{
 use super::{Grant, Grants};
 use crate::stage_log::{Level, Source, StageLog};
 use crate::state::StoreState;
-use loktar_settings::{Capability, PluginSettings, Settings};
+use loktar_settings::{Capability, HttpHost, PluginSettings, Settings};
 
 /// The hosts a plugin may reach.
 #[derive(Debug)]
 pub(crate) struct HttpGrant {
-    /// `http_hosts` under its section: `name` (HTTPS on port 443) or `name:port`.
-    hosts: Vec<String>,
+    /// `http_hosts` under its section (checked when the configuration was read).
+    hosts: Vec<HttpHost>,
 }
 
 impl Grant for HttpGrant {
     const CAPABILITY: Capability = Capability::Http;
 
     fn from_settings(_: &str, plugin: &PluginSettings, _: &Settings) -> HttpGrant {
-        HttpGrant { hosts: plugin.http_hosts.clone().unwrap_or_default() }
+        let hosts = plugin.http_hosts.iter().flatten().filter_map(|entry| HttpHost::parse(entry).ok()).collect();
+        HttpGrant { hosts }
     }
 
     fn of(grants: &Grants) -> Option<&HttpGrant> {
@@ -86,21 +87,14 @@ impl AllowList {
     }
 }
 
-/// Whether an entry of `hosts` matches the request: `name` for HTTPS on
-/// port 443 — secrets such as webhook URLs never travel in the clear —
-/// and `name:port` for that port only.
-fn allows(hosts: &[String], uri: &http::Uri) -> bool {
+/// Whether an entry of `hosts` matches the request (see [`HttpHost`]).
+fn allows(hosts: &[HttpHost], uri: &http::Uri) -> bool {
     let Some(host) = uri.host() else {
         return false;
     };
     let https = uri.scheme() != Some(&Scheme::HTTP);
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    hosts.iter().any(|entry| match entry.rsplit_once(':') {
-        Some((name, wanted)) if wanted.parse::<u16>().is_ok() => {
-            name.eq_ignore_ascii_case(host) && wanted.parse::<u16>().ok() == Some(port)
-        }
-        _ => entry.eq_ignore_ascii_case(host) && https && port == 443,
-    })
+    hosts.iter().any(|entry| entry.allows(host, port, https))
 }
 
 impl WasiHttpHooks for AllowList {
@@ -152,8 +146,13 @@ mod tests {
 
     #[test]
     fn hosts_match_by_name_and_port() {
-        let hosts = vec!["hooks.slack.com".to_string(), "127.0.0.1:8080".to_string()];
+        let hosts: Vec<HttpHost> = ["hooks.slack.com", "127.0.0.1:8080", "[::1]:9000"]
+            .into_iter()
+            .map(|entry| HttpHost::parse(entry).expect("an entry"))
+            .collect();
         assert!(allows(&hosts, &uri("https://hooks.slack.com/services/T/B/X")));
+        assert!(allows(&hosts, &uri("http://[::1]:9000/x")), "IPv6 in brackets");
+        assert!(!allows(&hosts, &uri("http://[::1]:9001/x")));
         assert!(allows(&hosts, &uri("https://HOOKS.slack.com:443/x")));
         assert!(!allows(&hosts, &uri("https://hooks.slack.com:8443/x")), "another port");
         assert!(!allows(&hosts, &uri("http://hooks.slack.com/x")), "a bare name is HTTPS only");
@@ -169,7 +168,7 @@ mod tests {
         let rules = AllowList {
             plugin: "slack".into(),
             grants: Arc::new(Grants {
-                http: Some(HttpGrant { hosts: vec!["hooks.slack.com".into()] }),
+                http: Some(HttpGrant { hosts: vec![HttpHost::parse("hooks.slack.com").expect("an entry")] }),
                 ..Grants::default()
             }),
             log: StageLog::new(1024, "slack"),

@@ -115,7 +115,7 @@ impl StoreState {
             types::Error {
                 message: format!("plugin `{}` was not granted capability `{capability}`", self.plugin),
                 hint: Some(format!(
-                    "grant it in loktar.toml: `capabilities = [\"{capability}\"]` under `[plugins.{}]`",
+                    "grant it: add `\"{capability}\"` to `capabilities` under `[plugins.{}]` in loktar.toml",
                     self.plugin
                 )),
             }

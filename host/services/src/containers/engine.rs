@@ -110,6 +110,14 @@ impl Engine {
         )
     }
 
+    /// The engine's version and the API version Loktar speaks with it:
+    /// whether it answers, for `loktar doctor`.
+    pub async fn version(&self) -> Result<(String, String), Diagnostic> {
+        let docker = self.docker().await?;
+        let version = docker.version().await.map_err(|e| self.failed("asking the engine's version", e))?;
+        Ok((version.version.unwrap_or_else(|| "unknown".to_string()), docker.client_version().to_string()))
+    }
+
     /// An error from a call on a connected engine.
     pub(super) fn failed(&self, what: &str, error: BollardError) -> Diagnostic {
         match error {

@@ -182,6 +182,25 @@ impl Registry {
         }
     }
 
+    /// Whether the registry answers as one and takes the credentials —
+    /// `GET /v2/` signed in, then the tags of `repository`: read-only calls.
+    /// Returns how many tags `repository` has.
+    pub async fn check(&self, repository: &str) -> Result<usize, Diagnostic> {
+        let path = format!("{}/{repository}", self.namespace);
+        let answer = self.send(Method::GET, &format!("{}/v2/", self.base_url), None, &path).await?;
+        let refused = answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::FORBIDDEN;
+        if !refused && !answer.headers.contains_key("docker-distribution-api-version") {
+            return Err(Diagnostic::new(format!(
+                "`{}` does not answer as an image registry: `GET /v2/` gave HTTP {} without `Docker-Distribution-API-Version`",
+                self.base_url,
+                answer.status.as_u16()
+            ))
+            .hint(format!("check `url` under `[registries.{}]` in loktar.toml", self.name)));
+        }
+        self.expect_success(&answer, "signing in (`GET /v2/`)")?;
+        Ok(self.tags(repository).await?.len())
+    }
+
     /// The tags of `repository`, every page; empty when the repository does not exist.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, Diagnostic> {
         #[derive(serde::Deserialize)]

@@ -34,6 +34,28 @@ impl FsStore {
         Diagnostic::new(format!("store `{}`: cannot {what}: {error}", self.name))
     }
 
+    /// Whether the folder exists and can be written, or can be made (its
+    /// nearest existing parent can be written); says which folder.
+    pub(super) fn check(&self) -> Result<String, Diagnostic> {
+        let existing = self.dir.ancestors().find(|folder| folder.exists()).unwrap_or(Path::new("/"));
+        let writable = existing.is_dir() && rustix::fs::access(existing, rustix::fs::Access::WRITE_OK).is_ok();
+        if !writable {
+            let what = if existing == self.dir { "write to" } else { "make" };
+            return Err(Diagnostic::new(format!(
+                "store `{}`: cannot {what} the folder `{}` (`{}` is not a folder Loktar may write to)",
+                self.name,
+                self.dir.display(),
+                existing.display()
+            ))
+            .hint(format!("fix `dir` under `[stores.{}]` in loktar.toml, or the folder's permissions", self.name)));
+        }
+        Ok(if existing == self.dir {
+            format!("folder `{}`", self.dir.display())
+        } else {
+            format!("folder `{}` (made at the first artifact)", self.dir.display())
+        })
+    }
+
     /// The store's folder, made if needed.
     fn folder(&self) -> Result<Folder, Diagnostic> {
         Folder::create(&self.dir).map_err(|e| self.failed(&format!("open `{}`", self.dir.display()), &e))

@@ -103,6 +103,16 @@ impl ObjectStore {
         }
     }
 
+    /// Whether the store can be used, without changing it: an S3 bucket
+    /// exists and takes the credentials (`HeadBucket`), a folder exists or
+    /// can be made. Says where the store is.
+    pub async fn check(&self) -> Result<String, Diagnostic> {
+        match self {
+            ObjectStore::Fs(store) => store.check(),
+            ObjectStore::S3(store) => store.check_bucket().await.map(|()| store.described_place()),
+        }
+    }
+
     /// Objects whose keys start with `prefix`, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, Diagnostic> {
         match self {

@@ -134,8 +134,14 @@ impl S3Store {
         Ok(self.info(key, size, Some(sha256)))
     }
 
-    /// Fails clearly when the bucket does not exist (some servers would make it on the first upload).
-    async fn check_bucket(&self) -> Result<(), Diagnostic> {
+    /// Where the store is, for messages: `bucket `b` on `server``.
+    pub(super) fn described_place(&self) -> String {
+        format!("bucket `{}` on `{}`", self.bucket, self.server)
+    }
+
+    /// Fails clearly when the bucket does not exist (some servers would make
+    /// it on the first upload) or the credentials are refused.
+    pub(super) async fn check_bucket(&self) -> Result<(), Diagnostic> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Err(Diagnostic::new(format!(
