@@ -15,6 +15,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("loktar-plan", "host/plan"),
     ("loktar-runtime", "host/runtime"),
     ("loktar-pipeline", "host/pipeline"),
+    ("loktar-nats", "host/nats"),
     ("loktar", "host"),
 ];
 

@@ -65,6 +65,19 @@ pub struct Lease {
     number: u64,
 }
 
+impl Lease {
+    /// A queue's lease of `job`, its `number`th taking of any job: what
+    /// tells this lease from an older one of the same job.
+    pub fn new(job: Job, cancel: CancellationToken, number: u64) -> Lease {
+        Lease { job, cancel, number }
+    }
+
+    /// Which taking of a job this is, for the queue that made it.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+}
+
 /// How many jobs wait for an executor, and how many executors work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {

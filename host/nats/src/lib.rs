@@ -1,0 +1,584 @@
+//! Package jobs across machines: a [`JobQueue`] over NATS JetStream.
+//!
+//! The server enqueues each package job on a work-queue stream
+//! (`LOKTAR_JOBS`, subjects `loktar.jobs.<queue>`, `Nats-Msg-Id` =
+//! run/package/attempt so a retried publish is stored once); executors take
+//! them through one durable pull consumer per queue — one message per free
+//! slot, nothing prefetched — with explicit acks and an `ack_wait` kept
+//! alive by in-progress acks while the job runs. JetStream delivers a job
+//! again when its executor goes silent; the delivery count is the job's
+//! *attempt*.
+//!
+//! At least once in, exactly once out: the server that enqueued a job is
+//! the only judge of its attempts. An executor *claims* its attempt before
+//! it starts (the server answers go, cancelled or unknown), asks with each
+//! heartbeat whether it is still current, and hands its outcome to the
+//! server, which takes it only from the current attempt; a late executor's
+//! result is logged and ignored. The message is acknowledged only after the
+//! server has taken the outcome — an ack from an older delivery could
+//! otherwise acknowledge a newer one, so a stale executor never acks. A job
+//! delivered `max_deliver` times without an outcome fails ("executor lost N
+//! times", from JetStream's advisory) and leaves the stream. A cancelled
+//! job that waits is taken off the stream; one that runs is stopped through
+//! `loktar.cancel`, which every executor listens to.
+//!
+//! The same [`NatsQueue`] serves both sides: a server enqueues and answers,
+//! an executor takes and reports; in tests, both at once.
+
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::stream::{self, RetentionPolicy};
+use async_nats::jetstream::{self, AckKind};
+use async_nats::{Client, RequestErrorKind};
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use loktar_pipeline::jobs::{Job, JobId, JobQueue, Lease, QueueDepth, QueueError};
+use loktar_pipeline::scheduler::JobOutcome;
+use loktar_protocol::RunId;
+use wire::{Answer, Attempt, CANCEL, CancelMessage, Finished, JOBS, JobMessage, MaxDeliveries, SERVERS};
+
+/// The stream every queue's jobs are on.
+pub const STREAM: &str = "LOKTAR_JOBS";
+
+/// How long a publish is remembered, so that a retried one is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long an empty fetch waits for a job before asking again.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
+/// How long a request to the server waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a job whose server did not answer waits before it is offered again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Where the queue is and how it treats jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// The NATS server: `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The queue this side takes jobs from and puts them on: `default`, `docker`, `jvm`
+    /// (letters, digits, `-` and `_`).
+    pub queue: String,
+    /// How long a taken job may go without a heartbeat before it is offered again.
+    pub ack_wait: Duration,
+    /// How many executors a job may be handed to before it fails.
+    pub max_deliver: u32,
+}
+
+impl Default for NatsOptions {
+    fn default() -> NatsOptions {
+        NatsOptions {
+            url: "nats://127.0.0.1:4222".to_string(),
+            queue: "default".to_string(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 3,
+        }
+    }
+}
+
+/// Which job, for the server: its run and package.
+type JobKey = (RunId, String);
+
+/// A job the server enqueued and has no outcome of yet.
+#[derive(Debug)]
+struct Pending {
+    outcome: oneshot::Sender<JobOutcome>,
+    /// The current attempt; 0 while no executor has claimed it.
+    attempt: u32,
+    /// Its message's sequence in the stream.
+    sequence: u64,
+    cancelled: bool,
+}
+
+/// A job this executor holds.
+#[derive(Debug)]
+struct Held {
+    message: jetstream::Message,
+    key: JobKey,
+    attempt: u32,
+    /// Where its server listens.
+    server: String,
+    cancel: CancellationToken,
+}
+
+/// The server's side: the jobs it enqueued, by key.
+type Jobs = Arc<Mutex<HashMap<JobKey, Pending>>>;
+/// The executor's side: the jobs it holds, by lease number.
+type HeldJobs = Arc<Mutex<HashMap<u64, Held>>>;
+
+/// A job queue on a NATS server with JetStream. See the module's documentation.
+pub struct NatsQueue {
+    client: Client,
+    jetstream: jetstream::Context,
+    consumer: PullConsumer,
+    queue: String,
+    /// Where this side listens as a server: `loktar.servers.<instance>`.
+    listens: String,
+    jobs: Jobs,
+    held: HeldJobs,
+    leases: AtomicU64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NatsQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsQueue").field("queue", &self.queue).field("listens", &self.listens).finish_non_exhaustive()
+    }
+}
+
+impl Drop for NatsQueue {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn unreachable(what: &str, error: impl std::fmt::Display) -> QueueError {
+    QueueError::Unreachable(format!("{what}: {error}"))
+}
+
+impl NatsQueue {
+    /// Connects, makes the stream and the queue's consumer if they are not there, and
+    /// starts listening: as a server for its jobs' executors, as an executor for cancellations.
+    pub async fn connect(options: &NatsOptions) -> Result<NatsQueue, QueueError> {
+        let queue = &options.queue;
+        if queue.is_empty() || !queue.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(QueueError::Unreachable(format!(
+                "`{queue}` is not a queue name: use letters, digits, `-` and `_`"
+            )));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name("loktar")
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .connect(options.url.as_str())
+            .await
+            .map_err(|e| unreachable(&format!("cannot connect to NATS at `{}`", options.url), e))?;
+        let jetstream = jetstream::new(client.clone());
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.to_string(),
+                subjects: vec![format!("{JOBS}.>")],
+                retention: RetentionPolicy::WorkQueue,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unreachable(&format!("cannot make the stream `{STREAM}` (is JetStream on?)"), e))?;
+        let durable = format!("loktar-{queue}");
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(
+                &durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: format!("{JOBS}.{queue}"),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: options.ack_wait,
+                    max_deliver: i64::from(options.max_deliver.max(1)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| unreachable(&format!("cannot make the consumer `{durable}`"), e))?;
+        let listens = format!("{SERVERS}.{}", uuid::Uuid::now_v7().simple());
+        let jobs = Jobs::default();
+        let held = HeldJobs::default();
+        let subscribe = |subject: String| {
+            let client = client.clone();
+            async move { client.subscribe(subject).await.map_err(|e| unreachable("cannot subscribe", e)) }
+        };
+        let requests = subscribe(format!("{listens}.*")).await?;
+        let cancellations = subscribe(CANCEL.to_string()).await?;
+        let advisories = subscribe(format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.{durable}")).await?;
+        // Subscriptions reach the server before anyone is told where this side listens.
+        client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))?;
+        let tasks = vec![
+            tokio::spawn(answer_requests(client.clone(), requests, jobs.clone())),
+            tokio::spawn(stop_cancelled(cancellations, held.clone())),
+            tokio::spawn(fail_lost(advisories, jobs.clone(), jetstream.clone())),
+        ];
+        Ok(NatsQueue {
+            client,
+            jetstream,
+            consumer,
+            queue: queue.clone(),
+            listens,
+            jobs,
+            held,
+            leases: AtomicU64::new(0),
+            tasks,
+        })
+    }
+
+    /// Asks the server at `server` (its `listens`) `request` about `body`.
+    async fn ask(&self, server: &str, request: &str, body: &impl serde::Serialize) -> Result<Answer, Asked> {
+        let payload = serde_json::to_vec(body).map_err(|e| Asked::Failed(e.to_string()))?;
+        let reply =
+            self.client.request(format!("{server}.{request}"), payload.into()).await.map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => Asked::Gone,
+                _ => Asked::Failed(e.to_string()),
+            })?;
+        serde_json::from_slice(&reply.payload).map_err(|e| Asked::Failed(format!("an answer that is not one: {e}")))
+    }
+
+    /// Claims the job of `message` for this executor: a lease when it is to run.
+    async fn claim(&self, message: jetstream::Message) -> Option<Lease> {
+        let attempt = message.info().map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX)).unwrap_or(1);
+        let Ok(job) = serde_json::from_slice::<JobMessage>(&message.payload) else {
+            tracing::warn!(subject = %message.subject, "a message on the job stream that is not a job: dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+            return None;
+        };
+        let claim = Attempt { run: job.run.clone(), package: job.package.clone(), attempt };
+        match self.ask(&job.server, "claim", &claim).await {
+            Ok(Answer::Go) => {
+                let number = self.leases.fetch_add(1, Ordering::Relaxed);
+                let cancel = CancellationToken::new();
+                let id = JobId { run: job.run.clone(), package: job.package.as_str().into(), attempt };
+                let key = (job.run, job.package);
+                let held = Held { message, key, attempt, server: job.server, cancel: cancel.clone() };
+                self.held().insert(number, held);
+                Some(Lease::new(Job { id, position: job.position }, cancel, number))
+            }
+            // A newer delivery holds the job: an ack from this one could acknowledge that one.
+            Ok(Answer::Stale) => None,
+            // Cancelled before it started, or its server no longer knows it (it ended, or
+            // the server started again and runs it anew): never to run.
+            Ok(Answer::Cancelled | Answer::Unknown) | Err(Asked::Gone) => {
+                let _ = message.ack_with(AckKind::Term).await;
+                None
+            }
+            Ok(other) => {
+                tracing::warn!(?other, "the server answered a claim strangely: the job is offered again");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                None
+            }
+            Err(Asked::Failed(problem)) => {
+                tracing::warn!(job = %claim.package, "the server did not answer a claim ({problem}): offered again");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                None
+            }
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Pending>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a request to a server got no answer.
+#[derive(Debug)]
+enum Asked {
+    /// Nobody listens there any more: that server is gone.
+    Gone,
+    /// No answer, or not one: it may answer later.
+    Failed(String),
+}
+
+#[async_trait::async_trait]
+impl JobQueue for NatsQueue {
+    async fn enqueue(&self, job: Job) -> Result<oneshot::Receiver<JobOutcome>, QueueError> {
+        let (sender, receiver) = oneshot::channel();
+        let key: JobKey = (job.id.run.clone(), job.id.package.to_string());
+        // Known before it is published: a quick executor's claim must find it.
+        let pending = Pending { outcome: sender, attempt: 0, sequence: 0, cancelled: false };
+        self.jobs().insert(key.clone(), pending);
+        let message = JobMessage {
+            run: key.0.clone(),
+            package: key.1.clone(),
+            position: job.position,
+            server: self.listens.clone(),
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{}/{}/{}", job.id.run, job.id.package, job.id.attempt).as_str());
+        let payload = serde_json::to_vec(&message).unwrap_or_default();
+        let subject = format!("{JOBS}.{}", self.queue);
+        let published = match self.jetstream.publish_with_headers(subject, headers, payload.into()).await {
+            Ok(ack) => ack.await.map_err(|e| unreachable("the job was not stored", e)),
+            Err(e) => Err(unreachable("cannot publish the job", e)),
+        };
+        match published {
+            Ok(ack) => {
+                if let Some(pending) = self.jobs().get_mut(&key) {
+                    pending.sequence = ack.sequence;
+                }
+                Ok(receiver)
+            }
+            Err(problem) => {
+                self.jobs().remove(&key);
+                Err(problem)
+            }
+        }
+    }
+
+    async fn take(&self) -> Option<Lease> {
+        loop {
+            let batch = self.consumer.fetch().max_messages(1).expires(FETCH_WAIT).messages().await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(problem) => {
+                    tracing::warn!("cannot ask NATS for a job: {problem}");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    continue;
+                }
+            };
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => {
+                        if let Some(lease) = self.claim(message).await {
+                            return Some(lease);
+                        }
+                    }
+                    Err(problem) => {
+                        tracing::warn!("a job could not be fetched: {problem}");
+                        tokio::time::sleep(RETRY_DELAY).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(&self, lease: &Lease) -> Result<(), QueueError> {
+        let not_held = || QueueError::NotHeld(lease.job.id.clone());
+        let (message, server, attempt) = {
+            let held = self.held();
+            let held = held.get(&lease.number()).ok_or_else(not_held)?;
+            let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
+            (held.message.clone(), held.server.clone(), attempt)
+        };
+        // Keeps the delivery alive: JetStream waits another `ack_wait`.
+        if let Err(problem) = message.ack_with(AckKind::Progress).await {
+            tracing::warn!(job = %lease.job.id, "cannot tell NATS the job goes on: {problem}");
+        }
+        match self.ask(&server, "heartbeat", &attempt).await {
+            Ok(Answer::Working) => Ok(()),
+            Ok(_) | Err(Asked::Gone) => Err(not_held()),
+            // The server may be restarting: the job goes on, kept alive by the in-progress ack.
+            Err(Asked::Failed(problem)) => {
+                tracing::debug!(job = %lease.job.id, "a heartbeat went unanswered: {problem}");
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(&self, lease: Lease, outcome: JobOutcome) -> Result<(), QueueError> {
+        let held = self.held().remove(&lease.number()).ok_or_else(|| QueueError::NotHeld(lease.job.id.clone()))?;
+        let finished = Finished {
+            attempt: Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt },
+            outcome: outcome.into(),
+        };
+        match self.ask(&held.server, "outcome", &finished).await {
+            Ok(Answer::Accepted) => {
+                // Committed: only now is the message done with.
+                if let Err(problem) = held.message.double_ack().await {
+                    tracing::warn!(job = %lease.job.id, "the outcome is in, but NATS did not take the ack: {problem}");
+                }
+                Ok(())
+            }
+            Ok(_) => Err(QueueError::NotHeld(lease.job.id)),
+            Err(Asked::Gone) => {
+                let _ = held.message.ack_with(AckKind::Term).await;
+                Err(QueueError::Unreachable("the server that enqueued the job is gone".to_string()))
+            }
+            // Not acknowledged: JetStream offers the job again, and the next attempt runs it.
+            Err(Asked::Failed(problem)) => Err(QueueError::Unreachable(problem)),
+        }
+    }
+
+    async fn cancel(&self, job: &JobId) {
+        let key: JobKey = (job.run.clone(), job.package.to_string());
+        let waiting = {
+            let mut jobs = self.jobs();
+            match jobs.get_mut(&key) {
+                None => return,
+                Some(pending) if pending.attempt == 0 => jobs.remove(&key),
+                Some(pending) => {
+                    pending.cancelled = true;
+                    None
+                }
+            }
+        };
+        match waiting {
+            // Never started: it ends now, and leaves the stream (an executor that took it
+            // meanwhile hears it is unknown).
+            Some(pending) => {
+                let _ = pending.outcome.send(JobOutcome::Cancelled);
+                if let Ok(stream) = self.jetstream.get_stream(STREAM).await {
+                    let _ = stream.delete_message(pending.sequence).await;
+                }
+            }
+            // Running: its executor stops it, and finishes it.
+            None => {
+                let message = CancelMessage { run: key.0, package: key.1 };
+                let payload = serde_json::to_vec(&message).unwrap_or_default();
+                if let Err(problem) = self.client.publish(CANCEL, payload.into()).await {
+                    tracing::warn!(%job, "cannot tell the executors to stop a job: {problem}");
+                }
+            }
+        }
+    }
+
+    async fn depth(&self) -> QueueDepth {
+        let jobs = self.jobs();
+        let running = jobs.values().filter(|pending| pending.attempt > 0).count();
+        QueueDepth { waiting: jobs.len() - running, running }
+    }
+}
+
+/// As a server: answers the claims, heartbeats and outcomes of its jobs' executors.
+async fn answer_requests(client: Client, mut requests: async_nats::Subscriber, jobs: Jobs) {
+    while let Some(request) = requests.next().await {
+        let Some(reply) = request.reply.clone() else { continue };
+        let kind = request.subject.rsplit('.').next().unwrap_or_default();
+        let answer = {
+            let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            match kind {
+                "claim" => serde_json::from_slice(&request.payload).ok().map(|attempt| claim(&mut jobs, &attempt)),
+                "heartbeat" => serde_json::from_slice(&request.payload).ok().map(|attempt| heartbeat(&jobs, &attempt)),
+                "outcome" => serde_json::from_slice(&request.payload).ok().map(|finished| finish(&mut jobs, finished)),
+                _ => None,
+            }
+        };
+        let Some(answer) = answer else {
+            tracing::warn!(subject = %request.subject, "a request the server does not understand: not answered");
+            continue;
+        };
+        let payload = serde_json::to_vec(&answer).unwrap_or_default();
+        if let Err(problem) = client.publish(reply, payload.into()).await {
+            tracing::warn!("cannot answer an executor: {problem}");
+        }
+    }
+}
+
+/// A claim: the newest attempt becomes the job's current one.
+fn claim(jobs: &mut HashMap<JobKey, Pending>, attempt: &Attempt) -> Answer {
+    match jobs.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
+        None => Answer::Unknown,
+        Some(pending) if pending.cancelled => Answer::Cancelled,
+        Some(pending) if attempt.attempt < pending.attempt => Answer::Stale,
+        Some(pending) => {
+            if pending.attempt > 0 {
+                tracing::warn!(
+                    run = %attempt.run, package = %attempt.package,
+                    "an executor went silent: attempt {} takes over from attempt {}", attempt.attempt, pending.attempt
+                );
+            }
+            pending.attempt = attempt.attempt;
+            Answer::Go
+        }
+    }
+}
+
+/// A heartbeat: go on while this attempt is current and the job not cancelled.
+fn heartbeat(jobs: &HashMap<JobKey, Pending>, attempt: &Attempt) -> Answer {
+    match jobs.get(&(attempt.run.clone(), attempt.package.clone())) {
+        Some(pending) if pending.attempt == attempt.attempt && !pending.cancelled => Answer::Working,
+        _ => Answer::Stop,
+    }
+}
+
+/// An outcome: taken from the current attempt only, once.
+fn finish(jobs: &mut HashMap<JobKey, Pending>, finished: Finished) -> Answer {
+    let key = (finished.attempt.run.clone(), finished.attempt.package.clone());
+    match jobs.get(&key) {
+        Some(pending) if pending.attempt == finished.attempt.attempt => {
+            if let Some(pending) = jobs.remove(&key) {
+                let _ = pending.outcome.send(finished.outcome.into());
+            }
+            Answer::Accepted
+        }
+        _ => {
+            tracing::warn!(
+                run = %finished.attempt.run, package = %finished.attempt.package, attempt = finished.attempt.attempt,
+                "a late executor's result is ignored: another attempt holds the job, or it has ended"
+            );
+            Answer::Stale
+        }
+    }
+}
+
+/// As an executor: stops the jobs it holds that the server cancels.
+async fn stop_cancelled(mut cancellations: async_nats::Subscriber, held: HeldJobs) {
+    while let Some(message) = cancellations.next().await {
+        let Ok(cancel) = serde_json::from_slice::<CancelMessage>(&message.payload) else { continue };
+        let held = held.lock().unwrap_or_else(PoisonError::into_inner);
+        for job in held.values().filter(|job| job.key.0 == cancel.run && job.key.1 == cancel.package) {
+            job.cancel.cancel();
+        }
+    }
+}
+
+/// As a server: fails the jobs JetStream gave up on after `max_deliver` deliveries.
+async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, jetstream: jetstream::Context) {
+    while let Some(message) = advisories.next().await {
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&message.payload) else { continue };
+        let lost = {
+            let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let key =
+                jobs.iter().find(|(_, pending)| pending.sequence == advisory.stream_seq).map(|(key, _)| key.clone());
+            key.and_then(|key| jobs.remove(&key).map(|pending| (key, pending)))
+        };
+        let Some(((run, package), pending)) = lost else { continue };
+        tracing::error!(%run, %package, "executor lost {} times: the job fails", advisory.deliveries);
+        let _ = pending.outcome.send(JobOutcome::Failed);
+        if let Ok(stream) = jetstream.get_stream(STREAM).await {
+            let _ = stream.delete_message(advisory.stream_seq).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> (Pending, oneshot::Receiver<JobOutcome>) {
+        let (outcome, receiver) = oneshot::channel();
+        (Pending { outcome, attempt: 0, sequence: 1, cancelled: false }, receiver)
+    }
+
+    fn attempt(n: u32) -> Attempt {
+        Attempt { run: RunId::new("r1"), package: "api".into(), attempt: n }
+    }
+
+    #[test]
+    fn only_the_current_attempt_works_on_and_its_outcome_is_taken_once() {
+        let mut jobs = HashMap::new();
+        let (job, mut outcome) = pending();
+        jobs.insert((RunId::new("r1"), "api".to_string()), job);
+        assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Go);
+        assert_eq!(heartbeat(&jobs, &attempt(1)), Answer::Working);
+        // Attempt 1 went silent: attempt 2 takes over, and attempt 1 is told to stop.
+        assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Go);
+        assert_eq!(heartbeat(&jobs, &attempt(1)), Answer::Stop);
+        assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Stale, "an older delivery never runs again");
+        let finished = |n: u32, outcome: JobOutcome| Finished { attempt: attempt(n), outcome: outcome.into() };
+        assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);
+        assert!(outcome.try_recv().is_err(), "a late result is not taken");
+        assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Succeeded)), Answer::Accepted);
+        assert_eq!(outcome.try_recv(), Ok(JobOutcome::Succeeded));
+        assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Succeeded)), Answer::Stale, "once");
+        assert_eq!(claim(&mut jobs, &attempt(3)), Answer::Unknown);
+    }
+
+    #[test]
+    fn a_cancelled_job_is_not_claimed_and_its_runner_is_told_to_stop() {
+        let mut jobs = HashMap::new();
+        let (mut job, _outcome) = pending();
+        job.attempt = 1;
+        job.cancelled = true;
+        jobs.insert((RunId::new("r1"), "api".to_string()), job);
+        assert_eq!(heartbeat(&jobs, &attempt(1)), Answer::Stop);
+        assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Cancelled);
+    }
+}
