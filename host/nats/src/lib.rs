@@ -22,15 +22,25 @@
 //! job that waits is taken off the stream; one that runs is stopped through
 //! `loktar.cancel`, which every executor listens to.
 //!
+//! A server's silence is not its death: NATS may be reconnecting. An
+//! executor that gets no answer asks again, keeping its delivery alive
+//! meanwhile, and takes a server for gone — and drops its job — only once
+//! nobody has listened at its address for `liveness`. A server fails the jobs JetStream gave up
+//! on (the advisory) and, should it miss that advisory, the jobs it has not
+//! heard of for `max_deliver + 1` times `ack_wait`. An outcome sent twice
+//! (its answer lost) is accepted twice, counted once.
+//!
 //! The same [`NatsQueue`] serves both sides: a server enqueues and answers,
-//! an executor takes and reports; in tests, both at once.
+//! an executor takes and reports; in tests, both at once. Until executors
+//! run jobs on other machines (`loktar executor`), only a process's own
+//! runs can be executed from it: one server per queue.
 
 mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::stream::{self, RetentionPolicy};
@@ -55,8 +65,12 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// How long a request to the server waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a job whose server did not answer waits before it is offered again.
+/// How long between two tries of a request the server did not answer.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long an executor keeps asking a server that does not answer, but lives.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a server remembers the outcomes it took, to accept one sent again.
+const REMEMBERED: Duration = Duration::from_secs(600);
 
 /// Where the queue is and how it treats jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +84,9 @@ pub struct NatsOptions {
     pub ack_wait: Duration,
     /// How many executors a job may be handed to before it fails.
     pub max_deliver: u32,
+    /// How long nobody may listen at a server's address before it counts as
+    /// gone, and its jobs as never to be run.
+    pub liveness: Duration,
 }
 
 impl Default for NatsOptions {
@@ -79,6 +96,7 @@ impl Default for NatsOptions {
             queue: "default".to_string(),
             ack_wait: Duration::from_secs(30),
             max_deliver: 3,
+            liveness: Duration::from_secs(30),
         }
     }
 }
@@ -95,6 +113,18 @@ struct Pending {
     /// Its message's sequence in the stream.
     sequence: u64,
     cancelled: bool,
+    /// When an executor last claimed it or said it works on it.
+    seen: Instant,
+}
+
+/// What a server knows of its jobs.
+#[derive(Debug, Default)]
+struct Ledger {
+    pending: HashMap<JobKey, Pending>,
+    /// The attempts whose outcome was taken, and when: a resent outcome is accepted again.
+    accepted: HashMap<JobKey, (u32, Instant)>,
+    /// Messages of jobs that ended before their message did: to take off the stream.
+    discard: Vec<u64>,
 }
 
 /// A job this executor holds.
@@ -106,10 +136,12 @@ struct Held {
     /// Where its server listens.
     server: String,
     cancel: CancellationToken,
+    /// Since when nobody has listened at the server's address, if so.
+    unheard_since: Option<Instant>,
 }
 
 /// The server's side: the jobs it enqueued, by key.
-type Jobs = Arc<Mutex<HashMap<JobKey, Pending>>>;
+type Jobs = Arc<Mutex<Ledger>>;
 /// The executor's side: the jobs it holds, by lease number.
 type HeldJobs = Arc<Mutex<HashMap<u64, Held>>>;
 
@@ -118,6 +150,7 @@ pub struct NatsQueue {
     client: Client,
     jetstream: jetstream::Context,
     consumer: PullConsumer,
+    liveness: Duration,
     queue: String,
     /// Where this side listens as a server: `loktar.servers.<instance>`.
     listens: String,
@@ -155,6 +188,11 @@ impl NatsQueue {
                 "`{queue}` is not a queue name: use letters, digits, `-` and `_`"
             )));
         }
+        if options.ack_wait < Duration::from_millis(500) || options.liveness < Duration::from_secs(1) {
+            return Err(QueueError::Unreachable(
+                "`ack_wait` is at least half a second and `liveness` at least a second".to_string(),
+            ));
+        }
         let client = async_nats::ConnectOptions::new()
             .name("loktar")
             .request_timeout(Some(REQUEST_TIMEOUT))
@@ -187,6 +225,16 @@ impl NatsQueue {
             )
             .await
             .map_err(|e| unreachable(&format!("cannot make the consumer `{durable}`"), e))?;
+        let mut consumer = consumer;
+        if let Ok(info) = consumer.info().await
+            && (info.config.ack_wait != options.ack_wait
+                || info.config.max_deliver != i64::from(options.max_deliver.max(1)))
+        {
+            tracing::warn!(
+                consumer = %durable,
+                "the consumer exists with another `ack_wait` or `max_deliver`: it keeps its own (delete it to change them)"
+            );
+        }
         let listens = format!("{SERVERS}.{}", uuid::Uuid::now_v7().simple());
         let jobs = Jobs::default();
         let held = HeldJobs::default();
@@ -199,15 +247,18 @@ impl NatsQueue {
         let advisories = subscribe(format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.{durable}")).await?;
         // Subscriptions reach the server before anyone is told where this side listens.
         client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))?;
+        let silence = options.ack_wait * (options.max_deliver.max(1) + 1);
         let tasks = vec![
-            tokio::spawn(answer_requests(client.clone(), requests, jobs.clone())),
+            tokio::spawn(answer_requests(client.clone(), jetstream.clone(), requests, jobs.clone())),
             tokio::spawn(stop_cancelled(cancellations, held.clone())),
             tokio::spawn(fail_lost(advisories, jobs.clone(), jetstream.clone())),
+            tokio::spawn(fail_silent(jobs.clone(), jetstream.clone(), options.ack_wait, silence)),
         ];
         Ok(NatsQueue {
             client,
             jetstream,
             consumer,
+            liveness: options.liveness,
             queue: queue.clone(),
             listens,
             jobs,
@@ -228,6 +279,42 @@ impl NatsQueue {
         serde_json::from_slice(&reply.payload).map_err(|e| Asked::Failed(format!("an answer that is not one: {e}")))
     }
 
+    /// Asks until the server answers, nobody has listened at its address
+    /// for `liveness` (it is gone), or [`PATIENCE`] runs out — keeping
+    /// `message`'s delivery alive meanwhile.
+    async fn ask_patiently(
+        &self,
+        server: &str,
+        request: &str,
+        body: &impl serde::Serialize,
+        message: &jetstream::Message,
+    ) -> Result<Answer, Asked> {
+        let started = Instant::now();
+        let mut unheard_since: Option<Instant> = None;
+        loop {
+            let problem = match self.ask(server, request, body).await {
+                Ok(answer) => return Ok(answer),
+                Err(Asked::Gone) => {
+                    let since = *unheard_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.liveness {
+                        return Err(Asked::Gone);
+                    }
+                    "nobody listens there for now".to_string()
+                }
+                Err(Asked::Failed(problem)) => {
+                    unheard_since = None;
+                    problem
+                }
+            };
+            if started.elapsed() > PATIENCE.max(self.liveness) {
+                return Err(Asked::Failed(problem));
+            }
+            tracing::debug!(request, "the server did not answer ({problem}): asking again");
+            let _ = message.ack_with(AckKind::Progress).await;
+            tokio::time::sleep(RETRY_DELAY).await;
+        }
+    }
+
     /// Claims the job of `message` for this executor: a lease when it is to run.
     async fn claim(&self, message: jetstream::Message) -> Option<Lease> {
         let attempt = message.info().map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX)).unwrap_or(1);
@@ -237,13 +324,14 @@ impl NatsQueue {
             return None;
         };
         let claim = Attempt { run: job.run.clone(), package: job.package.clone(), attempt };
-        match self.ask(&job.server, "claim", &claim).await {
+        match self.ask_patiently(&job.server, "claim", &claim, &message).await {
             Ok(Answer::Go) => {
                 let number = self.leases.fetch_add(1, Ordering::Relaxed);
                 let cancel = CancellationToken::new();
                 let id = JobId { run: job.run.clone(), package: job.package.as_str().into(), attempt };
                 let key = (job.run, job.package);
-                let held = Held { message, key, attempt, server: job.server, cancel: cancel.clone() };
+                let held =
+                    Held { message, key, attempt, server: job.server, cancel: cancel.clone(), unheard_since: None };
                 self.held().insert(number, held);
                 Some(Lease::new(Job { id, position: job.position }, cancel, number))
             }
@@ -261,7 +349,7 @@ impl NatsQueue {
                 None
             }
             Err(Asked::Failed(problem)) => {
-                tracing::warn!(job = %claim.package, "the server did not answer a claim ({problem}): offered again");
+                tracing::warn!(job = %claim.package, "the server did not answer a claim ({problem}): offered again later");
                 let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
                 None
             }
@@ -272,7 +360,7 @@ impl NatsQueue {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Pending>> {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -292,8 +380,8 @@ impl JobQueue for NatsQueue {
         let (sender, receiver) = oneshot::channel();
         let key: JobKey = (job.id.run.clone(), job.id.package.to_string());
         // Known before it is published: a quick executor's claim must find it.
-        let pending = Pending { outcome: sender, attempt: 0, sequence: 0, cancelled: false };
-        self.jobs().insert(key.clone(), pending);
+        let pending = Pending { outcome: sender, attempt: 0, sequence: 0, cancelled: false, seen: Instant::now() };
+        self.jobs().pending.insert(key.clone(), pending);
         let message = JobMessage {
             run: key.0.clone(),
             package: key.1.clone(),
@@ -304,19 +392,39 @@ impl JobQueue for NatsQueue {
         headers.insert("Nats-Msg-Id", format!("{}/{}/{}", job.id.run, job.id.package, job.id.attempt).as_str());
         let payload = serde_json::to_vec(&message).unwrap_or_default();
         let subject = format!("{JOBS}.{}", self.queue);
-        let published = match self.jetstream.publish_with_headers(subject, headers, payload.into()).await {
-            Ok(ack) => ack.await.map_err(|e| unreachable("the job was not stored", e)),
-            Err(e) => Err(unreachable("cannot publish the job", e)),
-        };
+        // Tried twice with the same id: a publish stored but unanswered is stored once.
+        let mut published = Err(QueueError::Unreachable(String::new()));
+        for try_number in 0..2 {
+            published = match self
+                .jetstream
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone().into())
+                .await
+            {
+                Ok(ack) => ack.await.map_err(|e| unreachable("the job was not stored", e)),
+                Err(e) => Err(unreachable("cannot publish the job", e)),
+            };
+            match &published {
+                Ok(ack) if ack.duplicate && try_number == 0 => {
+                    published = Err(QueueError::Unreachable(format!(
+                        "job {} was enqueued already in the last {} s",
+                        job.id,
+                        DUPLICATE_WINDOW.as_secs()
+                    )));
+                    break;
+                }
+                Ok(_) => break,
+                Err(_) => continue,
+            }
+        }
         match published {
             Ok(ack) => {
-                if let Some(pending) = self.jobs().get_mut(&key) {
+                if let Some(pending) = self.jobs().pending.get_mut(&key) {
                     pending.sequence = ack.sequence;
                 }
                 Ok(receiver)
             }
             Err(problem) => {
-                self.jobs().remove(&key);
+                self.jobs().pending.remove(&key);
                 Err(problem)
             }
         }
@@ -357,16 +465,33 @@ impl JobQueue for NatsQueue {
             let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
             (held.message.clone(), held.server.clone(), attempt)
         };
-        // Keeps the delivery alive: JetStream waits another `ack_wait`.
-        if let Err(problem) = message.ack_with(AckKind::Progress).await {
-            tracing::warn!(job = %lease.job.id, "cannot tell NATS the job goes on: {problem}");
-        }
-        match self.ask(&server, "heartbeat", &attempt).await {
-            Ok(Answer::Working) => Ok(()),
-            Ok(_) | Err(Asked::Gone) => Err(not_held()),
-            // The server may be restarting: the job goes on, kept alive by the in-progress ack.
-            Err(Asked::Failed(problem)) => {
-                tracing::debug!(job = %lease.job.id, "a heartbeat went unanswered: {problem}");
+        let keep_alive = async {
+            // JetStream waits another `ack_wait` — only for the current attempt: a stale one's
+            // in-progress ack would keep the newer delivery's.
+            if let Err(problem) = message.ack_with(AckKind::Progress).await {
+                tracing::warn!(job = %lease.job.id, "cannot tell NATS the job goes on: {problem}");
+            }
+        };
+        let answer = self.ask(&server, "heartbeat", &attempt).await;
+        let unheard_for = {
+            let mut held = self.held();
+            let since = held.get_mut(&lease.number()).and_then(|held| match answer {
+                Err(Asked::Gone) => Some(*held.unheard_since.get_or_insert_with(Instant::now)),
+                _ => held.unheard_since.take().and(None),
+            });
+            since.map(|since| since.elapsed())
+        };
+        match answer {
+            Ok(Answer::Working) => {
+                keep_alive.await;
+                Ok(())
+            }
+            Ok(_) => Err(not_held()),
+            Err(Asked::Gone) if unheard_for.is_some_and(|unheard| unheard >= self.liveness) => Err(not_held()),
+            // The server may be reconnecting: the job goes on.
+            Err(Asked::Gone | Asked::Failed(_)) => {
+                tracing::debug!(job = %lease.job.id, "a heartbeat went unanswered");
+                keep_alive.await;
                 Ok(())
             }
         }
@@ -378,7 +503,7 @@ impl JobQueue for NatsQueue {
             attempt: Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt },
             outcome: outcome.into(),
         };
-        match self.ask(&held.server, "outcome", &finished).await {
+        match self.ask_patiently(&held.server, "outcome", &finished, &held.message).await {
             Ok(Answer::Accepted) => {
                 // Committed: only now is the message done with.
                 if let Err(problem) = held.message.double_ack().await {
@@ -400,9 +525,9 @@ impl JobQueue for NatsQueue {
         let key: JobKey = (job.run.clone(), job.package.to_string());
         let waiting = {
             let mut jobs = self.jobs();
-            match jobs.get_mut(&key) {
+            match jobs.pending.get_mut(&key) {
                 None => return,
-                Some(pending) if pending.attempt == 0 => jobs.remove(&key),
+                Some(pending) if pending.attempt == 0 => jobs.pending.remove(&key),
                 Some(pending) => {
                     pending.cancelled = true;
                     None
@@ -431,13 +556,18 @@ impl JobQueue for NatsQueue {
 
     async fn depth(&self) -> QueueDepth {
         let jobs = self.jobs();
-        let running = jobs.values().filter(|pending| pending.attempt > 0).count();
-        QueueDepth { waiting: jobs.len() - running, running }
+        let running = jobs.pending.values().filter(|pending| pending.attempt > 0).count();
+        QueueDepth { waiting: jobs.pending.len() - running, running }
     }
 }
 
 /// As a server: answers the claims, heartbeats and outcomes of its jobs' executors.
-async fn answer_requests(client: Client, mut requests: async_nats::Subscriber, jobs: Jobs) {
+async fn answer_requests(
+    client: Client,
+    jetstream: jetstream::Context,
+    mut requests: async_nats::Subscriber,
+    jobs: Jobs,
+) {
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply.clone() else { continue };
         let kind = request.subject.rsplit('.').next().unwrap_or_default();
@@ -445,7 +575,9 @@ async fn answer_requests(client: Client, mut requests: async_nats::Subscriber, j
             let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
             match kind {
                 "claim" => serde_json::from_slice(&request.payload).ok().map(|attempt| claim(&mut jobs, &attempt)),
-                "heartbeat" => serde_json::from_slice(&request.payload).ok().map(|attempt| heartbeat(&jobs, &attempt)),
+                "heartbeat" => {
+                    serde_json::from_slice(&request.payload).ok().map(|attempt| heartbeat(&mut jobs, &attempt))
+                }
                 "outcome" => serde_json::from_slice(&request.payload).ok().map(|finished| finish(&mut jobs, finished)),
                 _ => None,
             }
@@ -458,15 +590,31 @@ async fn answer_requests(client: Client, mut requests: async_nats::Subscriber, j
         if let Err(problem) = client.publish(reply, payload.into()).await {
             tracing::warn!("cannot answer an executor: {problem}");
         }
+        let discard = std::mem::take(&mut jobs.lock().unwrap_or_else(PoisonError::into_inner).discard);
+        if !discard.is_empty()
+            && let Ok(stream) = jetstream.get_stream(STREAM).await
+        {
+            for sequence in discard {
+                let _ = stream.delete_message(sequence).await;
+            }
+        }
     }
 }
 
 /// A claim: the newest attempt becomes the job's current one.
-fn claim(jobs: &mut HashMap<JobKey, Pending>, attempt: &Attempt) -> Answer {
-    match jobs.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
+fn claim(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
+    let key = (attempt.run.clone(), attempt.package.clone());
+    match jobs.pending.get_mut(&key) {
         None => Answer::Unknown,
-        Some(pending) if pending.cancelled => Answer::Cancelled,
         Some(pending) if attempt.attempt < pending.attempt => Answer::Stale,
+        // Cancelled while it ran, and its executor lost: it ends here.
+        Some(pending) if pending.cancelled => {
+            if let Some(pending) = jobs.pending.remove(&key) {
+                let _ = pending.outcome.send(JobOutcome::Cancelled);
+                jobs.discard.push(pending.sequence);
+            }
+            Answer::Cancelled
+        }
         Some(pending) => {
             if pending.attempt > 0 {
                 tracing::warn!(
@@ -475,37 +623,43 @@ fn claim(jobs: &mut HashMap<JobKey, Pending>, attempt: &Attempt) -> Answer {
                 );
             }
             pending.attempt = attempt.attempt;
+            pending.seen = Instant::now();
             Answer::Go
         }
     }
 }
 
 /// A heartbeat: go on while this attempt is current and the job not cancelled.
-fn heartbeat(jobs: &HashMap<JobKey, Pending>, attempt: &Attempt) -> Answer {
-    match jobs.get(&(attempt.run.clone(), attempt.package.clone())) {
-        Some(pending) if pending.attempt == attempt.attempt && !pending.cancelled => Answer::Working,
+fn heartbeat(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
+    match jobs.pending.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
+        Some(pending) if pending.attempt == attempt.attempt && !pending.cancelled => {
+            pending.seen = Instant::now();
+            Answer::Working
+        }
         _ => Answer::Stop,
     }
 }
 
-/// An outcome: taken from the current attempt only, once.
-fn finish(jobs: &mut HashMap<JobKey, Pending>, finished: Finished) -> Answer {
+/// An outcome: taken from the current attempt only, once; the same attempt's again is accepted.
+fn finish(jobs: &mut Ledger, finished: Finished) -> Answer {
     let key = (finished.attempt.run.clone(), finished.attempt.package.clone());
-    match jobs.get(&key) {
-        Some(pending) if pending.attempt == finished.attempt.attempt => {
-            if let Some(pending) = jobs.remove(&key) {
-                let _ = pending.outcome.send(finished.outcome.into());
-            }
-            Answer::Accepted
+    let attempt = finished.attempt.attempt;
+    if jobs.pending.get(&key).is_some_and(|pending| pending.attempt == attempt) {
+        if let Some(pending) = jobs.pending.remove(&key) {
+            let _ = pending.outcome.send(finished.outcome.into());
         }
-        _ => {
-            tracing::warn!(
-                run = %finished.attempt.run, package = %finished.attempt.package, attempt = finished.attempt.attempt,
-                "a late executor's result is ignored: another attempt holds the job, or it has ended"
-            );
-            Answer::Stale
-        }
+        jobs.accepted.retain(|_, (_, when)| when.elapsed() < REMEMBERED);
+        jobs.accepted.insert(key, (attempt, Instant::now()));
+        return Answer::Accepted;
     }
+    if jobs.accepted.get(&key).is_some_and(|(taken, _)| *taken == attempt) {
+        return Answer::Accepted;
+    }
+    tracing::warn!(
+        run = %finished.attempt.run, package = %finished.attempt.package, attempt,
+        "a late executor's result is ignored: another attempt holds the job, or it has ended"
+    );
+    Answer::Stale
 }
 
 /// As an executor: stops the jobs it holds that the server cancels.
@@ -526,14 +680,42 @@ async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, jetstream
         let lost = {
             let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
             let key =
-                jobs.iter().find(|(_, pending)| pending.sequence == advisory.stream_seq).map(|(key, _)| key.clone());
-            key.and_then(|key| jobs.remove(&key).map(|pending| (key, pending)))
+                jobs.pending.iter().find(|(_, job)| job.sequence == advisory.stream_seq).map(|(key, _)| key.clone());
+            key.and_then(|key| jobs.pending.remove(&key).map(|pending| (key, pending)))
         };
-        let Some(((run, package), pending)) = lost else { continue };
-        tracing::error!(%run, %package, "executor lost {} times: the job fails", advisory.deliveries);
-        let _ = pending.outcome.send(JobOutcome::Failed);
+        if let Some(((run, package), pending)) = lost {
+            tracing::error!(%run, %package, "executor lost {} times: the job fails", advisory.deliveries);
+            let _ = pending.outcome.send(JobOutcome::Failed);
+        }
+        // Never to be delivered again, whoever's it was: off the stream.
         if let Ok(stream) = jetstream.get_stream(STREAM).await {
             let _ = stream.delete_message(advisory.stream_seq).await;
+        }
+    }
+}
+
+/// As a server: fails the running jobs it has not heard of for `silence` —
+/// lost beyond what JetStream offers again, its advisory missed.
+async fn fail_silent(jobs: Jobs, jetstream: jetstream::Context, every: Duration, silence: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let lost: Vec<(JobKey, Pending)> = {
+            let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let silent: Vec<JobKey> = jobs
+                .pending
+                .iter()
+                .filter(|(_, job)| job.attempt > 0 && job.seen.elapsed() > silence)
+                .map(|(key, _)| key.clone())
+                .collect();
+            silent.into_iter().filter_map(|key| jobs.pending.remove(&key).map(|job| (key, job))).collect()
+        };
+        for ((run, package), job) in lost {
+            tracing::error!(%run, %package, "executor lost: no word of the job for {} s, it fails", silence.as_secs());
+            let _ = job.outcome.send(JobOutcome::Failed);
+            if let Ok(stream) = jetstream.get_stream(STREAM).await {
+                let _ = stream.delete_message(job.sequence).await;
+            }
         }
     }
 }
@@ -544,7 +726,7 @@ mod tests {
 
     fn pending() -> (Pending, oneshot::Receiver<JobOutcome>) {
         let (outcome, receiver) = oneshot::channel();
-        (Pending { outcome, attempt: 0, sequence: 1, cancelled: false }, receiver)
+        (Pending { outcome, attempt: 0, sequence: 1, cancelled: false, seen: Instant::now() }, receiver)
     }
 
     fn attempt(n: u32) -> Attempt {
@@ -553,32 +735,38 @@ mod tests {
 
     #[test]
     fn only_the_current_attempt_works_on_and_its_outcome_is_taken_once() {
-        let mut jobs = HashMap::new();
+        let mut jobs = Ledger::default();
         let (job, mut outcome) = pending();
-        jobs.insert((RunId::new("r1"), "api".to_string()), job);
+        jobs.pending.insert((RunId::new("r1"), "api".to_string()), job);
         assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Go);
-        assert_eq!(heartbeat(&jobs, &attempt(1)), Answer::Working);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Working);
         // Attempt 1 went silent: attempt 2 takes over, and attempt 1 is told to stop.
         assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Go);
-        assert_eq!(heartbeat(&jobs, &attempt(1)), Answer::Stop);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Stop);
         assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Stale, "an older delivery never runs again");
         let finished = |n: u32, outcome: JobOutcome| Finished { attempt: attempt(n), outcome: outcome.into() };
         assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);
         assert!(outcome.try_recv().is_err(), "a late result is not taken");
         assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Succeeded)), Answer::Accepted);
         assert_eq!(outcome.try_recv(), Ok(JobOutcome::Succeeded));
-        assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Succeeded)), Answer::Stale, "once");
+        // Sent again (its answer lost): accepted again, taken once.
+        assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Failed)), Answer::Accepted);
+        assert!(outcome.try_recv().is_err(), "taken once");
+        assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);
         assert_eq!(claim(&mut jobs, &attempt(3)), Answer::Unknown);
     }
 
     #[test]
     fn a_cancelled_job_is_not_claimed_and_its_runner_is_told_to_stop() {
-        let mut jobs = HashMap::new();
-        let (mut job, _outcome) = pending();
+        let mut jobs = Ledger::default();
+        let (mut job, mut outcome) = pending();
         job.attempt = 1;
         job.cancelled = true;
-        jobs.insert((RunId::new("r1"), "api".to_string()), job);
-        assert_eq!(heartbeat(&jobs, &attempt(1)), Answer::Stop);
+        jobs.pending.insert((RunId::new("r1"), "api".to_string()), job);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Stop);
+        // Its executor died: the next delivery ends it, cancelled.
         assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Cancelled);
+        assert_eq!(outcome.try_recv(), Ok(JobOutcome::Cancelled));
+        assert_eq!(claim(&mut jobs, &attempt(3)), Answer::Unknown);
     }
 }

@@ -13,40 +13,70 @@ use loktar_pipeline::jobs::{Job, JobId, JobQueue, QueueDepth, QueueError};
 use loktar_pipeline::scheduler::JobOutcome;
 use loktar_protocol::RunId;
 
-/// A `nats-server -js` of the test's own.
+/// A `nats-server -js` of the test's own, on a port it chose itself.
 struct NatsServer {
     child: Child,
-    port: u16,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
 impl NatsServer {
     fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Command::new("nats-server")
-            .args(["--jetstream", "--addr", "127.0.0.1", "--port", &port.to_string(), "--store_dir"])
+        let mut child = Command::new("nats-server")
+            .args(["--jetstream", "--addr", "127.0.0.1", "--port", "-1", "--store_dir"])
+            .arg(dir.path().join("jetstream"))
+            .arg("--ports_file_dir")
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server (scripts/setup installs it)");
+        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let url = loop {
+            assert!(child.try_wait().ok().flatten().is_none(), "nats-server stopped at once");
+            let written = std::fs::read_to_string(&ports).ok();
+            let url = written.and_then(|text| {
+                let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+                ports["nats"][0].as_str().map(str::to_string)
+            });
+            if let Some(url) = url {
+                break url;
+            }
             assert!(Instant::now() < deadline, "nats-server did not come up");
             std::thread::sleep(Duration::from_millis(50));
-        }
-        NatsServer { child, port, _dir: dir }
+        };
+        NatsServer { child, url, _dir: dir }
     }
 
     fn options(&self, ack_wait_ms: u64, max_deliver: u32) -> NatsOptions {
         NatsOptions {
-            url: format!("nats://127.0.0.1:{}", self.port),
+            url: self.url.clone(),
             queue: "default".to_string(),
             ack_wait: Duration::from_millis(ack_wait_ms),
             max_deliver,
+            liveness: Duration::from_secs(2),
         }
+    }
+
+    /// Whether the job stream comes to hold `count` messages within two seconds.
+    async fn comes_to_hold(&self, count: u64) -> bool {
+        for _ in 0..20 {
+            if self.stored().await == count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// How many messages the job stream holds.
+    async fn stored(&self) -> u64 {
+        let client = async_nats::connect(self.url.as_str()).await.expect("client");
+        let mut stream = async_nats::jetstream::new(client).get_stream(STREAM).await.expect("the stream");
+        stream.info().await.expect("stream info").state.messages
     }
 }
 
@@ -108,7 +138,7 @@ fn jobs_reach_executors_on_other_connections_once_each_and_their_outcomes_come_b
         use JobOutcome::{Failed, Succeeded};
         assert_eq!(ended, [Succeeded, Failed, Succeeded, Succeeded]);
         assert_eq!(server.depth().await, QueueDepth::default());
-        assert!(!hands_out(&executors[0], 1500).await, "acknowledged jobs are gone from the stream");
+        assert_eq!(nats.stored().await, 0, "acknowledged jobs are gone from the stream");
     });
 }
 
@@ -119,6 +149,7 @@ fn a_silent_executor_loses_its_job_to_the_next_attempt_and_its_late_result_is_ig
         let server = NatsQueue::connect(&nats.options(1000, 5)).await.expect("server");
         let slow = NatsQueue::connect(&nats.options(1000, 5)).await.expect("executor");
         let quick = NatsQueue::connect(&nats.options(1000, 5)).await.expect("executor");
+        let third = NatsQueue::connect(&nats.options(1000, 5)).await.expect("executor");
         let outcome = server.enqueue(job("api")).await.expect("enqueued");
         let lost = within(10, "first delivery", slow.take()).await.expect("a job");
         assert_eq!(lost.job.id.attempt, 1);
@@ -126,13 +157,18 @@ fn a_silent_executor_loses_its_job_to_the_next_attempt_and_its_late_result_is_ig
         let lease = within(10, "second delivery", quick.take()).await.expect("the job again");
         assert_eq!(lease.job.id.attempt, 2);
         assert_eq!(server.depth().await, QueueDepth { waiting: 0, running: 1 });
-        // The first executor comes back: told to stop, and its result refused.
+        // The first executor comes back: told to stop, and its result refused — and not acked.
         assert_eq!(slow.heartbeat(&lost).await, Err(QueueError::NotHeld(lost.job.id.clone())));
         let stale = lost.job.id.clone();
         assert_eq!(slow.finish(lost, JobOutcome::Failed).await, Err(QueueError::NotHeld(stale)));
-        quick.finish(lease, JobOutcome::Succeeded).await.expect("current attempt");
+        // Had it acked, the job would be gone; the second executor goes silent too, and a third gets it.
+        let last = within(10, "third delivery", third.take()).await.expect("the job once more");
+        assert_eq!(last.job.id.attempt, 3);
+        third.finish(last, JobOutcome::Succeeded).await.expect("current attempt");
         assert_eq!(within(5, "the outcome", outcome).await, Ok(JobOutcome::Succeeded), "exactly once, the current one");
-        assert!(!hands_out(&quick, 2500).await, "acknowledged after the outcome: not offered again");
+        let late = lease.job.id.clone();
+        assert_eq!(quick.finish(lease, JobOutcome::Failed).await, Err(QueueError::NotHeld(late)));
+        assert_eq!(nats.stored().await, 0, "acknowledged after the outcome");
     });
 }
 
@@ -140,17 +176,17 @@ fn a_silent_executor_loses_its_job_to_the_next_attempt_and_its_late_result_is_ig
 fn heartbeats_keep_a_long_job_with_its_executor() {
     let nats = NatsServer::start();
     runtime().block_on(async {
-        let server = NatsQueue::connect(&nats.options(1000, 5)).await.expect("server");
-        let executor = NatsQueue::connect(&nats.options(1000, 5)).await.expect("executor");
-        let other = NatsQueue::connect(&nats.options(1000, 5)).await.expect("executor");
+        let server = NatsQueue::connect(&nats.options(2000, 5)).await.expect("server");
+        let executor = NatsQueue::connect(&nats.options(2000, 5)).await.expect("executor");
+        let other = NatsQueue::connect(&nats.options(2000, 5)).await.expect("executor");
         let outcome = server.enqueue(job("api")).await.expect("enqueued");
         let lease = within(10, "a job", executor.take()).await.expect("a job");
-        // Three times ack_wait, with an in-progress ack every 300 ms: nobody else gets it.
-        let watching = async { hands_out(&other, 3000).await };
+        // Well past ack_wait, with a heartbeat every 400 ms: nobody else gets it.
+        let watching = async { hands_out(&other, 5000).await };
         let working = async {
-            for _ in 0..10 {
+            for _ in 0..12 {
                 executor.heartbeat(&lease).await.expect("still ours");
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(400)).await;
             }
         };
         let (handed_out, ()) = tokio::join!(watching, working);
@@ -177,9 +213,7 @@ fn a_job_lost_max_deliver_times_fails_and_leaves_the_stream() {
         assert_eq!(ended, Ok(JobOutcome::Failed));
         assert!(!handed_out, "not handed out a third time");
         assert_eq!(server.depth().await, QueueDepth::default());
-        let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await.expect("client");
-        let mut stream = async_nats::jetstream::new(client).get_stream(STREAM).await.expect("the stream");
-        assert_eq!(stream.info().await.expect("info").state.messages, 0, "the lost job left the stream");
+        assert!(nats.comes_to_hold(0).await, "the lost job left the stream");
     });
 }
 
@@ -187,22 +221,34 @@ fn a_job_lost_max_deliver_times_fails_and_leaves_the_stream() {
 fn a_cancelled_job_never_starts_and_a_running_one_is_stopped_at_once() {
     let nats = NatsServer::start();
     runtime().block_on(async {
-        let server = NatsQueue::connect(&nats.options(30_000, 3)).await.expect("server");
-        let executor = NatsQueue::connect(&nats.options(30_000, 3)).await.expect("executor");
-        // Waiting: it ends cancelled and is never handed out.
+        let server = NatsQueue::connect(&nats.options(1000, 5)).await.expect("server");
+        let executor = NatsQueue::connect(&nats.options(1000, 5)).await.expect("executor");
+        // Waiting: it ends cancelled and leaves the stream.
         let waiting = server.enqueue(job("waiting")).await.expect("enqueued");
         server.cancel(&job("waiting").id).await;
         assert_eq!(within(5, "the outcome", waiting).await, Ok(JobOutcome::Cancelled));
-        assert!(!hands_out(&executor, 1500).await, "a cancelled job is not handed out");
+        assert_eq!(nats.stored().await, 0, "a cancelled job is not handed out");
 
-        // Running: its executor's lease is cancelled within a second; its outcome still counts.
+        // Running: its executor's lease is cancelled at once; its outcome still counts.
         let running = server.enqueue(job("running")).await.expect("enqueued");
         let lease = within(10, "a job", executor.take()).await.expect("a job");
         server.cancel(&lease.job.id).await;
-        within(1, "the stop", lease.cancel.cancelled()).await;
+        within(2, "the stop", lease.cancel.cancelled()).await;
         assert_eq!(executor.heartbeat(&lease).await, Err(QueueError::NotHeld(lease.job.id.clone())));
         executor.finish(lease, JobOutcome::Cancelled).await.expect("still its attempt");
         assert_eq!(within(5, "the outcome", running).await, Ok(JobOutcome::Cancelled));
+
+        // Running, cancelled, and its executor dies before it finishes: the next delivery ends it.
+        let orphan = server.enqueue(job("orphan")).await.expect("enqueued");
+        let lease = within(10, "a job", executor.take()).await.expect("a job");
+        server.cancel(&lease.job.id).await;
+        drop(lease);
+        let ended = tokio::select! {
+            ended = within(10, "the outcome", orphan) => ended,
+            lease = executor.take() => panic!("a cancelled job was handed out again: {lease:?}"),
+        };
+        assert_eq!(ended, Ok(JobOutcome::Cancelled));
+        assert!(nats.comes_to_hold(0).await, "the cancelled job left the stream");
     });
 }
 
@@ -212,12 +258,11 @@ fn a_job_whose_server_is_gone_is_dropped_not_run() {
     runtime().block_on(async {
         let server = NatsQueue::connect(&nats.options(30_000, 3)).await.expect("server");
         let _outcome = server.enqueue(job("api")).await.expect("enqueued");
-        // The server stops (its instance is gone); it will plan the run anew when it starts again.
+        // The server stops; it will plan its runs anew when it starts again.
         drop(server);
         let executor = NatsQueue::connect(&nats.options(30_000, 3)).await.expect("executor");
-        assert!(!hands_out(&executor, 3000).await, "nobody claims it for a server that is gone");
-        let client = async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await.expect("client");
-        let mut stream = async_nats::jetstream::new(client).get_stream(STREAM).await.expect("the stream");
-        assert_eq!(stream.info().await.expect("info").state.messages, 0, "terminated, not left to be offered again");
+        // Asked again until the server's sign of life expires (`liveness`), then dropped.
+        assert!(!hands_out(&executor, 8000).await, "nobody runs a job for a server that is gone");
+        assert!(nats.comes_to_hold(0).await, "terminated, not left to be offered again");
     });
 }

@@ -22,8 +22,9 @@ use crate::jobs::{JobQueue, Lease};
 use crate::run::{Shared, run_package};
 use crate::scheduler::{CatchUnwind, JobOutcome};
 
-/// How often a working executor says so.
-const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often a working executor says so. A queue across machines gives a
+/// silent executor's job to another after a few of these.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// The workers, and the runs they serve.
 pub struct Executors {
@@ -121,17 +122,21 @@ async fn run_job(bench: &Bench, lease: &Lease) -> JobOutcome {
     };
     // A job that panics has failed; the worker goes on.
     let mut job = CatchUnwind(Box::pin(run_package(&run, lease.job.position, lease.cancel.clone())));
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            outcome = &mut job => return outcome.unwrap_or(JobOutcome::Failed),
-            _ = heartbeat.tick() => {
-                if let Err(problem) = bench.queue.heartbeat(lease).await {
-                    tracing::debug!(job = %lease.job.id, "stopping: {problem}");
-                    lease.cancel.cancel();
-                }
+    // Heartbeats go on beside the job: one waiting for the queue's answer never holds the job up.
+    let heartbeats = async {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            heartbeat.tick().await;
+            if let Err(problem) = bench.queue.heartbeat(lease).await {
+                tracing::debug!(job = %lease.job.id, "stopping: {problem}");
+                lease.cancel.cancel();
             }
         }
+    };
+    tokio::select! {
+        outcome = &mut job => outcome.unwrap_or(JobOutcome::Failed),
+        // Heartbeats never end on their own.
+        () = heartbeats => JobOutcome::Failed,
     }
 }
