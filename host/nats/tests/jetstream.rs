@@ -1,10 +1,11 @@
 //! The NATS job queue against a real `nats-server` with JetStream (Debian's,
-//! installed by `scripts/setup`), one per test on a free port of 127.0.0.1,
+//! installed by `scripts/setup`), one per test on a port of 127.0.0.1 it chooses,
 //! stopped when the test ends. A "server" queue enqueues; "executor" queues
 //! — other connections, as on other machines — take, heartbeat and finish.
 //! Executors that go silent are simulated by holding a lease without
 //! heartbeats; every wait is bounded.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,38 +18,54 @@ use loktar_protocol::RunId;
 struct NatsServer {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// Starts `nats-server` keeping its data and ports file in `dir`: its child and URL.
+fn launch(dir: &Path, port: &str) -> (Child, String) {
+    let mut child = Command::new("nats-server")
+        .args(["--jetstream", "--addr", "127.0.0.1", "--port", port, "--store_dir"])
+        .arg(dir.join("jetstream"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server (scripts/setup installs it)");
+    let ports = dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        assert!(child.try_wait().ok().flatten().is_none(), "nats-server stopped at once");
+        let written = std::fs::read_to_string(&ports).ok();
+        let url = written.and_then(|text| {
+            let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+            ports["nats"][0].as_str().map(str::to_string)
+        });
+        if let Some(url) = url {
+            break url;
+        }
+        assert!(Instant::now() < deadline, "nats-server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (child, url)
 }
 
 impl NatsServer {
     fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new("nats-server")
-            .args(["--jetstream", "--addr", "127.0.0.1", "--port", "-1", "--store_dir"])
-            .arg(dir.path().join("jetstream"))
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server (scripts/setup installs it)");
-        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = loop {
-            assert!(child.try_wait().ok().flatten().is_none(), "nats-server stopped at once");
-            let written = std::fs::read_to_string(&ports).ok();
-            let url = written.and_then(|text| {
-                let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
-                ports["nats"][0].as_str().map(str::to_string)
-            });
-            if let Some(url) = url {
-                break url;
-            }
-            assert!(Instant::now() < deadline, "nats-server did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        NatsServer { child, url, _dir: dir }
+        let (child, url) = launch(dir.path(), "-1");
+        NatsServer { child, url, dir }
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same port with the same storage.
+    fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.dir.path().join(format!("nats-server_{}.ports", self.child.id())));
+        let port = self.url.rsplit(':').next().unwrap_or_default().to_string();
+        let (child, url) = launch(self.dir.path(), &port);
+        (self.child, self.url) = (child, url);
     }
 
     fn options(&self, ack_wait_ms: u64, max_deliver: u32) -> NatsOptions {
@@ -264,5 +281,29 @@ fn a_job_whose_server_is_gone_is_dropped_not_run() {
         // Asked again until the server's sign of life expires (`liveness`), then dropped.
         assert!(!hands_out(&executor, 8000).await, "nobody runs a job for a server that is gone");
         assert!(nats.comes_to_hold(0).await, "terminated, not left to be offered again");
+    });
+}
+
+#[test]
+fn jobs_survive_nats_killed_and_started_again() {
+    let nats = NatsServer::start();
+    runtime().block_on(async {
+        let server = NatsQueue::connect(&nats.options(30_000, 3)).await.expect("server");
+        let executor = NatsQueue::connect(&nats.options(30_000, 3)).await.expect("executor");
+        let before = server.enqueue(job("before")).await.expect("enqueued");
+        // kill -9 of NATS: the job is on disk; both sides reconnect by themselves.
+        let mut nats = nats;
+        nats.kill_and_restart();
+        let lease = within(30, "the job stored before", executor.take()).await.expect("a job");
+        assert_eq!(&*lease.job.id.package, "before");
+        executor.heartbeat(&lease).await.expect("still ours");
+        executor.finish(lease, JobOutcome::Succeeded).await.expect("the outcome reaches the server");
+        assert_eq!(within(5, "the outcome", before).await, Ok(JobOutcome::Succeeded));
+        // And a job enqueued after it.
+        let after = server.enqueue(job("after")).await.expect("enqueued after the restart");
+        let lease = within(10, "the job after", executor.take()).await.expect("a job");
+        executor.finish(lease, JobOutcome::Failed).await.expect("held");
+        assert_eq!(within(5, "the outcome", after).await, Ok(JobOutcome::Failed));
+        assert!(nats.comes_to_hold(0).await);
     });
 }
