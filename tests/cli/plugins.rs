@@ -228,15 +228,32 @@ fn programs_run_with_a_scrubbed_environment() {
 }
 
 #[test]
-fn raw_sockets_and_ungranted_capabilities_refuse_to_load() {
+fn raw_sockets_load_and_stay_closed_at_run_time_and_ungranted_capabilities_refuse_to_load() {
     let host = tempfile::tempdir().expect("temp dir");
+    // Something to reach on 127.0.0.1, over TCP and UDP: nothing may arrive.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port");
+    let port = tcp.local_addr().expect("address").port();
+    let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).expect("the same UDP port");
     let sockets = format!(
         "[plugins.sockets]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
         test_plugin("sockets").display().to_string()
     );
-    let error = run_test(&session(host.path(), &sockets), "sockets", host.path(), "{}").expect_err("refused");
-    assert!(error.problem.message.starts_with("plugin `sockets` imports `wasi:sockets/"), "{}", error.problem.message);
-    assert!(error.problem.message.contains("raw network access is never granted"), "{}", error.problem.message);
+    let settings = format!("{{\"target\":\"127.0.0.1:{port}\"}}");
+    let outcome =
+        run_test(&session(host.path(), &sockets), "sockets", host.path(), &settings).expect("it loads and runs");
+    let log = logged(&outcome.log);
+    assert_eq!(outcome.value.summary, "the network stayed closed", "{log}");
+    assert!(!outcome.value.passed);
+    // The host denies each (access denied, no resolver): not a platform without sockets.
+    for attempt in
+        ["tcp refused: Permission denied", "udp refused: Permission denied", "lookup refused: failed to lookup"]
+    {
+        assert!(log.contains(attempt), "{attempt} in {log}");
+    }
+    tcp.set_nonblocking(true).expect("non-blocking");
+    assert!(tcp.accept().is_err(), "no connection arrived");
+    udp.set_nonblocking(true).expect("non-blocking");
+    assert!(udp.recv_from(&mut [0u8; 16]).is_err(), "no datagram arrived");
 
     let ungranted = format!(
         "[plugins.hostile]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",

@@ -7,7 +7,10 @@
 //! It holds no host configuration, grant or secret: those belong to a
 //! [`PluginSession`](super::PluginSession), one per repository and run. Two
 //! sessions, or two packages of one run, asking for the same component at
-//! once compile it once: the first compiles, the others wait for it.
+//! once compile it once: the first compiles, the others wait for it. A
+//! component refused for what it is — it imports what Loktar does not
+//! provide ([`imports`](super::imports)), it cannot be linked, it imports a
+//! capability it does not declare — is remembered as refused.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::state::StoreState;
-use super::{PluginError, capabilities, compiled};
+use super::{PluginError, capabilities, compiled, imports};
 
 /// Plugin instances alive at once (one per running stage).
 const POOL_INSTANCES: u32 = 64;
@@ -34,6 +37,21 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 /// A component being compiled, or compiled, for whoever asks first.
 type Compiling = Arc<OnceCell<Component>>;
 
+/// The SHA-256 of a component's bytes.
+pub(super) type Digest32 = [u8; 32];
+
+/// A component, and the digest of its bytes.
+pub(super) struct Made {
+    pub component: Component,
+    pub digest: Digest32,
+}
+
+impl std::fmt::Debug for Made {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Made").field("digest", &self.digest).finish_non_exhaustive()
+    }
+}
+
 /// The plugin engine of this process, shared by every [`PluginSession`](super::PluginSession).
 pub struct PluginEngine {
     engine: Engine,
@@ -44,6 +62,8 @@ pub struct PluginEngine {
     components: Mutex<HashMap<[u8; 32], Compiling>>,
     /// How many components were made from bytes (compiled or read from the cache).
     made: AtomicU64,
+    /// Why components were refused, by digest and plugin name.
+    refused: Mutex<HashMap<(Digest32, String), PluginError>>,
     _ticker: Ticker,
 }
 
@@ -82,6 +102,7 @@ impl PluginEngine {
             cache,
             components: Mutex::new(HashMap::new()),
             made: AtomicU64::new(0),
+            refused: Mutex::new(HashMap::new()),
             _ticker: ticker,
         })
     }
@@ -115,14 +136,22 @@ impl PluginEngine {
     }
 
     /// The component of `bytes`, for plugin `name`: made once per process,
-    /// from the compile cache when it holds it. A failure is not kept: the
+    /// from the compile cache when it holds it, after its imports are
+    /// checked. A refusal is remembered; a failure to compile is not: the
     /// next to ask tries again.
-    pub(super) async fn component(&self, name: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    pub(super) async fn component(&self, name: &str, bytes: Vec<u8>) -> Result<Made, PluginError> {
+        let digest: Digest32 = Sha256::digest(&bytes).into();
+        if let Some(refusal) = self.refused().get(&(digest, name.to_string())) {
+            return Err(refusal.clone());
+        }
         let compiling =
             self.components.lock().unwrap_or_else(PoisonError::into_inner).entry(digest).or_default().clone();
         let component = compiling
             .get_or_try_init(|| async {
+                if let Err(refusal) = imports::check(name, &bytes) {
+                    self.refuse(name, digest, &refusal);
+                    return Err(refusal);
+                }
                 let (engine, cache) = (self.engine.clone(), self.cache.clone());
                 let (component, _) =
                     tokio::task::spawn_blocking(move || compiled::component(cache.as_deref(), &engine, &bytes))
@@ -135,7 +164,16 @@ impl PluginEngine {
                 Ok::<_, PluginError>(component)
             })
             .await?;
-        Ok(component.clone())
+        Ok(Made { component: component.clone(), digest })
+    }
+
+    /// Remembers that the component of `digest` is refused as plugin `name`, for `refusal`.
+    pub(super) fn refuse(&self, name: &str, digest: Digest32, refusal: &PluginError) {
+        self.refused().insert((digest, name.to_string()), refusal.clone());
+    }
+
+    fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<(Digest32, String), PluginError>> {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -228,6 +266,33 @@ mod tests {
             assert_eq!(engine.components_made(), 1, "asked again later, not compiled again");
             engine.component("d", OTHER.to_vec()).await.expect("compiled");
             assert_eq!(engine.components_made(), 2, "other bytes, another component");
+        });
+    }
+
+    #[test]
+    fn a_component_importing_what_loktar_lacks_is_refused_before_any_compile_and_remembered() {
+        use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
+        let mut component = Component::new();
+        let mut types = ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        component.section(&types);
+        let mut imports = ComponentImportSection::new();
+        imports.import("wasi:cli/environment@0.2.0", ComponentTypeRef::Instance(0));
+        imports.import("jco:node/fs", ComponentTypeRef::Instance(0));
+        imports.import("wasi:keyvalue/store@0.2.0", ComponentTypeRef::Instance(0));
+        component.section(&imports);
+        let bytes = component.finish();
+        let engine = PluginEngine::new(None).expect("engine");
+        block_on(async {
+            let error = engine.component("js", bytes.clone()).await.expect_err("refused");
+            assert_eq!(
+                error.problem.message,
+                "plugin `js` imports what Loktar does not provide: `jco:node/fs`, `wasi:keyvalue/store@0.2.0`"
+            );
+            assert_eq!(engine.components_made(), 0, "refused before any compile");
+            let again = engine.component("js", bytes).await.expect_err("still refused");
+            assert_eq!(again, error, "remembered");
+            assert_eq!(engine.refused().len(), 1);
         });
     }
 

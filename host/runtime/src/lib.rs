@@ -20,6 +20,7 @@ mod calls;
 mod capabilities;
 mod compiled;
 mod engine;
+mod imports;
 pub mod isolation;
 mod load;
 mod session;

@@ -12,6 +12,7 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::types::{self, PluginInfo};
 use super::capabilities::Grants;
+use super::engine::Made;
 use super::state::{CallEnv, StoreState};
 use super::{PluginError, PluginSession};
 use loktar_settings::{Capability, Role, Settings};
@@ -140,12 +141,16 @@ pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPl
         },
     };
     let engine = session.engine();
-    let component = engine.component(name, bytes).await?;
-    let imported = imported_capabilities(engine.wasmtime(), name, &component)?;
-    let pre = engine
-        .linker()
-        .instantiate_pre(&component)
-        .map_err(|e| PluginError::new(format!("plugin `{name}` imports something Loktar does not provide: {e:#}")))?;
+    let Made { component, digest } = engine.component(name, bytes).await?;
+    // What the component is refuses it for good; what the configuration says does not.
+    let refused = |refusal: PluginError| {
+        engine.refuse(name, digest, &refusal);
+        refusal
+    };
+    let imported = imported_capabilities(engine.wasmtime(), &component);
+    let pre = engine.linker().instantiate_pre(&component).map_err(|e| {
+        refused(PluginError::new(format!("plugin `{name}` imports something Loktar does not provide: {e:#}")))
+    })?;
     let grants = Arc::new(Grants::from_settings(name, &settings, session.settings()));
     let info = describe(session, name, &pre).await?;
     let roles: Vec<Role> = info.roles.iter().map(|r| role(*r)).collect();
@@ -161,11 +166,13 @@ pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPl
     }
     for capability in &imported {
         if !requested.contains(capability) {
-            return Err(PluginError::new(format!(
-                "plugin `{name}` imports capability `{}` without declaring it in `describe()`",
-                capability.name()
-            ))
-            .hint("a plugin must list every capability it imports; ask its author to declare it"));
+            return Err(refused(
+                PluginError::new(format!(
+                    "plugin `{name}` imports capability `{}` without declaring it in `describe()`",
+                    capability.name()
+                ))
+                .hint("a plugin must list every capability it imports; ask its author to declare it"),
+            ));
         }
     }
     let granted = grants.capabilities();
@@ -200,12 +207,8 @@ pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPl
     Ok(LoadedPlugin { name: name.to_string(), version: info.version, roles, requested, grants, origin, pre })
 }
 
-/// The capabilities the component's imports need; refuses imports never granted.
-fn imported_capabilities(
-    engine: &Engine,
-    name: &str,
-    component: &Component,
-) -> Result<BTreeSet<Capability>, PluginError> {
+/// The capabilities the component's imports need.
+fn imported_capabilities(engine: &Engine, component: &Component) -> BTreeSet<Capability> {
     let mut needed = BTreeSet::new();
     for (import, _) in component.component_type().imports(engine) {
         let interface = import.split('@').next().unwrap_or(import);
@@ -217,23 +220,13 @@ fn imported_capabilities(
             "loktar:plugin/github" => Capability::Github,
             "loktar:plugin/secrets" => Capability::Secrets,
             other if other.starts_with("wasi:http/") => Capability::Http,
-            other if other.starts_with("wasi:sockets/") && !is_std_socket_import(other) => {
-                return Err(PluginError::new(format!(
-                    "plugin `{name}` imports `{other}`: raw network access is never granted"
-                ))
-                .hint("plugins reach the network only through the `http` capability"));
-            }
+            // `wasi:sockets` loads — toolchains import it whether or not the code
+            // opens a socket — and stays closed: no plugin's WASI context allows any.
             _ => continue,
         };
         needed.insert(capability);
     }
-    Ok(needed)
-}
-
-/// Rust's standard library links a few socket interfaces into every program;
-/// they stay inert because no plugin's WASI context allows network access.
-fn is_std_socket_import(interface: &str) -> bool {
-    matches!(interface, "wasi:sockets/network" | "wasi:sockets/instance-network")
+    needed
 }
 
 async fn describe(

@@ -107,6 +107,9 @@ impl StoreState {
         // cheaper than a hop to tokio's blocking pool for every operation.
         wasi.allow_blocking_current_thread(true);
         wasi.stdout(PluginOutput::new(&log, Source::Stdout)).stderr(PluginOutput::new(&log, Source::Stderr));
+        // No network: the `wasi:sockets` a plugin imports stay closed — no TCP, no UDP,
+        // no name lookup, no address (outbound HTTP goes through the `http` capability).
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         let mut package_dir = None;
         let mut artifacts_dir = None;
         if let Some(mounts) = &env.mounts {

@@ -1,0 +1,91 @@
+//! What a component imports, read from its bytes before it is compiled: a
+//! plugin that needs an interface Loktar does not provide is refused at
+//! once — not after a compile of tens of seconds — with every such import
+//! named. Which capabilities the provided imports stand for is decided
+//! after the compile, from the component's types ([`super::load`]).
+
+use wasmparser::{ComponentTypeRef, Parser, Payload};
+
+use super::PluginError;
+
+/// The interfaces Loktar links, by package and version: its own, and WASI
+/// 0.2's (`wasi:http` with the `http` capability; `wasi:sockets` linked but
+/// closed: no plugin's WASI context allows a socket).
+const PROVIDED: [(&str, &str); 8] = [
+    ("loktar:plugin/", "0.1."),
+    ("wasi:cli/", "0.2."),
+    ("wasi:clocks/", "0.2."),
+    ("wasi:filesystem/", "0.2."),
+    ("wasi:http/", "0.2."),
+    ("wasi:io/", "0.2."),
+    ("wasi:random/", "0.2."),
+    ("wasi:sockets/", "0.2."),
+];
+
+/// Refuses a component that imports anything Loktar does not provide,
+/// naming every such import. Bytes that cannot be read are left to the
+/// compiler, which says what is wrong with them.
+pub(super) fn check(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    let Some(imports) = top_level_imports(bytes) else { return Ok(()) };
+    let missing: Vec<String> = imports.into_iter().filter(|import| !is_provided(import)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = missing.iter().map(|import| format!("`{import}`")).collect();
+    Err(PluginError::new(format!("plugin `{name}` imports what Loktar does not provide: {}", named.join(", "))).hint(
+        "Loktar provides `loktar:plugin` 0.1 (wit/loktar.wit) and WASI 0.2 (cli, clocks, filesystem, io, random, \
+         sockets, and http with the `http` capability); build the plugin without the others (see docs/plugins)",
+    ))
+}
+
+/// Whether Loktar links `import` (`wasi:cli/environment@0.2.3`).
+fn is_provided(import: &str) -> bool {
+    let (interface, version) = import.split_once('@').unwrap_or((import, ""));
+    PROVIDED.iter().any(|(package, major)| interface.starts_with(package) && version.starts_with(major))
+}
+
+/// The interfaces and functions the component itself imports (not those of
+/// components nested in it, nor the types its imports share); `None` when
+/// the bytes are not a component that can be read.
+fn top_level_imports(bytes: &[u8]) -> Option<Vec<String>> {
+    let mut imports = Vec::new();
+    // Each nested module or component starts with its own `Version` and ends with its `End`.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.ok()? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 1 => {
+                for import in section {
+                    let import = import.ok()?;
+                    if matches!(import.ty, ComponentTypeRef::Instance(_) | ComponentTypeRef::Func(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(imports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loktar_and_wasi_0_2_are_provided_and_nothing_else() {
+        for import in ["loktar:plugin/log@0.1.0", "wasi:cli/environment@0.2.3", "wasi:sockets/udp@0.2.0"] {
+            assert!(is_provided(import), "{import}");
+        }
+        for import in ["jco:node/fs", "wasi:cli/environment@0.3.0", "wasi:keyvalue/store@0.2.0", "loktar:plugin/log"] {
+            assert!(!is_provided(import), "{import}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_component_are_left_to_the_compiler() {
+        assert!(check("broken", b"\0asm\x0d\x00\x01\x00\x7f").is_ok());
+        assert_eq!(top_level_imports(b"\0asm\x0d\x00\x01\x00"), Some(Vec::new()));
+    }
+}
