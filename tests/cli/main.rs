@@ -22,6 +22,7 @@ mod hostile_output;
 mod hostile_paths;
 mod hostile_terminal;
 mod init;
+mod languages;
 mod layers;
 mod manuals;
 mod plan;
