@@ -31,6 +31,9 @@ const POOL_INSTANCES: u32 = 64;
 /// The most memory any plugin may be configured to use (`limits.memory_mib` is capped here).
 const MAX_PLUGIN_MEMORY: usize = 4 << 30;
 
+/// Refusals remembered at most; past that, they are forgotten and found again.
+const REMEMBERED_REFUSALS: usize = 256;
+
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub(super) const TICK: Duration = Duration::from_millis(10);
 
@@ -62,8 +65,10 @@ pub struct PluginEngine {
     components: Mutex<HashMap<[u8; 32], Compiling>>,
     /// How many components were made from bytes (compiled or read from the cache).
     made: AtomicU64,
-    /// Why components were refused, by digest and plugin name.
+    /// Why components were refused, by digest and plugin name (at most [`REMEMBERED_REFUSALS`]).
     refused: Mutex<HashMap<(Digest32, String), PluginError>>,
+    /// How many components had their imports checked.
+    imports_checked: AtomicU64,
     _ticker: Ticker,
 }
 
@@ -103,6 +108,7 @@ impl PluginEngine {
             components: Mutex::new(HashMap::new()),
             made: AtomicU64::new(0),
             refused: Mutex::new(HashMap::new()),
+            imports_checked: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
@@ -148,6 +154,7 @@ impl PluginEngine {
             self.components.lock().unwrap_or_else(PoisonError::into_inner).entry(digest).or_default().clone();
         let component = compiling
             .get_or_try_init(|| async {
+                self.imports_checked.fetch_add(1, Ordering::Relaxed);
                 if let Err(refusal) = imports::check(name, &bytes) {
                     self.refuse(name, digest, &refusal);
                     return Err(refusal);
@@ -167,9 +174,16 @@ impl PluginEngine {
         Ok(Made { component: component.clone(), digest })
     }
 
-    /// Remembers that the component of `digest` is refused as plugin `name`, for `refusal`.
+    /// Remembers that the component of `digest` is refused as plugin `name`,
+    /// for `refusal`, and lets go of the component itself.
     pub(super) fn refuse(&self, name: &str, digest: Digest32, refusal: &PluginError) {
-        self.refused().insert((digest, name.to_string()), refusal.clone());
+        self.components.lock().unwrap_or_else(PoisonError::into_inner).remove(&digest);
+        let mut refused = self.refused();
+        // A long-lived server meets many components: past the bound, refusals are forgotten and found again.
+        if refused.len() >= REMEMBERED_REFUSALS {
+            refused.clear();
+        }
+        refused.insert((digest, name.to_string()), refusal.clone());
     }
 
     fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<(Digest32, String), PluginError>> {
@@ -274,12 +288,19 @@ mod tests {
         use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
         let mut component = Component::new();
         let mut types = ComponentTypeSection::new();
+        // Type 0: an instance with a function to call; type 1: one with nothing to call.
+        let mut callable = InstanceType::new();
+        callable.ty().function().params([("path", wasm_encoder::PrimitiveValType::String)]).result(None);
+        callable.export("read", ComponentTypeRef::Func(0));
+        types.instance(&callable);
         types.instance(&InstanceType::new());
         component.section(&types);
         let mut imports = ComponentImportSection::new();
         imports.import("wasi:cli/environment@0.2.0", ComponentTypeRef::Instance(0));
         imports.import("jco:node/fs", ComponentTypeRef::Instance(0));
         imports.import("wasi:keyvalue/store@0.2.0", ComponentTypeRef::Instance(0));
+        // Types only: wasmtime lets such an import go unlinked.
+        imports.import("acme:common/types@1.0.0", ComponentTypeRef::Instance(1));
         component.section(&imports);
         let bytes = component.finish();
         let engine = PluginEngine::new(None).expect("engine");
@@ -291,8 +312,9 @@ mod tests {
             );
             assert_eq!(engine.components_made(), 0, "refused before any compile");
             let again = engine.component("js", bytes).await.expect_err("still refused");
-            assert_eq!(again, error, "remembered");
-            assert_eq!(engine.refused().len(), 1);
+            assert_eq!(again, error);
+            assert_eq!(engine.imports_checked.load(Ordering::Relaxed), 1, "remembered, not checked again");
+            assert!(engine.components.lock().expect("components").is_empty(), "nothing kept of it but the refusal");
         });
     }
 

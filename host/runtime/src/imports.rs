@@ -4,7 +4,10 @@
 //! named. Which capabilities the provided imports stand for is decided
 //! after the compile, from the component's types ([`super::load`]).
 
-use wasmparser::{ComponentTypeRef, Parser, Payload};
+use wasmparser::{
+    ComponentAlias, ComponentExternalKind, ComponentOuterAliasKind, ComponentType, ComponentTypeRef,
+    InstanceTypeDeclaration, Parser, Payload, TypeBounds,
+};
 
 use super::PluginError;
 
@@ -22,6 +25,10 @@ const PROVIDED: [(&str, &str); 8] = [
     ("wasi:sockets/", "0.2."),
 ];
 
+/// Imports named in a refusal, at most, and characters of each.
+const SHOWN_IMPORTS: usize = 10;
+const SHOWN_CHARS: usize = 100;
+
 /// Refuses a component that imports anything Loktar does not provide,
 /// naming every such import. Bytes that cannot be read are left to the
 /// compiler, which says what is wrong with them.
@@ -31,10 +38,21 @@ pub(super) fn check(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
     if missing.is_empty() {
         return Ok(());
     }
-    let named: Vec<String> = missing.iter().map(|import| format!("`{import}`")).collect();
+    // Named, but not without end: a component may import thousands of names.
+    let mut named: Vec<String> = missing
+        .iter()
+        .take(SHOWN_IMPORTS)
+        .map(|import| {
+            let shown: String = import.chars().take(SHOWN_CHARS).collect();
+            if shown.len() < import.len() { format!("`{shown}…`") } else { format!("`{shown}`") }
+        })
+        .collect();
+    if missing.len() > SHOWN_IMPORTS {
+        named.push(format!("and {} more", missing.len() - SHOWN_IMPORTS));
+    }
     Err(PluginError::new(format!("plugin `{name}` imports what Loktar does not provide: {}", named.join(", "))).hint(
         "Loktar provides `loktar:plugin` 0.1 (wit/loktar.wit) and WASI 0.2 (cli, clocks, filesystem, io, random, \
-         sockets, and http with the `http` capability); build the plugin without the others (see docs/plugins)",
+         sockets, and http with the `http` capability); build the plugin without the others",
     ))
 }
 
@@ -46,19 +64,67 @@ fn is_provided(import: &str) -> bool {
 
 /// The interfaces and functions the component itself imports (not those of
 /// components nested in it, nor the types its imports share); `None` when
-/// the bytes are not a component that can be read.
+/// the bytes are not a component that can be read. An instance whose type
+/// exports nothing to call (only types, which wasmtime lets go unlinked) is
+/// not counted.
 fn top_level_imports(bytes: &[u8]) -> Option<Vec<String>> {
     let mut imports = Vec::new();
+    // Whether each type of the component's type index space, in order, may
+    // have something to call: only instance types that export no function,
+    // resource or instance are known not to.
+    let mut callable: Vec<bool> = Vec::new();
     // Each nested module or component starts with its own `Version` and ends with its `End`.
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.ok()? {
             Payload::Version { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentTypeSection(section) if depth == 1 => {
+                for ty in section {
+                    callable.push(match ty.ok()? {
+                        ComponentType::Instance(declarations) => declarations.iter().any(|declaration| {
+                            matches!(
+                                declaration,
+                                InstanceTypeDeclaration::Export {
+                                    ty: ComponentTypeRef::Func(_)
+                                        | ComponentTypeRef::Instance(_)
+                                        | ComponentTypeRef::Type(TypeBounds::SubResource),
+                                    ..
+                                }
+                            )
+                        }),
+                        _ => true,
+                    });
+                }
+            }
+            Payload::ComponentAliasSection(section) if depth == 1 => {
+                for alias in section {
+                    let adds_type = matches!(
+                        alias.ok()?,
+                        ComponentAlias::InstanceExport { kind: ComponentExternalKind::Type, .. }
+                            | ComponentAlias::Outer { kind: ComponentOuterAliasKind::Type, .. }
+                    );
+                    if adds_type {
+                        callable.push(true);
+                    }
+                }
+            }
             Payload::ComponentImportSection(section) if depth == 1 => {
                 for import in section {
                     let import = import.ok()?;
-                    if matches!(import.ty, ComponentTypeRef::Instance(_) | ComponentTypeRef::Func(_)) {
+                    let counted = match import.ty {
+                        // Unknown index: counted, and the compiler has the last word.
+                        ComponentTypeRef::Instance(index) => {
+                            callable.get(usize::try_from(index).ok()?).copied().unwrap_or(true)
+                        }
+                        ComponentTypeRef::Func(_) => true,
+                        ComponentTypeRef::Type(_) => {
+                            callable.push(true);
+                            false
+                        }
+                        _ => false,
+                    };
+                    if counted {
                         imports.push(import.name.name.to_string());
                     }
                 }

@@ -105,7 +105,14 @@ fn text(listings: &[PluginListing]) -> String {
     }
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+        // The last column is not padded: it may be long (a refusal naming many imports).
+        let last = row.len() - 1;
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(column, (cell, width))| if column == last { cell.clone() } else { format!("{cell:width$}") })
+            .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
