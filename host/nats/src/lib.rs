@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
-use async_nats::jetstream::stream::{self, RetentionPolicy};
+use async_nats::jetstream::stream::{self, RetentionPolicy, Stream};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{Client, RequestErrorKind};
 use futures_util::StreamExt;
@@ -149,6 +149,8 @@ type HeldJobs = Arc<Mutex<HashMap<u64, Held>>>;
 pub struct NatsQueue {
     client: Client,
     jetstream: jetstream::Context,
+    /// The job stream, for taking jobs off it.
+    stream: Stream,
     consumer: PullConsumer,
     liveness: Duration,
     queue: String,
@@ -249,14 +251,15 @@ impl NatsQueue {
         client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))?;
         let silence = options.ack_wait * (options.max_deliver.max(1) + 1);
         let tasks = vec![
-            tokio::spawn(answer_requests(client.clone(), jetstream.clone(), requests, jobs.clone())),
+            tokio::spawn(answer_requests(client.clone(), stream.clone(), requests, jobs.clone())),
             tokio::spawn(stop_cancelled(cancellations, held.clone())),
-            tokio::spawn(fail_lost(advisories, jobs.clone(), jetstream.clone())),
-            tokio::spawn(fail_silent(jobs.clone(), jetstream.clone(), options.ack_wait, silence)),
+            tokio::spawn(fail_lost(advisories, jobs.clone(), stream.clone())),
+            tokio::spawn(fail_silent(jobs.clone(), stream.clone(), options.ack_wait, silence)),
         ];
         Ok(NatsQueue {
             client,
             jetstream,
+            stream,
             consumer,
             liveness: options.liveness,
             queue: queue.clone(),
@@ -539,9 +542,7 @@ impl JobQueue for NatsQueue {
             // meanwhile hears it is unknown).
             Some(pending) => {
                 let _ = pending.outcome.send(JobOutcome::Cancelled);
-                if let Ok(stream) = self.jetstream.get_stream(STREAM).await {
-                    let _ = stream.delete_message(pending.sequence).await;
-                }
+                discard(&self.stream, pending.sequence).await;
             }
             // Running: its executor stops it, and finishes it.
             None => {
@@ -562,12 +563,7 @@ impl JobQueue for NatsQueue {
 }
 
 /// As a server: answers the claims, heartbeats and outcomes of its jobs' executors.
-async fn answer_requests(
-    client: Client,
-    jetstream: jetstream::Context,
-    mut requests: async_nats::Subscriber,
-    jobs: Jobs,
-) {
+async fn answer_requests(client: Client, stream: Stream, mut requests: async_nats::Subscriber, jobs: Jobs) {
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply.clone() else { continue };
         let kind = request.subject.rsplit('.').next().unwrap_or_default();
@@ -590,13 +586,9 @@ async fn answer_requests(
         if let Err(problem) = client.publish(reply, payload.into()).await {
             tracing::warn!("cannot answer an executor: {problem}");
         }
-        let discard = std::mem::take(&mut jobs.lock().unwrap_or_else(PoisonError::into_inner).discard);
-        if !discard.is_empty()
-            && let Ok(stream) = jetstream.get_stream(STREAM).await
-        {
-            for sequence in discard {
-                let _ = stream.delete_message(sequence).await;
-            }
+        let discarded = std::mem::take(&mut jobs.lock().unwrap_or_else(PoisonError::into_inner).discard);
+        for sequence in discarded {
+            discard(&stream, sequence).await;
         }
     }
 }
@@ -673,8 +665,15 @@ async fn stop_cancelled(mut cancellations: async_nats::Subscriber, held: HeldJob
     }
 }
 
+/// Takes the message `sequence` off the job stream: its job ended without it.
+async fn discard(stream: &Stream, sequence: u64) {
+    if let Err(problem) = stream.delete_message(sequence).await {
+        tracing::debug!(sequence, "a job's message could not be taken off the stream: {problem}");
+    }
+}
+
 /// As a server: fails the jobs JetStream gave up on after `max_deliver` deliveries.
-async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, jetstream: jetstream::Context) {
+async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, stream: Stream) {
     while let Some(message) = advisories.next().await {
         let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&message.payload) else { continue };
         let lost = {
@@ -688,15 +687,13 @@ async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, jetstream
             let _ = pending.outcome.send(JobOutcome::Failed);
         }
         // Never to be delivered again, whoever's it was: off the stream.
-        if let Ok(stream) = jetstream.get_stream(STREAM).await {
-            let _ = stream.delete_message(advisory.stream_seq).await;
-        }
+        discard(&stream, advisory.stream_seq).await;
     }
 }
 
 /// As a server: fails the running jobs it has not heard of for `silence` —
 /// lost beyond what JetStream offers again, its advisory missed.
-async fn fail_silent(jobs: Jobs, jetstream: jetstream::Context, every: Duration, silence: Duration) {
+async fn fail_silent(jobs: Jobs, stream: Stream, every: Duration, silence: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -713,9 +710,7 @@ async fn fail_silent(jobs: Jobs, jetstream: jetstream::Context, every: Duration,
         for ((run, package), job) in lost {
             tracing::error!(%run, %package, "executor lost: no word of the job for {} s, it fails", silence.as_secs());
             let _ = job.outcome.send(JobOutcome::Failed);
-            if let Ok(stream) = jetstream.get_stream(STREAM).await {
-                let _ = stream.delete_message(job.sequence).await;
-            }
+            discard(&stream, job.sequence).await;
         }
     }
 }

@@ -170,8 +170,9 @@ pub fn examine(options: &Options, timeout: Duration) -> Result<Report, Diagnosti
     let packages = format!("{count} package{}", if count == 1 { "" } else { "s" });
     checks.push(Check::new(Kind::Configuration, MANIFEST, Ok(packages), Vec::new()));
     let needs = needs(&settings, &workspace);
-    let session = plugin_session(settings.clone())?;
-    let doctor = Doctor { settings: &settings, session: &session, workspace: &workspace, root: &root, timeout };
+    let session = plugin_session(settings)?;
+    let doctor =
+        Doctor { settings: session.settings(), session: &session, workspace: &workspace, root: &root, timeout };
     let examined = wait_for(join_all(needs.into_iter().map(|((kind, subject), needed_by)| {
         let doctor = &doctor;
         async move {
@@ -246,21 +247,18 @@ fn needs(settings: &Settings, workspace: &Workspace) -> Needs {
             }
         }
     }
-    // The secrets the registries, stores and GitHub sign in with.
-    let mut more: Vec<(String, BTreeSet<String>)> = Vec::new();
+    // What the registries, stores and GitHub sign in with, and the engine containers run on.
+    let mut more: Vec<(Kind, String, BTreeSet<String>)> = Vec::new();
     for ((kind, subject), packages) in &needs {
         for secret in service_secrets(settings, *kind, subject, SignIn::AndApi) {
-            more.push((secret, packages.clone()));
+            more.push((Kind::Secret, secret, packages.clone()));
         }
         if *kind == Kind::Isolation && settings.isolation.mode == IsolationMode::Container {
-            more.push((String::new(), packages.clone()));
+            more.push((Kind::Engine, String::new(), packages.clone()));
         }
     }
-    for (secret, packages) in more {
-        match secret.is_empty() {
-            true => add(&mut needs, Kind::Engine, "", &packages),
-            false => add(&mut needs, Kind::Secret, &secret, &packages),
-        }
+    for (kind, subject, packages) in more {
+        add(&mut needs, kind, &subject, &packages);
     }
     needs
 }
