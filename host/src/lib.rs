@@ -1,9 +1,10 @@
 //! Loktar: continuous integration for polyglot monorepos.
 //!
 //! This crate is the top of Loktar's layers: the use cases every front end
-//! calls ([`app`]), the two front ends — the command line ([`cli`]) and the
-//! CI server ([`server`]) — output formats ([`render`]) and dependency
-//! discovery by plugins ([`discover`]). The layers below are
+//! calls ([`app`]), the front ends — the command line ([`cli`]), the
+//! CI server ([`server`]) and the executor that runs a server's jobs on
+//! another machine ([`executor`]) — repository mirrors (`mirrors`),
+//! output formats ([`render`]) and dependency discovery by plugins ([`discover`]). The layers below are
 //! crates of their own, each importing only those beneath it, and are
 //! re-exported here under their module names. From the bottom:
 //!
@@ -18,16 +19,20 @@
 //! | `loktar-plan` | [`scm`], [`graph`], [`affected`], [`rebuild`] | what a change touches |
 //! | `loktar-runtime` | [`runtime`] | the plugin host |
 //! | `loktar-pipeline` | [`pipeline`], [`events`] | a run's execution and its events |
+//! | `loktar-nats` | [`nats`] | the job queue across machines |
 //!
 //! `tests/cli/layers.rs` keeps each crate to the layers beneath it.
 
 pub mod app;
 pub mod cli;
 pub mod discover;
+pub mod executor;
+pub(crate) mod mirrors;
 pub mod render;
 pub mod server;
 
 pub use loktar_config as config;
+pub use loktar_nats as nats;
 pub use loktar_pipeline as pipeline;
 pub use loktar_pipeline::events;
 pub use loktar_plan::{affected, graph, rebuild, scm};

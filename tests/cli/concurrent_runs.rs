@@ -16,7 +16,7 @@ use loktar::app::{Range, RunRequest, RunSelection};
 use loktar::events::logfiles::LogFiles;
 use loktar::events::{EventBus, EventKind, PackageOutcome, RunEvent, Subscriber, WriteHealth};
 use loktar::pipeline::control::RunControl;
-use loktar::pipeline::executors::Executors;
+use loktar::pipeline::executors::{Executors, Runs};
 use loktar::pipeline::jobs::LocalQueue;
 use loktar::pipeline::run::{RunReport, execute};
 use loktar::pipeline::stage::Stage;
@@ -114,7 +114,7 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
     let work = tempfile::tempdir().expect("a work folder");
     let (first_run, second_run) = runtime.block_on(async {
         // Enough for every package of both runs at once.
-        let executors = Executors::start(Arc::new(LocalQueue::new()), 3);
+        let executors = Executors::start(Arc::new(LocalQueue::new()), Runs::new(), 3);
         let first_run = run_all(&first, engine.clone(), &executors, true, RunPlace::InRepository);
         let second_place = RunPlace::DataDir(work.path().to_path_buf());
         let second_run = run_all(&second, engine.clone(), &executors, false, second_place);

@@ -8,6 +8,7 @@ mod support;
 
 mod binary;
 mod builders;
+mod cluster;
 mod concurrent_runs;
 mod config_errors;
 mod docker;

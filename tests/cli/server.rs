@@ -15,12 +15,12 @@ use crate::recorder::{Recorder, Reply};
 use crate::support::{TestRepo, loktar_command, within};
 
 const SECRET: &str = "It's a Secret to Everybody";
-const TOKEN: &str = "ghp_server_test_token";
+pub(crate) const TOKEN: &str = "ghp_server_test_token";
 const REPOSITORY: &str = "acme/shop";
 const API_TOKEN: &str = "loktar-api-token-7f3e";
 
 /// A running `loktar server`, stopped with SIGTERM when dropped.
-struct TestServer {
+pub(crate) struct TestServer {
     child: Child,
     url: String,
     /// The folder of its configuration; `data` below it is its data folder.
@@ -36,15 +36,16 @@ impl TestServer {
     }
 
     /// [`TestServer::start`], with `tables` added to its configuration.
-    fn start_with(origin: &Path, github_api: &str, extra: &str, tables: &str) -> TestServer {
+    pub(crate) fn start_with(origin: &Path, github_api: &str, extra: &str, tables: &str) -> TestServer {
         let home = tempfile::Builder::new().prefix("loktar-server").tempdir().expect("temp dir");
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nwebhook_secret = \"hook\"\nexecutors = 2\n{extra}\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nwebhook_secret = \"hook\"\n{executors}{extra}\n\
              [server.repositories.\"{REPOSITORY}\"]\nclone_url = {:?}\n\n\
              [plugins.github]\nrole = \"notifier\"\n\n[github]\napi_url = \"{github_api}\"\ntoken_secret = \"gh\"\nretries = 0\n\n\
              [secrets.hook]\nenv = \"TEST_WEBHOOK_SECRET\"\n\n[secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n\n\
              [secrets.admin]\nenv = \"TEST_API_TOKEN\"\n\n{tables}\n",
-            origin.display().to_string()
+            origin.display().to_string(),
+            executors = if extra.contains("executors =") { "" } else { "executors = 2\n" },
         );
         std::fs::write(home.path().join("loktar.toml"), config).expect("write loktar.toml");
         let (child, url) = spawn_server(home.path());
@@ -63,6 +64,11 @@ impl TestServer {
         self.child.wait().expect("wait for the killed server");
         let (child, url) = spawn_server(self.home.path());
         (self.child, self.url) = (child, url);
+    }
+
+    /// The folder of its configuration.
+    pub(crate) fn home(&self) -> &Path {
+        self.home.path()
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -88,7 +94,7 @@ impl TestServer {
     }
 
     /// Posts a webhook signed as GitHub signs it.
-    fn hook(&self, event: &str, delivery: &str, payload: &Value) -> (u16, Value) {
+    pub(crate) fn hook(&self, event: &str, delivery: &str, payload: &Value) -> (u16, Value) {
         let body = payload.to_string();
         let signature = loktar::server::signature::sign(SECRET.as_bytes(), body.as_bytes());
         self.post(event, delivery, body.as_bytes(), Some(&signature))
@@ -107,7 +113,7 @@ impl TestServer {
     }
 
     /// `GET path`: status and body.
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         let mut response = self.agent.get(format!("{}{path}", self.url)).call().expect("get");
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().expect("read the answer"))
@@ -115,7 +121,7 @@ impl TestServer {
 
     /// `GET path` as JSON, which must answer 200.
     #[track_caller]
-    fn get_json(&self, path: &str) -> Value {
+    pub(crate) fn get_json(&self, path: &str) -> Value {
         let (status, body) = self.get(path);
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
@@ -123,7 +129,7 @@ impl TestServer {
 
     /// The run numbered `run` once it has ended (at most 120 s later).
     #[track_caller]
-    fn finished(&self, run: i64) -> Value {
+    pub(crate) fn finished(&self, run: i64) -> Value {
         let mut last = Value::Null;
         let ended = within(120, || {
             last = self.get_json(&format!("/api/runs/{run}"));
@@ -134,7 +140,7 @@ impl TestServer {
     }
 
     /// Every run the server lists.
-    fn runs(&self) -> Vec<Value> {
+    pub(crate) fn runs(&self) -> Vec<Value> {
         self.get_json("/api/runs?limit=200")["runs"].as_array().cloned().unwrap_or_default()
     }
 }
@@ -231,7 +237,7 @@ impl Project {
 }
 
 /// A `push` payload as GitHub documents it (the fields Loktar reads, and some it does not).
-fn push_event(before: &str, after: &str) -> Value {
+pub(crate) fn push_event(before: &str, after: &str) -> Value {
     json!({
         "ref": "refs/heads/main",
         "before": before,
@@ -257,7 +263,7 @@ fn push_event(before: &str, after: &str) -> Value {
     })
 }
 
-fn github() -> Recorder {
+pub(crate) fn github() -> Recorder {
     Recorder::start(|_| Reply::json(201, json!({ "state": "ok" })))
 }
 
@@ -968,7 +974,7 @@ fn gate_waiters() -> usize {
 }
 
 /// The events of a server-sent event stream: (id, event, data).
-fn sse(stream: &str) -> Vec<(u64, String, String)> {
+pub(crate) fn sse(stream: &str) -> Vec<(u64, String, String)> {
     stream
         .split("\n\n")
         .filter_map(|block| {

@@ -39,7 +39,7 @@ mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
@@ -51,10 +51,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use loktar_pipeline::handed::RemoteRuns;
 use loktar_pipeline::jobs::{Job, JobId, JobQueue, Lease, QueueDepth, QueueError};
 use loktar_pipeline::scheduler::JobOutcome;
-use loktar_protocol::RunId;
-use wire::{Answer, Attempt, CANCEL, CancelMessage, Finished, JOBS, JobMessage, MaxDeliveries, SERVERS};
+use loktar_protocol::{EventKind, RunId};
+use wire::{
+    Answer, Attempt, CANCEL, CancelMessage, Claimed, Finished, JOBS, JobMessage, MaxDeliveries, Reported, SERVERS,
+};
 
 /// The stream every queue's jobs are on.
 pub const STREAM: &str = "LOKTAR_JOBS";
@@ -144,6 +147,8 @@ struct Held {
 type Jobs = Arc<Mutex<Ledger>>;
 /// The executor's side: the jobs it holds, by lease number.
 type HeldJobs = Arc<Mutex<HashMap<u64, Held>>>;
+/// The server's side: its runs, once it hands their jobs to executors elsewhere.
+type Served = Arc<OnceLock<Arc<dyn RemoteRuns>>>;
 
 /// A job queue on a NATS server with JetStream. See the module's documentation.
 pub struct NatsQueue {
@@ -158,6 +163,7 @@ pub struct NatsQueue {
     listens: String,
     jobs: Jobs,
     held: HeldJobs,
+    served: Served,
     leases: AtomicU64,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -240,6 +246,7 @@ impl NatsQueue {
         let listens = format!("{SERVERS}.{}", uuid::Uuid::now_v7().simple());
         let jobs = Jobs::default();
         let held = HeldJobs::default();
+        let served = Served::default();
         let subscribe = |subject: String| {
             let client = client.clone();
             async move { client.subscribe(subject).await.map_err(|e| unreachable("cannot subscribe", e)) }
@@ -251,7 +258,7 @@ impl NatsQueue {
         client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))?;
         let silence = options.ack_wait * (options.max_deliver.max(1) + 1);
         let tasks = vec![
-            tokio::spawn(answer_requests(client.clone(), stream.clone(), requests, jobs.clone())),
+            tokio::spawn(answer_requests(client.clone(), stream.clone(), requests, jobs.clone(), served.clone())),
             tokio::spawn(stop_cancelled(cancellations, held.clone())),
             tokio::spawn(fail_lost(advisories, jobs.clone(), stream.clone())),
             tokio::spawn(fail_silent(jobs.clone(), stream.clone(), options.ack_wait, silence)),
@@ -266,13 +273,88 @@ impl NatsQueue {
             listens,
             jobs,
             held,
+            served,
             leases: AtomicU64::new(0),
             tasks,
         })
     }
 
+    /// Hands executors elsewhere what they need to run the jobs of `runs`
+    /// (the runs of this process), and gives `runs` the events they report.
+    /// Without it, only executors that find the run in their own process can run its jobs.
+    pub fn serve(&self, runs: Arc<dyn RemoteRuns>) {
+        if self.served.set(runs).is_err() {
+            tracing::warn!("the queue already serves runs: the first stay");
+        }
+    }
+
+    /// Reports `events` of `lease`'s job to the server that enqueued it, in
+    /// order: an error when the attempt is no longer current (stop it) or
+    /// the server cannot be reached.
+    pub async fn report(&self, lease: &Lease, events: Vec<EventKind>) -> Result<(), QueueError> {
+        let not_held = || QueueError::NotHeld(lease.job.id.clone());
+        let (message, server, attempt) = self.holding(lease).ok_or_else(not_held)?;
+        let reported = Reported { attempt, events };
+        match self.ask_patiently::<Answer>(&server, "events", &reported, &message).await {
+            Ok(Answer::Working) => Ok(()),
+            Ok(_) => Err(not_held()),
+            Err(Asked::Gone) => Err(QueueError::Unreachable("the server that enqueued the job is gone".to_string())),
+            Err(Asked::Failed(problem)) => Err(QueueError::Unreachable(problem)),
+        }
+    }
+
+    /// Hands `lease`'s job back without an outcome: JetStream offers it to
+    /// another executor at once (an executor stopping, its grace over).
+    pub async fn release(&self, lease: Lease) {
+        let Some(held) = self.held().remove(&lease.number()) else { return };
+        if let Err(problem) = held.message.ack_with(AckKind::Nak(None)).await {
+            tracing::warn!(job = %lease.job.id, "cannot hand the job back: {problem}; it is offered again after `ack_wait`");
+        }
+    }
+
+    /// The next job, if one comes within `wait` (about: a claim under way is
+    /// seen through). For an executor that offers a free slot to several queues in turn.
+    pub async fn take_within(&self, wait: Duration) -> Option<Lease> {
+        let batch = self.consumer.fetch().max_messages(1).expires(wait).messages().await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(problem) => {
+                tracing::warn!("cannot ask NATS for a job: {problem}");
+                tokio::time::sleep(RETRY_DELAY).await;
+                return None;
+            }
+        };
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => {
+                    if let Some(lease) = self.claim(message).await {
+                        return Some(lease);
+                    }
+                }
+                Err(problem) => {
+                    tracing::warn!("a job could not be fetched: {problem}");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+        None
+    }
+
+    /// The message, server and attempt of a job this executor holds.
+    fn holding(&self, lease: &Lease) -> Option<(jetstream::Message, String, Attempt)> {
+        let held = self.held();
+        let held = held.get(&lease.number())?;
+        let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
+        Some((held.message.clone(), held.server.clone(), attempt))
+    }
+
     /// Asks the server at `server` (its `listens`) `request` about `body`.
-    async fn ask(&self, server: &str, request: &str, body: &impl serde::Serialize) -> Result<Answer, Asked> {
+    async fn ask<A: serde::de::DeserializeOwned>(
+        &self,
+        server: &str,
+        request: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<A, Asked> {
         let payload = serde_json::to_vec(body).map_err(|e| Asked::Failed(e.to_string()))?;
         let reply =
             self.client.request(format!("{server}.{request}"), payload.into()).await.map_err(|e| match e.kind() {
@@ -285,13 +367,13 @@ impl NatsQueue {
     /// Asks until the server answers, nobody has listened at its address
     /// for `liveness` (it is gone), or [`PATIENCE`] runs out — keeping
     /// `message`'s delivery alive meanwhile.
-    async fn ask_patiently(
+    async fn ask_patiently<A: serde::de::DeserializeOwned>(
         &self,
         server: &str,
         request: &str,
         body: &impl serde::Serialize,
         message: &jetstream::Message,
-    ) -> Result<Answer, Asked> {
+    ) -> Result<A, Asked> {
         let started = Instant::now();
         let mut unheard_since: Option<Instant> = None;
         loop {
@@ -327,8 +409,9 @@ impl NatsQueue {
             return None;
         };
         let claim = Attempt { run: job.run.clone(), package: job.package.clone(), attempt };
-        match self.ask_patiently(&job.server, "claim", &claim, &message).await {
-            Ok(Answer::Go) => {
+        let claimed = self.ask_patiently::<Claimed>(&job.server, "claim", &claim, &message).await;
+        match claimed.map(|claimed| (claimed.answer, claimed.work)) {
+            Ok((Answer::Go, work)) => {
                 let number = self.leases.fetch_add(1, Ordering::Relaxed);
                 let cancel = CancellationToken::new();
                 let id = JobId { run: job.run.clone(), package: job.package.as_str().into(), attempt };
@@ -336,17 +419,17 @@ impl NatsQueue {
                 let held =
                     Held { message, key, attempt, server: job.server, cancel: cancel.clone(), unheard_since: None };
                 self.held().insert(number, held);
-                Some(Lease::new(Job { id, position: job.position }, cancel, number))
+                Some(Lease::new(Job { id, position: job.position, work: work.map(Arc::from) }, cancel, number))
             }
             // A newer delivery holds the job: an ack from this one could acknowledge that one.
-            Ok(Answer::Stale) => None,
+            Ok((Answer::Stale, _)) => None,
             // Cancelled before it started, or its server no longer knows it (it ended, or
             // the server started again and runs it anew): never to run.
-            Ok(Answer::Cancelled | Answer::Unknown) | Err(Asked::Gone) => {
+            Ok((Answer::Cancelled | Answer::Unknown, _)) | Err(Asked::Gone) => {
                 let _ = message.ack_with(AckKind::Term).await;
                 None
             }
-            Ok(other) => {
+            Ok((other, _)) => {
                 tracing::warn!(?other, "the server answered a claim strangely: the job is offered again");
                 let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
                 None
@@ -435,39 +518,15 @@ impl JobQueue for NatsQueue {
 
     async fn take(&self) -> Option<Lease> {
         loop {
-            let batch = self.consumer.fetch().max_messages(1).expires(FETCH_WAIT).messages().await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(problem) => {
-                    tracing::warn!("cannot ask NATS for a job: {problem}");
-                    tokio::time::sleep(RETRY_DELAY).await;
-                    continue;
-                }
-            };
-            while let Some(message) = batch.next().await {
-                match message {
-                    Ok(message) => {
-                        if let Some(lease) = self.claim(message).await {
-                            return Some(lease);
-                        }
-                    }
-                    Err(problem) => {
-                        tracing::warn!("a job could not be fetched: {problem}");
-                        tokio::time::sleep(RETRY_DELAY).await;
-                    }
-                }
+            if let Some(lease) = self.take_within(FETCH_WAIT).await {
+                return Some(lease);
             }
         }
     }
 
     async fn heartbeat(&self, lease: &Lease) -> Result<(), QueueError> {
         let not_held = || QueueError::NotHeld(lease.job.id.clone());
-        let (message, server, attempt) = {
-            let held = self.held();
-            let held = held.get(&lease.number()).ok_or_else(not_held)?;
-            let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
-            (held.message.clone(), held.server.clone(), attempt)
-        };
+        let (message, server, attempt) = self.holding(lease).ok_or_else(not_held)?;
         let keep_alive = async {
             // JetStream waits another `ack_wait` — only for the current attempt: a stale one's
             // in-progress ack would keep the newer delivery's.
@@ -475,7 +534,7 @@ impl JobQueue for NatsQueue {
                 tracing::warn!(job = %lease.job.id, "cannot tell NATS the job goes on: {problem}");
             }
         };
-        let answer = self.ask(&server, "heartbeat", &attempt).await;
+        let answer = self.ask::<Answer>(&server, "heartbeat", &attempt).await;
         let unheard_for = {
             let mut held = self.held();
             let since = held.get_mut(&lease.number()).and_then(|held| match answer {
@@ -506,7 +565,7 @@ impl JobQueue for NatsQueue {
             attempt: Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt },
             outcome: outcome.into(),
         };
-        match self.ask_patiently(&held.server, "outcome", &finished, &held.message).await {
+        match self.ask_patiently::<Answer>(&held.server, "outcome", &finished, &held.message).await {
             Ok(Answer::Accepted) => {
                 // Committed: only now is the message done with.
                 if let Err(problem) = held.message.double_ack().await {
@@ -562,27 +621,39 @@ impl JobQueue for NatsQueue {
     }
 }
 
-/// As a server: answers the claims, heartbeats and outcomes of its jobs' executors.
-async fn answer_requests(client: Client, stream: Stream, mut requests: async_nats::Subscriber, jobs: Jobs) {
+/// As a server: answers the claims, heartbeats, events and outcomes of its jobs' executors.
+async fn answer_requests(
+    client: Client,
+    stream: Stream,
+    mut requests: async_nats::Subscriber,
+    jobs: Jobs,
+    served: Served,
+) {
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply.clone() else { continue };
         let kind = request.subject.rsplit('.').next().unwrap_or_default();
-        let answer = {
+        let payload = {
             let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let runs = served.get();
             match kind {
-                "claim" => serde_json::from_slice(&request.payload).ok().map(|attempt| claim(&mut jobs, &attempt)),
+                "claim" => read(&request.payload).map(|attempt| {
+                    let answer = claim(&mut jobs, &attempt);
+                    let work = runs.filter(|_| answer == Answer::Go).and_then(|runs| runs.work(&job_id(&attempt)));
+                    serde_json::to_vec(&Claimed { answer, work: work.map(Box::new) })
+                }),
                 "heartbeat" => {
-                    serde_json::from_slice(&request.payload).ok().map(|attempt| heartbeat(&mut jobs, &attempt))
+                    read(&request.payload).map(|attempt| serde_json::to_vec(&heartbeat(&mut jobs, &attempt)))
                 }
-                "outcome" => serde_json::from_slice(&request.payload).ok().map(|finished| finish(&mut jobs, finished)),
+                "events" => read(&request.payload)
+                    .map(|reported| serde_json::to_vec(&take_events(&jobs, runs.map(Arc::as_ref), reported))),
+                "outcome" => read(&request.payload).map(|finished| serde_json::to_vec(&finish(&mut jobs, finished))),
                 _ => None,
             }
         };
-        let Some(answer) = answer else {
+        let Some(Ok(payload)) = payload else {
             tracing::warn!(subject = %request.subject, "a request the server does not understand: not answered");
             continue;
         };
-        let payload = serde_json::to_vec(&answer).unwrap_or_default();
         if let Err(problem) = client.publish(reply, payload.into()).await {
             tracing::warn!("cannot answer an executor: {problem}");
         }
@@ -617,6 +688,34 @@ fn claim(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
             pending.attempt = attempt.attempt;
             pending.seen = Instant::now();
             Answer::Go
+        }
+    }
+}
+
+/// A request's body, when it is one.
+fn read<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Option<T> {
+    serde_json::from_slice(payload).ok()
+}
+
+/// The job an attempt is at.
+fn job_id(attempt: &Attempt) -> JobId {
+    JobId { run: attempt.run.clone(), package: attempt.package.as_str().into(), attempt: attempt.attempt }
+}
+
+/// Events: taken from the current attempt only (a cancelled job's too: how it stopped).
+fn take_events(jobs: &Ledger, runs: Option<&dyn RemoteRuns>, reported: Reported) -> Answer {
+    let key = (reported.attempt.run.clone(), reported.attempt.package.clone());
+    match (jobs.pending.get(&key), runs) {
+        (Some(pending), Some(runs)) if pending.attempt == reported.attempt.attempt => {
+            runs.report(&job_id(&reported.attempt), reported.events);
+            Answer::Working
+        }
+        _ => {
+            tracing::warn!(
+                run = %reported.attempt.run, package = %reported.attempt.package, attempt = reported.attempt.attempt,
+                "events of an attempt that no longer holds its job are ignored"
+            );
+            Answer::Stale
         }
     }
 }

@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use loktar_pipeline::handed::Work;
 use loktar_pipeline::scheduler::JobOutcome;
-use loktar_protocol::RunId;
+use loktar_protocol::{EventKind, RunId};
 
 /// The subject prefix of the jobs of every queue: `loktar.jobs.<queue>`.
 pub(crate) const JOBS: &str = "loktar.jobs";
@@ -90,6 +91,24 @@ pub(crate) enum Answer {
     Stop,
     /// Outcome: committed; acknowledge the message.
     Accepted,
+}
+
+/// The server's answer to a claim: with [`Answer::Go`], what an executor
+/// elsewhere needs to run the job (none for a job of a run not fetched from
+/// a repository: only the server's own executors can run it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Claimed {
+    pub answer: Answer,
+    #[serde(default)]
+    pub work: Option<Box<Work>>,
+}
+
+/// Events an attempt reports, in the order they happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reported {
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    pub events: Vec<EventKind>,
 }
 
 /// A job to stop, for whichever executor holds it.

@@ -4,9 +4,10 @@
 //!
 //! Their number is the number of packages at work at once across every
 //! run they serve (`-j` for `loktar run`, `[server] executors` for the
-//! server). A run registers itself while it executes, so a worker finds
-//! the run's plan, plugins and event stream from the job's run id; a job
-//! of a run that is not here fails. While a job runs its worker heartbeats;
+//! server). A run registers itself in [`Runs`] while it executes, so a
+//! worker finds the run's plan, plugins and event stream from the job's
+//! run id; a job of a run that is not here fails. (A queue across machines
+//! finds there what executors elsewhere need: see [`crate::handed`].) While a job runs its worker heartbeats;
 //! a refused heartbeat (the lease is no longer this worker's) stops the
 //! job. A job that panics fails, and its worker goes on. Dropping
 //! [`Executors`] stops the workers once their current job is done.
@@ -37,23 +38,54 @@ pub struct Executors {
 /// What the workers share.
 struct Bench {
     queue: Arc<dyn JobQueue>,
-    /// The runs executing in this process, by id.
+    runs: Arc<Runs>,
+}
+
+/// The runs executing in this process, by id.
+#[derive(Default)]
+pub struct Runs {
     runs: Mutex<HashMap<RunId, Arc<Shared>>>,
 }
 
+impl std::fmt::Debug for Runs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.runs.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Runs").field("count", &count).finish()
+    }
+}
+
+impl Runs {
+    /// None yet.
+    pub fn new() -> Arc<Runs> {
+        Arc::default()
+    }
+
+    /// Makes the jobs of `run` findable until the returned guard is dropped.
+    pub(crate) fn register(self: &Arc<Runs>, run: Arc<Shared>) -> Registered {
+        let id = run.info.id().clone();
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), run);
+        Registered { runs: self.clone(), id }
+    }
+
+    /// The run `id`, while it executes here.
+    pub(crate) fn get(&self, id: &RunId) -> Option<Arc<Shared>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+}
+
 impl Executors {
-    /// Starts `count` workers (at least one) on `queue`, on the current tokio runtime.
-    pub fn start(queue: Arc<dyn JobQueue>, count: usize) -> Executors {
-        let bench = Arc::new(Bench { queue, runs: Mutex::default() });
+    /// Starts `count` workers on `queue` for `runs`, on the current tokio
+    /// runtime. With none, jobs wait for executors elsewhere.
+    pub fn start(queue: Arc<dyn JobQueue>, runs: Arc<Runs>, count: usize) -> Executors {
+        let bench = Arc::new(Bench { queue, runs });
         let stop = CancellationToken::new();
-        let count = count.max(1);
         for _ in 0..count {
             tokio::spawn(work(bench.clone(), stop.clone()));
         }
         Executors { bench, stop, count }
     }
 
-    /// How many workers there are.
+    /// How many workers there are in this process.
     pub fn count(&self) -> usize {
         self.count
     }
@@ -63,11 +95,9 @@ impl Executors {
         &self.bench.queue
     }
 
-    /// Makes the jobs of `run` findable until the returned guard is dropped.
-    pub(crate) fn register(&self, run: Arc<Shared>) -> Registered {
-        let id = run.info.id().clone();
-        self.bench.runs.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), run);
-        Registered { bench: self.bench.clone(), id }
+    /// The runs they serve.
+    pub fn runs(&self) -> &Arc<Runs> {
+        &self.bench.runs
     }
 }
 
@@ -85,13 +115,13 @@ impl std::fmt::Debug for Executors {
 
 /// A run's registration; dropping it removes the run.
 pub(crate) struct Registered {
-    bench: Arc<Bench>,
+    runs: Arc<Runs>,
     id: RunId,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.bench.runs.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        self.runs.runs.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
     }
 }
 
@@ -115,8 +145,7 @@ async fn work(bench: Arc<Bench>, stop: CancellationToken) {
 
 /// Runs the job of `lease` to its end, heartbeating meanwhile.
 async fn run_job(bench: &Bench, lease: &Lease) -> JobOutcome {
-    let run = bench.runs.lock().unwrap_or_else(PoisonError::into_inner).get(&lease.job.id.run).cloned();
-    let Some(run) = run else {
+    let Some(run) = bench.runs.get(&lease.job.id.run) else {
         tracing::error!(job = %lease.job.id, "a job of a run that is not executing here");
         return JobOutcome::Failed;
     };

@@ -52,6 +52,9 @@ pub struct Job {
     pub id: JobId,
     /// The package's position in its run's plan.
     pub position: usize,
+    /// For an executor elsewhere, what it needs to run it (handed out when
+    /// it claims it); `None` for executors that find the run in their own process.
+    pub work: Option<std::sync::Arc<crate::handed::Work>>,
 }
 
 /// A job an executor took: it heartbeats while it works, then finishes it.
@@ -230,7 +233,7 @@ mod tests {
     use super::*;
 
     fn job(package: &str) -> Job {
-        Job { id: JobId { run: RunId::new("r1"), package: package.into(), attempt: 1 }, position: 0 }
+        Job { id: JobId { run: RunId::new("r1"), package: package.into(), attempt: 1 }, position: 0, work: None }
     }
 
     fn runtime() -> tokio::runtime::Runtime {

@@ -83,8 +83,32 @@ pub(crate) struct Shared {
     plugins: Arc<PluginSession>,
     control: Arc<RunControl>,
     pub(crate) info: Arc<RunInfo>,
-    emitter: Emitter,
-    reports: Mutex<Vec<Option<PackageReport>>>,
+    pub(crate) emitter: Emitter,
+    /// Each package's report, by position, once it has one.
+    pub(crate) reports: Mutex<Vec<ReportSlot>>,
+}
+
+/// Where a package's report goes, and which attempt at its job wrote it.
+#[derive(Default)]
+pub(crate) struct ReportSlot {
+    pub(crate) report: Option<PackageReport>,
+    /// Whether the package ended (`package_finished`); a report without it is of a job lost half-way.
+    pub(crate) ended: bool,
+    /// The attempt of an executor elsewhere that reported it; 0 in process.
+    pub(crate) attempt: u32,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        plugins: Arc<PluginSession>,
+        control: Arc<RunControl>,
+        info: Arc<RunInfo>,
+        emitter: Emitter,
+    ) -> Shared {
+        let count = info.plan.packages.len();
+        let reports = Mutex::new(std::iter::repeat_with(ReportSlot::default).take(count).collect());
+        Shared { plugins, control, info, emitter, reports }
+    }
 }
 
 /// Runs the plan of `info`: each package becomes a job for `executors`
@@ -103,20 +127,13 @@ pub async fn execute(
     let mut notify_failures = notify(&plugins, &plan.notifiers, &plan.context, &run_started, &CallEnv::default()).await;
     let dependencies = plan.dependencies();
     let count = plan.packages.len();
-    let shared = Arc::new(Shared {
-        plugins,
-        control: control.clone(),
-        info: info.clone(),
-        emitter: emitter.clone(),
-        reports: Mutex::default(),
-    });
-    shared.reports.lock().unwrap_or_else(PoisonError::into_inner).resize(count, None);
-    let registered = executors.register(shared.clone());
+    let shared = Arc::new(Shared::new(plugins, control.clone(), info.clone(), emitter.clone()));
+    let registered = executors.runs().register(shared.clone());
     let queue = executors.queue().clone();
     let run = info.clone();
     let statuses = scheduler::run(&dependencies, plan.options, control.token().clone(), move |position, cancel| {
         let package = run.package_name(position).clone();
-        let job = Job { id: JobId { run: run.id().clone(), package, attempt: 1 }, position };
+        let job = Job { id: JobId { run: run.id().clone(), package, attempt: 1 }, position, work: None };
         let queue = queue.clone();
         async move { dispatch(&*queue, job, &cancel).await }
     })
@@ -127,9 +144,14 @@ pub async fn execute(
     let mut packages = Vec::with_capacity(count);
     for (position, status) in statuses.iter().enumerate() {
         let name = info.package_name(position).to_string();
-        let report = reports[position].take();
+        let slot = &mut reports[position];
+        let report = slot.report.take().filter(|_| slot.ended);
         let report_missing = report.is_none();
         let (outcome, stages, artifacts) = match (status, report) {
+            // Its executor lost after it ended, and never again taken: it has not passed.
+            (Status::Ran(JobOutcome::Failed), Some(report)) if report.outcome == PackageOutcome::Passed => {
+                (PackageOutcome::Failed { stage: None }, report.stages, report.artifacts)
+            }
             (Status::Ran(_), Some(report)) => (report.outcome, report.stages, report.artifacts),
             (Status::Skipped { dependency }, _) => {
                 let dependency = info.package_name(*dependency).to_string();
@@ -289,7 +311,8 @@ pub(crate) async fn run_package(shared: &Shared, position: usize, cancel: Cancel
         }
         _ => {}
     }
-    shared.reports.lock().unwrap_or_else(PoisonError::into_inner)[position] = Some(report);
+    let mut reports = shared.reports.lock().unwrap_or_else(PoisonError::into_inner);
+    reports[position] = ReportSlot { report: Some(report), ended: true, attempt: 0 };
     job
 }
 

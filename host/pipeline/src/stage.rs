@@ -9,7 +9,7 @@ pub use loktar_protocol::Stage;
 pub const DEFAULT_STORAGE: &str = "fs";
 
 /// What one stage will do for one package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StagePlan {
     /// The stage.
     pub stage: Stage,

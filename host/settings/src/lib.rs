@@ -12,6 +12,7 @@
 //! grant their code capabilities, drop the limits and send the operator's
 //! credentials to endpoints of their choosing.
 
+pub mod cluster;
 pub mod server;
 pub mod vault;
 
@@ -25,6 +26,7 @@ use loktar_support::diagnostic::{Diagnostic, Location};
 /// The file name of the host configuration in the user's config folder.
 pub const FILE_NAME: &str = "loktar.toml";
 
+pub use cluster::{DEFAULT_QUEUE, ExecutorSettings, NatsSettings};
 pub use loktar_protocol::{Capability, Role};
 pub use server::{Collisions, RepositorySettings, ServerSettings};
 
@@ -384,6 +386,8 @@ struct File {
     isolation: Option<IsolationSettings>,
     policy: Option<Policy>,
     server: Option<ServerSettings>,
+    nats: Option<NatsSettings>,
+    executor: Option<ExecutorSettings>,
 }
 
 /// The host configuration in force: the built-in defaults overlaid with the user's file.
@@ -411,6 +415,10 @@ pub struct Settings {
     pub policy: Policy,
     /// `loktar server`.
     pub server: ServerSettings,
+    /// The job queue across machines, when jobs run on other machines.
+    pub nats: Option<NatsSettings>,
+    /// `loktar executor`.
+    pub executor: ExecutorSettings,
     /// The file read, if any.
     pub source: Option<PathBuf>,
 }
@@ -443,6 +451,8 @@ impl Settings {
             isolation: IsolationSettings::default(),
             policy: Policy::default(),
             server: ServerSettings::default(),
+            nats: None,
+            executor: ExecutorSettings::default(),
             source: None,
         }
     }
@@ -552,6 +562,11 @@ impl Settings {
         if let Some(mut server) = file.server {
             server.data_dir = base.join(&server.data_dir);
             settings.server = server;
+        }
+        settings.nats = file.nats;
+        if let Some(mut executor) = file.executor {
+            executor.work_dir = base.join(&executor.work_dir);
+            settings.executor = executor;
         }
         if let Some(isolation) = file.isolation {
             if let Some(relative) = isolation.read_only.iter().find(|folder| !folder.is_absolute()) {

@@ -98,6 +98,33 @@ enum Command {
     /// would, with `[server]` of the host configuration. Prints the address it listens on;
     /// SIGTERM stops it after running runs finish (or, after 30 s, are cancelled)
     Server,
+    /// Run the package jobs of a server's runs on this machine, taken from NATS JetStream (`[nats]`
+    /// and `[executor]` of the host configuration). SIGTERM stops it: nothing new is taken, and
+    /// running jobs finish within `--grace` or are handed back to another executor
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecutorArgs {
+    /// The NATS server, with JetStream on [default: `url` under `[nats]`]
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+
+    /// The queues to take jobs from, comma-separated [default: `queues` under `[executor]`, else `default`]
+    #[arg(long, value_name = "QUEUE,…", value_delimiter = ',')]
+    queues: Vec<String>,
+
+    /// Jobs at once [default: `concurrency` under `[executor]`, else the number of cores]
+    #[arg(long, short = 'j', value_name = "N")]
+    concurrency: Option<usize>,
+
+    /// Where mirrors, checkouts and artifacts go [default: `work_dir` under `[executor]`]
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+
+    /// Seconds a stopping executor lets running jobs finish before handing them back [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    grace: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +370,16 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
         Command::Server => {
             crate::server::serve(&options).map(|()| Done::with_output(String::new())).map_err(Into::into)
         }
+        Command::Executor(args) => {
+            let executor = crate::executor::ExecutorOptions {
+                nats: args.nats,
+                queues: args.queues,
+                concurrency: args.concurrency,
+                work_dir: args.work_dir,
+                grace: args.grace.map(std::time::Duration::from_secs),
+            };
+            crate::executor::serve(&options, &executor).map(|()| Done::with_output(String::new())).map_err(Into::into)
+        }
         other => inspect(other, &options).map(|output| Done::printing(output, ExitCode::SUCCESS)),
     }
 }
@@ -478,7 +515,8 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
         | Command::Remote(_)
         | Command::Completions { .. }
         | Command::Man { .. }
-        | Command::Server => {
+        | Command::Server
+        | Command::Executor(_) => {
             return Err(Diagnostic::new("internal error: not an inspecting command").into());
         }
         Command::Plugins(args) => plugins::list(&options, args.format == ListFormat::Json)?,

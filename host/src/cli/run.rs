@@ -26,7 +26,7 @@ use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunOutcome, Subscriber, WriteFailure, WriteHealth};
 use crate::pipeline::control::RunControl;
-use crate::pipeline::executors::Executors;
+use crate::pipeline::executors::{Executors, Runs};
 use crate::pipeline::jobs::LocalQueue;
 use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
@@ -145,7 +145,8 @@ pub(crate) fn run(options: &Options, args: &RunArgs, color: bool) -> Result<Done
         let abandon = CancellationToken::new();
         watch_signals(control.clone(), abandon.clone());
         // `-j` executors in this process, for this run alone.
-        let executors = Executors::start(Arc::new(LocalQueue::new()), info.plan.options.concurrency);
+        let executors =
+            Executors::start(Arc::new(LocalQueue::new()), Runs::new(), info.plan.options.concurrency.max(1));
         tokio::select! {
             report = execute(session, info, emitter, &control, &executors) => Some(report),
             () = abandon.cancelled() => {

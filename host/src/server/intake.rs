@@ -53,6 +53,21 @@ pub(crate) struct Wanted {
     pub selection: RunSelection,
 }
 
+impl Wanted {
+    /// The ref that holds what it builds: the one it names, its pull
+    /// request's head, or its branch; `None` for a bare commit of no branch.
+    pub(crate) fn reference(&self) -> Option<String> {
+        if self.head.starts_with("refs/") {
+            return Some(self.head.clone());
+        }
+        match (self.pull_request, &self.branch) {
+            (Some(number), _) => Some(format!("refs/pull/{number}/head")),
+            (None, Some(branch)) => Some(format!("refs/heads/{branch}")),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Records a new run of `wanted`, asked for by `trigger` (`push`,
 /// `pull_request`, `api`, `rerun`) with `delivery` if a webhook asked;
 /// cancels what it supersedes and starts it in the background. Answers

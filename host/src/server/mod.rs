@@ -1,12 +1,14 @@
 //! `loktar server`: GitHub webhooks in, runs out, in one process — the API
 //! gateway, the job service and the worker manager of Loktar's design, with
-//! the run store (SQLite) and the executors (in-process) embedded.
+//! the run store (SQLite) and the executors (in-process) embedded — or,
+//! with `[nats]`, its package jobs on NATS JetStream for `loktar executor`
+//! processes on other machines ([`crate::executor`]).
 //!
 //! A webhook is verified, recorded and answered at once (`202` with the
 //! run's number; [`webhooks`], [`intake`]); the run is planned and
 //! executed in the background ([`runner`]) by the same application layer
 //! `loktar run` uses ([`crate::app`]), in a checkout of its own
-//! ([`repositories`]). The REST API reads the run store ([`api`], with
+//! (`crate::mirrors`). The REST API reads the run store ([`api`], with
 //! [`follow`] for what is still being written, and [`metrics`]), serves
 //! stored artifacts ([`artifacts`]) and starts, cancels and reruns runs
 //! ([`control`]). Runs a stopped or killed
@@ -25,7 +27,6 @@ mod intake;
 mod metrics;
 mod problem;
 mod recovery;
-mod repositories;
 mod runner;
 pub mod signature;
 mod webhooks;
@@ -47,13 +48,14 @@ use crate::app::context::Options;
 use crate::blocking::wait_for;
 use crate::diagnostic::Diagnostic;
 use crate::github::Github;
+use crate::mirrors::Mirrors;
+use crate::nats::{NatsOptions, NatsQueue};
 use crate::pipeline::control::RunControl;
-use crate::pipeline::executors::Executors;
-use crate::pipeline::jobs::LocalQueue;
-use crate::settings::{ServerSettings, Settings};
+use crate::pipeline::executors::{Executors, Runs};
+use crate::pipeline::jobs::{JobQueue, LocalQueue};
+use crate::settings::{DEFAULT_QUEUE, NatsSettings, ServerSettings, Settings};
 use crate::store::{DATABASE, RunStore};
 use problem::Problem;
-use repositories::Mirrors;
 
 /// The largest webhook body GitHub sends (its documented cap is 25 MB).
 const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
@@ -82,6 +84,8 @@ pub(crate) struct Server {
     collisions: tokio::sync::Mutex<()>,
     /// Runs being worked at once (as many as there are executors).
     runs_at_once: Semaphore,
+    /// Package jobs in flight at once in each run.
+    packages_at_once: usize,
     /// The in-process executors: package jobs at once, across every run.
     executors: Executors,
     /// Runs accepted and not finished, by number.
@@ -177,7 +181,20 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
     let api_tokens =
         server.api_tokens.iter().map(|name| secret(&settings, name, "api_tokens")).collect::<Result<Vec<_>, _>>()?;
     let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
-    let executors = server.executors.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs = Runs::new();
+    // With `[nats]`, executors elsewhere work the jobs; the server's own work only with `executors` set.
+    let (queue, executors, runs_at_once, packages_at_once): (Arc<dyn JobQueue>, _, _, _) = match &settings.nats {
+        Some(nats) => {
+            let queue = wait_for(connect_nats(nats))??;
+            queue.serve(runs.clone());
+            (Arc::new(queue), server.executors.unwrap_or(0), RUNS_AT_ONCE_ELSEWHERE, PACKAGES_AT_ONCE_ELSEWHERE)
+        }
+        None => {
+            let executors = server.executors.unwrap_or_else(cores).max(1);
+            (Arc::new(LocalQueue::new()), executors, executors, executors)
+        }
+    };
     let state = Arc::new(Server {
         config: settings.source.clone(),
         store: Mutex::new(store),
@@ -191,8 +208,9 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
             server.repositories.keys(),
         ),
         collisions: tokio::sync::Mutex::new(()),
-        runs_at_once: Semaphore::new(executors.max(1)),
-        executors: Executors::start(Arc::new(LocalQueue::new()), executors),
+        runs_at_once: Semaphore::new(runs_at_once),
+        packages_at_once,
+        executors: Executors::start(queue, runs, executors),
         active: Mutex::default(),
         tasks: TaskTracker::new(),
         stopping: CancellationToken::new(),
@@ -200,6 +218,27 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         settings: server,
     });
     wait_for(run(state))?
+}
+
+/// Runs worked at once when executors elsewhere run their jobs.
+const RUNS_AT_ONCE_ELSEWHERE: usize = 16;
+/// Package jobs of one run on the queue at once when executors elsewhere
+/// run them: the executors' slots, not this, bound the work.
+const PACKAGES_AT_ONCE_ELSEWHERE: usize = 1024;
+
+/// The job queue on NATS that `[nats]` names.
+async fn connect_nats(nats: &NatsSettings) -> Result<NatsQueue, Diagnostic> {
+    let options = NatsOptions {
+        url: nats.url.clone(),
+        queue: DEFAULT_QUEUE.to_string(),
+        ack_wait: Duration::from_secs(nats.ack_wait),
+        max_deliver: nats.max_deliver,
+        ..NatsOptions::default()
+    };
+    NatsQueue::connect(&options).await.map_err(|problem| {
+        Diagnostic::new(problem.to_string())
+            .hint("start nats-server with JetStream on (`nats-server -js`), or check `url` under `[nats]`")
+    })
 }
 
 /// The value of the secret `[server] <field>` names.
@@ -285,12 +324,12 @@ async fn shut_down(server: &Arc<Server>) {
     }
 }
 
-/// `SIGTERM` or `SIGINT` stops the server.
-fn watch_signals(stopping: CancellationToken) {
+/// `SIGTERM` or `SIGINT` cancels `stopping`: the server, or an executor, takes no new work.
+pub(crate) fn watch_signals(stopping: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
-        tracing::warn!("cannot watch for SIGTERM; stopping will not wait for runs");
+        tracing::warn!("cannot watch for SIGTERM; stopping will not wait for running work");
         return;
     };
     tokio::spawn(async move {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use super::Server;
 use super::intake::Wanted;
-use super::repositories::{Checkout, Mirrors};
 use crate::app::context::{Options, plugin_session};
 use crate::app::run::{PlannedRun, RunPlace, begin_run, plan_run};
 use crate::app::{Range, RunRequest, RunSelection};
@@ -17,7 +16,9 @@ use crate::events::journal::Journal;
 use crate::events::logfiles::LogFiles;
 use crate::events::record::Recorder;
 use crate::events::{EventBus, RunId, RunOutcome, Subscriber, WriteHealth};
+use crate::mirrors::{Checkout, Mirrors};
 use crate::pipeline::control::RunControl;
+use crate::pipeline::handed::Source;
 use crate::pipeline::run::{execute, notify_nothing_to_run};
 use crate::pipeline::stage::Stage;
 
@@ -81,17 +82,17 @@ async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(
     // `[github]`'s credentials go to GitHub's own host only: never to another git host.
     let clone_url = server.settings.repositories.get(&accepted.wanted.repository).map(|r| r.clone_url.as_str());
     let token = match clone_url {
-        Some(url) if super::repositories::on_github(url, server.github.api_url()) => server.github.git_token().await?,
+        Some(url) if crate::mirrors::on_github(url, server.github.api_url()) => server.github.git_token().await?,
         _ => None,
     };
     let prepared = {
         let server = server.clone();
         let (wanted, id) = (accepted.wanted.clone(), accepted.id.clone());
-        tokio::task::spawn_blocking(move || prepare(&server, wanted, id, token.as_deref()))
+        tokio::task::spawn_blocking(move || prepare(&server, wanted, id, token))
             .await
             .map_err(|e| Diagnostic::new(format!("internal error: planning failed: {e}")))??
     };
-    let Prepared { checkout, planned } = prepared;
+    let Prepared { checkout, planned, source } = prepared;
     // What a pull request's run plans is what it affects — unless a newer run has taken its place.
     if let (Some(number), RunSelection::Changes) = (accepted.wanted.pull_request, &accepted.wanted.selection)
         && !accepted.control.is_interrupted()
@@ -100,14 +101,19 @@ async fn execute_accepted(server: &Arc<Server>, accepted: &Accepted) -> Result<(
         let repository = &accepted.wanted.repository;
         super::collisions::planned(server, repository, number, &accepted.wanted.head, affected).await;
     }
-    let ran = run_planned(server, accepted, planned).await;
+    let ran = run_planned(server, accepted, planned, source).await;
     // Removing the work tree runs git: never on the runtime's workers.
     let _ = tokio::task::spawn_blocking(move || drop(checkout)).await;
     ran
 }
 
 /// Executes a planned run, recording it; an error for a run that could not begin.
-async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: PlannedRun) -> Result<(), Diagnostic> {
+async fn run_planned(
+    server: &Arc<Server>,
+    accepted: &Accepted,
+    planned: PlannedRun,
+    source: Source,
+) -> Result<(), Diagnostic> {
     if let Some(because) = planned.nothing_to_run() {
         let session = plugin_session(planned.context.settings.clone())?;
         for failure in notify_nothing_to_run(&session, &planned.plan, &because).await {
@@ -128,6 +134,8 @@ async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: Planned
         .await
         .map_err(|e| Diagnostic::new(format!("internal error: the run could not begin: {e}")))??;
     tracing::debug!(run = accepted.number, "run begun");
+    let mut info = info;
+    info.source = Some(Source { commit: info.plan.context.commit.clone(), ..source });
     let info = Arc::new(info);
     let session = Arc::new(plugin_session(context.settings.clone())?);
     let health = WriteHealth::new();
@@ -149,17 +157,21 @@ async fn run_planned(server: &Arc<Server>, accepted: &Accepted, planned: Planned
 struct Prepared {
     checkout: Checkout,
     planned: PlannedRun,
+    /// Where executors elsewhere fetch it from.
+    source: Source,
 }
 
 /// Fetches (with `token`, GitHub's credentials), checks out and plans. Blocking.
-fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<&str>) -> Result<Prepared, Diagnostic> {
+fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<String>) -> Result<Prepared, Diagnostic> {
     let repository = &wanted.repository;
     let configured = server.settings.repositories.get(repository).ok_or_else(|| {
         Diagnostic::new(format!("repository `{repository}` is no longer built by this server"))
             .hint(format!("add `[server.repositories.\"{repository}\"]` back to the server's loktar.toml"))
     })?;
     let started = std::time::Instant::now();
-    let mirror = server.mirrors.fetch(repository, &configured.clone_url, token, &wanted)?;
+    let reference = wanted.reference();
+    let clone_url = &configured.clone_url;
+    let mirror = server.mirrors.fetch(repository, clone_url, token.as_deref(), &wanted.head, reference.as_deref())?;
     tracing::debug!(elapsed = ?started.elapsed(), %repository, "mirror fetched");
     if wanted.default_branch.is_none() {
         wanted.default_branch = Mirrors::default_branch(&mirror);
@@ -173,7 +185,7 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<&str>) 
         github_repository: Some(repository.to_string()),
         store_root: Some(server.store_root(repository)),
     };
-    let mut planned = plan_run(&options, &request(server.executors.count(), &wanted)).map_err(first_problem)?;
+    let mut planned = plan_run(&options, &request(server.packages_at_once, &wanted)).map_err(first_problem)?;
     // The run keeps the identity it was accepted with.
     planned.plan.id = id;
     // Statuses and messages link to the run on this server, unless the operator chose another page.
@@ -181,7 +193,14 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<&str>) 
         let run_url = &mut planned.context.settings.notifications.run_url;
         run_url.get_or_insert_with(|| format!("{}/api/runs/{{run}}", public_url.trim_end_matches('/')));
     }
-    Ok(Prepared { checkout, planned })
+    let source = Source {
+        repository: repository.clone(),
+        clone_url: clone_url.clone(),
+        commit: String::new(),
+        reference,
+        token,
+    };
+    Ok(Prepared { checkout, planned, source })
 }
 
 /// What the server asks of the application layer for an accepted run.

@@ -45,6 +45,8 @@ pub struct RunInfo {
     pub dir: PathBuf,
     /// The run's page, for notifiers to link to.
     pub url: Option<String>,
+    /// Where executors elsewhere fetch its commit from; `None` for a run of a local work tree.
+    pub source: Option<crate::handed::Source>,
     /// Each package's name, by position in the plan, as events carry it.
     names: Vec<PackageName>,
     /// Each package's position, by name.
@@ -56,7 +58,7 @@ impl RunInfo {
     pub fn new(number: i64, started: SystemTime, plan: RunPlan, dir: PathBuf, url: Option<String>) -> RunInfo {
         let names: Vec<PackageName> = plan.packages.iter().map(|package| PackageName::from(package.name())).collect();
         let positions = names.iter().enumerate().map(|(position, name)| (name.clone(), position)).collect();
-        RunInfo { number, started, plan, dir, url, names, positions }
+        RunInfo { number, started, plan, dir, url, source: None, names, positions }
     }
 
     /// Its identity, unique across machines.

@@ -1,14 +1,13 @@
-//! The server's copies of the repositories it builds: one bare mirror per
-//! repository in the data folder, fetched when an event names it, and for
-//! each run a checkout of its own (a detached work tree of the mirror),
-//! removed when the run ends — two runs never share a work tree.
+//! Copies of the repositories a server builds, or an executor runs jobs
+//! of: one bare mirror per repository in a data folder, fetched when a run
+//! needs it, and for each run (or job) a checkout of its own (a detached
+//! work tree of the mirror), removed when it ends — two never share a work tree.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::intake::Wanted;
 use crate::diagnostic::Diagnostic;
 
 /// The mirrors under one folder.
@@ -26,10 +25,11 @@ impl Mirrors {
     }
 
     /// Brings the mirror of `repository` (`owner/repo`) up to date with
-    /// `clone_url` for `wanted`, cloning it the first time; returns its
-    /// folder. Only what the run needs is fetched: the one ref it builds
-    /// (its branch, its pull request's head: the origin advertises only
-    /// that ref), or for a bare commit nothing when the mirror has it;
+    /// `clone_url` for the commit `head` (or the ref it names) that
+    /// `reference` holds, cloning it the first time; returns its folder.
+    /// Only what the run needs is fetched: the one ref (its branch, its
+    /// pull request's head: the origin advertises only that ref), or for a
+    /// bare commit nothing when the mirror has it;
     /// everything (pruned) when that is not enough — the origin has no such
     /// ref, or the commit is still missing. With a `token` (from `[github]`),
     /// git sends it to `clone_url` alone, in a header given through its
@@ -40,7 +40,8 @@ impl Mirrors {
         repository: &str,
         clone_url: &str,
         token: Option<&str>,
-        wanted: &Wanted,
+        head: &str,
+        reference: Option<&str>,
     ) -> Result<PathBuf, Diagnostic> {
         let lock = self.lock(repository);
         let _fetching = lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -49,14 +50,14 @@ impl Mirrors {
         if mirror.join("HEAD").is_file() {
             let git_dir = shown(&mirror);
             let has_head = || {
-                crate::scm::is_full_hash(&wanted.head)
-                    && git(&["--git-dir", &git_dir, "cat-file", "-e", &format!("{}^{{commit}}", wanted.head)]).is_ok()
+                crate::scm::is_full_hash(head)
+                    && git(&["--git-dir", &git_dir, "cat-file", "-e", &format!("{head}^{{commit}}")]).is_ok()
             };
-            let fetched_ref = match reference(wanted) {
+            let fetched_ref = match reference {
                 Some(name) => {
                     let refspec = format!("+{name}:{name}");
                     git_with(&["--git-dir", &git_dir, "fetch", "--quiet", "origin", &refspec], &credentials).is_ok()
-                        && (!crate::scm::is_full_hash(&wanted.head) || has_head())
+                        && (!crate::scm::is_full_hash(head) || has_head())
                 }
                 None => has_head(),
             };
@@ -141,23 +142,10 @@ fn remove_work_tree(mirror: &Path, dir: &Path) {
     }
 }
 
-/// The ref that holds what `wanted` builds: the one it names, its pull
-/// request's head, or its branch; `None` for a bare commit of no branch.
-fn reference(wanted: &Wanted) -> Option<String> {
-    if wanted.head.starts_with("refs/") {
-        return Some(wanted.head.clone());
-    }
-    match (wanted.pull_request, &wanted.branch) {
-        (Some(number), _) => Some(format!("refs/pull/{number}/head")),
-        (None, Some(branch)) => Some(format!("refs/heads/{branch}")),
-        (None, None) => None,
-    }
-}
-
 fn cannot_fetch(repository: &str, error: &str) -> Diagnostic {
     Diagnostic::new(format!("cannot fetch `{repository}`: {error}")).hint(
-        "check `clone_url` under `[server.repositories]`: the server must be able to fetch it without a prompt, \
-         and a repository that moved (a redirect) is not followed: give its new address",
+        "check `clone_url` under `[server.repositories]`: the server and its executors must be able to fetch it \
+         without a prompt, and a repository that moved (a redirect) is not followed: give its new address",
     )
 }
 

@@ -1,0 +1,262 @@
+//! Package jobs handed to executors on other machines.
+//!
+//! An executor elsewhere knows nothing of the run a job belongs to. When
+//! it claims the job, the queue asks the runs of the enqueuing process
+//! ([`RemoteRuns`], which [`Runs`] is) for the job's [`Work`]: where to
+//! fetch the commit from, the package, the stages and their providers,
+//! and the run's context. The executor checks the commit out itself,
+//! reads the package from its `loktar.json`, and runs it with
+//! [`run_handed`] — the same stages as in process, through its own
+//! plugins and sandbox — sending the events back. The queue hands those
+//! events, from the job's current attempt only, to [`RemoteRuns::report`]:
+//! they go into the run's own event stream (log files, record, the API's
+//! live events) and make up the package's report, as if it had run here.
+
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::RunControl;
+use crate::events::{Emitter, EventKind, PackageOutcome, RunInfo};
+use crate::executors::Runs;
+use crate::jobs::JobId;
+use crate::plan::{PlannedPackage, RunPlan, Why};
+use crate::run::{PackageReport, ReportSlot, Shared, StageReport, run_package};
+use crate::scheduler::{self, JobOutcome};
+use crate::stage::StagePlan;
+use loktar_config::Package;
+use loktar_runtime::PluginSession;
+use loktar_runtime::bindings::types::{Artifact, RunContext};
+
+/// Where an executor elsewhere fetches a run's commit from.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The repository, `owner/repo`: the name of the executor's mirror.
+    pub repository: String,
+    /// Where git fetches it from.
+    pub clone_url: String,
+    /// The commit to check out (full hash).
+    pub commit: String,
+    /// The ref that holds it (`refs/heads/main`, `refs/pull/7/head`), fetched alone when given.
+    pub reference: Option<String>,
+    /// A short-lived token git sends to `clone_url` (GitHub's), never logged.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("repository", &self.repository)
+            .field("clone_url", &self.clone_url)
+            .field("commit", &self.commit)
+            .field("reference", &self.reference)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// What an executor elsewhere needs to run one package job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    /// The run's number in the server's store.
+    pub number: i64,
+    /// The run's page, for notifiers.
+    pub url: Option<String>,
+    /// The commit to run.
+    pub source: Source,
+    /// The package's name in `loktar.json`.
+    pub package: String,
+    /// Its stages, each with its providers (none: skipped).
+    pub stages: Vec<StagePlan>,
+    /// Where and why the run happens, as plugins see it.
+    pub context: Context,
+}
+
+/// A run's context as it travels: the fields of the plugins' `run-context`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    pub run_id: String,
+    pub commit: String,
+    pub branch: Option<String>,
+    pub base: Option<String>,
+    pub default_branch: String,
+    pub on_default_branch: bool,
+    pub commit_time: Option<String>,
+    pub repository_url: Option<String>,
+    pub author: Option<String>,
+}
+
+impl From<&RunContext> for Context {
+    fn from(context: &RunContext) -> Context {
+        Context {
+            run_id: context.run_id.clone(),
+            commit: context.commit.clone(),
+            branch: context.branch.clone(),
+            base: context.base.clone(),
+            default_branch: context.default_branch.clone(),
+            on_default_branch: context.on_default_branch,
+            commit_time: context.commit_time.clone(),
+            repository_url: context.repository_url.clone(),
+            author: context.author.clone(),
+        }
+    }
+}
+
+impl From<Context> for RunContext {
+    fn from(context: Context) -> RunContext {
+        RunContext {
+            run_id: context.run_id,
+            commit: context.commit,
+            branch: context.branch,
+            base: context.base,
+            default_branch: context.default_branch,
+            on_default_branch: context.on_default_branch,
+            commit_time: context.commit_time,
+            repository_url: context.repository_url,
+            author: context.author,
+            // Each plugin call gets its own section.
+            settings: "{}".to_string(),
+        }
+    }
+}
+
+/// The runs of a process, as a queue across machines sees them.
+pub trait RemoteRuns: Send + Sync {
+    /// What an executor elsewhere needs to run `job`; `None` when its run
+    /// is not executing here, or was not fetched from a repository.
+    fn work(&self, job: &JobId) -> Option<Work>;
+
+    /// `events` an executor elsewhere reports from `job`'s current attempt.
+    fn report(&self, job: &JobId, events: Vec<EventKind>);
+}
+
+impl RemoteRuns for Runs {
+    fn work(&self, job: &JobId) -> Option<Work> {
+        let run = self.get(&job.run)?;
+        let info = &run.info;
+        let source = info.source.clone()?;
+        let position = info.position(&job.package)?;
+        Some(Work {
+            number: info.number,
+            url: info.url.clone(),
+            source,
+            package: job.package.to_string(),
+            stages: info.plan.packages[position].stages.clone(),
+            context: Context::from(&info.plan.context),
+        })
+    }
+
+    fn report(&self, job: &JobId, events: Vec<EventKind>) {
+        let Some(run) = self.get(&job.run) else { return };
+        let Some(position) = run.info.position(&job.package) else { return };
+        for kind in events {
+            let relevant = match &kind {
+                EventKind::StageStarted { package, .. }
+                | EventKind::StageFinished { package, .. }
+                | EventKind::Log { package, .. }
+                | EventKind::PackageFinished { package, .. } => *package == job.package,
+                _ => false,
+            };
+            if !relevant {
+                tracing::warn!(%job, "an executor reported an event of another package, or of the run: ignored");
+                continue;
+            }
+            record(&run, position, job.attempt, &kind);
+            run.emitter.emit(kind);
+        }
+    }
+}
+
+/// Adds what `kind` says to the report of the package at `position`, as
+/// its `attempt` ran it; a newer attempt starts the report afresh.
+fn record(run: &Shared, position: usize, attempt: u32, kind: &EventKind) {
+    let mut reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = &mut reports[position];
+    if slot.attempt != attempt || slot.report.is_none() {
+        *slot = ReportSlot {
+            report: Some(PackageReport {
+                name: run.info.package_name(position).to_string(),
+                outcome: PackageOutcome::Failed { stage: None },
+                stages: Vec::new(),
+                artifacts: Vec::new(),
+            }),
+            ended: false,
+            attempt,
+        };
+    }
+    let Some(report) = slot.report.as_mut() else { return };
+    match kind {
+        EventKind::StageFinished { stage, outcome, duration_ms, package } => report.stages.push(StageReport {
+            stage: *stage,
+            outcome: outcome.clone(),
+            duration: Duration::from_millis(*duration_ms),
+            log: Some(run.info.log_path(package, *stage)),
+        }),
+        EventKind::PackageFinished { outcome, artifacts, .. } => {
+            slot.ended = true;
+            report.outcome = outcome.clone();
+            report.artifacts = artifacts.iter().map(artifact).collect();
+        }
+        _ => {}
+    }
+}
+
+/// An artifact as events describe it, as plugins take it.
+fn artifact(artifact: &loktar_protocol::Artifact) -> Artifact {
+    Artifact {
+        kind: artifact.kind.clone(),
+        name: artifact.name.clone(),
+        version: artifact.version.clone(),
+        location: artifact.location.clone(),
+        digest: artifact.digest.clone(),
+    }
+}
+
+/// A handed job, ready on its executor: the package read from the
+/// checkout of `work`'s commit at `root`, its work folder `dir`.
+#[derive(Debug)]
+pub struct HandedJob {
+    info: Arc<RunInfo>,
+}
+
+impl HandedJob {
+    /// The job of `work` for `package` (read from the checkout at `root`), working in `dir`.
+    pub fn new(id: crate::events::RunId, work: Work, package: Package, root: PathBuf, dir: PathBuf) -> HandedJob {
+        let plan = RunPlan {
+            id,
+            root,
+            packages: vec![PlannedPackage {
+                package,
+                stages: work.stages,
+                dependencies: Vec::new(),
+                why: Why::default(),
+            }],
+            context: work.context.into(),
+            options: scheduler::Options { concurrency: 1, fail_fast: false },
+            notifiers: Vec::new(),
+            not_rebuilt: Vec::new(),
+        };
+        HandedJob { info: Arc::new(RunInfo::new(work.number, SystemTime::now(), plan, dir, work.url)) }
+    }
+
+    /// The one-package run it is, for its event stream.
+    pub fn info(&self) -> &Arc<RunInfo> {
+        &self.info
+    }
+}
+
+/// Runs a handed job's stages with `plugins`, emitting its events into
+/// `emitter`; `cancel` stops it (its programs stop, plugins clean up).
+pub async fn run_handed(
+    job: &HandedJob,
+    plugins: Arc<PluginSession>,
+    emitter: Emitter,
+    cancel: CancellationToken,
+) -> JobOutcome {
+    // `cancel` reaches the plugin calls, which stop their programs.
+    let shared = Shared::new(plugins, Arc::new(RunControl::new()), job.info.clone(), emitter);
+    run_package(&shared, 0, cancel).await
+}
