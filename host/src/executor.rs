@@ -11,30 +11,36 @@
 //! order, in batches; the outcome last. The server is the only writer of
 //! the run store: an executor needs no database credentials.
 //!
-//! `SIGTERM` (or `SIGINT`): nothing new is taken; running jobs have
-//! `grace` to finish, then are stopped (clean-up runs) and handed back so
-//! that another executor runs them at once.
+//! A job that cannot begin (its commit cannot be fetched, its package is
+//! not in `loktar.json`) fails with the reason as its first stage's
+//! failure, for the server's record. `SIGTERM` (or `SIGINT`): nothing new
+//! is taken; running jobs have `grace` to finish, then are cancelled
+//! (clean-up runs) and handed back so that another executor runs them at
+//! once. Each job's folder is removed when it ends, and what a killed
+//! executor left is removed when it starts again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::context::{Options, plugin_session, workspace};
 use crate::blocking::wait_for;
-use crate::config::Workspace;
-use crate::diagnostic::Diagnostic;
-use crate::events::{EventBus, EventKind, RunEvent, Subscriber, WriteHealth};
-use crate::mirrors::Mirrors;
+use crate::config::{Package, Workspace};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::events::{EventBus, EventKind, RunEvent, StageOutcome, Subscriber, WriteHealth};
+use crate::mirrors::{Checkout, Mirrors};
 use crate::nats::{NatsOptions, NatsQueue};
-use crate::pipeline::executors::HEARTBEAT;
-use crate::pipeline::handed::{HandedJob, Work, run_handed};
+use crate::pipeline::executors::with_heartbeats;
+use crate::pipeline::handed::{Attempt, HandedJob, Work, run_handed};
 use crate::pipeline::jobs::{JobQueue, Lease};
 use crate::pipeline::scheduler::JobOutcome;
-use crate::settings::Settings;
+use crate::pipeline::stage::Stage;
+use crate::protocol::{Level, Line, Source as LineSource};
+use crate::settings::{NatsSettings, Settings};
 
 /// What the command line says, over `[executor]` and `[nats]`.
 #[derive(Debug, Clone, Default)]
@@ -55,8 +61,10 @@ pub struct ExecutorOptions {
 const TAKE_WAIT: Duration = Duration::from_secs(2);
 /// Events sent back in one batch, at most.
 const BATCH_EVENTS: usize = 512;
-/// Bytes of log lines sent back in one batch, about: well under NATS's 1 MB message limit.
+/// Bytes of events sent back in one batch, about: well under NATS's 1 MB message limit.
 const BATCH_BYTES: usize = 256 * 1024;
+/// The longest log line sent back whole; a longer one is cut, saying so.
+const LONGEST_LINE: usize = 128 * 1024;
 /// How long an event waits for others to share its batch.
 const BATCH_WAIT: Duration = Duration::from_millis(50);
 
@@ -67,6 +75,29 @@ struct Bench {
     work_dir: PathBuf,
 }
 
+/// The options of the job queue on NATS at `url` (over `[nats] url`) for `queue`, as `[nats]` says.
+pub(crate) fn nats_options(nats: Option<&NatsSettings>, url: Option<&str>, queue: &str) -> Option<NatsOptions> {
+    let defaults = NatsOptions::default();
+    Some(NatsOptions {
+        url: url.map(str::to_string).or_else(|| nats.map(|nats| nats.url.clone()))?,
+        queue: queue.to_string(),
+        ack_wait: nats.map_or(defaults.ack_wait, |nats| Duration::from_secs(nats.ack_wait)),
+        max_deliver: nats.map_or(defaults.max_deliver, |nats| nats.max_deliver),
+        ..defaults
+    })
+}
+
+/// `url` without the user and password it may carry: for messages.
+pub(crate) fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Runs the executor with the operator's configuration of `options` until
 /// `SIGTERM` or `SIGINT`. Called on a blocking thread of the process's runtime.
 pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagnostic> {
@@ -74,12 +105,18 @@ pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagno
     let settings = Settings::load(options.config.as_deref(), &cwd)?;
     // Before any secret is read, and before any thread of ours starts.
     crate::vault::seal(&settings)?;
-    let url =
-        executor.nats.clone().or_else(|| settings.nats.as_ref().map(|nats| nats.url.clone())).ok_or_else(|| {
+    let queues = if executor.queues.is_empty() { settings.executor.queues.clone() } else { executor.queues.clone() };
+    let connections = queues
+        .iter()
+        .map(|queue| nats_options(settings.nats.as_ref(), executor.nats.as_deref(), queue))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
             Diagnostic::new("no NATS server to take jobs from")
                 .hint("give `--nats nats://host:4222`, or `url` under `[nats]` in loktar.toml")
         })?;
-    let queues = if executor.queues.is_empty() { settings.executor.queues.clone() } else { executor.queues.clone() };
+    if connections.is_empty() {
+        return Err(Diagnostic::new("no queue to take jobs from").hint("give `--queues default`"));
+    }
     let concurrency = executor
         .concurrency
         .or(settings.executor.concurrency)
@@ -87,15 +124,10 @@ pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagno
         .max(1);
     let work_dir = executor.work_dir.clone().unwrap_or_else(|| settings.executor.work_dir.clone());
     let grace = executor.grace.unwrap_or(Duration::from_secs(settings.executor.grace));
-    let nats = |queue: &String| NatsOptions {
-        url: url.clone(),
-        queue: queue.clone(),
-        ack_wait: settings.nats.as_ref().map_or(NatsOptions::default().ack_wait, |n| Duration::from_secs(n.ack_wait)),
-        max_deliver: settings.nats.as_ref().map_or(NatsOptions::default().max_deliver, |n| n.max_deliver),
-        ..NatsOptions::default()
-    };
-    let connections: Vec<NatsOptions> = queues.iter().map(nats).collect();
     let bench = Arc::new(Bench { mirrors: Mirrors::new(work_dir.join("repositories")), work_dir, settings });
+    // What a killed executor left: no job of this one has begun yet.
+    let _ = std::fs::remove_dir_all(bench.work_dir.join("jobs"));
+    bench.mirrors.prune_work_trees();
     wait_for(run(bench, connections, concurrency, grace))?
 }
 
@@ -108,21 +140,21 @@ async fn run(
     let mut queues = Vec::with_capacity(connections.len());
     for options in &connections {
         let queue = NatsQueue::connect(options).await.map_err(|problem| {
-            Diagnostic::new(problem.to_string()).hint(
+            Diagnostic::new(problem.to_string().replace(&options.url, &shown_url(&options.url))).hint(
                 "start nats-server with JetStream on (`nats-server -js`), or check `--nats` or `url` under `[nats]`",
             )
         })?;
         queues.push(Arc::new(queue));
     }
     let names: Vec<&str> = connections.iter().map(|options| options.queue.as_str()).collect();
-    let url = connections.first().map_or("", |options| options.url.as_str());
+    let url = connections.first().map_or(String::new(), |options| shown_url(&options.url));
     // On stdout, first: scripts and tests wait for it.
     println!("loktar executor taking jobs of queue(s) {} from {url}, {concurrency} at once", names.join(", "));
     let stopping = CancellationToken::new();
     crate::server::watch_signals(stopping.clone());
     let slots = Arc::new(Semaphore::new(concurrency));
     let jobs = TaskTracker::new();
-    // Stopped jobs are handed back when this is cancelled: the grace is over.
+    // Running jobs are handed back when this is cancelled: the grace is over.
     let hand_back = CancellationToken::new();
     let takers: Vec<_> = queues
         .iter()
@@ -130,11 +162,10 @@ async fn run(
             let (queue, slots, jobs) = (queue.clone(), slots.clone(), jobs.clone());
             let (bench, stopping, hand_back) = (bench.clone(), stopping.clone(), hand_back.clone());
             tokio::spawn(async move {
-                while let Some(lease) = take(&queue, &slots, &stopping).await {
+                while let Some((lease, slot)) = take(&queue, &slots, &stopping).await {
                     let (queue, bench, hand_back) = (queue.clone(), bench.clone(), hand_back.clone());
-                    let slot = lease.1;
                     jobs.spawn(async move {
-                        work(bench, &queue, lease.0, &hand_back).await;
+                        work(bench, &queue, lease, &hand_back).await;
                         drop(slot);
                     });
                 }
@@ -142,6 +173,7 @@ async fn run(
         })
         .collect();
     stopping.cancelled().await;
+    let waited = tokio::time::Instant::now();
     for taker in takers {
         let _ = taker.await;
     }
@@ -149,8 +181,8 @@ async fn run(
     if !jobs.is_empty() {
         tracing::warn!("stopping: waiting up to {} s for {} job(s)", grace.as_secs(), jobs.len());
     }
-    if tokio::time::timeout(grace, jobs.wait()).await.is_err() {
-        tracing::warn!("stopping: the jobs still running are stopped and handed back");
+    if tokio::time::timeout_at(waited + grace, jobs.wait()).await.is_err() {
+        tracing::warn!("stopping: the jobs still running are cancelled and handed back");
         hand_back.cancel();
         jobs.wait().await;
     }
@@ -162,40 +194,50 @@ async fn take(
     queue: &NatsQueue,
     slots: &Arc<Semaphore>,
     stopping: &CancellationToken,
-) -> Option<(Lease, tokio::sync::OwnedSemaphorePermit)> {
+) -> Option<(Lease, OwnedSemaphorePermit)> {
     loop {
         let slot = tokio::select! {
             _ = stopping.cancelled() => return None,
             slot = slots.clone().acquire_owned() => slot.ok()?,
         };
-        if stopping.is_cancelled() {
-            return None;
-        }
         // Bounded: the slot goes back for another queue's jobs when this one has none.
-        if let Some(lease) = queue.take_within(TAKE_WAIT).await {
-            return Some((lease, slot));
+        let taken = tokio::select! {
+            _ = stopping.cancelled() => return None,
+            taken = queue.take_within(TAKE_WAIT) => taken,
+        };
+        match taken {
+            // Taken as the executor began to stop: another executor runs it at once.
+            Some(lease) if stopping.is_cancelled() => {
+                queue.release(lease).await;
+                return None;
+            }
+            Some(lease) => return Some((lease, slot)),
+            None => drop(slot),
         }
-        drop(slot);
         tokio::task::yield_now().await;
     }
 }
 
-/// Runs the job of `lease` and finishes it, or hands it back when `hand_back` says so.
+/// Runs the job of `lease` and finishes it — or, once `hand_back` says so,
+/// cancels it, lets it clean up and hands it back without an outcome.
 async fn work(bench: Arc<Bench>, queue: &NatsQueue, lease: Lease, hand_back: &CancellationToken) {
     let job = lease.job.id.clone();
     tracing::info!(%job, "job taken");
-    let stopped = lease.cancel.clone();
-    let handed_back = hand_back.clone();
-    let stop = async move {
-        handed_back.cancelled().await;
-        stopped.cancel();
+    let folder = bench.work_dir.join("jobs").join(uuid::Uuid::now_v7().simple().to_string());
+    let outcome = {
+        let running = with_heartbeats(queue, &lease, execute(bench, queue, &lease, &folder));
+        tokio::pin!(running);
+        tokio::select! {
+            outcome = &mut running => outcome,
+            () = hand_back.cancelled() => {
+                lease.cancel.cancel();
+                running.await
+            }
+        }
     };
-    let outcome = tokio::select! {
-        outcome = run_job(bench, queue, &lease) => outcome,
-        () = stop => JobOutcome::Cancelled,
-    };
-    // Stopped for the grace's end: the job goes back for another executor, without an outcome.
-    if hand_back.is_cancelled() {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(folder)).await;
+    // Cancelled for the grace's end: another executor runs it. Ended anyway: its outcome stands.
+    if hand_back.is_cancelled() && outcome == JobOutcome::Cancelled {
         queue.release(lease).await;
         tracing::warn!(%job, "handed back");
         return;
@@ -206,127 +248,146 @@ async fn work(bench: Arc<Bench>, queue: &NatsQueue, lease: Lease, hand_back: &Ca
     }
 }
 
-/// Runs the job of `lease` to its end, heartbeating meanwhile.
-async fn run_job(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease) -> JobOutcome {
-    let heartbeats = async {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            heartbeat.tick().await;
-            if let Err(problem) = queue.heartbeat(lease).await {
-                tracing::info!(job = %lease.job.id, "stopping: {problem}");
-                lease.cancel.cancel();
-            }
-        }
+/// Checks the job's commit out into `folder`, runs its package and sends
+/// its events back; a job that cannot begin fails with the reason.
+async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease, folder: &Path) -> JobOutcome {
+    let Some(work) = lease.job.work.as_deref().cloned() else {
+        tracing::error!(job = %lease.job.id, "a job without what an executor elsewhere needs: its server runs it");
+        return JobOutcome::Failed;
     };
-    let job = async {
-        match execute(bench, queue, lease).await {
-            Ok(outcome) => outcome,
-            Err(problem) => {
-                tracing::error!(job = %lease.job.id, "{problem}");
-                JobOutcome::Failed
-            }
-        }
+    let mut sender = Sender { queue, lease, batch: 0, refused: None };
+    let prepared = {
+        let (work, folder) = (work.clone(), folder.to_path_buf());
+        // Git and the file system: never on the runtime's workers.
+        tokio::task::spawn_blocking(move || prepare(&bench, &work, &folder))
+            .await
+            .unwrap_or_else(|e| Err(Diagnostic::new(format!("internal error: the job's checkout failed: {e}"))))
     };
-    tokio::select! {
-        outcome = job => outcome,
-        // Heartbeats never end on their own.
-        () = heartbeats => JobOutcome::Failed,
+    let (checkout, settings, package) = match prepared {
+        Ok(prepared) => prepared,
+        Err(problem) => return cannot_begin(&mut sender, &work, &problem).await,
+    };
+    let root = checkout.dir().to_path_buf();
+    let ran = async {
+        let plugins = Arc::new(plugin_session(settings)?);
+        let job = HandedJob::new(lease.job.id.run.clone(), work.clone(), package, root, folder.join("run"));
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let (bus, emitter) =
+            EventBus::start(lease.job.id.run.clone(), vec![Box::new(SendBack { events })], WriteHealth::new())
+                .map_err(|e| Diagnostic::new(format!("cannot start the job's reporting: {e}")))?;
+        let sending = async {
+            while let Some(batch) = next_batch(&mut receiver).await {
+                sender.send(batch).await;
+            }
+        };
+        let running = async {
+            let attempt = Holding { queue, lease };
+            let outcome = run_handed(&job, plugins, emitter, lease.cancel.clone(), &attempt).await;
+            // Every event reaches the sender before the outcome goes.
+            let _ = tokio::task::spawn_blocking(move || bus.finish()).await;
+            outcome
+        };
+        let (outcome, ()) = tokio::join!(running, sending);
+        Ok::<_, Diagnostic>(outcome)
+    }
+    .await;
+    // Removing the work tree runs git: never on the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || drop(checkout)).await;
+    match ran {
+        // Events that never reached the server: the job failed, whatever happened here.
+        Ok(_) if sender.refused.is_some() => JobOutcome::Failed,
+        Ok(outcome) => outcome,
+        Err(problem) => cannot_begin(&mut sender, &work, &problem).await,
     }
 }
 
-/// Checks the job's commit out, runs its package and sends its events back.
-async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease) -> Result<JobOutcome, Diagnostic> {
-    let work = lease.job.work.as_deref().cloned().ok_or_else(|| {
-        Diagnostic::new("the job came without what an executor elsewhere needs: its server runs such runs itself")
-    })?;
-    let id = lease.job.id.clone();
-    let folder = bench.work_dir.join("jobs").join(uuid::Uuid::now_v7().simple().to_string());
-    let prepared = {
-        let (work, folder) = (work.clone(), folder.clone());
-        // Git and the file system: never on the runtime's workers.
-        tokio::task::spawn_blocking(move || prepare(&bench, work, &folder))
-            .await
-            .map_err(|e| Diagnostic::new(format!("internal error: the job's checkout failed: {e}")))?
-    };
-    let (checkout, job_settings, package) = prepared?;
-    let job = HandedJob::new(id.run.clone(), work, package, checkout.dir().to_path_buf(), folder.join("run"));
-    let plugins = Arc::new(plugin_session(job_settings)?);
-    let (events, mut receiver) = mpsc::unbounded_channel();
-    let health = WriteHealth::new();
-    let (bus, emitter) = EventBus::start(id.run.clone(), vec![Box::new(SendBack { events })], health)
-        .map_err(|e| Diagnostic::new(format!("cannot start the job's reporting: {e}")))?;
-    let sending = async {
-        let mut refused = false;
-        while let Some(batch) = next_batch(&mut receiver).await {
-            if refused {
-                continue;
-            }
-            if let Err(problem) = queue.report(lease, batch).await {
-                tracing::warn!(job = %id, "stopping, its events were refused: {problem}");
-                refused = true;
-                lease.cancel.cancel();
-            }
-        }
-    };
-    let running = async {
-        let outcome = run_handed(&job, plugins, emitter, lease.cancel.clone()).await;
-        // Every event delivered to the sender before the outcome goes.
-        let _ = tokio::task::spawn_blocking(move || bus.finish()).await;
-        outcome
-    };
-    let (outcome, ()) = tokio::join!(running, sending);
-    let _ = tokio::task::spawn_blocking(move || {
-        drop(checkout);
-        let _ = std::fs::remove_dir_all(&folder);
-    })
-    .await;
-    Ok(outcome)
-}
-
 /// The job's commit checked out, the host configuration for it (the
-/// repository's own plugins granted by this machine's policy), and its package.
-fn prepare(
-    bench: &Bench,
-    work: Work,
-    folder: &Path,
-) -> Result<(crate::mirrors::Checkout, Settings, crate::config::Package), Diagnostic> {
+/// repository's own plugins granted by this machine's policy), and its package. Blocking.
+fn prepare(bench: &Bench, work: &Work, folder: &Path) -> Result<(Checkout, Settings, Package), Diagnostic> {
     let source = &work.source;
     let repository = &source.repository;
-    bench.mirrors.fetch(
-        repository,
-        &source.clone_url,
-        source.token.as_deref(),
-        &source.commit,
-        source.reference.as_deref(),
-    )?;
+    // A commit the mirror has needs no network (nor credentials, which may have expired).
+    if !bench.mirrors.has_commit(repository, &source.commit) {
+        let (token, reference) = (source.token.as_deref(), source.reference.as_deref());
+        bench.mirrors.fetch(repository, &source.clone_url, token, &source.commit, reference)?;
+    }
     let checkout = bench.mirrors.checkout(repository, &source.commit, &folder.join("checkout"))?;
     let root = checkout.dir();
     let mut settings = bench.settings.clone();
     settings.github.repository = Some(repository.clone());
     settings.rebase_store_folders(root, &bench.work_dir.join("stores").join(repository.replace('/', "+")));
-    let manifest = Workspace::read_source(root, crate::config::MANIFEST).map_err(first)?;
-    let (workspace, _) = workspace(root, &mut settings, manifest).map_err(first)?;
+    let manifest = Workspace::read_source(root, crate::config::MANIFEST).map_err(Diagnostics::into_first)?;
+    let (workspace, _) = workspace(root, &mut settings, manifest).map_err(Diagnostics::into_first)?;
     let package = workspace.package(&work.package).cloned().ok_or_else(|| {
         Diagnostic::new(format!("`{}` at {} has no package `{}`", crate::config::MANIFEST, source.commit, work.package))
     })?;
     Ok((checkout, settings, package))
 }
 
-fn first(problems: crate::diagnostic::Diagnostics) -> Diagnostic {
-    problems.0.into_iter().next().unwrap_or_else(|| Diagnostic::new("the repository could not be read"))
+/// Tells the server why the job could not begin — as the failure of its
+/// first stage, with the reason in its log — and fails it.
+async fn cannot_begin(sender: &mut Sender<'_>, work: &Work, problem: &Diagnostic) -> JobOutcome {
+    tracing::error!(job = %sender.lease.job.id, "{problem}");
+    let planned = |plan: &&crate::pipeline::stage::StagePlan| !plan.is_skipped() && plan.stage != Stage::Notify;
+    let stage = work.stages.iter().find(planned).map_or(Stage::Test, |plan| plan.stage);
+    let package = crate::events::PackageName::from(work.package.as_str());
+    let line = Line { source: LineSource::Host, level: Level::Error, text: problem.to_string() };
+    sender
+        .send(vec![
+            EventKind::StageStarted { package: package.clone(), stage },
+            EventKind::Log { package: package.clone(), stage, line },
+            EventKind::StageFinished {
+                package,
+                stage,
+                outcome: StageOutcome::Failed {
+                    message: format!("the executor could not begin: {}", problem.message),
+                    hint: problem.hint.clone(),
+                    internal: true,
+                },
+                duration_ms: 0,
+            },
+        ])
+        .await;
+    JobOutcome::Failed
+}
+
+/// Sends a job's events back to its server, batch after batch.
+struct Sender<'a> {
+    queue: &'a NatsQueue,
+    lease: &'a Lease,
+    /// Batches sent so far.
+    batch: u64,
+    /// Why the server took no more, once it did not.
+    refused: Option<String>,
+}
+
+impl Sender<'_> {
+    /// Sends `events`; once refused (another attempt holds the job, or the
+    /// server is gone), the job is stopped and nothing more is sent.
+    async fn send(&mut self, events: Vec<EventKind>) {
+        if self.refused.is_some() {
+            return;
+        }
+        self.batch += 1;
+        if let Err(problem) = self.queue.report(self.lease, self.batch, events).await {
+            tracing::warn!(job = %self.lease.job.id, "stopping, its events were refused: {problem}");
+            self.refused = Some(problem.to_string());
+            self.lease.cancel.cancel();
+        }
+    }
 }
 
 /// The next events to send, as many as come within [`BATCH_WAIT`] up to
 /// the batch's bounds; `None` when the job's events have all been sent.
 async fn next_batch(receiver: &mut mpsc::UnboundedReceiver<EventKind>) -> Option<Vec<EventKind>> {
-    let first = receiver.recv().await?;
+    let first = bounded(receiver.recv().await?);
     let mut bytes = size(&first);
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + BATCH_WAIT;
     while batch.len() < BATCH_EVENTS && bytes < BATCH_BYTES {
         match tokio::time::timeout_at(deadline, receiver.recv()).await {
             Ok(Some(event)) => {
+                let event = bounded(event);
                 bytes += size(&event);
                 batch.push(event);
             }
@@ -336,11 +397,37 @@ async fn next_batch(receiver: &mut mpsc::UnboundedReceiver<EventKind>) -> Option
     Some(batch)
 }
 
-/// About how many bytes an event takes on the wire.
+/// `event`, its log line cut to [`LONGEST_LINE`] bytes (saying so): every event fits a message.
+fn bounded(mut event: EventKind) -> EventKind {
+    if let EventKind::Log { line, .. } = &mut event
+        && line.text.len() > LONGEST_LINE
+    {
+        let mut end = LONGEST_LINE;
+        while !line.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = line.text.len() - end;
+        line.text.truncate(end);
+        line.text.push_str(&format!(" … [{cut} more bytes of this line not sent by the executor]"));
+    }
+    event
+}
+
+/// How many bytes an event takes on the wire.
 fn size(event: &EventKind) -> usize {
-    match event {
-        EventKind::Log { line, .. } => line.text.len() + 64,
-        _ => 256,
+    serde_json::to_vec(event).map_or(BATCH_BYTES, |json| json.len())
+}
+
+/// A lease of this executor, as its server sees it.
+struct Holding<'a> {
+    queue: &'a NatsQueue,
+    lease: &'a Lease,
+}
+
+#[async_trait::async_trait]
+impl Attempt for Holding<'_> {
+    async fn is_current(&self) -> bool {
+        self.queue.is_current(self.lease).await
     }
 }
 
@@ -352,5 +439,32 @@ struct SendBack {
 impl Subscriber for SendBack {
     fn on_event(&mut self, event: &RunEvent) {
         let _ = self.events.send(event.kind.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_credentials() {
+        assert_eq!(shown_url("nats://ci:s3cret@nats.internal:4222"), "nats://…@nats.internal:4222");
+        assert_eq!(shown_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn a_long_line_is_cut_on_a_character_and_says_so() {
+        let text = "é".repeat(LONGEST_LINE);
+        let line = Line { source: LineSource::Program, level: Level::Info, text };
+        let EventKind::Log { line, .. } = bounded(EventKind::Log { package: "api".into(), stage: Stage::Test, line })
+        else {
+            panic!("still a log line")
+        };
+        assert!(line.text.len() < LONGEST_LINE + 100, "{}", line.text.len());
+        assert!(
+            line.text.ends_with("more bytes of this line not sent by the executor]"),
+            "{}",
+            &line.text[line.text.len() - 80..]
+        );
     }
 }

@@ -79,6 +79,23 @@ impl Mirrors {
         Ok(mirror)
     }
 
+    /// Whether the mirror of `repository` has the commit `commit` (a full hash) already.
+    pub(crate) fn has_commit(&self, repository: &str, commit: &str) -> bool {
+        let mirror = self.mirror(repository);
+        crate::scm::is_full_hash(commit)
+            && mirror.join("HEAD").is_file()
+            && git(&["--git-dir", &shown(&mirror), "cat-file", "-e", &format!("{commit}^{{commit}}")]).is_ok()
+    }
+
+    /// Forgets the work trees of every mirror whose folders are gone (a
+    /// process killed before it removed them). Blocking.
+    pub(crate) fn prune_work_trees(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for mirror in entries.flatten().map(|entry| entry.path()).filter(|path| path.join("HEAD").is_file()) {
+            let _ = git(&["--git-dir", &shown(&mirror), "worktree", "prune"]);
+        }
+    }
+
     /// The branch the mirrored repository's `HEAD` names: its default branch.
     pub(crate) fn default_branch(mirror: &Path) -> Option<String> {
         git(&["--git-dir", &shown(mirror), "symbolic-ref", "--short", "HEAD"]).ok().filter(|name| !name.is_empty())

@@ -32,11 +32,20 @@ struct TestExecutor {
 impl TestExecutor {
     /// Starts an executor with the server's configuration in `home`, taking one job at a time.
     fn start(home: &Path) -> TestExecutor {
+        TestExecutor::start_with(home, &[])
+    }
+
+    /// [`TestExecutor::start`] with `args` added (a work folder of its own unless they give one).
+    fn start_with(home: &Path, args: &[&str]) -> TestExecutor {
         let work = tempfile::Builder::new().prefix("loktar-executor").tempdir().expect("temp dir");
+        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        if !args.iter().any(|arg| arg == "--work-dir") {
+            args.extend(["--work-dir".to_string(), work.path().display().to_string()]);
+        }
         let mut child = loktar_command()
             .current_dir(home)
-            .args(["--config", "loktar.toml", "executor", "--concurrency", "1", "--work-dir"])
-            .arg(work.path())
+            .args(["--config", "loktar.toml", "executor", "--concurrency", "1"])
+            .args(&args)
             .env("TEST_WEBHOOK_SECRET", "unused")
             .env("TEST_GITHUB_TOKEN", TOKEN)
             .env("TEST_API_TOKEN", "unused")
@@ -79,6 +88,26 @@ impl TestExecutor {
     }
 }
 
+impl TestExecutor {
+    /// Sends it `signal`.
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal the executor");
+    }
+
+    /// Whether it has exited.
+    fn child_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Whether it logged a line containing `text` within `seconds`.
+    fn logs_within(&self, seconds: u64, text: &str) -> bool {
+        within(seconds, || {
+            self.log.lock().unwrap_or_else(PoisonError::into_inner).iter().any(|line| line.contains(text))
+        })
+    }
+}
+
 impl Drop for TestExecutor {
     fn drop(&mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
@@ -101,6 +130,11 @@ struct Layered {
 
 impl Layered {
     fn new() -> Layered {
+        Layered::with_recipe("@echo start $$(basename $$PWD); sleep 1; echo end $$(basename $$PWD)")
+    }
+
+    /// The same packages, each `make ci` running `recipe`.
+    fn with_recipe(recipe: &str) -> Layered {
         let repo = TestRepo::new();
         repo.write(
             "loktar.json",
@@ -111,7 +145,6 @@ impl Layered {
   { "pkg_name": "tool", "test_type": "make" } ] }"#,
         );
         for package in ["base", "lib", "app", "tool"] {
-            let recipe = "@echo start $$(basename $$PWD); sleep 1; echo end $$(basename $$PWD)";
             repo.write(&format!("{package}/Makefile"), &format!("ci:\n\t{recipe}\n"));
         }
         repo.commit("ENH: three levels");
@@ -216,4 +249,169 @@ fn a_run_over_two_executors_runs_each_package_once_in_dependency_order() {
         .collect();
     expected.sort();
     assert_eq!(statuses, expected);
+}
+
+/// The states GitHub was told for each context, in order.
+fn states(recorder: &crate::recorder::Recorder) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut states = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for request in recorder.requests() {
+        let body = request.json();
+        let context = body["context"].as_str().unwrap_or_default().to_string();
+        states.entry(context).or_default().push(body["state"].as_str().unwrap_or_default().to_string());
+    }
+    states
+}
+
+/// A package's outcome in a finished run as the API shows it.
+fn status_of<'a>(shown: &'a Value, package: &str) -> &'a str {
+    shown["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == package)
+        .and_then(|p| p["status"].as_str())
+        .unwrap_or("absent")
+}
+
+/// The executor of `executors` that took `job` (`package#attempt`) within 60 s.
+fn taker<'a>(executors: &'a [TestExecutor], job: &str) -> &'a TestExecutor {
+    let found = within(60, || executors.iter().any(|e| e.taken().iter().any(|taken| taken.ends_with(job))));
+    assert!(found, "nobody took {job}");
+    executors.iter().find(|e| e.taken().iter().any(|taken| taken.ends_with(job))).expect("found")
+}
+
+#[test]
+fn an_executor_killed_mid_job_loses_it_to_another_and_the_run_passes() {
+    let nats = NatsServer::start();
+    // `lib` waits for the gate; the rest pass at once.
+    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
+    let recipe = format!(
+        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
+        gate.path().display()
+    );
+    let project = Layered::with_recipe(&recipe);
+    let recorder = github();
+    let tables = format!(
+        "[nats]\nurl = {:?}\nack_wait = 2\nmax_deliver = 3\n\n[isolation]\nread_only = [{:?}]\n",
+        nats.url,
+        gate.path().display().to_string()
+    );
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
+    let (status, answer) = server.hook("push", "kill-1", &project.push_change(&["base/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+
+    let first = taker(&executors, "/lib#1");
+    let other = executors.iter().find(|e| !std::ptr::eq(*e, first)).expect("the other executor");
+    assert!(within(30, || !crate::support::sleeping("0.1").is_empty()), "`lib` never started waiting");
+    first.signal(rustix::process::Signal::KILL);
+    // The job goes to the other executor as attempt 2, once `ack_wait` has passed without word.
+    assert!(other.logs_within(30, "/lib#2"), "attempt 2 never started: {:?}", other.taken());
+    std::fs::write(gate.path().join("open"), "").expect("open the gate");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    for package in ["base", "lib", "app"] {
+        assert_eq!(status_of(&shown, package), "passed", "{shown:#}");
+    }
+    // Exactly one final status per context: pending once, success once.
+    for (context, states) in states(&recorder) {
+        assert_eq!(states, ["pending", "success"], "{context}");
+    }
+}
+
+#[test]
+fn a_stopped_executor_s_late_result_is_ignored() {
+    let nats = NatsServer::start();
+    // `lib` takes three seconds: long enough to be stopped during it.
+    let recipe = "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then sleep 3; fi; echo end";
+    let project = Layered::with_recipe(recipe);
+    let recorder = github();
+    let tables = format!("[nats]\nurl = {:?}\nack_wait = 2\nmax_deliver = 3\n", nats.url);
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
+    let (status, answer) = server.hook("push", "stop-1", &project.push_change(&["lib/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+
+    let first = taker(&executors, "/lib#1");
+    first.signal(rustix::process::Signal::STOP);
+    let other = executors.iter().find(|e| !std::ptr::eq(*e, first)).expect("the other executor");
+    assert!(other.logs_within(30, "/lib#2"), "attempt 2 never started");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    // Woken, the first executor finds its attempt stale: its result is refused, nothing changes.
+    first.signal(rustix::process::Signal::CONT);
+    assert!(first.logs_within(30, "lib#1 outcome="), "the first executor never finished its attempt");
+    let again = server.get_json(&format!("/api/runs/{run}"));
+    assert_eq!((again["run"]["status"].as_str(), status_of(&again, "lib")), (Some("passed"), "passed"), "{again:#}");
+    for (context, states) in states(&recorder) {
+        assert_eq!(states, ["pending", "success"], "{context}");
+    }
+}
+
+#[test]
+fn a_stopping_executor_hands_its_job_back_after_its_grace_and_another_runs_it() {
+    let nats = NatsServer::start();
+    // `lib` waits for the gate: longer than the stopping executor's grace.
+    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
+    let recipe = format!(
+        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
+        gate.path().display()
+    );
+    let project = Layered::with_recipe(&recipe);
+    let recorder = github();
+    let tables =
+        format!("[nats]\nurl = {:?}\n\n[isolation]\nread_only = [{:?}]\n", nats.url, gate.path().display().to_string());
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let stopping = TestExecutor::start_with(server.home(), &["--grace", "1"]);
+    let (status, answer) = server.hook("push", "term-1", &project.push_change(&["lib/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    assert!(stopping.logs_within(60, "/lib#1"), "`lib` was never taken");
+
+    // SIGTERM: the job has a second to finish, does not, and goes back at once (not after `ack_wait`).
+    stopping.signal(rustix::process::Signal::TERM);
+    assert!(stopping.logs_within(30, "handed back"), "the job was not handed back");
+    let mut stopping = stopping;
+    assert!(within(30, || stopping.child_exited()), "the executor did not stop");
+    let other = TestExecutor::start(server.home());
+    assert!(other.logs_within(20, "/lib#2"), "another executor never took the job back");
+    std::fs::write(gate.path().join("open"), "").expect("open the gate");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    assert_eq!((status_of(&shown, "lib"), status_of(&shown, "app")), ("passed", "passed"), "{shown:#}");
+    for (context, states) in states(&recorder) {
+        assert_eq!(states.last().map(String::as_str), Some("success"), "{context}: {states:?}");
+        assert_eq!(states.iter().filter(|state| *state == "success").count(), 1, "{context}: {states:?}");
+    }
+}
+
+#[test]
+fn a_job_its_executor_cannot_begin_fails_with_the_reason_on_the_server() {
+    let nats = NatsServer::start();
+    let project = Layered::new();
+    let recorder = github();
+    let tables = format!("[nats]\nurl = {:?}\n", nats.url);
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    // Its work folder is a file: it can keep no mirror.
+    let blocked = tempfile::NamedTempFile::new().expect("a file");
+    let broken = TestExecutor::start_with(server.home(), &["--work-dir", &blocked.path().display().to_string()]);
+    let (status, answer) = server.hook("push", "broken-1", &project.push_change(&["app/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "failed", "{shown:#}");
+    assert_eq!(status_of(&shown, "app"), "failed", "{shown:#}");
+    let test = &shown["packages"][0]["stages"][0];
+    let message = test["detail"].as_str().unwrap_or_default();
+    assert!(message.starts_with("the executor could not begin: cannot create"), "{shown:#}");
+    let (status, log) = server.get(&format!("/api/runs/{run}/packages/app/stages/test/log"));
+    assert_eq!(status, 200);
+    assert!(log.contains("error: cannot create"), "{log}");
+    // GitHub is told, by the server as the package never ended on the executor: an error of the
+    // CI (not a failure of the change).
+    let states = states(&recorder);
+    assert_eq!(states.get("app - test").cloned(), Some(vec!["pending".to_string(), "error".to_string()]), "{states:?}");
+    drop(broken);
 }

@@ -2,7 +2,7 @@
 //!
 //! The server enqueues each package job on a work-queue stream
 //! (`LOKTAR_JOBS`, subjects `loktar.jobs.<queue>`, `Nats-Msg-Id` =
-//! run/package/attempt so a retried publish is stored once); executors take
+//! run/package/attempt/server so a retried publish is stored once); executors take
 //! them through one durable pull consumer per queue — one message per free
 //! slot, nothing prefetched — with explicit acks and an `ack_wait` kept
 //! alive by in-progress acks while the job runs. JetStream delivers a job
@@ -30,10 +30,10 @@
 //! heard of for `max_deliver + 1` times `ack_wait`. An outcome sent twice
 //! (its answer lost) is accepted twice, counted once.
 //!
-//! The same [`NatsQueue`] serves both sides: a server enqueues and answers,
-//! an executor takes and reports; in tests, both at once. Until executors
-//! run jobs on other machines (`loktar executor`), only a process's own
-//! runs can be executed from it: one server per queue.
+//! The same [`NatsQueue`] serves both sides: a server enqueues and answers
+//! (handing executors elsewhere the job's work, [`NatsQueue::serve`]), an
+//! executor (`loktar executor`) takes, reports its events
+//! ([`NatsQueue::report`]) and finishes; in tests, both at once.
 
 mod wire;
 
@@ -118,6 +118,8 @@ struct Pending {
     cancelled: bool,
     /// When an executor last claimed it or said it works on it.
     seen: Instant,
+    /// The last batch of events taken from the current attempt: one sent again is taken once.
+    batch: u64,
 }
 
 /// What a server knows of its jobs.
@@ -157,6 +159,7 @@ pub struct NatsQueue {
     /// The job stream, for taking jobs off it.
     stream: Stream,
     consumer: PullConsumer,
+    ack_wait: Duration,
     liveness: Duration,
     queue: String,
     /// Where this side listens as a server: `loktar.servers.<instance>`.
@@ -234,14 +237,18 @@ impl NatsQueue {
             .await
             .map_err(|e| unreachable(&format!("cannot make the consumer `{durable}`"), e))?;
         let mut consumer = consumer;
-        if let Ok(info) = consumer.info().await
-            && (info.config.ack_wait != options.ack_wait
-                || info.config.max_deliver != i64::from(options.max_deliver.max(1)))
-        {
-            tracing::warn!(
-                consumer = %durable,
-                "the consumer exists with another `ack_wait` or `max_deliver`: it keeps its own (delete it to change them)"
-            );
+        // The consumer's own `ack_wait` is the one heartbeats must beat.
+        let mut ack_wait = options.ack_wait;
+        if let Ok(info) = consumer.info().await {
+            if info.config.ack_wait != options.ack_wait
+                || info.config.max_deliver != i64::from(options.max_deliver.max(1))
+            {
+                tracing::warn!(
+                    consumer = %durable,
+                    "the consumer exists with another `ack_wait` or `max_deliver`: it keeps its own (delete it to change them)"
+                );
+            }
+            ack_wait = info.config.ack_wait;
         }
         let listens = format!("{SERVERS}.{}", uuid::Uuid::now_v7().simple());
         let jobs = Jobs::default();
@@ -256,18 +263,19 @@ impl NatsQueue {
         let advisories = subscribe(format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.{durable}")).await?;
         // Subscriptions reach the server before anyone is told where this side listens.
         client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))?;
-        let silence = options.ack_wait * (options.max_deliver.max(1) + 1);
+        let silence = ack_wait * (options.max_deliver.max(1) + 1);
         let tasks = vec![
             tokio::spawn(answer_requests(client.clone(), stream.clone(), requests, jobs.clone(), served.clone())),
             tokio::spawn(stop_cancelled(cancellations, held.clone())),
             tokio::spawn(fail_lost(advisories, jobs.clone(), stream.clone())),
-            tokio::spawn(fail_silent(jobs.clone(), stream.clone(), options.ack_wait, silence)),
+            tokio::spawn(fail_silent(jobs.clone(), stream.clone(), ack_wait, silence)),
         ];
         Ok(NatsQueue {
             client,
             jetstream,
             stream,
             consumer,
+            ack_wait,
             liveness: options.liveness,
             queue: queue.clone(),
             listens,
@@ -291,10 +299,11 @@ impl NatsQueue {
     /// Reports `events` of `lease`'s job to the server that enqueued it, in
     /// order: an error when the attempt is no longer current (stop it) or
     /// the server cannot be reached.
-    pub async fn report(&self, lease: &Lease, events: Vec<EventKind>) -> Result<(), QueueError> {
+    /// `batch` counts the attempt's batches from 1: one sent again is taken once.
+    pub async fn report(&self, lease: &Lease, batch: u64, events: Vec<EventKind>) -> Result<(), QueueError> {
         let not_held = || QueueError::NotHeld(lease.job.id.clone());
         let (message, server, attempt) = self.holding(lease).ok_or_else(not_held)?;
-        let reported = Reported { attempt, events };
+        let reported = Reported { attempt, batch, events };
         match self.ask_patiently::<Answer>(&server, "events", &reported, &message).await {
             Ok(Answer::Working) => Ok(()),
             Ok(_) => Err(not_held()),
@@ -312,8 +321,10 @@ impl NatsQueue {
         }
     }
 
-    /// The next job, if one comes within `wait` (about: a claim under way is
-    /// seen through). For an executor that offers a free slot to several queues in turn.
+    /// The next job, if one comes within `wait`. A job that came is claimed
+    /// before this returns, which takes as long as its server takes to
+    /// answer (patiently, while it may be reconnecting: up to a minute).
+    /// For an executor that offers a free slot to several queues in turn.
     pub async fn take_within(&self, wait: Duration) -> Option<Lease> {
         let batch = self.consumer.fetch().max_messages(1).expires(wait).messages().await;
         let mut batch = match batch {
@@ -338,6 +349,17 @@ impl NatsQueue {
             }
         }
         None
+    }
+
+    /// Whether `lease` still holds its job (cancelled or not), as its server
+    /// says; a server that cannot say is taken to agree (the outcome's
+    /// delivery decides in the end).
+    pub async fn is_current(&self, lease: &Lease) -> bool {
+        let Some((message, server, attempt)) = self.holding(lease) else { return false };
+        !matches!(
+            self.ask_patiently::<Answer>(&server, "heartbeat", &attempt, &message).await,
+            Ok(Answer::Stale | Answer::Unknown) | Err(Asked::Gone)
+        )
     }
 
     /// The message, server and attempt of a job this executor holds.
@@ -466,7 +488,8 @@ impl JobQueue for NatsQueue {
         let (sender, receiver) = oneshot::channel();
         let key: JobKey = (job.id.run.clone(), job.id.package.to_string());
         // Known before it is published: a quick executor's claim must find it.
-        let pending = Pending { outcome: sender, attempt: 0, sequence: 0, cancelled: false, seen: Instant::now() };
+        let pending =
+            Pending { outcome: sender, attempt: 0, sequence: 0, cancelled: false, seen: Instant::now(), batch: 0 };
         self.jobs().pending.insert(key.clone(), pending);
         let message = JobMessage {
             run: key.0.clone(),
@@ -475,7 +498,9 @@ impl JobQueue for NatsQueue {
             server: self.listens.clone(),
         };
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{}/{}/{}", job.id.run, job.id.package, job.id.attempt).as_str());
+        // The server's address too: a run resumed by a restarted server is enqueued anew.
+        let id = format!("{}/{}/{}/{}", job.id.run, job.id.package, job.id.attempt, self.listens);
+        headers.insert("Nats-Msg-Id", id.as_str());
         let payload = serde_json::to_vec(&message).unwrap_or_default();
         let subject = format!("{JOBS}.{}", self.queue);
         // Tried twice with the same id: a publish stored but unanswered is stored once.
@@ -534,7 +559,10 @@ impl JobQueue for NatsQueue {
                 tracing::warn!(job = %lease.job.id, "cannot tell NATS the job goes on: {problem}");
             }
         };
-        let answer = self.ask::<Answer>(&server, "heartbeat", &attempt).await;
+        // Never longer than a heartbeat's interval: unanswered, the delivery is kept alive all the same.
+        let answer = tokio::time::timeout(self.heartbeat_every(), self.ask::<Answer>(&server, "heartbeat", &attempt))
+            .await
+            .unwrap_or_else(|_| Err(Asked::Failed("no answer in time".to_string())));
         let unheard_for = {
             let mut held = self.held();
             let since = held.get_mut(&lease.number()).and_then(|held| match answer {
@@ -557,6 +585,12 @@ impl JobQueue for NatsQueue {
                 Ok(())
             }
         }
+    }
+
+    /// A third of `ack_wait` (at most the pipeline's usual pace): two
+    /// heartbeats may go astray before JetStream offers the job again.
+    fn heartbeat_every(&self) -> Duration {
+        (self.ack_wait / 3).min(loktar_pipeline::executors::HEARTBEAT)
     }
 
     async fn finish(&self, lease: Lease, outcome: JobOutcome) -> Result<(), QueueError> {
@@ -638,14 +672,14 @@ async fn answer_requests(
             match kind {
                 "claim" => read(&request.payload).map(|attempt| {
                     let answer = claim(&mut jobs, &attempt);
-                    let work = runs.filter(|_| answer == Answer::Go).and_then(|runs| runs.work(&job_id(&attempt)));
+                    let work = runs.filter(|_| answer == Answer::Go).and_then(|runs| runs.start(&job_id(&attempt)));
                     serde_json::to_vec(&Claimed { answer, work: work.map(Box::new) })
                 }),
                 "heartbeat" => {
                     read(&request.payload).map(|attempt| serde_json::to_vec(&heartbeat(&mut jobs, &attempt)))
                 }
                 "events" => read(&request.payload)
-                    .map(|reported| serde_json::to_vec(&take_events(&jobs, runs.map(Arc::as_ref), reported))),
+                    .map(|reported| serde_json::to_vec(&take_events(&mut jobs, runs.map(Arc::as_ref), reported))),
                 "outcome" => read(&request.payload).map(|finished| serde_json::to_vec(&finish(&mut jobs, finished))),
                 _ => None,
             }
@@ -687,6 +721,7 @@ fn claim(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
             }
             pending.attempt = attempt.attempt;
             pending.seen = Instant::now();
+            pending.batch = 0;
             Answer::Go
         }
     }
@@ -703,11 +738,15 @@ fn job_id(attempt: &Attempt) -> JobId {
 }
 
 /// Events: taken from the current attempt only (a cancelled job's too: how it stopped).
-fn take_events(jobs: &Ledger, runs: Option<&dyn RemoteRuns>, reported: Reported) -> Answer {
+fn take_events(jobs: &mut Ledger, runs: Option<&dyn RemoteRuns>, reported: Reported) -> Answer {
     let key = (reported.attempt.run.clone(), reported.attempt.package.clone());
-    match (jobs.pending.get(&key), runs) {
+    match (jobs.pending.get_mut(&key), runs) {
         (Some(pending), Some(runs)) if pending.attempt == reported.attempt.attempt => {
-            runs.report(&job_id(&reported.attempt), reported.events);
+            // A batch sent again (its answer lost) was taken already.
+            if reported.batch > pending.batch {
+                pending.batch = reported.batch;
+                runs.report(&job_id(&reported.attempt), reported.events);
+            }
             Answer::Working
         }
         _ => {
@@ -720,14 +759,16 @@ fn take_events(jobs: &Ledger, runs: Option<&dyn RemoteRuns>, reported: Reported)
     }
 }
 
-/// A heartbeat: go on while this attempt is current and the job not cancelled.
+/// A heartbeat: go on while this attempt is current and the job not
+/// cancelled; stop when cancelled; stale when another attempt holds the job, or it ended.
 fn heartbeat(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
     match jobs.pending.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
         Some(pending) if pending.attempt == attempt.attempt && !pending.cancelled => {
             pending.seen = Instant::now();
             Answer::Working
         }
-        _ => Answer::Stop,
+        Some(pending) if pending.attempt == attempt.attempt => Answer::Stop,
+        _ => Answer::Stale,
     }
 }
 
@@ -820,7 +861,7 @@ mod tests {
 
     fn pending() -> (Pending, oneshot::Receiver<JobOutcome>) {
         let (outcome, receiver) = oneshot::channel();
-        (Pending { outcome, attempt: 0, sequence: 1, cancelled: false, seen: Instant::now() }, receiver)
+        (Pending { outcome, attempt: 0, sequence: 1, cancelled: false, seen: Instant::now(), batch: 0 }, receiver)
     }
 
     fn attempt(n: u32) -> Attempt {
@@ -836,7 +877,7 @@ mod tests {
         assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Working);
         // Attempt 1 went silent: attempt 2 takes over, and attempt 1 is told to stop.
         assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Go);
-        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Stop);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Stale);
         assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Stale, "an older delivery never runs again");
         let finished = |n: u32, outcome: JobOutcome| Finished { attempt: attempt(n), outcome: outcome.into() };
         assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);

@@ -1,6 +1,6 @@
 //! What travels between the server that enqueues jobs and the executors
 //! that run them, as JSON: the job itself on the work-queue stream, and
-//! requests to the server (claim, heartbeat, outcome) with its answers.
+//! requests to the server (claim, heartbeat, events, outcome) with its answers.
 //! Names of packages and runs travel only in payloads, never in subjects.
 
 use serde::{Deserialize, Serialize};
@@ -83,11 +83,11 @@ pub(crate) enum Answer {
     Cancelled,
     /// The server knows no such job (it ended, or the server started again).
     Unknown,
-    /// A newer attempt holds the job: this one is ignored.
+    /// A newer attempt holds the job, or it ended: this one is ignored.
     Stale,
     /// Heartbeat: go on.
     Working,
-    /// Heartbeat: stop (cancelled, or no longer this attempt's).
+    /// Heartbeat: stop, the job is cancelled (and still this attempt's).
     Stop,
     /// Outcome: committed; acknowledge the message.
     Accepted,
@@ -108,6 +108,8 @@ pub(crate) struct Claimed {
 pub(crate) struct Reported {
     #[serde(flatten)]
     pub attempt: Attempt,
+    /// Counts the attempt's batches from 1.
+    pub batch: u64,
     pub events: Vec<EventKind>,
 }
 

@@ -23,7 +23,8 @@ use crate::jobs::{JobQueue, Lease};
 use crate::run::{Shared, run_package};
 use crate::scheduler::{CatchUnwind, JobOutcome};
 
-/// How often a working executor says so. A queue across machines gives a
+/// How often a working executor says so, unless its queue asks for more
+/// often ([`JobQueue::heartbeat_every`]). A queue across machines gives a
 /// silent executor's job to another after a few of these.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -149,22 +150,36 @@ async fn run_job(bench: &Bench, lease: &Lease) -> JobOutcome {
         tracing::error!(job = %lease.job.id, "a job of a run that is not executing here");
         return JobOutcome::Failed;
     };
-    // A job that panics has failed; the worker goes on.
-    let mut job = CatchUnwind(Box::pin(run_package(&run, lease.job.position, lease.cancel.clone())));
-    // Heartbeats go on beside the job: one waiting for the queue's answer never holds the job up.
+    let job = run_package(&run, lease.job.position, lease.cancel.clone(), None);
+    with_heartbeats(&*bench.queue, lease, job).await
+}
+
+/// Runs `job`, the work of `lease`, to its end while heartbeating to
+/// `queue` beside it (one waiting for the queue's answer never holds the
+/// job up); a refused heartbeat cancels the lease. A job that panics has
+/// failed, and its executor goes on.
+pub async fn with_heartbeats(
+    queue: &dyn JobQueue,
+    lease: &Lease,
+    job: impl std::future::Future<Output = JobOutcome> + Send,
+) -> JobOutcome {
+    let mut job = CatchUnwind(Box::pin(job));
     let heartbeats = async {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut heartbeat = tokio::time::interval(queue.heartbeat_every());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             heartbeat.tick().await;
-            if let Err(problem) = bench.queue.heartbeat(lease).await {
-                tracing::debug!(job = %lease.job.id, "stopping: {problem}");
+            if let Err(problem) = queue.heartbeat(lease).await {
+                tracing::info!(job = %lease.job.id, "stopping: {problem}");
                 lease.cancel.cancel();
             }
         }
     };
     tokio::select! {
-        outcome = &mut job => outcome.unwrap_or(JobOutcome::Failed),
+        outcome = &mut job => outcome.unwrap_or_else(|()| {
+            tracing::error!(job = %lease.job.id, "the job panicked: it fails");
+            JobOutcome::Failed
+        }),
         // Heartbeats never end on their own.
         () = heartbeats => JobOutcome::Failed,
     }

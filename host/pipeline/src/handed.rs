@@ -125,20 +125,24 @@ impl From<Context> for RunContext {
 
 /// The runs of a process, as a queue across machines sees them.
 pub trait RemoteRuns: Send + Sync {
-    /// What an executor elsewhere needs to run `job`; `None` when its run
-    /// is not executing here, or was not fetched from a repository.
-    fn work(&self, job: &JobId) -> Option<Work>;
+    /// An attempt at `job` starts on an executor elsewhere: what it needs to
+    /// run it (`None` when its run is not executing here, or was not fetched
+    /// from a repository). The package's report starts afresh with it.
+    fn start(&self, job: &JobId) -> Option<Work>;
 
     /// `events` an executor elsewhere reports from `job`'s current attempt.
     fn report(&self, job: &JobId, events: Vec<EventKind>);
 }
 
 impl RemoteRuns for Runs {
-    fn work(&self, job: &JobId) -> Option<Work> {
+    fn start(&self, job: &JobId) -> Option<Work> {
         let run = self.get(&job.run)?;
         let info = &run.info;
         let source = info.source.clone()?;
         let position = info.position(&job.package)?;
+        if let Some(slot) = run.reports.lock().unwrap_or_else(PoisonError::into_inner).get_mut(position) {
+            *slot = ReportSlot { report: None, ended: false, attempt: job.attempt };
+        }
         Some(Work {
             number: info.number,
             url: info.url.clone(),
@@ -174,7 +178,7 @@ impl RemoteRuns for Runs {
 /// its `attempt` ran it; a newer attempt starts the report afresh.
 fn record(run: &Shared, position: usize, attempt: u32, kind: &EventKind) {
     let mut reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
-    let slot = &mut reports[position];
+    let Some(slot) = reports.get_mut(position) else { return };
     if slot.attempt != attempt || slot.report.is_none() {
         *slot = ReportSlot {
             report: Some(PackageReport {
@@ -248,15 +252,82 @@ impl HandedJob {
     }
 }
 
+/// An executor's attempt at a job, as the queue sees it.
+#[async_trait::async_trait]
+pub trait Attempt: Send + Sync {
+    /// Whether it still holds its job (cancelled or not): false once
+    /// another attempt has taken over, or the job has ended without it.
+    async fn is_current(&self) -> bool;
+}
+
 /// Runs a handed job's stages with `plugins`, emitting its events into
-/// `emitter`; `cancel` stops it (its programs stop, plugins clean up).
+/// `emitter`; `cancel` stops it (its programs stop, plugins clean up). Its
+/// notifiers hear of it only while `attempt` is current.
 pub async fn run_handed(
     job: &HandedJob,
     plugins: Arc<PluginSession>,
     emitter: Emitter,
     cancel: CancellationToken,
+    attempt: &dyn Attempt,
 ) -> JobOutcome {
     // `cancel` reaches the plugin calls, which stop their programs.
     let shared = Shared::new(plugins, Arc::new(RunControl::new()), job.info.clone(), emitter);
-    run_package(&shared, 0, cancel).await
+    run_package(&shared, 0, cancel, Some(attempt)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_context_travels_whole() {
+        let context = RunContext {
+            run_id: "7".to_string(),
+            commit: "a".repeat(40),
+            branch: Some("main".to_string()),
+            base: Some("b".repeat(40)),
+            default_branch: "main".to_string(),
+            on_default_branch: true,
+            commit_time: Some("2026-12-07T10:00:00Z".to_string()),
+            repository_url: Some("https://github.com/acme/shop".to_string()),
+            author: Some("octocat".to_string()),
+            settings: "{}".to_string(),
+        };
+        let text = serde_json::to_string(&Context::from(&context)).expect("JSON");
+        let back = RunContext::from(serde_json::from_str::<Context>(&text).expect("read back"));
+        // Every field: one added to the plugins' context and not here fails to compile above.
+        let RunContext {
+            run_id,
+            commit,
+            branch,
+            base,
+            default_branch,
+            on_default_branch,
+            commit_time,
+            repository_url,
+            author,
+            settings,
+        } = back;
+        assert_eq!(
+            (run_id, commit, branch, base, default_branch, on_default_branch),
+            (context.run_id, context.commit, context.branch, context.base, context.default_branch, true)
+        );
+        assert_eq!(
+            (commit_time, repository_url, author, settings),
+            (context.commit_time, context.repository_url, context.author, context.settings)
+        );
+    }
+
+    #[test]
+    fn a_source_never_shows_its_token() {
+        let source = Source {
+            repository: "acme/shop".to_string(),
+            clone_url: "https://github.com/acme/shop.git".to_string(),
+            commit: "a".repeat(40),
+            reference: None,
+            token: Some("ghs_secret_token".to_string()),
+        };
+        let shown = format!("{source:?}");
+        assert!(!shown.contains("ghs_secret_token") && shown.contains("<hidden>"), "{shown}");
+    }
 }

@@ -114,6 +114,12 @@ pub trait JobQueue: Send + Sync {
     /// Says the executor still works on `lease`'s job; an error when it should stop.
     async fn heartbeat(&self, lease: &Lease) -> Result<(), QueueError>;
 
+    /// How often a working executor heartbeats: often enough that the queue
+    /// never takes a living executor for lost.
+    fn heartbeat_every(&self) -> std::time::Duration {
+        crate::executors::HEARTBEAT
+    }
+
     /// Ends `lease`'s job with `outcome`, which goes to whoever enqueued it.
     async fn finish(&self, lease: Lease, outcome: JobOutcome) -> Result<(), QueueError>;
 

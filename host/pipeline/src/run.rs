@@ -220,8 +220,15 @@ fn lost(job: &JobId) -> JobOutcome {
     JobOutcome::Failed
 }
 
-/// Runs one package's stages in order; records its report and emits its events.
-pub(crate) async fn run_package(shared: &Shared, position: usize, cancel: CancellationToken) -> JobOutcome {
+/// Runs one package's stages in order; records its report and emits its
+/// events. With `attempt`, its notifiers hear of it only while the attempt
+/// is still its job's: a job run again elsewhere is told of once.
+pub(crate) async fn run_package(
+    shared: &Shared,
+    position: usize,
+    cancel: CancellationToken,
+    attempt: Option<&dyn crate::handed::Attempt>,
+) -> JobOutcome {
     let plans = &shared.info.plan.packages[position].stages;
     let package = shared.info.package_name(position);
     let mut report = PackageReport {
@@ -294,7 +301,15 @@ pub(crate) async fn run_package(shared: &Shared, position: usize, cancel: Cancel
     let finished = shared.emitter.emit(package_finished(&shared.info, position, &report));
     // However the package ended, its notifiers hear of it in its notify
     // stage, which comes after: they are told of that very event. It never fails the package.
-    match plans.iter().find(|plan| plan.stage == Stage::Notify) {
+    let notify = plans.iter().find(|plan| plan.stage == Stage::Notify);
+    let superseded = match (notify, attempt) {
+        (Some(plan), Some(attempt)) if !plan.is_skipped() => !attempt.is_current().await,
+        _ => false,
+    };
+    match notify {
+        Some(_) if superseded => {
+            tracing::warn!(package = %package, "another attempt holds the job: its notifiers are not told of this one");
+        }
         Some(plan) if !plan.is_skipped() => {
             notify_package(shared, position, plan, &finished, &mut report, &cancel).await
         }

@@ -14,6 +14,8 @@ pub enum Source {
     Stderr,
     /// A program run through the `process` capability.
     Program,
+    /// Loktar itself: why a stage could not begin (an executor that could not fetch its commit).
+    Host,
 }
 
 /// How important a line is.

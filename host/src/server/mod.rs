@@ -49,7 +49,7 @@ use crate::blocking::wait_for;
 use crate::diagnostic::Diagnostic;
 use crate::github::Github;
 use crate::mirrors::Mirrors;
-use crate::nats::{NatsOptions, NatsQueue};
+use crate::nats::NatsQueue;
 use crate::pipeline::control::RunControl;
 use crate::pipeline::executors::{Executors, Runs};
 use crate::pipeline::jobs::{JobQueue, LocalQueue};
@@ -82,7 +82,8 @@ pub(crate) struct Server {
     artifact_stores: Result<artifacts::ArtifactStores, Diagnostic>,
     /// Held while a repository's pull requests are looked at for collisions.
     collisions: tokio::sync::Mutex<()>,
-    /// Runs being worked at once (as many as there are executors).
+    /// Runs being worked at once: as many as there are executors, or with
+    /// executors elsewhere [`RUNS_AT_ONCE_ELSEWHERE`].
     runs_at_once: Semaphore,
     /// Package jobs in flight at once in each run.
     packages_at_once: usize,
@@ -183,12 +184,18 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
     let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
     let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
     let runs = Runs::new();
-    // With `[nats]`, executors elsewhere work the jobs; the server's own work only with `executors` set.
+    // With `[nats]`, executors elsewhere (`loktar executor`) work the jobs.
     let (queue, executors, runs_at_once, packages_at_once): (Arc<dyn JobQueue>, _, _, _) = match &settings.nats {
         Some(nats) => {
+            if server.executors.is_some_and(|count| count > 0) {
+                return Err(Diagnostic::new("`executors` under `[server]` and `[nats]` do not go together").hint(
+                    "with `[nats]`, `loktar executor` processes run the jobs: remove `executors`, and start one \
+                     beside the server if it should work too",
+                ));
+            }
             let queue = wait_for(connect_nats(nats))??;
             queue.serve(runs.clone());
-            (Arc::new(queue), server.executors.unwrap_or(0), RUNS_AT_ONCE_ELSEWHERE, PACKAGES_AT_ONCE_ELSEWHERE)
+            (Arc::new(queue), 0, RUNS_AT_ONCE_ELSEWHERE, PACKAGES_AT_ONCE_ELSEWHERE)
         }
         None => {
             let executors = server.executors.unwrap_or_else(cores).max(1);
@@ -228,15 +235,11 @@ const PACKAGES_AT_ONCE_ELSEWHERE: usize = 1024;
 
 /// The job queue on NATS that `[nats]` names.
 async fn connect_nats(nats: &NatsSettings) -> Result<NatsQueue, Diagnostic> {
-    let options = NatsOptions {
-        url: nats.url.clone(),
-        queue: DEFAULT_QUEUE.to_string(),
-        ack_wait: Duration::from_secs(nats.ack_wait),
-        max_deliver: nats.max_deliver,
-        ..NatsOptions::default()
-    };
+    let url = crate::executor::shown_url(&nats.url);
+    let options = crate::executor::nats_options(Some(nats), None, DEFAULT_QUEUE)
+        .ok_or_else(|| Diagnostic::new("`[nats]` names no server"))?;
     NatsQueue::connect(&options).await.map_err(|problem| {
-        Diagnostic::new(problem.to_string())
+        Diagnostic::new(problem.to_string().replace(&nats.url, &url))
             .hint("start nats-server with JetStream on (`nats-server -js`), or check `url` under `[nats]`")
     })
 }

@@ -185,7 +185,8 @@ fn prepare(server: &Server, mut wanted: Wanted, id: RunId, token: Option<String>
         github_repository: Some(repository.to_string()),
         store_root: Some(server.store_root(repository)),
     };
-    let mut planned = plan_run(&options, &request(server.packages_at_once, &wanted)).map_err(first_problem)?;
+    let mut planned =
+        plan_run(&options, &request(server.packages_at_once, &wanted)).map_err(Diagnostics::into_first)?;
     // The run keeps the identity it was accepted with.
     planned.plan.id = id;
     // Statuses and messages link to the run on this server, unless the operator chose another page.
@@ -219,18 +220,5 @@ fn request(concurrency: usize, wanted: &Wanted) -> RunRequest {
         concurrency,
         fail_fast: false,
         rebuild: false,
-    }
-}
-
-/// The first problem of several, with the count of the others.
-fn first_problem(Diagnostics(mut problems): Diagnostics) -> Diagnostic {
-    let others = problems.len().saturating_sub(1);
-    match problems.drain(..).next() {
-        Some(mut first) if others > 0 => {
-            first.message = format!("{} (and {others} more problem(s))", first.message);
-            first
-        }
-        Some(first) => first,
-        None => Diagnostic::new("the run could not be planned"),
     }
 }

@@ -110,6 +110,23 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+impl Diagnostics {
+    /// The first problem, saying how many others there are: for one line of
+    /// a log or a record, where the whole list does not fit.
+    pub fn into_first(self) -> Diagnostic {
+        let Diagnostics(problems) = self;
+        let others = problems.len().saturating_sub(1);
+        match problems.into_iter().next() {
+            Some(mut first) if others > 0 => {
+                first.message = format!("{} (and {others} more problem(s))", first.message);
+                first
+            }
+            Some(first) => first,
+            None => Diagnostic::new("something went wrong, and nothing says what"),
+        }
+    }
+}
+
 impl From<Diagnostic> for Diagnostics {
     fn from(diagnostic: Diagnostic) -> Self {
         Diagnostics(vec![diagnostic])
