@@ -139,11 +139,13 @@ async fn run(
 ) -> Result<(), Diagnostic> {
     let mut queues = Vec::with_capacity(connections.len());
     for options in &connections {
-        let queue = NatsQueue::connect(options).await.map_err(|problem| {
+        let unreachable = |problem: crate::pipeline::jobs::QueueError| {
             Diagnostic::new(problem.to_string().replace(&options.url, &shown_url(&options.url))).hint(
                 "start nats-server with JetStream on (`nats-server -js`), or check `--nats` or `url` under `[nats]`",
             )
-        })?;
+        };
+        let mut queue = NatsQueue::connect(options).await.map_err(unreachable)?;
+        queue.announce().await.map_err(unreachable)?;
         queues.push(Arc::new(queue));
     }
     let names: Vec<&str> = connections.iter().map(|options| options.queue.as_str()).collect();

@@ -73,7 +73,10 @@ impl TestExecutor {
             }
         });
         let line = started.recv_timeout(Duration::from_secs(60)).expect("the executor says it started");
-        assert!(line.starts_with("loktar executor taking jobs of queue(s) default from nats://"), "{line}");
+        assert!(
+            line.starts_with("loktar executor taking jobs of queue(s) ") && line.contains(" from nats://"),
+            "{line}"
+        );
         TestExecutor { child, log, _work: work }
     }
 
@@ -414,4 +417,46 @@ fn a_job_its_executor_cannot_begin_fails_with_the_reason_on_the_server() {
     let states = states(&recorder);
     assert_eq!(states.get("app - test").cloned(), Some(vec!["pending".to_string(), "error".to_string()]), "{states:?}");
     drop(broken);
+}
+
+#[test]
+fn a_job_whose_queue_no_executor_takes_waits_with_the_reason_until_one_joins() {
+    let nats = NatsServer::start();
+    let project = Layered::new();
+    // `tool` goes to the executors of queue `special`; the others to `default`.
+    let manifest = std::fs::read_to_string(project.repo.path().join("loktar.json")).expect("loktar.json");
+    let routed = manifest.replace(
+        r#"{ "pkg_name": "tool", "test_type": "make" }"#,
+        r#"{ "pkg_name": "tool", "test_type": "make", "build_info": { "queue": "special" } }"#,
+    );
+    assert_ne!(routed, manifest);
+    project.repo.write("loktar.json", &routed);
+    project.repo.commit("ENH: tool on its own executors");
+    project.repo.git(&["push", "--quiet", "origin", "main"]);
+    let recorder = github();
+    let tables = format!("[nats]\nurl = {:?}\n", nats.url);
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let _default = TestExecutor::start(server.home());
+    let (status, answer) = server.hook("push", "route-1", &project.push_change(&["tool/a.txt", "base/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+
+    // `base` runs on `default`; `tool` waits, and the API says why.
+    let mut shown = Value::Null;
+    let waiting = within(60, || {
+        shown = server.get_json(&format!("/api/runs/{run}"));
+        status_of(&shown, "base") == "passed" && status_of(&shown, "tool") == "waiting"
+    });
+    assert!(waiting, "{shown:#}");
+    let tool = shown["packages"].as_array().into_iter().flatten().find(|p| p["name"] == "tool").expect("tool");
+    assert_eq!(tool["queue"], "special", "{shown:#}");
+    let detail = tool["detail"].as_str().unwrap_or_default();
+    assert!(detail.starts_with("no executor takes jobs of queue `special`"), "{shown:#}");
+    assert_eq!(shown["run"]["status"], "running");
+
+    let special = TestExecutor::start_with(server.home(), &["--queues", "special"]);
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    assert_eq!(status_of(&shown, "tool"), "passed", "{shown:#}");
+    assert!(special.taken().iter().any(|job| job.ends_with("/tool#1")), "{:?}", special.taken());
 }

@@ -141,6 +141,11 @@ pub const BUILD_INFO_FIELDS: &[Field] = &[
     ),
     field("registry_type", Shape::Provider(ProviderKind::Registry), "Registry plugin that publishes the artifact."),
     field("storage_type", Shape::Provider(ProviderKind::Storage), "Storage plugin that stores the artifact."),
+    field(
+        "queue",
+        Shape::Text,
+        "The executors' queue its jobs go to (`loktar executor --queues`); by default the one its pkg_type needs.",
+    ),
 ];
 
 /// Keys allowed at the top level of `loktar.json`.

@@ -65,6 +65,8 @@ pub struct BuildInfo {
     pub registry_type: Option<String>,
     /// Storage provider that stores the artifact.
     pub storage_type: Option<String>,
+    /// The executors' queue its jobs go to, over the one its `pkg_type` needs.
+    pub queue: Option<String>,
     /// Every other key: settings for the plugins.
     pub settings: serde_json::Map<String, serde_json::Value>,
 }

@@ -412,6 +412,24 @@ impl<'a> Validator<'a> {
                 self.report(offset, format!("{inner}: key `{key}` is written twice"), None);
                 continue;
             }
+            if key == "queue" {
+                let offset = self.reader.offset(member.value);
+                match Kind::of(member.value) {
+                    Kind::String => {
+                        let text = self.reader.text(member.value)?;
+                        if loktar_settings::is_queue_name(&text) {
+                            info.queue = Some(text.into_owned());
+                        } else {
+                            let message = format!("{inner}: `{text}` is not a queue name");
+                            self.report(offset, message, Some("use letters, digits, `-` and `_`: `docker`".into()));
+                        }
+                    }
+                    other => {
+                        self.report(offset, format!("{inner}: `queue` must be a string, found {}", other.name()), None)
+                    }
+                }
+                continue;
+            }
             let (setting, kind) = match key {
                 "build_type" => (&mut info.build_type, ProviderKind::BuildType),
                 "registry_type" => (&mut info.registry_type, ProviderKind::Registry),
@@ -727,6 +745,17 @@ mod tests {
         // A number serde_json cannot hold, where a value is read whole.
         let too_large = read_entry(r#"{"pkg_name": "a", "build_info": {"n": 1e999}}"#).1;
         assert_eq!(too_large, ["`loktar.json` is not valid JSON: number out of range"]);
+    }
+
+    #[test]
+    fn a_queue_is_read_and_a_name_nats_cannot_carry_is_refused() {
+        let (package, problems) = read_entry(r#"{"pkg_name": "api", "build_info": {"queue": "gpu-1"}}"#);
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(package.and_then(|p| p.build_info.queue).as_deref(), Some("gpu-1"));
+        let (_, problems) = read_entry(r#"{"pkg_name": "api", "build_info": {"queue": "gpu.*"}}"#);
+        assert_eq!(problems, ["package `api`: `build_info`: `gpu.*` is not a queue name"]);
+        let (_, problems) = read_entry(r#"{"pkg_name": "api", "build_info": {"queue": 1}}"#);
+        assert_eq!(problems, ["package `api`: `build_info`: `queue` must be a string, found a number"]);
     }
 
     #[test]

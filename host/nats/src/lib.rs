@@ -52,11 +52,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use loktar_pipeline::handed::RemoteRuns;
-use loktar_pipeline::jobs::{Job, JobId, JobQueue, Lease, QueueDepth, QueueError};
+use loktar_pipeline::jobs::{Job, JobId, JobQueue, Lease, QueueDepth, QueueError, Waiting};
 use loktar_pipeline::scheduler::JobOutcome;
 use loktar_protocol::{EventKind, RunId};
 use wire::{
-    Answer, Attempt, CANCEL, CancelMessage, Claimed, Finished, JOBS, JobMessage, MaxDeliveries, Reported, SERVERS,
+    Answer, Attempt, CANCEL, CancelMessage, Claimed, Finished, JOBS, JobMessage, MaxDeliveries, PRESENCE, Reported,
+    SERVERS,
 };
 
 /// The stream every queue's jobs are on.
@@ -72,6 +73,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How long an executor keeps asking a server that does not answer, but lives.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// How long a server waits for an executor to say it takes jobs of a queue.
+const PRESENCE_WAIT: Duration = Duration::from_millis(500);
 /// How long a server remembers the outcomes it took, to accept one sent again.
 const REMEMBERED: Duration = Duration::from_secs(600);
 
@@ -120,6 +123,8 @@ struct Pending {
     seen: Instant,
     /// The last batch of events taken from the current attempt: one sent again is taken once.
     batch: u64,
+    /// The queue it is on.
+    queue: String,
 }
 
 /// What a server knows of its jobs.
@@ -194,7 +199,7 @@ impl NatsQueue {
     /// starts listening: as a server for its jobs' executors, as an executor for cancellations.
     pub async fn connect(options: &NatsOptions) -> Result<NatsQueue, QueueError> {
         let queue = &options.queue;
-        if queue.is_empty() || !queue.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !loktar_settings::is_queue_name(queue) {
             return Err(QueueError::Unreachable(format!(
                 "`{queue}` is not a queue name: use letters, digits, `-` and `_`"
             )));
@@ -287,6 +292,35 @@ impl NatsQueue {
         })
     }
 
+    /// Says, from now on, that an executor takes jobs of this queue: a
+    /// server whose jobs wait on it no longer says nobody does.
+    pub async fn announce(&mut self) -> Result<(), QueueError> {
+        let mut asked = self
+            .client
+            .subscribe(format!("{PRESENCE}.{}", self.queue))
+            .await
+            .map_err(|e| unreachable("cannot subscribe", e))?;
+        let client = self.client.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(request) = asked.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = client.publish(reply, "here".into()).await;
+                }
+            }
+        }));
+        self.client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))
+    }
+
+    /// Whether any executor takes jobs of `queue`, as far as NATS can tell
+    /// (when it cannot, it says so).
+    async fn has_executor(&self, queue: &str) -> bool {
+        let asked = self.client.request(format!("{PRESENCE}.{queue}"), "".into());
+        match tokio::time::timeout(PRESENCE_WAIT, asked).await {
+            Ok(Err(problem)) => !matches!(problem.kind(), RequestErrorKind::NoResponders),
+            Ok(Ok(_)) | Err(_) => true,
+        }
+    }
+
     /// Hands executors elsewhere what they need to run the jobs of `runs`
     /// (the runs of this process), and gives `runs` the events they report.
     /// Without it, only executors that find the run in their own process can run its jobs.
@@ -316,7 +350,9 @@ impl NatsQueue {
     /// another executor at once (an executor stopping, its grace over).
     pub async fn release(&self, lease: Lease) {
         let Some(held) = self.held().remove(&lease.number()) else { return };
-        if let Err(problem) = held.message.ack_with(AckKind::Nak(None)).await {
+        // Flushed: an executor that stops next must not take the hand-back with it.
+        let handed = held.message.ack_with(AckKind::Nak(None)).await.map_err(|e| e.to_string());
+        if let Err(problem) = handed.and(self.client.flush().await.map_err(|e| e.to_string())) {
             tracing::warn!(job = %lease.job.id, "cannot hand the job back: {problem}; it is offered again after `ack_wait`");
         }
     }
@@ -441,7 +477,8 @@ impl NatsQueue {
                 let held =
                     Held { message, key, attempt, server: job.server, cancel: cancel.clone(), unheard_since: None };
                 self.held().insert(number, held);
-                Some(Lease::new(Job { id, position: job.position, work: work.map(Arc::from) }, cancel, number))
+                let job = Job { id, position: job.position, queue: self.queue.clone(), work: work.map(Arc::from) };
+                Some(Lease::new(job, cancel, number))
             }
             // A newer delivery holds the job: an ack from this one could acknowledge that one.
             Ok((Answer::Stale, _)) => None,
@@ -488,8 +525,21 @@ impl JobQueue for NatsQueue {
         let (sender, receiver) = oneshot::channel();
         let key: JobKey = (job.id.run.clone(), job.id.package.to_string());
         // Known before it is published: a quick executor's claim must find it.
-        let pending =
-            Pending { outcome: sender, attempt: 0, sequence: 0, cancelled: false, seen: Instant::now(), batch: 0 };
+        if !loktar_settings::is_queue_name(&job.queue) {
+            return Err(QueueError::Unreachable(format!(
+                "`{}` is not a queue name: use letters, digits, `-` and `_`",
+                job.queue
+            )));
+        }
+        let pending = Pending {
+            outcome: sender,
+            attempt: 0,
+            sequence: 0,
+            cancelled: false,
+            seen: Instant::now(),
+            batch: 0,
+            queue: job.queue.clone(),
+        };
         self.jobs().pending.insert(key.clone(), pending);
         let message = JobMessage {
             run: key.0.clone(),
@@ -502,7 +552,7 @@ impl JobQueue for NatsQueue {
         let id = format!("{}/{}/{}/{}", job.id.run, job.id.package, job.id.attempt, self.listens);
         headers.insert("Nats-Msg-Id", id.as_str());
         let payload = serde_json::to_vec(&message).unwrap_or_default();
-        let subject = format!("{JOBS}.{}", self.queue);
+        let subject = format!("{JOBS}.{}", job.queue);
         // Tried twice with the same id: a publish stored but unanswered is stored once.
         let mut published = Err(QueueError::Unreachable(String::new()));
         for try_number in 0..2 {
@@ -652,6 +702,32 @@ impl JobQueue for NatsQueue {
         let jobs = self.jobs();
         let running = jobs.pending.values().filter(|pending| pending.attempt > 0).count();
         QueueDepth { waiting: jobs.pending.len() - running, running }
+    }
+
+    async fn waiting(&self) -> Vec<Waiting> {
+        let waiting: Vec<(JobKey, String)> = {
+            let jobs = self.jobs();
+            let unclaimed = jobs.pending.iter().filter(|(_, pending)| pending.attempt == 0);
+            unclaimed.map(|(key, pending)| (key.clone(), pending.queue.clone())).collect()
+        };
+        let mut queues: Vec<&str> = waiting.iter().map(|(_, queue)| queue.as_str()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let mut unserved = Vec::new();
+        for queue in queues {
+            if !self.has_executor(queue).await {
+                unserved.push(queue.to_string());
+            }
+        }
+        waiting
+            .into_iter()
+            .map(|((run, package), queue)| {
+                let reason = unserved.contains(&queue).then(|| {
+                    format!("no executor takes jobs of queue `{queue}` (start one: `loktar executor --queues {queue}`)")
+                });
+                Waiting { job: JobId { run, package: package.as_str().into(), attempt: 0 }, queue, reason }
+            })
+            .collect()
     }
 }
 
@@ -861,7 +937,11 @@ mod tests {
 
     fn pending() -> (Pending, oneshot::Receiver<JobOutcome>) {
         let (outcome, receiver) = oneshot::channel();
-        (Pending { outcome, attempt: 0, sequence: 1, cancelled: false, seen: Instant::now(), batch: 0 }, receiver)
+        let queue = "default".to_string();
+        (
+            Pending { outcome, attempt: 0, sequence: 1, cancelled: false, seen: Instant::now(), batch: 0, queue },
+            receiver,
+        )
     }
 
     fn attempt(n: u32) -> Attempt {

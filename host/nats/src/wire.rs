@@ -15,6 +15,8 @@ pub(crate) const JOBS: &str = "loktar.jobs";
 pub(crate) const SERVERS: &str = "loktar.servers";
 /// Where servers tell executors to stop a job.
 pub(crate) const CANCEL: &str = "loktar.cancel";
+/// Where executors answer that they take jobs of a queue: `loktar.queues.<queue>`.
+pub(crate) const PRESENCE: &str = "loktar.queues";
 
 /// A package job on the stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

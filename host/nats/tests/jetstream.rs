@@ -48,7 +48,12 @@ impl NatsServer {
 }
 
 fn job(package: &str) -> Job {
-    Job { id: JobId { run: RunId::new("run-1"), package: package.into(), attempt: 1 }, position: 0, work: None }
+    Job {
+        id: JobId { run: RunId::new("run-1"), package: package.into(), attempt: 1 },
+        position: 0,
+        queue: "default".to_string(),
+        work: None,
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -237,6 +237,7 @@ impl HandedJob {
                 stages: work.stages,
                 dependencies: Vec::new(),
                 why: Why::default(),
+                queue: String::new(),
             }],
             context: work.context.into(),
             options: scheduler::Options { concurrency: 1, fail_fast: false },

@@ -52,6 +52,8 @@ pub struct Job {
     pub id: JobId,
     /// The package's position in its run's plan.
     pub position: usize,
+    /// The executors' queue it goes to.
+    pub queue: String,
     /// For an executor elsewhere, what it needs to run it (handed out when
     /// it claims it); `None` for executors that find the run in their own process.
     pub work: Option<std::sync::Arc<crate::handed::Work>>,
@@ -88,6 +90,17 @@ pub struct QueueDepth {
     pub waiting: usize,
     /// Jobs taken and not finished.
     pub running: usize,
+}
+
+/// A job waiting for an executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Which job.
+    pub job: JobId,
+    /// The queue it waits on.
+    pub queue: String,
+    /// Why, when it is more than every executor being busy: no executor takes jobs of its queue.
+    pub reason: Option<String>,
 }
 
 /// Why the queue refused a call.
@@ -129,6 +142,9 @@ pub trait JobQueue: Send + Sync {
 
     /// What waits and what runs.
     async fn depth(&self) -> QueueDepth;
+
+    /// The jobs waiting for an executor, and why.
+    async fn waiting(&self) -> Vec<Waiting>;
 }
 
 /// The in-process queue: first in, first out, for executors in this process.
@@ -232,6 +248,12 @@ impl JobQueue for LocalQueue {
         let state = self.state();
         QueueDepth { waiting: state.waiting.len(), running: state.taken.len() }
     }
+
+    async fn waiting(&self) -> Vec<Waiting> {
+        let state = self.state();
+        let waiting = |(job, _): &(Job, _)| Waiting { job: job.id.clone(), queue: job.queue.clone(), reason: None };
+        state.waiting.iter().map(waiting).collect()
+    }
 }
 
 #[cfg(test)]
@@ -239,7 +261,12 @@ mod tests {
     use super::*;
 
     fn job(package: &str) -> Job {
-        Job { id: JobId { run: RunId::new("r1"), package: package.into(), attempt: 1 }, position: 0, work: None }
+        Job {
+            id: JobId { run: RunId::new("r1"), package: package.into(), attempt: 1 },
+            position: 0,
+            queue: "default".to_string(),
+            work: None,
+        }
     }
 
     fn runtime() -> tokio::runtime::Runtime {

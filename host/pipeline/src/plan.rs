@@ -42,6 +42,8 @@ pub struct PlannedPackage {
     pub dependencies: Vec<usize>,
     /// Why it is in the run.
     pub why: Why,
+    /// The executors' queue its job goes to.
+    pub queue: String,
 }
 
 /// Why a package is in a run.
@@ -125,6 +127,7 @@ impl RunPlan {
             stages: Vec::new(),
             dependencies: Vec::new(),
             why: Why::default(),
+            queue: loktar_settings::DEFAULT_QUEUE.to_string(),
         };
         RunPlan {
             id: RunId::new("test-run"),

@@ -133,7 +133,8 @@ pub async fn execute(
     let run = info.clone();
     let statuses = scheduler::run(&dependencies, plan.options, control.token().clone(), move |position, cancel| {
         let package = run.package_name(position).clone();
-        let job = Job { id: JobId { run: run.id().clone(), package, attempt: 1 }, position, work: None };
+        let on = run.plan.packages[position].queue.clone();
+        let job = Job { id: JobId { run: run.id().clone(), package, attempt: 1 }, position, queue: on, work: None };
         let queue = queue.clone();
         async move { dispatch(&*queue, job, &cancel).await }
     })

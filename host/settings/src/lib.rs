@@ -26,7 +26,7 @@ use loktar_support::diagnostic::{Diagnostic, Location};
 /// The file name of the host configuration in the user's config folder.
 pub const FILE_NAME: &str = "loktar.toml";
 
-pub use cluster::{DEFAULT_QUEUE, ExecutorSettings, NatsSettings};
+pub use cluster::{BUILT_IN_ROUTES, DEFAULT_QUEUE, ExecutorSettings, NatsSettings, is_queue_name, queue_of};
 pub use loktar_protocol::{Capability, Role};
 pub use server::{Collisions, RepositorySettings, ServerSettings};
 
@@ -562,6 +562,21 @@ impl Settings {
         if let Some(mut server) = file.server {
             server.data_dir = base.join(&server.data_dir);
             settings.server = server;
+        }
+        let queues = file
+            .nats
+            .iter()
+            .flat_map(|nats| nats.routes.iter().map(|(of, queue)| (format!("[nats.routes] {of}"), queue)));
+        let queues = queues
+            .chain(file.executor.iter().flat_map(|e| e.queues.iter().map(|q| ("[executor] queues".to_string(), q))));
+        for (field, queue) in queues {
+            if !is_queue_name(queue) {
+                return Err(Diagnostic::new(format!(
+                    "`{}`: `{queue}` in `{field}` is not a queue name",
+                    path.display()
+                ))
+                .hint("use letters, digits, `-` and `_`: `docker`, `jvm`"));
+            }
         }
         settings.nats = file.nats;
         if let Some(mut executor) = file.executor {

@@ -76,7 +76,9 @@ pub fn plan_run(options: &Options, request: &RunRequest) -> Result<PlannedRun, D
                 let package = workspace.packages[index].clone();
                 let stages = stages_of(&package, request.last_stage, &notifiers);
                 let why = selection.why.remove(&index).unwrap_or_default();
-                PlannedPackage { package, stages, dependencies, why }
+                let (pkg_type, own) = (package.pkg_type.as_deref(), package.build_info.queue.as_deref());
+                let queue = crate::settings::queue_of(context.settings.nats.as_ref(), pkg_type, own);
+                PlannedPackage { package, stages, dependencies, why, queue }
             })
             .collect(),
         context: run_context(&head, selection.head.as_deref(), selection.base.clone(), &context.settings.github),

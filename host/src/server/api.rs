@@ -120,6 +120,22 @@ pub(crate) async fn run(
         }
         .into();
     }
+    // Packages whose job waits for an executor, and why.
+    if running && let Some(uuid) = &run.uuid {
+        for waiting in server.executors.queue().waiting().await.into_iter().filter(|w| w.job.run.as_str() == uuid) {
+            let shown = json!({
+                "name": &*waiting.job.package,
+                "status": "waiting",
+                "detail": waiting.reason,
+                "queue": waiting.queue,
+                "stages": [],
+            });
+            match packages.iter_mut().find(|p| p["name"] == *waiting.job.package) {
+                Some(package) => *package = shown,
+                None => packages.push(shown),
+            }
+        }
+    }
     // What the plan said of each package and what each stored, from the run's journal.
     if let Ok(dir) = run_dir(&server, &run) {
         let journal = tokio::fs::read_to_string(dir.join(JOURNAL)).await.unwrap_or_default();
