@@ -460,3 +460,75 @@ fn a_job_whose_queue_no_executor_takes_waits_with_the_reason_until_one_joins() {
     assert_eq!(status_of(&shown, "tool"), "passed", "{shown:#}");
     assert!(special.taken().iter().any(|job| job.ends_with("/tool#1")), "{:?}", special.taken());
 }
+
+#[test]
+fn a_package_that_always_loses_its_executor_fails_after_max_deliver_attempts_and_its_dependents_skip() {
+    let nats = NatsServer::start();
+    // `lib` runs long enough for its executor to be killed under it, every time.
+    let project = Layered::with_recipe("@if [ \"$$(basename $$PWD)\" = lib ]; then sleep 20; fi; echo done");
+    let recorder = github();
+    let tables = format!("[nats]\nurl = {:?}\nack_wait = 2\nmax_deliver = 3\n", nats.url);
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let mut executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
+    let (status, answer) = server.hook("push", "crash-1", &project.push_change(&["base/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+
+    for attempt in 1..=3 {
+        let job = format!("/lib#{attempt}");
+        let found = within(60, || executors.iter().any(|e| e.taken().iter().any(|taken| taken.ends_with(&job))));
+        assert!(found, "nobody took {job}");
+        let at = executors.iter().position(|e| e.taken().iter().any(|taken| taken.ends_with(&job))).expect("found");
+        executors[at].signal(rustix::process::Signal::KILL);
+        executors[at] = TestExecutor::start(server.home());
+    }
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "failed", "{shown:#}");
+    assert_eq!(
+        (status_of(&shown, "base"), status_of(&shown, "lib"), status_of(&shown, "app")),
+        ("passed", "failed", "skipped"),
+        "{shown:#}"
+    );
+    let lib = shown["packages"].as_array().into_iter().flatten().find(|p| p["name"] == "lib").expect("lib");
+    assert_eq!(
+        lib["stages"][0]["detail"].as_str().and_then(|d| d.lines().next()),
+        Some("executor lost 3 times"),
+        "{shown:#}"
+    );
+    assert!(executors.iter().all(|e| !e.taken().iter().any(|taken| taken.ends_with("/lib#4"))), "a fourth attempt");
+}
+
+#[test]
+fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_runs_again() {
+    let mut nats = NatsServer::start();
+    // `lib` waits for the gate, opened once NATS is back.
+    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
+    let recipe = format!(
+        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
+        gate.path().display()
+    );
+    let project = Layered::with_recipe(&recipe);
+    let recorder = github();
+    let tables =
+        format!("[nats]\nurl = {:?}\n\n[isolation]\nread_only = [{:?}]\n", nats.url, gate.path().display().to_string());
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
+    let (status, answer) = server.hook("push", "nats-1", &project.push_change(&["base/a.txt", "tool/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    taker(&executors, "/lib#1");
+
+    nats.kill_and_restart();
+    std::fs::write(gate.path().join("open"), "").expect("open the gate");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    // Each package taken once: what had passed before NATS died did not run again.
+    let mut taken: Vec<String> = executors.iter().flat_map(TestExecutor::taken).collect();
+    taken.sort();
+    let id = answer["id"].as_str().expect("the run's id");
+    let expected: Vec<String> = ["app", "base", "lib", "tool"].iter().map(|p| format!("{id}/{p}#1")).collect();
+    assert_eq!(taken, expected);
+    for (context, states) in states(&recorder) {
+        assert_eq!(states, ["pending", "success"], "{context}");
+    }
+}

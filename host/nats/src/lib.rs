@@ -272,8 +272,8 @@ impl NatsQueue {
         let tasks = vec![
             tokio::spawn(answer_requests(client.clone(), stream.clone(), requests, jobs.clone(), served.clone())),
             tokio::spawn(stop_cancelled(cancellations, held.clone())),
-            tokio::spawn(fail_lost(advisories, jobs.clone(), stream.clone())),
-            tokio::spawn(fail_silent(jobs.clone(), stream.clone(), ack_wait, silence)),
+            tokio::spawn(fail_lost(advisories, jobs.clone(), stream.clone(), served.clone())),
+            tokio::spawn(fail_silent(jobs.clone(), stream.clone(), ack_wait, silence, served.clone())),
         ];
         Ok(NatsQueue {
             client,
@@ -889,7 +889,7 @@ async fn discard(stream: &Stream, sequence: u64) {
 }
 
 /// As a server: fails the jobs JetStream gave up on after `max_deliver` deliveries.
-async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, stream: Stream) {
+async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, stream: Stream, served: Served) {
     while let Some(message) = advisories.next().await {
         let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&message.payload) else { continue };
         let lost = {
@@ -899,7 +899,11 @@ async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, stream: S
             key.and_then(|key| jobs.pending.remove(&key).map(|pending| (key, pending)))
         };
         if let Some(((run, package), pending)) = lost {
-            tracing::error!(%run, %package, "executor lost {} times: the job fails", advisory.deliveries);
+            let reason = format!("executor lost {} times", advisory.deliveries);
+            tracing::error!(%run, %package, "{reason}: the job fails");
+            if let Some(runs) = served.get() {
+                runs.lost(&JobId { run, package: package.as_str().into(), attempt: pending.attempt }, &reason);
+            }
             let _ = pending.outcome.send(JobOutcome::Failed);
         }
         // Never to be delivered again, whoever's it was: off the stream.
@@ -909,7 +913,7 @@ async fn fail_lost(mut advisories: async_nats::Subscriber, jobs: Jobs, stream: S
 
 /// As a server: fails the running jobs it has not heard of for `silence` —
 /// lost beyond what JetStream offers again, its advisory missed.
-async fn fail_silent(jobs: Jobs, stream: Stream, every: Duration, silence: Duration) {
+async fn fail_silent(jobs: Jobs, stream: Stream, every: Duration, silence: Duration, served: Served) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -924,7 +928,11 @@ async fn fail_silent(jobs: Jobs, stream: Stream, every: Duration, silence: Durat
             silent.into_iter().filter_map(|key| jobs.pending.remove(&key).map(|job| (key, job))).collect()
         };
         for ((run, package), job) in lost {
-            tracing::error!(%run, %package, "executor lost: no word of the job for {} s, it fails", silence.as_secs());
+            let reason = format!("executor lost: no word of the job for {} s", silence.as_secs());
+            tracing::error!(%run, %package, "{reason}: it fails");
+            if let Some(runs) = served.get() {
+                runs.lost(&JobId { run, package: package.as_str().into(), attempt: job.attempt }, &reason);
+            }
             let _ = job.outcome.send(JobOutcome::Failed);
             discard(&stream, job.sequence).await;
         }

@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::RunControl;
-use crate::events::{Emitter, EventKind, PackageOutcome, RunInfo};
+use crate::events::{Emitter, EventKind, PackageOutcome, RunInfo, StageOutcome};
 use crate::executors::Runs;
 use crate::jobs::JobId;
 use crate::plan::{PlannedPackage, RunPlan, Why};
 use crate::run::{PackageReport, ReportSlot, Shared, StageReport, run_package};
 use crate::scheduler::{self, JobOutcome};
-use crate::stage::StagePlan;
+use crate::stage::{Stage, StagePlan};
 use loktar_config::Package;
 use loktar_runtime::PluginSession;
 use loktar_runtime::bindings::types::{Artifact, RunContext};
@@ -132,6 +132,10 @@ pub trait RemoteRuns: Send + Sync {
 
     /// `events` an executor elsewhere reports from `job`'s current attempt.
     fn report(&self, job: &JobId, events: Vec<EventKind>);
+
+    /// `job` will never end on an executor (they were lost, `reason` says
+    /// how): the stage it was in fails with that reason. The queue fails the job.
+    fn lost(&self, job: &JobId, reason: &str);
 }
 
 impl RemoteRuns for Runs {
@@ -169,8 +173,48 @@ impl RemoteRuns for Runs {
                 continue;
             }
             record(&run, position, job.attempt, &kind);
-            run.emitter.emit(kind);
+            run.emitter.emit(with_reason(kind, &run));
         }
+    }
+
+    fn lost(&self, job: &JobId, reason: &str) {
+        let Some(run) = self.get(&job.run) else { return };
+        let Some(position) = run.info.position(&job.package) else { return };
+        let finished: Vec<Stage> = {
+            let reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
+            let report = reports.get(position).and_then(|slot| slot.report.as_ref());
+            report.map(|report| report.stages.iter().map(|stage| stage.stage).collect()).unwrap_or_default()
+        };
+        let planned = run.info.plan.packages[position].planned_stages();
+        let stage = planned.into_iter().find(|stage| !finished.contains(stage)).unwrap_or(Stage::Test);
+        run.emitter.emit(EventKind::StageFinished {
+            package: job.package.clone(),
+            stage,
+            outcome: StageOutcome::Failed {
+                message: reason.to_string(),
+                hint: Some("the executors' own logs say what became of them".to_string()),
+                internal: true,
+            },
+            duration_ms: 0,
+        });
+    }
+}
+
+/// `kind`, a package cancelled on an executor given the reason the run was cancelled for.
+fn with_reason(kind: EventKind, run: &Shared) -> EventKind {
+    match kind {
+        EventKind::PackageFinished {
+            run_url,
+            package,
+            outcome: PackageOutcome::Cancelled { reason: None },
+            planned,
+            stages,
+            artifacts,
+        } => {
+            let outcome = run.cancelled();
+            EventKind::PackageFinished { run_url, package, outcome, planned, stages, artifacts }
+        }
+        other => other,
     }
 }
 

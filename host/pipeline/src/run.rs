@@ -191,7 +191,7 @@ pub async fn execute(
 
 impl Shared {
     /// The outcome of a package the run's cancellation stopped, with the reason it was given.
-    fn cancelled(&self) -> PackageOutcome {
+    pub(crate) fn cancelled(&self) -> PackageOutcome {
         PackageOutcome::Cancelled { reason: self.control.reason().map(str::to_string) }
     }
 }
