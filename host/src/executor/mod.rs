@@ -2,9 +2,9 @@
 //! machine, taken from NATS JetStream.
 //!
 //! It takes one job per free slot from each of its queues. For each, it
-//! fetches the run's commit into its own mirror (with the short-lived
-//! credentials the job carries, never logged), checks it out into a
-//! folder of the job's own, reads the package from that commit's
+//! fetches the run's commit into its own mirror (with the credentials the
+//! job carries, never logged) and checks it out — once for all its jobs of
+//! that commit ([`checkouts`]) — reads the package from that commit's
 //! `loktar.json`, and runs its stages with the same pipeline, plugins and
 //! sandbox as `loktar run` — under the operator policy of this machine's
 //! `loktar.toml`. Every event and log line goes back to the server in
@@ -16,8 +16,8 @@
 //! failure, for the server's record. `SIGTERM` (or `SIGINT`): nothing new
 //! is taken; running jobs have `grace` to finish, then are cancelled
 //! (clean-up runs) and handed back so that another executor runs them at
-//! once. Each job's folder is removed when it ends, and what a killed
-//! executor left is removed when it starts again.
+//! once. Each job's folder is removed when it ends, checkouts when no job
+//! needs them, and what a killed executor left when it starts again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,12 +27,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::context::{Options, plugin_session, workspace};
+mod checkouts;
+
+use crate::app::context::Options;
 use crate::blocking::wait_for;
-use crate::config::{Package, Workspace};
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::Diagnostic;
 use crate::events::{EventBus, EventKind, RunEvent, StageOutcome, Subscriber, WriteHealth};
-use crate::mirrors::{Checkout, Mirrors};
+use crate::mirrors::Mirrors;
 use crate::nats::{NatsOptions, NatsQueue};
 use crate::pipeline::executors::with_heartbeats;
 use crate::pipeline::handed::{Attempt, HandedJob, Work, run_handed};
@@ -41,6 +42,7 @@ use crate::pipeline::scheduler::JobOutcome;
 use crate::pipeline::stage::Stage;
 use crate::protocol::{Level, Line, Source as LineSource};
 use crate::settings::{NatsSettings, Settings};
+use checkouts::Checkouts;
 
 /// What the command line says, over `[executor]` and `[nats]`.
 #[derive(Debug, Clone, Default)]
@@ -70,8 +72,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(50);
 
 /// Everything the jobs share.
 struct Bench {
-    settings: Settings,
-    mirrors: Mirrors,
+    checkouts: Arc<Checkouts>,
     work_dir: PathBuf,
 }
 
@@ -124,10 +125,15 @@ pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagno
         .max(1);
     let work_dir = executor.work_dir.clone().unwrap_or_else(|| settings.executor.work_dir.clone());
     let grace = executor.grace.unwrap_or(Duration::from_secs(settings.executor.grace));
-    let bench = Arc::new(Bench { mirrors: Mirrors::new(work_dir.join("repositories")), work_dir, settings });
+    let mirrors = Mirrors::new(work_dir.join("repositories"));
     // What a killed executor left: no job of this one has begun yet.
-    let _ = std::fs::remove_dir_all(bench.work_dir.join("jobs"));
-    bench.mirrors.prune_work_trees();
+    for left in ["jobs", "checkouts"] {
+        let _ = std::fs::remove_dir_all(work_dir.join(left));
+    }
+    mirrors.prune_work_trees();
+    // A commit for each job at once, and one more kept for the next.
+    let checkouts = Arc::new(Checkouts::new(settings, mirrors, work_dir.clone(), concurrency + 1));
+    let bench = Arc::new(Bench { checkouts, work_dir });
     wait_for(run(bench, connections, concurrency, grace))?
 }
 
@@ -188,6 +194,8 @@ async fn run(
         hand_back.cancel();
         jobs.wait().await;
     }
+    let checkouts = bench.checkouts.clone();
+    let _ = tokio::task::spawn_blocking(move || checkouts.clear()).await;
     Ok(())
 }
 
@@ -250,29 +258,27 @@ async fn work(bench: Arc<Bench>, queue: &NatsQueue, lease: Lease, hand_back: &Ca
     }
 }
 
-/// Checks the job's commit out into `folder`, runs its package and sends
-/// its events back; a job that cannot begin fails with the reason.
+/// Runs the job's package in the checkout of its commit (shared with the
+/// executor's other jobs of that commit), its artifacts in `folder`, and
+/// sends its events back; a job that cannot begin fails with the reason.
 async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease, folder: &Path) -> JobOutcome {
     let Some(work) = lease.job.work.as_deref().cloned() else {
         tracing::error!(job = %lease.job.id, "a job without what an executor elsewhere needs: its server runs it");
         return JobOutcome::Failed;
     };
     let mut sender = Sender { queue, lease, batch: 0, refused: None };
-    let prepared = {
-        let (work, folder) = (work.clone(), folder.to_path_buf());
-        // Git and the file system: never on the runtime's workers.
-        tokio::task::spawn_blocking(move || prepare(&bench, &work, &folder))
-            .await
-            .unwrap_or_else(|e| Err(Diagnostic::new(format!("internal error: the job's checkout failed: {e}"))))
-    };
-    let (checkout, settings, package) = match prepared {
+    let started = std::time::Instant::now();
+    let prepared = match bench.checkouts.get(&work).await {
         Ok(prepared) => prepared,
         Err(problem) => return cannot_begin(&mut sender, &work, &problem).await,
     };
-    let root = checkout.dir().to_path_buf();
+    tracing::debug!(job = %lease.job.id, elapsed = ?started.elapsed(), "checked out");
     let ran = async {
-        let plugins = Arc::new(plugin_session(settings)?);
-        let job = HandedJob::new(lease.job.id.run.clone(), work.clone(), package, root, folder.join("run"));
+        let package = prepared.package(&work.package).ok_or_else(|| {
+            let commit = &work.source.commit;
+            Diagnostic::new(format!("`{}` at {commit} has no package `{}`", crate::config::MANIFEST, work.package))
+        })?;
+        let job = HandedJob::new(lease.job.id.run.clone(), work.clone(), package, prepared.root(), folder.join("run"));
         let (events, mut receiver) = mpsc::unbounded_channel();
         let (bus, emitter) =
             EventBus::start(lease.job.id.run.clone(), vec![Box::new(SendBack { events })], WriteHealth::new())
@@ -284,46 +290,24 @@ async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease, folder: &P
         };
         let running = async {
             let attempt = Holding { queue, lease };
-            let outcome = run_handed(&job, plugins, emitter, lease.cancel.clone(), &attempt).await;
+            let outcome = run_handed(&job, prepared.plugins.clone(), emitter, lease.cancel.clone(), &attempt).await;
             // Every event reaches the sender before the outcome goes.
             let _ = tokio::task::spawn_blocking(move || bus.finish()).await;
             outcome
         };
         let (outcome, ()) = tokio::join!(running, sending);
+        tracing::debug!(job = %lease.job.id, elapsed = ?started.elapsed(), "ran, every event sent");
         Ok::<_, Diagnostic>(outcome)
     }
     .await;
-    // Removing the work tree runs git: never on the runtime's workers.
-    let _ = tokio::task::spawn_blocking(move || drop(checkout)).await;
+    // The last user of a checkout removes it, which runs git: never on the runtime's workers.
+    checkouts::drop_blocking(prepared).await;
     match ran {
         // Events that never reached the server: the job failed, whatever happened here.
         Ok(_) if sender.refused.is_some() => JobOutcome::Failed,
         Ok(outcome) => outcome,
         Err(problem) => cannot_begin(&mut sender, &work, &problem).await,
     }
-}
-
-/// The job's commit checked out, the host configuration for it (the
-/// repository's own plugins granted by this machine's policy), and its package. Blocking.
-fn prepare(bench: &Bench, work: &Work, folder: &Path) -> Result<(Checkout, Settings, Package), Diagnostic> {
-    let source = &work.source;
-    let repository = &source.repository;
-    // A commit the mirror has needs no network (nor credentials, which may have expired).
-    if !bench.mirrors.has_commit(repository, &source.commit) {
-        let (token, reference) = (source.token.as_deref(), source.reference.as_deref());
-        bench.mirrors.fetch(repository, &source.clone_url, token, &source.commit, reference)?;
-    }
-    let checkout = bench.mirrors.checkout(repository, &source.commit, &folder.join("checkout"))?;
-    let root = checkout.dir();
-    let mut settings = bench.settings.clone();
-    settings.github.repository = Some(repository.clone());
-    settings.rebase_store_folders(root, &bench.work_dir.join("stores").join(repository.replace('/', "+")));
-    let manifest = Workspace::read_source(root, crate::config::MANIFEST).map_err(Diagnostics::into_first)?;
-    let (workspace, _) = workspace(root, &mut settings, manifest).map_err(Diagnostics::into_first)?;
-    let package = workspace.package(&work.package).cloned().ok_or_else(|| {
-        Diagnostic::new(format!("`{}` at {} has no package `{}`", crate::config::MANIFEST, source.commit, work.package))
-    })?;
-    Ok((checkout, settings, package))
 }
 
 /// Tells the server why the job could not begin — as the failure of its
