@@ -1,5 +1,5 @@
-//! The NATS job queue against a real `nats-server` with JetStream (Debian's,
-//! installed by `scripts/setup`), one per test on a port of 127.0.0.1 it chooses,
+//! The NATS job queue against a real `nats-server` with JetStream (from
+//! PyPI, installed by `scripts/setup`), one per test on a port of 127.0.0.1 it chooses,
 //! stopped when the test ends. A "server" queue enqueues; "executor" queues
 //! — other connections, as on other machines — take, heartbeat and finish.
 //! Executors that go silent are simulated by holding a lease without

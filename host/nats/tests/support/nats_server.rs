@@ -1,6 +1,7 @@
-//! A `nats-server -js` of a test's own (Debian's, installed by
-//! `scripts/setup`), on a port of 127.0.0.1 it chooses, killed when the
-//! test ends. Shared by the NATS queue's tests and the command line's
+//! A `nats-server -js` of a test's own (2.12, from PyPI, installed by
+//! `scripts/setup` into `~/.cache/loktar/tools/nats-server`), on a port of
+//! 127.0.0.1 it chooses, killed when the test ends. Shared by the NATS
+//! queue's tests, the command line's and the cluster benchmark
 //! (`#[path]`-included there).
 
 use std::path::Path;
@@ -14,9 +15,15 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
 }
 
+/// The `nats-server` `scripts/setup` installs.
+pub fn binary() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("/root"), std::path::PathBuf::from);
+    home.join(".cache/loktar/tools/nats-server/bin/nats-server")
+}
+
 /// Starts `nats-server` keeping its data and ports file in `dir`: its child and URL.
 fn launch(dir: &Path, port: &str) -> (Child, String) {
-    let mut child = Command::new("nats-server")
+    let mut child = Command::new(binary())
         .args(["--jetstream", "--addr", "127.0.0.1", "--port", port, "--store_dir"])
         .arg(dir.join("jetstream"))
         .arg("--ports_file_dir")
