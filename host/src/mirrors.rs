@@ -1,7 +1,7 @@
 //! Copies of the repositories a server builds, or an executor runs jobs
 //! of: one bare mirror per repository in a data folder, fetched when a run
 //! needs it, and for each run (or job) a checkout of its own (a detached
-//! work tree of the mirror), removed when it ends — two never share a work tree.
+//! work tree of the mirror), removed when it ends — two runs never share a work tree.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -397,9 +397,10 @@ fn a_job_its_executor_cannot_begin_fails_with_the_reason_on_the_server() {
     let recorder = github();
     let tables = format!("[nats]\nurl = {:?}\n", nats.url);
     let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
-    // Its work folder is a file: it can keep no mirror.
-    let blocked = tempfile::NamedTempFile::new().expect("a file");
-    let broken = TestExecutor::start_with(server.home(), &["--work-dir", &blocked.path().display().to_string()]);
+    // Where its mirrors go is a file: it can keep none.
+    let work = tempfile::Builder::new().prefix("loktar-executor").tempdir().expect("temp dir");
+    std::fs::write(work.path().join("repositories"), "not a folder").expect("a file");
+    let broken = TestExecutor::start_with(server.home(), &["--work-dir", &work.path().display().to_string()]);
     let (status, answer) = server.hook("push", "broken-1", &project.push_change(&["app/a.txt"]));
     assert_eq!(status, 202, "{answer}");
     let run = answer["run"].as_i64().expect("the run's number");
@@ -531,4 +532,72 @@ fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_r
     for (context, states) in states(&recorder) {
         assert_eq!(states, ["pending", "success"], "{context}");
     }
+}
+
+#[test]
+fn a_server_killed_mid_run_resumes_it_on_the_executors_and_what_passed_stays_passed() {
+    let nats = NatsServer::start();
+    // `lib` waits for the gate, opened once the server is back.
+    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
+    let recipe = format!(
+        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
+        gate.path().display()
+    );
+    let project = Layered::with_recipe(&recipe);
+    let recorder = github();
+    let tables =
+        format!("[nats]\nurl = {:?}\n\n[isolation]\nread_only = [{:?}]\n", nats.url, gate.path().display().to_string());
+    let mut server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
+    let (status, answer) = server.hook("push", "server-kill-1", &project.push_change(&["base/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    taker(&executors, "/lib#1");
+    // Killed once `base` has passed, as its record says (the record is written a tick later).
+    assert!(within(30, || status_of(&server.get_json(&format!("/api/runs/{run}")), "base") == "passed"));
+
+    server.kill_and_restart();
+    std::fs::write(gate.path().join("open"), "").expect("open the gate");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    assert_eq!(shown["run"]["reason"], "resumed after the server stopped", "{shown:#}");
+    for package in ["base", "lib", "app"] {
+        assert_eq!(status_of(&shown, package), "passed", "{shown:#}");
+    }
+    // `base` had passed: it ran once, and GitHub heard of it once.
+    let taken: Vec<String> = executors.iter().flat_map(TestExecutor::taken).collect();
+    assert_eq!(taken.iter().filter(|job| job.contains("/base#")).count(), 1, "{taken:?}");
+    let states = states(&recorder);
+    assert_eq!(states.get("base - test").cloned(), Some(vec!["pending".to_string(), "success".to_string()]));
+    for (context, states) in states {
+        assert_eq!(states.last().map(String::as_str), Some("success"), "{context}: {states:?}");
+    }
+}
+
+#[test]
+fn two_executors_in_one_work_folder_are_refused() {
+    let nats = NatsServer::start();
+    let project = Layered::new();
+    let tables = format!("[nats]\nurl = {:?}\n", nats.url);
+    let recorder = github();
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let work = tempfile::Builder::new().prefix("loktar-executor").tempdir().expect("temp dir");
+    let shown = work.path().display().to_string();
+    let _first = TestExecutor::start_with(server.home(), &["--work-dir", &shown]);
+    let second = loktar_command()
+        .current_dir(server.home())
+        .args(["--config", "loktar.toml", "executor", "--work-dir", &shown])
+        .output()
+        .expect("run a second executor");
+    assert_eq!(second.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&format!("another `loktar executor` works in `{shown}`")), "{stderr}");
+    assert!(stderr.contains("give each executor its own `--work-dir`"), "{stderr}");
+    let bad = loktar_command()
+        .current_dir(server.home())
+        .args(["--config", "loktar.toml", "executor", "--queues", "default, docker"])
+        .output()
+        .expect("run an executor");
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("` docker` is not a queue name"), "{:?}", bad);
 }

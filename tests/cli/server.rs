@@ -59,7 +59,7 @@ impl TestServer {
 
     /// Kills the server with SIGKILL, as a crash would, and starts it again
     /// on the same configuration and data folder.
-    fn kill_and_restart(&mut self) {
+    pub(crate) fn kill_and_restart(&mut self) {
         self.child.kill().expect("kill the server");
         self.child.wait().expect("wait for the killed server");
         let (child, url) = spawn_server(self.home.path());

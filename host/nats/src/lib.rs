@@ -55,6 +55,7 @@ use loktar_pipeline::handed::RemoteRuns;
 use loktar_pipeline::jobs::{Job, JobId, JobQueue, Lease, QueueDepth, QueueError, Waiting};
 use loktar_pipeline::scheduler::JobOutcome;
 use loktar_protocol::{EventKind, RunId};
+use loktar_settings::NatsSettings;
 use wire::{
     Answer, Attempt, CANCEL, CancelMessage, Claimed, Finished, JOBS, JobMessage, MaxDeliveries, PRESENCE, Reported,
     SERVERS,
@@ -105,6 +106,34 @@ impl Default for NatsOptions {
             liveness: Duration::from_secs(30),
         }
     }
+}
+
+impl NatsOptions {
+    /// The options `[nats]` gives for `queue`, at `url` over `[nats] url`;
+    /// `None` without either URL.
+    pub fn from_settings(nats: Option<&NatsSettings>, url: Option<&str>, queue: &str) -> Option<NatsOptions> {
+        let defaults = NatsOptions::default();
+        Some(NatsOptions {
+            url: url.map(str::to_string).or_else(|| nats.map(|nats| nats.url.clone()))?,
+            queue: queue.to_string(),
+            ack_wait: nats.map_or(defaults.ack_wait, |nats| Duration::from_secs(nats.ack_wait)),
+            max_deliver: nats.map_or(defaults.max_deliver, |nats| nats.max_deliver),
+            ..defaults
+        })
+    }
+}
+
+/// `url` — one server's or a comma-separated list — without the users and
+/// passwords it may carry: for messages.
+pub fn shown_url(url: &str) -> String {
+    let one = |url: &str| match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}"),
+            None => url.to_string(),
+        },
+        None => url.rsplit_once('@').map_or_else(|| url.to_string(), |(_, host)| format!("…@{host}")),
+    };
+    url.split(',').map(one).collect::<Vec<_>>().join(",")
 }
 
 /// Which job, for the server: its run and package.
@@ -167,6 +196,10 @@ pub struct NatsQueue {
     ack_wait: Duration,
     liveness: Duration,
     queue: String,
+    /// As a server: how the consumers of the queues it puts jobs on are made.
+    options: NatsOptions,
+    /// The queues whose consumer is known to be there.
+    consumers: Mutex<std::collections::HashSet<String>>,
     /// Where this side listens as a server: `loktar.servers.<instance>`.
     listens: String,
     jobs: Jobs,
@@ -226,35 +259,7 @@ impl NatsQueue {
             })
             .await
             .map_err(|e| unreachable(&format!("cannot make the stream `{STREAM}` (is JetStream on?)"), e))?;
-        let durable = format!("loktar-{queue}");
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer(
-                &durable,
-                pull::Config {
-                    durable_name: Some(durable.clone()),
-                    filter_subject: format!("{JOBS}.{queue}"),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: options.ack_wait,
-                    max_deliver: i64::from(options.max_deliver.max(1)),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| unreachable(&format!("cannot make the consumer `{durable}`"), e))?;
-        let mut consumer = consumer;
-        // The consumer's own `ack_wait` is the one heartbeats must beat.
-        let mut ack_wait = options.ack_wait;
-        if let Ok(info) = consumer.info().await {
-            if info.config.ack_wait != options.ack_wait
-                || info.config.max_deliver != i64::from(options.max_deliver.max(1))
-            {
-                tracing::warn!(
-                    consumer = %durable,
-                    "the consumer exists with another `ack_wait` or `max_deliver`: it keeps its own (delete it to change them)"
-                );
-            }
-            ack_wait = info.config.ack_wait;
-        }
+        let (consumer, ack_wait) = consumer(&stream, queue, options).await?;
         let listens = format!("{SERVERS}.{}", uuid::Uuid::now_v7().simple());
         let jobs = Jobs::default();
         let held = HeldJobs::default();
@@ -265,7 +270,8 @@ impl NatsQueue {
         };
         let requests = subscribe(format!("{listens}.*")).await?;
         let cancellations = subscribe(CANCEL.to_string()).await?;
-        let advisories = subscribe(format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.{durable}")).await?;
+        // Every queue's: a server's jobs go to several.
+        let advisories = subscribe(format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*")).await?;
         // Subscriptions reach the server before anyone is told where this side listens.
         client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))?;
         let silence = ack_wait * (options.max_deliver.max(1) + 1);
@@ -283,6 +289,8 @@ impl NatsQueue {
             ack_wait,
             liveness: options.liveness,
             queue: queue.clone(),
+            options: options.clone(),
+            consumers: Mutex::new(std::collections::HashSet::from([queue.clone()])),
             listens,
             jobs,
             held,
@@ -297,7 +305,8 @@ impl NatsQueue {
     pub async fn announce(&mut self) -> Result<(), QueueError> {
         let mut asked = self
             .client
-            .subscribe(format!("{PRESENCE}.{}", self.queue))
+            // One executor of a queue answers for all.
+            .queue_subscribe(format!("{PRESENCE}.{}", self.queue), "loktar-executors".to_string())
             .await
             .map_err(|e| unreachable("cannot subscribe", e))?;
         let client = self.client.clone();
@@ -309,6 +318,23 @@ impl NatsQueue {
             }
         }));
         self.client.flush().await.map_err(|e| unreachable("cannot reach NATS", e))
+    }
+
+    /// Makes `queue`'s consumer with this side's `ack_wait` and `max_deliver`
+    /// before its first job goes on it — not with those of whichever
+    /// executor comes first — and says when no executor takes its jobs.
+    async fn ensure_consumer(&self, queue: &str) -> Result<(), QueueError> {
+        if self.consumers.lock().unwrap_or_else(PoisonError::into_inner).contains(queue) {
+            return Ok(());
+        }
+        consumer(&self.stream, queue, &self.options).await?;
+        self.consumers.lock().unwrap_or_else(PoisonError::into_inner).insert(queue.to_string());
+        if !self.has_executor(queue).await {
+            tracing::warn!(
+                "no executor takes jobs of queue `{queue}`: they wait (start one: `loktar executor --queues {queue}`)"
+            );
+        }
+        Ok(())
     }
 
     /// Whether any executor takes jobs of `queue`, as far as NATS can tell
@@ -348,8 +374,14 @@ impl NatsQueue {
 
     /// Hands `lease`'s job back without an outcome: JetStream offers it to
     /// another executor at once (an executor stopping, its grace over).
+    /// Its server, told first, shows it waiting again and does not take it for lost.
     pub async fn release(&self, lease: Lease) {
         let Some(held) = self.held().remove(&lease.number()) else { return };
+        let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
+        let told = tokio::time::timeout(RETRY_DELAY, self.ask::<Answer>(&held.server, "release", &attempt)).await;
+        if !matches!(told, Ok(Ok(Answer::Accepted))) {
+            tracing::debug!(job = %lease.job.id, "the server did not hear the job handed back");
+        }
         // Flushed: an executor that stops next must not take the hand-back with it.
         let handed = held.message.ack_with(AckKind::Nak(None)).await.map_err(|e| e.to_string());
         if let Err(problem) = handed.and(self.client.flush().await.map_err(|e| e.to_string())) {
@@ -531,6 +563,7 @@ impl JobQueue for NatsQueue {
                 job.queue
             )));
         }
+        self.ensure_consumer(&job.queue).await?;
         let pending = Pending {
             outcome: sender,
             attempt: 0,
@@ -704,21 +737,19 @@ impl JobQueue for NatsQueue {
         QueueDepth { waiting: jobs.pending.len() - running, running }
     }
 
-    async fn waiting(&self) -> Vec<Waiting> {
+    async fn waiting(&self, run: &RunId) -> Vec<Waiting> {
         let waiting: Vec<(JobKey, String)> = {
             let jobs = self.jobs();
-            let unclaimed = jobs.pending.iter().filter(|(_, pending)| pending.attempt == 0);
+            let unclaimed = jobs.pending.iter().filter(|((of, _), pending)| of == run && pending.attempt == 0);
             unclaimed.map(|(key, pending)| (key.clone(), pending.queue.clone())).collect()
         };
         let mut queues: Vec<&str> = waiting.iter().map(|(_, queue)| queue.as_str()).collect();
         queues.sort_unstable();
         queues.dedup();
-        let mut unserved = Vec::new();
-        for queue in queues {
-            if !self.has_executor(queue).await {
-                unserved.push(queue.to_string());
-            }
-        }
+        // Asked side by side: one answer each, at most `PRESENCE_WAIT`.
+        let served = futures_util::future::join_all(queues.iter().map(|queue| self.has_executor(queue))).await;
+        let unserved: Vec<String> =
+            queues.iter().zip(served).filter(|(_, served)| !served).map(|(queue, _)| queue.to_string()).collect();
         waiting
             .into_iter()
             .map(|((run, package), queue)| {
@@ -729,6 +760,39 @@ impl JobQueue for NatsQueue {
             })
             .collect()
     }
+}
+
+/// The durable consumer of `queue` (made with `options`' `ack_wait` and
+/// `max_deliver` when it is not there), and the `ack_wait` it has.
+async fn consumer(stream: &Stream, queue: &str, options: &NatsOptions) -> Result<(PullConsumer, Duration), QueueError> {
+    let durable = format!("loktar-{queue}");
+    let mut consumer: PullConsumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: format!("{JOBS}.{queue}"),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: options.ack_wait,
+                max_deliver: i64::from(options.max_deliver.max(1)),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| unreachable(&format!("cannot make the consumer `{durable}`"), e))?;
+    // The consumer's own `ack_wait` is the one heartbeats must beat.
+    let mut ack_wait = options.ack_wait;
+    if let Ok(info) = consumer.info().await {
+        if info.config.ack_wait != options.ack_wait || info.config.max_deliver != i64::from(options.max_deliver.max(1))
+        {
+            tracing::warn!(
+                consumer = %durable,
+                "the consumer exists with another `ack_wait` or `max_deliver`: it keeps its own (delete it to change them)"
+            );
+        }
+        ack_wait = info.config.ack_wait;
+    }
+    Ok((consumer, ack_wait))
 }
 
 /// As a server: answers the claims, heartbeats, events and outcomes of its jobs' executors.
@@ -757,6 +821,7 @@ async fn answer_requests(
                 "events" => read(&request.payload)
                     .map(|reported| serde_json::to_vec(&take_events(&mut jobs, runs.map(Arc::as_ref), reported))),
                 "outcome" => read(&request.payload).map(|finished| serde_json::to_vec(&finish(&mut jobs, finished))),
+                "release" => read(&request.payload).map(|attempt| serde_json::to_vec(&released(&mut jobs, &attempt))),
                 _ => None,
             }
         };
@@ -811,6 +876,19 @@ fn read<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Option<T> {
 /// The job an attempt is at.
 fn job_id(attempt: &Attempt) -> JobId {
     JobId { run: attempt.run.clone(), package: attempt.package.as_str().into(), attempt: attempt.attempt }
+}
+
+/// A job handed back by the executor of its current attempt: waiting again,
+/// and not taken for lost while it waits.
+fn released(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
+    match jobs.pending.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
+        Some(pending) if pending.attempt == attempt.attempt => {
+            pending.attempt = 0;
+            pending.seen = Instant::now();
+            Answer::Accepted
+        }
+        _ => Answer::Stale,
+    }
 }
 
 /// Events: taken from the current attempt only (a cancelled job's too: how it stopped).
@@ -977,6 +1055,16 @@ mod tests {
         assert!(outcome.try_recv().is_err(), "taken once");
         assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);
         assert_eq!(claim(&mut jobs, &attempt(3)), Answer::Unknown);
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_credentials() {
+        assert_eq!(shown_url("nats://ci:s3cret@nats.internal:4222"), "nats://…@nats.internal:4222");
+        assert_eq!(shown_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            shown_url("nats://a:p1@one:4222,nats://b:p2@two:4222,c:p3@three:4222"),
+            "nats://…@one:4222,nats://…@two:4222,…@three:4222"
+        );
     }
 
     #[test]

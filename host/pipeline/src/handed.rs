@@ -145,7 +145,7 @@ impl RemoteRuns for Runs {
         let source = info.source.clone()?;
         let position = info.position(&job.package)?;
         if let Some(slot) = run.reports.lock().unwrap_or_else(PoisonError::into_inner).get_mut(position) {
-            *slot = ReportSlot { report: None, ended: false, attempt: job.attempt };
+            *slot = ReportSlot { report: None, ended: false, attempt: job.attempt, running: None };
         }
         Some(Work {
             number: info.number,
@@ -180,23 +180,29 @@ impl RemoteRuns for Runs {
     fn lost(&self, job: &JobId, reason: &str) {
         let Some(run) = self.get(&job.run) else { return };
         let Some(position) = run.info.position(&job.package) else { return };
-        let finished: Vec<Stage> = {
+        // The stage it was in; else the first it had not finished; none when it had ended.
+        let stage = {
             let reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
-            let report = reports.get(position).and_then(|slot| slot.report.as_ref());
-            report.map(|report| report.stages.iter().map(|stage| stage.stage).collect()).unwrap_or_default()
+            let slot = reports.get(position);
+            let finished: Vec<Stage> = slot
+                .and_then(|slot| slot.report.as_ref())
+                .map(|report| report.stages.iter().map(|stage| stage.stage).collect())
+                .unwrap_or_default();
+            match slot {
+                Some(slot) if slot.ended => None,
+                Some(ReportSlot { running: Some(stage), .. }) => Some(*stage),
+                _ => run.info.plan.packages[position].planned_stages().into_iter().find(|s| !finished.contains(s)),
+            }
         };
-        let planned = run.info.plan.packages[position].planned_stages();
-        let stage = planned.into_iter().find(|stage| !finished.contains(stage)).unwrap_or(Stage::Test);
-        run.emitter.emit(EventKind::StageFinished {
-            package: job.package.clone(),
-            stage,
-            outcome: StageOutcome::Failed {
-                message: reason.to_string(),
-                hint: Some("the executors' own logs say what became of them".to_string()),
-                internal: true,
-            },
-            duration_ms: 0,
-        });
+        let Some(stage) = stage else {
+            tracing::warn!(%job, "{reason}, after its package ended");
+            return;
+        };
+        let hint = "the executors' own logs say what became of them".to_string();
+        let outcome = StageOutcome::Failed { message: reason.to_string(), hint: Some(hint), internal: true };
+        let package = job.package.clone();
+        // Through the report as an executor's events would go: the package ends failed in that stage.
+        self.report(job, vec![EventKind::StageFinished { package, stage, outcome, duration_ms: 0 }]);
     }
 }
 
@@ -233,16 +239,24 @@ fn record(run: &Shared, position: usize, attempt: u32, kind: &EventKind) {
             }),
             ended: false,
             attempt,
+            running: None,
         };
     }
     let Some(report) = slot.report.as_mut() else { return };
     match kind {
-        EventKind::StageFinished { stage, outcome, duration_ms, package } => report.stages.push(StageReport {
-            stage: *stage,
-            outcome: outcome.clone(),
-            duration: Duration::from_millis(*duration_ms),
-            log: Some(run.info.log_path(package, *stage)),
-        }),
+        EventKind::StageStarted { stage, .. } => slot.running = Some(*stage),
+        EventKind::StageFinished { stage, outcome, duration_ms, package } => {
+            slot.running = None;
+            if let StageOutcome::Failed { .. } = outcome {
+                report.outcome = PackageOutcome::Failed { stage: Some(*stage) };
+            }
+            report.stages.push(StageReport {
+                stage: *stage,
+                outcome: outcome.clone(),
+                duration: Duration::from_millis(*duration_ms),
+                log: Some(run.info.log_path(package, *stage)),
+            });
+        }
         EventKind::PackageFinished { outcome, artifacts, .. } => {
             slot.ended = true;
             report.outcome = outcome.clone();

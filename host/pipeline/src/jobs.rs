@@ -143,8 +143,8 @@ pub trait JobQueue: Send + Sync {
     /// What waits and what runs.
     async fn depth(&self) -> QueueDepth;
 
-    /// The jobs waiting for an executor, and why.
-    async fn waiting(&self) -> Vec<Waiting>;
+    /// The jobs of `run` waiting for an executor, and why.
+    async fn waiting(&self, run: &RunId) -> Vec<Waiting>;
 }
 
 /// The in-process queue: first in, first out, for executors in this process.
@@ -249,10 +249,10 @@ impl JobQueue for LocalQueue {
         QueueDepth { waiting: state.waiting.len(), running: state.taken.len() }
     }
 
-    async fn waiting(&self) -> Vec<Waiting> {
+    async fn waiting(&self, run: &RunId) -> Vec<Waiting> {
         let state = self.state();
         let waiting = |(job, _): &(Job, _)| Waiting { job: job.id.clone(), queue: job.queue.clone(), reason: None };
-        state.waiting.iter().map(waiting).collect()
+        state.waiting.iter().filter(|(job, _)| job.id.run == *run).map(waiting).collect()
     }
 }
 

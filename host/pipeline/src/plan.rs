@@ -64,8 +64,7 @@ impl PlannedPackage {
     /// The stages it goes through: those its configuration does not skip,
     /// `notify` aside (notifiers hear of every package).
     pub fn planned_stages(&self) -> Vec<Stage> {
-        let planned = |plan: &&StagePlan| !plan.is_skipped() && plan.stage != Stage::Notify;
-        self.stages.iter().filter(planned).map(|plan| plan.stage).collect()
+        super::stage::planned(&self.stages)
     }
 }
 

@@ -96,6 +96,8 @@ pub(crate) struct ReportSlot {
     pub(crate) ended: bool,
     /// The attempt of an executor elsewhere that reported it; 0 in process.
     pub(crate) attempt: u32,
+    /// The stage that attempt began and has not finished.
+    pub(crate) running: Option<Stage>,
 }
 
 impl Shared {
@@ -146,12 +148,17 @@ pub async fn execute(
     for (position, status) in statuses.iter().enumerate() {
         let name = info.package_name(position).to_string();
         let slot = &mut reports[position];
-        let report = slot.report.take().filter(|_| slot.ended);
-        let report_missing = report.is_none();
+        let (report, ended) = (slot.report.take(), slot.ended);
+        // Never ended where it ran (never started, or its executor was lost half-way): it ends here.
+        let report_missing = !ended;
         let (outcome, stages, artifacts) = match (status, report) {
             // Its executor lost after it ended, and never again taken: it has not passed.
             (Status::Ran(JobOutcome::Failed), Some(report)) if report.outcome == PackageOutcome::Passed => {
                 (PackageOutcome::Failed { stage: None }, report.stages, report.artifacts)
+            }
+            // Lost half-way, then cancelled: what it did stays, and it is cancelled.
+            (Status::Ran(JobOutcome::Cancelled), Some(report)) if !ended => {
+                (shared.cancelled(), report.stages, report.artifacts)
             }
             (Status::Ran(_), Some(report)) => (report.outcome, report.stages, report.artifacts),
             (Status::Skipped { dependency }, _) => {
@@ -328,7 +335,7 @@ pub(crate) async fn run_package(
         _ => {}
     }
     let mut reports = shared.reports.lock().unwrap_or_else(PoisonError::into_inner);
-    reports[position] = ReportSlot { report: Some(report), ended: true, attempt: 0 };
+    reports[position] = ReportSlot { report: Some(report), ended: true, attempt: 0, running: None };
     job
 }
 

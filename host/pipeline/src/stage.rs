@@ -17,6 +17,12 @@ pub struct StagePlan {
     pub providers: Vec<String>,
 }
 
+/// The stages of `plans` a package goes through: those its configuration
+/// does not skip, `notify` aside (notifiers hear of every package).
+pub fn planned(plans: &[StagePlan]) -> Vec<Stage> {
+    plans.iter().filter(|plan| !plan.is_skipped() && plan.stage != Stage::Notify).map(|plan| plan.stage).collect()
+}
+
 impl StagePlan {
     /// Whether the stage does nothing for this package.
     pub fn is_skipped(&self) -> bool {

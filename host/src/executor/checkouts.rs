@@ -1,12 +1,12 @@
-//! The commits an executor has checked out, shared by its jobs.
+//! The runs' commits an executor has checked out, shared by its jobs.
 //!
-//! Every job of a run is on the run's commit: as the jobs of a run in one
-//! process share its checkout, an executor's jobs of one commit share one
-//! — checked out once, its `loktar.json` read once, its plugins set up
-//! once — instead of a checkout per job. Up to `keep` commits stay checked
-//! out after their last job, for the next; the least recently used beyond
-//! that is removed once no job uses it. Two jobs that need a commit at
-//! the same time wait for one checkout.
+//! As the jobs of a run in one process share its checkout, an executor's
+//! jobs of one run share one — checked out once, its `loktar.json` read
+//! once, its plugins set up once — instead of a checkout per job. Two runs
+//! never share one, even of the same commit: each starts from a clean
+//! tree. Up to `keep` stay checked out after their last job, for the
+//! run's next; the least recently used beyond that is removed once no job
+//! uses it. Two jobs that need one at the same time wait for one checkout.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 use crate::app::context::{plugin_session, workspace};
 use crate::config::{Package, Workspace};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::events::RunId;
 use crate::mirrors::{Checkout, Mirrors};
 use crate::pipeline::handed::Work;
 use crate::runtime::PluginSession;
@@ -42,8 +43,8 @@ impl Prepared {
     }
 }
 
-/// Which commit of which repository.
-type Key = (String, String);
+/// Which run (its id), of which commit of which repository.
+type Key = (String, String, String);
 
 /// One commit, being checked out or checked out.
 struct Entry {
@@ -55,6 +56,8 @@ struct Entry {
 /// The commits checked out under one folder.
 pub(super) struct Checkouts {
     settings: Settings,
+    /// The folder relative folders of the configuration were read against.
+    base: PathBuf,
     mirrors: Mirrors,
     /// Where checkouts go, and `fs` stores named relative to a repository.
     work_dir: PathBuf,
@@ -64,14 +67,21 @@ pub(super) struct Checkouts {
 }
 
 impl Checkouts {
-    /// None yet: checkouts of `mirrors` below `work_dir`, keeping `keep` unused ones.
-    pub(super) fn new(settings: Settings, mirrors: Mirrors, work_dir: PathBuf, keep: usize) -> Checkouts {
-        Checkouts { settings, mirrors, work_dir, keep: keep.max(1), entries: Mutex::default() }
+    /// None yet: checkouts of `mirrors` below `work_dir`, keeping `keep`
+    /// unused ones; `settings` read with `base` as the folder of relative paths.
+    pub(super) fn new(
+        settings: Settings,
+        base: PathBuf,
+        mirrors: Mirrors,
+        work_dir: PathBuf,
+        keep: usize,
+    ) -> Checkouts {
+        Checkouts { settings, base, mirrors, work_dir, keep: keep.max(1), entries: Mutex::default() }
     }
 
-    /// The commit of `work`, checked out (once) and set up.
-    pub(super) async fn get(self: &Arc<Self>, work: &Work) -> Result<Arc<Prepared>, Diagnostic> {
-        let key: Key = (work.source.repository.clone(), work.source.commit.clone());
+    /// The commit of `work` for the run `run`, checked out (once) and set up.
+    pub(super) async fn get(self: &Arc<Self>, run: &RunId, work: &Work) -> Result<Arc<Prepared>, Diagnostic> {
+        let key: Key = (run.to_string(), work.source.repository.clone(), work.source.commit.clone());
         let (cell, evicted) = {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             let cell = match entries.iter_mut().find(|entry| entry.key == key) {
@@ -87,7 +97,8 @@ impl Checkouts {
             };
             (cell, evict(&mut entries, self.keep, &key))
         };
-        drop_blocking(evicted).await;
+        // Not on the job's way: removing a work tree may wait for its mirror.
+        drop(tokio::task::spawn_blocking(move || drop(evicted)));
         let checkouts = self.clone();
         let work = work.clone();
         let prepared = cell
@@ -107,7 +118,7 @@ impl Checkouts {
         prepared
     }
 
-    /// Removes every checkout no job uses. Blocking.
+    /// Lets every checkout go: each is removed once no job uses it. Blocking.
     pub(super) fn clear(&self) {
         let entries = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
         drop(entries);
@@ -127,7 +138,9 @@ impl Checkouts {
         let root = checkout.dir().to_path_buf();
         let mut settings = self.settings.clone();
         settings.github.repository = Some(repository.clone());
-        settings.rebase_store_folders(&root, &self.work_dir.join("stores").join(repository.replace('/', "+")));
+        // `fs` stores named relative to where the configuration was read: this executor's, per repository.
+        let stores = self.work_dir.join("stores").join(repository.replace('/', "+"));
+        settings.rebase_store_folders(&self.base, &stores);
         let manifest = Workspace::read_source(&root, crate::config::MANIFEST).map_err(Diagnostics::into_first)?;
         let (workspace, _) = workspace(&root, &mut settings, manifest).map_err(Diagnostics::into_first)?;
         let plugins = Arc::new(plugin_session(settings)?);

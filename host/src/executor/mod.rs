@@ -16,8 +16,9 @@
 //! failure, for the server's record. `SIGTERM` (or `SIGINT`): nothing new
 //! is taken; running jobs have `grace` to finish, then are cancelled
 //! (clean-up runs) and handed back so that another executor runs them at
-//! once. Each job's folder is removed when it ends, checkouts when no job
-//! needs them, and what a killed executor left when it starts again.
+//! once. Each job's folder is removed when it ends, a run's checkout once
+//! no job uses it and newer ones are kept instead, and what a killed
+//! executor left when it starts again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +42,7 @@ use crate::pipeline::jobs::{JobQueue, Lease};
 use crate::pipeline::scheduler::JobOutcome;
 use crate::pipeline::stage::Stage;
 use crate::protocol::{Level, Line, Source as LineSource};
-use crate::settings::{NatsSettings, Settings};
+use crate::settings::Settings;
 use checkouts::Checkouts;
 
 /// What the command line says, over `[executor]` and `[nats]`.
@@ -76,29 +77,6 @@ struct Bench {
     work_dir: PathBuf,
 }
 
-/// The options of the job queue on NATS at `url` (over `[nats] url`) for `queue`, as `[nats]` says.
-pub(crate) fn nats_options(nats: Option<&NatsSettings>, url: Option<&str>, queue: &str) -> Option<NatsOptions> {
-    let defaults = NatsOptions::default();
-    Some(NatsOptions {
-        url: url.map(str::to_string).or_else(|| nats.map(|nats| nats.url.clone()))?,
-        queue: queue.to_string(),
-        ack_wait: nats.map_or(defaults.ack_wait, |nats| Duration::from_secs(nats.ack_wait)),
-        max_deliver: nats.map_or(defaults.max_deliver, |nats| nats.max_deliver),
-        ..defaults
-    })
-}
-
-/// `url` without the user and password it may carry: for messages.
-pub(crate) fn shown_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) => format!("{scheme}://…@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 /// Runs the executor with the operator's configuration of `options` until
 /// `SIGTERM` or `SIGINT`. Called on a blocking thread of the process's runtime.
 pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagnostic> {
@@ -106,10 +84,16 @@ pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagno
     let settings = Settings::load(options.config.as_deref(), &cwd)?;
     // Before any secret is read, and before any thread of ours starts.
     crate::vault::seal(&settings)?;
-    let queues = if executor.queues.is_empty() { settings.executor.queues.clone() } else { executor.queues.clone() };
+    let mut queues =
+        if executor.queues.is_empty() { settings.executor.queues.clone() } else { executor.queues.clone() };
+    queues.dedup();
+    if let Some(wrong) = queues.iter().find(|queue| !crate::settings::is_queue_name(queue)) {
+        return Err(Diagnostic::new(format!("`{wrong}` is not a queue name"))
+            .hint("use letters, digits, `-` and `_`, comma-separated without spaces: `--queues default,docker`"));
+    }
     let connections = queues
         .iter()
-        .map(|queue| nats_options(settings.nats.as_ref(), executor.nats.as_deref(), queue))
+        .map(|queue| NatsOptions::from_settings(settings.nats.as_ref(), executor.nats.as_deref(), queue))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| {
             Diagnostic::new("no NATS server to take jobs from")
@@ -125,16 +109,37 @@ pub fn serve(options: &Options, executor: &ExecutorOptions) -> Result<(), Diagno
         .max(1);
     let work_dir = executor.work_dir.clone().unwrap_or_else(|| settings.executor.work_dir.clone());
     let grace = executor.grace.unwrap_or(Duration::from_secs(settings.executor.grace));
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| Diagnostic::new(format!("cannot create the work folder `{}`: {e}", work_dir.display())))?;
+    let lock = own(&work_dir)?;
     let mirrors = Mirrors::new(work_dir.join("repositories"));
-    // What a killed executor left: no job of this one has begun yet.
+    // What a killed executor left: no job of this one has begun yet, and no other executor works here.
     for left in ["jobs", "checkouts"] {
         let _ = std::fs::remove_dir_all(work_dir.join(left));
     }
     mirrors.prune_work_trees();
-    // A commit for each job at once, and one more kept for the next.
-    let checkouts = Arc::new(Checkouts::new(settings, mirrors, work_dir.clone(), concurrency + 1));
+    // A run's commit for each job at once, and one more kept for the next.
+    let checkouts = Arc::new(Checkouts::new(settings, cwd, mirrors, work_dir.clone(), concurrency + 1));
     let bench = Arc::new(Bench { checkouts, work_dir });
-    wait_for(run(bench, connections, concurrency, grace))?
+    let ran = wait_for(run(bench, connections, concurrency, grace))?;
+    drop(lock);
+    ran
+}
+
+/// Makes `work_dir` this executor's own for as long as the returned file
+/// is open: two executors in one folder would remove each other's work.
+fn own(work_dir: &Path) -> Result<std::fs::File, Diagnostic> {
+    let path = work_dir.join(".lock");
+    let file = std::fs::File::create(&path)
+        .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Diagnostic::new(format!("another `loktar executor` works in `{}`", work_dir.display()))
+                .hint("give each executor its own `--work-dir` (or `work_dir` under `[executor]`)"))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Diagnostic::new(format!("cannot lock `{}`: {e}", path.display()))),
+    }
 }
 
 async fn run(
@@ -146,7 +151,7 @@ async fn run(
     let mut queues = Vec::with_capacity(connections.len());
     for options in &connections {
         let unreachable = |problem: crate::pipeline::jobs::QueueError| {
-            Diagnostic::new(problem.to_string().replace(&options.url, &shown_url(&options.url))).hint(
+            Diagnostic::new(problem.to_string().replace(&options.url, &crate::nats::shown_url(&options.url))).hint(
                 "start nats-server with JetStream on (`nats-server -js`), or check `--nats` or `url` under `[nats]`",
             )
         };
@@ -155,7 +160,7 @@ async fn run(
         queues.push(Arc::new(queue));
     }
     let names: Vec<&str> = connections.iter().map(|options| options.queue.as_str()).collect();
-    let url = connections.first().map_or(String::new(), |options| shown_url(&options.url));
+    let url = connections.first().map_or(String::new(), |options| crate::nats::shown_url(&options.url));
     // On stdout, first: scripts and tests wait for it.
     println!("loktar executor taking jobs of queue(s) {} from {url}, {concurrency} at once", names.join(", "));
     let stopping = CancellationToken::new();
@@ -210,11 +215,9 @@ async fn take(
             _ = stopping.cancelled() => return None,
             slot = slots.clone().acquire_owned() => slot.ok()?,
         };
-        // Bounded: the slot goes back for another queue's jobs when this one has none.
-        let taken = tokio::select! {
-            _ = stopping.cancelled() => return None,
-            taken = queue.take_within(TAKE_WAIT) => taken,
-        };
+        // Bounded: the slot goes back for another queue's jobs when this one has none. Never
+        // cut short: a job fetched and claimed is run, or handed back.
+        let taken = queue.take_within(TAKE_WAIT).await;
         match taken {
             // Taken as the executor began to stop: another executor runs it at once.
             Some(lease) if stopping.is_cancelled() => {
@@ -235,7 +238,7 @@ async fn work(bench: Arc<Bench>, queue: &NatsQueue, lease: Lease, hand_back: &Ca
     tracing::info!(%job, "job taken");
     let folder = bench.work_dir.join("jobs").join(uuid::Uuid::now_v7().simple().to_string());
     let outcome = {
-        let running = with_heartbeats(queue, &lease, execute(bench, queue, &lease, &folder));
+        let running = with_heartbeats(queue, &lease, execute(bench, queue, &lease, &folder, hand_back));
         tokio::pin!(running);
         tokio::select! {
             outcome = &mut running => outcome,
@@ -261,14 +264,20 @@ async fn work(bench: Arc<Bench>, queue: &NatsQueue, lease: Lease, hand_back: &Ca
 /// Runs the job's package in the checkout of its commit (shared with the
 /// executor's other jobs of that commit), its artifacts in `folder`, and
 /// sends its events back; a job that cannot begin fails with the reason.
-async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease, folder: &Path) -> JobOutcome {
+async fn execute(
+    bench: Arc<Bench>,
+    queue: &NatsQueue,
+    lease: &Lease,
+    folder: &Path,
+    hand_back: &CancellationToken,
+) -> JobOutcome {
     let Some(work) = lease.job.work.as_deref().cloned() else {
         tracing::error!(job = %lease.job.id, "a job without what an executor elsewhere needs: its server runs it");
         return JobOutcome::Failed;
     };
-    let mut sender = Sender { queue, lease, batch: 0, refused: None };
+    let mut sender = Sender { queue, lease, hand_back, batch: 0, refused: None };
     let started = std::time::Instant::now();
-    let prepared = match bench.checkouts.get(&work).await {
+    let prepared = match bench.checkouts.get(&lease.job.id.run, &work).await {
         Ok(prepared) => prepared,
         Err(problem) => return cannot_begin(&mut sender, &work, &problem).await,
     };
@@ -289,7 +298,7 @@ async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease, folder: &P
             }
         };
         let running = async {
-            let attempt = Holding { queue, lease };
+            let attempt = Holding { queue, lease, hand_back };
             let outcome = run_handed(&job, prepared.plugins.clone(), emitter, lease.cancel.clone(), &attempt).await;
             // Every event reaches the sender before the outcome goes.
             let _ = tokio::task::spawn_blocking(move || bus.finish()).await;
@@ -314,8 +323,7 @@ async fn execute(bench: Arc<Bench>, queue: &NatsQueue, lease: &Lease, folder: &P
 /// first stage, with the reason in its log — and fails it.
 async fn cannot_begin(sender: &mut Sender<'_>, work: &Work, problem: &Diagnostic) -> JobOutcome {
     tracing::error!(job = %sender.lease.job.id, "{problem}");
-    let planned = |plan: &&crate::pipeline::stage::StagePlan| !plan.is_skipped() && plan.stage != Stage::Notify;
-    let stage = work.stages.iter().find(planned).map_or(Stage::Test, |plan| plan.stage);
+    let stage = crate::pipeline::stage::planned(&work.stages).first().copied().unwrap_or(Stage::Test);
     let package = crate::events::PackageName::from(work.package.as_str());
     let line = Line { source: LineSource::Host, level: Level::Error, text: problem.to_string() };
     sender
@@ -341,6 +349,8 @@ async fn cannot_begin(sender: &mut Sender<'_>, work: &Work, problem: &Diagnostic
 struct Sender<'a> {
     queue: &'a NatsQueue,
     lease: &'a Lease,
+    /// Once cancelled, the job is another executor's to run: what this one did since is not told.
+    hand_back: &'a CancellationToken,
     /// Batches sent so far.
     batch: u64,
     /// Why the server took no more, once it did not.
@@ -351,7 +361,7 @@ impl Sender<'_> {
     /// Sends `events`; once refused (another attempt holds the job, or the
     /// server is gone), the job is stopped and nothing more is sent.
     async fn send(&mut self, events: Vec<EventKind>) {
-        if self.refused.is_some() {
+        if self.refused.is_some() || self.hand_back.is_cancelled() {
             return;
         }
         self.batch += 1;
@@ -408,12 +418,14 @@ fn size(event: &EventKind) -> usize {
 struct Holding<'a> {
     queue: &'a NatsQueue,
     lease: &'a Lease,
+    /// Cancelled when the job goes back to another executor: then no longer this one's.
+    hand_back: &'a CancellationToken,
 }
 
 #[async_trait::async_trait]
 impl Attempt for Holding<'_> {
     async fn is_current(&self) -> bool {
-        self.queue.is_current(self.lease).await
+        !self.hand_back.is_cancelled() && self.queue.is_current(self.lease).await
     }
 }
 
@@ -431,12 +443,6 @@ impl Subscriber for SendBack {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_url_is_shown_without_its_credentials() {
-        assert_eq!(shown_url("nats://ci:s3cret@nats.internal:4222"), "nats://…@nats.internal:4222");
-        assert_eq!(shown_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
-    }
 
     #[test]
     fn a_long_line_is_cut_on_a_character_and_says_so() {

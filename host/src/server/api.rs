@@ -122,18 +122,19 @@ pub(crate) async fn run(
     }
     // Packages whose job waits for an executor, and why.
     if running && let Some(uuid) = &run.uuid {
-        for waiting in server.executors.queue().waiting().await.into_iter().filter(|w| w.job.run.as_str() == uuid) {
-            let shown = json!({
-                "name": &*waiting.job.package,
-                "status": "waiting",
-                "detail": waiting.reason,
-                "queue": waiting.queue,
-                "stages": [],
-            });
-            match packages.iter_mut().find(|p| p["name"] == *waiting.job.package) {
-                Some(package) => *package = shown,
-                None => packages.push(shown),
-            }
+        for waiting in server.executors.queue().waiting(&crate::events::RunId::new(uuid)).await {
+            let name = &*waiting.job.package;
+            let at = match packages.iter().position(|p| p["name"] == name) {
+                Some(at) => at,
+                None => {
+                    packages.push(json!({ "name": name, "stages": [] }));
+                    packages.len() - 1
+                }
+            };
+            // What it stored before (a resumed run) stays.
+            packages[at]["status"] = json!("waiting");
+            packages[at]["detail"] = json!(waiting.reason);
+            packages[at]["queue"] = json!(waiting.queue);
         }
     }
     // What the plan said of each package and what each stored, from the run's journal.

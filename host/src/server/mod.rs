@@ -49,7 +49,7 @@ use crate::blocking::wait_for;
 use crate::diagnostic::Diagnostic;
 use crate::github::Github;
 use crate::mirrors::Mirrors;
-use crate::nats::NatsQueue;
+use crate::nats::{NatsOptions, NatsQueue};
 use crate::pipeline::control::RunControl;
 use crate::pipeline::executors::{Executors, Runs};
 use crate::pipeline::jobs::{JobQueue, LocalQueue};
@@ -235,8 +235,8 @@ const PACKAGES_AT_ONCE_ELSEWHERE: usize = 1024;
 
 /// The job queue on NATS that `[nats]` names.
 async fn connect_nats(nats: &NatsSettings) -> Result<NatsQueue, Diagnostic> {
-    let url = crate::executor::shown_url(&nats.url);
-    let options = crate::executor::nats_options(Some(nats), None, DEFAULT_QUEUE)
+    let url = crate::nats::shown_url(&nats.url);
+    let options = NatsOptions::from_settings(Some(nats), None, DEFAULT_QUEUE)
         .ok_or_else(|| Diagnostic::new("`[nats]` names no server"))?;
     NatsQueue::connect(&options).await.map_err(|problem| {
         Diagnostic::new(problem.to_string().replace(&nats.url, &url))

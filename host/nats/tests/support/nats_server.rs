@@ -15,10 +15,11 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
 }
 
-/// The `nats-server` `scripts/setup` installs.
+/// The `nats-server` `scripts/setup` installs; else the one on the `PATH`.
 pub fn binary() -> std::path::PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("/root"), std::path::PathBuf::from);
-    home.join(".cache/loktar/tools/nats-server/bin/nats-server")
+    let installed = home.join(".cache/loktar/tools/nats-server/bin/nats-server");
+    if installed.is_file() { installed } else { std::path::PathBuf::from("nats-server") }
 }
 
 /// Starts `nats-server` keeping its data and ports file in `dir`: its child and URL.
