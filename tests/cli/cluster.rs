@@ -601,3 +601,70 @@ fn two_executors_in_one_work_folder_are_refused() {
     assert_eq!(bad.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("` docker` is not a queue name"), "{:?}", bad);
 }
+
+#[test]
+fn an_executor_in_a_container_of_the_executor_image_takes_a_job() {
+    // The image, built by the project's script on the test's own engine, its base made from Debian's packages.
+    let engine = crate::containers::DockerEngine::start();
+    let built = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/executor-image"))
+        .arg(env!("CARGO_BIN_EXE_loktar"))
+        .env("DOCKER_HOST", engine.host())
+        .output()
+        .expect("run scripts/executor-image");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), "loktar-executor");
+
+    let nats = NatsServer::start();
+    let project = Layered::new();
+    let recorder = github();
+    let tables = format!("[nats]\nurl = {:?}\n", nats.url);
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    // The container's configuration: the server's, its programs isolated by the container
+    // alone (this machine lets no container make the namespaces bubblewrap needs).
+    let config = tempfile::Builder::new().prefix("loktar-executor-config").tempdir().expect("temp dir");
+    let shared = std::fs::read_to_string(server.home().join("loktar.toml")).expect("loktar.toml");
+    std::fs::write(config.path().join("loktar.toml"), format!("{shared}\n[isolation]\nmode = \"none\"\n"))
+        .expect("the container's loktar.toml");
+    let cache = crate::support::wasm_cache_dir().display().to_string();
+    let origin = project.origin.path().display().to_string();
+    let container = engine.docker_ok(&[
+        "run",
+        "--detach",
+        "--network",
+        "host",
+        "--volume",
+        &format!("{origin}:{origin}:ro"),
+        "--volume",
+        &format!("{}:/config:ro", config.path().display()),
+        "--volume",
+        &format!("{cache}:{cache}"),
+        "--env",
+        &format!("LOKTAR_CACHE_DIR={cache}"),
+        "--env",
+        &format!("TEST_GITHUB_TOKEN={TOKEN}"),
+        "--env",
+        "RUST_LOG=loktar::executor=info",
+        "loktar-executor",
+        "--config",
+        "/config/loktar.toml",
+        "--concurrency",
+        "1",
+    ]);
+    let container = container.trim().to_string();
+    let logs = || {
+        let output = engine.docker(&["logs", &container]);
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    };
+    assert!(within(60, || logs().contains("loktar executor taking jobs")), "{}", logs());
+
+    let (status, answer) = server.hook("push", "image-1", &project.push_change(&["tool/a.txt"]));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}\n{}", logs());
+    assert!(logs().contains("job taken job=") && logs().contains("/tool#1"), "{}", logs());
+    let (status, log) = server.get(&format!("/api/runs/{run}/packages/tool/stages/test/log"));
+    assert_eq!(status, 200);
+    assert!(log.contains("start tool") && log.contains("end tool"), "{log}");
+    engine.docker_ok(&["stop", "--time", "30", &container]);
+}
