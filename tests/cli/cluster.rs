@@ -171,6 +171,36 @@ impl Layered {
     }
 }
 
+/// A cluster whose `lib` waits, in its `make ci`, for a gate the test opens:
+/// NATS (with `nats` added to `[nats]`), the project, GitHub, a server with no executor of its own.
+struct Gated {
+    nats: NatsServer,
+    gate: tempfile::TempDir,
+    project: Layered,
+    recorder: crate::recorder::Recorder,
+    server: TestServer,
+}
+
+impl Gated {
+    fn start(nats_settings: &str) -> Gated {
+        let nats = NatsServer::start();
+        let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
+        let recipe = format!(
+            "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
+            gate.path().display()
+        );
+        let project = Layered::with_recipe(&recipe);
+        let recorder = github();
+        let tables = format!(
+            "[nats]\nurl = {:?}\n{nats_settings}\n[isolation]\nread_only = [{:?}]\n",
+            nats.url,
+            gate.path().display().to_string()
+        );
+        let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+        Gated { nats, gate, project, recorder, server }
+    }
+}
+
 /// The position of the first event of `kind` for `package` in `events`.
 fn position(events: &[(u64, String, String)], kind: &str, package: &str) -> usize {
     events
@@ -285,21 +315,8 @@ fn taker<'a>(executors: &'a [TestExecutor], job: &str) -> &'a TestExecutor {
 
 #[test]
 fn an_executor_killed_mid_job_loses_it_to_another_and_the_run_passes() {
-    let nats = NatsServer::start();
     // `lib` waits for the gate; the rest pass at once.
-    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
-    let recipe = format!(
-        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
-        gate.path().display()
-    );
-    let project = Layered::with_recipe(&recipe);
-    let recorder = github();
-    let tables = format!(
-        "[nats]\nurl = {:?}\nack_wait = 2\nmax_deliver = 3\n\n[isolation]\nread_only = [{:?}]\n",
-        nats.url,
-        gate.path().display().to_string()
-    );
-    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let Gated { nats: _running, gate, project, recorder, server } = Gated::start("ack_wait = 2\nmax_deliver = 3\n");
     let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
     let (status, answer) = server.hook("push", "kill-1", &project.push_change(&["base/a.txt"]));
     assert_eq!(status, 202, "{answer}");
@@ -355,18 +372,8 @@ fn a_stopped_executor_s_late_result_is_ignored() {
 
 #[test]
 fn a_stopping_executor_hands_its_job_back_after_its_grace_and_another_runs_it() {
-    let nats = NatsServer::start();
     // `lib` waits for the gate: longer than the stopping executor's grace.
-    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
-    let recipe = format!(
-        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
-        gate.path().display()
-    );
-    let project = Layered::with_recipe(&recipe);
-    let recorder = github();
-    let tables =
-        format!("[nats]\nurl = {:?}\n\n[isolation]\nread_only = [{:?}]\n", nats.url, gate.path().display().to_string());
-    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let Gated { nats: _running, gate, project, recorder, server } = Gated::start("");
     let stopping = TestExecutor::start_with(server.home(), &["--grace", "1"]);
     let (status, answer) = server.hook("push", "term-1", &project.push_change(&["lib/a.txt"]));
     assert_eq!(status, 202, "{answer}");
@@ -501,18 +508,8 @@ fn a_package_that_always_loses_its_executor_fails_after_max_deliver_attempts_and
 
 #[test]
 fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_runs_again() {
-    let mut nats = NatsServer::start();
     // `lib` waits for the gate, opened once NATS is back.
-    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
-    let recipe = format!(
-        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
-        gate.path().display()
-    );
-    let project = Layered::with_recipe(&recipe);
-    let recorder = github();
-    let tables =
-        format!("[nats]\nurl = {:?}\n\n[isolation]\nread_only = [{:?}]\n", nats.url, gate.path().display().to_string());
-    let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let Gated { mut nats, gate, project, recorder, server } = Gated::start("");
     let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
     let (status, answer) = server.hook("push", "nats-1", &project.push_change(&["base/a.txt", "tool/a.txt"]));
     assert_eq!(status, 202, "{answer}");
@@ -536,18 +533,8 @@ fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_r
 
 #[test]
 fn a_server_killed_mid_run_resumes_it_on_the_executors_and_what_passed_stays_passed() {
-    let nats = NatsServer::start();
     // `lib` waits for the gate, opened once the server is back.
-    let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
-    let recipe = format!(
-        "@echo start $$(basename $$PWD); if [ \"$$(basename $$PWD)\" = lib ]; then while [ ! -e {}/open ]; do sleep 0.1; done; fi",
-        gate.path().display()
-    );
-    let project = Layered::with_recipe(&recipe);
-    let recorder = github();
-    let tables =
-        format!("[nats]\nurl = {:?}\n\n[isolation]\nread_only = [{:?}]\n", nats.url, gate.path().display().to_string());
-    let mut server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
+    let Gated { nats: _running, gate, project, recorder, mut server } = Gated::start("");
     let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
     let (status, answer) = server.hook("push", "server-kill-1", &project.push_change(&["base/a.txt"]));
     assert_eq!(status, 202, "{answer}");
