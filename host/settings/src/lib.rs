@@ -579,10 +579,9 @@ impl Settings {
             }
         }
         settings.nats = file.nats;
-        if let Some(mut executor) = file.executor {
-            executor.work_dir = base.join(&executor.work_dir);
-            settings.executor = executor;
-        }
+        // Relative to the file's folder, the default too.
+        settings.executor = file.executor.unwrap_or_default();
+        settings.executor.work_dir = base.join(&settings.executor.work_dir);
         if let Some(isolation) = file.isolation {
             if let Some(relative) = isolation.read_only.iter().find(|folder| !folder.is_absolute()) {
                 return Err(Diagnostic::new(format!(

@@ -118,11 +118,13 @@ struct ExecutorArgs {
     #[arg(long, short = 'j', value_name = "N")]
     concurrency: Option<usize>,
 
-    /// Where mirrors, checkouts and artifacts go [default: `work_dir` under `[executor]`]
+    /// Where mirrors, checkouts and artifacts go [default: `work_dir` under `[executor]`, else
+    /// `loktar-executor` beside loktar.toml]
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
 
-    /// Seconds a stopping executor lets running jobs finish before handing them back [default: 60]
+    /// Seconds a stopping executor lets running jobs finish before handing them back [default: `grace`
+    /// under `[executor]`, else 60]
     #[arg(long, value_name = "SECONDS")]
     grace: Option<u64>,
 }

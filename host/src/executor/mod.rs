@@ -4,7 +4,7 @@
 //! It takes one job per free slot from each of its queues. For each, it
 //! fetches the run's commit into its own mirror (with the credentials the
 //! job carries, never logged) and checks it out — once for all its jobs of
-//! that commit ([`checkouts`]) — reads the package from that commit's
+//! that run ([`checkouts`]) — reads the package from that commit's
 //! `loktar.json`, and runs its stages with the same pipeline, plugins and
 //! sandbox as `loktar run` — under the operator policy of this machine's
 //! `loktar.toml`. Every event and log line goes back to the server in
