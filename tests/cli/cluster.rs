@@ -520,14 +520,15 @@ fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_r
     std::fs::write(gate.path().join("open"), "").expect("open the gate");
     let shown = server.finished(run);
     assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
-    // Each package taken once: what had passed before NATS died did not run again.
-    let mut taken: Vec<String> = executors.iter().flat_map(TestExecutor::taken).collect();
-    taken.sort();
-    let id = answer["id"].as_str().expect("the run's id");
-    let expected: Vec<String> = ["app", "base", "lib", "tool"].iter().map(|p| format!("{id}/{p}#1")).collect();
-    assert_eq!(taken, expected);
+    // What had passed before NATS died did not run again. `lib`, running, may: JetStream, killed,
+    // can come back from an older state of its consumer and deliver it again — then the newer
+    // claim holds it and the older one's result and notifications are refused.
+    let taken: Vec<String> = executors.iter().flat_map(TestExecutor::taken).collect();
+    let times = |package: &str| taken.iter().filter(|job| job.contains(&format!("/{package}#"))).count();
+    assert_eq!((times("base"), times("tool"), times("app")), (1, 1, 1), "{taken:?}");
+    assert!((1..=2).contains(&times("lib")), "{taken:?}");
     for (context, states) in states(&recorder) {
-        assert_eq!(states, ["pending", "success"], "{context}");
+        assert_eq!(states, ["pending", "success"], "{context}: one final status");
     }
 }
 

@@ -152,6 +152,8 @@ struct Pending {
     seen: Instant,
     /// The last batch of events taken from the current attempt: one sent again is taken once.
     batch: u64,
+    /// The number of the claim that holds it (see [`Attempt::holder`]).
+    holder: u64,
     /// The queue it is on.
     queue: String,
 }
@@ -160,8 +162,10 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Ledger {
     pending: HashMap<JobKey, Pending>,
-    /// The attempts whose outcome was taken, and when: a resent outcome is accepted again.
-    accepted: HashMap<JobKey, (u32, Instant)>,
+    /// The claims whose outcome was taken, and when: a resent outcome is accepted again.
+    accepted: HashMap<JobKey, (u64, Instant)>,
+    /// The last claim's number.
+    claims: u64,
     /// Messages of jobs that ended before their message did: to take off the stream.
     discard: Vec<u64>,
 }
@@ -172,11 +176,20 @@ struct Held {
     message: jetstream::Message,
     key: JobKey,
     attempt: u32,
+    /// The claim's number the server gave.
+    holder: u64,
     /// Where its server listens.
     server: String,
     cancel: CancellationToken,
     /// Since when nobody has listened at the server's address, if so.
     unheard_since: Option<Instant>,
+}
+
+impl Held {
+    /// Its attempt, as its server knows it.
+    fn attempt(&self) -> Attempt {
+        Attempt { run: self.key.0.clone(), package: self.key.1.clone(), attempt: self.attempt, holder: self.holder }
+    }
 }
 
 /// The server's side: the jobs it enqueued, by key.
@@ -377,7 +390,7 @@ impl NatsQueue {
     /// Its server, told first, shows it waiting again and does not take it for lost.
     pub async fn release(&self, lease: Lease) {
         let Some(held) = self.held().remove(&lease.number()) else { return };
-        let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
+        let attempt = held.attempt();
         let told = tokio::time::timeout(RETRY_DELAY, self.ask::<Answer>(&held.server, "release", &attempt)).await;
         if !matches!(told, Ok(Ok(Answer::Accepted))) {
             tracing::debug!(job = %lease.job.id, "the server did not hear the job handed back");
@@ -434,8 +447,7 @@ impl NatsQueue {
     fn holding(&self, lease: &Lease) -> Option<(jetstream::Message, String, Attempt)> {
         let held = self.held();
         let held = held.get(&lease.number())?;
-        let attempt = Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt };
-        Some((held.message.clone(), held.server.clone(), attempt))
+        Some((held.message.clone(), held.server.clone(), held.attempt()))
     }
 
     /// Asks the server at `server` (its `listens`) `request` about `body`.
@@ -498,16 +510,24 @@ impl NatsQueue {
             let _ = message.ack_with(AckKind::Term).await;
             return None;
         };
-        let claim = Attempt { run: job.run.clone(), package: job.package.clone(), attempt };
+        let claim = Attempt { run: job.run.clone(), package: job.package.clone(), attempt, holder: 0 };
         let claimed = self.ask_patiently::<Claimed>(&job.server, "claim", &claim, &message).await;
+        let holder = claimed.as_ref().map_or(0, |claimed| claimed.holder);
         match claimed.map(|claimed| (claimed.answer, claimed.work)) {
             Ok((Answer::Go, work)) => {
                 let number = self.leases.fetch_add(1, Ordering::Relaxed);
                 let cancel = CancellationToken::new();
                 let id = JobId { run: job.run.clone(), package: job.package.as_str().into(), attempt };
                 let key = (job.run, job.package);
-                let held =
-                    Held { message, key, attempt, server: job.server, cancel: cancel.clone(), unheard_since: None };
+                let held = Held {
+                    message,
+                    key,
+                    attempt,
+                    holder,
+                    server: job.server,
+                    cancel: cancel.clone(),
+                    unheard_since: None,
+                };
                 self.held().insert(number, held);
                 let job = Job { id, position: job.position, queue: self.queue.clone(), work: work.map(Arc::from) };
                 Some(Lease::new(job, cancel, number))
@@ -571,6 +591,7 @@ impl JobQueue for NatsQueue {
             cancelled: false,
             seen: Instant::now(),
             batch: 0,
+            holder: 0,
             queue: job.queue.clone(),
         };
         self.jobs().pending.insert(key.clone(), pending);
@@ -678,10 +699,7 @@ impl JobQueue for NatsQueue {
 
     async fn finish(&self, lease: Lease, outcome: JobOutcome) -> Result<(), QueueError> {
         let held = self.held().remove(&lease.number()).ok_or_else(|| QueueError::NotHeld(lease.job.id.clone()))?;
-        let finished = Finished {
-            attempt: Attempt { run: held.key.0.clone(), package: held.key.1.clone(), attempt: held.attempt },
-            outcome: outcome.into(),
-        };
+        let finished = Finished { attempt: held.attempt(), outcome: outcome.into() };
         match self.ask_patiently::<Answer>(&held.server, "outcome", &finished, &held.message).await {
             Ok(Answer::Accepted) => {
                 // Committed: only now is the message done with.
@@ -813,7 +831,9 @@ async fn answer_requests(
                 "claim" => read(&request.payload).map(|attempt| {
                     let answer = claim(&mut jobs, &attempt);
                     let work = runs.filter(|_| answer == Answer::Go).and_then(|runs| runs.start(&job_id(&attempt)));
-                    serde_json::to_vec(&Claimed { answer, work: work.map(Box::new) })
+                    let holder =
+                        jobs.pending.get(&(attempt.run.clone(), attempt.package.clone())).map_or(0, |p| p.holder);
+                    serde_json::to_vec(&Claimed { answer, holder, work: work.map(Box::new) })
                 }),
                 "heartbeat" => {
                     read(&request.payload).map(|attempt| serde_json::to_vec(&heartbeat(&mut jobs, &attempt)))
@@ -860,12 +880,19 @@ fn claim(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
                     "an executor went silent: attempt {} takes over from attempt {}", attempt.attempt, pending.attempt
                 );
             }
+            jobs.claims += 1;
             pending.attempt = attempt.attempt;
+            pending.holder = jobs.claims;
             pending.seen = Instant::now();
             pending.batch = 0;
             Answer::Go
         }
     }
+}
+
+/// Whether `attempt` is the claim that holds `pending`.
+fn holds(pending: &Pending, attempt: &Attempt) -> bool {
+    pending.attempt == attempt.attempt && pending.holder == attempt.holder
 }
 
 /// A request's body, when it is one.
@@ -882,8 +909,9 @@ fn job_id(attempt: &Attempt) -> JobId {
 /// and not taken for lost while it waits.
 fn released(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
     match jobs.pending.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
-        Some(pending) if pending.attempt == attempt.attempt => {
+        Some(pending) if holds(pending, attempt) => {
             pending.attempt = 0;
+            pending.holder = 0;
             pending.seen = Instant::now();
             Answer::Accepted
         }
@@ -895,7 +923,7 @@ fn released(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
 fn take_events(jobs: &mut Ledger, runs: Option<&dyn RemoteRuns>, reported: Reported) -> Answer {
     let key = (reported.attempt.run.clone(), reported.attempt.package.clone());
     match (jobs.pending.get_mut(&key), runs) {
-        (Some(pending), Some(runs)) if pending.attempt == reported.attempt.attempt => {
+        (Some(pending), Some(runs)) if holds(pending, &reported.attempt) => {
             // A batch sent again (its answer lost) was taken already.
             if reported.batch > pending.batch {
                 pending.batch = reported.batch;
@@ -917,11 +945,11 @@ fn take_events(jobs: &mut Ledger, runs: Option<&dyn RemoteRuns>, reported: Repor
 /// cancelled; stop when cancelled; stale when another attempt holds the job, or it ended.
 fn heartbeat(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
     match jobs.pending.get_mut(&(attempt.run.clone(), attempt.package.clone())) {
-        Some(pending) if pending.attempt == attempt.attempt && !pending.cancelled => {
+        Some(pending) if holds(pending, attempt) && !pending.cancelled => {
             pending.seen = Instant::now();
             Answer::Working
         }
-        Some(pending) if pending.attempt == attempt.attempt => Answer::Stop,
+        Some(pending) if holds(pending, attempt) => Answer::Stop,
         _ => Answer::Stale,
     }
 }
@@ -929,16 +957,16 @@ fn heartbeat(jobs: &mut Ledger, attempt: &Attempt) -> Answer {
 /// An outcome: taken from the current attempt only, once; the same attempt's again is accepted.
 fn finish(jobs: &mut Ledger, finished: Finished) -> Answer {
     let key = (finished.attempt.run.clone(), finished.attempt.package.clone());
-    let attempt = finished.attempt.attempt;
-    if jobs.pending.get(&key).is_some_and(|pending| pending.attempt == attempt) {
+    let (attempt, holder) = (finished.attempt.attempt, finished.attempt.holder);
+    if jobs.pending.get(&key).is_some_and(|pending| holds(pending, &finished.attempt)) {
         if let Some(pending) = jobs.pending.remove(&key) {
             let _ = pending.outcome.send(finished.outcome.into());
         }
         jobs.accepted.retain(|_, (_, when)| when.elapsed() < REMEMBERED);
-        jobs.accepted.insert(key, (attempt, Instant::now()));
+        jobs.accepted.insert(key, (holder, Instant::now()));
         return Answer::Accepted;
     }
-    if jobs.accepted.get(&key).is_some_and(|(taken, _)| *taken == attempt) {
+    if jobs.accepted.get(&key).is_some_and(|(taken, _)| *taken == holder) {
         return Answer::Accepted;
     }
     tracing::warn!(
@@ -1025,13 +1053,23 @@ mod tests {
         let (outcome, receiver) = oneshot::channel();
         let queue = "default".to_string();
         (
-            Pending { outcome, attempt: 0, sequence: 1, cancelled: false, seen: Instant::now(), batch: 0, queue },
+            Pending {
+                outcome,
+                attempt: 0,
+                sequence: 1,
+                cancelled: false,
+                seen: Instant::now(),
+                batch: 0,
+                holder: 0,
+                queue,
+            },
             receiver,
         )
     }
 
-    fn attempt(n: u32) -> Attempt {
-        Attempt { run: RunId::new("r1"), package: "api".into(), attempt: n }
+    /// Delivery `n`, as claim `holder` (0: not yet claimed).
+    fn attempt(n: u32, holder: u64) -> Attempt {
+        Attempt { run: RunId::new("r1"), package: "api".into(), attempt: n, holder }
     }
 
     #[test]
@@ -1039,22 +1077,44 @@ mod tests {
         let mut jobs = Ledger::default();
         let (job, mut outcome) = pending();
         jobs.pending.insert((RunId::new("r1"), "api".to_string()), job);
-        assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Go);
-        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Working);
+        assert_eq!(claim(&mut jobs, &attempt(1, 0)), Answer::Go);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1, 1)), Answer::Working);
         // Attempt 1 went silent: attempt 2 takes over, and attempt 1 is told to stop.
-        assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Go);
-        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Stale);
-        assert_eq!(claim(&mut jobs, &attempt(1)), Answer::Stale, "an older delivery never runs again");
-        let finished = |n: u32, outcome: JobOutcome| Finished { attempt: attempt(n), outcome: outcome.into() };
-        assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);
+        assert_eq!(claim(&mut jobs, &attempt(2, 0)), Answer::Go);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1, 1)), Answer::Stale);
+        assert_eq!(claim(&mut jobs, &attempt(1, 0)), Answer::Stale, "an older delivery never runs again");
+        let finished = |n: u32, holder: u64, outcome: JobOutcome| Finished {
+            attempt: attempt(n, holder),
+            outcome: outcome.into(),
+        };
+        assert_eq!(finish(&mut jobs, finished(1, 1, JobOutcome::Failed)), Answer::Stale);
         assert!(outcome.try_recv().is_err(), "a late result is not taken");
-        assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Succeeded)), Answer::Accepted);
+        assert_eq!(finish(&mut jobs, finished(2, 2, JobOutcome::Succeeded)), Answer::Accepted);
         assert_eq!(outcome.try_recv(), Ok(JobOutcome::Succeeded));
         // Sent again (its answer lost): accepted again, taken once.
-        assert_eq!(finish(&mut jobs, finished(2, JobOutcome::Failed)), Answer::Accepted);
+        assert_eq!(finish(&mut jobs, finished(2, 2, JobOutcome::Failed)), Answer::Accepted);
         assert!(outcome.try_recv().is_err(), "taken once");
-        assert_eq!(finish(&mut jobs, finished(1, JobOutcome::Failed)), Answer::Stale);
-        assert_eq!(claim(&mut jobs, &attempt(3)), Answer::Unknown);
+        assert_eq!(finish(&mut jobs, finished(1, 1, JobOutcome::Failed)), Answer::Stale);
+        assert_eq!(claim(&mut jobs, &attempt(3, 0)), Answer::Unknown);
+    }
+
+    #[test]
+    fn a_delivery_count_seen_twice_is_fenced_by_the_claim() {
+        // JetStream restarted from an older state of its consumer: delivery 1 comes again.
+        let mut jobs = Ledger::default();
+        let (job, mut outcome) = pending();
+        jobs.pending.insert((RunId::new("r1"), "api".to_string()), job);
+        assert_eq!(claim(&mut jobs, &attempt(1, 0)), Answer::Go);
+        assert_eq!(claim(&mut jobs, &attempt(1, 0)), Answer::Go, "the newer delivery takes over");
+        assert_eq!(heartbeat(&mut jobs, &attempt(1, 1)), Answer::Stale, "the first holder is told to stop");
+        let reported = Reported { attempt: attempt(1, 1), batch: 1, events: Vec::new() };
+        assert_eq!(take_events(&mut jobs, None, reported), Answer::Stale);
+        let late = Finished { attempt: attempt(1, 1), outcome: JobOutcome::Failed.into() };
+        assert_eq!(finish(&mut jobs, late), Answer::Stale);
+        assert!(outcome.try_recv().is_err(), "the first holder's result is not taken");
+        let current = Finished { attempt: attempt(1, 2), outcome: JobOutcome::Succeeded.into() };
+        assert_eq!(finish(&mut jobs, current), Answer::Accepted);
+        assert_eq!(outcome.try_recv(), Ok(JobOutcome::Succeeded));
     }
 
     #[test]
@@ -1072,12 +1132,13 @@ mod tests {
         let mut jobs = Ledger::default();
         let (mut job, mut outcome) = pending();
         job.attempt = 1;
+        job.holder = 1;
         job.cancelled = true;
         jobs.pending.insert((RunId::new("r1"), "api".to_string()), job);
-        assert_eq!(heartbeat(&mut jobs, &attempt(1)), Answer::Stop);
+        assert_eq!(heartbeat(&mut jobs, &attempt(1, 1)), Answer::Stop);
         // Its executor died: the next delivery ends it, cancelled.
-        assert_eq!(claim(&mut jobs, &attempt(2)), Answer::Cancelled);
+        assert_eq!(claim(&mut jobs, &attempt(2, 0)), Answer::Cancelled);
         assert_eq!(outcome.try_recv(), Ok(JobOutcome::Cancelled));
-        assert_eq!(claim(&mut jobs, &attempt(3)), Answer::Unknown);
+        assert_eq!(claim(&mut jobs, &attempt(3, 0)), Answer::Unknown);
     }
 }

@@ -36,6 +36,11 @@ pub(crate) struct Attempt {
     pub package: String,
     /// The message's delivery count: 1 for the first executor, 2 for the next…
     pub attempt: u32,
+    /// Which claim of the job this is, as the server numbered it when it said go
+    /// (0 in a claim): the fence when delivery counts repeat (JetStream restarted
+    /// from an older state of its consumer).
+    #[serde(default)]
+    pub holder: u64,
 }
 
 /// How an attempt ended.
@@ -101,6 +106,9 @@ pub(crate) enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Claimed {
     pub answer: Answer,
+    /// With [`Answer::Go`], the claim's number, to give with everything about the job from now on.
+    #[serde(default)]
+    pub holder: u64,
     #[serde(default)]
     pub work: Option<Box<Work>>,
 }
@@ -136,11 +144,11 @@ mod tests {
     #[test]
     fn an_outcome_travels_as_the_attempt_beside_its_outcome() {
         let finished = Finished {
-            attempt: Attempt { run: RunId::new("r1"), package: "web.front".into(), attempt: 2 },
+            attempt: Attempt { run: RunId::new("r1"), package: "web.front".into(), attempt: 2, holder: 0 },
             outcome: JobOutcome::Failed.into(),
         };
         let text = serde_json::to_string(&finished).expect("JSON");
-        assert_eq!(text, r#"{"run":"r1","package":"web.front","attempt":2,"outcome":"failed"}"#);
+        assert_eq!(text, r#"{"run":"r1","package":"web.front","attempt":2,"holder":0,"outcome":"failed"}"#);
         assert_eq!(serde_json::from_str::<Finished>(&text).expect("read back"), finished);
         assert_eq!(JobOutcome::from(finished.outcome), JobOutcome::Failed);
     }
