@@ -159,6 +159,19 @@ impl DockerEngine {
 impl Drop for DockerEngine {
     fn drop(&mut self) {
         stop(&mut self.daemon, Duration::from_secs(20));
+        // dockerd leaves its network namespace mounted (`exec/netns/default`): while it is,
+        // nothing below can be removed, and the images' layers would stay on the disk.
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let below = self.dir.path().display().to_string();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|line| line.split(' ').nth(1))
+            .filter(|point| point.starts_with(&below))
+            .collect();
+        points.sort_unstable_by(|a, b| b.cmp(a));
+        for point in points {
+            let _ = Command::new("umount").arg(point).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
         // Containers' files belong to root and vfs layers are plain folders: TempDir removes them.
     }
 }
