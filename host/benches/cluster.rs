@@ -200,16 +200,6 @@ fn percentile(times: &mut [Duration], percent: usize) -> Duration {
     times.get((times.len().saturating_sub(1)) * percent / 100).copied().unwrap_or_default()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
 /// How a repository's packages depend on one another.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -266,14 +256,7 @@ impl Project {
         }
         std::fs::write(repo.path().join("loktar.json"), json!({ "packages": entries }).to_string())
             .expect("loktar.json");
-        git(repo.path(), &["init", "--quiet", "--initial-branch", "main"]);
-        git(repo.path(), &["add", "--all"]);
-        git(repo.path(), &["commit", "--quiet", "-m", "ENH: packages"]);
-        let origin = tempfile::Builder::new().prefix("loktar-bench-origin").tempdir().expect("temp dir");
-        let bare = origin.path().display().to_string();
-        git(repo.path(), &["init", "--quiet", "--bare", "--initial-branch", "main", &bare]);
-        git(repo.path(), &["remote", "add", "origin", &bare]);
-        git(repo.path(), &["push", "--quiet", "origin", "main"]);
+        let origin = common::commit_and_publish(repo.path(), "ENH: packages");
         Project { _repo: repo, origin, shape }
     }
 }

@@ -40,6 +40,32 @@ pub fn noise(size: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Runs git in `dir` as the benchmarks' author: what it printed.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .args(["-c", "user.name=bench", "-c", "user.email=bench@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Commits everything in `repo` on a new `main` with `message`, and pushes
+/// it to a new bare repository, its `origin`: returned.
+pub fn commit_and_publish(repo: &std::path::Path, message: &str) -> tempfile::TempDir {
+    git(repo, &["init", "--quiet", "--initial-branch", "main"]);
+    git(repo, &["add", "--all"]);
+    git(repo, &["commit", "--quiet", "-m", message]);
+    let origin = tempfile::Builder::new().prefix("loktar-bench-origin").tempdir().expect("temp dir");
+    let bare = origin.path().display().to_string();
+    git(repo, &["init", "--quiet", "--bare", "--initial-branch", "main", &bare]);
+    git(repo, &["remote", "add", "origin", &bare]);
+    git(repo, &["push", "--quiet", "origin", "main"]);
+    origin
+}
+
 /// Makes `root` a git repository with everything in it committed.
 pub fn commit_all(root: &std::path::Path) {
     for args in [

@@ -33,6 +33,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::git;
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -115,17 +116,6 @@ fn printed_clock(log: &str) -> Option<u128> {
     log.lines().map(str::trim).find(|line| line.len() > 15 && line.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
 /// The repository, its bare origin, and a clone where `loktar run` runs.
 struct Project {
     repo: tempfile::TempDir,
@@ -147,14 +137,8 @@ impl Project {
             std::fs::write(repo.path().join(name).join("Makefile"), "ci:\n\t@date +%s%N\n\nclean:\n\t@true\n")
                 .expect("Makefile");
         }
-        git(repo.path(), &["init", "--quiet", "--initial-branch", "main"]);
-        git(repo.path(), &["add", "--all"]);
-        git(repo.path(), &["commit", "--quiet", "-m", "ENH: three packages"]);
-        let origin = tempfile::Builder::new().prefix("loktar-bench-origin").tempdir().expect("temp dir");
+        let origin = common::commit_and_publish(repo.path(), "ENH: three packages");
         let bare = origin.path().display().to_string();
-        git(repo.path(), &["init", "--quiet", "--bare", "--initial-branch", "main", &bare]);
-        git(repo.path(), &["remote", "add", "origin", &bare]);
-        git(repo.path(), &["push", "--quiet", "origin", "main"]);
         let clone = tempfile::Builder::new().prefix("loktar-bench-clone").tempdir().expect("temp dir");
         git(clone.path(), &["clone", "--quiet", &bare, "."]);
         let config = origin.path().join("loktar-bench.toml");

@@ -151,11 +151,7 @@ impl Layered {
             repo.write(&format!("{package}/Makefile"), &format!("ci:\n\t{recipe}\n"));
         }
         repo.commit("ENH: three levels");
-        let origin = tempfile::Builder::new().prefix("loktar-origin").tempdir().expect("temp dir");
-        let bare = origin.path().display().to_string();
-        repo.git(&["init", "--quiet", "--bare", &bare]);
-        repo.git(&["remote", "add", "origin", &bare]);
-        repo.git(&["push", "--quiet", "origin", "main"]);
+        let origin = repo.push_to_new_origin();
         Layered { repo, origin }
     }
 

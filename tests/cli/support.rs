@@ -158,6 +158,17 @@ impl TestRepo {
         self.git(&["rev-parse", "HEAD"])
     }
 
+    /// A bare repository, added as the `origin` remote, with `main` pushed to it: the
+    /// origin a server clones and a developer pushes to.
+    pub fn push_to_new_origin(&self) -> tempfile::TempDir {
+        let origin = tempfile::Builder::new().prefix("loktar-origin").tempdir().expect("temp dir");
+        let bare = origin.path().display().to_string();
+        self.git(&["init", "--quiet", "--bare", &bare]);
+        self.git(&["remote", "add", "origin", &bare]);
+        self.git(&["push", "--quiet", "origin", "main"]);
+        origin
+    }
+
     /// Runs `loktar args…` with the repository as the current folder.
     pub fn loktar(&self, args: &[&str]) -> Run {
         self.loktar_in(self.path(), args)
