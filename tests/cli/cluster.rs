@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::server::{TOKEN, TestServer, github, push_event, sse};
+use crate::server::{TOKEN, TestServer, github, on_postgres, push_event, sse};
 use crate::support::{TestRepo, loktar_command, within};
 
 #[path = "../../host/nats/tests/support/nats_server.rs"]
@@ -170,6 +170,8 @@ impl Layered {
 /// A cluster whose `lib` waits, in its `make ci`, for a gate the test opens:
 /// NATS (with `nats` added to `[nats]`), the project, GitHub, a server with no executor of its own.
 struct Gated {
+    /// The server's run store, when it is PostgreSQL.
+    postgres: Option<crate::postgres::Postgres>,
     nats: NatsServer,
     gate: tempfile::TempDir,
     project: Layered,
@@ -179,6 +181,15 @@ struct Gated {
 
 impl Gated {
     fn start(nats_settings: &str) -> Gated {
+        Gated::start_with_store(nats_settings, None)
+    }
+
+    /// [`Gated::start`], the server keeping its runs in a PostgreSQL of the test's own.
+    fn start_on_postgres(nats_settings: &str) -> Gated {
+        Gated::start_with_store(nats_settings, Some(crate::postgres::Postgres::start()))
+    }
+
+    fn start_with_store(nats_settings: &str, postgres: Option<crate::postgres::Postgres>) -> Gated {
         let nats = NatsServer::start();
         let gate = tempfile::Builder::new().prefix("loktar-gate").tempdir().expect("temp dir");
         let recipe = format!(
@@ -187,13 +198,20 @@ impl Gated {
         );
         let project = Layered::with_recipe(&recipe);
         let recorder = github();
+        let (database, password) =
+            postgres.as_ref().map(|postgres| on_postgres(&postgres.create_database("runs"))).unwrap_or_default();
         let tables = format!(
-            "[nats]\nurl = {:?}\n{nats_settings}\n[isolation]\nread_only = [{:?}]\n",
+            "[nats]\nurl = {:?}\n{nats_settings}\n[isolation]\nread_only = [{:?}]\n{password}",
             nats.url,
             gate.path().display().to_string()
         );
-        let server = TestServer::start_with(project.origin.path(), &recorder.url(), "executors = 0", &tables);
-        Gated { nats, gate, project, recorder, server }
+        let server = TestServer::start_with(
+            project.origin.path(),
+            &recorder.url(),
+            &format!("executors = 0\n{database}"),
+            &tables,
+        );
+        Gated { postgres, nats, gate, project, recorder, server }
     }
 }
 
@@ -312,7 +330,8 @@ fn taker<'a>(executors: &'a [TestExecutor], job: &str) -> &'a TestExecutor {
 #[test]
 fn an_executor_killed_mid_job_loses_it_to_another_and_the_run_passes() {
     // `lib` waits for the gate; the rest pass at once.
-    let Gated { nats: _running, gate, project, recorder, server } = Gated::start("ack_wait = 2\nmax_deliver = 3\n");
+    let Gated { postgres: _, nats: _running, gate, project, recorder, server } =
+        Gated::start("ack_wait = 2\nmax_deliver = 3\n");
     let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
     let (status, answer) = server.hook("push", "kill-1", &project.push_change(&["base/a.txt"]));
     assert_eq!(status, 202, "{answer}");
@@ -369,7 +388,7 @@ fn a_stopped_executor_s_late_result_is_ignored() {
 #[test]
 fn a_stopping_executor_hands_its_job_back_after_its_grace_and_another_runs_it() {
     // `lib` waits for the gate: longer than the stopping executor's grace.
-    let Gated { nats: _running, gate, project, recorder, server } = Gated::start("");
+    let Gated { postgres: _, nats: _running, gate, project, recorder, server } = Gated::start("");
     let stopping = TestExecutor::start_with(server.home(), &["--grace", "1"]);
     let (status, answer) = server.hook("push", "term-1", &project.push_change(&["lib/a.txt"]));
     assert_eq!(status, 202, "{answer}");
@@ -505,7 +524,7 @@ fn a_package_that_always_loses_its_executor_fails_after_max_deliver_attempts_and
 #[test]
 fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_runs_again() {
     // `lib` waits for the gate, opened once NATS is back.
-    let Gated { mut nats, gate, project, recorder, server } = Gated::start("");
+    let Gated { postgres: _, mut nats, gate, project, recorder, server } = Gated::start("");
     let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
     let (status, answer) = server.hook("push", "nats-1", &project.push_change(&["base/a.txt", "tool/a.txt"]));
     assert_eq!(status, 202, "{answer}");
@@ -529,9 +548,10 @@ fn nats_killed_mid_run_and_restarted_the_run_completes_and_nothing_that_passed_r
 }
 
 #[test]
-fn a_server_killed_mid_run_resumes_it_on_the_executors_and_what_passed_stays_passed() {
+fn a_server_on_postgres_killed_mid_run_resumes_it_on_the_executors_and_what_passed_stays_passed() {
     // `lib` waits for the gate, opened once the server is back.
-    let Gated { nats: _running, gate, project, recorder, mut server } = Gated::start("");
+    let Gated { postgres: _store, nats: _running, gate, project, recorder, mut server } = Gated::start_on_postgres("");
+    assert!(!server.home().join("data/loktar.db").exists(), "the runs are kept in PostgreSQL");
     let executors = [TestExecutor::start(server.home()), TestExecutor::start(server.home())];
     let (status, answer) = server.hook("push", "server-kill-1", &project.push_change(&["base/a.txt"]));
     assert_eq!(status, 202, "{answer}");

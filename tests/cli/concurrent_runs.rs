@@ -116,7 +116,8 @@ fn two_runs_in_one_process_cancel_only_their_own_programs() {
         // Enough for every package of both runs at once.
         let executors = Executors::start(Arc::new(LocalQueue::new()), Runs::new(), 3);
         let first_run = run_all(&first, engine.clone(), &executors, true, RunPlace::InRepository);
-        let second_place = RunPlace::DataDir(work.path().to_path_buf());
+        let database = loktar::store::Database::File(work.path().join(loktar::store::DATABASE));
+        let second_place = RunPlace::Server { data_dir: work.path().to_path_buf(), database };
         let second_run = run_all(&second, engine.clone(), &executors, false, second_place);
         tokio::join!(first_run, second_run)
     });

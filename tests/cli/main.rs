@@ -2,6 +2,8 @@
 //! created in temporary folders.
 
 mod containers;
+#[path = "../../host/store/tests/support/postgres.rs"]
+mod postgres;
 mod recorder;
 mod s3_server;
 mod support;

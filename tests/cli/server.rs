@@ -168,6 +168,7 @@ fn spawn_server(home: &Path) -> (Child, String) {
         .env("TEST_WEBHOOK_SECRET", SECRET)
         .env("TEST_GITHUB_TOKEN", TOKEN)
         .env("TEST_API_TOKEN", API_TOKEN)
+        .env("TEST_PG_PASSWORD", crate::postgres::PASSWORD)
         .env("TEST_S3_KEY", crate::s3_server::ACCESS_KEY)
         .env("TEST_S3_SECRET", crate::s3_server::SECRET_KEY)
         .stdin(Stdio::null())
@@ -257,6 +258,15 @@ pub(crate) fn push_event(before: &str, after: &str) -> Value {
         "pusher": { "name": "octocat", "email": "octocat@example.com" },
         "sender": { "login": "octocat", "id": 1 }
     })
+}
+
+/// What a server's configuration says to keep its runs in PostgreSQL
+/// database `url`: the line for `[server]`, and the table of its password's secret.
+pub(crate) fn on_postgres(url: &str) -> (String, String) {
+    (
+        format!("database = {url:?}\ndatabase_password = \"pg\"\n"),
+        "[secrets.pg]\nenv = \"TEST_PG_PASSWORD\"\n".to_string(),
+    )
 }
 
 pub(crate) fn github() -> Recorder {
@@ -421,6 +431,63 @@ fn a_delivery_starts_one_run_however_often_it_comes_and_none_is_lost() {
         let shown = server.finished(run);
         assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
     }
+}
+
+#[test]
+fn the_same_delivery_twenty_times_at_once_and_again_after_a_restart_starts_one_run_on_sqlite_and_on_postgres() {
+    let postgres = crate::postgres::Postgres::start();
+    for database in [None, Some(postgres.create_database("deliveries"))] {
+        let project = Project::new("@true");
+        let recorder = github();
+        let (extra, tables) = database.as_deref().map(on_postgres).unwrap_or_default();
+        let mut server = TestServer::start_with(project.origin.path(), &recorder.url(), &extra, &tables);
+        let payload = project.push_change("other/x.txt");
+        let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+            let posting: Vec<_> = (0..20)
+                .map(|_| {
+                    let (server, payload) = (&server, &payload);
+                    scope.spawn(move || server.hook("push", "one-delivery", payload))
+                })
+                .collect();
+            posting.into_iter().map(|thread| thread.join().expect("poster")).collect()
+        });
+        let accepted: Vec<&Value> = answers.iter().filter(|(status, _)| *status == 202).map(|(_, a)| a).collect();
+        assert_eq!(accepted.len(), 1, "{database:?}: {answers:?}");
+        let run = accepted[0]["run"].as_i64().expect("a run number");
+        let duplicate = (200, json!({ "duplicate": true, "run": run }));
+        assert_eq!(answers.iter().filter(|answer| **answer == duplicate).count(), 19, "{database:?}: {answers:?}");
+        assert_eq!(server.finished(run)["run"]["status"], "passed");
+
+        server.kill_and_restart();
+        assert_eq!(server.hook("push", "one-delivery", &payload), duplicate, "{database:?}: after a restart");
+        assert_eq!(server.runs().len(), 1, "{database:?}");
+        // PostgreSQL holds the runs: the data folder has no database of its own.
+        assert_eq!(server.data_dir().join("loktar.db").exists(), database.is_none(), "{database:?}");
+    }
+}
+
+#[test]
+fn a_server_on_postgres_answers_again_once_postgres_is_back_without_a_restart() {
+    let postgres = crate::postgres::Postgres::start();
+    let project = Project::new("@true");
+    let recorder = github();
+    let (extra, tables) = on_postgres(&postgres.create_database("outage"));
+    let server = TestServer::start_with(project.origin.path(), &recorder.url(), &extra, &tables);
+    let (status, answer) = server.hook("push", "before-outage", &project.push_change("lib/a.txt"));
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(server.finished(answer["run"].as_i64().expect("a run"))["run"]["status"], "passed");
+
+    postgres.stop();
+    let (status, body) = server.get("/api/runs");
+    assert_eq!(status, 500, "{body}");
+    assert!(!body.contains(crate::postgres::PASSWORD), "{body}");
+    postgres.start_again();
+    // Its broken connections are replaced: the same server answers, and takes new runs.
+    assert!(within(30, || server.get("/api/runs").0 == 200), "the server never answered again");
+    let (status, answer) = server.hook("push", "after-outage", &project.push_change("lib/b.txt"));
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(server.finished(answer["run"].as_i64().expect("a run"))["run"]["status"], "passed");
+    assert_eq!(server.runs().len(), 2);
 }
 
 #[test]

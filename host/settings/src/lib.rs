@@ -561,6 +561,17 @@ impl Settings {
         }
         if let Some(mut server) = file.server {
             server.data_dir = base.join(&server.data_dir);
+            if let Some(url) = server.database.as_deref().filter(|url| !server::is_postgres_url(url)) {
+                let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+                return Err(Diagnostic::new(format!(
+                    "`{}`: `database` under `[server]` is `{scheme}://…`, not a PostgreSQL URL",
+                    path.display()
+                ))
+                .hint(
+                    "write `postgres://USER@HOST:PORT/DATABASE` (the password in `database_password`), \
+                     or remove `database` to keep the runs in SQLite in `data_dir`",
+                ));
+            }
             settings.server = server;
         }
         let queues = file
@@ -629,7 +640,8 @@ impl Settings {
         }
         named.extend(github.token_secret.iter().chain(&github.app_key_secret).map(|s| ("`[github]` reads".into(), s)));
         let server = &settings.server;
-        named.extend(server.webhook_secret.iter().chain(&server.api_tokens).map(|s| ("`[server]` reads".into(), s)));
+        let server_secrets = server.webhook_secret.iter().chain(&server.api_tokens).chain(&server.database_password);
+        named.extend(server_secrets.map(|s| ("`[server]` reads".into(), s)));
         if let Some((who, secret)) = named.iter().find(|(_, secret)| !settings.secrets.contains_key(*secret)) {
             return Err(Diagnostic::new(format!(
                 "`{}`: {who} secret `{secret}`, which `[secrets]` does not define",
@@ -718,6 +730,30 @@ mod tests {
         };
         assert_eq!(folder("kept"), Path::new("/data/stores/acme+shop/artifacts"));
         assert_eq!(folder("fixed"), Path::new("/srv/artifacts"), "an absolute folder stays");
+    }
+
+    #[test]
+    fn a_server_database_is_a_postgres_url_shown_without_its_password_and_its_password_a_secret() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("loktar.toml");
+        std::fs::write(&path, "[server]\ndatabase = \"mysql://ci:s3cret@db/loktar\"\n").expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("not PostgreSQL");
+        assert!(
+            error.message.ends_with("`database` under `[server]` is `mysql://…`, not a PostgreSQL URL"),
+            "{error:?}"
+        );
+        assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
+        std::fs::write(&path, "[server]\ndatabase = \"postgres://ci@db/loktar\"\ndatabase_password = \"pg\"\n")
+            .expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("an undefined secret");
+        assert!(error.message.contains("secret `pg`, which `[secrets]` does not define"), "{error:?}");
+        std::fs::write(
+            &path,
+            "[server]\ndatabase = \"postgresql://ci@db/loktar\"\ndatabase_password = \"pg\"\n\n[secrets.pg]\nenv = \"PG\"\n",
+        )
+        .expect("write");
+        let server = Settings::load(Some(&path), dir.path()).expect("valid").server;
+        assert_eq!(server.database.as_deref(), Some("postgresql://ci@db/loktar"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! [server]
 //! listen = "127.0.0.1:8080"
 //! data_dir = "/var/lib/loktar"
+//! database = "postgres://loktar@db.internal/loktar"   # else SQLite in data_dir
+//! database_password = "postgres"       # a secret under [secrets]
 //! public_url = "https://ci.example.com"
 //! webhook_secret = "github_webhook"     # a secret under [secrets]
 //! api_tokens = ["ci_admin"]             # secrets under [secrets]
@@ -30,6 +32,12 @@ pub struct ServerSettings {
     /// configuration file's folder.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The PostgreSQL database (`postgres://USER@HOST:PORT/DATABASE`) the
+    /// run store is kept in, for servers scaled out; else an SQLite file in
+    /// `data_dir`.
+    pub database: Option<String>,
+    /// The secret (under `[secrets]`) holding `database`'s password.
+    pub database_password: Option<String>,
     /// The server's address as people reach it, for links in statuses and messages.
     pub public_url: Option<String>,
     /// The secret (under `[secrets]`) GitHub signs webhooks with.
@@ -58,6 +66,8 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: default_listen(),
             data_dir: default_data_dir(),
+            database: None,
+            database_password: None,
             public_url: None,
             webhook_secret: None,
             api_tokens: Vec::new(),
@@ -91,6 +101,11 @@ pub enum Collisions {
     Warn,
     /// A comment and a failing `loktar - collisions` status.
     Block,
+}
+
+/// Whether `url` names a PostgreSQL database: the only kind `database` takes.
+pub fn is_postgres_url(url: &str) -> bool {
+    ["postgres://", "postgresql://"].iter().any(|scheme| url.starts_with(scheme))
 }
 
 fn default_listen() -> String {

@@ -19,7 +19,7 @@ use crate::pipeline::stage::{Stage, stages_of};
 use crate::rebuild::{self, Candidate, Walk};
 use crate::runtime::bindings::types::RunContext;
 use crate::settings::GithubSettings;
-use crate::store::{DATABASE, NewRun, RunStore};
+use crate::store::{Database, NewRun, RunStore};
 use crate::terminal::escaped;
 use crate::{scm, timefmt};
 
@@ -96,9 +96,15 @@ pub enum RunPlace {
     /// with no link on the way (a repository could commit links there to
     /// have logs written anywhere): what `loktar run` uses.
     InRepository,
-    /// The store in `<data dir>/loktar.db` and the folder `<data dir>/runs/<run id>`:
-    /// a server's, whose work trees come and go.
-    DataDir(PathBuf),
+    /// The server's store (SQLite in `<data dir>/loktar.db`, or PostgreSQL)
+    /// and the folder `<data dir>/runs/<run id>`: a server's, whose work
+    /// trees come and go.
+    Server {
+        /// Its data folder.
+        data_dir: PathBuf,
+        /// Its run store.
+        database: Database,
+    },
 }
 
 /// Begins a planned run: its record in the run store and its work folder.
@@ -109,11 +115,11 @@ pub fn begin_run(planned: PlannedRun, place: RunPlace) -> Result<(Context, RunSt
     let root = &context.workspace.root;
     let store_dir = match &place {
         RunPlace::InRepository => root.join(LOKTAR_DIR),
-        RunPlace::DataDir(data_dir) => data_dir.clone(),
+        RunPlace::Server { data_dir, .. } => data_dir.clone(),
     };
     let store = match &place {
         RunPlace::InRepository => RunStore::open(root),
-        RunPlace::DataDir(data_dir) => RunStore::open_file(&data_dir.join(DATABASE)),
+        RunPlace::Server { database, .. } => database.open(),
     }
     .map_err(|problem| when_full(problem, &store_dir))?;
     let started = std::time::SystemTime::now();
@@ -141,7 +147,7 @@ pub fn begin_run(planned: PlannedRun, place: RunPlace) -> Result<(Context, RunSt
                 })?;
             root.join(relative)
         }
-        RunPlace::DataDir(data_dir) => {
+        RunPlace::Server { data_dir, .. } => {
             let dir = data_dir.join("runs").join(plan.id.as_str());
             std::fs::create_dir_all(&dir).map_err(|e| {
                 cannot_make_folder(&dir, &e.to_string())

@@ -54,7 +54,7 @@ use crate::pipeline::control::RunControl;
 use crate::pipeline::executors::{Executors, Runs};
 use crate::pipeline::jobs::{JobQueue, LocalQueue};
 use crate::settings::{DEFAULT_QUEUE, NatsSettings, ServerSettings, Settings};
-use crate::store::{DATABASE, RunStore};
+use crate::store::{DATABASE, Database, PostgresDatabase, RunStore};
 use problem::Problem;
 
 /// The largest webhook body GitHub sends (its documented cap is 25 MB).
@@ -69,7 +69,9 @@ pub(crate) struct Server {
     settings: ServerSettings,
     /// The operator's configuration file, read again by each run.
     config: Option<PathBuf>,
-    /// The run store, for the requests (each run records through its own connection).
+    /// Where the run store is: each run records through a store of its own.
+    database: Database,
+    /// The run store, for the requests.
     store: Mutex<RunStore>,
     mirrors: Mirrors,
     /// The webhook secret's value; without one, every webhook is refused.
@@ -181,7 +183,15 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
     };
     let api_tokens =
         server.api_tokens.iter().map(|name| secret(&settings, name, "api_tokens")).collect::<Result<Vec<_>, _>>()?;
-    let store = RunStore::open_file(&server.data_dir.join(DATABASE))?;
+    let database = match &server.database {
+        Some(url) => {
+            let password = server.database_password.as_deref().map(|name| secret(&settings, name, "database_password"));
+            let password = password.transpose()?;
+            Database::Postgres(wait_for(PostgresDatabase::connect(url, password.as_deref()))??)
+        }
+        None => Database::File(server.data_dir.join(DATABASE)),
+    };
+    let store = database.open()?;
     let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
     let runs = Runs::new();
     // With `[nats]`, executors elsewhere (`loktar executor`) work the jobs.
@@ -204,6 +214,7 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
     };
     let state = Arc::new(Server {
         config: settings.source.clone(),
+        database,
         store: Mutex::new(store),
         mirrors: Mirrors::new(server.data_dir.join("repositories")),
         webhook_secret,

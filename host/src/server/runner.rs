@@ -128,9 +128,9 @@ async fn run_planned(
             .await?;
         return Ok(());
     }
-    let data_dir = server.data_dir().to_path_buf();
-    // Its folder and record are written to disk: never on the runtime's workers.
-    let (context, store, info) = tokio::task::spawn_blocking(move || begin_run(planned, RunPlace::DataDir(data_dir)))
+    let place = RunPlace::Server { data_dir: server.data_dir().to_path_buf(), database: server.database.clone() };
+    // Its folder and record are written: never on the runtime's workers.
+    let (context, store, info) = tokio::task::spawn_blocking(move || begin_run(planned, place))
         .await
         .map_err(|e| Diagnostic::new(format!("internal error: the run could not begin: {e}")))??;
     tracing::debug!(run = accepted.number, "run begun");

@@ -1,41 +1,52 @@
-//! The run store: every run, its packages and their stages, in an embedded
-//! SQLite database at `.loktar/loktar.db` in the repository. Nothing to
+//! The run store: every run, its packages and their stages. A repository's
+//! is an embedded SQLite database at `.loktar/loktar.db`: nothing to
 //! install, and safe to share between two `loktar run`s at once.
 //!
-//! `loktar server` keeps one in its data folder, with what a server knows
-//! besides: the webhook deliveries it received (each starts one run however
-//! often it comes), runs queued before they are planned, and where each run
-//! came from.
+//! `loktar server` keeps one in its data folder — or, scaled out, in
+//! PostgreSQL (`[server] database`) — with what a server knows besides: the
+//! webhook deliveries it received (each starts one run however often it
+//! comes), runs queued before they are planned, and where each run came
+//! from. Both databases run the same statements (`sql.rs`).
 
+mod postgres;
 mod pull_requests;
+mod sql;
+mod sqlite;
 
+pub use postgres::PostgresDatabase;
 pub use pull_requests::OpenPullRequest;
+pub use sql::SqlError;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use loktar_config::LOKTAR_DIR;
 use loktar_protocol::{RunId, Stage};
 use loktar_support::diagnostic::Diagnostic;
+use sql::{Bind, Connection, Lock, Row, Transaction};
+use sqlite::Sqlite;
 
 /// The database file inside [`LOKTAR_DIR`].
 pub const DATABASE: &str = "loktar.db";
 
 /// The store could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("run store `{path}`: {source}")]
+#[error("run store {place}: {source}")]
 pub struct StoreError {
-    path: PathBuf,
+    place: Place,
     #[source]
-    source: rusqlite::Error,
+    source: SqlError,
 }
 
 impl From<StoreError> for Diagnostic {
     fn from(error: StoreError) -> Self {
-        Diagnostic::new(error.to_string())
-            .hint(format!("if the file is damaged, move `{}` away; Loktar starts a new one", error.path.display()))
+        let hint = match &error.place {
+            Place::File(path) => {
+                format!("if the file is damaged, move `{}` away; Loktar starts a new one", path.display())
+            }
+            Place::Postgres(_) => "is PostgreSQL up, and may `[server] database`'s user write there?".to_string(),
+        };
+        Diagnostic::new(error.to_string()).hint(hint)
     }
 }
 
@@ -211,11 +222,53 @@ pub struct StageRow {
     pub log: Option<String>,
 }
 
-/// The run store of one repository.
+/// Where a store is kept.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// An SQLite file (created if needed): a repository's, or a server's in its data folder.
+    File(PathBuf),
+    /// A PostgreSQL database, for servers scaled out.
+    Postgres(PostgresDatabase),
+}
+
+impl Database {
+    /// Opens a store on it. A server's store leaves runs whose process is
+    /// gone as they are: the server resumes them ([`RunStore::orphans`]).
+    /// On PostgreSQL, the store's methods block their thread: call them
+    /// where blocking is allowed, never on an async runtime's workers.
+    pub fn open(&self) -> Result<RunStore, Diagnostic> {
+        match self {
+            Database::File(path) => RunStore::open_file(path),
+            Database::Postgres(database) => Ok(RunStore {
+                connection: Connection::Postgres(database.session()),
+                place: Place::Postgres(database.shown().to_string()),
+            }),
+        }
+    }
+}
+
+/// Where a store is, for messages.
+#[derive(Debug, Clone)]
+enum Place {
+    File(PathBuf),
+    /// Its URL without the password.
+    Postgres(String),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::File(path) => write!(f, "`{}`", path.display()),
+            Place::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+/// A run store: a repository's, or a server's.
 #[derive(Debug)]
 pub struct RunStore {
     connection: Connection,
-    path: PathBuf,
+    place: Place,
 }
 
 impl RunStore {
@@ -245,7 +298,7 @@ impl RunStore {
         Ok(store)
     }
 
-    /// Opens (creating if needed) the store in the database file `path`: a
+    /// Opens (creating if needed) the store in the SQLite file `path`: a
     /// server's, in its data folder. Runs whose process is gone are left as
     /// they are: the server resumes them ([`RunStore::orphans`]).
     pub fn open_file(path: &Path) -> Result<RunStore, Diagnostic> {
@@ -253,32 +306,61 @@ impl RunStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Diagnostic::new(format!("cannot create `{}`: {e}", dir.display())))?;
         }
-        let fail = |source| Diagnostic::from(StoreError { path: path.to_path_buf(), source });
-        let connection = Connection::open(path).map_err(fail)?;
-        connection.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
-        // WAL without a sync per commit: a crash may lose the last stage, never corrupt the file.
-        connection.execute_batch(SCHEMA).map_err(fail)?;
-        migrate(&connection).map_err(fail)?;
-        Ok(RunStore { connection, path: path.to_path_buf() })
+        let place = Place::File(path.to_path_buf());
+        match Sqlite::open(path) {
+            Ok(sqlite) => Ok(RunStore { connection: Connection::Sqlite(sqlite), place }),
+            Err(source) => Err(StoreError { place, source }.into()),
+        }
+    }
+
+    fn fail(&self, source: SqlError) -> Diagnostic {
+        Diagnostic::from(StoreError { place: self.place.clone(), source })
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn Bind]) -> Result<u64, Diagnostic> {
+        self.connection.execute(sql, params).map_err(|e| self.fail(e))
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn Bind]) -> Result<Vec<Row>, Diagnostic> {
+        self.connection.query(sql, params).map_err(|e| self.fail(e))
+    }
+
+    /// The first row of a query, read by `read`, if there is one.
+    fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Bind],
+        read: impl FnOnce(&Row) -> Result<T, SqlError>,
+    ) -> Result<Option<T>, Diagnostic> {
+        let row = self.connection.query_row(sql, params).map_err(|e| self.fail(e))?;
+        row.as_ref().map(read).transpose().map_err(|e| self.fail(e))
+    }
+
+    /// Every row of a query, each read by `read`.
+    fn query_map<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Bind],
+        read: impl FnMut(&Row) -> Result<T, SqlError>,
+    ) -> Result<Vec<T>, Diagnostic> {
+        self.query(sql, params)?.iter().map(read).collect::<Result<_, _>>().map_err(|e| self.fail(e))
+    }
+
+    fn transaction(&self, lock: Lock) -> Result<Transaction<'_>, Diagnostic> {
+        Transaction::begin(&self.connection, lock).map_err(|e| self.fail(e))
     }
 
     /// Marks `interrupted` the runs still `running` whose process, on this
     /// machine, is gone (killed, or the machine restarted): nothing will
     /// ever finish them.
     fn mark_interrupted(&self) -> Result<(), Diagnostic> {
-        let mut query = self
-            .connection
-            .prepare("SELECT id, owner FROM runs WHERE status = 'running' AND owner IS NOT NULL")
-            .map_err(|e| self.fail(e))?;
-        let running: Vec<(i64, String)> = query
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.fail(e))?;
+        let running =
+            self.query_map("SELECT id, owner FROM runs WHERE status = 'running' AND owner IS NOT NULL", &[], |row| {
+                Ok((row.get::<i64>(0)?, row.get::<String>(1)?))
+            })?;
         for (id, owner) in running {
             if Owner::parse(&owner).is_some_and(|owner| owner.is_gone()) {
-                self.connection
-                    .execute("UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running'", [id])
-                    .map_err(|e| self.fail(e))?;
+                self.execute("UPDATE runs SET status = 'interrupted' WHERE id = $1 AND status = 'running'", &[&id])?;
             }
         }
         Ok(())
@@ -286,104 +368,96 @@ impl RunStore {
 
     /// Starts grouping writes into one transaction, until [`RunStore::commit`].
     pub fn begin_batch(&self) -> Result<(), Diagnostic> {
-        if self.connection.is_autocommit() {
-            self.connection.execute_batch("BEGIN").map_err(|e| self.fail(e))?;
+        if !self.connection.in_transaction() {
+            self.connection.begin(Lock::Rows).map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
 
     /// Commits the writes grouped since [`RunStore::begin_batch`].
     pub fn commit(&self) -> Result<(), Diagnostic> {
-        if !self.connection.is_autocommit() {
-            self.connection.execute_batch("COMMIT").map_err(|e| self.fail(e))?;
+        if self.connection.in_transaction() {
+            self.connection.end(true).map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
 
-    fn fail(&self, source: rusqlite::Error) -> Diagnostic {
-        Diagnostic::from(StoreError { path: self.path.clone(), source })
-    }
-
     /// Records a new run, or starts the queued run of the same id; returns its number.
     pub fn begin_run(&self, run: &NewRun) -> Result<i64, Diagnostic> {
-        let values = params![
-            run.started_ms,
-            run.selection,
-            run.head,
-            run.base,
-            run.branch,
-            i64::try_from(run.packages).unwrap_or(i64::MAX),
-            i64::try_from(run.concurrency).unwrap_or(i64::MAX),
-            Owner::this_process().to_string(),
-            run.id.as_str()
-        ];
-        // An upsert would take a number from the sequence even when it updates: runs are numbered without gaps.
-        let queued = self
-            .connection
-            .query_row(
-                "UPDATE runs SET started_ms = ?1, status = 'running', selection = ?2, head = COALESCE(?3, head),
-                        base = COALESCE(?4, base), branch = COALESCE(?5, branch), packages = MAX(packages, ?6), concurrency = ?7,
-                        owner = ?8
-                 WHERE uuid = ?9 AND status = 'queued' RETURNING id",
-                values,
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.fail(e))?;
-        if let Some(number) = queued {
-            return Ok(number);
-        }
-        self.connection
-            .execute(
-                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, owner, uuid)
-                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                values,
-            )
-            .map_err(|e| self.fail(e))?;
-        Ok(self.connection.last_insert_rowid())
+        let packages = i64::try_from(run.packages).unwrap_or(i64::MAX);
+        let concurrency = i64::try_from(run.concurrency).unwrap_or(i64::MAX);
+        let owner = Owner::this_process().to_string();
+        let id = run.id.as_str();
+        let values: [&dyn Bind; 9] =
+            [&run.started_ms, &run.selection, &run.head, &run.base, &run.branch, &packages, &concurrency, &owner, &id];
+        let transaction = self.transaction(Lock::Numbering)?;
+        let queued = self.query_row(
+            "UPDATE runs SET started_ms = $1, status = 'running', selection = $2, head = COALESCE($3, head),
+                    base = COALESCE($4, base), branch = COALESCE($5, branch),
+                    packages = CASE WHEN packages > $6 THEN packages ELSE $6 END, concurrency = $7, owner = $8
+             WHERE uuid = $9 AND status = 'queued' RETURNING id",
+            &values,
+            |row| row.get(0),
+        )?;
+        let number = match queued {
+            Some(number) => number,
+            None => self.numbered(
+                "INSERT INTO runs (id, started_ms, status, selection, head, base, branch, packages, concurrency, owner, uuid)
+                 VALUES (NEXT_RUN, $1, 'running', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                &values,
+            )?,
+        };
+        transaction.commit().map_err(|e| self.fail(e))?;
+        Ok(number)
+    }
+
+    /// Inserts a run numbered next (`NEXT_RUN` in `sql`): runs are
+    /// numbered without gaps, which sequences do not promise, so within a
+    /// transaction holding [`Lock::Numbering`].
+    fn numbered(&self, sql: &str, values: &[&dyn Bind]) -> Result<i64, Diagnostic> {
+        let sql = sql.replace("NEXT_RUN", "(SELECT COALESCE(MAX(id), 0) + 1 FROM runs)");
+        let number = self.query_row(&sql, values, |row| row.get(0))?;
+        number
+            .ok_or_else(|| self.fail(SqlError::Column { index: 0, wanted: "the run's number", found: "no row".into() }))
     }
 
     /// Records a run a server accepted, with the webhook delivery that asked
     /// for it, if any, in one transaction: a delivery starts one run however
     /// often it is received.
     pub fn queue_run(&self, run: &QueuedRun) -> Result<Queued, Diagnostic> {
-        // Immediate: the write lock is taken (waiting for it as long as the
-        // busy timeout allows) before the delivery is looked up, so that a
-        // concurrent writer cannot make the insert fail half-way.
-        let transaction =
-            rusqlite::Transaction::new_unchecked(&self.connection, rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.fail(e))?;
+        // The lock is taken before the delivery is looked up: a concurrent
+        // one of the same delivery waits, then finds it.
+        let transaction = self.transaction(Lock::Numbering)?;
         if let Some(delivery) = &run.delivery {
             if let Some(earlier) = self.delivered(&delivery.id)? {
                 return Ok(Queued::Duplicate { run: earlier });
             }
-            self.insert_delivery(delivery)?;
+            self.execute(
+                "INSERT INTO deliveries (id, event, received_ms) VALUES ($1, $2, $3)",
+                &[&delivery.id, &delivery.event, &delivery.received_ms],
+            )?;
         }
-        let number: i64 = self
-            .connection
-            .query_row(
-                "INSERT INTO runs (started_ms, status, selection, head, base, branch, packages, concurrency, uuid,
-                                   repository, trigger, pull_request, request)
-                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-                params![
-                    run.received_ms,
-                    run.selection,
-                    run.head,
-                    run.base,
-                    run.branch,
-                    run.id.as_str(),
-                    run.repository,
-                    run.trigger,
-                    run.pull_request.and_then(|n| i64::try_from(n).ok()),
-                    run.request
-                ],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.fail(e))?;
+        let id = run.id.as_str();
+        let pull_request = run.pull_request.and_then(|n| i64::try_from(n).ok());
+        let number = self.numbered(
+            "INSERT INTO runs (id, started_ms, status, selection, head, base, branch, packages, concurrency, uuid,
+                               repository, trigger, pull_request, request)
+             VALUES (NEXT_RUN, $1, 'queued', $2, $3, $4, $5, 0, 0, $6, $7, $8, $9, $10) RETURNING id",
+            &[
+                &run.received_ms,
+                &run.selection,
+                &run.head,
+                &run.base,
+                &run.branch,
+                &id,
+                &run.repository,
+                &run.trigger,
+                &pull_request,
+                &run.request,
+            ],
+        )?;
         if let Some(delivery) = &run.delivery {
-            self.connection
-                .execute("UPDATE deliveries SET run = ?2 WHERE id = ?1", params![delivery.id, number])
-                .map_err(|e| self.fail(e))?;
+            self.execute("UPDATE deliveries SET run = $2 WHERE id = $1", &[&delivery.id, &number])?;
         }
         transaction.commit().map_err(|e| self.fail(e))?;
         Ok(Queued::New { run: number })
@@ -392,79 +466,49 @@ impl RunStore {
     /// Records a delivery that starts no run (a ping, a tag); returns
     /// whether it is new. A delivery received before answers as it did.
     pub fn record_delivery(&self, delivery: &Delivery) -> Result<bool, Diagnostic> {
-        let inserted = self
-            .connection
-            .execute(
-                "INSERT INTO deliveries (id, event, received_ms) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
-                params![delivery.id, delivery.event, delivery.received_ms],
-            )
-            .map_err(|e| self.fail(e))?;
+        let inserted = self.execute(
+            "INSERT INTO deliveries (id, event, received_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            &[&delivery.id, &delivery.event, &delivery.received_ms],
+        )?;
         Ok(inserted == 1)
     }
 
     /// The run a delivery started, if it was received before: `Some(None)`
     /// when it started none.
     fn delivered(&self, id: &str) -> Result<Option<Option<i64>>, Diagnostic> {
-        self.connection
-            .query_row("SELECT run FROM deliveries WHERE id = ?1", [id], |row| row.get(0))
-            .optional()
-            .map_err(|e| self.fail(e))
-    }
-
-    fn insert_delivery(&self, delivery: &Delivery) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "INSERT INTO deliveries (id, event, received_ms) VALUES (?1, ?2, ?3)",
-                params![delivery.id, delivery.event, delivery.received_ms],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.query_row("SELECT run FROM deliveries WHERE id = $1", &[&id], |row| row.get(0))
     }
 
     /// Says why a run ends as it does (`superseded by …`, a planning
     /// error), while it has not ended: an ended run keeps its story.
     pub fn set_reason(&self, run: i64, reason: &str) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "UPDATE runs SET reason = ?2 WHERE id = ?1 AND status IN ('queued', 'running')",
-                params![run, reason],
-            )
+        self.execute("UPDATE runs SET reason = $2 WHERE id = $1 AND status IN ('queued', 'running')", &[&run, &reason])
             .map(drop)
-            .map_err(|e| self.fail(e))
     }
 
     /// What the server's metrics show: how many runs have each status, and
     /// per stage how many ran and for how long in all.
     pub fn totals(&self) -> Result<Totals, Diagnostic> {
-        let runs = self
-            .connection
-            .prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
-            .and_then(|mut query| query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
-            .map_err(|e| self.fail(e))?;
-        let stages = self
-            .connection
-            .prepare(
-                "SELECT stage, COUNT(*), COALESCE(SUM(duration_ms), 0) FROM stages
-                 WHERE status <> 'skipped' GROUP BY stage ORDER BY stage",
-            )
-            .and_then(|mut query| query.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect())
-            .map_err(|e| self.fail(e))?;
+        let runs = self.query_map("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status", &[], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        let stages = self.query_map(
+            "SELECT stage, COUNT(*), CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT) FROM stages
+             WHERE status <> 'skipped' GROUP BY stage ORDER BY stage",
+            &[],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
         Ok(Totals { runs, stages })
     }
 
     /// The runs nothing will finish: queued, or running in a process of
     /// this machine that is gone (killed, or the machine restarted), oldest first.
     pub fn orphans(&self) -> Result<Vec<RunRow>, Diagnostic> {
-        let mut query = self
-            .connection
-            .prepare(&format!(
-                "SELECT {RUN_COLUMNS}, owner FROM runs WHERE status IN ('queued', 'running') ORDER BY id"
-            ))
-            .map_err(|e| self.fail(e))?;
-        let rows: Vec<(RunRow, Option<String>)> = query
-            .query_map([], |row| Ok((run_row(row)?, row.get(15)?)))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.fail(e))?;
+        let rows: Vec<(RunRow, Option<String>)> = self.query_map(
+            &format!("SELECT {RUN_COLUMNS}, owner FROM runs WHERE status IN ('queued', 'running') ORDER BY id"),
+            &[],
+            |row| Ok((run_row(row)?, row.get(15)?)),
+        )?;
         Ok(rows
             .into_iter()
             .filter(|(run, owner)| {
@@ -478,10 +522,9 @@ impl RunStore {
     /// `failed`, `skipped`, `cancelled`), in run order; packages still
     /// running or never started are not there.
     pub fn package_outcomes(&self, run: i64) -> Result<Vec<(String, String)>, Diagnostic> {
-        self.connection
-            .prepare("SELECT name, status FROM packages WHERE run_id = ?1 ORDER BY position")
-            .and_then(|mut query| query.query_map([run], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
-            .map_err(|e| self.fail(e))
+        self.query_map("SELECT name, status FROM packages WHERE run_id = $1 ORDER BY position", &[&run], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
     }
 
     /// Readies the record of a run resumed with only `rerun` of its
@@ -489,33 +532,32 @@ impl RunStore {
     /// the packages that stay as they were move before the positions the
     /// resumed plan numbers from 0, keeping their order.
     pub fn prepare_resume(&self, run: i64, rerun: &[String]) -> Result<(), Diagnostic> {
-        let transaction =
-            rusqlite::Transaction::new_unchecked(&self.connection, rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.fail(e))?;
+        let transaction = self.transaction(Lock::Rows)?;
         for (table, column) in [("stages", "package"), ("packages", "name")] {
             for package in rerun {
-                self.connection
-                    .execute(&format!("DELETE FROM {table} WHERE run_id = ?1 AND {column} = ?2"), params![run, package])
-                    .map_err(|e| self.fail(e))?;
+                self.execute(&format!("DELETE FROM {table} WHERE run_id = $1 AND {column} = $2"), &[&run, package])?;
             }
         }
-        // One shift for both tables: a package's rows keep sharing its position.
-        let highest: i64 = self
-            .connection
-            .query_row(
-                "SELECT COALESCE(MAX(position), 0) FROM
-                   (SELECT position FROM stages WHERE run_id = ?1 UNION ALL SELECT position FROM packages WHERE run_id = ?1)",
-                [run],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.fail(e))?;
-        for table in ["stages", "packages"] {
-            self.connection
-                .execute(
-                    &format!("UPDATE {table} SET position = position - 1 - ?2 WHERE run_id = ?1"),
-                    params![run, highest],
-                )
-                .map_err(|e| self.fail(e))?;
+        let range = self.query_row(
+            "SELECT MIN(position), MAX(position) FROM
+               (SELECT position FROM stages WHERE run_id = $1 UNION ALL SELECT position FROM packages WHERE run_id = $1) AS kept",
+            &[&run],
+            |row| Ok((row.get::<Option<i64>>(0)?, row.get::<Option<i64>>(1)?)),
+        )?;
+        if let Some((Some(lowest), Some(highest))) = range {
+            // Each position p becomes p - 1 - highest: all below 0. A
+            // position is unique as each row moves, so in two steps: first
+            // above every old and new one, then to where it goes. One shift
+            // for both tables: a package's rows keep sharing its position.
+            let above = highest.max(-1) + 1 - lowest;
+            for shift in [above, -(above + 1 + highest)] {
+                for table in ["stages", "packages"] {
+                    self.execute(
+                        &format!("UPDATE {table} SET position = position + $2 WHERE run_id = $1"),
+                        &[&run, &shift],
+                    )?;
+                }
+            }
         }
         transaction.commit().map_err(|e| self.fail(e))
     }
@@ -523,38 +565,31 @@ impl RunStore {
     /// Whether a run has ended, and, with `stage`, whether that stage of a
     /// package has: what a reader following them asks, often.
     pub fn has_ended(&self, run: i64, stage: Option<(&str, Stage)>) -> Result<bool, Diagnostic> {
-        let status: Option<String> = self
-            .connection
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run], |row| row.get(0))
-            .optional()
-            .map_err(|e| self.fail(e))?;
+        let status: Option<String> =
+            self.query_row("SELECT status FROM runs WHERE id = $1", &[&run], |row| row.get(0))?;
         let Some(status) = status else { return Ok(true) };
         if !is_unfinished(&status) {
             return Ok(true);
         }
         let Some((package, stage)) = stage else { return Ok(false) };
-        self.connection
-            .prepare("SELECT 1 FROM stages WHERE run_id = ?1 AND package = ?2 AND stage = ?3")
-            .and_then(|mut query| query.exists(params![run, package, stage.name()]))
-            .map_err(|e| self.fail(e))
+        let found = self.query_row(
+            "SELECT 1 FROM stages WHERE run_id = $1 AND package = $2 AND stage = $3",
+            &[&run, &package, &stage.name()],
+            |_| Ok(()),
+        )?;
+        Ok(found.is_some())
     }
 
     /// Puts a run back in the queue to be started again, saying why.
     pub fn requeue(&self, run: i64, reason: &str) -> Result<(), Diagnostic> {
-        self.connection
-            .execute("UPDATE runs SET status = 'queued', owner = NULL, reason = ?2 WHERE id = ?1", params![run, reason])
+        self.execute("UPDATE runs SET status = 'queued', owner = NULL, reason = $2 WHERE id = $1", &[&run, &reason])
             .map(drop)
-            .map_err(|e| self.fail(e))
     }
 
     /// What a server was asked to run (JSON of its own), for a run it
     /// accepted: kept to start it again after a restart.
     pub fn request(&self, run: i64) -> Result<Option<String>, Diagnostic> {
-        self.connection
-            .query_row("SELECT request FROM runs WHERE id = ?1", [run], |row| row.get(0))
-            .optional()
-            .map(Option::flatten)
-            .map_err(|e| self.fail(e))
+        self.query_row("SELECT request FROM runs WHERE id = $1", &[&run], |row| row.get(0)).map(Option::flatten)
     }
 
     /// Records how a stage of a package ended.
@@ -570,23 +605,16 @@ impl RunStore {
         duration: Duration,
         log: Option<&Path>,
     ) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "INSERT OR REPLACE INTO stages (run_id, position, package, stage, status, detail, duration_ms, log_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    run,
-                    position,
-                    package,
-                    stage.name(),
-                    status,
-                    detail,
-                    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
-                    log.map(|p| p.display().to_string())
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let log = log.map(|path| path.display().to_string());
+        self.execute(
+            "INSERT INTO stages (run_id, position, package, stage, status, detail, duration_ms, log_path)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (run_id, position, stage) DO UPDATE SET package = excluded.package, status = excluded.status,
+                 detail = excluded.detail, duration_ms = excluded.duration_ms, log_path = excluded.log_path",
+            &[&run, &position, &package, &stage.name(), &status, &detail, &duration_ms, &log],
+        )
+        .map(drop)
     }
 
     /// Records how a package ended.
@@ -598,24 +626,20 @@ impl RunStore {
         status: &str,
         detail: &str,
     ) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "INSERT OR REPLACE INTO packages (run_id, position, name, status, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run, position, package, status, detail],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.execute(
+            "INSERT INTO packages (run_id, position, name, status, detail) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (run_id, position) DO UPDATE SET name = excluded.name, status = excluded.status,
+                 detail = excluded.detail",
+            &[&run, &position, &package, &status, &detail],
+        )
+        .map(drop)
     }
 
     /// Records how the run ended.
     pub fn finish_run(&self, run: i64, status: &str, duration: Duration) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "UPDATE runs SET status = ?2, duration_ms = ?3 WHERE id = ?1",
-                params![run, status, i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)],
-            )
+        let duration_ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        self.execute("UPDATE runs SET status = $2, duration_ms = $3 WHERE id = $1", &[&run, &status, &duration_ms])
             .map(drop)
-            .map_err(|e| self.fail(e))
     }
 
     /// The latest `limit` runs, newest first.
@@ -627,63 +651,43 @@ impl RunStore {
     pub fn find_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, Diagnostic> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs
-             WHERE (?1 IS NULL OR repository = ?1) AND (?2 IS NULL OR branch = ?2)
-               AND (?3 IS NULL OR pull_request = ?3) AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR id < ?5)
-             ORDER BY id DESC LIMIT ?6"
+             WHERE ($1 IS NULL OR repository = $1) AND ($2 IS NULL OR branch = $2)
+               AND ($3 IS NULL OR pull_request = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5)
+             ORDER BY id DESC LIMIT $6"
         );
-        let mut query = self.connection.prepare(&sql).map_err(|e| self.fail(e))?;
-        let rows = query
-            .query_map(
-                params![
-                    filter.repository,
-                    filter.branch,
-                    filter.pull_request.and_then(|n| i64::try_from(n).ok()),
-                    filter.status,
-                    filter.before,
-                    i64::try_from(filter.limit).unwrap_or(i64::MAX)
-                ],
-                run_row,
-            )
-            .and_then(Iterator::collect)
-            .map_err(|e| self.fail(e))?;
-        Ok(rows)
+        let pull_request = filter.pull_request.and_then(|n| i64::try_from(n).ok());
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        self.query_map(
+            &sql,
+            &[&filter.repository, &filter.branch, &pull_request, &filter.status, &filter.before, &limit],
+            run_row,
+        )
     }
 
     /// One run and its rows: each stage that ran or was skipped, then packages that never ran a stage.
     pub fn run(&self, id: i64) -> Result<Option<(RunRow, Vec<StageRow>)>, Diagnostic> {
-        let run = self
-            .connection
-            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_row)
-            .optional()
-            .map_err(|e| self.fail(e))?;
+        let run = self.query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"), &[&id], run_row)?;
         let Some(run) = run else { return Ok(None) };
-        let mut query = self
-            .connection
-            .prepare(
-                "SELECT package, stage, status, detail, duration_ms, log_path, position, 0 AS kind
-                   FROM stages WHERE run_id = ?1
-                 UNION ALL
-                 SELECT name, NULL, status, detail, NULL, NULL, position, 1 FROM packages p
-                  WHERE run_id = ?1 AND NOT EXISTS
-                        (SELECT 1 FROM stages s WHERE s.run_id = p.run_id AND s.position = p.position)
-                 ORDER BY position",
-            )
-            .map_err(|e| self.fail(e))?;
-        let rows: Vec<StageRow> = query
-            .query_map([id], |row| {
+        let mut rows = self.query_map(
+            "SELECT package, stage, status, detail, duration_ms, log_path, position FROM stages WHERE run_id = $1
+             UNION ALL
+             SELECT name, NULL, status, detail, NULL, NULL, position FROM packages p
+              WHERE run_id = $1 AND NOT EXISTS
+                    (SELECT 1 FROM stages s WHERE s.run_id = p.run_id AND s.position = p.position)
+             ORDER BY position",
+            &[&id],
+            |row| {
                 Ok(StageRow {
                     position: row.get(6)?,
                     package: row.get(0)?,
                     stage: row.get(1)?,
                     status: row.get(2)?,
-                    detail: row.get::<_, Option<String>>(3)?.filter(|d| !d.is_empty()),
+                    detail: row.get::<Option<String>>(3)?.filter(|d| !d.is_empty()),
                     duration_ms: row.get(4)?,
                     log: row.get(5)?,
                 })
-            })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.fail(e))?;
-        let mut rows = rows;
+            },
+        )?;
         // Stages in pipeline order within each package.
         rows.sort_by_key(|row| (row.position, row.stage.as_deref().and_then(Stage::from_name)));
         Ok(Some((run, rows)))
@@ -739,50 +743,7 @@ fn process_start(pid: i32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Brings an older database up to this schema.
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if version < 1 {
-        let has_owner =
-            connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'owner'")?.exists([])?;
-        if !has_owner {
-            connection.execute_batch("ALTER TABLE runs ADD COLUMN owner TEXT")?;
-        }
-        connection.execute_batch("PRAGMA user_version = 1")?;
-    }
-    if version < 2 {
-        let has_uuid = connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'uuid'")?.exists([])?;
-        if !has_uuid {
-            connection.execute_batch("ALTER TABLE runs ADD COLUMN uuid TEXT")?;
-        }
-        connection
-            .execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS runs_uuid ON runs(uuid); PRAGMA user_version = 2")?;
-    }
-    if version < 3 {
-        // What a server knows of a run: where it came from and why it ended so.
-        for column in ["repository TEXT", "trigger TEXT", "pull_request INTEGER", "reason TEXT", "request TEXT"] {
-            let name = column.split(' ').next().unwrap_or(column);
-            let exists =
-                connection.prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1")?.exists([name])?;
-            if !exists {
-                connection.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column}"))?;
-            }
-        }
-        connection.execute_batch("PRAGMA user_version = 3")?;
-    }
-    if version < 4 {
-        // Pull requests are closed, not forgotten (a data folder of this table's first days lacks the column).
-        let exists =
-            connection.prepare("SELECT 1 FROM pragma_table_info('pull_requests') WHERE name = 'closed'")?.exists([])?;
-        if !exists {
-            connection.execute_batch("ALTER TABLE pull_requests ADD COLUMN closed INTEGER NOT NULL DEFAULT 0")?;
-        }
-        connection.execute_batch("PRAGMA user_version = 4")?;
-    }
-    Ok(())
-}
-
-fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+fn run_row(row: &Row) -> Result<RunRow, SqlError> {
     Ok(RunRow {
         id: row.get(0)?,
         status: row.get(1)?,
@@ -806,62 +767,6 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 const RUN_COLUMNS: &str = "id, status, started_ms, duration_ms, selection, head, base, branch, packages,
     (SELECT COUNT(*) FROM packages p WHERE p.run_id = runs.id AND p.status = 'failed'), uuid,
     repository, trigger, pull_request, reason";
-
-const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS runs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    started_ms  INTEGER NOT NULL,
-    duration_ms INTEGER,
-    status      TEXT NOT NULL,
-    selection   TEXT NOT NULL,
-    head        TEXT,
-    base        TEXT,
-    branch      TEXT,
-    packages    INTEGER NOT NULL,
-    concurrency INTEGER NOT NULL,
-    owner       TEXT,
-    uuid        TEXT
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id          TEXT PRIMARY KEY,
-    event       TEXT NOT NULL,
-    received_ms INTEGER NOT NULL,
-    run         INTEGER REFERENCES runs(id)
-);
-CREATE TABLE IF NOT EXISTS pull_requests (
-    repository    TEXT NOT NULL,
-    number        INTEGER NOT NULL,
-    head          TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    affected      TEXT,
-    comment       INTEGER,
-    reported_head TEXT,
-    reported      TEXT,
-    closed        INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (repository, number)
-);
-CREATE TABLE IF NOT EXISTS packages (
-    run_id   INTEGER NOT NULL REFERENCES runs(id),
-    position INTEGER NOT NULL,
-    name     TEXT NOT NULL,
-    status   TEXT NOT NULL,
-    detail   TEXT,
-    PRIMARY KEY (run_id, position)
-);
-CREATE TABLE IF NOT EXISTS stages (
-    run_id      INTEGER NOT NULL REFERENCES runs(id),
-    position    INTEGER NOT NULL,
-    package     TEXT NOT NULL,
-    stage       TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    detail      TEXT,
-    duration_ms INTEGER,
-    log_path    TEXT,
-    PRIMARY KEY (run_id, position, stage)
-);
-";
 
 #[cfg(test)]
 mod tests {

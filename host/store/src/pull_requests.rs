@@ -5,8 +5,6 @@
 //! in place — also after a pull request is reopened — and said again only
 //! when it changes).
 
-use rusqlite::params;
-
 use super::RunStore;
 use loktar_support::diagnostic::Diagnostic;
 
@@ -37,25 +35,21 @@ impl RunStore {
         head: &str,
         created_at: &str,
     ) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "INSERT INTO pull_requests (repository, number, head, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (repository, number) DO UPDATE SET closed = 0",
-                params![repository, number, head, created_at],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.execute(
+            "INSERT INTO pull_requests (repository, number, head, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (repository, number) DO UPDATE SET closed = 0",
+            &[&repository, &number, &head, &created_at],
+        )
+        .map(drop)
     }
 
     /// Pull request `number` was closed: it is no longer open (its comment is kept, should it reopen).
     pub fn close_pull_request(&self, repository: &str, number: i64) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "UPDATE pull_requests SET closed = 1 WHERE repository = ?1 AND number = ?2",
-                params![repository, number],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.execute(
+            "UPDATE pull_requests SET closed = 1 WHERE repository = $1 AND number = $2",
+            &[&repository, &number],
+        )
+        .map(drop)
     }
 
     /// Keeps the head the latest run of pull request `number` planned, and its packages.
@@ -67,48 +61,38 @@ impl RunStore {
         affected: &[String],
     ) -> Result<(), Diagnostic> {
         let affected = serde_json::to_string(affected).map_err(|e| Diagnostic::new(e.to_string()))?;
-        self.connection
-            .execute(
-                "UPDATE pull_requests SET head = ?3, affected = ?4 WHERE repository = ?1 AND number = ?2",
-                params![repository, number, head, affected],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.execute(
+            "UPDATE pull_requests SET head = $3, affected = $4 WHERE repository = $1 AND number = $2",
+            &[&repository, &number, &head, &affected],
+        )
+        .map(drop)
     }
 
     /// Keeps the id of the server's comment on pull request `number` (none: it was deleted).
     pub fn set_comment(&self, repository: &str, number: i64, comment: Option<i64>) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "UPDATE pull_requests SET comment = ?3 WHERE repository = ?1 AND number = ?2",
-                params![repository, number, comment],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.execute(
+            "UPDATE pull_requests SET comment = $3 WHERE repository = $1 AND number = $2",
+            &[&repository, &number, &comment],
+        )
+        .map(drop)
     }
 
     /// Keeps what was reported of pull request `number` at `head`.
     pub fn set_reported(&self, repository: &str, number: i64, head: &str, text: &str) -> Result<(), Diagnostic> {
-        self.connection
-            .execute(
-                "UPDATE pull_requests SET reported_head = ?3, reported = ?4 WHERE repository = ?1 AND number = ?2",
-                params![repository, number, head, text],
-            )
-            .map(drop)
-            .map_err(|e| self.fail(e))
+        self.execute(
+            "UPDATE pull_requests SET reported_head = $3, reported = $4 WHERE repository = $1 AND number = $2",
+            &[&repository, &number, &head, &text],
+        )
+        .map(drop)
     }
 
     /// The open pull requests of `repository`, earliest opened first.
     pub fn open_pull_requests(&self, repository: &str) -> Result<Vec<OpenPullRequest>, Diagnostic> {
-        let mut query = self
-            .connection
-            .prepare(
-                "SELECT number, head, created_at, affected, comment, reported_head, reported FROM pull_requests
-                 WHERE repository = ?1 AND closed = 0 ORDER BY created_at, number",
-            )
-            .map_err(|e| self.fail(e))?;
-        let rows = query
-            .query_map([repository], |row| {
+        self.query_map(
+            "SELECT number, head, created_at, affected, comment, reported_head, reported FROM pull_requests
+             WHERE repository = $1 AND closed = 0 ORDER BY created_at, number",
+            &[&repository],
+            |row| {
                 let affected: Option<String> = row.get(3)?;
                 let reported: (Option<String>, Option<String>) = (row.get(5)?, row.get(6)?);
                 Ok(OpenPullRequest {
@@ -122,10 +106,8 @@ impl RunStore {
                         _ => None,
                     },
                 })
-            })
-            .and_then(Iterator::collect)
-            .map_err(|e| self.fail(e))?;
-        Ok(rows)
+            },
+        )
     }
 }
 

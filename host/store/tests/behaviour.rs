@@ -1,19 +1,69 @@
 //! The run store's behaviour, method by method, through its public
-//! interface only: what the CLI and the server rely on. Each test opens a
-//! fresh store (`fresh_store`), so that another backend can be held to the
-//! same suite by opening it there.
+//! interface only: what the CLI and the server rely on — held on both
+//! databases a store is kept in. Each behaviour is given a new, empty
+//! database, and opens stores on it as often as it likes: on SQLite each is
+//! a test of its own (`on_sqlite::…`); on PostgreSQL they run one after the
+//! other, each in a database of its own, on one server the test starts.
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::path::Path;
 use std::time::Duration;
 
 use loktar_protocol::{RunId, Stage};
-use loktar_store::{Delivery, NewRun, Queued, QueuedRun, RunFilter, RunStore};
+use loktar_store::{Database, Delivery, NewRun, PostgresDatabase, Queued, QueuedRun, RunFilter};
 
-/// A new, empty store, and what keeps it.
-fn fresh_store() -> (RunStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = RunStore::open_file(&dir.path().join("runs.db")).expect("a store");
-    (store, dir)
+/// Each behaviour, as a test on SQLite and a part of the test on PostgreSQL.
+macro_rules! behaviours {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    super::$name(&loktar_store::Database::File(dir.path().join("runs.db")));
+                }
+            )*
+        }
+
+        #[test]
+        fn every_behaviour_holds_on_postgres() {
+            on_postgres(&[$((stringify!($name), $name as fn(&Database))),*]);
+        }
+    };
+}
+
+behaviours!(
+    runs_are_numbered_without_gaps_and_a_queued_run_keeps_its_number_when_it_starts,
+    a_delivery_starts_one_run_however_often_it_arrives,
+    the_same_delivery_from_twenty_stores_at_once_starts_one_run_and_other_runs_take_the_next_numbers,
+    stages_and_packages_are_read_back_in_run_and_pipeline_order,
+    a_run_ends_once_and_keeps_the_reason_it_was_given_before,
+    runs_are_found_by_repository_branch_pull_request_status_and_page_newest_first,
+    totals_count_runs_by_status_and_stages_that_ran,
+    queued_runs_are_orphans_to_resume_with_their_request_and_a_requeued_run_says_why,
+    a_resumed_run_keeps_the_rows_of_packages_it_does_not_run_again_before_the_new_ones,
+    writes_grouped_in_a_batch_are_kept_when_committed_and_dropped_with_the_store_otherwise,
+    open_pull_requests_remember_what_they_affect_and_what_was_said_of_them,
+);
+
+/// A behaviour, by name.
+type Named = (&'static str, fn(&Database));
+
+/// Runs each behaviour on a database of its own, on one PostgreSQL server.
+fn on_postgres(behaviours: &[Named]) {
+    let server = postgres::Postgres::start();
+    // The store's statements run on a runtime with a worker, as the server's do.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    for (index, (name, behaviour)) in behaviours.iter().enumerate() {
+        eprintln!("on PostgreSQL: {name}");
+        let url = server.create_database(&format!("behaviour_{index}"));
+        let database = runtime
+            .block_on(PostgresDatabase::connect(&url, Some(postgres::PASSWORD)))
+            .unwrap_or_else(|problem| panic!("{name}: {problem}"));
+        behaviour(&Database::Postgres(database));
+    }
 }
 
 fn new_run(id: &str, started_ms: i64) -> NewRun {
@@ -45,9 +95,8 @@ fn queued(id: &str, repository: &str, pull_request: Option<u64>, delivery: Optio
     }
 }
 
-#[test]
-fn runs_are_numbered_without_gaps_and_a_queued_run_keeps_its_number_when_it_starts() {
-    let (store, _dir) = fresh_store();
+fn runs_are_numbered_without_gaps_and_a_queued_run_keeps_its_number_when_it_starts(database: &Database) {
+    let store = database.open().expect("a store");
     assert_eq!(store.begin_run(&new_run("a", 1)).expect("begun"), 1);
     let Queued::New { run: queued_number } = store.queue_run(&queued("b", "acme/repo", None, None)).expect("queued")
     else {
@@ -63,9 +112,8 @@ fn runs_are_numbered_without_gaps_and_a_queued_run_keeps_its_number_when_it_star
     assert_eq!(run.head.as_deref(), Some("abc"));
 }
 
-#[test]
-fn a_delivery_starts_one_run_however_often_it_arrives() {
-    let (store, _dir) = fresh_store();
+fn a_delivery_starts_one_run_however_often_it_arrives(database: &Database) {
+    let store = database.open().expect("a store");
     let first = store.queue_run(&queued("a", "acme/repo", None, Some("d-1"))).expect("queued");
     assert_eq!(first, Queued::New { run: 1 });
     assert_eq!(
@@ -83,9 +131,51 @@ fn a_delivery_starts_one_run_however_often_it_arrives() {
     );
 }
 
-#[test]
-fn stages_and_packages_are_read_back_in_run_and_pipeline_order() {
-    let (store, _dir) = fresh_store();
+fn the_same_delivery_from_twenty_stores_at_once_starts_one_run_and_other_runs_take_the_next_numbers(
+    database: &Database,
+) {
+    // Twenty requests of the same delivery, and twenty of others, each through a store of its own.
+    let answers: Vec<(bool, Queued)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..40)
+            .map(|n| {
+                scope.spawn(move || {
+                    let store = database.open().expect("a store");
+                    let same = n % 2 == 0;
+                    let delivery = if same { "d-same".to_string() } else { format!("d-{n}") };
+                    (
+                        same,
+                        store.queue_run(&queued(&format!("r{n}"), "acme/repo", None, Some(&delivery))).expect("queued"),
+                    )
+                })
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().expect("thread")).collect()
+    });
+    let new: Vec<i64> = answers
+        .iter()
+        .filter_map(|(_, answer)| match answer {
+            Queued::New { run } => Some(*run),
+            Queued::Duplicate { .. } => None,
+        })
+        .collect();
+    assert_eq!(new.len(), 21, "one run of the repeated delivery and one of each other: {answers:?}");
+    let first_of_same = answers.iter().find_map(|(same, answer)| match answer {
+        Queued::New { run } if *same => Some(*run),
+        _ => None,
+    });
+    for (same, answer) in &answers {
+        if *same && *answer != (Queued::New { run: first_of_same.expect("a run") }) {
+            assert_eq!(*answer, Queued::Duplicate { run: first_of_same });
+        }
+    }
+    let mut numbers = new.clone();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=21).collect::<Vec<i64>>(), "numbered without gaps");
+    assert_eq!(database.open().expect("a store").runs(100).expect("runs").len(), 21);
+}
+
+fn stages_and_packages_are_read_back_in_run_and_pipeline_order(database: &Database) {
+    let store = database.open().expect("a store");
     let run = store.begin_run(&new_run("a", 1)).expect("begun");
     let ms = Duration::from_millis;
     store.record_stage(run, 1, "web", Stage::Build, "passed", None, ms(20), Some(Path::new("/l/b"))).expect("stage");
@@ -119,9 +209,8 @@ fn stages_and_packages_are_read_back_in_run_and_pipeline_order() {
     assert!(store.run(99).expect("read").is_none());
 }
 
-#[test]
-fn a_run_ends_once_and_keeps_the_reason_it_was_given_before() {
-    let (store, _dir) = fresh_store();
+fn a_run_ends_once_and_keeps_the_reason_it_was_given_before(database: &Database) {
+    let store = database.open().expect("a store");
     let run = store.begin_run(&new_run("a", 1)).expect("begun");
     assert!(!store.has_ended(run, None).expect("asked"));
     assert!(!store.has_ended(run, Some(("web", Stage::Test))).expect("asked"));
@@ -137,9 +226,8 @@ fn a_run_ends_once_and_keeps_the_reason_it_was_given_before() {
     assert_eq!(row.reason.as_deref(), Some("superseded by `beef`"), "an ended run keeps its story");
 }
 
-#[test]
-fn runs_are_found_by_repository_branch_pull_request_status_and_page_newest_first() {
-    let (store, _dir) = fresh_store();
+fn runs_are_found_by_repository_branch_pull_request_status_and_page_newest_first(database: &Database) {
+    let store = database.open().expect("a store");
     store.queue_run(&queued("a", "acme/one", None, None)).expect("queued");
     store.queue_run(&queued("b", "acme/two", Some(7), None)).expect("queued");
     store.queue_run(&queued("c", "acme/one", Some(7), None)).expect("queued");
@@ -156,9 +244,8 @@ fn runs_are_found_by_repository_branch_pull_request_status_and_page_newest_first
     assert_eq!(store.runs(1).expect("runs").iter().map(|run| run.id).collect::<Vec<_>>(), [3]);
 }
 
-#[test]
-fn totals_count_runs_by_status_and_stages_that_ran() {
-    let (store, _dir) = fresh_store();
+fn totals_count_runs_by_status_and_stages_that_ran(database: &Database) {
+    let store = database.open().expect("a store");
     let run = store.begin_run(&new_run("a", 1)).expect("begun");
     store.record_stage(run, 0, "a", Stage::Test, "passed", None, Duration::from_millis(30), None).expect("stage");
     store.record_stage(run, 1, "b", Stage::Test, "failed", None, Duration::from_millis(12), None).expect("stage");
@@ -170,9 +257,8 @@ fn totals_count_runs_by_status_and_stages_that_ran() {
     assert_eq!(totals.stages, [("test".to_string(), 2, 42)], "skipped stages do not count");
 }
 
-#[test]
-fn queued_runs_are_orphans_to_resume_with_their_request_and_a_requeued_run_says_why() {
-    let (store, _dir) = fresh_store();
+fn queued_runs_are_orphans_to_resume_with_their_request_and_a_requeued_run_says_why(database: &Database) {
+    let store = database.open().expect("a store");
     store.queue_run(&queued("a", "acme/repo", None, None)).expect("queued");
     let running = store.begin_run(&new_run("b", 2)).expect("begun");
     // Running in this very process: not an orphan.
@@ -185,9 +271,8 @@ fn queued_runs_are_orphans_to_resume_with_their_request_and_a_requeued_run_says_
     assert_eq!(orphans[1].reason.as_deref(), Some("the server stopped before it ended"));
 }
 
-#[test]
-fn a_resumed_run_keeps_the_rows_of_packages_it_does_not_run_again_before_the_new_ones() {
-    let (store, _dir) = fresh_store();
+fn a_resumed_run_keeps_the_rows_of_packages_it_does_not_run_again_before_the_new_ones(database: &Database) {
+    let store = database.open().expect("a store");
     let run = store.begin_run(&new_run("a", 1)).expect("begun");
     store.record_stage(run, 0, "lib", Stage::Test, "passed", None, Duration::ZERO, None).expect("stage");
     store.record_package(run, 0, "lib", "passed", "").expect("package");
@@ -201,29 +286,40 @@ fn a_resumed_run_keeps_the_rows_of_packages_it_does_not_run_again_before_the_new
     let shown: Vec<(&str, &str)> = rows.iter().map(|row| (row.package.as_str(), row.status.as_str())).collect();
     assert_eq!(shown, [("lib", "passed"), ("web", "passed")]);
     assert!(rows[0].position < rows[1].position);
+    // Resumed again (the server stopped twice): the rows kept before stay first.
+    store.record_stage(run, 1, "app", Stage::Test, "failed", None, Duration::ZERO, None).expect("stage");
+    store.record_package(run, 1, "app", "failed", "").expect("package");
+    store.prepare_resume(run, &["app".to_string()]).expect("prepared again");
+    store.record_stage(run, 0, "app", Stage::Test, "passed", None, Duration::ZERO, None).expect("stage");
+    store.record_package(run, 0, "app", "passed", "").expect("package");
+    let (_, rows) = store.run(run).expect("read").expect("the run");
+    let shown: Vec<(&str, &str)> = rows.iter().map(|row| (row.package.as_str(), row.status.as_str())).collect();
+    assert_eq!(shown, [("lib", "passed"), ("web", "passed"), ("app", "passed")]);
 }
 
-#[test]
-fn writes_grouped_in_a_batch_are_kept_when_committed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("runs.db");
-    let store = RunStore::open_file(&path).expect("a store");
+fn writes_grouped_in_a_batch_are_kept_when_committed_and_dropped_with_the_store_otherwise(database: &Database) {
+    let store = database.open().expect("a store");
     let run = store.begin_run(&new_run("a", 1)).expect("begun");
     store.begin_batch().expect("batch");
     store.begin_batch().expect("a batch already open is fine");
     for position in 0..50 {
         store.record_package(run, position, &format!("p{position}"), "passed", "").expect("package");
     }
+    let elsewhere = database.open().expect("another store");
+    assert_eq!(elsewhere.package_outcomes(run).expect("outcomes").len(), 0, "not committed yet");
     store.commit().expect("committed");
     store.commit().expect("nothing open: fine");
+    assert_eq!(elsewhere.package_outcomes(run).expect("outcomes").len(), 50);
+    // A batch never committed is not kept.
+    store.begin_batch().expect("batch");
+    store.record_package(run, 50, "lost", "passed", "").expect("package");
     drop(store);
-    let reopened = RunStore::open_file(&path).expect("reopened");
+    let reopened = database.open().expect("reopened");
     assert_eq!(reopened.package_outcomes(run).expect("outcomes").len(), 50);
 }
 
-#[test]
-fn open_pull_requests_remember_what_they_affect_and_what_was_said_of_them() {
-    let (store, _dir) = fresh_store();
+fn open_pull_requests_remember_what_they_affect_and_what_was_said_of_them(database: &Database) {
+    let store = database.open().expect("a store");
     store.open_pull_request("acme/repo", 2, "h2", "2026-12-01T10:00:00Z").expect("opened");
     store.open_pull_request("acme/repo", 1, "h1", "2026-12-01T09:00:00Z").expect("opened");
     store.open_pull_request("acme/other", 9, "h9", "2026-12-01T08:00:00Z").expect("opened");
