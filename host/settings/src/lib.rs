@@ -572,6 +572,16 @@ impl Settings {
                      or remove `database` to keep the runs in SQLite in `data_dir`",
                 ));
             }
+            if server.database.as_deref().is_some_and(server::has_password) {
+                return Err(Diagnostic::new(format!(
+                    "`{}`: `database` under `[server]` holds a password",
+                    path.display()
+                ))
+                .hint(
+                    "remove it from the URL and name a secret holding it in `database_password`: \
+                     the URL is shown in messages, a secret never is",
+                ));
+            }
             settings.server = server;
         }
         let queues = file
@@ -743,6 +753,12 @@ mod tests {
             "{error:?}"
         );
         assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
+        for url in ["postgres://ci:s3cret@db/loktar", "postgres://ci@db/loktar?sslmode=require&password=s3cret"] {
+            std::fs::write(&path, format!("[server]\ndatabase = {url:?}\n")).expect("write");
+            let error = Settings::load(Some(&path), dir.path()).expect_err("a password in the URL");
+            assert!(error.message.ends_with("`database` under `[server]` holds a password"), "{error:?}");
+            assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
+        }
         std::fs::write(&path, "[server]\ndatabase = \"postgres://ci@db/loktar\"\ndatabase_password = \"pg\"\n")
             .expect("write");
         let error = Settings::load(Some(&path), dir.path()).expect_err("an undefined secret");

@@ -108,6 +108,20 @@ pub fn is_postgres_url(url: &str) -> bool {
     ["postgres://", "postgresql://"].iter().any(|scheme| url.starts_with(scheme))
 }
 
+/// Whether a database URL carries a password (`user:password@`, or a
+/// `password` parameter): `database_password` holds it instead, so that the
+/// URL can be shown and logged.
+pub fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, query),
+        None => (rest, ""),
+    };
+    let authority = authority.split('/').next().unwrap_or(authority);
+    let in_userinfo = authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    in_userinfo || query.split('&').any(|pair| pair.split('=').next() == Some("password"))
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8080".to_string()
 }

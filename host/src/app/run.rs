@@ -113,15 +113,21 @@ pub enum RunPlace {
 pub fn begin_run(planned: PlannedRun, place: RunPlace) -> Result<(Context, RunStore, RunInfo), Diagnostic> {
     let PlannedRun { context, mut plan, selection, head } = planned;
     let root = &context.workspace.root;
+    // Where a full disk stops the record: the folder of an SQLite file (PostgreSQL's disk is its own).
     let store_dir = match &place {
-        RunPlace::InRepository => root.join(LOKTAR_DIR),
-        RunPlace::Server { data_dir, .. } => data_dir.clone(),
+        RunPlace::InRepository => Some(root.join(LOKTAR_DIR)),
+        RunPlace::Server { data_dir, database: Database::File(_) } => Some(data_dir.clone()),
+        RunPlace::Server { database: Database::Postgres(_), .. } => None,
+    };
+    let when_full = |problem| match &store_dir {
+        Some(dir) => when_full(problem, dir),
+        None => problem,
     };
     let store = match &place {
         RunPlace::InRepository => RunStore::open(root),
         RunPlace::Server { database, .. } => database.open(),
     }
-    .map_err(|problem| when_full(problem, &store_dir))?;
+    .map_err(when_full)?;
     let started = std::time::SystemTime::now();
     let number = store
         .begin_run(&NewRun {
@@ -134,7 +140,7 @@ pub fn begin_run(planned: PlannedRun, place: RunPlace) -> Result<(Context, RunSt
             packages: plan.packages.len(),
             concurrency: plan.options.concurrency,
         })
-        .map_err(|problem| when_full(problem, &store_dir))?;
+        .map_err(when_full)?;
     let dir = match place {
         RunPlace::InRepository => {
             let relative = Path::new(LOKTAR_DIR).join("runs").join(number.to_string());

@@ -2,7 +2,8 @@
 //! gateway, the job service and the worker manager of Loktar's design, with
 //! the run store (SQLite) and the executors (in-process) embedded — or,
 //! with `[nats]`, its package jobs on NATS JetStream for `loktar executor`
-//! processes on other machines ([`crate::executor`]).
+//! processes on other machines ([`crate::executor`]), and with `[server]
+//! database` its run store in PostgreSQL.
 //!
 //! A webhook is verified, recorded and answered at once (`202` with the
 //! run's number; [`webhooks`], [`intake`]); the run is planned and
@@ -71,7 +72,7 @@ pub(crate) struct Server {
     config: Option<PathBuf>,
     /// Where the run store is: each run records through a store of its own.
     database: Database,
-    /// The run store, for the requests.
+    /// The run store of the requests, on SQLite.
     store: Mutex<RunStore>,
     mirrors: Mirrors,
     /// The webhook secret's value; without one, every webhook is refused.
@@ -132,16 +133,22 @@ impl Server {
         self.active.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `call` on the run store, on a blocking thread (SQLite waits for
-    /// its lock there, never on the runtime's workers).
+    /// Runs `call` on the run store, on a blocking thread (the store waits
+    /// for SQLite's lock or PostgreSQL's answer there, never on the
+    /// runtime's workers): on SQLite through the server's one connection, on
+    /// PostgreSQL through a store of its own, so that requests share the
+    /// pool's connections rather than wait for each other.
     async fn with_store<T: Send + 'static>(
         self: &Arc<Self>,
         call: impl FnOnce(&RunStore) -> Result<T, Diagnostic> + Send + 'static,
     ) -> Result<T, Diagnostic> {
         let server = self.clone();
-        tokio::task::spawn_blocking(move || call(&server.store()))
-            .await
-            .map_err(|e| Diagnostic::new(format!("internal error: the run store's thread failed: {e}")))?
+        tokio::task::spawn_blocking(move || match &server.database {
+            Database::Postgres(_) => call(&server.database.open()?),
+            Database::File(_) => call(&server.store()),
+        })
+        .await
+        .map_err(|e| Diagnostic::new(format!("internal error: the run store's thread failed: {e}")))?
     }
 
     /// The data folder: mirrors, work trees, run folders and the database.
@@ -187,7 +194,7 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         Some(url) => {
             let password = server.database_password.as_deref().map(|name| secret(&settings, name, "database_password"));
             let password = password.transpose()?;
-            Database::Postgres(wait_for(PostgresDatabase::connect(url, password.as_deref()))??)
+            Database::Postgres(PostgresDatabase::connect(url, password.as_deref())?)
         }
         None => Database::File(server.data_dir.join(DATABASE)),
     };

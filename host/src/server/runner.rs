@@ -148,7 +148,8 @@ async fn run_planned(
         .map_err(|e| Diagnostic::new(format!("cannot start the run's reporting: {e}")))?;
     // A run interrupted (superseded, its branch deleted, the server stopping) is `interrupted`, not `failed`.
     let report = execute(session, info, emitter, &accepted.control, &server.executors).await;
-    bus.finish();
+    // It waits for the run's last records to be written: never on the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || bus.finish()).await;
     tracing::info!(run = accepted.number, outcome = report.outcome.name(), "run finished");
     Ok(())
 }

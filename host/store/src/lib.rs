@@ -8,6 +8,7 @@
 //! comes), runs queued before they are planned, and where each run came
 //! from. Both databases run the same statements (`sql.rs`).
 
+mod owner;
 mod postgres;
 mod pull_requests;
 mod sql;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use loktar_config::LOKTAR_DIR;
 use loktar_protocol::{RunId, Stage};
 use loktar_support::diagnostic::Diagnostic;
+use owner::Owner;
 use sql::{Bind, Connection, Lock, Row, Transaction};
 use sqlite::Sqlite;
 
@@ -401,7 +403,7 @@ impl RunStore {
         )?;
         let number = match queued {
             Some(number) => number,
-            None => self.numbered(
+            None => self.insert_numbered(
                 "INSERT INTO runs (id, started_ms, status, selection, head, base, branch, packages, concurrency, owner, uuid)
                  VALUES (NEXT_RUN, $1, 'running', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &values,
@@ -414,7 +416,7 @@ impl RunStore {
     /// Inserts a run numbered next (`NEXT_RUN` in `sql`): runs are
     /// numbered without gaps, which sequences do not promise, so within a
     /// transaction holding [`Lock::Numbering`].
-    fn numbered(&self, sql: &str, values: &[&dyn Bind]) -> Result<i64, Diagnostic> {
+    fn insert_numbered(&self, sql: &str, values: &[&dyn Bind]) -> Result<i64, Diagnostic> {
         let sql = sql.replace("NEXT_RUN", "(SELECT COALESCE(MAX(id), 0) + 1 FROM runs)");
         let number = self.query_row(&sql, values, |row| row.get(0))?;
         number
@@ -439,7 +441,7 @@ impl RunStore {
         }
         let id = run.id.as_str();
         let pull_request = run.pull_request.and_then(|n| i64::try_from(n).ok());
-        let number = self.numbered(
+        let number = self.insert_numbered(
             "INSERT INTO runs (id, started_ms, status, selection, head, base, branch, packages, concurrency, uuid,
                                repository, trigger, pull_request, request)
              VALUES (NEXT_RUN, $1, 'queued', $2, $3, $4, $5, 0, 0, $6, $7, $8, $9, $10) RETURNING id",
@@ -692,55 +694,6 @@ impl RunStore {
         rows.sort_by_key(|row| (row.position, row.stage.as_deref().and_then(Stage::from_name)));
         Ok(Some((run, rows)))
     }
-}
-
-/// The process that runs a run: machine, pid, and when the process started
-/// (so that a pid used again by another process is not taken for it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Owner {
-    host: String,
-    pid: i32,
-    started: u64,
-}
-
-impl Owner {
-    fn this_process() -> Owner {
-        let pid = rustix::process::getpid().as_raw_nonzero().get();
-        Owner { host: host_name(), pid, started: process_start(pid).unwrap_or_default() }
-    }
-
-    /// `host pid started`, as stored.
-    fn parse(text: &str) -> Option<Owner> {
-        let mut parts = text.rsplitn(3, ' ');
-        let started = parts.next()?.parse().ok()?;
-        let pid = parts.next()?.parse().ok()?;
-        Some(Owner { host: parts.next()?.to_string(), pid, started })
-    }
-
-    /// Whether the owner is known to be dead: on this machine, and its pid is
-    /// free or belongs to a process started at another time. A run of
-    /// another machine sharing the folder is never judged from here.
-    fn is_gone(&self) -> bool {
-        self.host == host_name() && process_start(self.pid) != Some(self.started)
-    }
-}
-
-impl std::fmt::Display for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {}", self.host, self.pid, self.started)
-    }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default()
-}
-
-/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
-fn process_start(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn run_row(row: &Row) -> Result<RunRow, SqlError> {

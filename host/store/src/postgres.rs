@@ -1,23 +1,24 @@
-//! The store in PostgreSQL, for servers scaled out (`[server] database =
-//! "postgres://…"`): one pool of connections per server (a connection that
-//! broke, as when PostgreSQL restarts, is replaced), the schema made and
-//! versioned under a lock so that servers started at once agree, and the
-//! store's statements run through `sqlx` on the server's runtime.
+//! The store in PostgreSQL (`[server] database = "postgres://…"`): one
+//! pool of connections per server (a connection that broke, as when
+//! PostgreSQL restarts, is replaced), the schema made and versioned under a
+//! lock, and the store's statements run through `sqlx`.
 //!
 //! The store's methods are synchronous, as SQLite's are: a session blocks
-//! its thread on the runtime's handle while PostgreSQL answers, so it is
-//! used where blocking is allowed (`spawn_blocking`, the events thread),
-//! never on the runtime's workers.
+//! its thread while PostgreSQL answers, so it is used where blocking is
+//! allowed (`spawn_blocking`, the events thread), never on an async
+//! runtime's workers. Its connections are driven by a runtime of their own
+//! (one thread), so that a store call never waits for a worker of the
+//! server's runtime to be free.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Column as _, Row as _, TypeInfo as _};
-use tokio::runtime::Handle;
 
-use crate::sql::{Cell, Lock, Param, Row, SqlError};
+use crate::sql::{Cell as SqlCell, Lock, Param, Row, SqlError};
 use loktar_support::diagnostic::Diagnostic;
 
 /// The version of the schema below; a database of a later one was made by a newer Loktar.
@@ -26,8 +27,14 @@ const SCHEMA_VERSION: i64 = 1;
 /// The advisory lock (`pg_advisory_xact_lock`) that numbers runs and makes the schema.
 const NUMBERING_LOCK: i64 = 0x6c6f_6b74_6172; // "loktar"
 
-/// Connections at most, across the server's requests and its runs' records.
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections at most, across the server's requests and its runs' records:
+/// more than the runs a server works at once, each holding one while it
+/// writes a batch of its record.
+const MAX_CONNECTIONS: u32 = 32;
+
+/// The longest a statement may run (waiting for a lock included) before
+/// PostgreSQL cancels it: the store's statements take milliseconds.
+const STATEMENT_TIMEOUT: &str = "30s";
 
 /// How long a statement waits for a connection (PostgreSQL down, or every one busy).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +43,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PostgresDatabase {
     pool: sqlx::PgPool,
-    runtime: Handle,
+    runtime: Arc<StoreRuntime>,
     shown: String,
 }
 
@@ -46,12 +53,37 @@ impl std::fmt::Debug for PostgresDatabase {
     }
 }
 
+/// The runtime that drives the store's connections; shut down without
+/// waiting, wherever the last store goes (an async task included).
+struct StoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl StoreRuntime {
+    fn block_on<T>(&self, work: impl Future<Output = T>) -> T {
+        match &self.0 {
+            Some(runtime) => runtime.handle().block_on(work),
+            None => unreachable!("the runtime is taken only when dropped"),
+        }
+    }
+
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.0.as_ref().map(tokio::runtime::Runtime::enter)
+    }
+}
+
+impl Drop for StoreRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 impl PostgresDatabase {
     /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DATABASE`,
-    /// with libpq's parameters such as `sslmode`), with `password` when
-    /// given, and brings it to this schema. Runs on the current runtime,
-    /// which must have worker threads: its stores' statements run there.
-    pub async fn connect(url: &str, password: Option<&str>) -> Result<PostgresDatabase, Diagnostic> {
+    /// with the parameters sqlx reads, such as `sslmode`), with `password`
+    /// when given, and brings it to this schema. Blocks: call it where
+    /// blocking is allowed.
+    pub fn connect(url: &str, password: Option<&str>) -> Result<PostgresDatabase, Diagnostic> {
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             Diagnostic::new(format!("`database` under `[server]` is not a PostgreSQL URL: {e}"))
                 .hint("write it as `postgres://USER@HOST:PORT/DATABASE`, the password in `database_password`")
@@ -61,29 +93,39 @@ impl PostgresDatabase {
             Some(password) => options.password(password),
             None => options,
         }
-        .application_name("loktar");
+        .application_name("loktar")
+        .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("loktar-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| Diagnostic::new(format!("run store {shown}: cannot start its thread: {e}")))?;
+        let runtime = Arc::new(StoreRuntime(Some(runtime)));
         let unreachable = |e: sqlx::Error| {
             Diagnostic::new(format!("run store {shown}: {e}")).hint(
                 "start PostgreSQL there, or correct `database` (and `database_password`) under `[server]`; \
                  the user needs to create tables in that database",
             )
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(unreachable)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unreachable)?;
-        let version: i64 =
-            sqlx::query_scalar("SELECT MAX(version) FROM loktar_schema").fetch_one(&pool).await.map_err(unreachable)?;
+        let connected = runtime.block_on(async {
+            let pool = PgPoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            sqlx::raw_sql(AssertSqlSafe(schema())).execute(&pool).await?;
+            let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM loktar_schema").fetch_one(&pool).await?;
+            Ok::<_, sqlx::Error>((pool, version))
+        });
+        let (pool, version) = connected.map_err(unreachable)?;
         if version > SCHEMA_VERSION {
             return Err(Diagnostic::new(format!(
                 "run store {shown}: its schema is version {version}, made by a newer Loktar; this one knows {SCHEMA_VERSION}"
             ))
             .hint("run the newer Loktar, or give this one a database of its own"));
         }
-        Ok(PostgresDatabase { pool, runtime: Handle::current(), shown })
+        Ok(PostgresDatabase { pool, runtime, shown })
     }
 
     /// Where it is, without its password: for messages.
@@ -93,7 +135,7 @@ impl PostgresDatabase {
 
     /// A session on it, for one store.
     pub(crate) fn session(&self) -> Session {
-        Session { database: self.clone(), transaction: RefCell::new(None) }
+        Session { database: self.clone(), transaction: RefCell::new(None), aborted: Cell::new(false) }
     }
 }
 
@@ -108,6 +150,9 @@ fn shown_url(options: &PgConnectOptions) -> String {
 pub(crate) struct Session {
     database: PostgresDatabase,
     transaction: RefCell<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
+    /// Whether a statement of the open transaction failed: PostgreSQL then
+    /// refuses the rest, and its `COMMIT` rolls back without an error.
+    aborted: Cell<bool>,
 }
 
 impl std::fmt::Debug for Session {
@@ -129,6 +174,9 @@ impl Session {
                 None => work(&mut *self.database.pool.acquire().await?).await,
             }
         });
+        if result.is_err() && transaction.is_some() {
+            self.aborted.set(true);
+        }
         Ok(result?)
     }
 
@@ -148,7 +196,11 @@ impl Session {
     pub(crate) fn begin(&self, lock: Lock) -> Result<(), SqlError> {
         let transaction = self.database.runtime.block_on(self.database.pool.begin())?;
         *self.transaction.borrow_mut() = Some(transaction);
-        self.lock(lock)
+        self.aborted.set(false);
+        // A transaction that cannot take its lock is of no use: it ends at once.
+        self.lock(lock).inspect_err(|_| {
+            let _ = self.end(false);
+        })
     }
 
     /// Takes `lock` in the open transaction, until it ends.
@@ -161,18 +213,21 @@ impl Session {
         }
     }
 
+    /// Ends the open transaction. One that a failed statement aborted is
+    /// rolled back, and committing it is an error: its earlier writes are lost.
     pub(crate) fn end(&self, commit: bool) -> Result<(), SqlError> {
         let Some(transaction) = self.transaction.borrow_mut().take() else { return Ok(()) };
-        let ended = self
-            .database
-            .runtime
-            .block_on(async { if commit { transaction.commit().await } else { transaction.rollback().await } });
-        Ok(ended?)
+        let aborted = self.aborted.replace(false);
+        let ended = self.database.runtime.block_on(async {
+            if commit && !aborted { transaction.commit().await } else { transaction.rollback().await }
+        });
+        ended?;
+        if commit && aborted { Err(SqlError::RolledBack) } else { Ok(()) }
     }
 }
 
 /// A transaction still open is rolled back: the connection goes back to the
-/// pool, which works on the runtime — entered here, without blocking.
+/// pool, which works on the store's runtime — entered here, without blocking.
 impl Drop for Session {
     fn drop(&mut self) {
         if let Some(transaction) = self.transaction.get_mut().take() {
@@ -197,15 +252,15 @@ fn bound(sql: &str, params: Vec<Param>) -> sqlx::query::Query<'static, sqlx::Pos
 
 /// A row's cells, by the types the schema gives them.
 fn cells(row: &PgRow) -> Result<Row, SqlError> {
-    let cell = |index: usize, type_name: &str| -> Result<Cell, SqlError> {
+    let cell = |index: usize, type_name: &str| -> Result<SqlCell, SqlError> {
         let cell = match type_name {
-            "INT8" => row.try_get::<Option<i64>, _>(index)?.map(Cell::Int),
-            "INT4" => row.try_get::<Option<i32>, _>(index)?.map(|value| Cell::Int(value.into())),
-            "TEXT" | "VARCHAR" => row.try_get::<Option<String>, _>(index)?.map(Cell::Text),
+            "INT8" => row.try_get::<Option<i64>, _>(index)?.map(SqlCell::Int),
+            "INT4" => row.try_get::<Option<i32>, _>(index)?.map(|value| SqlCell::Int(value.into())),
+            "TEXT" | "VARCHAR" => row.try_get::<Option<String>, _>(index)?.map(SqlCell::Text),
             "VOID" => None,
             other => return Err(SqlError::Column { index, wanted: "an integer or text", found: other.to_string() }),
         };
-        Ok(cell.unwrap_or(Cell::Null))
+        Ok(cell.unwrap_or(SqlCell::Null))
     };
     let cells = row.columns().iter().map(|column| cell(column.ordinal(), column.type_info().name()));
     Ok(Row(cells.collect::<Result<_, _>>()?))
@@ -215,10 +270,12 @@ fn cells(row: &PgRow) -> Result<Row, SqlError> {
 /// wait for each other), in one implicit transaction. Integers are `BIGINT`
 /// (Rust's `i64`); dates kept as text sort by code point (`"C"`), whatever
 /// the database's locale.
-const SCHEMA: &str = r#"
-SELECT pg_advisory_xact_lock(119225799958898);
+fn schema() -> String {
+    format!(
+        r#"
+SELECT pg_advisory_xact_lock({NUMBERING_LOCK});
 CREATE TABLE IF NOT EXISTS loktar_schema (version BIGINT NOT NULL);
-INSERT INTO loktar_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM loktar_schema);
+INSERT INTO loktar_schema (version) SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM loktar_schema);
 CREATE TABLE IF NOT EXISTS runs (
     id           BIGINT PRIMARY KEY,
     started_ms   BIGINT NOT NULL,
@@ -275,16 +332,13 @@ CREATE TABLE IF NOT EXISTS stages (
     log_path    TEXT,
     PRIMARY KEY (run_id, position, stage)
 );
-"#;
+"#
+    )
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_schema_takes_the_numbering_lock() {
-        assert!(SCHEMA.contains(&format!("pg_advisory_xact_lock({NUMBERING_LOCK})")));
-    }
 
     #[test]
     fn a_url_is_shown_without_its_password() {

@@ -17,6 +17,10 @@ pub enum SqlError {
     /// PostgreSQL said no, or could not be reached.
     #[error(transparent)]
     Postgres(#[from] sqlx::Error),
+    /// A write of the open transaction failed, so the transaction was rolled
+    /// back at its commit: its other writes are lost too.
+    #[error("a write failed, so the writes grouped with it were rolled back")]
+    RolledBack,
     /// A cell was not of the kind the store wrote there.
     #[error("column {index} holds {found}, not {wanted}")]
     Column {
@@ -55,9 +59,15 @@ impl Bind for i64 {
     }
 }
 
+/// Text as both databases keep it: PostgreSQL's text holds no NUL, so none
+/// is kept in either (each is written as U+FFFD).
+fn text(text: &str) -> Param {
+    Param::Text(Some(if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_string() }))
+}
+
 impl Bind for String {
     fn param(&self) -> Param {
-        Param::Text(Some(self.clone()))
+        text(self)
     }
     fn null() -> Param {
         Param::Text(None)
@@ -66,7 +76,7 @@ impl Bind for String {
 
 impl Bind for &str {
     fn param(&self) -> Param {
-        Param::Text(Some((*self).to_string()))
+        text(self)
     }
     fn null() -> Param {
         Param::Text(None)
@@ -144,7 +154,9 @@ pub(crate) struct Row(pub(crate) Vec<Cell>);
 impl Row {
     /// Cell `index`, as `T`.
     pub(crate) fn get<T: FromCell>(&self, index: usize) -> Result<T, SqlError> {
-        let cell = self.0.get(index).unwrap_or(&Cell::Null);
+        let Some(cell) = self.0.get(index) else {
+            return Err(SqlError::Column { index, wanted: T::WANTED, found: "no such column".to_string() });
+        };
         T::from_cell(cell).ok_or(SqlError::Column { index, wanted: T::WANTED, found: cell.kind() })
     }
 }
@@ -229,9 +241,10 @@ impl<'a> Transaction<'a> {
         if opened {
             connection.begin(lock)?;
         } else if let Connection::Postgres(session) = connection {
-            // SQLite's open transaction already holds the one write lock there is.
             session.lock(lock)?;
         }
+        // Within a batch on SQLite, numbering takes the write lock at its first write, as the batch's
+        // writes do; nothing numbers runs within a batch.
         Ok(Transaction { connection, opened })
     }
 

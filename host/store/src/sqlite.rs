@@ -36,13 +36,13 @@ impl Sqlite {
     }
 
     pub(crate) fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, SqlError> {
-        let mut statement = self.connection.prepare(&numbered(sql))?;
+        let mut statement = self.connection.prepare(&in_sqlite_notation(sql))?;
         let changed = statement.execute(rusqlite::params_from_iter(params))?;
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
 
     pub(crate) fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>, SqlError> {
-        let mut statement = self.connection.prepare(&numbered(sql))?;
+        let mut statement = self.connection.prepare(&in_sqlite_notation(sql))?;
         let columns = statement.column_count();
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         let mut read = Vec::new();
@@ -54,10 +54,18 @@ impl Sqlite {
                         ValueRef::Integer(value) => Cell::Int(value),
                         ValueRef::Text(text) => Cell::Text(String::from_utf8_lossy(text).into_owned()),
                         ValueRef::Real(_) => {
-                            return Err(SqlError::Column { index, wanted: "", found: "a real".into() });
+                            return Err(SqlError::Column {
+                                index,
+                                wanted: "an integer or text",
+                                found: "a real".into(),
+                            });
                         }
                         ValueRef::Blob(_) => {
-                            return Err(SqlError::Column { index, wanted: "", found: "a blob".into() });
+                            return Err(SqlError::Column {
+                                index,
+                                wanted: "an integer or text",
+                                found: "a blob".into(),
+                            });
                         }
                     })
                 })
@@ -105,7 +113,7 @@ impl rusqlite::ToSql for Param {
 }
 
 /// A statement in PostgreSQL's notation (`$1`) in SQLite's (`?1`).
-fn numbered(sql: &str) -> String {
+fn in_sqlite_notation(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
@@ -225,7 +233,7 @@ mod tests {
     #[test]
     fn postgres_placeholders_become_sqlite_s_and_nothing_else_changes() {
         assert_eq!(
-            numbered("SELECT $1, $12 FROM t WHERE a = '$' AND b = $2x"),
+            in_sqlite_notation("SELECT $1, $12 FROM t WHERE a = '$' AND b = $2x"),
             "SELECT ?1, ?12 FROM t WHERE a = '$' AND b = ?2x"
         );
     }

@@ -54,13 +54,10 @@ type Named = (&'static str, fn(&Database));
 /// Runs each behaviour on a database of its own, on one PostgreSQL server.
 fn on_postgres(behaviours: &[Named]) {
     let server = postgres::Postgres::start();
-    // The store's statements run on a runtime with a worker, as the server's do.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     for (index, (name, behaviour)) in behaviours.iter().enumerate() {
         eprintln!("on PostgreSQL: {name}");
         let url = server.create_database(&format!("behaviour_{index}"));
-        let database = runtime
-            .block_on(PostgresDatabase::connect(&url, Some(postgres::PASSWORD)))
+        let database = PostgresDatabase::connect(&url, Some(postgres::PASSWORD))
             .unwrap_or_else(|problem| panic!("{name}: {problem}"));
         behaviour(&Database::Postgres(database));
     }
@@ -201,6 +198,10 @@ fn stages_and_packages_are_read_back_in_run_and_pipeline_order(database: &Databa
         ]
     );
     assert_eq!(rows[2].log.as_deref(), Some("/l/b"));
+    // A program's message may hold a NUL, which PostgreSQL's text cannot: both keep U+FFFD instead.
+    store.record_stage(run, 2, "app", Stage::Test, "failed", Some("bad\0byte"), ms(1), None).expect("stage");
+    let (_, rows) = store.run(run).expect("read").expect("the run");
+    assert_eq!(rows.last().and_then(|row| row.detail.as_deref()), Some("bad\u{FFFD}byte"));
     let text = |s: &str| s.to_string();
     assert_eq!(
         store.package_outcomes(run).expect("outcomes"),
