@@ -474,3 +474,124 @@ fn the_json_plan_lists_no_repository_plugin_when_none_is_declared() {
     let plan = repo.loktar(&["plan", "--format", "json"]).json();
     assert_eq!(plan["repository_plugins"], serde_json::json!([]));
 }
+
+/// `loktar plugin check FILE` with a compile cache of its own: its output, exit code and the cache.
+fn plugin_check(file: &Path, format: &str) -> (String, i32, tempfile::TempDir) {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = crate::support::loktar_command()
+        .env("LOKTAR_CACHE_DIR", cache.path())
+        .args(["plugin", "check", "--format", format])
+        .arg(file)
+        .output()
+        .expect("run loktar plugin check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.is_empty() || output.status.code() == Some(2), "{stderr}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), output.status.code().unwrap_or(-1), cache)
+}
+
+/// Files the compile cache in `cache` holds.
+fn cached_files(cache: &Path) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
+            .sum()
+    }
+    count(cache)
+}
+
+#[test]
+fn plugin_check_reports_what_a_component_is_imports_and_needs_with_the_lines_that_load_it() {
+    let sockets = test_plugin("sockets");
+    let (text, code, cache) = plugin_check(&sockets, "text");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("plugin    sockets 0.1.0\nroles     tester\ndeclares  log\n"), "{text}");
+    assert!(
+        regex::Regex::new(r"(?m)^  wasi:sockets/tcp@0\.2\.\d+ +closed: every socket is denied at run time$")
+            .expect("regex")
+            .is_match(&text),
+        "{text}"
+    );
+    assert!(
+        regex::Regex::new(r"(?m)^  loktar:plugin/log@0\.1\.\d+ +capability `log`, declared$")
+            .expect("regex")
+            .is_match(&text),
+        "{text}"
+    );
+    let snippet = format!(
+        "[plugins.sockets]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
+        sockets.display().to_string()
+    );
+    assert!(text.ends_with(&snippet), "{text}");
+    assert!(cached_files(cache.path()) > 0, "a component that may load is compiled (and cached)");
+
+    // The snippet is what loads it: `loktar plugins` with it lists the plugin, granted `log`.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("loktar.toml"), &snippet).expect("write loktar.toml");
+    let listed = crate::support::loktar_command()
+        .arg("--config")
+        .arg(dir.path().join("loktar.toml"))
+        .args(["plugins", "--format", "json"])
+        .current_dir(dir.path())
+        .output()
+        .expect("loktar plugins");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let entry = listed.as_array().into_iter().flatten().find(|p| p["name"] == "sockets").expect("listed");
+    assert_eq!((&entry["granted"], &entry["error"]), (&serde_json::json!(["log"]), &serde_json::Value::Null));
+
+    let (json, code, _cache) = plugin_check(&sockets, "json");
+    assert_eq!(code, 0, "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(report["plugin"]["declares"], serde_json::json!(["log"]));
+    assert_eq!(report["refusal"], serde_json::Value::Null);
+    let tcp = report["imports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["name"].as_str().is_some_and(|name| name.starts_with("wasi:sockets/tcp@")));
+    assert_eq!(tcp.map(|i| &i["use"]), Some(&serde_json::json!("closed")), "{json}");
+}
+
+#[test]
+fn plugin_check_refuses_a_component_importing_what_loktar_lacks_naming_each_without_compiling_it() {
+    use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
+    let mut component = Component::new();
+    let mut types = ComponentTypeSection::new();
+    let mut callable = InstanceType::new();
+    callable.ty().function().params([("path", wasm_encoder::PrimitiveValType::String)]).result(None);
+    callable.export("read", ComponentTypeRef::Func(0));
+    types.instance(&callable);
+    component.section(&types);
+    let mut imports = ComponentImportSection::new();
+    for name in ["wasi:cli/environment@0.2.0", "jco:node/fs", "wasi:keyvalue/store@0.2.0"] {
+        imports.import(name, ComponentTypeRef::Instance(0));
+    }
+    component.section(&imports);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("js-plugin.wasm");
+    std::fs::write(&file, component.finish()).expect("write the component");
+
+    let (text, code, cache) = plugin_check(&file, "text");
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        regex::Regex::new(r"(?m)^  jco:node/fs +REFUSED: Loktar does not provide it$").expect("regex").is_match(&text),
+        "{text}"
+    );
+    assert!(text.contains("  wasi:cli/environment@0.2.0  provided\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "refused: plugin `js-plugin` imports what Loktar does not provide: `jco:node/fs`, `wasi:keyvalue/store@0.2.0`\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("[plugins."), "no lines to load what cannot load: {text}");
+    assert_eq!(cached_files(cache.path()), 0, "refused before any compile");
+
+    // Not a component at all: an error that says so, exit 2.
+    std::fs::write(&file, b"\0asm\x01\x00\x00\x00").expect("write a module");
+    let output = crate::support::loktar_command().args(["plugin", "check"]).arg(&file).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a WebAssembly module, not a component"), "{output:?}");
+}

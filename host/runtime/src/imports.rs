@@ -57,7 +57,7 @@ pub(super) fn check(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
 }
 
 /// Whether Loktar links `import` (`wasi:cli/environment@0.2.3`).
-fn is_provided(import: &str) -> bool {
+pub(super) fn is_provided(import: &str) -> bool {
     let (interface, version) = import.split_once('@').unwrap_or((import, ""));
     PROVIDED.iter().any(|(package, major)| interface.starts_with(package) && version.starts_with(major))
 }
@@ -67,7 +67,7 @@ fn is_provided(import: &str) -> bool {
 /// the bytes are not a component that can be read. An instance whose type
 /// exports nothing to call (only types, which wasmtime lets go unlinked) is
 /// not counted.
-fn top_level_imports(bytes: &[u8]) -> Option<Vec<String>> {
+pub(super) fn top_level_imports(bytes: &[u8]) -> Option<Vec<String>> {
     let mut imports = Vec::new();
     // Whether each type of the component's type index space, in order, may
     // have something to call: only instance types that export no function,

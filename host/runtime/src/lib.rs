@@ -18,6 +18,7 @@
 pub mod bindings;
 mod calls;
 mod capabilities;
+mod check;
 mod compiled;
 mod engine;
 mod imports;
@@ -29,6 +30,7 @@ pub mod state;
 
 pub use capabilities::Grants;
 pub use capabilities::process::RunningPrograms;
+pub use check::{ComponentReport, Described, Import, ImportUse, check_component};
 pub use engine::PluginEngine;
 pub use load::{LoadedPlugin, Origin, PluginListing, builtin_names};
 use loktar_support::diagnostic::Diagnostic;

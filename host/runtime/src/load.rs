@@ -95,7 +95,7 @@ fn read_in_repository(root: &Path, relative: &Path) -> Result<Vec<u8>, String> {
 /// Refuses a file that is not a WebAssembly component before compiling it,
 /// by its header alone: the compiler's own message would quote the file's
 /// first bytes, which may be anything (a text file, a key).
-fn check_component_header(name: &str, path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
+pub(super) fn check_component_header(name: &str, path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
     const MAGIC: &[u8] = b"\0asm";
     const COMPONENT_LAYER: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
     let shown = path.display();
@@ -209,27 +209,31 @@ pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPl
 
 /// The capabilities the component's imports need.
 fn imported_capabilities(engine: &Engine, component: &Component) -> BTreeSet<Capability> {
-    let mut needed = BTreeSet::new();
-    for (import, _) in component.component_type().imports(engine) {
-        let interface = import.split('@').next().unwrap_or(import);
-        let capability = match interface {
-            "loktar:plugin/log" => Capability::Log,
-            "loktar:plugin/process" => Capability::Process,
-            "loktar:plugin/container-engine" => Capability::ContainerEngine,
-            "loktar:plugin/object-store" => Capability::ObjectStore,
-            "loktar:plugin/github" => Capability::Github,
-            "loktar:plugin/secrets" => Capability::Secrets,
-            other if other.starts_with("wasi:http/") => Capability::Http,
-            // `wasi:sockets` loads — toolchains import it whether or not the code
-            // opens a socket — and stays closed: no plugin's WASI context allows any.
-            _ => continue,
-        };
-        needed.insert(capability);
-    }
-    needed
+    component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(import, _)| capability_of(import.split('@').next().unwrap_or(import)))
+        .collect()
 }
 
-async fn describe(
+/// The capability an imported interface (without its version) stands for,
+/// if any. `wasi:sockets` stands for none: it loads — toolchains import it
+/// whether or not the code opens a socket — and stays closed, as no
+/// plugin's WASI context allows a socket.
+pub(super) fn capability_of(interface: &str) -> Option<Capability> {
+    Some(match interface {
+        "loktar:plugin/log" => Capability::Log,
+        "loktar:plugin/process" => Capability::Process,
+        "loktar:plugin/container-engine" => Capability::ContainerEngine,
+        "loktar:plugin/object-store" => Capability::ObjectStore,
+        "loktar:plugin/github" => Capability::Github,
+        "loktar:plugin/secrets" => Capability::Secrets,
+        other if other.starts_with("wasi:http/") => Capability::Http,
+        _ => return None,
+    })
+}
+
+pub(super) async fn describe(
     session: &PluginSession,
     name: &str,
     pre: &InstancePre<StoreState>,
@@ -258,7 +262,7 @@ async fn describe(
     Ok(outcome.value)
 }
 
-fn role(role: types::Role) -> Role {
+pub(super) fn role(role: types::Role) -> Role {
     match role {
         types::Role::Tester => Role::Tester,
         types::Role::Builder => Role::Builder,
@@ -269,7 +273,7 @@ fn role(role: types::Role) -> Role {
     }
 }
 
-fn capability(capability: types::Capability) -> Capability {
+pub(super) fn capability(capability: types::Capability) -> Capability {
     match capability {
         types::Capability::Log => Capability::Log,
         types::Capability::Process => Capability::Process,

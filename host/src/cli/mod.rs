@@ -79,6 +79,9 @@ enum Command {
     Runs(RunsArgs),
     /// List the plugins: name, version, roles, capabilities requested and granted, source
     Plugins(PluginsArgs),
+    /// Work on one plugin: `check FILE.wasm` says what a component is and needs before it is
+    /// wired into a run
+    Plugin(PluginArgs),
     /// A Loktar server's runs: list, show, logs, cancel, rerun, trigger (`--server URL`,
     /// token from `LOKTAR_TOKEN`)
     Remote(remote::RemoteArgs),
@@ -180,6 +183,32 @@ enum RunsAction {
 
 #[derive(Debug, Args)]
 struct PluginsArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+struct PluginArgs {
+    #[command(subcommand)]
+    action: PluginAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginAction {
+    /// Load a component with no configuration and report its name, version, roles, the
+    /// capabilities it declares, each interface it imports and what Loktar does with it, and the
+    /// loktar.toml lines that let it load. Exits 2 if Loktar refuses it whatever the configuration
+    /// (an import it does not provide — found before compiling — or a capability not declared)
+    Check(PluginCheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct PluginCheckArgs {
+    /// The component file (`.wasm`)
+    #[arg(value_name = "FILE.wasm")]
+    file: PathBuf,
+
     /// Output format
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     format: ListFormat,
@@ -367,6 +396,9 @@ fn run(cli: Cli, color: bool) -> Result<Done, Diagnostics> {
         Command::Remote(args) => remote::remote(&args).map(Done::with_output).map_err(Into::into),
         Command::Init(args) => init(&options, &args).map(Done::with_output),
         Command::Doctor(args) => doctor::doctor(&options, args.format, args.timeout),
+        Command::Plugin(PluginArgs { action: PluginAction::Check(args) }) => {
+            plugins::check(&args.file, args.format == ListFormat::Json)
+        }
         Command::Completions { shell } => Ok(Done::with_output(manuals::completions(shell))),
         Command::Man { dir } => manuals::man(dir.as_deref()).map(Done::with_output).map_err(Into::into),
         Command::Server => {
@@ -518,6 +550,7 @@ fn inspect(command: Command, options: &Options) -> Result<Output, Diagnostics> {
         | Command::Completions { .. }
         | Command::Man { .. }
         | Command::Server
+        | Command::Plugin(_)
         | Command::Executor(_) => {
             return Err(Diagnostic::new("internal error: not an inspecting command").into());
         }

@@ -1,13 +1,19 @@
-//! `loktar plugins`: every plugin the host knows, loaded and checked.
+//! `loktar plugins`: every plugin the host knows, loaded and checked; and
+//! `loktar plugin check`: one component file, with no configuration.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
 
-use crate::app::context::{Options, find_root, plugin_session};
+use super::{Done, Output};
+use crate::app::context::{Options, find_root, plugin_engine, plugin_session};
 use crate::blocking::wait_for;
 use crate::config::{MANIFEST, Workspace, plugins};
 use crate::diagnostic::Diagnostics;
 use crate::render::plan::to_json;
-use crate::runtime::{Origin, PluginListing, PluginSession, builtin_names};
+use crate::runtime::{
+    ComponentReport, ImportUse, Origin, PluginListing, PluginSession, builtin_names, check_component,
+};
 use crate::settings::Settings;
 use crate::terminal::escaped;
 
@@ -115,6 +121,62 @@ fn text(listings: &[PluginListing]) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// `loktar plugin check FILE.wasm`: what the component is and needs; exit 2
+/// when Loktar refuses it whatever the configuration.
+pub(super) fn check(file: &Path, json: bool) -> Result<Done, Diagnostics> {
+    let report = wait_for(check_component(plugin_engine()?, file))?.map_err(|e| Diagnostics::from(e.problem))?;
+    let code = if report.refusal.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+    let text = if json { to_json(&report) } else { check_text(&report) };
+    Ok(Done::printing(Output::Text(text), code))
+}
+
+fn check_text(report: &ComponentReport) -> String {
+    let mut out = format!("{}: a component of {:.1} MB\n", report.path.display(), report.bytes as f64 / 1_000_000.0);
+    if let Some(plugin) = &report.plugin {
+        let names = |list: Vec<&str>| if list.is_empty() { "none".to_string() } else { list.join(", ") };
+        out.push_str(&format!("plugin    {} {}\n", escaped(&plugin.name), escaped(&plugin.version)));
+        out.push_str(&format!("roles     {}\n", names(plugin.roles.iter().map(|r| r.name()).collect())));
+        out.push_str(&format!("declares  {}\n", names(plugin.declares.iter().map(|c| c.name()).collect())));
+    }
+    out.push_str(&format!("imports   {}\n", report.imports.len()));
+    let width = report.imports.iter().map(|import| import.name.chars().count()).max().unwrap_or(0);
+    for import in &report.imports {
+        let what = match import.use_ {
+            ImportUse::Provided => "provided".to_string(),
+            ImportUse::Closed => "closed: every socket is denied at run time".to_string(),
+            ImportUse::Capability { capability, declared: true } => {
+                format!("capability `{}`, declared", capability.name())
+            }
+            ImportUse::Capability { capability, declared: false } => {
+                format!("capability `{}`, NOT declared", capability.name())
+            }
+            ImportUse::Refused => "REFUSED: Loktar does not provide it".to_string(),
+        };
+        out.push_str(&format!("  {:width$}  {what}\n", escaped(&import.name)));
+    }
+    match (&report.refusal, &report.plugin) {
+        (Some(refusal), _) => out.push_str(&format!("refused: {}\n", escaped(refusal))),
+        (None, Some(plugin)) => {
+            let name = escaped(&plugin.name);
+            out.push_str(&format!(
+                "\nIt loads once loktar.toml names it (nothing is granted by default):\n\n[plugins.{name}]\npath = {:?}\n",
+                std::path::absolute(&report.path).unwrap_or_else(|_| report.path.clone()).display().to_string()
+            ));
+            if let Some((first, others)) = plugin.roles.split_first() {
+                let or = others.iter().map(|r| r.name()).collect::<Vec<_>>();
+                let comment = if or.is_empty() { String::new() } else { format!("  # or: {}", or.join(", ")) };
+                out.push_str(&format!("role = \"{}\"{comment}\n", first.name()));
+            }
+            if !plugin.declares.is_empty() {
+                let list: Vec<String> = report.needs().iter().map(|c| format!("\"{}\"", c.name())).collect();
+                out.push_str(&format!("capabilities = [{}]\n", list.join(", ")));
+            }
+        }
+        (None, None) => {}
     }
     out
 }
