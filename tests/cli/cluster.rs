@@ -672,3 +672,76 @@ fn an_executor_in_a_container_of_the_executor_image_takes_a_job() {
     assert!(log.contains("start tool") && log.contains("end tool"), "{log}");
     engine.docker_ok(&["stop", "--time", "30", &container]);
 }
+
+#[test]
+fn an_executor_without_a_store_s_credentials_stores_through_the_server_s_proxy_with_its_job_s_token() {
+    let s3 = crate::s3_server::S3Server::start(&["artifacts"]);
+    let nats = NatsServer::start();
+    // `lib` is built by the `zip` test builder (`lib.txt`, version 1) and kept by the built-in `s3` store.
+    let repo = TestRepo::new();
+    repo.write(
+        "loktar.json",
+        r#"{ "packages": [ { "pkg_name": "lib", "pkg_type": "zip", "test_type": "make", "build_info": { "storage_type": "s3" } } ] }"#,
+    );
+    repo.write("lib/Makefile", "ci:\n\t@true\n");
+    let before = repo.commit("ENH: lib");
+    let origin = repo.push_to_new_origin();
+    repo.write("lib/a.txt", "changed\n");
+    let after = repo.commit("ENH: change lib");
+    repo.git(&["push", "--quiet", "origin", "main"]);
+    let zip = format!(
+        "[plugins.zip]\npath = \"{}\"\nrole = \"builder\"\ncapabilities = [\"log\"]\n",
+        crate::support::test_plugin("zip").display()
+    );
+    let recorder = github();
+    // The server has the store and its credentials; the executor has neither.
+    let s3_store = format!(
+        "[stores.s3]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"artifacts\"\nprefix = \"ci\"\n\
+         access_key_secret = \"s3_key\"\nsecret_key_secret = \"s3_secret\"\n\n\
+         [secrets.s3_key]\nenv = \"TEST_S3_KEY\"\n\n[secrets.s3_secret]\nenv = \"TEST_S3_SECRET\"\n",
+        s3.endpoint
+    );
+    let nats_table = format!("[nats]\nurl = {:?}\n", nats.url);
+    let server = TestServer::start_with(
+        origin.path(),
+        &recorder.url(),
+        "executors = 0",
+        &format!("{nats_table}{zip}{s3_store}"),
+    );
+    let elsewhere = tempfile::Builder::new().prefix("loktar-executor-home").tempdir().expect("temp dir");
+    std::fs::write(
+        elsewhere.path().join("loktar.toml"),
+        format!(
+            "{nats_table}{zip}\n[plugins.github]\nrole = \"notifier\"\n\n[github]\napi_url = \"{}\"\ntoken_secret = \"gh\"\n\
+             retries = 0\n\n[secrets.gh]\nenv = \"TEST_GITHUB_TOKEN\"\n",
+            recorder.url()
+        ),
+    )
+    .expect("the executor's loktar.toml");
+    let executor = TestExecutor::start(elsewhere.path());
+
+    let (status, answer) = server.hook("push", "proxy-1", &push_event(&before, &after));
+    assert_eq!(status, 202, "{answer}");
+    let run = answer["run"].as_i64().expect("the run's number");
+    let shown = server.finished(run);
+    assert_eq!(shown["run"]["status"], "passed", "{shown:#}");
+    assert_eq!(executor.taken().len(), 1, "the executor ran `lib`");
+    // In the server's S3 store, where its record says, and served by its proxy.
+    let object = String::from_utf8(s3.read("artifacts", "ci/lib/1/lib.txt")).expect("text");
+    assert_eq!(object, format!("built lib at {after}"), "the object in the server's bucket");
+    let artifact = &shown["packages"][0]["artifacts"][0];
+    assert_eq!(artifact["location"], "s3://artifacts/ci/lib/1/lib.txt", "{shown:#}");
+    let (status, log) = server.get(&format!("/api/runs/{run}/packages/lib/stages/store/log"));
+    assert_eq!(status, 200, "{log}");
+    assert!(log.contains("stored `lib/1/lib.txt`"), "{log}");
+
+    // The route takes a running job's token only: none, or one made up, is refused.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}/api/stores/s3/lib/2/lib.txt", server.url());
+    let status = |request: ureq::RequestBuilder<ureq::typestate::WithBody>| {
+        request.send(&b"forged"[..]).expect("answered").status().as_u16()
+    };
+    assert_eq!(status(agent.put(&url)), 401);
+    assert_eq!(status(agent.put(&url).header("Authorization", "Bearer 0123456789abcdef")), 403);
+    assert!(!s3.root.path().join("artifacts/ci/lib/2").exists(), "nothing written");
+}

@@ -520,16 +520,25 @@ fn plugin_check_reports_what_a_component_is_imports_and_needs_with_the_lines_tha
             .is_match(&text),
         "{text}"
     );
-    let snippet = format!(
-        "[plugins.sockets]\npath = {:?}\nrole = \"tester\"\ncapabilities = [\"log\"]\n",
-        sockets.display().to_string()
+    let (_, snippet) = text.split_once("(nothing is granted by default):\n\n").expect("the lines that load it");
+    let table: toml::Table = toml::from_str(snippet).expect("TOML");
+    let entry = &table["plugins"]["sockets"];
+    assert_eq!(
+        (entry["path"].as_str(), entry["role"].as_str(), entry["capabilities"].as_array().map(Vec::len)),
+        (Some(sockets.to_str().expect("UTF-8")), Some("tester"), Some(1)),
+        "{snippet}"
     );
-    assert!(text.ends_with(&snippet), "{text}");
     assert!(cached_files(cache.path()) > 0, "a component that may load is compiled (and cached)");
 
-    // The snippet is what loads it: `loktar plugins` with it lists the plugin, granted `log`.
+    // The lines load it as they are, wherever the file is: `loktar plugins` lists it, granted `log`.
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("loktar.toml"), &snippet).expect("write loktar.toml");
+    let odd = dir.path().join("quote\" back\\slash\ttab e\u{301}");
+    std::fs::create_dir(&odd).expect("an oddly named folder");
+    std::fs::copy(&sockets, odd.join("sockets.wasm")).expect("copy the component");
+    let (text, code, _cache) = plugin_check(&odd.join("sockets.wasm"), "text");
+    assert_eq!(code, 0, "{text}");
+    let (_, snippet) = text.split_once("(nothing is granted by default):\n\n").expect("the lines that load it");
+    std::fs::write(dir.path().join("loktar.toml"), snippet).expect("write loktar.toml");
     let listed = crate::support::loktar_command()
         .arg("--config")
         .arg(dir.path().join("loktar.toml"))

@@ -66,6 +66,11 @@ impl TestServer {
         (self.child, self.url) = (child, url);
     }
 
+    /// Its address, `http://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The folder of its configuration.
     pub(crate) fn home(&self) -> &Path {
         self.home.path()

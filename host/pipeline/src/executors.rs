@@ -46,6 +46,8 @@ struct Bench {
 #[derive(Default)]
 pub struct Runs {
     runs: Mutex<HashMap<RunId, Arc<Shared>>>,
+    /// The address of this server's storage proxy, given to executors elsewhere.
+    store_proxy_url: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Runs {
@@ -71,6 +73,22 @@ impl Runs {
     /// The run `id`, while it executes here.
     pub(crate) fn get(&self, id: &RunId) -> Option<Arc<Shared>> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// The first answer `find` gives for a run executing here.
+    pub(crate) fn each_run<T>(&self, mut find: impl FnMut(&Shared) -> Option<T>) -> Option<T> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner).values().find_map(|run| find(run))
+    }
+
+    /// Says where this server's storage proxy is (`http://host:port`), for
+    /// executors elsewhere to reach it; set once, when the server listens.
+    pub fn set_store_proxy_url(&self, url: String) {
+        let _ = self.store_proxy_url.set(url.trim_end_matches('/').to_string());
+    }
+
+    /// Where this server's storage proxy is, once known.
+    pub(crate) fn store_proxy_url(&self) -> Option<String> {
+        self.store_proxy_url.get().cloned()
     }
 }
 

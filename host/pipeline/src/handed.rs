@@ -30,6 +30,7 @@ use crate::stage::{Stage, StagePlan};
 use loktar_config::Package;
 use loktar_runtime::PluginSession;
 use loktar_runtime::bindings::types::{Artifact, RunContext};
+use loktar_services::objects::StoreProxy;
 
 /// Where an executor elsewhere fetches a run's commit from.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,10 @@ pub struct Work {
     pub stages: Vec<StagePlan>,
     /// Where and why the run happens, as plugins see it.
     pub context: Context,
+    /// The server's storage proxy and this attempt's token, for the
+    /// stores the executor has no configuration for; `None` when the
+    /// server has no address to give.
+    pub store_proxy: Option<StoreProxy>,
 }
 
 /// A run's context as it travels: the fields of the plugins' `run-context`.
@@ -144,8 +149,16 @@ impl RemoteRuns for Runs {
         let info = &run.info;
         let source = info.source.clone()?;
         let position = info.position(&job.package)?;
+        // A token of this attempt's own: the one before is good no more.
+        let store_proxy = self.store_proxy_url().map(|url| StoreProxy { url, token: new_token() });
         if let Some(slot) = run.reports.lock().unwrap_or_else(PoisonError::into_inner).get_mut(position) {
-            *slot = ReportSlot { report: None, ended: false, attempt: job.attempt, running: None };
+            *slot = ReportSlot {
+                report: None,
+                ended: false,
+                attempt: job.attempt,
+                running: None,
+                store_token: store_proxy.as_ref().map(|proxy| proxy.token.clone()),
+            };
         }
         Some(Work {
             number: info.number,
@@ -154,6 +167,7 @@ impl RemoteRuns for Runs {
             package: job.package.to_string(),
             stages: info.plan.packages[position].stages.clone(),
             context: Context::from(&info.plan.context),
+            store_proxy,
         })
     }
 
@@ -240,6 +254,7 @@ fn record(run: &Shared, position: usize, attempt: u32, kind: &EventKind) {
             ended: false,
             attempt,
             running: None,
+            store_token: if slot.attempt == attempt { slot.store_token.take() } else { None },
         };
     }
     let Some(report) = slot.report.as_mut() else { return };
@@ -302,12 +317,46 @@ impl HandedJob {
             notifiers: Vec::new(),
             not_rebuilt: Vec::new(),
         };
-        HandedJob { info: Arc::new(RunInfo::new(work.number, SystemTime::now(), plan, dir, work.url)) }
+        let mut info = RunInfo::new(work.number, SystemTime::now(), plan, dir, work.url);
+        info.store_proxy = work.store_proxy;
+        HandedJob { info: Arc::new(info) }
     }
 
     /// The one-package run it is, for its event stream.
     pub fn info(&self) -> &Arc<RunInfo> {
         &self.info
+    }
+}
+
+/// A token no one can guess: 244 random bits.
+fn new_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The job a storage proxy's token was given to, while its attempt is current and running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreJob {
+    /// Its run.
+    pub run: crate::events::RunId,
+    /// Its package.
+    pub package: String,
+    /// The repository (`owner/repo`) whose stores it writes to.
+    pub repository: String,
+}
+
+impl Runs {
+    /// The job holding storage-proxy token `token`: its current attempt, not ended.
+    pub fn store_job(&self, token: &str) -> Option<StoreJob> {
+        self.each_run(|run| {
+            let repository = run.info.source.as_ref()?.repository.clone();
+            let reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
+            let position = reports.iter().position(|slot| !slot.ended && slot.store_token.as_deref() == Some(token))?;
+            Some(StoreJob {
+                run: run.info.id().clone(),
+                package: run.info.package_name(position).to_string(),
+                repository,
+            })
+        })
     }
 }
 

@@ -98,6 +98,8 @@ pub(crate) struct ReportSlot {
     pub(crate) attempt: u32,
     /// The stage that attempt began and has not finished.
     pub(crate) running: Option<Stage>,
+    /// That attempt's token for the server's storage proxy.
+    pub(crate) store_token: Option<String>,
 }
 
 impl Shared {
@@ -335,7 +337,7 @@ pub(crate) async fn run_package(
         _ => {}
     }
     let mut reports = shared.reports.lock().unwrap_or_else(PoisonError::into_inner);
-    reports[position] = ReportSlot { report: Some(report), ended: true, attempt: 0, running: None };
+    reports[position] = ReportSlot { report: Some(report), ended: true, attempt: 0, running: None, store_token: None };
     job
 }
 
@@ -461,6 +463,7 @@ fn call_env(shared: &Shared, position: usize, stage: Stage, cancel: &Cancellatio
         cancel: Some(cancel.clone()),
         tap: Some(tap),
         programs: Some(shared.control.programs().clone()),
+        store_proxy: shared.info.store_proxy.clone(),
     }
 }
 

@@ -8,9 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::load::{capability_of, check_component_header, describe};
+use super::load::{capability_of, check_component_header, describe, imported_capabilities};
 use super::{PluginEngine, PluginError, PluginSession, imports};
 use loktar_settings::{Capability, Role, Settings};
+
+/// How long `describe()` of a component being checked may take.
+const DESCRIBE_DEADLINE_SECS: u64 = 30;
 
 /// What a component is and what it needs.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -60,8 +63,8 @@ pub enum ImportUse {
     Capability {
         /// The capability it stands for.
         capability: Capability,
-        /// Whether the plugin's `describe()` declares it.
-        declared: bool,
+        /// Whether the plugin's `describe()` declares it; `None` when it was not asked.
+        declared: Option<bool>,
     },
     /// Linked and closed: every socket operation is denied at run time.
     Closed,
@@ -107,8 +110,18 @@ pub async fn check_component(engine: Arc<PluginEngine>, path: &Path) -> Result<C
             return Ok(report);
         }
     };
-    let session = PluginSession::new(engine, Settings::builtin());
-    let info = describe(&session, &name, &pre).await?;
+    let imported = imported_capabilities(engine.wasmtime(), &made.component);
+    // Asked with a short deadline: nobody has vetted this component yet.
+    let mut settings = Settings::builtin();
+    settings.limits.timeout_secs = DESCRIBE_DEADLINE_SECS;
+    let session = PluginSession::new(engine, settings);
+    let info = match describe(&session, &name, &pre).await {
+        Ok(info) => info,
+        Err(error) => {
+            report.refusal = Some(error.problem.message);
+            return Ok(report);
+        }
+    };
     let described = Described {
         name: info.name,
         version: info.version,
@@ -117,15 +130,21 @@ pub async fn check_component(engine: Arc<PluginEngine>, path: &Path) -> Result<C
     };
     for import in &mut report.imports {
         if let ImportUse::Capability { capability, declared } = &mut import.use_ {
-            *declared = described.declares.contains(capability);
-            if !*declared && report.refusal.is_none() {
-                report.refusal = Some(format!(
-                    "plugin `{}` imports capability `{}` without declaring it in `describe()`",
-                    described.name,
-                    capability.name()
-                ));
-            }
+            *declared = Some(described.declares.contains(capability));
         }
+    }
+    let undeclared: Vec<String> = imported
+        .iter()
+        .filter(|capability| !described.declares.contains(capability))
+        .map(|capability| format!("`{}`", capability.name()))
+        .collect();
+    if !undeclared.is_empty() {
+        let (what, them) = if undeclared.len() == 1 { ("capability", "it") } else { ("capabilities", "them") };
+        report.refusal = Some(format!(
+            "plugin `{}` imports {what} {} without declaring {them} in `describe()`",
+            described.name,
+            undeclared.join(", ")
+        ));
     }
     report.plugin = Some(described);
     Ok(report)
@@ -138,7 +157,7 @@ fn use_of(import: &str) -> ImportUse {
     }
     let interface = import.split('@').next().unwrap_or(import);
     match capability_of(interface) {
-        Some(capability) => ImportUse::Capability { capability, declared: false },
+        Some(capability) => ImportUse::Capability { capability, declared: None },
         None if interface.starts_with("wasi:sockets/") => ImportUse::Closed,
         None => ImportUse::Provided,
     }
@@ -154,11 +173,11 @@ mod tests {
         assert_eq!(use_of("wasi:sockets/tcp@0.2.0"), ImportUse::Closed);
         assert_eq!(
             use_of("loktar:plugin/process@0.1.0"),
-            ImportUse::Capability { capability: Capability::Process, declared: false }
+            ImportUse::Capability { capability: Capability::Process, declared: None }
         );
         assert_eq!(
             use_of("wasi:http/outgoing-handler@0.2.3"),
-            ImportUse::Capability { capability: Capability::Http, declared: false }
+            ImportUse::Capability { capability: Capability::Http, declared: None }
         );
         assert_eq!(use_of("wasi:keyvalue/store@0.2.0"), ImportUse::Refused);
         assert_eq!(use_of("wasi:cli/environment@0.3.0"), ImportUse::Refused, "another major version");

@@ -208,7 +208,7 @@ pub(super) async fn load(session: &PluginSession, name: &str) -> Result<LoadedPl
 }
 
 /// The capabilities the component's imports need.
-fn imported_capabilities(engine: &Engine, component: &Component) -> BTreeSet<Capability> {
+pub(super) fn imported_capabilities(engine: &Engine, component: &Component) -> BTreeSet<Capability> {
     component
         .component_type()
         .imports(engine)

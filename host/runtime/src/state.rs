@@ -12,6 +12,7 @@ use super::capabilities::Grants;
 use super::capabilities::http::Outbound;
 use super::capabilities::process::RunningPrograms;
 use super::stage_log::{LineTap, PluginOutput, Source, StageLog};
+use loktar_services::objects::StoreProxy;
 use loktar_settings::Limits;
 use loktar_support::beneath::Folder;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,10 @@ pub struct CallEnv {
     pub tap: Option<LineTap>,
     /// The run's running programs, which the programs of this call join.
     pub programs: Option<RunningPrograms>,
+    /// For a job an executor runs for a server elsewhere: the server's
+    /// storage proxy, which keeps the objects of a granted store this
+    /// machine has no configuration for.
+    pub store_proxy: Option<StoreProxy>,
 }
 
 impl std::fmt::Debug for CallEnv {
@@ -83,6 +88,8 @@ pub struct StoreState {
     pub(crate) cancel: Option<CancellationToken>,
     /// The run's running programs, if the call belongs to a run.
     pub(crate) programs: Option<RunningPrograms>,
+    /// The server's storage proxy, for a job run for a server elsewhere.
+    pub(crate) store_proxy: Option<StoreProxy>,
     /// Where `wasi:http` requests may go.
     outbound: Outbound,
 }
@@ -146,6 +153,7 @@ impl StoreState {
             process_timeout: std::time::Duration::from_secs(limits.process_timeout_secs),
             cancel: env.cancel.clone(),
             programs: env.programs.clone(),
+            store_proxy: env.store_proxy.clone(),
         })
     }
 }

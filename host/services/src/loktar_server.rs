@@ -71,8 +71,25 @@ impl LoktarServer {
 
     /// `POST path` with a JSON body, answered with JSON.
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, Diagnostic> {
-        let answer = self.send(Method::POST, path, Some(body)).await?;
+        let body = Full::new(Bytes::from(body.to_string()));
+        let answer = self.send(Method::POST, path, Some(("application/json", body))).await?;
         self.json_of(path, answer).await
+    }
+
+    /// `PUT path` with `bytes`, answered with JSON.
+    pub async fn put_bytes(&self, path: &str, bytes: Bytes) -> Result<Value, Diagnostic> {
+        let answer = self.send(Method::PUT, path, Some(("application/octet-stream", Full::new(bytes)))).await?;
+        self.json_of(path, answer).await
+    }
+
+    /// `GET path`, answered with JSON, or `None` when the server has no such thing (404).
+    pub async fn get_json_if_found(&self, path: &str) -> Result<Option<Value>, Diagnostic> {
+        let answer = self.request(Method::GET, path, None).await?;
+        if answer.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let answer = self.accepted(answer).await?;
+        self.json_of(path, answer).await.map(Some)
     }
 
     /// `GET path`, its body handed to `write` as it arrives (a log followed live).
@@ -96,30 +113,48 @@ impl LoktarServer {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<(&str, Full<Bytes>)>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, Diagnostic> {
-        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(json) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(json.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let request = request.body(body).map_err(|e| self.failed(path, &e))?;
-        let answer = self.http.request(request).await.map_err(|e| {
-            Diagnostic::new(format!("cannot reach the Loktar server at {}: {}", self.base, error_chain(&e)))
-                .hint("check `--server` (or `LOKTAR_SERVER`) and that the server runs")
-        })?;
+        let answer = self.request(method, path, body).await?;
+        self.accepted(answer).await
+    }
+
+    /// The answer when it is 2xx, else the server's refusal.
+    async fn accepted(
+        &self,
+        answer: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Diagnostic> {
         if answer.status().is_success() {
             return Ok(answer);
         }
         let status = answer.status();
         let text = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         Err(refusal(status, &text, self.token.is_some()))
+    }
+
+    /// Sends a request; its answer, whatever its status.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Full<Bytes>)>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Diagnostic> {
+        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some((content_type, body)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                body
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request.body(body).map_err(|e| self.failed(path, &e))?;
+        self.http.request(request).await.map_err(|e| {
+            Diagnostic::new(format!("cannot reach the Loktar server at {}: {}", self.base, error_chain(&e)))
+                .hint("check `--server` (or `LOKTAR_SERVER`) and that the server runs")
+        })
     }
 
     async fn json_of(&self, path: &str, answer: hyper::Response<hyper::body::Incoming>) -> Result<Value, Diagnostic> {

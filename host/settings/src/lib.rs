@@ -562,15 +562,17 @@ impl Settings {
         if let Some(mut server) = file.server {
             server.data_dir = base.join(&server.data_dir);
             if let Some(url) = server.database.as_deref().filter(|url| !server::is_postgres_url(url)) {
-                let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-                return Err(Diagnostic::new(format!(
-                    "`{}`: `database` under `[server]` is `{scheme}://…`, not a PostgreSQL URL",
-                    path.display()
-                ))
-                .hint(
-                    "write `postgres://USER@HOST:PORT/DATABASE` (the password in `database_password`), \
+                // Only a scheme is shown: anything else of what is not a URL may be a password.
+                let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+                let shown =
+                    scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) && !scheme.is_empty();
+                let what =
+                    if shown { format!("`{scheme}://…`, not a PostgreSQL URL") } else { "not a URL".to_string() };
+                return Err(Diagnostic::new(format!("`{}`: `database` under `[server]` is {what}", path.display()))
+                    .hint(
+                        "write `postgres://USER@HOST:PORT/DATABASE` (the password in `database_password`), \
                      or remove `database` to keep the runs in SQLite in `data_dir`",
-                ));
+                    ));
             }
             if server.database.as_deref().is_some_and(server::has_password) {
                 return Err(Diagnostic::new(format!(
@@ -746,6 +748,9 @@ mod tests {
     fn a_server_database_is_a_postgres_url_shown_without_its_password_and_its_password_a_secret() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("loktar.toml");
+        std::fs::write(&path, "[server]\ndatabase = \"ci:s3cret@db/loktar\"\n").expect("write");
+        let error = Settings::load(Some(&path), dir.path()).expect_err("not a URL");
+        assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
         std::fs::write(&path, "[server]\ndatabase = \"mysql://ci:s3cret@db/loktar\"\n").expect("write");
         let error = Settings::load(Some(&path), dir.path()).expect_err("not PostgreSQL");
         assert!(
@@ -753,7 +758,11 @@ mod tests {
             "{error:?}"
         );
         assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
-        for url in ["postgres://ci:s3cret@db/loktar", "postgres://ci@db/loktar?sslmode=require&password=s3cret"] {
+        for url in [
+            "postgres://ci:s3cret@db/loktar",
+            "postgres://ci@db/loktar?sslmode=require&password=s3cret",
+            "postgres://ci@db/loktar?PASS%77ORD=s3cret",
+        ] {
             std::fs::write(&path, format!("[server]\ndatabase = {url:?}\n")).expect("write");
             let error = Settings::load(Some(&path), dir.path()).expect_err("a password in the URL");
             assert!(error.message.ends_with("`database` under `[server]` holds a password"), "{error:?}");

@@ -119,7 +119,13 @@ pub fn has_password(url: &str) -> bool {
     };
     let authority = authority.split('/').next().unwrap_or(authority);
     let in_userinfo = authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
-    in_userinfo || query.split('&').any(|pair| pair.split('=').next() == Some("password"))
+    // Parameter names as the driver reads them: percent-decoded (`pass%77ord`), in any case.
+    let named_password = query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or(pair);
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy().to_ascii_lowercase();
+        name.contains("pass")
+    });
+    in_userinfo || named_password
 }
 
 fn default_listen() -> String {

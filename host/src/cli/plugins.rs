@@ -135,7 +135,11 @@ pub(super) fn check(file: &Path, json: bool) -> Result<Done, Diagnostics> {
 }
 
 fn check_text(report: &ComponentReport) -> String {
-    let mut out = format!("{}: a component of {:.1} MB\n", report.path.display(), report.bytes as f64 / 1_000_000.0);
+    let mut out = format!(
+        "{}: a component of {:.1} MB\n",
+        escaped(&report.path.display().to_string()),
+        report.bytes as f64 / 1_000_000.0
+    );
     if let Some(plugin) = &report.plugin {
         let names = |list: Vec<&str>| if list.is_empty() { "none".to_string() } else { list.join(", ") };
         out.push_str(&format!("plugin    {} {}\n", escaped(&plugin.name), escaped(&plugin.version)));
@@ -143,40 +147,65 @@ fn check_text(report: &ComponentReport) -> String {
         out.push_str(&format!("declares  {}\n", names(plugin.declares.iter().map(|c| c.name()).collect())));
     }
     out.push_str(&format!("imports   {}\n", report.imports.len()));
-    let width = report.imports.iter().map(|import| import.name.chars().count()).max().unwrap_or(0);
-    for import in &report.imports {
-        let what = match import.use_ {
-            ImportUse::Provided => "provided".to_string(),
-            ImportUse::Closed => "closed: every socket is denied at run time".to_string(),
-            ImportUse::Capability { capability, declared: true } => {
-                format!("capability `{}`, declared", capability.name())
-            }
-            ImportUse::Capability { capability, declared: false } => {
-                format!("capability `{}`, NOT declared", capability.name())
-            }
-            ImportUse::Refused => "REFUSED: Loktar does not provide it".to_string(),
-        };
-        out.push_str(&format!("  {:width$}  {what}\n", escaped(&import.name)));
+    let imports: Vec<(String, String)> = report
+        .imports
+        .iter()
+        .map(|import| {
+            let what = match import.use_ {
+                ImportUse::Provided => "provided".to_string(),
+                ImportUse::Closed => "closed: every socket is denied at run time".to_string(),
+                ImportUse::Capability { capability, declared } => format!(
+                    "capability `{}`{}",
+                    capability.name(),
+                    match declared {
+                        Some(true) => ", declared",
+                        Some(false) => ", NOT declared",
+                        None => "",
+                    }
+                ),
+                ImportUse::Refused => "REFUSED: Loktar does not provide it".to_string(),
+            };
+            (escaped(&import.name).into_owned(), what)
+        })
+        .collect();
+    let width = imports.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0);
+    for (name, what) in &imports {
+        out.push_str(&format!("  {name:width$}  {what}\n"));
     }
     match (&report.refusal, &report.plugin) {
         (Some(refusal), _) => out.push_str(&format!("refused: {}\n", escaped(refusal))),
-        (None, Some(plugin)) => {
-            let name = escaped(&plugin.name);
-            out.push_str(&format!(
-                "\nIt loads once loktar.toml names it (nothing is granted by default):\n\n[plugins.{name}]\npath = {:?}\n",
-                std::path::absolute(&report.path).unwrap_or_else(|_| report.path.clone()).display().to_string()
-            ));
-            if let Some((first, others)) = plugin.roles.split_first() {
-                let or = others.iter().map(|r| r.name()).collect::<Vec<_>>();
-                let comment = if or.is_empty() { String::new() } else { format!("  # or: {}", or.join(", ")) };
-                out.push_str(&format!("role = \"{}\"{comment}\n", first.name()));
-            }
-            if !plugin.declares.is_empty() {
-                let list: Vec<String> = report.needs().iter().map(|c| format!("\"{}\"", c.name())).collect();
-                out.push_str(&format!("capabilities = [{}]\n", list.join(", ")));
-            }
-        }
+        (None, Some(plugin)) => match loading_lines(report, plugin) {
+            Some(lines) => out
+                .push_str(&format!("\nIt loads once loktar.toml names it (nothing is granted by default):\n\n{lines}")),
+            None => out.push_str("\nIts path is not UTF-8: loktar.toml cannot name it; move it to one that is\n"),
+        },
         (None, None) => {}
     }
     out
+}
+
+/// The `loktar.toml` table that loads the plugin: its absolute path, its
+/// first role and what it declares — written by the TOML library, so that
+/// any name or path comes out quoted as TOML wants. `None` for a path TOML
+/// cannot hold (not UTF-8).
+fn loading_lines(report: &ComponentReport, plugin: &crate::runtime::Described) -> Option<String> {
+    let path = std::path::absolute(&report.path).unwrap_or_else(|_| report.path.clone());
+    let mut table = toml::Table::new();
+    table.insert("path".into(), toml::Value::String(path.to_str()?.to_string()));
+    if let Some(role) = plugin.roles.first() {
+        table.insert("role".into(), toml::Value::String(role.name().to_string()));
+    }
+    if !plugin.declares.is_empty() {
+        let declared = plugin.declares.iter().map(|c| toml::Value::String(c.name().to_string())).collect();
+        table.insert("capabilities".into(), toml::Value::Array(declared));
+    }
+    let plugins = toml::Table::from_iter([(plugin.name.clone(), toml::Value::Table(table))]);
+    let document = toml::Table::from_iter([("plugins".to_string(), toml::Value::Table(plugins))]);
+    let mut lines = toml::to_string(&document).ok()?;
+    if plugin.roles.len() > 1 {
+        let others: Vec<&str> = plugin.roles[1..].iter().map(|r| r.name()).collect();
+        lines.push_str(&format!("# it also plays: {}\n", others.join(", ")));
+    }
+    // TOML's strings and keys escape every control character a name or path may hold.
+    Some(lines)
 }

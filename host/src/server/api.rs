@@ -320,16 +320,17 @@ pub(crate) fn may_read(server: &Server, headers: &HeaderMap) -> Result<(), Probl
     authorized(server, headers)
 }
 
+/// The token of `Authorization: Bearer <token>`, if the request has one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok())?.strip_prefix("Bearer ")
+}
+
 /// Refuses a request without `Authorization: Bearer <one of the API tokens>`.
 pub(crate) fn authorized(server: &Server, headers: &HeaderMap) -> Result<(), Problem> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Problem::new(StatusCode::UNAUTHORIZED, "this route needs an API token")
-                .hint("send `Authorization: Bearer <token>`, a token of `api_tokens` under `[server]`")
-        })?;
+    let given = bearer(headers).ok_or_else(|| {
+        Problem::new(StatusCode::UNAUTHORIZED, "this route needs an API token")
+            .hint("send `Authorization: Bearer <token>`, a token of `api_tokens` under `[server]`")
+    })?;
     // Digests compared, so that the time taken says nothing about the tokens.
     let digest = Sha256::digest(given.as_bytes());
     if server.api_tokens.iter().any(|token| Sha256::digest(token.as_bytes()) == digest) {

@@ -170,6 +170,12 @@ impl ArtifactStores {
         Ok(ArtifactStores { by_repository })
     }
 
+    /// `repository`'s store `name`, as its runs see it.
+    pub(crate) fn store(&self, repository: &str, name: &str) -> Option<Arc<ObjectStore>> {
+        let stores = self.by_repository.get(repository)?;
+        stores.iter().find(|(store, _)| store == name).map(|(_, store)| store.clone())
+    }
+
     /// The stores of `repositories`, in their order, each once.
     fn of(&self, repositories: &[String]) -> Vec<&(String, Arc<ObjectStore>)> {
         let mut stores: Vec<&(String, Arc<ObjectStore>)> = Vec::new();

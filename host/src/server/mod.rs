@@ -30,6 +30,7 @@ mod problem;
 mod recovery;
 mod runner;
 pub mod signature;
+mod stores;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -92,6 +93,8 @@ pub(crate) struct Server {
     packages_at_once: usize,
     /// The in-process executors: package jobs at once, across every run.
     executors: Executors,
+    /// The runs executing here, as executors elsewhere reach them.
+    runs: Arc<Runs>,
     /// Runs accepted and not finished, by number.
     active: Mutex<HashMap<i64, Active>>,
     /// The background runs, waited for at shutdown.
@@ -235,7 +238,8 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         collisions: tokio::sync::Mutex::new(()),
         runs_at_once: Semaphore::new(runs_at_once),
         packages_at_once,
-        executors: Executors::start(queue, runs, executors),
+        executors: Executors::start(queue, runs.clone(), executors),
+        runs,
         active: Mutex::default(),
         tasks: TaskTracker::new(),
         stopping: CancellationToken::new(),
@@ -282,6 +286,8 @@ async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "loktar server listening on http://{address}");
     let _ = stdout.flush();
+    // Executors elsewhere reach the storage proxy where people reach the server, else where it listens.
+    server.runs.set_store_proxy_url(server.settings.public_url.clone().unwrap_or_else(|| format!("http://{address}")));
     // Before new work: what the last process left unfinished.
     let resumed = recovery::resume(&server).await?;
     if resumed > 0 {
@@ -314,6 +320,7 @@ fn router(server: Arc<Server>) -> Router {
         .route("/api/runs/{id}/rerun", post(control::rerun))
         .route("/api/runs/{id}/packages/{package}/stages/{stage}/log", get(api::log))
         .route("/api/artifacts/{package}/{version}/{file}", get(artifacts::artifact))
+        .route("/api/stores/{store}/{*key}", get(stores::describe).put(stores::put))
         .fallback(Problem::no_route)
         .method_not_allowed_fallback(Problem::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))

@@ -47,6 +47,9 @@ pub struct RunInfo {
     pub url: Option<String>,
     /// Where executors elsewhere fetch its commit from; `None` for a run of a local work tree.
     pub source: Option<crate::handed::Source>,
+    /// For a job an executor runs for a server elsewhere: the server's
+    /// storage proxy, which keeps what goes to a store this machine lacks.
+    pub store_proxy: Option<loktar_services::objects::StoreProxy>,
     /// Each package's name, by position in the plan, as events carry it.
     names: Vec<PackageName>,
     /// Each package's position, by name.
@@ -58,7 +61,7 @@ impl RunInfo {
     pub fn new(number: i64, started: SystemTime, plan: RunPlan, dir: PathBuf, url: Option<String>) -> RunInfo {
         let names: Vec<PackageName> = plan.packages.iter().map(|package| PackageName::from(package.name())).collect();
         let positions = names.iter().enumerate().map(|(position, name)| (name.clone(), position)).collect();
-        RunInfo { number, started, plan, dir, url, source: None, names, positions }
+        RunInfo { number, started, plan, dir, url, source: None, store_proxy: None, names, positions }
     }
 
     /// Its identity, unique across machines.

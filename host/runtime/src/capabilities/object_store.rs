@@ -19,9 +19,10 @@ use loktar_support::diagnostic::Diagnostic;
 #[derive(Debug)]
 pub(crate) struct StoresGrant {
     /// The store with its own provider name and those its `stores` grant
-    /// lists, each if configured under `[stores]`; a store that could not be
-    /// opened says why when used.
-    stores: Vec<(String, Result<ObjectStore, Diagnostic>)>,
+    /// lists: each opened when configured under `[stores]` (a store that
+    /// could not be opened says why when used), else `None` — the server's
+    /// store of that name through its proxy, for a job run for a server elsewhere.
+    stores: Vec<(String, Option<Result<ObjectStore, Diagnostic>>)>,
 }
 
 impl Grant for StoresGrant {
@@ -33,9 +34,9 @@ impl Grant for StoresGrant {
         let stores = std::iter::once(name)
             .filter(|_| plugin.declared_in.is_none())
             .chain(plugin.stores.iter().flatten().map(String::as_str).filter(|store| *store != name))
-            .filter_map(|store| {
-                let config = settings.stores.get(store)?;
-                Some((store.to_string(), ObjectStore::open(store, config, secret)))
+            .map(|store| {
+                let opened = settings.stores.get(store).map(|config| ObjectStore::open(store, config, secret));
+                (store.to_string(), opened)
             })
             .collect();
         StoresGrant { stores }
@@ -81,7 +82,14 @@ impl StoreState {
     /// The store `store`, which must be the one granted to this plugin.
     fn store(&self, store: &str) -> Result<ObjectStore, Error> {
         match self.grant::<StoresGrant>()?.stores.iter().find(|(name, _)| name == store) {
-            Some((_, opened)) => opened.clone().map_err(Error::from),
+            Some((_, Some(opened))) => opened.clone().map_err(Error::from),
+            Some((_, None)) => match &self.store_proxy {
+                Some(proxy) => ObjectStore::proxied(store, proxy).map_err(Error::from),
+                None => Err(Error {
+                    message: format!("store `{store}` is not configured"),
+                    hint: Some(format!("configure `[stores.{store}]` in loktar.toml")),
+                }),
+            },
             None => Err(Error {
                 message: format!("plugin `{}` may not use store `{store}`", self.plugin),
                 hint: Some(format!(
@@ -142,7 +150,7 @@ mod tests {
             settings.stores.insert(store.into(), StoreSettings::Fs { dir: store.into() });
         }
         let grant = StoresGrant::from_settings("fs", plugin, &settings);
-        grant.stores.into_iter().map(|(name, _)| name).collect()
+        grant.stores.into_iter().filter(|(_, opened)| opened.is_some()).map(|(name, _)| name).collect()
     }
 
     #[test]

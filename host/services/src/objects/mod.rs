@@ -1,17 +1,21 @@
 //! Object stores: where storage plugins put artifacts, named in the host
 //! configuration (`[stores.<name>]`). Two backends: `fs`, a folder on this
-//! machine (the embedded default), and `s3`, any S3-compatible server.
+//! machine (the embedded default), and `s3`, any S3-compatible server; and,
+//! for an executor elsewhere without a store's credentials, the server's
+//! store of that name through its storage proxy.
 //!
 //! Keys are relative paths that cannot climb out of the store; every object
 //! carries its SHA-256, so storing the same content twice is detected and a
 //! different content under a stored key is never mistaken for it.
 
 mod fs;
+mod proxy;
 mod s3;
 
 use std::fs::File;
 use std::path::{Component, Path};
 
+pub use proxy::{ProxyStore, StoreProxy};
 pub use s3::S3Store;
 
 use loktar_settings::StoreSettings;
@@ -37,6 +41,8 @@ pub enum ObjectStore {
     Fs(fs::FsStore),
     /// An S3-compatible server.
     S3(S3Store),
+    /// A server's store, through its storage proxy (boxed: an HTTP client is large).
+    Proxy(Box<ProxyStore>),
 }
 
 impl ObjectStore {
@@ -52,12 +58,18 @@ impl ObjectStore {
         }
     }
 
+    /// The server's store `name`, through the storage proxy `proxy`.
+    pub fn proxied(name: &str, proxy: &StoreProxy) -> Result<ObjectStore, Diagnostic> {
+        ProxyStore::new(name, proxy).map(|store| ObjectStore::Proxy(Box::new(store)))
+    }
+
     /// Uploads the content of `file` (opened for reading) to `key`.
     pub async fn put(&self, key: &str, file: File) -> Result<ObjectInfo, Diagnostic> {
         let key = checked_key(key)?;
         match self {
             ObjectStore::Fs(store) => store.put(key, file).await,
             ObjectStore::S3(store) => store.put(key, file).await,
+            ObjectStore::Proxy(store) => store.put(key, file).await,
         }
     }
 
@@ -67,6 +79,7 @@ impl ObjectStore {
         match self {
             ObjectStore::Fs(store) => store.get(key, file).await,
             ObjectStore::S3(store) => store.get(key, file).await,
+            ObjectStore::Proxy(store) => Err(through_proxy(store, "read objects")),
         }
     }
 
@@ -76,6 +89,7 @@ impl ObjectStore {
         match self {
             ObjectStore::Fs(store) => store.head(key).await,
             ObjectStore::S3(store) => store.head(key).await,
+            ObjectStore::Proxy(store) => store.head(key).await,
         }
     }
 
@@ -90,6 +104,7 @@ impl ObjectStore {
             ))
             .hint("keep the package in an S3 store: `\"storage_type\": \"s3\"` and `[stores.s3]` in loktar.toml")),
             ObjectStore::S3(store) => store.presign(key, expires).await,
+            ObjectStore::Proxy(store) => Ok(store.download_url(key)),
         }
     }
 
@@ -100,6 +115,7 @@ impl ObjectStore {
         match self {
             ObjectStore::Fs(store) => store.open_reader(key).await,
             ObjectStore::S3(store) => store.open_reader(key).await,
+            ObjectStore::Proxy(store) => Err(through_proxy(store, "read objects")),
         }
     }
 
@@ -110,6 +126,7 @@ impl ObjectStore {
         match self {
             ObjectStore::Fs(store) => store.check(),
             ObjectStore::S3(store) => store.check_bucket().await.map(|()| store.described_place()),
+            ObjectStore::Proxy(store) => Err(through_proxy(store, "be checked")),
         }
     }
 
@@ -118,8 +135,19 @@ impl ObjectStore {
         match self {
             ObjectStore::Fs(store) => store.list(prefix).await,
             ObjectStore::S3(store) => store.list(prefix).await,
+            ObjectStore::Proxy(store) => Err(through_proxy(store, "list objects")),
         }
     }
+}
+
+/// What a store reached through a server's proxy cannot do: it writes and
+/// says what is there, nothing more.
+fn through_proxy(store: &ProxyStore, what: &str) -> Diagnostic {
+    Diagnostic::new(format!(
+        "store `{}` is the server's, reached through its storage proxy, which cannot {what}",
+        store.name()
+    ))
+    .hint(format!("configure `[stores.{}]` in this executor's loktar.toml, with its credentials", store.name()))
 }
 
 /// An object opened for reading all or part of it.
