@@ -17,6 +17,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::RunControl;
@@ -157,7 +158,7 @@ impl RemoteRuns for Runs {
                 ended: false,
                 attempt: job.attempt,
                 running: None,
-                store_token: store_proxy.as_ref().map(|proxy| proxy.token.clone()),
+                store_token: store_proxy.as_ref().map(|proxy| token_digest(&proxy.token)),
             };
         }
         Some(Work {
@@ -196,7 +197,11 @@ impl RemoteRuns for Runs {
         let Some(position) = run.info.position(&job.package) else { return };
         // The stage it was in; else the first it had not finished; none when it had ended.
         let stage = {
-            let reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
+            // A lost attempt's token is good no more.
+            if let Some(slot) = reports.get_mut(position) {
+                slot.store_token = None;
+            }
             let slot = reports.get(position);
             let finished: Vec<Stage> = slot
                 .and_then(|slot| slot.report.as_ref())
@@ -333,6 +338,12 @@ fn new_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
+/// What is kept of a token: its SHA-256, compared whole, so that the time a
+/// comparison takes says nothing of the token.
+fn token_digest(token: &str) -> [u8; 32] {
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 /// The job a storage proxy's token was given to, while its attempt is current and running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreJob {
@@ -342,19 +353,26 @@ pub struct StoreJob {
     pub package: String,
     /// The repository (`owner/repo`) whose stores it writes to.
     pub repository: String,
+    /// The plugins of its `store` stage, whose stores it may write to.
+    pub storage: Vec<String>,
 }
 
 impl Runs {
     /// The job holding storage-proxy token `token`: its current attempt, not ended.
     pub fn store_job(&self, token: &str) -> Option<StoreJob> {
+        let digest = token_digest(token);
         self.each_run(|run| {
             let repository = run.info.source.as_ref()?.repository.clone();
             let reports = run.reports.lock().unwrap_or_else(PoisonError::into_inner);
-            let position = reports.iter().position(|slot| !slot.ended && slot.store_token.as_deref() == Some(token))?;
+            let position = reports.iter().position(|slot| !slot.ended && slot.store_token == Some(digest))?;
+            let stages = &run.info.plan.packages[position].stages;
+            let storage =
+                stages.iter().filter(|plan| plan.stage == Stage::Store).flat_map(|plan| plan.providers.clone());
             Some(StoreJob {
                 run: run.info.id().clone(),
                 package: run.info.package_name(position).to_string(),
                 repository,
+                storage: storage.collect(),
             })
         })
     }
@@ -386,6 +404,92 @@ pub async fn run_handed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of one package `lib` from a repository, registered in `runs`, and its id.
+    fn registered_run(runs: &Arc<Runs>) -> (crate::executors::Registered, crate::events::RunId) {
+        let json = r#"{"packages": [{"pkg_name": "lib", "build_info": {"storage_type": "s3"}}]}"#;
+        let source = loktar_config::SourceFile::new("loktar.json", json.to_string());
+        let mut packages = loktar_config::parse(&source, &loktar_config::Providers::builtin()).expect("valid package");
+        let id = crate::events::RunId::new("run-1");
+        let context = Context {
+            run_id: "1".into(),
+            commit: "c".repeat(40),
+            branch: None,
+            base: None,
+            default_branch: "main".into(),
+            on_default_branch: true,
+            commit_time: None,
+            repository_url: None,
+            author: None,
+        };
+        let stages = vec![StagePlan { stage: Stage::Store, providers: vec!["s3".into()] }];
+        let work = Work {
+            number: 1,
+            url: None,
+            source: source_of("acme/shop"),
+            package: "lib".into(),
+            stages,
+            context,
+            store_proxy: None,
+        };
+        let job = HandedJob::new(id.clone(), work, packages.remove(0), PathBuf::from("/repo"), PathBuf::from("/run"));
+        let mut info = (**job.info()).clone();
+        info.source = Some(source_of("acme/shop"));
+        let engine = Arc::new(loktar_runtime::PluginEngine::new(None).expect("engine"));
+        let plugins = Arc::new(PluginSession::new(engine, loktar_settings::Settings::builtin()));
+        let (_bus, emitter) =
+            crate::events::EventBus::start(id.clone(), Vec::new(), crate::events::WriteHealth::new()).expect("a bus");
+        let shared = Arc::new(Shared::new(plugins, Arc::new(RunControl::new()), Arc::new(info), emitter));
+        (runs.register(shared), id)
+    }
+
+    fn source_of(repository: &str) -> Source {
+        Source {
+            repository: repository.into(),
+            clone_url: "/origin".into(),
+            commit: "c".repeat(40),
+            reference: None,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn a_store_token_is_good_for_its_attempt_only_while_it_runs() {
+        let runs = Runs::new();
+        let (_registered, run) = registered_run(&runs);
+        let attempt = |n: u32| JobId { run: run.clone(), package: "lib".into(), attempt: n };
+        assert!(runs.start(&attempt(1)).is_some_and(|work| work.store_proxy.is_none()), "no address: no token");
+        runs.set_store_proxy_url("http://127.0.0.1:8080/".into());
+        let first = runs.start(&attempt(1)).and_then(|work| work.store_proxy).expect("a token");
+        assert_eq!(first.url, "http://127.0.0.1:8080");
+        let job = runs.store_job(&first.token).expect("its job");
+        assert_eq!(
+            (job.package.as_str(), job.repository.as_str(), job.storage),
+            ("lib", "acme/shop", vec!["s3".to_string()])
+        );
+        assert!(runs.store_job("0123456789abcdef").is_none(), "a made-up token");
+        // Another attempt takes over: the first's token is good no more, the second's is.
+        let second = runs.start(&attempt(2)).and_then(|work| work.store_proxy).expect("a token");
+        assert_ne!(first.token, second.token);
+        assert!(runs.store_job(&first.token).is_none());
+        assert!(runs.store_job(&second.token).is_some());
+        // Lost: no more.
+        runs.lost(&attempt(2), "executor lost 3 times");
+        assert!(runs.store_job(&second.token).is_none());
+        // A third attempt's, until its package ends.
+        let third = runs.start(&attempt(3)).and_then(|work| work.store_proxy).expect("a token");
+        assert!(runs.store_job(&third.token).is_some());
+        let finished = EventKind::PackageFinished {
+            run_url: None,
+            package: "lib".into(),
+            outcome: PackageOutcome::Passed,
+            planned: Vec::new(),
+            stages: Vec::new(),
+            artifacts: Vec::new(),
+        };
+        runs.report(&attempt(3), vec![finished]);
+        assert!(runs.store_job(&third.token).is_none(), "its package ended");
+    }
 
     #[test]
     fn a_run_context_travels_whole() {

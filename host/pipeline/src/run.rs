@@ -98,8 +98,9 @@ pub(crate) struct ReportSlot {
     pub(crate) attempt: u32,
     /// The stage that attempt began and has not finished.
     pub(crate) running: Option<Stage>,
-    /// That attempt's token for the server's storage proxy.
-    pub(crate) store_token: Option<String>,
+    /// The digest of that attempt's token for the server's storage proxy,
+    /// while the attempt may use it.
+    pub(crate) store_token: Option<[u8; 32]>,
 }
 
 impl Shared {

@@ -22,13 +22,23 @@ use loktar_support::diagnostic::Diagnostic;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Loktar server, reached over HTTP or HTTPS.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoktarServer {
     /// Its URL, without a trailing slash.
     base: String,
     /// An API token of the server, for the write routes (and reads, without `public_read`).
     token: Option<String>,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// Without the token's value.
+impl std::fmt::Debug for LoktarServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoktarServer")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoktarServer {

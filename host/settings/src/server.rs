@@ -40,6 +40,10 @@ pub struct ServerSettings {
     pub database_password: Option<String>,
     /// The server's address as people reach it, for links in statuses and messages.
     pub public_url: Option<String>,
+    /// The server's address as executors elsewhere reach it, for its storage
+    /// proxy [default: `public_url`; else where it listens, when that is
+    /// this machine's loopback].
+    pub executor_url: Option<String>,
     /// The secret (under `[secrets]`) GitHub signs webhooks with.
     pub webhook_secret: Option<String>,
     /// Secrets (under `[secrets]`) holding the tokens that may use the API's write routes.
@@ -69,6 +73,7 @@ impl Default for ServerSettings {
             database: None,
             database_password: None,
             public_url: None,
+            executor_url: None,
             webhook_secret: None,
             api_tokens: Vec::new(),
             public_read: true,

@@ -134,6 +134,8 @@ async fn find(
 /// data folder; a store every repository sees alike is one and the same.
 pub(crate) struct ArtifactStores {
     by_repository: BTreeMap<String, Vec<(String, Arc<ObjectStore>)>>,
+    /// Each plugin's `stores` grant besides the store named after it, as the server's configuration says.
+    granted: BTreeMap<String, Vec<String>>,
 }
 
 impl ArtifactStores {
@@ -167,7 +169,18 @@ impl ArtifactStores {
             }
             by_repository.insert(repository.clone(), stores);
         }
-        Ok(ArtifactStores { by_repository })
+        let granted =
+            settings.plugins.iter().map(|(name, plugin)| (name.clone(), plugin.stores.clone().unwrap_or_default()));
+        Ok(ArtifactStores { by_repository, granted: granted.collect() })
+    }
+
+    /// Whether a job whose `store` stage calls `storage` may write to store
+    /// `name`: the one named after one of those plugins, or one its `stores`
+    /// grant in the server's configuration lists.
+    pub(crate) fn may_write(&self, storage: &[String], name: &str) -> bool {
+        storage.iter().any(|plugin| {
+            plugin == name || self.granted.get(plugin).is_some_and(|stores| stores.iter().any(|store| store == name))
+        })
     }
 
     /// `repository`'s store `name`, as its runs see it.
@@ -268,5 +281,16 @@ mod tests {
         for leaving in ["", ".", "..", "a/b", "a\\b", "a\0b", "../etc"] {
             assert!(check_part(leaving).is_err(), "{leaving:?}");
         }
+    }
+
+    #[test]
+    fn a_job_writes_to_the_stores_of_its_storage_plugins_only() {
+        let granted = BTreeMap::from([("s3".to_string(), vec!["mirror".to_string()])]);
+        let stores = ArtifactStores { by_repository: BTreeMap::new(), granted };
+        let storage = ["s3".to_string()];
+        assert!(stores.may_write(&storage, "s3"), "the store named after its plugin");
+        assert!(stores.may_write(&storage, "mirror"), "one its grant lists");
+        assert!(!stores.may_write(&storage, "releases"), "another");
+        assert!(!stores.may_write(&[], "s3"), "a package that stores nothing");
     }
 }

@@ -95,6 +95,8 @@ pub(crate) struct Server {
     executors: Executors,
     /// The runs executing here, as executors elsewhere reach them.
     runs: Arc<Runs>,
+    /// Uploads through the storage proxy at once.
+    uploads: Semaphore,
     /// Runs accepted and not finished, by number.
     active: Mutex<HashMap<i64, Active>>,
     /// The background runs, waited for at shutdown.
@@ -240,6 +242,7 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
         packages_at_once,
         executors: Executors::start(queue, runs.clone(), executors),
         runs,
+        uploads: Semaphore::new(UPLOADS_AT_ONCE),
         active: Mutex::default(),
         tasks: TaskTracker::new(),
         stopping: CancellationToken::new(),
@@ -248,6 +251,9 @@ pub fn serve(options: &Options) -> Result<(), Diagnostic> {
     });
     wait_for(run(state))?
 }
+
+/// Uploads through the storage proxy at once: each spools to the data folder's disk.
+const UPLOADS_AT_ONCE: usize = 4;
 
 /// Runs worked at once when executors elsewhere run their jobs.
 const RUNS_AT_ONCE_ELSEWHERE: usize = 16;
@@ -286,8 +292,19 @@ async fn run(server: Arc<Server>) -> Result<(), Diagnostic> {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "loktar server listening on http://{address}");
     let _ = stdout.flush();
-    // Executors elsewhere reach the storage proxy where people reach the server, else where it listens.
-    server.runs.set_store_proxy_url(server.settings.public_url.clone().unwrap_or_else(|| format!("http://{address}")));
+    // Where executors elsewhere send artifacts and their job's token: where the
+    // operator says, else where it listens when that is only this machine (a
+    // loopback address means the same machine to whoever dials it).
+    let settings = &server.settings;
+    let proxy = settings.executor_url.clone().or_else(|| settings.public_url.clone());
+    match proxy.or_else(|| address.ip().is_loopback().then(|| format!("http://{address}"))) {
+        Some(url) => server.runs.set_store_proxy_url(url),
+        None if server.executors.count() == 0 => tracing::warn!(
+            "executors elsewhere cannot store artifacts through this server: it knows no address of its own for them\n\
+             hint: set `executor_url` (or `public_url`) under `[server]`"
+        ),
+        None => {}
+    }
     // Before new work: what the last process left unfinished.
     let resumed = recovery::resume(&server).await?;
     if resumed > 0 {

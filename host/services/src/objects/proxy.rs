@@ -16,6 +16,9 @@ use crate::links::encode_component;
 use crate::loktar_server::LoktarServer;
 use loktar_support::diagnostic::Diagnostic;
 
+/// The largest object the proxy takes (as the server says).
+const MAX_OBJECT: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Where and how a job reaches its server's storage proxy.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreProxy {
@@ -55,7 +58,15 @@ impl ProxyStore {
     }
 
     pub(super) async fn put(&self, key: &str, mut file: File) -> Result<ObjectInfo, Diagnostic> {
-        let mut bytes = Vec::new();
+        let size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        if size > MAX_OBJECT {
+            return Err(Diagnostic::new(format!(
+                "store `{}` through the server's storage proxy: `{key}` is {size} bytes, over the proxy's 2 GiB",
+                self.name
+            ))
+            .hint(format!("configure `[stores.{}]` in this executor's loktar.toml, with its credentials", self.name)));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| Diagnostic::new(format!("cannot read the file for `{key}`: {e}")))?;
         let answer = self.server.put_bytes(&self.path(key), bytes.into()).await.map_err(|e| self.failed(e))?;
         self.info(answer)
