@@ -16,7 +16,9 @@
 //! dispatch latency — from a package being ready (the server's
 //! `package_finished` of the one before, or `run_started`) to its program
 //! printing the clock — p50 and p99 (target p99 ≤ 50 ms), and the peak
-//! resident memory of the server and of each executor.
+//! resident memory of the server and of each executor. Then the NATS mode
+//! again with the server's run store in PostgreSQL (a server of the
+//! bench's own), against the same embedded baseline.
 //!
 //! Run with `cargo bench --bench cluster`; nats-server comes from
 //! `scripts/setup`.
@@ -25,6 +27,8 @@
 mod common;
 #[path = "../nats/tests/support/nats_server.rs"]
 mod nats_server;
+#[path = "../store/tests/support/postgres.rs"]
+mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -63,6 +67,21 @@ fn main() {
     println!(
         "  ratio of totals (executors over NATS ÷ embedded): {:.2} (target ≤ 1.3)",
         common::ratio(elsewhere.total, embedded.total)
+    );
+
+    // The same, the server's runs kept in PostgreSQL.
+    let store = postgres::Postgres::start();
+    let on_postgres = {
+        let tables = format!("[nats]\nurl = {:?}\n\n[secrets.pg]\nenv = \"BENCH_PG_PASSWORD\"\n", nats.url);
+        let database = format!("database = {:?}\ndatabase_password = \"pg\"", store.create_database("bench"));
+        let server = Process::server(&projects, &database, &tables);
+        let executors: Vec<Process> = (0..EXECUTORS).map(|_| Process::executor(&server)).collect();
+        measure(&server, &executors)
+    };
+    report("the same, the run store in PostgreSQL", &on_postgres);
+    println!(
+        "  ratio of totals (over NATS with PostgreSQL ÷ embedded): {:.2}",
+        common::ratio(on_postgres.total, embedded.total)
     );
 }
 
@@ -275,6 +294,7 @@ impl Process {
         command
             .current_dir(home)
             .env("BENCH_API_TOKEN", TOKEN)
+            .env("BENCH_PG_PASSWORD", postgres::PASSWORD)
             .env("LOKTAR_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-wasm-cache"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
