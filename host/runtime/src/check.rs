@@ -72,13 +72,6 @@ pub enum ImportUse {
     Refused,
 }
 
-impl ComponentReport {
-    /// The capabilities a configuration must grant for it to load.
-    pub fn needs(&self) -> Vec<Capability> {
-        self.plugin.as_ref().map(|plugin| plugin.declares.clone()).unwrap_or_default()
-    }
-}
-
 /// Checks the component in `path`, compiling it (through `engine`'s cache)
 /// only when its imports do not refuse it already. An error for a file that
 /// cannot be read or is not a component.

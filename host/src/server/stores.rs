@@ -40,7 +40,7 @@ pub(crate) async fn put(
     body: Body,
 ) -> Result<Response, Problem> {
     let (job, store) = job_store(&server, &headers, &store)?;
-    let key = checked_key(&key).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.message))?.to_string();
+    let key = plain_key(&key)?;
     let too_large = || {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "the object is larger than 2 GiB")
             .hint("keep such artifacts in a store the executor has credentials for")
@@ -108,11 +108,16 @@ pub(crate) async fn describe(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let (_, (_, store)) = job_store(&server, &headers, &store)?;
-    let key = checked_key(&key).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.message))?.to_string();
+    let key = plain_key(&key)?;
     match store.head(&key).await.map_err(Problem::internal)? {
         Some(info) => Ok(described(&info).into_response()),
         None => Err(Problem::new(StatusCode::NOT_FOUND, format!("no object `{key}`"))),
     }
+}
+
+/// `key`, when it stays in the store (else 400, not the store's own refusal).
+fn plain_key(key: &str) -> Result<String, Problem> {
+    checked_key(key).map(str::to_string).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.message))
 }
 
 fn described(info: &ObjectInfo) -> axum::Json<serde_json::Value> {

@@ -218,6 +218,16 @@ impl Connection {
         }
     }
 
+    /// Takes `lock` within the open transaction. On SQLite, nothing more: a
+    /// transaction takes the one write lock at its first write (nothing
+    /// numbers runs within a batch).
+    pub(crate) fn lock(&self, lock: Lock) -> Result<(), SqlError> {
+        match self {
+            Connection::Sqlite(_) => Ok(()),
+            Connection::Postgres(session) => session.lock(lock),
+        }
+    }
+
     /// Ends the open transaction, keeping (`commit`) or dropping its writes.
     pub(crate) fn end(&self, commit: bool) -> Result<(), SqlError> {
         match self {
@@ -239,12 +249,10 @@ impl<'a> Transaction<'a> {
     pub(crate) fn begin(connection: &'a Connection, lock: Lock) -> Result<Transaction<'a>, SqlError> {
         let opened = !connection.in_transaction();
         if opened {
-            connection.begin(lock)?;
-        } else if let Connection::Postgres(session) = connection {
-            session.lock(lock)?;
+            connection.begin(lock)?
+        } else {
+            connection.lock(lock)?
         }
-        // Within a batch on SQLite, numbering takes the write lock at its first write, as the batch's
-        // writes do; nothing numbers runs within a batch.
         Ok(Transaction { connection, opened })
     }
 

@@ -53,8 +53,7 @@ impl ProxyStore {
     }
 
     fn path(&self, key: &str) -> String {
-        let key: Vec<String> = key.split('/').map(encode_component).collect();
-        format!("/api/stores/{}/{}", encode_component(&self.name), key.join("/"))
+        format!("/api/stores/{}/{}", encode_component(&self.name), encoded(key))
     }
 
     pub(super) async fn put(&self, key: &str, mut file: File) -> Result<ObjectInfo, Diagnostic> {
@@ -80,8 +79,7 @@ impl ProxyStore {
     /// The server's download link: its storage proxy serves the object to
     /// whoever may read its API.
     pub(super) fn download_url(&self, key: &str) -> String {
-        let key: Vec<String> = key.split('/').map(encode_component).collect();
-        format!("{}/api/artifacts/{}", self.server.url(), key.join("/"))
+        format!("{}/api/artifacts/{}", self.server.url(), encoded(key))
     }
 
     fn info(&self, answer: serde_json::Value) -> Result<ObjectInfo, Diagnostic> {
@@ -102,4 +100,9 @@ impl ProxyStore {
             ..problem
         }
     }
+}
+
+/// A key as a URL path: each of its parts encoded, the slashes between kept.
+fn encoded(key: &str) -> String {
+    key.split('/').map(encode_component).collect::<Vec<_>>().join("/")
 }
